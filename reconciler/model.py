@@ -1,0 +1,92 @@
+"""The domain's vocabulary: effective records compared by the planner and kept in the state.
+
+Records are plain JSON-able dicts so the same value is planned, saved in a plan file, stored in
+the state and compared with ``==`` without conversion layers (a 100k-user tenant is held once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+EmailType = Literal["enabled", "details-changed", "pin-reset", "conference-info", "disabled"]
+EMAIL_TYPES: tuple[EmailType, ...] = (
+    "enabled",
+    "details-changed",
+    "pin-reset",
+    "conference-info",
+    "disabled",
+)
+PROVIDERS = ("Microsoft", "ThirdParty", "None")
+LOCALES = ("en", "fr")
+DEFAULT_MEETING_UPDATE_TOOL_URL = "https://aka.ms/meetingupdatetool"
+
+# Set-CsOnlineDialInConferencingTenantSettings, with its documented defaults.
+SETTINGS_DEFAULTS: dict[str, Any] = {
+    "automatically_send_emails_to_users": True,
+    "send_email_from_override": False,
+    "send_email_from_address": None,
+    "send_email_from_display_name": None,
+    "pin_length": 5,
+    "use_unique_conference_ids": False,
+    "allow_pstn_only_meetings_by_default": False,
+    "automatically_migrate_user_meetings": True,
+    "automatically_replace_acp_provider": False,
+    "enable_dial_out_join_confirmation": False,
+    "enable_entry_exit_notifications": True,
+    "enable_name_recording": True,
+    "entry_exit_announcements_type": "UseNames",
+    "mask_pstn_numbers_type": "MaskedForExternalUsers",
+    "migrate_service_numbers_on_cross_forest_move": False,
+}
+
+
+class UserRecord(TypedDict):
+    """A user's effective values (defaults applied), keyed elsewhere by the lower-cased UPN."""
+
+    upn: str
+    display_name: str | None
+    license: bool
+    provider: str
+    conference_id: str | None
+    dial_in_number: str | None
+    toll_free_number: str | None
+    email: str
+    locale: str
+    pin_reset: str | None
+    send_conference_info: str | None
+
+
+class BridgeNumber(TypedDict):
+    number: str
+    type: Literal["toll", "toll_free"]
+    location: str | None
+
+
+class TenantRecord(TypedDict):
+    """A tenant's effective configuration, everything but its users."""
+
+    settings: dict[str, Any]
+    bridge: dict[str, Any]
+    email: dict[str, Any]
+
+
+def is_enabled(user: UserRecord | None) -> bool:
+    """SPEC §4: licensed and on Microsoft's bridge; an absent user is not enabled."""
+    return user is not None and user["license"] is True and user["provider"] == "Microsoft"
+
+
+@dataclass
+class TenantConfig:
+    """One tenant as configured: its effective records plus where each user was written.
+
+    ``sources`` maps a user key to (file, key as written) so later checks (plan-time request
+    errors) can point at the right ``file:line:column``.
+    """
+
+    name: str
+    tenant: TenantRecord
+    users: dict[str, UserRecord]
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    """Relative path of every file read → content hash (recorded with the state)."""
