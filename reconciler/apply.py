@@ -1,0 +1,222 @@
+"""Apply: lock, plan, confirm, commit state and outbox in one transaction, then deliver.
+
+Nothing lost, nothing doubled: every message is composed (PIN included) and written to the
+outbox in the same transaction as the new state, before anything is sent; delivery marks each
+message delivered (erasing its body) once the server accepted it. A run killed at any point
+leaves either the old state and no messages, or the new state and its queued messages, which the
+next apply delivers first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from pathlib import Path
+from typing import Protocol
+
+from reconciler.delivery import (
+    DeliveryReport,
+    SuppressedFiles,
+    Transport,
+    deliver,
+    open_transport,
+)
+from reconciler.emails import Sender, compose, generate_pin, message_id, parse_default_sender, sender_for
+from reconciler.errors import UserError
+from reconciler.manager import Manager, read_saved_plan
+from reconciler.model import TenantConfig
+from reconciler.plan import Plan, TenantPlan, plan_tenant
+from reconciler.state import Applied, Commit, NewMessage, QueuedMessage, StaleState, StateLocked
+
+PIN_TYPES = ("enabled", "pin-reset")
+MAILDIR_DEFAULT_FROM = "noreply@localhost"
+
+
+class UI(Protocol):
+    """What apply needs from its terminal."""
+
+    def show_plan(self, plan: Plan) -> None: ...
+    def confirm(self, plan: Plan) -> bool: ...
+    def echo(self, message: str, err: bool = False) -> None: ...
+    def progress(self, total: int, label: str) -> contextlib.AbstractContextManager[
+        Callable[[object], None]]: ...
+
+
+@dataclass
+class Outcome:
+    applied: list[tuple[str, int]] = field(default_factory=list)
+    delivered: int = 0
+    queued: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    suppressed: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.queued and not self.failed
+
+
+def default_sender(mail_url: str, value: str | None) -> Sender:
+    """``--default-from``, required for SMTP; a Maildir gets ``noreply@localhost``."""
+    if value is None:
+        if not mail_url.startswith("maildir:"):
+            raise UserError("--default-from (or RECONCILER_DEFAULT_FROM) is required for SMTP "
+                            "delivery")
+        value = MAILDIR_DEFAULT_FROM
+    try:
+        return parse_default_sender(value)
+    except ValueError as exc:
+        raise UserError(f"--default-from {value!r}: {exc}") from None
+
+
+def suppressed_dir(state: str, tenant: str) -> Path:
+    """Where suppressed messages are kept for the operator: beside the state database."""
+    return Path(state).resolve().parent / "suppressed" / tenant
+
+
+def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
+              auto_approve: bool = False, allow_mass_disable: bool = False) -> Outcome:
+    options = manager.options
+    sender = default_sender(options.mail, options.default_from)
+    transport = open_transport(options.mail, default_from=sender.address)
+    outcome = Outcome()
+    if saved is not None:
+        shown_plan, configs, expected = read_saved_plan(saved)
+        names = sorted(configs)
+    else:
+        loaded = manager.load()
+        names = manager.tenant_names(loaded)
+    with _locked(manager, names):
+        for name in names:
+            _deliver(manager, name, transport, ui, outcome)
+        if saved is not None:
+            plan = _replan_saved(manager, configs, expected, shown_plan)
+        else:
+            plan = manager.plan(loaded, names)
+            ui.show_plan(plan)
+        if not plan.has_changes:
+            return outcome
+        if saved is None and not auto_approve and not ui.confirm(plan):
+            raise UserError("apply cancelled; nothing was changed")
+        guarded = [t.name for t in plan.tenants if t.mass_disable]
+        if guarded and not allow_mass_disable:
+            raise UserError(
+                f"refusing to disable more than 10% of the enabled users of {', '.join(guarded)}; "
+                "check the configuration (a deleted users file?) or pass --allow-mass-disable")
+        for tenant_plan in plan.tenants:
+            if tenant_plan.has_changes and not tenant_plan.missing:
+                outcome.applied.append(_commit(manager, tenant_plan, sender))
+                _deliver(manager, tenant_plan.name, transport, ui, outcome)
+    return outcome
+
+
+@contextlib.contextmanager
+def _locked(manager: Manager, names: list[str]) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for name in sorted(names):
+            try:
+                stack.enter_context(manager.store.lock(name, manager.options.lock_timeout))
+            except StateLocked as exc:
+                raise UserError(f"{name}: {exc}") from None
+        yield
+
+
+def _replan_saved(manager: Manager, configs: dict[str, TenantConfig],
+                  expected: dict[str, tuple[str | None, int]], shown: dict) -> Plan:
+    """The saved plan, re-derived from its configs against the state it was made for."""
+    tenants = []
+    for name, config in sorted(configs.items()):
+        applied = manager.store.load(name)
+        current = (applied.lineage, applied.serial) if applied else (None, 0)
+        if current != expected[name]:
+            raise UserError(f"saved plan is stale: {name} was planned at serial "
+                            f"{expected[name][1]} but the state is now at serial {current[1]}; "
+                            "make a new plan")
+        tenant_plan, _ = plan_tenant(config, applied)
+        tenants.append(tenant_plan)
+    plan = Plan(tenants)
+    from reconciler.outputs.json import plan_to_dict
+
+    if plan_to_dict(plan)["tenants"] != [t for t in shown["tenants"] if t["name"] in configs]:
+        raise UserError("saved plan does not match what it would apply; make a new plan")
+    return plan
+
+
+def _commit(manager: Manager, plan: TenantPlan, default: Sender) -> tuple[str, int]:
+    store, config = manager.store, plan.config
+    assert config is not None
+    applied = store.load(plan.name)
+    lineage = applied.lineage if applied else uuid.uuid4().hex
+    serial = (applied.serial if applied else 0) + 1
+    messages = compose_messages(manager, plan, applied, lineage, serial, default)
+    before = applied.users if applied else {}
+    change = Commit(
+        tenant=config.tenant,
+        upserts={u.user: config.users[u.user] for u in plan.user_changes if u.action != "delete"},
+        deletes=[u.user for u in plan.user_changes if u.action == "delete" and u.user in before],
+        files=config.files,
+        messages=messages,
+        lineage=lineage,
+    )
+    try:
+        return plan.name, store.commit(plan.name, (plan.lineage, plan.serial), change)[1]
+    except StaleState as exc:
+        raise UserError(f"stale plan: {exc}") from None
+
+
+def compose_messages(manager: Manager, plan: TenantPlan, applied: Applied | None, lineage: str,
+                     serial: int, default: Sender, *, preview: bool = False) -> list[NewMessage]:
+    """Every planned email of a tenant as RFC 5322 bytes; a fresh PIN where the type has one."""
+    config = plan.config
+    assert config is not None
+    settings = config.tenant["settings"]
+    sender = sender_for(settings, default)
+    date = datetime.now(UTC)
+    before = applied.users if applied else {}
+    messages = []
+    for email in plan.emails:
+        user = config.users.get(email.user) or before[email.user]
+        pin = None
+        if email.type in PIN_TYPES:
+            pin = "•" * settings["pin_length"] if preview else generate_pin(settings["pin_length"])
+        mid = message_id(plan.name, lineage, serial, email.user, email.type)
+        message = compose(tenant_name=plan.name, tenant=config.tenant, user=user,
+                          email_type=email.type, pin=pin, sender=sender, message_id=mid,
+                          date=date, templates=manager.templates, preview=preview)
+        messages.append(NewMessage(email.user, email.type, mid, sender.address, [user["email"]],
+                                   message.as_bytes(policy=policy.SMTP), email.suppressed))
+    return messages
+
+
+def _deliver(manager: Manager, tenant: str, transport: Transport, ui: UI,
+             outcome: Outcome) -> None:
+    store = manager.store
+    queued = store.queued(tenant)
+    if not queued:
+        return
+    files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))
+    kept = [m for m in queued if m.suppressed]
+    to_send = [m for m in queued if not m.suppressed]
+
+    def delivered(message: QueuedMessage) -> None:
+        store.mark_delivered(message.message_id)
+
+    def failed(message: QueuedMessage, reason: str) -> None:
+        store.mark_failed(message.message_id, reason)
+
+    for batch, sink, label in ((kept, files, "keeping suppressed"), (to_send, transport,
+                                                                      "sending")):
+        if not batch:
+            continue
+        with ui.progress(len(batch), f"{tenant}: {label}") as step, sink:
+            report: DeliveryReport = deliver(batch, sink, on_delivered=delivered,
+                                             on_failed=failed, progress=step)
+        outcome.delivered += len(report.delivered) if sink is transport else 0
+        outcome.queued.extend(report.queued)
+        outcome.failed.update(report.failed)
+        if sink is files:
+            outcome.suppressed.extend(files.path_for(m) for m in batch
+                                      if m.message_id in report.delivered)

@@ -1,0 +1,278 @@
+"""The command line: parse options, call the manager, print. No logic lives here."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler import __version__
+from reconciler.apply import default_sender, run_apply
+from reconciler.delivery import deliver, open_transport
+from reconciler.emails import check_templates, compose, message_id, sender_for
+from reconciler.errors import ConfigError, UserError
+from reconciler.manager import Manager, Options, save_plan
+from reconciler.outputs import render
+from reconciler.plan import Plan
+from reconciler.state import Commit, NewMessage, StaleState
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command accepts after its name (SPEC §5)."""
+    decorators = [
+        click.option("--config", "config", type=click.Path(path_type=Path), default="tenants",
+                     envvar="RECONCILER_CONFIG", show_default=True,
+                     help="Folder holding one folder per tenant."),
+        click.option("--state", default=".reconciler/state.db", envvar="RECONCILER_STATE",
+                     show_default=True, help="State database (SQLite path)."),
+        click.option("--mail", default="maildir:.reconciler/mail", envvar="RECONCILER_MAIL_URL",
+                     show_default=True,
+                     help="maildir:PATH, smtp://, smtp+starttls:// or smtps:// URL."),
+        click.option("--default-from", envvar="RECONCILER_DEFAULT_FROM",
+                     help="Default sender ('Name <address>' or address); required for SMTP."),
+        click.option("--templates", type=click.Path(path_type=Path), envvar="RECONCILER_TEMPLATES",
+                     help="Email templates folder (default ./templates, else the packaged copy)."),
+        click.option("--tenant", "tenants", multiple=True,
+                     help="Only this tenant (repeatable; default all)."),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(config: Path, state: str, mail: str, default_from: str | None,
+                templates: Path | None, tenants: tuple[str, ...], **kwargs: Any) -> Any:
+        if templates is None and Path("templates").is_dir():
+            templates = Path("templates")
+        options = Options(config, state, mail, default_from, templates, tenants,
+                          kwargs.pop("lock_timeout", 0.0))
+        manager = Manager(options)
+        try:
+            return command(manager, **kwargs)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            click.echo(f"{len(exc.problems)} problem(s) found; nothing was planned, applied "
+                       "or sent.", err=True)
+            sys.exit(EXIT_ERROR)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_ERROR)
+        finally:
+            manager.close()
+
+    for decorator in reversed(decorators):
+        wrapper = decorator(wrapper)
+    return wrapper
+
+
+def lock_timeout_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--lock-timeout", type=float, default=0.0, show_default=True,
+                        help="Seconds to wait for another apply's lock.")(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconciler")
+def main() -> None:
+    """Reconcile Microsoft 365 Audio Conferencing users with their YAML configuration."""
+
+
+@main.command()
+@common_options
+def validate(manager: Manager) -> None:
+    """Check the configuration and templates (no state needed)."""
+    problems = check_templates(manager.options.templates)
+    try:
+        loaded = manager.load()
+    except ConfigError as exc:
+        raise ConfigError([*exc.problems, *problems]) from None
+    if problems:
+        raise ConfigError(problems)
+    users = sum(len(t.users) for t in loaded.tenants.values())
+    click.echo(f"Configuration valid: {len(loaded.tenants)} tenant(s), {users} user(s).")
+
+
+@main.command()
+@common_options
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]),
+              default="text", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Save the plan for `apply FILE`.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 when nothing changes, 2 when something does, 1 on error.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
+         quiet: bool) -> None:
+    """Show what apply would change and which emails each user would get."""
+    loaded = manager.load()
+    result = manager.plan(loaded, manager.tenant_names(loaded))
+    if out is not None:
+        save_plan(result, out)
+    if not quiet:
+        click.echo(render(result, fmt, color=_color()), nl=False, color=_color())
+    if detailed_exitcode and result.has_changes:
+        sys.exit(EXIT_CHANGES)
+
+
+@main.command()
+@common_options
+@lock_timeout_option
+@click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--auto-approve", is_flag=True, help="Apply without asking.")
+@click.option("--allow-mass-disable", is_flag=True,
+              help="Allow disabling more than 10% of a tenant's enabled users.")
+def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
+          allow_mass_disable: bool) -> None:
+    """Send exactly the planned emails and record the new state."""
+    if planfile is None and not auto_approve and not sys.stdin.isatty():
+        raise UserError("no terminal to confirm on: review with `plan` and pass --auto-approve, "
+                        "or apply a saved plan file; nothing was done")
+    outcome = run_apply(manager, ClickUI(), saved=planfile, auto_approve=auto_approve,
+                        allow_mass_disable=allow_mass_disable)
+    for path in outcome.suppressed:
+        click.echo(f"suppressed: kept for the operator (inform the user yourself): {path}")
+    applied = ", ".join(f"{name} (serial {serial})" for name, serial in outcome.applied)
+    click.echo(f"Applied: {applied or 'nothing to change'}. {outcome.delivered} email(s) "
+               f"delivered, {len(outcome.suppressed)} suppressed, {len(outcome.queued)} queued, "
+               f"{len(outcome.failed)} failed.")
+    for mid, reason in sorted(outcome.failed.items()):
+        click.echo(f"failed: {mid}: {reason}", err=True)
+    if outcome.queued:
+        click.echo(f"{len(outcome.queued)} email(s) still queued: the next apply delivers them "
+                   "first.", err=True)
+    if not outcome.ok:
+        sys.exit(EXIT_ERROR)
+
+
+@main.command("import")
+@common_options
+@lock_timeout_option
+@click.option("--force", is_flag=True, help="Overwrite a tenant's existing applied state.")
+def import_(manager: Manager, force: bool) -> None:
+    """Record the configuration as applied without sending anything (adopt a tenant)."""
+    loaded = manager.load()
+    store = manager.store
+    existing = [n for n in loaded.tenants if store.load(n) is not None]
+    if existing and not force:
+        raise UserError(f"{', '.join(existing)} already has applied state; importing would "
+                        "overwrite it (pass --force to do so on purpose)")
+    for name, config in sorted(loaded.tenants.items()):
+        with store.lock(name, manager.options.lock_timeout):
+            applied = store.load(name)
+            expected = (applied.lineage, applied.serial) if applied else (None, 0)
+            change = Commit(config.tenant, config.users, [], config.files, [],
+                            uuid.uuid4().hex, kind="import", replace=True)
+            try:
+                _, serial = store.commit(name, expected, change)
+            except StaleState as exc:
+                raise UserError(str(exc)) from None
+        click.echo(f"Imported {name}: {len(config.users)} user(s), serial {serial}; "
+                   "no email sent.")
+
+
+@main.group()
+def state() -> None:
+    """Inspect the applied state."""
+
+
+@state.command("show")
+@common_options
+def state_show(manager: Manager) -> None:
+    """The applied state as JSON (message bodies and PINs are never shown)."""
+    store = manager.store
+    names = [n for n in store.tenants() if not manager.options.tenants
+             or n in manager.options.tenants]
+    tenants = []
+    for name in names:
+        applied = store.load(name)
+        assert applied is not None
+        tenants.append({"name": name, "lineage": applied.lineage, "serial": applied.serial,
+                        **applied.tenant, "users": applied.users, "files": applied.files,
+                        "outbox": list(store.messages(name)), "history": store.history(name)})
+    click.echo(json.dumps({"tenants": tenants}, indent=2, ensure_ascii=False))
+
+
+@main.command()
+@common_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def history(manager: Manager, fmt: str) -> None:
+    """Past applies and imports: time, serial, emails by type."""
+    rows = [r for r in manager.store.history()
+            if not manager.options.tenants or r["tenant"] in manager.options.tenants]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        emails = ", ".join(f"{n} {k}" for k, n in sorted(r["emails"].items())) or "no email"
+        click.echo(f"{r['applied_at']}  {r['tenant']}  serial {r['serial']}  {r['kind']}  "
+                   f"{emails}  ({r['suppressed']} suppressed)  by {r['actor']}")
+
+
+@main.command("test-email")
+@common_options
+@click.option("--to", "to", required=True, help="Where to send the sample.")
+def test_email(manager: Manager, to: str) -> None:
+    """Send one sample message with the tenant's From settings (no real PIN)."""
+    if len(manager.options.tenants) != 1:
+        raise UserError("test-email needs exactly one --tenant")
+    loaded = manager.load()
+    name = manager.options.tenants[0]
+    if name not in loaded.tenants:
+        raise UserError(f"no tenant folder {name} under {manager.options.config}")
+    tenant = loaded.tenants[name].tenant
+    sender = sender_for(tenant["settings"], default_sender(manager.options.mail,
+                                                           manager.options.default_from))
+    user = {"upn": to, "display_name": None, "license": True, "provider": "Microsoft",
+            "conference_id": "0000000", "dial_in_number": tenant["bridge"]["default_number"]
+            or tenant["bridge"]["numbers"][0]["number"], "toll_free_number": None, "email": to,
+            "locale": tenant["email"]["locale"], "pin_reset": None, "send_conference_info": None}
+    mid = message_id(name, uuid.uuid4().hex, 0, to, "test-email")
+    message = compose(tenant_name=name, tenant=tenant, user=user, email_type="conference-info",
+                      pin=None, sender=sender, message_id=mid, date=datetime.now(UTC),
+                      templates=manager.templates, preview=True)
+    sample = NewMessage(to, "conference-info", mid, sender.address, [to],
+                        message.as_bytes(policy=policy.SMTP), False)
+    with open_transport(manager.options.mail, default_from=sender.address) as transport:
+        report = deliver([sample], transport, on_delivered=lambda m: None,
+                         on_failed=lambda m, r: None)
+    if not report.delivered:
+        raise UserError(f"sample not delivered to {to}: "
+                        f"{report.failed.get(mid, 'server unreachable, try again')}")
+    click.echo(f"Sample sent to {to} from {sender.display_name} <{sender.address}> via "
+               f"{transport.description}.")
+
+
+class ClickUI:
+    """apply's terminal: the plan, the prompt, and a progress bar only on a TTY."""
+
+    def show_plan(self, plan: Plan) -> None:
+        click.echo(render(plan, "text", color=_color()), nl=False, color=_color())
+
+    def confirm(self, plan: Plan) -> bool:
+        answer = click.prompt("Apply this plan and send these emails? Only 'yes' is accepted",
+                              default="", show_default=False)
+        return answer.strip() == "yes"
+
+    def echo(self, message: str, err: bool = False) -> None:
+        click.echo(message, err=err)
+
+    @contextlib.contextmanager
+    def progress(self, total: int, label: str) -> Iterator[Callable[[object], None]]:
+        if total < 20 or not sys.stderr.isatty():
+            yield lambda _message: None
+            return
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            yield lambda _message: bar.update(1)
+
+
+def _color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ

@@ -1,0 +1,186 @@
+"""Loading tenant folders into effective records, or every problem they have.
+
+``load_config`` reads each tenant folder (``tenant.yaml``, ``users.yaml``, ``users/**/*.yaml``),
+checks shape (JSON Schema) and meaning (``semantic``), and returns effective records. Problems are
+gathered as findings by data path and located to ``file:line:column`` once, at the end, by
+re-reading only the files that have them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.config import schema, semantic
+from reconciler.config.yamlload import Finding, YAMLProblem, load, locate
+from reconciler.errors import ConfigError, Problem
+from reconciler.model import LOCALES, TenantConfig, TenantRecord, UserRecord
+
+__all__ = ["Finding", "LoadedConfig", "load_config", "locate_findings", "tenant_names"]
+
+
+@dataclass
+class LoadedConfig:
+    root: Path
+    tenants: dict[str, TenantConfig]
+    missing: list[str] = field(default_factory=list)
+    """Tenants asked for by name that have no folder."""
+
+
+def tenant_names(root: Path) -> list[str]:
+    """Every tenant folder under the config root (hidden folders ignored)."""
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def load_config(
+    root: Path, only: Sequence[str] | None = None, locales: Collection[str] = LOCALES
+) -> LoadedConfig:
+    """Load the tenants under ``root`` (or only the named ones); raise ConfigError with every
+    problem of every tenant."""
+    names = list(only) if only else tenant_names(root)
+    if not only and not names:
+        raise ConfigError([Problem(str(root), 1, 1, "no tenant folders found (expected "
+                                   "<config>/<tenant>/tenant.yaml)")])
+    result = LoadedConfig(root, {})
+    problems: list[Problem] = []
+    for name in names:
+        if not (root / name).is_dir():
+            result.missing.append(name)
+            continue
+        reader = _TenantReader(root, name, locales)
+        config = reader.read()
+        problems.extend(reader.problems())
+        if config is not None:
+            result.tenants[name] = config
+    if problems:
+        raise ConfigError(problems)
+    return result
+
+
+def locate_findings(root: Path, findings: Iterable[Finding]) -> list[Problem]:
+    """Locate findings made after loading (plan-time checks) in their files."""
+    by_file: dict[str, list[Finding]] = defaultdict(list)
+    for finding in findings:
+        by_file[finding.file].append(finding)
+    problems = []
+    for file, group in by_file.items():
+        problems.extend(locate((root / file).read_bytes(), group))
+    return problems
+
+
+class _TenantReader:
+    """Reads one tenant folder, collecting findings instead of stopping at the first."""
+
+    def __init__(self, root: Path, name: str, locales: Collection[str]):
+        self.root, self.name, self.locales = root, name, locales
+        self.texts: dict[str, bytes] = {}
+        self.findings: list[Finding] = []
+        self.located: list[Problem] = []
+
+    def problems(self) -> list[Problem]:
+        by_file: dict[str, list[Finding]] = defaultdict(list)
+        for finding in self.findings:
+            by_file[finding.file].append(finding)
+        located = list(self.located)
+        for file, group in by_file.items():
+            located.extend(locate(self.texts[file], group))
+        return located
+
+    def read(self) -> TenantConfig | None:
+        tenant_file = f"{self.name}/tenant.yaml"
+        if not semantic.TENANT_NAME.match(self.name):
+            self.located.append(Problem(tenant_file, 1, 1, f"tenant folder name {self.name!r} "
+                                        "must be 1-63 lowercase letters, digits or '-'"))
+        doc = self._read(tenant_file, "tenant.schema.json")
+        if doc is _MISSING:
+            self.located.append(Problem(tenant_file, 1, 1, "missing tenant.yaml: every tenant "
+                                        "folder needs one (settings and bridge)"))
+        tenant_ok = isinstance(doc, dict) and not self.findings and not self.located
+        tenant = semantic.effective_tenant(doc if tenant_ok else {})
+        if tenant_ok:
+            self.findings.extend(semantic.check_tenant(tenant, tenant_file, self.locales))
+        users, sources = self._read_users(tenant, check_numbers=tenant_ok)
+        if self.findings or self.located:
+            return None
+        return TenantConfig(self.name, tenant, users, sources,
+                            {f: hashlib.sha256(t).hexdigest() for f, t in self.texts.items()})
+
+    def _read(self, file: str, schema_name: str) -> Any:
+        path = self.root / file
+        if not path.is_file():
+            return _MISSING
+        text = path.read_bytes()
+        self.texts[file] = text
+        try:
+            data = load(text, file, self.located)
+        except YAMLProblem as exc:
+            self.located.append(exc.problem)
+            return _INVALID
+        if data is None:
+            data = {}
+        if schema_name == "users.schema.json" and isinstance(data, dict):
+            return self._check_users_file(data, file)
+        found = schema.check(data, schema_name, file)
+        self.findings.extend(found)
+        return _INVALID if found else data
+
+    def _check_users_file(self, data: dict[str, Any], file: str) -> Any:
+        """Check the file's frame, then each user record on its own, so one bad user does not
+        hide the others and good users are still checked for meaning."""
+        frame = {k: (v if k != "users" or not isinstance(v, dict) else {}) for k, v in data.items()}
+        found = schema.check(frame, "users.schema.json", file)
+        self.findings.extend(found)
+        if found:
+            return _INVALID
+        users = data.get("users") or {}
+        valid = {}
+        for key, raw in users.items():
+            problems = schema.check(raw, "users.schema.json", file, ("users", key), "user")
+            if problems:
+                self.findings.extend(problems)
+            else:
+                valid[key] = raw
+        return valid
+
+    def _user_files(self) -> list[str]:
+        folder = self.root / self.name
+        files = [folder / "users.yaml"] if (folder / "users.yaml").is_file() else []
+        if (folder / "users").is_dir():
+            files.extend(sorted(p for p in (folder / "users").rglob("*.y*ml") if p.is_file()))
+        return [p.relative_to(self.root).as_posix() for p in files]
+
+    def _read_users(self, tenant: TenantRecord, check_numbers: bool
+                    ) -> tuple[dict[str, UserRecord], dict[str, tuple[str, str]]]:
+        users: dict[str, UserRecord] = {}
+        sources: dict[str, tuple[str, str]] = {}
+        places: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        ids: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        numbers = semantic.bridge_numbers(tenant)
+        for file in self._user_files():
+            raws = self._read(file, "users.schema.json")
+            if not isinstance(raws, dict):
+                continue
+            for key, raw in raws.items():
+                upn = key.lower()
+                places[upn].append((file, key))
+                user = semantic.effective_user(upn, raw, tenant)
+                if check_numbers:
+                    self.findings.extend(
+                        semantic.check_user(user, raw, key, file, tenant, numbers, self.locales))
+                if user["conference_id"] is not None:
+                    ids[user["conference_id"]].append((file, key))
+                users[upn] = user
+                sources[upn] = (file, key)
+        self.findings.extend(semantic.check_unique(places, "user"))
+        self.findings.extend(semantic.check_unique(ids, "conference_id", ("conference_id",)))
+        return users, sources
+
+
+_MISSING = object()
+_INVALID = object()

@@ -1,0 +1,111 @@
+"""Shape checks from the published JSON Schemas, with messages written for administrators.
+
+The schemas in ``schemas/`` are the single source of the shape: editors use them through
+``yaml-language-server`` and this module uses them through ``jsonschema``. Because the YAML
+loader keeps numbers as text, the type checker lets a plain numeral stand for an ``integer``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from reconciler.config.yamlload import Finding
+from reconciler.resources import schema_path
+
+_TYPE_CHECKER = Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer",
+    lambda checker, value: (
+        (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, str) and value.isascii() and value.isdigit())
+    ),
+)
+_Validator = jsonschema.validators.extend(Draft202012Validator, type_checker=_TYPE_CHECKER)
+
+_TYPE_WORDS = {
+    "boolean": "true or false",
+    "integer": "a whole number",
+    "string": "text",
+    "object": "a mapping of keys to values",
+    "array": "a list",
+    "null": "nothing",
+}
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    return json.loads(schema_path(name).read_text(encoding="utf-8"))
+
+
+@cache
+def validator(name: str, definition: str | None = None) -> Any:
+    """A validator for a whole schema file, or for one of its ``$defs``."""
+    schema = load_schema(name)
+    if definition is not None:
+        schema = {**schema["$defs"][definition], "$defs": schema["$defs"]}
+    return _Validator(schema)
+
+
+def check(data: Any, name: str, file: str, prefix: tuple = (), definition: str | None = None
+          ) -> list[Finding]:
+    """Every way ``data`` breaks the schema, as findings at their paths."""
+    findings = []
+    for error in validator(name, definition).iter_errors(data):
+        findings.extend(_explain(error, file, prefix))
+    return findings
+
+
+def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Finding]:
+    path = prefix + tuple(error.absolute_path)
+    schema, kind, value = error.schema, error.validator, error.instance
+    if kind == "additionalProperties" and isinstance(value, dict):
+        allowed = sorted(schema.get("properties", {}))
+        for key in sorted(set(value) - set(allowed)):
+            yield Finding(file, (*path, key), _unknown_key(key, allowed), at_key=True)
+    elif kind == "required":
+        missing = error.message.split("'")[1]
+        where = "this entry" if path else "the file"
+        yield Finding(file, path, f"missing required key {missing!r} in {where}", at_key=True)
+    elif kind == "type":
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        wanted = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+        hint = ""
+        if "boolean" in types and isinstance(value, str):
+            hint = " (only true and false are booleans; yes/no/on/off are not)"
+        yield Finding(file, path, f"expected {wanted}, got {_show(value)}{hint}")
+    elif kind == "enum":
+        options = schema["enum"]
+        near = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        yield Finding(file, path, f"{_show(value)} is not allowed{hint}; allowed: "
+                                  + ", ".join(map(str, options)))
+    elif kind == "pattern":
+        reason = schema.get("patternErrorMessage", f"must match {schema['pattern']}")
+        yield Finding(file, path, f"{_show(value)} {reason}")
+    elif kind in ("minimum", "maximum"):
+        low, high = schema.get("minimum"), schema.get("maximum")
+        yield Finding(file, path, f"{_show(value)} is out of range; allowed: {low} to {high}")
+    elif kind == "minItems":
+        yield Finding(file, path, f"needs at least {schema['minItems']} item(s)")
+    else:
+        yield Finding(file, path, error.message)
+
+
+def _unknown_key(key: str, allowed: list[str]) -> str:
+    near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,216 @@
+"""Checks the schema cannot express, and the effective records they produce.
+
+Everything here is pure: raw YAML data in, effective records and findings out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator
+from functools import lru_cache
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from reconciler.config.yamlload import Finding
+from reconciler.model import (
+    DEFAULT_MEETING_UPDATE_TOOL_URL,
+    SETTINGS_DEFAULTS,
+    TenantRecord,
+    UserRecord,
+    is_enabled,
+)
+
+TENANT_NAME = re.compile(r"^[a-z0-9-]{1,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A conservative subset of addresses that are certainly valid; anything else is asked of
+# email-validator, so the verdict is always the library's while the common case stays cheap.
+_PLAIN_ADDRESS = re.compile(
+    r"^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+    re.IGNORECASE,
+)
+
+
+def address_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable email address, or None."""
+    if _CONTROL.search(value):
+        return "must not contain control characters such as line breaks"
+    if len(value) <= 254 and _PLAIN_ADDRESS.match(value) and len(value.split("@")[0]) <= 64:
+        return None
+    return _library_verdict(value)
+
+
+@lru_cache(maxsize=1024)
+def _library_verdict(value: str) -> str | None:
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
+def e164_problem(number: str) -> str | None:
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException as exc:
+        return f"is not a phone number ({exc})"
+    if not phonenumbers.is_valid_number(parsed):
+        return "is not a valid phone number for its country code"
+    if phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) != number:
+        return "must be written in E.164 form"
+    return None
+
+
+def effective_tenant(doc: dict[str, Any]) -> TenantRecord:
+    """Tenant values with every documented default filled in."""
+    settings = {**SETTINGS_DEFAULTS, **(doc.get("settings") or {})}
+    settings["pin_length"] = int(settings["pin_length"])
+    bridge = doc.get("bridge") or {}
+    email = doc.get("email") or {}
+    return {
+        "settings": settings,
+        "bridge": {
+            "numbers": [
+                {"number": n["number"], "type": n["type"], "location": n.get("location")}
+                for n in bridge.get("numbers") or []
+            ],
+            "default_number": bridge.get("default_number"),
+        },
+        "email": {
+            "locale": email.get("locale") or "en",
+            "meeting_update_tool_url": email.get("meeting_update_tool_url")
+            or DEFAULT_MEETING_UPDATE_TOOL_URL,
+        },
+    }
+
+
+def effective_user(upn: str, raw: dict[str, Any], tenant: TenantRecord) -> UserRecord:
+    """A user's values after defaults: provider Microsoft, the bridge's default number, the UPN
+    as recipient and the tenant's locale."""
+    get = raw.get
+    return {
+        "upn": upn,
+        "display_name": get("display_name"),
+        "license": get("license") is True,
+        "provider": get("provider") or "Microsoft",
+        "conference_id": get("conference_id"),
+        "dial_in_number": get("dial_in_number") or tenant["bridge"]["default_number"],
+        "toll_free_number": get("toll_free_number"),
+        "email": (get("email") or upn).lower(),
+        "locale": get("locale") or tenant["email"]["locale"],
+        "pin_reset": get("pin_reset"),
+        "send_conference_info": get("send_conference_info"),
+    }
+
+
+def check_tenant(tenant: TenantRecord, file: str, locales: Collection[str]) -> Iterator[Finding]:
+    settings, bridge = tenant["settings"], tenant["bridge"]
+    seen: set[str] = set()
+    for index, entry in enumerate(bridge["numbers"]):
+        path = ("bridge", "numbers", index, "number")
+        number = entry["number"]
+        if (why := e164_problem(number)) is not None:
+            yield Finding(file, path, f"bridge number {number!r} {why}")
+        if number in seen:
+            yield Finding(file, path, f"bridge number {number!r} is listed twice")
+        seen.add(number)
+    default = bridge["default_number"]
+    if default is not None and default not in _numbers(tenant, "toll"):
+        yield Finding(file, ("bridge", "default_number"),
+                      f"default_number {default!r} {_not_in_bridge(tenant, 'toll')}")
+    if settings["send_email_from_override"]:
+        address = settings["send_email_from_address"]
+        if not address:
+            yield Finding(file, ("settings",), "send_email_from_override is true, so "
+                          "send_email_from_address is required", at_key=True)
+        if not settings["send_email_from_display_name"]:
+            yield Finding(file, ("settings",), "send_email_from_override is true, so "
+                          "send_email_from_display_name is required", at_key=True)
+    for key in ("send_email_from_address", "send_email_from_display_name"):
+        value = settings[key]
+        if not value:
+            continue
+        why = address_problem(value) if key == "send_email_from_address" else _header_problem(value)
+        if why:
+            yield Finding(file, ("settings", key), f"{key} {why}")
+    locale = tenant["email"]["locale"]
+    if locale not in locales:
+        yield Finding(file, ("email", "locale"), _unknown_locale(locale, locales))
+
+
+def check_user(user: UserRecord, raw: dict[str, Any], key: str, file: str, tenant: TenantRecord,
+               numbers: dict[str, set[str]], locales: Collection[str]) -> Iterator[Finding]:
+    """Problems with one user on its own; uniqueness across users is :func:`check_unique`.
+
+    ``numbers`` is :func:`bridge_numbers` of the tenant, computed once for all its users.
+    """
+    here = ("users", key)
+    if (why := address_problem(key)) is not None:
+        yield Finding(file, here, f"user key {key!r} is not a valid sign-in address: {why}",
+                      at_key=True)
+    if raw.get("email") and (why := address_problem(raw["email"])) is not None:
+        yield Finding(file, (*here, "email"), f"email {why}")
+    if raw.get("display_name") and (why := _header_problem(raw["display_name"])):
+        yield Finding(file, (*here, "display_name"), f"display_name {why}")
+    number = raw.get("dial_in_number")
+    if number is not None and number not in numbers["toll"]:
+        yield Finding(file, (*here, "dial_in_number"),
+                      f"dial_in_number {number!r} {_not_in_bridge(tenant, 'toll')}")
+    number = raw.get("toll_free_number")
+    if number is not None and number not in numbers["toll_free"]:
+        yield Finding(file, (*here, "toll_free_number"),
+                      f"toll_free_number {number!r} {_not_in_bridge(tenant, 'toll_free')}")
+    if raw.get("locale") and user["locale"] not in locales:
+        yield Finding(file, (*here, "locale"), _unknown_locale(user["locale"], locales))
+    if is_enabled(user):
+        if user["conference_id"] is None:
+            yield Finding(file, here, "an enabled user (license: true, provider: Microsoft) "
+                          "needs a conference_id (7 digits)", at_key=True)
+        if user["dial_in_number"] is None:
+            yield Finding(file, here, "an enabled user needs a dial_in_number, and the bridge "
+                          "has no default_number", at_key=True)
+
+
+def check_unique(
+    places: dict[str, list[tuple[str, str]]], label: str, path_tail: tuple[str, ...] = ()
+) -> Iterator[Finding]:
+    """One finding at every place of a value that must be unique, naming the other places.
+
+    ``places`` maps the value to its (file, user key) occurrences.
+    """
+    for value, where in places.items():
+        if len(where) < 2:
+            continue
+        for file, key in where:
+            others = ", ".join(sorted({f"{f} ({k})" for f, k in where if (f, k) != (file, key)}))
+            yield Finding(file, ("users", key, *path_tail),
+                          f"{label} {value!r} is defined more than once: also in {others}",
+                          at_key=not path_tail)
+
+
+def bridge_numbers(tenant: TenantRecord) -> dict[str, set[str]]:
+    """The bridge's numbers by type ("toll", "toll_free")."""
+    numbers: dict[str, set[str]] = {"toll": set(), "toll_free": set()}
+    for entry in tenant["bridge"]["numbers"]:
+        numbers[entry["type"]].add(entry["number"])
+    return numbers
+
+
+def _numbers(tenant: TenantRecord, kind: str) -> set[str]:
+    return bridge_numbers(tenant)[kind]
+
+
+def _not_in_bridge(tenant: TenantRecord, kind: str) -> str:
+    allowed = sorted(_numbers(tenant, kind))
+    return f"is not a {kind} number of the bridge; allowed: {', '.join(allowed) or 'none'}"
+
+
+def _header_problem(value: str) -> str | None:
+    if _CONTROL.search(value):
+        return "must not contain control characters such as line breaks"
+    return None
+
+
+def _unknown_locale(locale: str, locales: Collection[str]) -> str:
+    return f"locale {locale!r} has no email templates; available: {', '.join(sorted(locales))}"

@@ -1,0 +1,174 @@
+"""Reading YAML as written: no implicit octal, YAML 1.1 booleans or sexagesimal numbers.
+
+Values are built straight from libyaml's event stream (no node tree, no resolver): a plain scalar
+is its text, except ``true``/``false`` and ``null``/``~``/nothing. Numbers stay text here; the
+JSON Schema gives a plain numeral its integer type where one is expected (see ``schema.py``).
+Duplicate keys and explicit tags are errors. Positions are not kept: an error's place is found
+afterwards by :func:`locate`, which re-reads only the files that have problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from reconciler.errors import Problem
+
+try:
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+_PLAIN_CONSTANTS: dict[str, Any] = {"true": True, "false": False, "null": None, "~": None, "": None}
+_STR_TAG = "tag:yaml.org,2002:str"
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem known by its place in the data (file + key path), not yet by line and column."""
+
+    file: str
+    path: Path_
+    message: str
+    at_key: bool = False
+    """Point at the key of the last path element (e.g. the entry that lacks a key)."""
+
+
+class YAMLProblem(Exception):
+    def __init__(self, problem: Problem):
+        self.problem = problem
+
+
+def load(text: str | bytes, file: str, duplicates: list[Problem]) -> Any:
+    """The single document in ``text``; raises :class:`YAMLProblem` at the first syntax error.
+
+    Duplicate keys are appended to ``duplicates`` (the later value is dropped) so the rest of the
+    file is still checked.
+    """
+    loader = _Loader(text)
+    try:
+        return _Builder(loader, file, duplicates).document()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise YAMLProblem(Problem(file, line, col, f"invalid YAML: {message}")) from None
+    except yaml.YAMLError as exc:
+        raise YAMLProblem(Problem(file, 1, 1, f"invalid YAML: {exc}")) from None
+    finally:
+        loader.dispose()
+
+
+class _Builder:
+    def __init__(self, loader: Any, file: str, duplicates: list[Problem]):
+        self.next = loader.get_event
+        self.file = file
+        self.duplicates = duplicates
+        self.anchors: dict[str, Any] = {}
+
+    def fail(self, event: Any, message: str) -> YAMLProblem:
+        mark = event.start_mark
+        return YAMLProblem(Problem(self.file, mark.line + 1, mark.column + 1, message))
+
+    def document(self) -> Any:
+        self.next()  # StreamStart
+        event = self.next()
+        if isinstance(event, yaml.StreamEndEvent):
+            return None
+        value = self.value(self.next())
+        self.next()  # DocumentEnd
+        event = self.next()
+        if not isinstance(event, yaml.StreamEndEvent):
+            raise self.fail(event, "only one YAML document is allowed per file")
+        return value
+
+    def value(self, event: Any) -> Any:
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            result = self.scalar(event)
+        elif kind is yaml.MappingStartEvent:
+            self.check_tag(event)
+            result = self.mapping()
+        elif kind is yaml.SequenceStartEvent:
+            self.check_tag(event)
+            result = [self.value(e) for e in iter(self.next_item, None)]
+        elif kind is yaml.AliasEvent:
+            if event.anchor not in self.anchors:
+                raise self.fail(event, f"unknown alias *{event.anchor}")
+            return self.anchors[event.anchor]
+        else:  # pragma: no cover - libyaml only emits the kinds above here
+            raise self.fail(event, f"unexpected {kind.__name__}")
+        if event.anchor is not None:
+            self.anchors[event.anchor] = result
+        return result
+
+    def next_item(self) -> Any:
+        event = self.next()
+        return None if type(event) is yaml.SequenceEndEvent else event
+
+    def mapping(self) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        seen_at: dict[str, int] = {}
+        while True:
+            key_event = self.next()
+            if type(key_event) is yaml.MappingEndEvent:
+                return result
+            if type(key_event) is not yaml.ScalarEvent:
+                raise self.fail(key_event, "mapping keys must be plain text")
+            key = key_event.value
+            value = self.value(self.next())
+            if key in seen_at:
+                self.duplicates.append(self.fail(key_event, (
+                    f"duplicate key {key!r} (first defined on line {seen_at[key]}); "
+                    "each key may appear once")).problem)
+                continue
+            seen_at[key] = key_event.start_mark.line + 1
+            result[key] = value
+
+    def scalar(self, event: Any) -> Any:
+        tag = event.tag
+        if tag is not None and tag not in (_STR_TAG, "!"):
+            raise self.fail(event, f"YAML tags such as {tag!r} are not allowed; write plain values")
+        if tag is None and event.implicit[0]:
+            return _PLAIN_CONSTANTS.get(event.value, event.value)
+        return event.value
+
+    def check_tag(self, event: Any) -> None:
+        if event.tag is not None and not event.implicit:
+            raise self.fail(event, f"YAML tags such as {event.tag!r} are not allowed")
+
+
+def locate(text: str | bytes, findings: Iterable[Finding]) -> list[Problem]:
+    """Turn findings about one file into located problems, composing the file's nodes once."""
+    root = yaml.compose(text, Loader=_Loader)
+    return [_locate_one(root, f) for f in findings]
+
+
+def _locate_one(root: yaml.Node | None, finding: Finding) -> Problem:
+    node, key_node = root, None
+    for step in finding.path:
+        child = _child(node, step)
+        if child is None:
+            break
+        key_node, node = child
+    target = key_node if finding.at_key and key_node is not None else node
+    if target is None:
+        return Problem(finding.file, 1, 1, finding.message)
+    mark = target.start_mark
+    return Problem(finding.file, mark.line + 1, mark.column + 1, finding.message)
+
+
+def _child(node: yaml.Node | None, step: str | int) -> tuple[yaml.Node, yaml.Node] | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == step:
+                return key, value
+    elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+        item = node.value[step]
+        return item, item
+    return None

@@ -1,0 +1,130 @@
+"""Orchestration of the pure core: load the config, read the state, build the plan.
+
+The ``Manager`` owns the run's options and the state store; the CLI only parses arguments and
+prints, and ``apply`` builds on the plan made here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.config import LoadedConfig, load_config, locate_findings
+from reconciler.emails import TemplateSet
+from reconciler.errors import ConfigError, UserError
+from reconciler.model import TenantConfig
+from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
+from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
+from reconciler.state import StateStore, open_store
+
+SAVED_PLAN_KIND = "audio-conferencing-reconciler saved plan"
+
+
+@dataclass
+class Options:
+    config: Path = Path("tenants")
+    state: str = ".reconciler/state.db"
+    mail: str = "maildir:.reconciler/mail"
+    default_from: str | None = None
+    templates: Path | None = None
+    tenants: tuple[str, ...] = ()
+    lock_timeout: float = 0.0
+
+
+@dataclass
+class Manager:
+    options: Options
+    _store: StateStore | None = field(default=None, repr=False)
+    _templates: TemplateSet | None = field(default=None, repr=False)
+
+    @property
+    def templates(self) -> TemplateSet:
+        if self._templates is None:
+            self._templates = TemplateSet(self.options.templates)
+        return self._templates
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = open_store(self.options.state)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def load(self) -> LoadedConfig:
+        """The configuration, or ConfigError with every problem in it."""
+        loaded = load_config(self.options.config, self.options.tenants or None,
+                             self.templates.locales())
+        return loaded
+
+    def tenant_names(self, loaded: LoadedConfig) -> list[str]:
+        """Tenants this run covers: the configured ones plus those only the state knows."""
+        names = set(loaded.tenants)
+        in_state = set(self.store.tenants())
+        if self.options.tenants:
+            unknown = [n for n in loaded.missing if n not in in_state]
+            if unknown:
+                raise UserError(f"no tenant folder {', '.join(unknown)} under "
+                                f"{self.options.config} and no applied state for it")
+            names |= set(self.options.tenants) & in_state
+        else:
+            names |= in_state
+        return sorted(names)
+
+    def plan(self, loaded: LoadedConfig, names: list[str]) -> Plan:
+        """The plan for ``names`` against the current state; ConfigError for refused requests."""
+        tenants: list[TenantPlan] = []
+        findings = []
+        for name in names:
+            applied = self.store.load(name)
+            config = loaded.tenants.get(name)
+            if config is None:
+                assert applied is not None
+                tenants.append(plan_missing(name, applied))
+                continue
+            tenant_plan, found = plan_tenant(config, applied)
+            tenants.append(tenant_plan)
+            findings.extend(found)
+        if findings:
+            raise ConfigError(locate_findings(loaded.root, findings))
+        return Plan(tenants)
+
+
+def save_plan(plan: Plan, path: Path) -> None:
+    """Write a saved plan: the plan as shown plus the configuration it was made from, and the
+    lineage and serial it was made against. It holds no PIN (PINs exist only at apply)."""
+    document = {
+        "kind": SAVED_PLAN_KIND,
+        "format_version": FORMAT_VERSION,
+        "plan": plan_to_dict(plan),
+        "configs": {
+            t.name: {"lineage": t.lineage, "serial": t.serial, "tenant": t.config.tenant,
+                     "users": t.config.users, "files": t.config.files}
+            for t in plan.tenants if t.config is not None
+        },
+    }
+    path.write_text(json.dumps(document, ensure_ascii=False, separators=(",", ":")),
+                    encoding="utf-8")
+
+
+def read_saved_plan(path: Path) -> tuple[dict[str, Any], dict[str, TenantConfig],
+                                         dict[str, tuple[str | None, int]]]:
+    """The saved plan's JSON plan, its configs and the (lineage, serial) each was made against."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read saved plan {path}: {exc}") from None
+    if not isinstance(document, dict) or document.get("kind") != SAVED_PLAN_KIND:
+        raise UserError(f"{path} is not a saved plan (make one with `reconciler plan --out`)")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{path} has plan format {document.get('format_version')!r}; this "
+                        f"reconciler reads format {FORMAT_VERSION!r}")
+    configs, expected = {}, {}
+    for name, saved in document["configs"].items():
+        configs[name] = TenantConfig(name, saved["tenant"], saved["users"], {}, saved["files"])
+        expected[name] = (saved["lineage"], saved["serial"])
+    return document["plan"], configs, expected

@@ -1,0 +1,172 @@
+"""Building the plan: a pure function of (configured tenant, applied state).
+
+Records are compared with ``==`` first; DeepDiff describes only the records that differ, so a
+100k-user tenant with 1% changed costs 1% of the diffing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepdiff import DeepDiff
+from deepdiff.helper import NotPresent
+
+from reconciler.config import Finding
+from reconciler.model import TenantConfig, TenantRecord, UserRecord, is_enabled
+from reconciler.state import Applied
+from reconciler.transitions import emails_for, refused_requests
+
+MASS_DISABLE_FRACTION = 0.10
+MASS_DISABLE_MIN_ENABLED = 10
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class UserChange:
+    user: str
+    action: str  # create | update | delete
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class PlannedEmail:
+    user: str
+    to: str
+    type: str
+    reasons: tuple[str, ...]
+    suppressed: bool
+
+
+@dataclass
+class TenantPlan:
+    name: str
+    lineage: str | None
+    serial: int
+    settings_changes: list[Change] = field(default_factory=list)
+    user_changes: list[UserChange] = field(default_factory=list)
+    emails: list[PlannedEmail] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    missing: bool = False
+    """In the state but not in the config: reported, never applied."""
+    config: TenantConfig | None = None
+    enabled_before: int = 0
+    disabling: int = 0
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.settings_changes or self.user_changes)
+
+    @property
+    def mass_disable(self) -> bool:
+        """SPEC §6: more than 10% of at least 10 enabled users would be disabled."""
+        return (self.enabled_before >= MASS_DISABLE_MIN_ENABLED
+                and self.disabling > MASS_DISABLE_FRACTION * self.enabled_before)
+
+
+@dataclass
+class Plan:
+    tenants: list[TenantPlan]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(t.has_changes for t in self.tenants)
+
+    def summary(self) -> dict[str, int]:
+        emails = [e for t in self.tenants for e in t.emails]
+        return {
+            "settings_changes": sum(len(t.settings_changes) for t in self.tenants),
+            "user_changes": sum(len(t.user_changes) for t in self.tenants),
+            "emails": len(emails),
+            "suppressed": sum(e.suppressed for e in emails),
+        }
+
+
+def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPlan, list[Finding]]:
+    """What applying ``config`` over ``applied`` changes and sends, and the requests it refuses."""
+    before_users: dict[str, UserRecord] = applied.users if applied else {}
+    result = TenantPlan(config.name, applied.lineage if applied else None,
+                        applied.serial if applied else 0, config=config)
+    if applied is None or applied.tenant != config.tenant:
+        result.settings_changes = _record_changes(applied.tenant if applied else None,
+                                                  config.tenant)
+    suppressed = not config.tenant["settings"]["automatically_send_emails_to_users"]
+    findings: list[Finding] = []
+    after_users = config.users
+    for upn in sorted(before_users.keys() | after_users.keys()):
+        before, after = before_users.get(upn), after_users.get(upn)
+        if before == after:
+            continue
+        result.user_changes.append(_user_change(upn, before, after))
+        for request in refused_requests(before, after):
+            file, key = config.sources[upn]
+            findings.append(Finding(file, ("users", key, request),
+                                    f"{request} is set for {upn}, who is not enabled after this "
+                                    "change (needs license: true and provider: Microsoft)"))
+        for email in emails_for(before, after):
+            recipient = (after or before or {}).get("email", upn)
+            result.emails.append(PlannedEmail(upn, recipient, email.type, email.reasons,
+                                              suppressed))
+            if email.type == "disabled":
+                result.disabling += 1
+    result.enabled_before = sum(map(is_enabled, before_users.values()))
+    result.warnings = _warnings(result, suppressed)
+    return result, findings
+
+
+def plan_missing(name: str, applied: Applied) -> TenantPlan:
+    """A tenant in the state whose folder is gone: not a license removal for all its users."""
+    return TenantPlan(name, applied.lineage, applied.serial, missing=True, warnings=[
+        f"tenant {name} is in the state but its folder is missing from the configuration; "
+        "nothing is planned or sent for it (restore the folder, or remove its state on purpose)"])
+
+
+def _warnings(plan: TenantPlan, suppressed: bool) -> list[str]:
+    warnings = []
+    if suppressed and plan.emails:
+        warnings.append(
+            f"automatically_send_emails_to_users is false: {len(plan.emails)} email(s) will be "
+            "suppressed, not sent; inform these users some other way (apply keeps each message "
+            "for the operator)")
+    if plan.mass_disable:
+        warnings.append(
+            f"{plan.disabling} of {plan.enabled_before} enabled users would be disabled "
+            f"(over {MASS_DISABLE_FRACTION:.0%}); apply refuses without --allow-mass-disable")
+    return warnings
+
+
+def _user_change(upn: str, before: UserRecord | None, after: UserRecord | None) -> UserChange:
+    if before is None:
+        assert after is not None
+        changes = tuple(Change(k, None, v) for k, v in after.items() if v is not None and k != "upn")
+        return UserChange(upn, "create", changes)
+    if after is None:
+        changes = tuple(Change(k, v, None) for k, v in before.items() if v is not None and k != "upn")
+        return UserChange(upn, "delete", changes)
+    return UserChange(upn, "update", tuple(_record_changes(before, after)))
+
+
+def _blank(record: Any) -> Any:
+    """The same shape with nothing in it, so a first plan lists every setting as a leaf."""
+    if isinstance(record, dict):
+        return {key: _blank(value) for key, value in record.items()}
+    return [] if isinstance(record, list) else None
+
+
+def _record_changes(before: dict | TenantRecord | None, after: dict | TenantRecord) -> list[Change]:
+    """Leaf-level changes between two records, as dotted paths, sorted."""
+    diff = DeepDiff(_blank(after) if before is None else before, after, view="tree")
+    changes = []
+    for level in (lvl for kind in diff.values() for lvl in kind):
+        steps = level.path(output_format="list")
+        path = ".".join(str(s) if isinstance(s, str) else f"[{s}]" for s in steps)
+        changes.append(Change(path.replace(".[", "["),
+                              None if isinstance(level.t1, NotPresent) else level.t1,
+                              None if isinstance(level.t2, NotPresent) else level.t2))
+    return sorted(changes, key=lambda c: c.path)

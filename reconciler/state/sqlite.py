@@ -1,0 +1,208 @@
+"""The embedded state backend: one SQLite file (mode 0600) plus per-tenant lock files beside it.
+
+Locks are ``flock`` locks, which the kernel releases when the holding process dies, so a killed
+apply never blocks the next run; the lock file only says who holds it and since when.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from reconciler.state.base import (
+    SCHEMA_VERSION,
+    Applied,
+    Commit,
+    QueuedMessage,
+    StaleState,
+    StateLocked,
+    StateStore,
+    email_counts,
+    holder,
+    now,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY, lineage TEXT NOT NULL, serial INTEGER NOT NULL,
+    config TEXT NOT NULL, files TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    tenant TEXT NOT NULL, upn TEXT NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (tenant, upn)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, serial INTEGER NOT NULL, upn TEXT NOT NULL,
+    type TEXT NOT NULL, message_id TEXT NOT NULL UNIQUE, sender TEXT NOT NULL,
+    recipients TEXT NOT NULL, data BLOB, suppressed INTEGER NOT NULL,
+    status TEXT NOT NULL, error TEXT, created_at TEXT NOT NULL, done_at TEXT);
+CREATE INDEX IF NOT EXISTS outbox_queued ON outbox (tenant, status);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, serial INTEGER NOT NULL, kind TEXT NOT NULL,
+    applied_at TEXT NOT NULL, actor TEXT NOT NULL, emails TEXT NOT NULL,
+    suppressed INTEGER NOT NULL);
+"""
+
+
+class SQLiteStore(StateStore):
+    def __init__(self, path: Path):
+        self.path = path
+        self.description = str(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self.db.execute("PRAGMA journal_mode=DELETE")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                                (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise RuntimeError(f"state {self.path} has schema version {row[0]}; this "
+                                   f"reconciler understands version {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def tenants(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM tenants ORDER BY name")]
+
+    def load(self, tenant: str) -> Applied | None:
+        row = self.db.execute(
+            "SELECT lineage, serial, config, files FROM tenants WHERE name=?", (tenant,)
+        ).fetchone()
+        if row is None:
+            return None
+        users = {
+            upn: json.loads(record)
+            for upn, record in self.db.execute(
+                "SELECT upn, record FROM users WHERE tenant=? ORDER BY upn", (tenant,))
+        }
+        return Applied(row[0], row[1], json.loads(row[2]), users, json.loads(row[3]))
+
+    @contextmanager
+    def lock(self, tenant: str, timeout: float = 0.0) -> Iterator[None]:
+        lock_path = self.path.with_name(f"{self.path.name}.{tenant}.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        who = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+                        raise StateLocked(f"state locked by {who or 'another process'}") from None
+                    time.sleep(0.1)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{holder()} since {now()}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def commit(self, name: str, expected: tuple[str | None, int], change: Commit
+               ) -> tuple[str, int]:
+        with self._transaction():
+            row = self.db.execute("SELECT lineage, serial FROM tenants WHERE name=?",
+                                  (name,)).fetchone()
+            current = (row[0], row[1]) if row else (None, 0)
+            if not change.replace and current != expected:
+                raise StaleState(f"state of {name} moved to serial {current[1]} since the plan "
+                                 f"(serial {expected[1]})")
+            lineage = change.lineage if change.replace or row is None else current[0]
+            serial = current[1] + 1
+            if change.replace:
+                self.db.execute("DELETE FROM users WHERE tenant=?", (name,))
+            self.db.execute(
+                "INSERT INTO tenants VALUES (?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                "lineage=excluded.lineage, serial=excluded.serial, config=excluded.config, "
+                "files=excluded.files, updated_at=excluded.updated_at",
+                (name, lineage, serial, json.dumps(change.tenant), json.dumps(change.files), now()),
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO users VALUES (?,?,?)",
+                ((name, upn, json.dumps(record)) for upn, record in change.upserts.items()),
+            )
+            self.db.executemany("DELETE FROM users WHERE tenant=? AND upn=?",
+                                ((name, upn) for upn in change.deletes))
+            stamp = now()
+            self.db.executemany(
+                "INSERT INTO outbox (tenant, serial, upn, type, message_id, sender, recipients,"
+                " data, suppressed, status, created_at) VALUES (?,?,?,?,?,?,?,?,?,'queued',?)",
+                ((name, serial, m.user, m.type, m.message_id, m.sender,
+                  json.dumps(m.recipients), m.data, int(m.suppressed), stamp)
+                 for m in change.messages),
+            )
+            self.db.execute(
+                "INSERT INTO history (tenant, serial, kind, applied_at, actor, emails, suppressed)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (name, serial, change.kind, stamp, holder(),
+                 json.dumps(email_counts(change.messages)),
+                 sum(m.suppressed for m in change.messages)),
+            )
+        return lineage, serial
+
+    def queued(self, tenant: str) -> list[QueuedMessage]:
+        rows = self.db.execute(
+            "SELECT id, tenant, serial, upn, type, message_id, sender, recipients, data,"
+            " suppressed FROM outbox WHERE tenant=? AND status='queued' ORDER BY id", (tenant,))
+        return [QueuedMessage(*r[:7], json.loads(r[7]), r[8], bool(r[9])) for r in rows]
+
+    def mark_delivered(self, message_id: str) -> None:
+        self._finish(message_id, "delivered", None)
+
+    def mark_failed(self, message_id: str, reason: str) -> None:
+        self._finish(message_id, "failed", reason)
+
+    def _finish(self, message_id: str, status: str, error: str | None) -> None:
+        with self._transaction():
+            self.db.execute(
+                "UPDATE outbox SET status=?, error=?, data=NULL, done_at=? WHERE message_id=?",
+                (status, error, now(), message_id))
+
+    def history(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        query = ("SELECT tenant, serial, kind, applied_at, actor, emails, suppressed FROM history"
+                 + (" WHERE tenant=?" if tenant else "") + " ORDER BY id")
+        return [
+            {"tenant": r[0], "serial": r[1], "kind": r[2], "applied_at": r[3], "actor": r[4],
+             "emails": json.loads(r[5]), "suppressed": r[6]}
+            for r in self.db.execute(query, (tenant,) if tenant else ())
+        ]
+
+    def messages(self, tenant: str) -> Iterator[dict[str, Any]]:
+        for r in self.db.execute(
+            "SELECT serial, upn, type, message_id, status, suppressed, error, created_at, done_at"
+            " FROM outbox WHERE tenant=? ORDER BY id", (tenant,)):
+            yield {"serial": r[0], "user": r[1], "type": r[2], "message_id": r[3],
+                   "status": r[4], "suppressed": bool(r[5]), "error": r[6],
+                   "created_at": r[7], "done_at": r[8]}
+
+    def close(self) -> None:
+        self.db.close()

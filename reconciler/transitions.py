@@ -1,0 +1,85 @@
+"""SPEC §4: which emails a user gets when their applied record ("before") becomes the configured
+record ("after"). Pure functions of two effective user records; ``None`` is an absent user.
+
+| Before → after                                  | Email             |
+|-------------------------------------------------|-------------------|
+| not enabled → enabled                           | enabled           |
+| enabled → enabled, conference ID/number changed | details-changed   |
+| enabled → enabled, new pin_reset                | pin-reset         |
+| enabled → enabled, new send_conference_info     | conference-info   |
+| enabled → not enabled                           | disabled          |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.model import EmailType, UserRecord, is_enabled
+
+DETAILS = {"conference_id": "conference ID changed",
+           "dial_in_number": "default dial-in number changed"}
+REQUESTS = ("pin_reset", "send_conference_info")
+
+
+@dataclass(frozen=True)
+class Email:
+    type: EmailType
+    reasons: tuple[str, ...]
+
+
+def emails_for(before: UserRecord | None, after: UserRecord | None) -> list[Email]:
+    """The emails one user gets, in send order."""
+    was, now = is_enabled(before), is_enabled(after)
+    if not was and not now:
+        return []
+    if now and not was:
+        # Carries the details and a fresh PIN, so same-change requests are satisfied by it.
+        return [Email("enabled", _why_enabled(before, after))]
+    if was and not now:
+        return [Email("disabled", _why_disabled(before, after))]
+    assert before is not None and after is not None
+    emails = []
+    details = tuple(why for key, why in DETAILS.items() if before[key] != after[key])
+    if details:
+        emails.append(Email("details-changed", details))
+    if is_new_request(before, after, "pin_reset"):
+        emails.append(Email("pin-reset", (f"PIN reset requested ({after['pin_reset']})",)))
+    if is_new_request(before, after, "send_conference_info") and not details:
+        emails.append(Email("conference-info",
+                            (f"conference info requested ({after['send_conference_info']})",)))
+    return emails
+
+
+def is_new_request(before: UserRecord | None, after: UserRecord, field: str) -> bool:
+    """A request is a value different from the one last applied (clearing it asks nothing)."""
+    value = after[field]
+    return value is not None and value != (before[field] if before else None)
+
+
+def refused_requests(before: UserRecord | None, after: UserRecord | None) -> list[str]:
+    """New requests that cannot be met because the user is not enabled after the change."""
+    if after is None or is_enabled(after):
+        return []
+    return [field for field in REQUESTS if is_new_request(before, after, field)]
+
+
+def _why_enabled(before: UserRecord | None, after: UserRecord | None) -> tuple[str, ...]:
+    if before is None:
+        return ("new user with Audio Conferencing",)
+    reasons = []
+    if not before["license"]:
+        reasons.append("license assigned")
+    if before["provider"] != "Microsoft":
+        reasons.append(f"provider changed from {before['provider']} to Microsoft")
+    return tuple(reasons)
+
+
+def _why_disabled(before: UserRecord | None, after: UserRecord | None) -> tuple[str, ...]:
+    if after is None:
+        return ("user removed from the configuration",)
+    reasons = []
+    if not after["license"]:
+        reasons.append("license removed")
+    if after["provider"] != "Microsoft":
+        reasons.append(f"provider changed from Microsoft to {after['provider']}")
+    return tuple(reasons)
