@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.smtp"]
+pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.state"]
