@@ -1,0 +1,157 @@
+"""Turning one planned email into an RFC 5322 message (SPEC §4 "Every message").
+
+Headers are set through :mod:`email.headerregistry` objects under ``email.policy.default``, which
+refuses CR/LF in any header value: a hostile display name or subject raises ValueError instead of
+smuggling in a ``Bcc:``. Bodies are quoted-printable UTF-8 so the message survives any relay,
+including one without 8BITMIME, and stays readable when an operator opens a suppressed ``.eml``.
+"""
+
+from __future__ import annotations
+
+import email.errors
+import email.policy
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+import phonenumbers
+
+from reconciler.emails.templates import DETAIL_TYPES, PhoneNumber, TemplateSet, build_context
+
+DEFAULT_DISPLAY_NAME = "Office 365"
+"""Microsoft's sender name when SendEmailFromOverride is off."""
+MESSAGE_ID_DOMAIN = "reconciler.invalid"
+
+
+@dataclass(frozen=True)
+class Sender:
+    """The From of a message."""
+
+    display_name: str
+    address: str
+
+
+def sender_for(settings: dict[str, Any], default: Sender) -> Sender:
+    """The tenant's own sender when ``send_email_from_override`` is on, else the deployment's."""
+    if settings.get("send_email_from_override") is not True:
+        return default
+    address = settings.get("send_email_from_address")
+    display_name = settings.get("send_email_from_display_name")
+    if not address or not display_name:
+        raise ValueError(
+            "send_email_from_override is true but send_email_from_address or "
+            "send_email_from_display_name is not set"
+        )
+    return Sender(display_name, address)
+
+
+def parse_default_sender(value: str) -> Sender:
+    """``noreply@x`` → ``Sender("Office 365", "noreply@x")``; ``Name <a@b>`` → ``Sender("Name",
+    "a@b")``. Raises ValueError unless ``value`` is exactly one well-formed mailbox."""
+    if "\r" in value or "\n" in value:
+        raise ValueError("the default sender must not contain line breaks")
+    try:
+        header = email.policy.default.header_factory("From", value)
+    # The stdlib parser raises IndexError rather than HeaderParseError on some inputs ("a@").
+    except (email.errors.HeaderParseError, IndexError) as error:
+        raise ValueError(f"invalid default sender {value!r}") from error
+    mailboxes = header.addresses
+    if (
+        header.defects
+        or len(mailboxes) != 1
+        or any(group.display_name is not None for group in header.groups)
+        or not mailboxes[0].username
+        or not mailboxes[0].domain
+    ):
+        raise ValueError(f"invalid default sender {value!r}: use 'address' or 'Name <address>'")
+    return Sender(mailboxes[0].display_name or DEFAULT_DISPLAY_NAME, mailboxes[0].addr_spec)
+
+
+def message_id(tenant: str, lineage: str, serial: int, upn: str, email_type: str) -> str:
+    """A Message-ID derived from what identifies one logical email, so a resend after a crash
+    carries the same id and downstream systems can recognise the duplicate.
+
+    The UPN is case-folded because users are keyed by their lower-cased UPN; the parts are joined
+    with NUL so no two different tuples can hash the same text.
+    """
+    key = "\0".join((tenant, lineage, str(serial), upn.lower(), email_type))
+    return f"<{hashlib.sha256(key.encode('utf-8')).hexdigest()}@{MESSAGE_ID_DOMAIN}>"
+
+
+def compose(
+    *,
+    tenant_name: str,
+    tenant: dict[str, Any],
+    user: dict[str, Any],
+    email_type: str,
+    pin: str | None,
+    sender: Sender,
+    message_id: str,
+    date: datetime,
+    templates: TemplateSet,
+    preview: bool = False,
+) -> EmailMessage:
+    """One multipart/alternative message (text/plain + text/html, UTF-8) for ``user``.
+
+    Raises ValueError when ``pin`` is given to a type that must not contain it or missing where it
+    is required, and when a header value would contain a line break.
+    """
+    details = email_type in DETAIL_TYPES
+    bridge = tenant["bridge"]
+    context = build_context(
+        email_type,
+        display_name=user["display_name"],
+        upn=user["upn"],
+        email=user["email"],
+        meeting_update_tool_url=tenant["email"]["meeting_update_tool_url"],
+        unique_conference_ids=bool(tenant["settings"]["use_unique_conference_ids"]),
+        preview=preview,
+        conference_id=user["conference_id"] if details else None,
+        dial_in=(
+            _phone_number(user["dial_in_number"] or bridge["default_number"], bridge)
+            if details
+            else None
+        ),
+        toll_free=(
+            _phone_number(user["toll_free_number"], bridge)
+            if details and user["toll_free_number"]
+            else None
+        ),
+        pin=pin,
+    )
+    locale = templates.resolve_locale(user["locale"], tenant["email"]["locale"])
+    subject, text, html = templates.render(locale, email_type, context)
+
+    message = EmailMessage(policy=email.policy.default)
+    message["From"] = Address(sender.display_name, addr_spec=sender.address)
+    message["To"] = Address(user["display_name"] or "", addr_spec=user["email"])
+    message["Subject"] = subject
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = message_id
+    # RFC 3834: a notification, so vacation responders and ticket systems must not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Reconciler-Tenant"] = tenant_name
+    message["X-Reconciler-Email-Type"] = email_type
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # Set after the body: making the message multipart moves Content-* headers into its first part.
+    message["Content-Language"] = locale
+    return message
+
+
+def _phone_number(number: str, bridge: dict[str, Any]) -> PhoneNumber:
+    """``number`` in international format (``+1 425-555-0100``) with its bridge location."""
+    location = next(
+        (entry.get("location") for entry in bridge["numbers"] if entry["number"] == number), None
+    )
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        display = number  # validated E.164 upstream; never fail an email over formatting
+    else:
+        display = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return PhoneNumber(e164=number, display=display, location=location)

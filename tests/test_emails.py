@@ -1,0 +1,538 @@
+"""The emails of SPEC §4: what each type carries, never carries, and how the message is built."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import shutil
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.emails import (
+    PIN_TYPES,
+    Sender,
+    TemplateSet,
+    build_context,
+    check_templates,
+    compose,
+    message_id,
+    parse_default_sender,
+    sender_for,
+)
+from reconciler.model import EMAIL_TYPES, SETTINGS_DEFAULTS
+from reconciler.resources import default_templates
+
+LOCALES = ("en", "fr")
+APOSTROPHE = "\u2019"  # French typography, as in the shipped templates
+PIN = "48151"
+CONFERENCE_ID = "8412345"
+DATE = datetime(2026, 11, 29, 9, 30, tzinfo=UTC)
+MESSAGE_ID = "<0123abcd@reconciler.invalid>"
+SENDER = Sender("Office 365", "noreply@contoso.com")
+DYNAMIC_ID_NOTE = {"en": "dynamic conference IDs", "fr": "ID de conférence dynamiques"}
+PREVIEW_BANNER = {"en": "PREVIEW — not sent", "fr": "APERÇU — non envoyé"}
+PIN_TYPES_ORDERED = [t for t in EMAIL_TYPES if t in PIN_TYPES]
+PINLESS_TYPES = [t for t in EMAIL_TYPES if t not in PIN_TYPES]
+DETAIL_TYPES = [t for t in EMAIL_TYPES if t != "disabled"]
+UPDATE_TOOL_TYPES = ["enabled", "details-changed", "disabled"]
+
+
+def tenant_record(*, unique_ids: bool = False, locale: str = "en") -> dict[str, Any]:
+    return {
+        "settings": {**SETTINGS_DEFAULTS, "use_unique_conference_ids": unique_ids},
+        "bridge": {
+            "numbers": [
+                {"number": "+14255550100", "type": "toll", "location": "Redmond, WA"},
+                {"number": "+18005550199", "type": "toll_free", "location": None},
+            ],
+            "default_number": "+14255550100",
+        },
+        "email": {"locale": locale, "meeting_update_tool_url": "https://example.com/mut?a=1&b=2"},
+    }
+
+
+def user_record(**overrides: Any) -> dict[str, Any]:
+    user = {
+        "upn": "alice@contoso.com",
+        "display_name": "Alice Martin",
+        "license": True,
+        "provider": "Microsoft",
+        "conference_id": CONFERENCE_ID,
+        "dial_in_number": "+14255550100",
+        "toll_free_number": "+18005550199",
+        "email": "alice.m@contoso.com",
+        "locale": "en",
+        "pin_reset": None,
+        "send_conference_info": None,
+    }
+    user.update(overrides)
+    return user
+
+
+@pytest.fixture(scope="module")
+def packaged() -> TemplateSet:
+    return TemplateSet()
+
+
+def build(
+    templates: TemplateSet,
+    email_type: str,
+    *,
+    locale: str = "en",
+    unique_ids: bool = False,
+    preview: bool = False,
+    pin: str | None = None,
+    **user: Any,
+) -> EmailMessage:
+    """Compose, serialise and parse back, so assertions see what a mail client would."""
+    message = compose(
+        tenant_name="contoso",
+        tenant=tenant_record(unique_ids=unique_ids),
+        user=user_record(locale=locale, **user),
+        email_type=email_type,
+        pin=pin if pin is not None else (PIN if email_type in PIN_TYPES else None),
+        sender=SENDER,
+        message_id=MESSAGE_ID,
+        date=DATE,
+        templates=templates,
+        preview=preview,
+    )
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def bodies(message: EmailMessage) -> tuple[str, str]:
+    plain = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert plain is not None and html is not None
+    return plain.get_content(), html.get_content()
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("email_type", EMAIL_TYPES)
+def test_message_structure_and_headers(packaged: TemplateSet, email_type: str, locale: str) -> None:
+    message = build(packaged, email_type, locale=locale)
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert all(part.get_content_charset() == "utf-8" for part in parts)
+    assert message["From"].addresses[0].display_name == "Office 365"
+    assert message["From"].addresses[0].addr_spec == "noreply@contoso.com"
+    to = message["To"].addresses
+    assert [(a.display_name, a.addr_spec) for a in to] == [("Alice Martin", "alice.m@contoso.com")]
+    assert message["Subject"].strip() and "\n" not in message["Subject"]
+    assert message["Date"].datetime == DATE
+    assert message["Message-ID"] == MESSAGE_ID
+    assert message["X-Reconciler-Tenant"] == "contoso"
+    assert message["X-Reconciler-Email-Type"] == email_type
+    assert message["Content-Language"] == locale
+
+
+def test_subjects_are_localized_and_distinct(packaged: TemplateSet) -> None:
+    subjects = {
+        (locale, t): build(packaged, t, locale=locale)["Subject"]
+        for locale in LOCALES
+        for t in EMAIL_TYPES
+    }
+    assert len(set(subjects.values())) == len(subjects)
+    assert "audioconférence" in subjects[("fr", "conference-info")]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("email_type", PIN_TYPES_ORDERED)
+def test_pin_appears_once_in_each_part_of_pin_emails(
+    packaged: TemplateSet, email_type: str, locale: str
+) -> None:
+    for body in bodies(build(packaged, email_type, locale=locale)):
+        assert body.count(PIN) == 1
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("email_type", PINLESS_TYPES)
+def test_pinless_emails_carry_no_pin_like_digits(
+    packaged: TemplateSet, email_type: str, locale: str
+) -> None:
+    message = build(packaged, email_type, locale=locale)
+    for body in (*bodies(message), message["Subject"]):
+        assert PIN not in body
+        # Any standalone run of 4..12 digits would look like a PIN; only the conference ID may.
+        # (Phone numbers and CSS colours are not standalone: "+1 425-555-0100", "#323130".)
+        runs = set(re.findall(r"(?<![\d+#-])\d{4,12}(?![\d-])", body))
+        assert runs <= {CONFERENCE_ID}
+
+
+@pytest.mark.parametrize("email_type", PINLESS_TYPES)
+def test_pin_refused_for_pinless_types(packaged: TemplateSet, email_type: str) -> None:
+    with pytest.raises(ValueError, match="never contain the PIN"):
+        build(packaged, email_type, pin=PIN)
+
+
+@pytest.mark.parametrize("email_type", PIN_TYPES_ORDERED)
+def test_pin_required_for_pin_types(packaged: TemplateSet, email_type: str) -> None:
+    with pytest.raises(ValueError, match="needs the PIN"):
+        compose(
+            tenant_name="contoso",
+            tenant=tenant_record(),
+            user=user_record(),
+            email_type=email_type,
+            pin=None,
+            sender=SENDER,
+            message_id=MESSAGE_ID,
+            date=DATE,
+            templates=packaged,
+        )
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("email_type", DETAIL_TYPES)
+def test_details_show_conference_id_and_formatted_numbers(
+    packaged: TemplateSet, email_type: str, locale: str
+) -> None:
+    for body in bodies(build(packaged, email_type, locale=locale)):
+        assert CONFERENCE_ID in body
+        assert "+1 425-555-0100" in body
+        assert "Redmond, WA" in body
+        assert "+1 800-555-0199" in body
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("email_type", DETAIL_TYPES)
+def test_toll_free_absent_when_not_set(packaged: TemplateSet, email_type: str, locale: str) -> None:
+    for body in bodies(build(packaged, email_type, locale=locale, toll_free_number=None)):
+        assert "800-555-0199" not in body
+        assert "+18005550199" not in body
+        assert "+1 425-555-0100" in body
+
+
+def test_dial_in_defaults_to_the_bridge_number(packaged: TemplateSet) -> None:
+    text, _ = bodies(build(packaged, "conference-info", dial_in_number=None))
+    assert "+1 425-555-0100 (Redmond, WA)" in text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_disabled_never_shows_details(packaged: TemplateSet, locale: str) -> None:
+    message = build(packaged, "disabled", locale=locale)
+    for body in bodies(message):
+        assert CONFERENCE_ID not in body
+        assert "555" not in body  # no dial-in number either
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("email_type", UPDATE_TOOL_TYPES)
+def test_meeting_update_tool_link(packaged: TemplateSet, email_type: str, locale: str) -> None:
+    text, html = bodies(build(packaged, email_type, locale=locale))
+    assert "https://example.com/mut?a=1&b=2" in text
+    assert 'href="https://example.com/mut?a=1&amp;b=2"' in html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("email_type", EMAIL_TYPES)
+def test_dynamic_id_note(packaged: TemplateSet, email_type: str, locale: str) -> None:
+    note = DYNAMIC_ID_NOTE[locale]
+    for body in bodies(build(packaged, email_type, locale=locale, unique_ids=False)):
+        assert note not in body
+    if email_type in ("enabled", "details-changed", "pin-reset"):
+        for body in bodies(build(packaged, email_type, locale=locale, unique_ids=True)):
+            assert note in body
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("email_type", EMAIL_TYPES)
+def test_preview_banner(packaged: TemplateSet, email_type: str, locale: str) -> None:
+    banner = PREVIEW_BANNER[locale]
+    for body in bodies(build(packaged, email_type, locale=locale)):
+        assert banner not in body
+    pin = "••••••" if email_type in PIN_TYPES else None
+    message = build(packaged, email_type, locale=locale, preview=True, pin=pin)
+    for body in bodies(message):
+        assert banner in body
+    assert message["Subject"].startswith("[")
+
+
+def test_html_is_autoescaped(packaged: TemplateSet) -> None:
+    text, html = bodies(build(packaged, "enabled", display_name="<script>alert(1)</script>"))
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert(1)</script>" in text  # plain text is not HTML
+
+
+def test_missing_display_name_greets_without_a_name(packaged: TemplateSet) -> None:
+    message = build(packaged, "conference-info", display_name=None)
+    assert message["To"].addresses[0].display_name == ""
+    text, _ = bodies(message)
+    assert "Hello,\n" in text
+
+
+def test_non_ascii_names_survive(packaged: TemplateSet) -> None:
+    message = build(packaged, "enabled", locale="fr", display_name="Zoë Lefèvre-Müller")
+    assert message["To"].addresses[0].display_name == "Zoë Lefèvre-Müller"
+    text, html = bodies(message)
+    assert "Bonjour Zoë Lefèvre-Müller," in text
+    assert "Zoë Lefèvre-Müller" in html
+
+
+@pytest.mark.parametrize(
+    "field", [{"display_name": "Alice\r\nBcc: evil@example.com"}, {"email": "a@b\nBcc: e@x"}]
+)
+def test_line_breaks_cannot_inject_headers(packaged: TemplateSet, field: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        build(packaged, "conference-info", **field)
+
+
+def test_line_breaks_in_sender_and_tenant_cannot_inject_headers(packaged: TemplateSet) -> None:
+    common: dict[str, Any] = {
+        "tenant": tenant_record(),
+        "user": user_record(),
+        "email_type": "conference-info",
+        "pin": None,
+        "message_id": MESSAGE_ID,
+        "date": DATE,
+        "templates": packaged,
+    }
+    with pytest.raises(ValueError):
+        compose(tenant_name="contoso", sender=Sender("X\nBcc: e@x", "a@b.c"), **common)
+    with pytest.raises(ValueError):
+        compose(tenant_name="contoso\r\nBcc: e@x", sender=SENDER, **common)
+
+
+def test_serialises_for_smtp(packaged: TemplateSet) -> None:
+    message = compose(
+        tenant_name="contoso",
+        tenant=tenant_record(),
+        user=user_record(locale="fr"),
+        email_type="enabled",
+        pin=PIN,
+        sender=SENDER,
+        message_id=MESSAGE_ID,
+        date=DATE,
+        templates=packaged,
+    )
+    raw = message.as_bytes(policy=email.policy.SMTP)
+    assert b"\r\nBcc" not in raw
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert raw.isascii()  # quoted-printable bodies pass relays without 8BITMIME
+
+
+def test_locale_falls_back_to_tenant_then_english(packaged: TemplateSet) -> None:
+    def subject(user_locale: str, tenant_locale: str) -> str:
+        return compose(
+            tenant_name="contoso",
+            tenant=tenant_record(locale=tenant_locale),
+            user=user_record(locale=user_locale),
+            email_type="conference-info",
+            pin=None,
+            sender=SENDER,
+            message_id=MESSAGE_ID,
+            date=DATE,
+            templates=packaged,
+        )["Subject"]
+
+    assert subject("fr", "en") == f"Vos informations d{APOSTROPHE}audioconférence"
+    assert subject("de", "fr") == f"Vos informations d{APOSTROPHE}audioconférence"
+    assert subject("de", "xx") == "Your audio conferencing details"
+    assert subject("../fr", "..") == "Your audio conferencing details"
+
+
+def test_message_id_is_deterministic() -> None:
+    first = message_id("contoso", "lineage-1", 3, "alice@contoso.com", "enabled")
+    assert re.fullmatch(r"<[0-9a-f]{64}@reconciler\.invalid>", first)
+    assert first == message_id("contoso", "lineage-1", 3, "Alice@Contoso.com", "enabled")
+    others = {
+        message_id("fabrikam", "lineage-1", 3, "alice@contoso.com", "enabled"),
+        message_id("contoso", "lineage-2", 3, "alice@contoso.com", "enabled"),
+        message_id("contoso", "lineage-1", 4, "alice@contoso.com", "enabled"),
+        message_id("contoso", "lineage-1", 3, "bob@contoso.com", "enabled"),
+        message_id("contoso", "lineage-1", 3, "alice@contoso.com", "pin-reset"),
+    }
+    assert first not in others and len(others) == 5
+
+
+def test_sender_for_override_and_default() -> None:
+    default = Sender("Office 365", "noreply@localhost")
+    settings = {
+        **SETTINGS_DEFAULTS,
+        "send_email_from_address": "conferencing@contoso.com",
+        "send_email_from_display_name": "Conferencing Administrator",
+    }
+    assert sender_for(settings, default) == default
+    assert sender_for({**settings, "send_email_from_override": True}, default) == Sender(
+        "Conferencing Administrator", "conferencing@contoso.com"
+    )
+    with pytest.raises(ValueError, match="send_email_from_address"):
+        sender_for({**SETTINGS_DEFAULTS, "send_email_from_override": True}, default)
+
+
+def test_override_sender_is_the_from_header(packaged: TemplateSet) -> None:
+    message = compose(
+        tenant_name="contoso",
+        tenant=tenant_record(),
+        user=user_record(),
+        email_type="disabled",
+        pin=None,
+        sender=Sender("Équipe Conférences, Contoso", "conferencing@contoso.com"),
+        message_id=MESSAGE_ID,
+        date=DATE,
+        templates=packaged,
+    )
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    (address,) = parsed["From"].addresses
+    assert (address.display_name, address.addr_spec) == (
+        "Équipe Conférences, Contoso",
+        "conferencing@contoso.com",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("noreply@localhost", Sender("Office 365", "noreply@localhost")),
+        ("Contoso IT <it@contoso.com>", Sender("Contoso IT", "it@contoso.com")),
+        ('"Doe, Jane" <jane@contoso.com>', Sender("Doe, Jane", "jane@contoso.com")),
+        ("<it@contoso.com>", Sender("Office 365", "it@contoso.com")),
+    ],
+)
+def test_parse_default_sender(value: str, expected: Sender) -> None:
+    assert parse_default_sender(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "garbage", "a@", "@b", "a@b, c@d", "Name <a@b", "Group: a@b;", "a@b\r\nBcc: c@d", "<>"],
+)
+def test_parse_default_sender_rejects_garbage(value: str) -> None:
+    with pytest.raises(ValueError):
+        parse_default_sender(value)
+
+
+def test_build_context_only_carries_what_the_type_may_show() -> None:
+    common: dict[str, Any] = {
+        "display_name": None,
+        "upn": "a@b.c",
+        "email": "a@b.c",
+        "meeting_update_tool_url": "https://x",
+        "unique_conference_ids": False,
+        "preview": False,
+    }
+    assert {"pin", "conference_id", "dial_in", "toll_free"}.isdisjoint(
+        build_context("disabled", **common)
+    )
+    with pytest.raises(ValueError, match="conference ID"):
+        build_context("conference-info", **common)
+    with pytest.raises(ValueError, match="unknown email type"):
+        build_context("welcome", **common)
+
+
+# --- templates folder ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A full copy of the packaged templates as ``templates/`` in a fresh working directory."""
+    shutil.copytree(default_templates(), tmp_path / "templates")
+    monkeypatch.chdir(tmp_path)
+    return Path("templates")
+
+
+def insert_line(path: Path, line_number: int, text: str) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(line_number - 1, text + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def test_shipped_templates_are_clean(copied: Path) -> None:
+    assert check_templates(None) == []
+    assert check_templates(copied) == []
+    assert TemplateSet(copied).locales() == ["en", "fr"]
+
+
+def test_check_reports_syntax_error_with_file_and_line(copied: Path) -> None:
+    insert_line(copied / "fr" / "enabled.html", 4, "<p>{{ display_name | }}</p>")
+    problems = check_templates(copied)
+    assert [(p.file, p.line) for p in problems] == [("templates/fr/enabled.html", 4)]
+    assert "expected token" in problems[0].message
+
+
+def test_check_reports_undefined_variable_with_file_and_line(copied: Path) -> None:
+    insert_line(copied / "en" / "details-changed.txt", 5, "Your manager: {{ manager_name }}")
+    problems = check_templates(copied)
+    assert [(p.file, p.line, p.column) for p in problems] == [
+        ("templates/en/details-changed.txt", 5, 1)
+    ]
+    assert "manager_name" in problems[0].message
+
+
+def test_check_locates_errors_in_shared_macros(copied: Path) -> None:
+    macros = copied / "en" / "_macros.html"
+    macros.write_text(
+        macros.read_text(encoding="utf-8").replace("{{ phone.display }}", "{{ phone.nope }}"),
+        encoding="utf-8",
+    )
+    problems = check_templates(copied)
+    assert {p.file for p in problems} == {"templates/en/_macros.html"}
+    assert all(p.line == 4 and "nope" in p.message for p in problems)
+
+
+def test_check_flags_pin_in_a_pinless_type(copied: Path) -> None:
+    insert_line(
+        copied / "en" / "conference-info.txt", 4, "{% if pin is defined %}{{ pin }}{% endif %}"
+    )
+    problems = check_templates(copied)
+    assert [(p.file, p.line) for p in problems] == [("templates/en/conference-info.txt", 4)]
+    assert "PIN" in problems[0].message
+
+
+def test_check_flags_pin_in_a_partial_used_by_pinless_types(copied: Path) -> None:
+    layout = copied / "fr" / "_layout.txt"
+    insert_line(layout, 1, "{{ pin | default('') }}")
+    flagged = {(p.file, p.line) for p in check_templates(copied) if "PIN" in p.message}
+    assert flagged == {("templates/fr/_layout.txt", 1)}
+
+
+def test_check_flags_missing_files_of_a_new_locale(copied: Path) -> None:
+    (copied / "de").mkdir()
+    shutil.copy(copied / "en" / "enabled.subject.txt", copied / "de" / "enabled.subject.txt")
+    problems = check_templates(copied)
+    missing = {p.file for p in problems}
+    assert "templates/de/enabled.txt" in missing
+    assert "templates/de/disabled.html" in missing
+    assert "templates/de/enabled.subject.txt" not in missing
+    assert all(p.file.startswith("templates/de/") for p in problems)
+
+
+def test_check_flags_a_multiline_subject(copied: Path) -> None:
+    (copied / "en" / "disabled.subject.txt").write_text("Line one\nLine two\n", encoding="utf-8")
+    problems = check_templates(copied)
+    assert [p.file for p in problems] == ["templates/en/disabled.subject.txt"]
+    assert "one line" in problems[0].message
+
+
+def test_check_reports_a_missing_folder(tmp_path: Path) -> None:
+    (problem,) = check_templates(tmp_path / "nowhere")
+    assert "not found" in problem.message
+
+
+def test_partial_override_falls_back_to_packaged_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    override = Path("custom")
+    (override / "fr").mkdir(parents=True)
+    (override / "fr" / "enabled.subject.txt").write_text(
+        f"Bienvenue dans l{APOSTROPHE}audioconférence Contoso\n", encoding="utf-8"
+    )
+    templates = TemplateSet(override)
+    assert check_templates(override) == []
+    message = build(templates, "enabled", locale="fr")
+    assert message["Subject"] == f"Bienvenue dans l{APOSTROPHE}audioconférence Contoso"
+    text, _ = bodies(message)
+    assert "Code confidentiel (PIN)" in text  # packaged French body
+    assert build(templates, "enabled", locale="en")["Subject"] != message["Subject"]
+    assert build(templates, "enabled", locale="de")["Subject"] == (
+        "Audio Conferencing is now set up for you"
+    )
