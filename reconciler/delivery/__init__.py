@@ -1,0 +1,139 @@
+"""Delivery of outbox messages: ``--mail`` URLs to transports, and the retrying send loop.
+
+The URL is the one setting the operator writes by hand and the one most likely to hold a secret,
+so every message about it goes through :func:`redact`, and a password may come from
+``RECONCILER_SMTP_PASSWORD`` instead of the URL (it then stays out of process listings and CI
+logs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
+
+from .base import (
+    AuthenticationFailure,
+    ConnectionFailure,
+    DeliveryReport,
+    Pending,
+    PermanentFailure,
+    SetupFailure,
+    TemporaryFailure,
+    Transport,
+    deliver,
+)
+from .files import SuppressedFiles
+from .maildir import MaildirTransport
+from .smtp import DEFAULT_PORTS, SCHEMES, Mode, SMTPTransport
+
+__all__ = [
+    "AuthenticationFailure",
+    "ConnectionFailure",
+    "DeliveryReport",
+    "MaildirTransport",
+    "Pending",
+    "PermanentFailure",
+    "SMTPTransport",
+    "SetupFailure",
+    "SuppressedFiles",
+    "TemporaryFailure",
+    "Transport",
+    "deliver",
+    "open_transport",
+    "redact",
+]
+
+PASSWORD_ENV = "RECONCILER_SMTP_PASSWORD"
+_MODES: dict[str, Mode] = {scheme: mode for mode, scheme in SCHEMES.items()}
+_USAGE = "use maildir:PATH, smtp://[USER@]HOST[:PORT], smtp+starttls://... or smtps://..."
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+# scheme://user:password@ — the password runs to the *last* "@", so that one containing an
+# unencoded "@", "/" or "#" is still hidden whole.
+_USERINFO_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*):.*@", re.DOTALL)
+
+
+def redact(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``: safe to print and log."""
+    return _USERINFO_PASSWORD.sub(r"\1:***@", url, count=1)
+
+
+def open_transport(
+    url: str, *, default_from: str | None = None, env: Mapping[str, str] = os.environ
+) -> Transport:
+    """The transport a ``--mail`` URL names (not yet connected).
+
+    ``maildir:PATH`` (relative or absolute), ``smtp://[user[:password]@]host[:port]``,
+    ``smtp+starttls://...`` and ``smtps://...`` (default ports 25, 587, 465). The password is
+    percent-decoded from the URL or, when the URL has a user but no password, read from
+    ``RECONCILER_SMTP_PASSWORD`` in ``env``. SMTP needs ``default_from`` (the deployment's
+    sender address). A bad URL raises :class:`ValueError` with one line that never contains
+    the password.
+    """
+    scheme, colon, rest = url.partition(":")
+    if colon and scheme.lower() == "maildir":
+        return MaildirTransport(_maildir_path(rest))
+    mode = _MODES.get(scheme.lower()) if colon else None
+    if mode is None:
+        if colon and _SCHEME.fullmatch(scheme):
+            raise ValueError(f"unsupported mail URL scheme {scheme!r}: {_USAGE}")
+        raise ValueError(f"mail URL must start with a scheme: {_USAGE}")
+    if not rest.startswith("//"):
+        raise ValueError(f"{scheme} URL must look like {scheme}://[USER@]HOST[:PORT]")
+    return _smtp_transport(url, mode, default_from, env)
+
+
+def _maildir_path(rest: str) -> str:
+    """``maildir:PATH``; ``maildir:///abs`` is accepted too, since URL habits are strong."""
+    if rest.startswith("///"):
+        rest = rest[2:]
+    elif rest.startswith("//"):
+        raise ValueError("maildir URL has a host part: use maildir:PATH or maildir:/absolute/path")
+    if not rest:
+        raise ValueError("maildir URL has no path: use maildir:PATH")
+    return rest
+
+
+def _smtp_transport(
+    url: str, mode: Mode, default_from: str | None, env: Mapping[str, str]
+) -> SMTPTransport:
+    shown = redact(url)
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(
+            f"mail URL {shown} has something after host:port "
+            "(a password containing / ? or # must be percent-encoded)"
+        )
+    if not parts.hostname:
+        raise ValueError(f"mail URL {shown} has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"mail URL {shown}: the port must be a number from 1 to 65535")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    if password is not None and username is None:
+        raise ValueError(f"mail URL {shown} has a password but no user name")
+    if username is not None and password is None:
+        password = env.get(PASSWORD_ENV)
+        if not password:
+            raise ValueError(
+                f"mail URL {shown} names user {username!r} but no password: "
+                f"set {PASSWORD_ENV} (or put it, percent-encoded, in the URL)"
+            )
+    if not default_from:
+        raise ValueError(
+            "SMTP delivery needs the deployment's sender address: "
+            "set --default-from or RECONCILER_DEFAULT_FROM"
+        )
+    return SMTPTransport(
+        parts.hostname,
+        port or DEFAULT_PORTS[mode],
+        mode,
+        username,
+        password,
+        default_from=default_from,
+    )

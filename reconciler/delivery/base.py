@@ -1,0 +1,176 @@
+"""What every delivery transport promises, and the one loop that drives them.
+
+The apply step commits messages to an outbox first and only then calls :func:`deliver`; a
+transport therefore only has to make *one* attempt per call and say, through the exception it
+raises, whether trying again later makes sense. Retrying, giving up on a dead server and keeping
+the caller's bookkeeping in step with what the server accepted all live here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol
+
+#: Upper bound of one pause between two attempts: a deploy pipeline waits seconds, not minutes.
+MAX_BACKOFF = 30.0
+
+
+class TemporaryFailure(Exception):
+    """This attempt failed but a later one may succeed (SMTP 4xx): the message stays queued."""
+
+
+class ConnectionFailure(TemporaryFailure):
+    """The destination itself is unreachable (refused, reset, timed out, 421, folder not
+    writable): after the retries, :func:`deliver` stops instead of trying every remaining
+    message against a dead server."""
+
+
+class PermanentFailure(Exception):
+    """The server refused this message for good (SMTP 5xx): retrying would only be refused again."""
+
+
+class SetupFailure(Exception):
+    """The transport cannot work as configured (bad credentials, no STARTTLS, untrusted TLS
+    certificate). No message is at fault and retrying cannot help, so :func:`deliver` stops at
+    once and leaves every message queued for a run with a corrected configuration. The text
+    never contains a password."""
+
+
+class AuthenticationFailure(SetupFailure):
+    """The server rejected the credentials. Not retried: repeated bad logins can lock the
+    account."""
+
+
+class Pending(Protocol):
+    """A queued outbox message as delivery sees it; ``data`` is the RFC 5322 bytes."""
+
+    message_id: str
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+
+class Transport(ABC):
+    """One connection (or folder) reused for many messages; a context manager.
+
+    Opening is lazy (the first :meth:`send` connects), so entering never fails and every
+    problem reaches :func:`deliver` as a failure of a message, with a reason to report.
+    """
+
+    #: For humans (logs, "delivered to ..."), never with a password.
+    description: str
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def send(self, message: Pending) -> None:
+        """Make one delivery attempt; raise :class:`TemporaryFailure` (or its
+        :class:`ConnectionFailure`), :class:`PermanentFailure` or :class:`SetupFailure`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Release the connection, if any; transports without one have nothing to do."""
+
+
+@dataclass
+class DeliveryReport:
+    """What became of each message, by message id, in the order the messages were given.
+
+    ``queued_reasons`` (an addition to ``queued``) says why each queued message is still
+    queued, so that apply can tell the operator what to fix before the next run.
+    """
+
+    delivered: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    queued_reasons: dict[str, str] = field(default_factory=dict)
+
+    def _queue(self, message: Pending, reason: str) -> None:
+        self.queued.append(message.message_id)
+        self.queued_reasons[message.message_id] = reason
+
+
+def deliver(
+    messages: Iterable[Pending],
+    transport: Transport,
+    *,
+    on_delivered: Callable[[Pending], None],
+    on_failed: Callable[[Pending, str], None],
+    attempts: int = 4,
+    backoff: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[Pending], None] | None = None,
+) -> DeliveryReport:
+    """Send ``messages`` in order over one ``transport`` and report what became of each.
+
+    - Accepted: ``on_delivered(msg)`` right away, so the caller marks it delivered before the
+      next message is tried (a crash then re-sends at most the message in flight).
+    - :class:`TemporaryFailure`: up to ``attempts`` tries, pausing ``backoff``, ``2*backoff``,
+      ... (each pause at most :data:`MAX_BACKOFF`). Still failing, the message stays queued; if
+      the last failure was a :class:`ConnectionFailure` the remaining messages are left queued
+      untried, otherwise delivery continues with the next one.
+    - :class:`PermanentFailure`: ``on_failed(msg, reason)``, continue.
+    - :class:`SetupFailure`: no retry; this and every remaining message stay queued.
+
+    Delivery failures never escape; exceptions raised by the callbacks do (the caller's state
+    is then in doubt and it must know). ``progress(msg)`` is called once per message, including
+    those left untried, so a progress display always completes. Transports name themselves in
+    connection and setup failures, so each reason in the report stands on its own.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    report = DeliveryReport()
+    stopped: str | None = None
+    for message in messages:
+        if stopped is not None:
+            report._queue(message, f"not attempted: {stopped}")
+        else:
+            outcome = _attempt(message, transport, attempts, backoff, sleep)
+            if outcome is None:
+                report.delivered.append(message.message_id)
+                on_delivered(message)
+            elif isinstance(outcome, PermanentFailure):
+                report.failed[message.message_id] = str(outcome)
+                on_failed(message, str(outcome))
+            else:
+                report._queue(message, str(outcome))
+                if isinstance(outcome, ConnectionFailure | SetupFailure):
+                    stopped = str(outcome)
+        if progress is not None:
+            progress(message)
+    return report
+
+
+def _attempt(
+    message: Pending,
+    transport: Transport,
+    attempts: int,
+    backoff: float,
+    sleep: Callable[[float], None],
+) -> TemporaryFailure | PermanentFailure | SetupFailure | None:
+    """Try one message up to ``attempts`` times; return the failure that ended it, or None."""
+    tries = 0
+    while True:
+        try:
+            transport.send(message)
+        except TemporaryFailure as failure:
+            tries += 1
+            if tries >= attempts:
+                return failure
+            sleep(min(backoff * 2 ** (tries - 1), MAX_BACKOFF))
+        except (PermanentFailure, SetupFailure) as failure:
+            return failure
+        else:
+            return None

@@ -1,0 +1,226 @@
+"""Delivery to an SMTP server: one connection for the whole run, failures sorted for retrying.
+
+Every smtplib outcome is mapped to what :func:`~reconciler.delivery.base.deliver` needs to know:
+the server refused this message for good (5xx → :class:`PermanentFailure`), try it again later
+(4xx → :class:`TemporaryFailure`), the server is gone (network errors, 421 →
+:class:`ConnectionFailure`), or the connection can never work as configured (bad credentials,
+no STARTTLS, untrusted certificate, 530 → :class:`SetupFailure`): a 5xx that is about the
+connection rather than the message must not fail every message for good.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from typing import Literal
+from urllib.parse import quote
+
+from .base import (
+    AuthenticationFailure,
+    ConnectionFailure,
+    Pending,
+    PermanentFailure,
+    SetupFailure,
+    TemporaryFailure,
+    Transport,
+)
+
+Mode = Literal["plain", "starttls", "ssl"]
+SCHEMES: dict[Mode, str] = {"plain": "smtp", "starttls": "smtp+starttls", "ssl": "smtps"}
+DEFAULT_PORTS: dict[Mode, int] = {"plain": 25, "starttls": 587, "ssl": 465}
+#: Slow relays (greylisting, content scanning before the final reply) need this much.
+MIN_TIMEOUT = 30.0
+
+_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
+
+
+class SMTPTransport(Transport):
+    """Sends over one SMTP connection, opened on the first message and reopened after a
+    connection failure.
+
+    ``mode`` is ``plain`` (no TLS), ``starttls`` (upgrade, required) or ``ssl`` (TLS from the
+    start). ``ssl_context`` defaults to the system's trust store with hostname checking; tests
+    pass one trusting their self-signed certificate. ``default_from`` is the envelope sender for
+    messages that carry none.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        mode: Mode = "plain",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = MIN_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        default_from: str | None = None,
+    ):
+        if mode not in SCHEMES:
+            raise ValueError(f"unknown SMTP mode {mode!r}: use plain, starttls or ssl")
+        if timeout < MIN_TIMEOUT:
+            raise ValueError(f"SMTP timeout must be at least {MIN_TIMEOUT:g} seconds")
+        self.host = host
+        self.port = port
+        self.mode = mode
+        self.username = username
+        self._password = password
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.default_from = default_from
+        user = f"{quote(username, safe='')}@" if username else ""
+        netloc = f"[{host}]" if ":" in host else host
+        self.description = f"{SCHEMES[mode]}://{user}{netloc}:{port}"
+        self._connection: smtplib.SMTP | None = None
+
+    def send(self, message: Pending) -> None:
+        sender = message.sender or self.default_from
+        if not sender:
+            raise SetupFailure(
+                f"{self.description}: no envelope sender: set --default-from or "
+                "RECONCILER_DEFAULT_FROM"
+            )
+        if not message.recipients:
+            raise PermanentFailure("the message has no recipients")
+        connection = self._connect()
+        data = _LINE_ENDING.sub(b"\r\n", message.data)  # SMTP forbids bare CR/LF
+        options = []
+        if not data.isascii() and connection.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if not all(address.isascii() for address in [sender, *message.recipients]):
+            if not connection.has_extn("smtputf8"):
+                raise PermanentFailure(
+                    f"{self.description} does not support SMTPUTF8, needed for a non-ASCII address"
+                )
+            options.append("SMTPUTF8")
+        try:
+            refused = connection.sendmail(sender, message.recipients, data, options)
+        except smtplib.SMTPRecipientsRefused as error:
+            self._reset()
+            raise _recipients_failure(self.description, error.recipients) from error
+        except smtplib.SMTPResponseException as error:
+            self._reset()
+            raise _reply_failure(self.description, error.smtp_code, error.smtp_error) from error
+        except (smtplib.SMTPException, OSError) as error:
+            self.close()
+            raise ConnectionFailure(f"connection to {self.description} lost: {error}") from error
+        if refused:
+            # Some recipients have it already; sending again would give them a second copy.
+            raise PermanentFailure(
+                f"accepted for the other recipients but refused for {_describe(refused)}"
+            )
+
+    def close(self) -> None:
+        """Say QUIT politely if the connection still works, and forget it either way."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if connection.sock is not None:
+                connection.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            connection.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        """The open connection, or a new one."""
+        if self._connection is not None and self._connection.sock is not None:
+            return self._connection
+        self.close()
+        try:
+            self._connection = self._open()
+        except smtplib.SMTPResponseException as error:  # greeting, EHLO, STARTTLS or AUTH reply
+            raise self._session_failure(error) from error
+        except ssl.SSLCertVerificationError as error:
+            raise SetupFailure(
+                f"TLS certificate of {self.description} not trusted: {error.verify_message}"
+            ) from error
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            raise ConnectionFailure(f"cannot connect to {self.description}: {error}") from error
+        except smtplib.SMTPException as error:  # STARTTLS or AUTH not offered, no common AUTH
+            raise SetupFailure(f"{self.description}: {error}") from error
+        return self._connection
+
+    def _open(self) -> smtplib.SMTP:
+        """Connect, read the greeting, EHLO, STARTTLS (then EHLO again, as required), AUTH."""
+        if self.mode != "plain" and self.ssl_context is None:
+            self.ssl_context = ssl.create_default_context()  # only now: loading CAs is slow
+        if self.mode == "ssl":
+            connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=self.ssl_context
+            )
+        else:
+            connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.ehlo_or_helo_if_needed()  # HELO for the rare server without EHLO
+            if self.mode == "starttls":
+                connection.starttls(context=self.ssl_context)
+                connection.ehlo_or_helo_if_needed()  # STARTTLS forgot what EHLO said
+            if self.username is not None:
+                connection.login(self.username, self._password or "")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _session_failure(self, error: smtplib.SMTPResponseException) -> Exception:
+        """A refusal while opening the session: 4xx means busy (retry later), 5xx means never."""
+        reply = _reply(error.smtp_code, error.smtp_error)
+        if error.smtp_code < 500:
+            return ConnectionFailure(f"{self.description} is unavailable: {reply}")
+        if isinstance(error, smtplib.SMTPAuthenticationError):
+            return AuthenticationFailure(
+                f"{self.description} refused the login of {self.username!r}: {reply}"
+            )
+        return SetupFailure(f"{self.description} refused the session: {reply}")
+
+    def _reset(self) -> None:
+        """Abort the refused transaction so the next message starts cleanly (smtplib skips the
+        RSET when DATA itself is refused); a 421 has already closed the connection."""
+        if self._connection is None or self._connection.sock is None:
+            return
+        try:
+            self._connection.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(text.split())}"
+
+
+def _reply_failure(
+    description: str, code: int, text: bytes | str
+) -> TemporaryFailure | PermanentFailure | SetupFailure:
+    """Classify a refusal of this message by its reply code."""
+    reply = _reply(code, text)
+    if code == 421:  # the server is closing the connection: it is going away, not just us
+        return ConnectionFailure(f"{description} is closing the connection: {reply}")
+    if code == 530:  # authentication or STARTTLS required: the URL is wrong, not the message
+        return SetupFailure(f"{description} requires authentication or STARTTLS: {reply}")
+    if code >= 500:
+        return PermanentFailure(reply)
+    return TemporaryFailure(reply)
+
+
+def _recipients_failure(
+    description: str, refused: dict[str, tuple[int, bytes]]
+) -> TemporaryFailure | PermanentFailure:
+    """Every recipient was refused: permanent only if every refusal was permanent."""
+    codes = [code for code, _ in refused.values()]
+    text = _describe(refused)
+    if 421 in codes:
+        return ConnectionFailure(f"{description} is closing the connection: {text}")
+    if all(code >= 500 for code in codes):
+        return PermanentFailure(text)
+    return TemporaryFailure(text)
+
+
+def _describe(refused: dict[str, tuple[int, bytes]]) -> str:
+    return "; ".join(
+        f"{address}: {_reply(code, text)}" for address, (code, text) in refused.items()
+    )

@@ -1,0 +1,169 @@
+"""Maildir delivery and the suppressed-message files: standard layout, private, crash-safe."""
+
+from __future__ import annotations
+
+import email
+import mailbox
+import stat
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from reconciler.delivery import (
+    ConnectionFailure,
+    MaildirTransport,
+    SuppressedFiles,
+    deliver,
+    open_transport,
+)
+
+
+@dataclass
+class Outgoing:
+    """An outbox message as the apply step hands it to delivery."""
+
+    message_id: str
+    sender: str
+    recipients: list[str]
+    data: bytes = field(repr=False)
+
+
+def outgoing(n: int, message_id: str | None = None) -> Outgoing:
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = "Office 365 <noreply@contoso.com>"
+    message["To"] = f"user{n}@contoso.com"
+    message["Subject"] = f"Your PIN {n}"
+    message["Message-ID"] = message_id if message_id is not None else f"<m{n}@reconciler.test>"
+    message.set_content(f"PIN: 1357{n}\nRéunion\n")
+    return Outgoing(message["Message-ID"], "noreply@contoso.com", [message["To"]], bytes(message))
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def run(transport, messages, **kwargs):
+    delivered: list[str] = []
+    failed: list[str] = []
+    report = deliver(
+        messages,
+        transport,
+        on_delivered=lambda m: delivered.append(m.message_id),
+        on_failed=lambda m, reason: failed.append(m.message_id),
+        sleep=lambda seconds: None,
+        **kwargs,
+    )
+    assert report.delivered == delivered
+    assert list(report.failed) == failed
+    return report
+
+
+# --- Maildir ---------------------------------------------------------------------------------
+
+
+def test_maildir_messages_are_readable_by_mailbox_byte_for_byte(tmp_path: Path) -> None:
+    messages = [outgoing(n) for n in range(3)]
+    with open_transport(f"maildir:{tmp_path / 'mail'}") as transport:
+        report = run(transport, messages)
+
+    assert report.delivered == [m.message_id for m in messages]
+    box = mailbox.Maildir(tmp_path / "mail", create=False)
+    stored = sorted(box.get_bytes(key) for key in box.iterkeys())
+    assert stored == sorted(m.data for m in messages)
+    assert {message["Message-ID"] for message in box} == {m.message_id for m in messages}
+
+
+def test_maildir_is_private_and_leaves_nothing_in_tmp(tmp_path: Path) -> None:
+    root = tmp_path / "mail"
+    with MaildirTransport(root) as transport:
+        run(transport, [outgoing(1), outgoing(2)])
+
+    for folder in (root, root / "tmp", root / "new", root / "cur"):
+        assert mode(folder) == 0o700, folder
+    files = list((root / "new").iterdir())
+    assert len(files) == 2
+    assert all(mode(file) == 0o600 for file in files)
+    assert list((root / "tmp").iterdir()) == []
+
+
+def test_maildir_relative_path_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_transport("maildir:.reconciler/mail") as transport:
+        run(transport, [outgoing(1)])
+    assert len(mailbox.Maildir(tmp_path / ".reconciler" / "mail", create=False)) == 1
+
+
+def test_unwritable_maildir_is_a_connection_failure_and_stops_the_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("in the way")
+    transport = MaildirTransport(blocker)
+    with pytest.raises(ConnectionFailure, match="not-a-folder"):
+        transport.send(outgoing(0))
+
+    messages = [outgoing(n) for n in range(3)]
+    report = run(transport, messages, backoff=0.0)
+    assert report.queued == [m.message_id for m in messages]
+    assert report.queued_reasons[messages[2].message_id].startswith("not attempted: ")
+    assert "maildir:" in report.queued_reasons[messages[0].message_id]
+
+
+# --- Suppressed messages -----------------------------------------------------------------------
+
+
+def test_suppressed_files_are_private_eml_files_at_path_for(tmp_path: Path) -> None:
+    directory = tmp_path / "suppressed" / "contoso"
+    messages = [outgoing(1), outgoing(2)]
+    with SuppressedFiles(directory) as transport:
+        run(transport, messages)
+        paths = [transport.path_for(m) for m in messages]
+
+    assert paths == [directory / "m1@reconciler.test.eml", directory / "m2@reconciler.test.eml"]
+    assert mode(directory) == 0o700
+    for path, message in zip(paths, messages, strict=True):
+        assert mode(path) == 0o600
+        assert path.read_bytes() == message.data
+        parsed = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert parsed["Message-ID"] == message.message_id
+
+
+def test_suppressed_files_are_idempotent_per_message_id(tmp_path: Path) -> None:
+    transport = SuppressedFiles(tmp_path)
+    message = outgoing(1)
+    run(transport, [message])
+    run(transport, [message])  # a re-run after a crash between writing and recording
+    assert [p.name for p in tmp_path.iterdir()] == [transport.path_for(message).name]
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    ["<../../etc/passwd>", "<a/b@x>", "<.hidden@x>", "<with space@x>", "<" + "x" * 500 + ">"],
+    ids=["dot-dot", "slash", "hidden", "space", "long"],
+)
+def test_suppressed_file_names_stay_inside_the_directory(tmp_path: Path, message_id: str) -> None:
+    transport = SuppressedFiles(tmp_path / "out")
+    message = outgoing(1, message_id)
+    run(transport, [message])
+    path = transport.path_for(message)
+    assert path.parent == tmp_path / "out"
+    assert not path.name.startswith(".")
+    assert len(path.name) < 200
+    assert path.read_bytes() == message.data
+
+
+def test_suppressed_file_names_never_collide(tmp_path: Path) -> None:
+    transport = SuppressedFiles(tmp_path)
+    first, second = outgoing(1, "<a/b@x>"), outgoing(2, "<a_b@x>")
+    assert transport.path_for(first) != transport.path_for(second)
+
+
+def test_suppressed_message_without_id_is_named_by_content(tmp_path: Path) -> None:
+    transport = SuppressedFiles(tmp_path)
+    message = Outgoing("", "noreply@contoso.com", ["a@contoso.com"], b"Subject: x\r\n\r\nbody\r\n")
+    run(transport, [message])
+    run(transport, [message])
+    assert [p.name for p in tmp_path.iterdir()] == [transport.path_for(message).name]
