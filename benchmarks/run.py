@@ -1,0 +1,197 @@
+"""Measure the reconciler against the floor of its work, in one run, and print the ratios.
+
+    python benchmarks/run.py [--users 100000] [--files 20] [--apply-users 10000] [--out DIR]
+
+Every figure is a separate process measured with ``os.wait4`` (wall time and peak RSS), so the
+reconciler and its baseline are timed the same way on the same machine, minutes apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generate import changed_users, write_tenant  # noqa: E402
+
+PY = sys.executable
+
+BARE_LOAD = r"""
+import sys, yaml
+for path in sys.argv[1:]:
+    with open(path, 'rb') as f:
+        yaml.load(f, Loader=yaml.CSafeLoader)
+"""
+
+BARE_COMPOSE = r"""
+import sys, os, mailbox
+from email.message import EmailMessage
+from email.headerregistry import Address
+from email.utils import format_datetime, make_msgid
+from datetime import datetime, timezone
+box = mailbox.Maildir(sys.argv[1], create=True)
+for i in range(int(sys.argv[2])):
+    m = EmailMessage()
+    m['From'] = Address('Office 365', addr_spec='noreply@localhost')
+    m['To'] = Address(f'User {i}', addr_spec=f'user{i:06d}@contoso.com')
+    m['Subject'] = 'Audio Conferencing is now set up for you'
+    m['Date'] = format_datetime(datetime.now(timezone.utc))
+    m['Message-ID'] = make_msgid(domain='reconciler.invalid')
+    m.set_content(f'Hello User {i},\nConference ID: {1000000 + i}\nDial-in: +1 425-555-0100\n' * 12)
+    m.add_alternative(f'<p>Hello User {i},</p><p>Conference ID: {1000000 + i}</p>\n' * 12, subtype='html')
+    box.add(m.as_bytes())
+"""
+
+BARE_SMTP = r"""
+import sys, smtplib
+from email import policy
+from email.message import EmailMessage
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with smtplib.SMTP(host, port, timeout=30) as s:
+    for i in range(n):
+        m = EmailMessage()
+        m['From'] = 'noreply@localhost'
+        m['To'] = f'user{i:06d}@contoso.com'
+        m['Subject'] = 'Audio Conferencing'
+        m.set_content('Conference ID: 1234567\n' * 40)
+        m.add_alternative('<p>Conference ID: 1234567</p>\n' * 40, subtype='html')
+        s.sendmail('noreply@localhost', [f'user{i:06d}@contoso.com'], m.as_bytes(policy=policy.SMTP))
+"""
+
+SMTP_SINK = r"""
+import sys, time
+from aiosmtpd.controller import Controller
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        return '250 OK'
+c = Controller(Sink(), hostname='127.0.0.1', port=int(sys.argv[1]))
+c.start()
+print('ready', flush=True)
+sys.stdin.read()
+c.stop()
+"""
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_mb: float
+
+
+def measure(argv: list[str], cwd: Path | None = None, env: dict | None = None,
+            ok: tuple[int, ...] = (0,)) -> Run:
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in ok:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"{' '.join(argv)} exited {code}:\n{err}")
+    return Run(seconds, usage.ru_maxrss / 1024)
+
+
+def reconciler(*args: str) -> list[str]:
+    return [PY, "-m", "reconciler", *args]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--files", type=int, default=20)
+    parser.add_argument("--change", type=float, default=0.01)
+    parser.add_argument("--apply-users", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, help="keep the generated data here")
+    args = parser.parse_args()
+    work = args.out or Path(tempfile.mkdtemp(prefix="reconciler-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[str, Run, Run, float, float]] = []
+
+    def compare(label: str, run: Run, base: Run, target: float, mem_target: float = 0) -> None:
+        rows.append((label, run, base, target, mem_target))
+        print(f"  {label}: {run.seconds:.2f}s / {base.seconds:.2f}s = "
+              f"{run.seconds / base.seconds:.2f}x time, {run.peak_mb:.0f}/{base.peak_mb:.0f} MB = "
+              f"{run.peak_mb / base.peak_mb:.2f}x memory", flush=True)
+
+    print(f"Generating {args.users} users over {args.files} files in {work} ...", flush=True)
+    before, after = work / "before", work / "after"
+    write_tenant(before, args.users, args.files, set())
+    write_tenant(after, args.users, args.files, changed_users(args.users, args.change))
+    files = sorted(str(p) for p in (after / "big").rglob("*.yaml"))
+    state = work / "state.db"
+    common = ["--state", str(state), "--mail", f"maildir:{work / 'mail'}"]
+
+    base = measure([PY, "-c", BARE_LOAD, *files])
+    print(f"Bare CSafeLoader load: {base.seconds:.2f}s, {base.peak_mb:.0f} MB", flush=True)
+    compare("validate", measure(reconciler("validate", "--config", str(after), *common)), base,
+            1.3, 1.5)
+    state.unlink(missing_ok=True)
+    compare("import", measure(reconciler("import", "--config", str(before), *common)), base,
+            1.3, 1.5)
+    compare("plan (1% changed)", measure(reconciler("plan", "--config", str(after), *common,
+                                                    "--format", "json")), base, 1.3, 1.5)
+    compare("plan (no change)", measure(reconciler("plan", "--config", str(before), *common)),
+            base, 1.3, 1.5)
+
+    n = args.apply_users
+    small = work / "apply"
+    write_tenant(small, n, 10, set(), enabled_fraction=1.0)
+    base_mail = measure([PY, "-c", BARE_COMPOSE, str(work / "bare-mail"), str(n)])
+    state.unlink(missing_ok=True)
+    shutil.rmtree(work / "mail", ignore_errors=True)
+    compare(f"first apply, {n} users, Maildir",
+            measure(reconciler("apply", "--auto-approve", "--config", str(small), *common)),
+            base_mail, 3.0)
+
+    port = free_port()
+    sink = subprocess.Popen([PY, "-c", SMTP_SINK, str(port)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        base_smtp = measure([PY, "-c", BARE_SMTP, "127.0.0.1", str(port), str(n)])
+        # Queue everything against a dead port, then time the apply that only delivers.
+        state.unlink(missing_ok=True)
+        smtp_args = ["--config", str(small), "--state", str(state),
+                     "--default-from", "noreply@contoso.com"]
+        measure(reconciler("apply", "--auto-approve", *smtp_args, "--mail",
+                           f"smtp://127.0.0.1:{free_port()}"), ok=(1,))
+        smtp = measure(reconciler("apply", "--auto-approve", *smtp_args, "--mail",
+                                  f"smtp://127.0.0.1:{port}"))
+        throughput = base_smtp.seconds / smtp.seconds
+        rows.append((f"deliver {n} queued messages over SMTP vs a bare smtplib loop", smtp,
+                     base_smtp, 0, 0))
+        print(f"  SMTP delivery: {smtp.seconds:.2f}s vs bare smtplib {base_smtp.seconds:.2f}s: "
+              f"throughput {throughput:.0%} of the bare loop (target >= 80%)", flush=True)
+    finally:
+        if sink.stdin:
+            sink.stdin.close()
+        sink.wait(timeout=30)
+
+    print("\n| Measurement | Reconciler | Baseline | Ratio (time) | Ratio (peak memory) |")
+    print("|---|---:|---:|---:|---:|")
+    for label, run, b, _target, _mem in rows:
+        print(f"| {label} | {run.seconds:.2f} s, {run.peak_mb:.0f} MB | {b.seconds:.2f} s, "
+              f"{b.peak_mb:.0f} MB | {run.seconds / b.seconds:.2f}x | "
+              f"{run.peak_mb / b.peak_mb:.2f}x |")
+    if args.out is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
