@@ -108,7 +108,8 @@ def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPl
             file, key = config.sources[upn]
             findings.append(Finding(file, ("users", key, request),
                                     f"{request} is set for {upn}, who is not enabled after this "
-                                    "change (needs license: true and provider: Microsoft)"))
+                                    "change (needs license: true and provider: Microsoft)",
+                                    at_key=True))
         for email in emails_for(before, after):
             recipient = (after or before or {}).get("email", upn)
             result.emails.append(PlannedEmail(upn, recipient, email.type, email.reasons,
@@ -144,10 +145,12 @@ def _warnings(plan: TenantPlan, suppressed: bool) -> list[str]:
 def _user_change(upn: str, before: UserRecord | None, after: UserRecord | None) -> UserChange:
     if before is None:
         assert after is not None
-        changes = tuple(Change(k, None, v) for k, v in after.items() if v is not None and k != "upn")
+        changes = tuple(Change(k, None, v) for k, v in after.items()
+                        if v is not None and k != "upn")
         return UserChange(upn, "create", changes)
     if after is None:
-        changes = tuple(Change(k, v, None) for k, v in before.items() if v is not None and k != "upn")
+        changes = tuple(Change(k, v, None) for k, v in before.items()
+                        if v is not None and k != "upn")
         return UserChange(upn, "delete", changes)
     return UserChange(upn, "update", tuple(_record_changes(before, after)))
 

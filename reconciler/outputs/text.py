@@ -37,7 +37,8 @@ def _tenant(t: TenantPlan, style: Any) -> list[str]:
         lines.append(style("  missing from the configuration: left alone", fg="yellow"))
     if t.settings_changes:
         lines.append("  Settings:")
-        lines.extend("    " + style("~", fg="yellow") + " " + _change(c) for c in t.settings_changes)
+        lines.extend("    " + style("~", fg="yellow") + " " + _change(c)
+                     for c in t.settings_changes)
     if t.user_changes:
         lines.append(f"  Users ({len(t.user_changes)}):")
         for u in t.user_changes:

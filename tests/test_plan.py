@@ -1,0 +1,314 @@
+"""plan_tenant / plan_missing on TenantConfig objects (no files, no state database)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+import reconciler.plan as plan_module
+from reconciler.config.semantic import effective_tenant, effective_user
+from reconciler.model import TenantConfig
+from reconciler.plan import Change, Plan, plan_missing, plan_tenant
+from reconciler.state import Applied
+
+DEFAULT = "+14255550100"
+OTHER_TOLL = "+12065550123"
+TOLL_FREE = "+18005550199"
+
+
+def tenant_doc(**settings: Any) -> dict[str, Any]:
+    return {
+        "settings": settings,
+        "bridge": {
+            "numbers": [
+                {"number": DEFAULT, "type": "toll", "location": "Redmond, WA"},
+                {"number": OTHER_TOLL, "type": "toll", "location": "Seattle, WA"},
+                {"number": TOLL_FREE, "type": "toll_free"},
+            ],
+            "default_number": DEFAULT,
+        },
+        "email": {"locale": "en"},
+    }
+
+
+def enabled(cid: str, **extra: Any) -> dict[str, Any]:
+    return {"license": True, "conference_id": cid, **extra}
+
+
+def config(users: dict[str, dict[str, Any]], doc: dict[str, Any] | None = None,
+           name: str = "contoso") -> TenantConfig:
+    tenant = effective_tenant(doc if doc is not None else tenant_doc())
+    records = {key.lower(): effective_user(key.lower(), raw, tenant) for key, raw in users.items()}
+    sources = {key.lower(): (f"{name}/users.yaml", key) for key in users}
+    return TenantConfig(name, tenant, records, sources)
+
+
+def applied(cfg: TenantConfig, serial: int = 1) -> Applied:
+    """The state after applying ``cfg`` (a deep copy, as a store would hand it back)."""
+    return Applied("lineage-1", serial, copy.deepcopy(cfg.tenant), copy.deepcopy(cfg.users))
+
+
+def plan_between(before: TenantConfig | None, after: TenantConfig):
+    result, findings = plan_tenant(after, applied(before) if before else None)
+    return result, findings
+
+
+def emails(result) -> list[tuple[str, str, str]]:
+    return [(e.user, e.to, e.type) for e in result.emails]
+
+
+def test_emails_in_send_order_users_by_upn_then_spec_order() -> None:
+    before = config({
+        "zed@contoso.com": enabled("1000001"),
+        "bob@contoso.com": enabled("1000002"),
+        "alice@contoso.com": enabled("1000003"),
+        "carol@contoso.com": enabled("1000004"),
+    })
+    after = config({  # written out of order on purpose
+        "zed@contoso.com": enabled("1000001", pin_reset="r1", send_conference_info="i1"),
+        "dave@contoso.com": enabled("1000005"),
+        "bob@contoso.com": enabled("1000009", pin_reset="r1", send_conference_info="i1"),
+        "alice@contoso.com": enabled("1000003", send_conference_info="i1"),
+    })
+    result, findings = plan_between(before, after)
+    assert findings == []
+    assert [(u, t) for u, _, t in emails(result)] == [
+        ("alice@contoso.com", "conference-info"),
+        ("bob@contoso.com", "details-changed"),
+        ("bob@contoso.com", "pin-reset"),
+        ("carol@contoso.com", "disabled"),
+        ("dave@contoso.com", "enabled"),
+        ("zed@contoso.com", "pin-reset"),
+        ("zed@contoso.com", "conference-info"),
+    ]
+
+
+def test_upn_is_case_insensitive_and_sorted_lowercase() -> None:
+    result, _ = plan_between(config({}), config({"Bob@Contoso.com": enabled("1000002"),
+                                                 "alice@contoso.com": enabled("1000003")}))
+    assert [e.user for e in result.emails] == ["alice@contoso.com", "bob@contoso.com"]
+
+
+def test_to_is_the_recipient_override_else_the_upn() -> None:
+    before = config({"alice@contoso.com": enabled("1000001", email="alice.m@contoso.com"),
+                     "bob@contoso.com": enabled("1000002")})
+    after = config({"alice@contoso.com": enabled("1000009", email="alice.m@contoso.com"),
+                    "bob@contoso.com": enabled("1000008")})
+    result, _ = plan_between(before, after)
+    assert emails(result) == [
+        ("alice@contoso.com", "alice.m@contoso.com", "details-changed"),
+        ("bob@contoso.com", "bob@contoso.com", "details-changed"),
+    ]
+
+
+def test_removed_user_is_written_to_at_their_last_applied_address() -> None:
+    before = config({"alice@contoso.com": enabled("1000001", email="alice.m@contoso.com")})
+    result, _ = plan_between(before, config({}))
+    assert emails(result) == [("alice@contoso.com", "alice.m@contoso.com", "disabled")]
+
+
+def test_suppressed_when_automatic_emails_are_off() -> None:
+    before = config({"alice@contoso.com": enabled("1000001"),
+                     "bob@contoso.com": enabled("1000002")})
+    after = config({"alice@contoso.com": enabled("1000009"),
+                    "bob@contoso.com": enabled("1000002", pin_reset="r1")},
+                   tenant_doc(automatically_send_emails_to_users=False))
+    result, _ = plan_between(before, after)
+    assert [e.suppressed for e in result.emails] == [True, True]
+    assert any("suppressed" in w and "2 email" in w for w in result.warnings)
+    assert Plan([result]).summary() == {"settings_changes": 1, "user_changes": 2,
+                                        "emails": 2, "suppressed": 2}
+
+
+def test_not_suppressed_when_automatic_emails_are_on() -> None:
+    before = config({"alice@contoso.com": enabled("1000001")},
+                    tenant_doc(automatically_send_emails_to_users=False))
+    after = config({"alice@contoso.com": enabled("1000009")})
+    result, _ = plan_between(before, after)
+    assert [e.suppressed for e in result.emails] == [False]
+    assert not any("suppressed" in w for w in result.warnings)
+
+
+def test_no_suppression_warning_without_emails() -> None:
+    cfg = config({"alice@contoso.com": {"license": False}},
+                 tenant_doc(automatically_send_emails_to_users=False))
+    result, _ = plan_between(None, cfg)
+    assert result.emails == [] and result.warnings == []
+
+
+def test_default_number_change_reaches_only_users_on_the_default() -> None:
+    users = {"alice@contoso.com": enabled("1000001"),                     # uses the default
+             "bob@contoso.com": enabled("1000002", dial_in_number=OTHER_TOLL),  # own number
+             "carol@contoso.com": enabled("1000003", dial_in_number=DEFAULT),   # own = old default
+             "dan@contoso.com": {"license": False}}                           # not enabled
+    doc = tenant_doc()
+    doc["bridge"]["default_number"] = OTHER_TOLL
+    result, _ = plan_between(config(users), config(users, doc))
+    assert [(e.user, e.type, e.reasons) for e in result.emails] == [
+        ("alice@contoso.com", "details-changed", ("default dial-in number changed",)),
+    ]
+    assert result.settings_changes == [Change("bridge.default_number", DEFAULT, OTHER_TOLL)]
+    changed = {u.user: u for u in result.user_changes}
+    assert set(changed) == {"alice@contoso.com", "dan@contoso.com"}
+    assert changed["alice@contoso.com"].changes == (
+        Change("dial_in_number", DEFAULT, OTHER_TOLL),)
+
+
+def test_user_changes_create_update_delete() -> None:
+    before = config({"alice@contoso.com": enabled("1000001"),
+                     "bob@contoso.com": enabled("1000002", display_name="Bob")})
+    after = config({"alice@contoso.com": enabled("1000009", display_name="Alice"),
+                    "carol@contoso.com": enabled("1000003", toll_free_number=TOLL_FREE)})
+    result, _ = plan_between(before, after)
+    by_user = {u.user: u for u in result.user_changes}
+    assert [u.user for u in result.user_changes] == sorted(by_user)
+    assert by_user["alice@contoso.com"].action == "update"
+    assert by_user["alice@contoso.com"].changes == (
+        Change("conference_id", "1000001", "1000009"),
+        Change("display_name", None, "Alice"),
+    )
+    create = by_user["carol@contoso.com"]
+    assert create.action == "create"
+    assert {c.path: (c.before, c.after) for c in create.changes} == {
+        "license": (None, True), "provider": (None, "Microsoft"),
+        "conference_id": (None, "1000003"), "dial_in_number": (None, DEFAULT),
+        "toll_free_number": (None, TOLL_FREE), "email": (None, "carol@contoso.com"),
+        "locale": (None, "en"),
+    }
+    delete = by_user["bob@contoso.com"]
+    assert delete.action == "delete"
+    assert {c.path: (c.before, c.after) for c in delete.changes} == {
+        "display_name": ("Bob", None), "license": (True, None), "provider": ("Microsoft", None),
+        "conference_id": ("1000002", None), "dial_in_number": (DEFAULT, None),
+        "email": ("bob@contoso.com", None), "locale": ("en", None),
+    }
+
+
+def test_settings_changes_have_dotted_paths_and_send_nothing() -> None:
+    users = {"alice@contoso.com": enabled("1000001")}
+    doc = tenant_doc(pin_length=6, use_unique_conference_ids=True)
+    doc["bridge"]["numbers"][1]["location"] = "Seattle"
+    doc["email"]["locale"] = "fr"
+    result, _ = plan_between(config(users), config(users, doc))
+    assert result.settings_changes == [
+        Change("bridge.numbers[1].location", "Seattle, WA", "Seattle"),
+        Change("email.locale", "en", "fr"),
+        Change("settings.pin_length", 5, 6),
+        Change("settings.use_unique_conference_ids", False, True),
+    ]
+    # users' effective locale follows the tenant's, which sends nothing either
+    assert result.emails == []
+    assert result.has_changes
+
+
+def test_first_plan_lists_every_setting_from_null() -> None:
+    result, _ = plan_between(None, config({}))
+    assert (result.lineage, result.serial) == (None, 0)
+    paths = {c.path: c for c in result.settings_changes}
+    assert paths["settings.pin_length"] == Change("settings.pin_length", None, 5)
+    assert paths["settings.automatically_send_emails_to_users"].after is True
+    assert paths["bridge.default_number"] == Change("bridge.default_number", None, DEFAULT)
+    assert paths["bridge.numbers[0]"].before is None
+    assert all(c.before is None for c in result.settings_changes)
+    assert result.has_changes
+
+
+def test_lineage_and_serial_come_from_the_state() -> None:
+    cfg = config({})
+    result, _ = plan_tenant(cfg, applied(cfg, serial=7))
+    assert (result.lineage, result.serial) == ("lineage-1", 7)
+
+
+def test_no_change_plan() -> None:
+    cfg = config({"alice@contoso.com": enabled("1000001", pin_reset="r1"),
+                  "bob@contoso.com": {"license": False, "provider": "ThirdParty"}})
+    result, findings = plan_between(cfg, config({
+        "alice@contoso.com": enabled("1000001", pin_reset="r1"),
+        "bob@contoso.com": {"license": False, "provider": "ThirdParty"}}))
+    assert findings == []
+    assert (result.settings_changes, result.user_changes, result.emails, result.warnings) == (
+        [], [], [], [])
+    assert not result.has_changes
+    assert not Plan([result]).has_changes
+
+
+def test_refused_request_is_a_finding_at_the_key() -> None:
+    before = config({"alice@contoso.com": enabled("1000001")})
+    after = config({"Alice@contoso.com": {"license": False, "conference_id": "1000001",
+                                          "pin_reset": "r1"}})
+    result, findings = plan_between(before, after)
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.file == "contoso/users.yaml"
+    assert finding.path == ("users", "Alice@contoso.com", "pin_reset")
+    assert "pin_reset" in finding.message and "not enabled" in finding.message
+    assert [e.type for e in result.emails] == ["disabled"]
+
+
+def _many(n_enabled: int, disabled: int, extra_unlicensed: int = 0):
+    users = {f"u{i:03}@contoso.com": enabled(f"{1000000 + i}") for i in range(n_enabled)}
+    users |= {f"x{i:03}@contoso.com": {"license": False} for i in range(extra_unlicensed)}
+    after = dict(users)
+    for i in range(disabled):
+        after[f"u{i:03}@contoso.com"] = {**users[f"u{i:03}@contoso.com"], "license": False}
+    return plan_between(config(users), config(after))[0]
+
+
+@pytest.mark.parametrize(("n_enabled", "disabled", "mass"), [
+    (10, 2, True),
+    (10, 1, False),     # exactly 10% is not more than 10%
+    (10, 0, False),
+    (20, 3, True),
+    (20, 2, False),
+    (9, 9, False),      # fewer than 10 enabled users: never
+    (9, 2, False),
+])
+def test_mass_disable_threshold(n_enabled: int, disabled: int, mass: bool) -> None:
+    result = _many(n_enabled, disabled, extra_unlicensed=5)
+    assert result.enabled_before == n_enabled
+    assert result.disabling == disabled
+    assert result.mass_disable is mass
+    assert any("--allow-mass-disable" in w for w in result.warnings) is mass
+
+
+def test_mass_disable_counts_removed_users() -> None:
+    users = {f"u{i:03}@contoso.com": enabled(f"{1000000 + i}") for i in range(10)}
+    after = {k: v for k, v in users.items() if k not in ("u000@contoso.com", "u001@contoso.com")}
+    result, _ = plan_between(config(users), config(after))
+    assert result.disabling == 2 and result.mass_disable
+
+
+def test_plan_missing() -> None:
+    cfg = config({"alice@contoso.com": enabled("1000001")})
+    result = plan_missing("contoso", applied(cfg, serial=4))
+    assert result.missing
+    assert (result.lineage, result.serial) == ("lineage-1", 4)
+    assert result.emails == [] and result.user_changes == [] and result.settings_changes == []
+    assert not result.has_changes and not result.mass_disable
+    assert len(result.warnings) == 1 and "missing" in result.warnings[0]
+    assert result.config is None
+
+
+def test_deepdiff_only_describes_records_that_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, Any]] = []
+    real = plan_module.DeepDiff
+
+    def spy(t1: Any, t2: Any, **kwargs: Any) -> Any:
+        calls.append((t1, t2))
+        return real(t1, t2, **kwargs)
+
+    monkeypatch.setattr(plan_module, "DeepDiff", spy)
+    users = {f"u{i:04}@contoso.com": enabled(f"{1000000 + i}") for i in range(500)}
+    before = config(users)
+    after_users = dict(users)
+    after_users["u0042@contoso.com"] = enabled("1999999")
+    result, _ = plan_between(before, config(after_users))
+    assert len(calls) == 1
+    assert calls[0][0]["upn"] == calls[0][1]["upn"] == "u0042@contoso.com"
+    assert [u.user for u in result.user_changes] == ["u0042@contoso.com"]
+
+    calls.clear()
+    plan_between(before, config(users))
+    assert calls == []
