@@ -136,9 +136,9 @@ class _TenantReader:
         frame = {k: (v if k != "users" or not isinstance(v, dict) else {}) for k, v in data.items()}
         found = schema.check(frame, "users.schema.json", file)
         self.findings.extend(found)
-        if found:
-            return _INVALID
-        users = data.get("users") or {}
+        users = data.get("users")
+        if not isinstance(users, dict):  # missing, null or not a mapping (reported above)
+            return _INVALID if found else {}
         valid = {}
         for key, raw in users.items():
             problems = schema.check(raw, "users.schema.json", file, ("users", key), "user")
@@ -161,7 +161,9 @@ class _TenantReader:
         sources: dict[str, tuple[str, str]] = {}
         places: dict[str, list[tuple[str, str]]] = defaultdict(list)
         ids: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        numbers = semantic.bridge_numbers(tenant)
+        # With a broken tenant.yaml the bridge is unknown: its numbers are not checked against,
+        # but everything else about each user still is, so all problems show in one run.
+        numbers = semantic.bridge_numbers(tenant) if check_numbers else None
         for file in self._user_files():
             raws = self._read(file, "users.schema.json")
             if not isinstance(raws, dict):
@@ -170,9 +172,8 @@ class _TenantReader:
                 upn = key.lower()
                 places[upn].append((file, key))
                 user = semantic.effective_user(upn, raw, tenant)
-                if check_numbers:
-                    self.findings.extend(
-                        semantic.check_user(user, raw, key, file, tenant, numbers, self.locales))
+                self.findings.extend(
+                    semantic.check_user(user, raw, key, file, tenant, numbers, self.locales))
                 if user["conference_id"] is not None:
                     ids[user["conference_id"]].append((file, key))
                 users[upn] = user

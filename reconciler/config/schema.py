@@ -27,7 +27,27 @@ _TYPE_CHECKER = Draft202012Validator.TYPE_CHECKER.redefine(
         or (isinstance(value, str) and value.isascii() and value.isdigit())
     ),
 )
-_Validator = jsonschema.validators.extend(Draft202012Validator, type_checker=_TYPE_CHECKER)
+
+
+def _numeral_aware(keyword: str) -> Any:
+    """A range keyword that also applies to a plain numeral standing for an integer (the JSON
+    Schema keywords skip anything that is not a number, so ``pin_length: 3`` would pass)."""
+    original = Draft202012Validator.VALIDATORS[keyword]
+
+    def check(validator: Any, bound: Any, instance: Any, schema: Any) -> Any:
+        if isinstance(instance, str) and validator.is_type(instance, "integer"):
+            instance = int(instance)
+        return original(validator, bound, instance, schema)
+
+    return check
+
+
+_RANGE_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+_Validator = jsonschema.validators.extend(
+    Draft202012Validator,
+    validators={k: _numeral_aware(k) for k in _RANGE_KEYWORDS},
+    type_checker=_TYPE_CHECKER,
+)
 
 _TYPE_WORDS = {
     "boolean": "true or false",
@@ -91,7 +111,8 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
         yield Finding(file, path, f"{_show(value)} {reason}")
     elif kind in ("minimum", "maximum"):
         low, high = schema.get("minimum"), schema.get("maximum")
-        yield Finding(file, path, f"{_show(value)} is out of range; allowed: {low} to {high}")
+        shown = value if isinstance(value, str) else _show(value)  # a numeral: no quotes
+        yield Finding(file, path, f"{shown} is out of range; allowed: {low} to {high}")
     elif kind == "minItems":
         yield Finding(file, path, f"needs at least {schema['minItems']} item(s)")
     else:

@@ -23,7 +23,9 @@ from reconciler.model import (
 )
 
 TENANT_NAME = re.compile(r"^[a-z0-9-]{1,63}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls (CR, LF, NEL...) and the Unicode line/paragraph separators: anything a
+# header writer or mail client might take for a line break.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A conservative subset of addresses that are certainly valid; anything else is asked of
 # email-validator, so the verdict is always the library's while the common case stays cheap.
 _PLAIN_ADDRESS = re.compile(
@@ -140,10 +142,12 @@ def check_tenant(tenant: TenantRecord, file: str, locales: Collection[str]) -> I
 
 
 def check_user(user: UserRecord, raw: dict[str, Any], key: str, file: str, tenant: TenantRecord,
-               numbers: dict[str, set[str]], locales: Collection[str]) -> Iterator[Finding]:
+               numbers: dict[str, set[str]] | None, locales: Collection[str]
+               ) -> Iterator[Finding]:
     """Problems with one user on its own; uniqueness across users is :func:`check_unique`.
 
-    ``numbers`` is :func:`bridge_numbers` of the tenant, computed once for all its users.
+    ``numbers`` is :func:`bridge_numbers` of the tenant, computed once for all its users, or
+    None when the tenant's bridge is invalid: then nothing that depends on it is checked.
     """
     here = ("users", key)
     if (why := address_problem(key)) is not None:
@@ -153,21 +157,22 @@ def check_user(user: UserRecord, raw: dict[str, Any], key: str, file: str, tenan
         yield Finding(file, (*here, "email"), f"email {why}")
     if raw.get("display_name") and (why := _header_problem(raw["display_name"])):
         yield Finding(file, (*here, "display_name"), f"display_name {why}")
-    number = raw.get("dial_in_number")
-    if number is not None and number not in numbers["toll"]:
-        yield Finding(file, (*here, "dial_in_number"),
-                      f"dial_in_number {number!r} {_not_in_bridge(tenant, 'toll')}")
-    number = raw.get("toll_free_number")
-    if number is not None and number not in numbers["toll_free"]:
-        yield Finding(file, (*here, "toll_free_number"),
-                      f"toll_free_number {number!r} {_not_in_bridge(tenant, 'toll_free')}")
+    if numbers is not None:
+        number = raw.get("dial_in_number")
+        if number is not None and number not in numbers["toll"]:
+            yield Finding(file, (*here, "dial_in_number"),
+                          f"dial_in_number {number!r} {_not_in_bridge(tenant, 'toll')}")
+        number = raw.get("toll_free_number")
+        if number is not None and number not in numbers["toll_free"]:
+            yield Finding(file, (*here, "toll_free_number"),
+                          f"toll_free_number {number!r} {_not_in_bridge(tenant, 'toll_free')}")
     if raw.get("locale") and user["locale"] not in locales:
         yield Finding(file, (*here, "locale"), _unknown_locale(user["locale"], locales))
     if is_enabled(user):
         if user["conference_id"] is None:
             yield Finding(file, here, "an enabled user (license: true, provider: Microsoft) "
                           "needs a conference_id (7 digits)", at_key=True)
-        if user["dial_in_number"] is None:
+        if user["dial_in_number"] is None and numbers is not None:
             yield Finding(file, here, "an enabled user needs a dial_in_number, and the bridge "
                           "has no default_number", at_key=True)
 

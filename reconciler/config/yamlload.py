@@ -9,6 +9,7 @@ afterwards by :func:`locate`, which re-reads only the files that have problems.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +22,11 @@ try:
     _Loader: type = yaml.CSafeLoader
 except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
+_LIBYAML = _Loader is not yaml.SafeLoader
 
 _PLAIN_CONSTANTS: dict[str, Any] = {"true": True, "false": False, "null": None, "~": None, "": None}
 _STR_TAG = "tag:yaml.org,2002:str"
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # libyaml reads these itself
 
 Path_ = tuple[str | int, ...]
 
@@ -50,18 +53,51 @@ def load(text: str | bytes, file: str, duplicates: list[Problem]) -> Any:
     Duplicate keys are appended to ``duplicates`` (the later value is dropped) so the rest of the
     file is still checked.
     """
-    loader = _Loader(text)
+    if isinstance(text, bytes) and not text.startswith(_UTF16_BOMS):
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as exc:  # located here: libyaml's offsets vary by loader
+            line, col = _place(text[: exc.start].decode("utf-8"))
+            raise YAMLProblem(Problem(file, line, col, (
+                f"invalid YAML: the file is not UTF-8 text (byte 0x{text[exc.start]:02x}: "
+                f"{exc.reason}); save it as UTF-8"))) from None
+    loader = None
     try:
+        loader = _Loader(text)  # the pure-Python reader already checks characters here
         return _Builder(loader, file, duplicates).document()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         raise YAMLProblem(Problem(file, line, col, f"invalid YAML: {message}")) from None
+    except yaml.reader.ReaderError as exc:
+        line, col = _reader_place(text, exc.position)
+        what = f"character #x{exc.character:04x}" if exc.character >= 0 else "text"
+        raise YAMLProblem(Problem(file, line, col, (
+            f"invalid YAML: unacceptable {what} ({exc.reason}); "
+            "files must be UTF-8 text without control characters"))) from None
     except yaml.YAMLError as exc:
-        raise YAMLProblem(Problem(file, 1, 1, f"invalid YAML: {exc}")) from None
+        message = " ".join(str(exc).split())
+        raise YAMLProblem(Problem(file, 1, 1, f"invalid YAML: {message}")) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _reader_place(text: str | bytes, position: int) -> tuple[int, int]:
+    """Line and column of a reader error: libyaml counts UTF-8 bytes, PyYAML's reader counts
+    characters."""
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    if _LIBYAML:
+        before = raw[:position].decode("utf-8", "replace")
+    else:
+        before = raw.decode("utf-8", "replace")[:position]
+    return _place(before)
+
+
+def _place(before: str) -> tuple[int, int]:
+    """Line and column (1-based) of the character that follows ``before``."""
+    return before.count("\n") + 1, len(before) - before.rfind("\n")
 
 
 class _Builder:
@@ -120,6 +156,7 @@ class _Builder:
                 return result
             if type(key_event) is not yaml.ScalarEvent:
                 raise self.fail(key_event, "mapping keys must be plain text")
+            self.check_scalar_tag(key_event)
             key = key_event.value
             value = self.value(self.next())
             if key in seen_at:
@@ -130,11 +167,14 @@ class _Builder:
             seen_at[key] = key_event.start_mark.line + 1
             result[key] = value
 
-    def scalar(self, event: Any) -> Any:
+    def check_scalar_tag(self, event: Any) -> None:
         tag = event.tag
         if tag is not None and tag not in (_STR_TAG, "!"):
             raise self.fail(event, f"YAML tags such as {tag!r} are not allowed; write plain values")
-        if tag is None and event.implicit[0]:
+
+    def scalar(self, event: Any) -> Any:
+        self.check_scalar_tag(event)
+        if event.tag is None and event.implicit[0]:
             return _PLAIN_CONSTANTS.get(event.value, event.value)
         return event.value
 

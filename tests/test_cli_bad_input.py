@@ -1,0 +1,347 @@
+"""Every kind of bad input (SPEC §3) through the real command line: `validate`, `plan`, `apply`
+(and `import`) exit 1, print each problem located as ``path:line:column: message`` on stderr,
+print no traceback, and write nothing: no state database, no maildir, no saved plan, and an
+existing state database keeps its exact bytes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler import cli
+from reconciler.cli import main
+from tests.test_config_semantic import (
+    PROBLEM_LINE,
+    TENANT,
+    USERS,
+    with_settings,
+    with_user,
+    write_files,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+SUMMARY = "problem(s) found; nothing was planned, applied or sent."
+ENABLED = 'license: true\nconference_id: "1234567"\n'
+
+
+def case(users: str | None = USERS, tenant: str | None = TENANT, name: str = "acme",
+         **extra: str) -> dict[str, str | bytes]:
+    files: dict[str, str | bytes] = {}
+    if tenant is not None:
+        files[f"{name}/tenant.yaml"] = tenant
+    if users is not None:
+        files[f"{name}/users.yaml"] = users
+    files.update({f"{name}/{rel}": text for rel, text in extra.items()})
+    return files
+
+
+# kind -> (files, one problem line the run must print)
+BAD_INPUTS: dict[str, tuple[dict[str, str | bytes], str]] = {
+    "yes-is-not-a-boolean": (
+        case(with_user("license: yes\n")),
+        "acme/users.yaml:3:14: expected true or false, got 'yes' (only true and false are "
+        "booleans; yes/no/on/off are not)"),
+    "explicit-tag": (
+        case(with_user("license: !!python/object/apply:os.system ['true']\n")),
+        "acme/users.yaml:3:14: YAML tags such as 'tag:yaml.org,2002:python/object/apply:"
+        "os.system' are not allowed"),
+    "int-tag": (
+        case(with_user('license: true\nconference_id: !!int 1234567\n')),
+        "acme/users.yaml:4:20: YAML tags such as 'tag:yaml.org,2002:int' are not allowed; "
+        "write plain values"),
+    "two-documents": (
+        case(USERS + "---\nusers: {}\n"),
+        "acme/users.yaml:5:1: only one YAML document is allowed per file"),
+    "not-a-mapping": (
+        case("- alice@acme.com\n"),
+        'acme/users.yaml:1:1: expected a mapping of keys to values, got ["alice@acme.com"]'),
+    "duplicate-key": (
+        case(with_user(ENABLED + "license: false\n")),
+        "acme/users.yaml:5:5: duplicate key 'license' (first defined on line 3); each key may "
+        "appear once"),
+    "syntax-error": (
+        case("users:\n  alice@acme.com: {license: true\n"),
+        "acme/users.yaml:3:1: invalid YAML: while parsing a flow mapping did not find expected "
+        "',' or '}'"),
+    "not-utf8": (
+        case(b"users:\n  alice@acme.com:\n    display_name: Ren\xe9\n    license: false\n"),
+        "acme/users.yaml:3:22: invalid YAML: the file is not UTF-8 text (byte 0xe9: invalid "
+        "continuation byte); save it as UTF-8"),
+    "unknown-key": (
+        case(with_user(ENABLED + "licence: true\n")),
+        "acme/users.yaml:5:5: unknown key 'licence' (did you mean 'license'?); allowed: "
+        "conference_id, dial_in_number, display_name, email, license, locale, pin_reset, "
+        "provider, send_conference_info, toll_free_number"),
+    "missing-required-key": (
+        case("users:\n  alice@acme.com:\n    display_name: Alice\n"),
+        "acme/users.yaml:2:3: missing required key 'license' in this entry"),
+    "missing-tenant-yaml": (
+        case(tenant=None),
+        "acme/tenant.yaml:1:1: missing tenant.yaml: every tenant folder needs one (settings "
+        "and bridge)"),
+    "missing-settings": (
+        case(tenant=TENANT[TENANT.index("bridge:"):]),
+        "acme/tenant.yaml:1:1: missing required key 'settings' in the file"),
+    "missing-bridge": (
+        case(tenant="settings:\n  pin_length: 5\n"),
+        "acme/tenant.yaml:1:1: missing required key 'bridge' in the file"),
+    "invalid-e164": (
+        case(tenant=TENANT.replace('"+12065550123"', '"+11234567890"')),
+        "acme/tenant.yaml:6:16: bridge number '+11234567890' is not a valid phone number for "
+        "its country code"),
+    "duplicate-bridge-number": (
+        case(tenant=TENANT.replace('"+12065550123"', '"+14255550100"')),
+        "acme/tenant.yaml:6:16: bridge number '+14255550100' is listed twice"),
+    "default-number-toll-free": (
+        case(tenant=TENANT.replace('default_number: "+14255550100"',
+                                   'default_number: "+18005550199"')),
+        "acme/tenant.yaml:8:19: default_number '+18005550199' is not a toll number of the "
+        "bridge; allowed: +12065550123, +14255550100"),
+    "dial-in-toll-free": (
+        case(with_user(ENABLED + 'dial_in_number: "+18005550199"\n')),
+        "acme/users.yaml:5:21: dial_in_number '+18005550199' is not a toll number of the "
+        "bridge; allowed: +12065550123, +14255550100"),
+    "toll-free-number-toll": (
+        case(with_user(ENABLED + 'toll_free_number: "+12065550123"\n')),
+        "acme/users.yaml:5:23: toll_free_number '+12065550123' is not a toll_free number of "
+        "the bridge; allowed: +18005550199"),
+    "conference-id-six-digits": (
+        case(with_user("license: true\nconference_id: 123456\n")),
+        "acme/users.yaml:4:20: '123456' must be exactly 7 digits, e.g. \"8412345\""),
+    "conference-id-duplicate": (
+        case(USERS, **{"users/b.yaml": with_user(ENABLED, "bob@acme.com")}),
+        "acme/users/b.yaml:4:20: conference_id '1234567' is defined more than once: also in "
+        "acme/users.yaml (alice@acme.com)"),
+    "enabled-without-conference-id": (
+        case(with_user("license: true\n")),
+        "acme/users.yaml:2:3: an enabled user (license: true, provider: Microsoft) needs a "
+        "conference_id (7 digits)"),
+    "enabled-without-dial-in": (
+        case(tenant=TENANT.replace('  default_number: "+14255550100"\n', "")),
+        "acme/users.yaml:2:3: an enabled user needs a dial_in_number, and the bridge has no "
+        "default_number"),
+    "from-override-incomplete": (
+        case(tenant=with_settings("send_email_from_override: true\n"
+                                  "send_email_from_display_name: Acme\n")),
+        "acme/tenant.yaml:1:1: send_email_from_override is true, so send_email_from_address "
+        "is required"),
+    "crlf-in-display-name": (
+        case(with_user(ENABLED + 'display_name: "Alice\\r\\nBcc: evil@example.com"\n')),
+        "acme/users.yaml:5:19: display_name must not contain control characters such as line "
+        "breaks"),
+    "crlf-in-from-display-name": (
+        case(tenant=with_settings("send_email_from_override: true\n"
+                                  "send_email_from_address: conf@acme.com\n"
+                                  'send_email_from_display_name: "A\\nB"\n')),
+        "acme/tenant.yaml:5:33: send_email_from_display_name must not contain control "
+        "characters such as line breaks"),
+    "invalid-upn": (
+        case(with_user(ENABLED, "alice.acme.com")),
+        "acme/users.yaml:2:3: user key 'alice.acme.com' is not a valid sign-in address: An "
+        "email address must have an @-sign."),
+    "invalid-email-override": (
+        case(with_user(ENABLED + "email: alice@\n")),
+        "acme/users.yaml:5:12: email There must be something after the @-sign."),
+    "pin-length-too-short": (
+        case(tenant=TENANT.replace("pin_length: 5", "pin_length: 3")),
+        "acme/tenant.yaml:2:15: 3 is out of range; allowed: 4 to 12"),
+    "pin-length-too-long": (
+        case(tenant=TENANT.replace("pin_length: 5", "pin_length: 13")),
+        "acme/tenant.yaml:2:15: 13 is out of range; allowed: 4 to 12"),
+    "tenant-folder-name": (
+        case(name="Acme_Corp"),
+        "Acme_Corp/tenant.yaml:1:1: tenant folder name 'Acme_Corp' must be 1-63 lowercase "
+        "letters, digits or '-'"),
+    "user-in-two-files": (
+        case(USERS, **{"users/more.yaml": with_user("license: false\n", "Alice@Acme.com")}),
+        "acme/users.yaml:2:3: user 'alice@acme.com' is defined more than once: also in "
+        "acme/users/more.yaml (Alice@Acme.com)"),
+    "unknown-locale": (
+        case(with_user(ENABLED + "locale: de\n")),
+        "acme/users.yaml:5:13: locale 'de' has no email templates; available: en, fr"),
+}
+
+COMMANDS = {
+    "validate": ["validate"],
+    "plan": ["plan"],
+    "plan-json-out": ["plan", "--format", "json", "--out", "plan.json", "--detailed-exitcode"],
+    "apply": ["apply", "--auto-approve"],
+    "import": ["import"],
+}
+
+_ENV = ("RECONCILER_CONFIG", "RECONCILER_STATE", "RECONCILER_MAIL_URL", "RECONCILER_DEFAULT_FROM",
+        "RECONCILER_TEMPLATES")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """An empty working directory (so no `templates/` or `.reconciler/` of the checkout is
+    used), with no RECONCILER_* variables, and `validate`'s template check computed once."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(cli, "check_templates", _cached_template_check)
+    return work
+
+
+@functools.cache
+def _template_problems(directory):
+    return tuple(_real_check_templates(directory))
+
+
+def _cached_template_check(directory):
+    return list(_template_problems(directory))
+
+
+_real_check_templates = cli.check_templates
+
+
+def run(work: Path, args: list[str]):
+    argv = [*args, "--config", str(work / "config"), "--state", str(work / "state" / "state.db"),
+            "--mail", f"maildir:{work / 'mail'}"]
+    return CliRunner().invoke(main, argv)
+
+
+def assert_refused(result, expected: str) -> None:
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not a crash
+    assert "Traceback" not in result.output and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[-1].endswith(SUMMARY)
+    assert lines[-1] == f"{len(lines) - 1} {SUMMARY}"
+    assert expected in lines[:-1], result.stderr
+    for line in lines[:-1]:
+        assert PROBLEM_LINE.match(line), line
+    assert lines[:-1] == sorted(lines[:-1], key=_sort_key)
+
+
+def _sort_key(line: str):
+    file, line_no, col, _ = line.split(":", 3)
+    return file, int(line_no), int(col)
+
+
+def assert_nothing_written(work: Path) -> None:
+    assert not (work / "state").exists()
+    assert not (work / "mail").exists()
+    assert not (work / "plan.json").exists()
+    assert not (work / ".reconciler").exists()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("kind", BAD_INPUTS)
+def test_bad_input_is_refused_located_and_nothing_is_written(workdir, kind, command):
+    files, expected = BAD_INPUTS[kind]
+    write_files(workdir / "config", files)
+    result = run(workdir, COMMANDS[command])
+    assert_refused(result, expected)
+    assert_nothing_written(workdir)
+
+
+def test_good_input_passes_the_same_checks(workdir):
+    """The matrix above is not vacuous: the base files it breaks are valid."""
+    write_files(workdir / "config", case())
+    result = run(workdir, ["validate"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "Configuration valid: 1 tenant(s), 1 user(s).\n"
+
+
+def test_many_problems_are_all_printed_sorted(workdir):
+    write_files(workdir / "config", {
+        **case(with_user("license: yes\n"),
+               tenant=TENANT.replace("pin_length: 5", "pin_length: 3")),
+        **case(with_user("license: true\n", "bob@globex.com"), name="globex"),
+        "globex/users/b.yaml": "users:\n  x: {license: false}\n",
+    })
+    result = run(workdir, ["plan"])
+    assert_refused(result, "acme/tenant.yaml:2:15: 3 is out of range; allowed: 4 to 12")
+    assert result.stderr.splitlines()[:-1] == [
+        "acme/tenant.yaml:2:15: 3 is out of range; allowed: 4 to 12",
+        "acme/users.yaml:3:14: expected true or false, got 'yes' (only true and false are "
+        "booleans; yes/no/on/off are not)",
+        "globex/users.yaml:2:3: an enabled user (license: true, provider: Microsoft) needs a "
+        "conference_id (7 digits)",
+        "globex/users/b.yaml:2:3: user key 'x' is not a valid sign-in address: An email address "
+        "must have an @-sign.",
+    ]
+    assert result.stderr.splitlines()[-1] == f"4 {SUMMARY}"
+
+
+# --- an existing state database is left exactly as it was ---------------------------------------
+
+@pytest.fixture(scope="module")
+def applied_state(tmp_path_factory) -> Path:
+    """A state folder where the base config was imported (one tenant, serial 1)."""
+    base = tmp_path_factory.mktemp("applied")
+    write_files(base / "config", case())
+    result = CliRunner().invoke(main, ["import", "--config", str(base / "config"),
+                                       "--state", str(base / "state" / "state.db")])
+    assert result.exit_code == 0, result.output
+    assert (base / "state" / "state.db").is_file()
+    return base / "state"
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file's bytes, lock files aside (a lock beside the state is not state)."""
+    return {p.name: p.read_bytes() for p in folder.iterdir()
+            if p.is_file() and not p.name.endswith(".lock")}
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "apply", "import"])
+@pytest.mark.parametrize("kind", ["yes-is-not-a-boolean", "duplicate-key", "syntax-error",
+                                  "missing-tenant-yaml", "dial-in-toll-free",
+                                  "conference-id-duplicate", "pin-length-too-short",
+                                  "crlf-in-display-name", "user-in-two-files"])
+def test_existing_state_is_unchanged_by_bad_input(workdir, applied_state, kind, command):
+    shutil.copytree(applied_state, workdir / "state")
+    before = snapshot(workdir / "state")
+    files, expected = BAD_INPUTS[kind]
+    write_files(workdir / "config", files)
+    result = run(workdir, [*COMMANDS[command], *(["--force"] if command == "import" else [])])
+    assert_refused(result, expected)
+    assert snapshot(workdir / "state") == before
+    assert not (workdir / "mail").exists()
+    assert not (workdir / "state" / "suppressed").exists()
+
+
+# --- the installed entry point, as CI runs it ---------------------------------------------------
+
+@pytest.mark.parametrize("command", [["validate"], ["plan"], ["apply", "--auto-approve"]])
+def test_python_m_reconciler_refuses_bad_input(tmp_path, command):
+    write_files(tmp_path / "config", BAD_INPUTS["duplicate-key"][0])
+    write_files(tmp_path / "config", {"globex/tenant.yaml": TENANT,
+                                      "globex/users/x.yaml": with_user("license: on\n")})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler", *command, "--config", "config",
+         "--state", "state/state.db", "--mail", "maildir:mail"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        BAD_INPUTS["duplicate-key"][1],
+        "globex/users/x.yaml:3:14: expected true or false, got 'on' (only true and false are "
+        "booleans; yes/no/on/off are not)",
+        f"2 {SUMMARY}",
+    ]
+    assert not (tmp_path / "state").exists()
+    assert not (tmp_path / "mail").exists()
+    assert not (tmp_path / ".reconciler").exists()
+
+
+def test_shipped_example_validates_through_the_cli(workdir):
+    result = CliRunner().invoke(main, ["validate", "--config", str(REPO / "tenants"),
+                                       "--tenant", "contoso"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("Configuration valid: 1 tenant(s), ")
+    assert not (workdir / ".reconciler").exists()  # validate needs no state
