@@ -109,15 +109,18 @@ def validate(manager: Manager) -> None:
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 when nothing changes, 2 when something does, 1 on error.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--artifacts-url", metavar="URL",
+              help="markdown: link the comment to the CI artifacts (JSON plan, previews).")
 def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
-         quiet: bool) -> None:
+         quiet: bool, artifacts_url: str | None) -> None:
     """Show what apply would change and which emails each user would get."""
     loaded = manager.load()
     result = manager.plan(loaded, manager.tenant_names(loaded))
     if out is not None:
         save_plan(result, out)
     if not quiet:
-        click.echo(render(result, fmt, color=_color()), nl=False, color=_color())
+        click.echo(render(result, fmt, color=_color(), artifacts=artifacts_url), nl=False,
+                   color=_color())
     if detailed_exitcode and result.has_changes:
         sys.exit(EXIT_CHANGES)
 
@@ -129,20 +132,24 @@ def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
 @click.option("--allow-mass-disable", is_flag=True,
               help="Allow disabling more than 10% of a tenant's enabled users.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No plan, progress or summary: only errors and the paths of suppressed "
+                   "messages (the operator must act on those).")
 def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
-          allow_mass_disable: bool) -> None:
+          allow_mass_disable: bool, quiet: bool) -> None:
     """Send exactly the planned emails and record the new state."""
     if planfile is None and not auto_approve and not sys.stdin.isatty():
         raise UserError("no terminal to confirm on: review with `plan` and pass --auto-approve, "
                         "or apply a saved plan file; nothing was done")
-    outcome = run_apply(manager, ClickUI(), saved=planfile, auto_approve=auto_approve,
+    outcome = run_apply(manager, ClickUI(quiet=quiet), saved=planfile, auto_approve=auto_approve,
                         allow_mass_disable=allow_mass_disable)
     for path in outcome.suppressed:
         click.echo(f"suppressed: kept for the operator (inform the user yourself): {path}")
     applied = ", ".join(f"{name} (serial {serial})" for name, serial in outcome.applied)
-    click.echo(f"Applied: {applied or 'nothing to change'}. {outcome.delivered} email(s) "
-               f"delivered, {len(outcome.suppressed)} suppressed, {len(outcome.queued)} queued, "
-               f"{len(outcome.failed)} failed.")
+    if not quiet:
+        click.echo(f"Applied: {applied or 'nothing to change'}. {outcome.delivered} email(s) "
+                   f"delivered, {len(outcome.suppressed)} suppressed, {len(outcome.queued)} "
+                   f"queued, {len(outcome.failed)} failed.")
     for mid, reason in sorted(outcome.failed.items()):
         click.echo(f"failed: {mid}: {reason}", err=True)
     if outcome.queued:
@@ -251,10 +258,84 @@ def test_email(manager: Manager, to: str) -> None:
                f"{transport.description}.")
 
 
+@main.command()
+@common_options
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for index.html and one .eml + .html per email (an older preview "
+                   "there is replaced).")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def preview(manager: Manager, out: Path, quiet: bool) -> None:
+    """Render every email the plan would send, PIN masked, without sending or recording."""
+    from reconciler.preview import write_previews
+
+    result = write_previews(manager, out)
+    if not quiet:
+        click.echo(f"{len(result.emails)} email preview(s) written; open {result.index}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder to write tenant, users and plan JSON Schemas to.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def schema(out: Path, quiet: bool) -> None:
+    """Export the JSON Schemas (tenant.yaml, users files, JSON plan) for editors and CI."""
+    from reconciler.schema_export import export_schemas, vscode_settings
+
+    try:
+        written = export_schemas(out)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    if not quiet:
+        for path in written:
+            click.echo(f"wrote {path}")
+        click.echo("VS Code (YAML extension), .vscode/settings.json:")
+        click.echo(vscode_settings(out), nl=False)
+
+
+@main.command("pr-comment")
+@click.option("--body-file", type=click.File("r", encoding="utf-8"), default="-",
+              show_default=True, help="The markdown plan (`plan --format markdown`).")
+@click.option("--platform", type=click.Choice(["github", "gitlab"]),
+              help="Default: gitlab under GitLab CI (GITLAB_CI set), else github.")
+@click.option("--repo", help="owner/name (GitHub; env GITHUB_REPOSITORY) or project id "
+                             "(GitLab; env CI_PROJECT_ID).")
+@click.option("--number", type=click.IntRange(min=1),
+              help="Pull request number (default: from the GitHub event) or merge request IID "
+                   "(env CI_MERGE_REQUEST_IID).")
+@click.option("--api-url", help="env GITHUB_API_URL / CI_API_V4_URL.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def pr_comment(body_file: Any, platform: str | None, repo: str | None, number: int | None,
+               api_url: str | None, quiet: bool) -> None:
+    """Post the plan as the pull request's plan comment, or update it in place.
+
+    The token comes from GITHUB_TOKEN or GITLAB_TOKEN (never a command-line argument)."""
+    from reconciler.pr_comment import forge_from_env, upsert_comment
+
+    try:
+        forge = forge_from_env(platform, api_url=api_url, project=repo, number=number)
+        result = upsert_comment(forge, body_file.read())
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    if not quiet:
+        where = result.url or f"comment {result.comment_id}"
+        click.echo(f"Plan comment {result.action}: {where}")
+        if result.duplicates:
+            click.echo(f"note: {result.duplicates} older plan comment(s) also carry the marker; "
+                       "only the first is kept up to date", err=True)
+
+
 class ClickUI:
-    """apply's terminal: the plan, the prompt, and a progress bar only on a TTY."""
+    """apply's terminal: the plan, the prompt, and a progress bar only on a TTY (none of them
+    but the prompt when ``quiet``)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
 
     def show_plan(self, plan: Plan) -> None:
+        if self.quiet:
+            return
         click.echo(render(plan, "text", color=_color()), nl=False, color=_color())
 
     def confirm(self, plan: Plan) -> bool:
@@ -267,7 +348,7 @@ class ClickUI:
 
     @contextlib.contextmanager
     def progress(self, total: int, label: str) -> Iterator[Callable[[object], None]]:
-        if total < 20 or not sys.stderr.isatty():
+        if self.quiet or total < 20 or not sys.stderr.isatty():
             yield lambda _message: None
             return
         with click.progressbar(length=total, label=label, file=sys.stderr) as bar:

@@ -1,0 +1,245 @@
+"""One plan comment per pull request, updated in place on every push.
+
+The markdown plan starts with a hidden marker (:data:`reconciler.outputs.markdown.MARKER`). On
+each run the comment carrying it is looked up (every page of the conversation) and edited; only
+when none exists is a new one created, so a pull request never collects a pile of stale plans.
+
+GitHub (issue comments of a pull request) and GitLab (notes of a merge request) differ only in
+their URLs and how the token is sent; the find-or-update logic is shared. Only the standard
+library is used: ``urllib`` with a timeout, JSON in and out. The token is sent only to the API's
+own host: a pagination link pointing anywhere else is not followed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler import __version__
+from reconciler.errors import UserError
+from reconciler.outputs.markdown import MARKER
+
+GITHUB_LIMIT = 65_536
+"""GitHub refuses comment bodies longer than this (characters)."""
+GITLAB_LIMIT = 1_000_000
+TIMEOUT = 30.0
+PER_PAGE = 100
+
+_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+@dataclass(frozen=True)
+class Forge:
+    """Where one pull/merge request's comments live and how to authenticate there."""
+
+    kind: str  # github | gitlab
+    api_url: str
+    project: str
+    """``owner/name`` on GitHub; the numeric id or ``group/project`` path on GitLab."""
+    number: int
+    """Pull request number (GitHub) or merge request IID (GitLab)."""
+    token: str
+
+    @property
+    def limit(self) -> int:
+        return GITHUB_LIMIT if self.kind == "github" else GITLAB_LIMIT
+
+    @property
+    def name(self) -> str:
+        return "GitHub" if self.kind == "github" else "GitLab"
+
+    def list_url(self) -> str:
+        if self.kind == "github":
+            return (f"{self._base()}/repos/{self.project}/issues/{self.number}/comments"
+                    f"?per_page={PER_PAGE}")
+        return (f"{self._base()}/projects/{self._project_id()}/merge_requests/{self.number}"
+                f"/notes?per_page={PER_PAGE}&sort=asc&order_by=created_at")
+
+    def create_url(self) -> str:
+        if self.kind == "github":
+            return f"{self._base()}/repos/{self.project}/issues/{self.number}/comments"
+        return f"{self._base()}/projects/{self._project_id()}/merge_requests/{self.number}/notes"
+
+    def update(self, comment_id: int) -> tuple[str, str]:
+        """``(method, url)`` that edits one comment."""
+        if self.kind == "github":
+            return "PATCH", f"{self._base()}/repos/{self.project}/issues/comments/{comment_id}"
+        return "PUT", (f"{self._base()}/projects/{self._project_id()}/merge_requests/"
+                       f"{self.number}/notes/{comment_id}")
+
+    def headers(self) -> dict[str, str]:
+        common = {"User-Agent": f"audio-conferencing-reconciler/{__version__}",
+                  "Accept": "application/json", "Content-Type": "application/json"}
+        if self.kind == "github":
+            return {**common, "Accept": "application/vnd.github+json",
+                    "X-GitHub-Api-Version": "2022-11-28",
+                    "Authorization": f"Bearer {self.token}"}
+        return {**common, "PRIVATE-TOKEN": self.token}
+
+    def _base(self) -> str:
+        return self.api_url.rstrip("/")
+
+    def _project_id(self) -> str:
+        return urllib.parse.quote(self.project, safe="")
+
+
+def forge_from_env(kind: str | None = None, *, api_url: str | None = None,
+                   project: str | None = None, number: int | None = None,
+                   token: str | None = None, env: Mapping[str, str] = os.environ) -> Forge:
+    """A :class:`Forge` from explicit values, completed from the CI's environment.
+
+    GitHub Actions: ``GITHUB_API_URL``, ``GITHUB_REPOSITORY``, ``GITHUB_TOKEN`` (passed to the
+    step) and the pull request number from the event payload (``GITHUB_EVENT_PATH``).
+    GitLab CI: ``CI_API_V4_URL``, ``CI_PROJECT_ID``, ``CI_MERGE_REQUEST_IID`` and ``GITLAB_TOKEN``
+    (a project access token with the ``api`` scope; the job token cannot write notes).
+    """
+    kind = kind or ("gitlab" if env.get("GITLAB_CI") else "github")
+    if kind == "github":
+        api_url = api_url or env.get("GITHUB_API_URL") or "https://api.github.com"
+        project = project or env.get("GITHUB_REPOSITORY")
+        token = token or env.get("GITHUB_TOKEN")
+        number = number or _github_event_number(env.get("GITHUB_EVENT_PATH"))
+        hints = ("--repo or GITHUB_REPOSITORY", "--number or a pull_request event",
+                 "--token or GITHUB_TOKEN")
+    elif kind == "gitlab":
+        api_url = api_url or env.get("CI_API_V4_URL") or "https://gitlab.com/api/v4"
+        project = project or env.get("CI_PROJECT_ID")
+        token = token or env.get("GITLAB_TOKEN")
+        iid = env.get("CI_MERGE_REQUEST_IID")
+        number = number or (int(iid) if iid and iid.isdigit() else None)
+        hints = ("--repo or CI_PROJECT_ID", "--number or CI_MERGE_REQUEST_IID (a merge request "
+                 "pipeline)", "--token or GITLAB_TOKEN")
+    else:
+        raise UserError(f"unknown platform {kind!r}: use github or gitlab")
+    missing = [hint for hint, value in zip(hints, (project, number, token), strict=True)
+               if not value]
+    if missing:
+        raise UserError(f"cannot post the plan comment: set {', '.join(missing)}")
+    assert project is not None and number is not None and token is not None
+    if not api_url.startswith(("https://", "http://")):
+        raise UserError(f"API URL {api_url!r} must start with https://")
+    return Forge(kind, api_url, project, number, token)
+
+
+def _github_event_number(path: str | None) -> int | None:
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            event = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    number = (event.get("pull_request") or {}).get("number") or event.get("number")
+    return number if isinstance(number, int) else None
+
+
+@dataclass(frozen=True)
+class Result:
+    action: str  # created | updated | unchanged
+    comment_id: int
+    url: str | None
+    duplicates: int = 0
+    """Other comments carrying the marker (left alone; the oldest one is kept up to date)."""
+
+
+def with_marker(body: str, limit: int) -> str:
+    """``body`` starting with the marker and cut to ``limit`` characters with a visible note."""
+    if MARKER not in body:
+        body = f"{MARKER}\n{body}"
+    if len(body) > limit:
+        note = "\n\n_(comment truncated: the full plan is in the artifacts)_\n"
+        body = body[: limit - len(note)] + note
+    return body
+
+
+def upsert_comment(forge: Forge, body: str) -> Result:
+    """Update the comment holding the marker, or create it; return what was done."""
+    body = with_marker(body, forge.limit)
+    found = [c for c in _comments(forge) if MARKER in str(c.get("body") or "")]
+    if not found:
+        created = _request(forge, "POST", forge.create_url(), {"body": body})
+        return Result("created", int(created["id"]), _link(created))
+    first = found[0]
+    if first.get("body") == body:
+        return Result("unchanged", int(first["id"]), _link(first), len(found) - 1)
+    method, url = forge.update(int(first["id"]))
+    updated = _request(forge, method, url, {"body": body})
+    return Result("updated", int(updated.get("id", first["id"])), _link(updated) or _link(first),
+                  len(found) - 1)
+
+
+def _link(comment: Mapping[str, Any]) -> str | None:
+    url = comment.get("html_url") or comment.get("web_url")
+    return str(url) if url else None
+
+
+def _comments(forge: Forge) -> Iterator[dict[str, Any]]:
+    """Every comment of the conversation, oldest first, following ``Link: rel="next"``."""
+    url: str | None = forge.list_url()
+    origin = _origin(forge.api_url)
+    seen: set[str] = set()
+    while url and url not in seen:
+        seen.add(url)
+        page, headers = _request(forge, "GET", url, None, with_headers=True)
+        if not isinstance(page, list):
+            raise UserError(f"{forge.name} API: unexpected answer listing comments at {url}")
+        yield from (c for c in page if isinstance(c, dict))
+        match = _NEXT.search(headers.get("Link", "") or "")
+        url = match.group(1) if match else None
+        if url is not None and _origin(url) != origin:
+            # Never send the token to another host, whatever a response says.
+            raise UserError(f"{forge.name} API: pagination link to another host ({url}) refused")
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+def _request(forge: Forge, method: str, url: str, payload: Mapping[str, Any] | None, *,
+             with_headers: bool = False) -> Any:
+    data = json.dumps(payload).encode("utf-8") if payload is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=forge.headers())
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            raw = response.read()
+            headers = response.headers
+    except urllib.error.HTTPError as exc:
+        raise UserError(_http_error(forge, method, url, exc)) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"{forge.name} API unreachable ({method} {_path(url)}): {reason}"
+                        ) from None
+    try:
+        value = json.loads(raw.decode("utf-8")) if raw else {}
+    except ValueError:
+        raise UserError(f"{forge.name} API: answer to {method} {_path(url)} is not JSON"
+                        ) from None
+    return (value, headers) if with_headers else value
+
+
+def _http_error(forge: Forge, method: str, url: str, exc: urllib.error.HTTPError) -> str:
+    try:
+        detail = json.loads(exc.read().decode("utf-8")).get("message", "")
+    except (ValueError, AttributeError, OSError):
+        detail = ""
+    message = f"{forge.name} API: {exc.code} {detail or exc.reason} ({method} {_path(url)})"
+    if exc.code in (401, 403, 404):
+        if forge.kind == "github":
+            message += ("; the workflow needs `permissions: pull-requests: write` (pull requests "
+                        "from forks only get a read-only token)")
+        else:
+            message += "; GITLAB_TOKEN needs the api scope and at least the Reporter role"
+    return message
+
+
+def _path(url: str) -> str:
+    """The path of a URL without its query (never echo more than needed)."""
+    return urllib.parse.urlsplit(url).path

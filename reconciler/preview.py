@@ -1,0 +1,332 @@
+"""Email previews for reviewers: every email the plan would send, rendered but never sent.
+
+``reconciler preview --out DIR`` writes, per planned email, the RFC 5322 message (``.eml``) and a
+page (``.html``) showing its headers, the HTML body (in a sandboxed frame) and the plain-text
+body, plus ``index.html`` listing them by tenant, user and type with the plan's reasons.
+
+A preview is harmless by construction:
+
+* the PIN is the visible mask ``••••••`` (``compose_messages(preview=True)``): no PIN is ever
+  generated, so none can leak through an artifact;
+* every message says it is a preview (banner in the body, ``[PREVIEW]`` in the subject);
+* the state is only read: a missing SQLite file is not created, nothing is committed, no lock
+  is taken and no transport is opened.
+
+Pages are rendered with Jinja2 under ``autoescape=True``: a display name such as
+``<script>…`` reaches the page as text. The email body goes into an ``<iframe srcdoc>`` with an
+empty ``sandbox`` (no scripts, no same-origin access) and the pages carry a restrictive
+Content-Security-Policy, so an artifact opened from a CI run cannot run anything.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment
+
+from reconciler.apply import MAILDIR_DEFAULT_FROM, compose_messages
+from reconciler.emails import parse_default_sender
+from reconciler.errors import UserError
+from reconciler.manager import Manager
+from reconciler.model import EMAIL_TYPES
+from reconciler.plan import Plan
+from reconciler.state import Applied
+
+MARKER_FILE = ".reconciler-preview"
+"""Marks a folder as written by ``preview``: only such a folder is ever emptied by a new run."""
+PREVIEW_LINEAGE = "preview"
+"""Prefixed to the lineage in preview Message-IDs."""
+
+
+@dataclass(frozen=True)
+class PreviewEmail:
+    """One rendered preview, as the index lists it."""
+
+    tenant: str
+    user: str
+    to: str
+    type: str
+    reasons: tuple[str, ...]
+    suppressed: bool
+    subject: str
+    sender: str
+    eml: str
+    """Path of the ``.eml`` file, relative to the output folder (``/``-separated)."""
+    page: str
+    """Path of the ``.html`` page, relative to the output folder."""
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    out: Path
+    emails: list[PreviewEmail]
+
+    @property
+    def index(self) -> Path:
+        return self.out / "index.html"
+
+
+class EmptyState:
+    """A state with no tenant, for previewing before the first apply without creating one.
+
+    Only what planning reads is offered; anything that would write raises. It is deliberately
+    not a ``StateStore`` subclass, so a backend method added later can never be silently
+    "implemented" here as a no-op.
+    """
+
+    description = "no state yet"
+
+    def tenants(self) -> list[str]:
+        return []
+
+    def load(self, tenant: str) -> Applied | None:
+        return None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"a preview never writes the state (StateStore.{name})")
+
+
+def use_existing_state_only(manager: Manager) -> None:
+    """Make ``manager`` plan against an empty state when its SQLite file does not exist yet,
+    instead of letting the backend create it (a preview writes nothing)."""
+    location = manager.options.state
+    if "://" not in location and not Path(location).exists() and manager._store is None:
+        manager._store = EmptyState()  # type: ignore[assignment]
+
+
+def write_previews(manager: Manager, out: Path) -> PreviewResult:
+    """Plan, compose every planned email in preview mode and write the preview folder."""
+    use_existing_state_only(manager)
+    loaded = manager.load()
+    plan = manager.plan(loaded, manager.tenant_names(loaded))
+    return render_plan_previews(manager, plan, out)
+
+
+def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResult:
+    """Write the previews of ``plan`` to ``out`` (emptied first when it holds an older preview)."""
+    default = _default_sender(manager.options.default_from)
+    _prepare(out)
+    emails: list[PreviewEmail] = []
+    pages: list[tuple[PreviewEmail, EmailMessage]] = []
+    for tenant_plan in plan.tenants:
+        if tenant_plan.config is None or not tenant_plan.emails:
+            continue
+        applied = manager.store.load(tenant_plan.name)
+        # Deterministic, but never the Message-ID apply will give the real message: a preview
+        # forwarded by hand must not make a downstream system drop the real email as a duplicate.
+        lineage = f"{PREVIEW_LINEAGE}:{applied.lineage if applied else '-'}"
+        serial = (applied.serial if applied else 0) + 1
+        messages = compose_messages(manager, tenant_plan, applied, lineage, serial, default,
+                                    preview=True)
+        folder = out / tenant_plan.name
+        folder.mkdir(exist_ok=True)
+        for number, (planned, message) in enumerate(zip(tenant_plan.emails, messages,
+                                                        strict=True), start=1):
+            stem = f"{number:04d}-{_safe(planned.user)}-{planned.type}"
+            (folder / f"{stem}.eml").write_bytes(message.data)
+            parsed = BytesParser(policy=policy.default).parsebytes(message.data)
+            assert isinstance(parsed, EmailMessage)
+            entry = PreviewEmail(
+                tenant=tenant_plan.name, user=planned.user, to=planned.to, type=planned.type,
+                reasons=planned.reasons, suppressed=planned.suppressed,
+                subject=str(parsed["Subject"]), sender=str(parsed["From"]),
+                eml=f"{tenant_plan.name}/{stem}.eml", page=f"{tenant_plan.name}/{stem}.html")
+            emails.append(entry)
+            pages.append((entry, parsed))
+    for entry, parsed in pages:
+        (out / entry.page).write_text(_email_page(entry, parsed), encoding="utf-8")
+    (out / "index.html").write_text(_index_page(plan, emails), encoding="utf-8")
+    return PreviewResult(out, emails)
+
+
+def _default_sender(value: str | None) -> Any:
+    """The deployment's default From; a preview needs none (nothing is sent), so it falls back
+    to the Maildir default instead of demanding ``--default-from`` like SMTP delivery does."""
+    try:
+        return parse_default_sender(value or MAILDIR_DEFAULT_FROM)
+    except ValueError as exc:
+        raise UserError(f"--default-from {value!r}: {exc}") from None
+
+
+def _prepare(out: Path) -> None:
+    """Create ``out``; an older preview there is replaced, any other non-empty folder refused."""
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"{out} exists and is not a folder")
+        if (out / MARKER_FILE).is_file():
+            shutil.rmtree(out)
+        elif any(out.iterdir()):
+            raise UserError(f"{out} is not empty and holds no earlier preview; choose an empty "
+                            "or new folder (nothing was written)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER_FILE).write_text("written by `reconciler preview`; replaced on every run\n",
+                                   encoding="utf-8")
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9@._-]+")
+
+
+def _safe(text: str) -> str:
+    """A file-name-safe form of a UPN (``@`` and ``.`` kept, anything else becomes ``_``)."""
+    return _UNSAFE.sub("_", text).strip(".") or "user"
+
+
+def _parts(message: EmailMessage) -> tuple[str, str]:
+    """``(html, text)`` bodies of a multipart/alternative message."""
+    html_part = message.get_body(preferencelist=("html",))
+    text_part = message.get_body(preferencelist=("plain",))
+    html = html_part.get_content() if html_part is not None else ""
+    text = text_part.get_content() if text_part is not None else ""
+    return html, text
+
+
+_ENV = Environment(autoescape=True, keep_trailing_newline=True)
+
+_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src 'self'; "
+        "base-uri 'none'; form-action 'none'")
+
+_STYLE = """
+body { margin: 0; font-family: 'Segoe UI', Helvetica, Arial, sans-serif; color: #201f1e;
+       background: #faf9f8; }
+header { padding: 16px 24px; background: #a4262c; color: #fff; }
+header h1 { margin: 0; font-size: 20px; }
+header p { margin: 4px 0 0; }
+main { padding: 16px 24px 32px; }
+table { border-collapse: collapse; background: #fff; margin: 8px 0 16px; }
+th, td { border: 1px solid #e1dfdd; padding: 6px 10px; text-align: left; vertical-align: top; }
+th { background: #f3f2f1; }
+.type { font-family: Consolas, monospace; font-weight: 600; }
+.suppressed { color: #a4262c; font-weight: 600; }
+.counts { margin: 4px 0 8px; }
+iframe { width: 100%; max-width: 760px; height: 900px; border: 1px solid #e1dfdd;
+         background: #fff; }
+pre { white-space: pre-wrap; background: #fff; border: 1px solid #e1dfdd; padding: 12px;
+      max-width: 736px; }
+"""
+
+_INDEX = _ENV.from_string("""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
+<meta name="generator" content="audio-conferencing-reconciler preview">
+<title>PREVIEW: Audio Conferencing emails ({{ emails|length }})</title>
+<style>{{ style|safe }}</style>
+</head>
+<body>
+<header>
+<h1>PREVIEW: Audio Conferencing emails</h1>
+<p>Nothing was sent. PINs are masked (••••••); real PINs are generated only when the plan is
+applied.</p>
+</header>
+<main>
+<p id="summary">{{ emails|length }} email(s) in {{ tenants|length }} tenant(s){% if suppressed %},
+<span class="suppressed">{{ suppressed }} suppressed</span> (kept for the operator, not sent){%
+endif %}.</p>
+{% for tenant in tenants %}
+<section id="tenant-{{ tenant.name }}">
+<h2>Tenant {{ tenant.name }}</h2>
+{% for warning in tenant.warnings %}<p class="suppressed">⚠ {{ warning }}</p>
+{% endfor %}
+{% if tenant.emails %}
+<p class="counts">{{ tenant.counts }}</p>
+<table>
+<thead><tr><th>User</th><th>To</th><th>Email type</th><th>Subject</th><th>Why</th>
+<th>Files</th></tr></thead>
+<tbody>
+{% for e in tenant.emails %}
+<tr class="email" data-user="{{ e.user }}" data-type="{{ e.type }}">
+<td>{{ e.user }}</td>
+<td>{{ e.to }}</td>
+<td><span class="type">{{ e.type }}</span>{% if e.suppressed %}<br><span class="suppressed">
+suppressed</span>{% endif %}</td>
+<td>{{ e.subject }}</td>
+<td>{% for reason in e.reasons %}{{ reason }}{% if not loop.last %}<br>{% endif %}{% endfor
+%}</td>
+<td><a href="{{ e.page }}">view</a> · <a href="{{ e.eml }}" download>.eml</a></td>
+</tr>
+{% endfor %}
+</tbody>
+</table>
+{% else %}
+<p>No email would be sent.</p>
+{% endif %}
+</section>
+{% else %}
+<p>No tenant in this plan.</p>
+{% endfor %}
+</main>
+</body>
+</html>
+""")
+
+_PAGE = _ENV.from_string("""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
+<meta name="generator" content="audio-conferencing-reconciler preview">
+<title>PREVIEW: {{ e.type }} email to {{ e.user }}</title>
+<style>{{ style|safe }}</style>
+</head>
+<body>
+<header>
+<h1>PREVIEW: {{ e.type }} email to {{ e.user }}</h1>
+<p>Not sent. The PIN is masked; the real one is generated when the plan is applied.</p>
+</header>
+<main>
+<p><a href="../index.html">← all previews</a> · <a href="{{ eml_name }}" download>download
+.eml</a></p>
+<table id="headers">
+<tr><th>Tenant</th><td>{{ e.tenant }}</td></tr>
+<tr><th>User</th><td>{{ e.user }}</td></tr>
+<tr><th>Email type</th><td><span class="type">{{ e.type }}</span>{% if e.suppressed %}
+<span class="suppressed">suppressed: kept for the operator, not sent</span>{% endif %}</td></tr>
+<tr><th>Why</th><td>{{ e.reasons|join("; ") }}</td></tr>
+{% for name, value in headers %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>
+{% endfor %}
+</table>
+<h2>HTML body</h2>
+<iframe title="HTML body of the email" sandbox srcdoc="{{ html }}"></iframe>
+<h2>Plain-text body</h2>
+<pre>{{ text }}</pre>
+</main>
+</body>
+</html>
+""")
+
+_SHOWN_HEADERS = ("From", "To", "Subject", "Message-ID", "Content-Language",
+                  "X-Reconciler-Tenant", "X-Reconciler-Email-Type")
+
+
+def _email_page(entry: PreviewEmail, message: EmailMessage) -> str:
+    html, text = _parts(message)
+    headers = [(name, str(message[name])) for name in _SHOWN_HEADERS if message[name] is not None]
+    return _PAGE.render(e=entry, headers=headers, html=html, text=text, csp=_CSP, style=_STYLE,
+                        eml_name=Path(entry.eml).name)
+
+
+def _index_page(plan: Plan, emails: list[PreviewEmail]) -> str:
+    tenants = []
+    for tenant_plan in plan.tenants:
+        mine = [e for e in emails if e.tenant == tenant_plan.name]
+        counts = Counter(e.type for e in mine)
+        tenants.append({
+            "name": tenant_plan.name,
+            "warnings": tenant_plan.warnings,
+            "emails": mine,
+            "counts": ", ".join(f"{counts[t]} {t}" for t in EMAIL_TYPES if counts[t]),
+        })
+    return _INDEX.render(tenants=tenants, emails=emails, csp=_CSP, style=_STYLE,
+                         suppressed=sum(e.suppressed for e in emails))

@@ -1,0 +1,292 @@
+"""``reconciler pr-comment``: find the plan comment by its hidden marker and update it in place,
+against a fake GitHub / GitLab API served in-process on 127.0.0.1 (no network)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import main
+from reconciler.errors import UserError
+from reconciler.outputs.markdown import MARKER
+from reconciler.pr_comment import GITHUB_LIMIT, Forge, forge_from_env, upsert_comment
+
+TOKEN = "t0ken-secret"
+REPO = "contoso/audio-config"
+PR = 7
+
+
+@dataclass
+class Api:
+    """The slice of the GitHub and GitLab REST APIs the command uses, with page-based lists."""
+
+    kind: str = "github"
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    auth: list[str] = field(default_factory=list)
+    fail: int | None = None
+    next_link: str | None = None
+    """Force this URL as the ``rel="next"`` link of the first page."""
+    url: str = ""
+    next_id: int = 1000
+
+    def add(self, body: str, author: str = "someone") -> dict[str, Any]:
+        self.next_id += 1
+        comment = {"id": self.next_id, "body": body, "user": {"login": author},
+                   "html_url": f"https://github.example/{REPO}/pull/{PR}#c{self.next_id}"}
+        self.comments.append(comment)
+        return comment
+
+
+class Handler(BaseHTTPRequestHandler):
+    api: Api
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+    def _reply(self, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, item in (headers or {}).items():
+            self.send_header(key, item)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self, method: str) -> None:
+        api = self.api
+        parts = urlsplit(self.path)
+        api.requests.append((method, parts.path))
+        api.auth.append(self.headers.get("Authorization") or
+                        f"PRIVATE-TOKEN {self.headers.get('PRIVATE-TOKEN')}")
+        if api.fail:
+            self._reply(api.fail, {"message": "Resource not accessible by integration"})
+            return
+        if api.kind == "github":
+            expected = self.headers.get("Authorization") == f"Bearer {TOKEN}"
+            listing = f"/repos/{REPO}/issues/{PR}/comments"
+            item = f"/repos/{REPO}/issues/comments/"
+        else:
+            expected = self.headers.get("PRIVATE-TOKEN") == TOKEN
+            listing = f"/api/v4/projects/42/merge_requests/{PR}/notes"
+            item = listing + "/"
+        if not expected:
+            self._reply(401, {"message": "Bad credentials"})
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        payload = json.loads(self.rfile.read(length)) if length else None
+        if method == "GET" and parts.path == listing:
+            query = parse_qs(parts.query)
+            per_page = int(query.get("per_page", ["30"])[0])
+            page = int(query.get("page", ["1"])[0])
+            chunk = api.comments[(page - 1) * per_page: page * per_page]
+            headers = {}
+            if page * per_page < len(api.comments):
+                headers["Link"] = (f'<{api.url}{listing}?per_page={per_page}&page={page + 1}>; '
+                                   f'rel="next", <{api.url}{listing}?page=99>; rel="last"')
+            if api.next_link and page == 1:
+                headers["Link"] = f'<{api.next_link}>; rel="next"'
+            self._reply(200, chunk, headers)
+        elif method == "POST" and parts.path == listing:
+            self._reply(201, api.add(payload["body"], "github-actions[bot]"))
+        elif method in ("PATCH", "PUT") and parts.path.startswith(item):
+            if (method == "PATCH") != (api.kind == "github"):
+                self._reply(405, {"message": "wrong method"})
+                return
+            wanted = int(parts.path.rsplit("/", 1)[1])
+            for comment in api.comments:
+                if comment["id"] == wanted:
+                    comment["body"] = payload["body"]
+                    self._reply(200, comment)
+                    return
+            self._reply(404, {"message": "Not Found"})
+        else:
+            self._reply(404, {"message": f"no route {method} {parts.path}"})
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+
+@pytest.fixture
+def api() -> Iterator[Api]:
+    state = Api()
+    handler = type("BoundHandler", (Handler,), {"api": state})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def github(api: Api) -> Forge:
+    return Forge("github", api.url, REPO, PR, TOKEN)
+
+
+def plan_body(text: str) -> str:
+    return f"{MARKER}\n## Audio Conferencing plan\n\n{text}\n"
+
+
+def test_creates_the_comment_when_none_has_the_marker(api: Api) -> None:
+    api.add("LGTM")
+    api.add("the plan is in the comment below")  # mentions the plan, but carries no marker
+    result = upsert_comment(github(api), plan_body("3 emails"))
+    assert result.action == "created"
+    assert [c["body"] for c in api.comments][-1] == plan_body("3 emails")
+    assert ("POST", f"/repos/{REPO}/issues/{PR}/comments") in api.requests
+    assert set(api.auth) == {f"Bearer {TOKEN}"}
+
+
+def test_updates_the_marked_comment_in_place_across_pages(api: Api) -> None:
+    for i in range(130):
+        api.add(f"discussion {i}")
+    marked = api.add(plan_body("old plan"), "github-actions[bot]")
+    for i in range(50):
+        api.add(f"more discussion {i}")
+    result = upsert_comment(github(api), plan_body("new plan"))
+    assert result.action == "updated" and result.comment_id == marked["id"]
+    assert marked["body"] == plan_body("new plan")
+    assert len(api.comments) == 181  # nothing new posted
+    gets = [path for method, path in api.requests if method == "GET"]
+    assert len(gets) == 2  # the marker was on page 2 of 100; pages were followed
+    assert ("PATCH", f"/repos/{REPO}/issues/comments/{marked['id']}") in api.requests
+    assert not any(method == "POST" for method, _ in api.requests)
+
+
+def test_every_push_keeps_one_comment(api: Api) -> None:
+    forge = github(api)
+    for n in range(4):
+        upsert_comment(forge, plan_body(f"push {n}"))
+    marked = [c for c in api.comments if MARKER in c["body"]]
+    assert len(marked) == 1 and marked[0]["body"] == plan_body("push 3")
+    again = upsert_comment(forge, plan_body("push 3"))
+    assert again.action == "unchanged"  # identical plan: no edit, no notification
+
+
+def test_marker_added_and_body_capped(api: Api) -> None:
+    result = upsert_comment(github(api), "no marker here\n" + "x" * (GITHUB_LIMIT + 5_000))
+    body = api.comments[-1]["body"]
+    assert result.action == "created"
+    assert body.startswith(MARKER) and len(body) <= GITHUB_LIMIT
+    assert body.rstrip().endswith("_(comment truncated: the full plan is in the artifacts)_")
+
+
+def test_duplicates_are_reported_and_the_oldest_kept(api: Api) -> None:
+    first = api.add(plan_body("a"))
+    second = api.add(plan_body("b"))
+    result = upsert_comment(github(api), plan_body("c"))
+    assert result.comment_id == first["id"] and result.duplicates == 1
+    assert second["body"] == plan_body("b")
+
+
+def test_api_errors_are_one_line_and_never_show_the_token(api: Api) -> None:
+    api.fail = 403
+    with pytest.raises(UserError) as error:
+        upsert_comment(github(api), plan_body("x"))
+    message = str(error.value)
+    assert "403" in message and "pull-requests: write" in message
+    assert TOKEN not in message
+
+    api.fail = None
+    bad = Forge("github", api.url, REPO, PR, "wrong")
+    with pytest.raises(UserError, match="401 Bad credentials"):
+        upsert_comment(bad, plan_body("x"))
+
+
+def test_token_never_follows_a_link_to_another_host(api: Api) -> None:
+    for i in range(3):
+        api.add(f"c{i}")
+    api.next_link = "http://attacker.invalid/steal?page=2"
+    with pytest.raises(UserError, match="another host"):
+        upsert_comment(github(api), plan_body("x"))
+    assert not any(m == "POST" for m, _ in api.requests)
+
+
+def test_unreachable_api(api: Api) -> None:
+    dead = Forge("github", "http://127.0.0.1:9", REPO, PR, TOKEN)
+    with pytest.raises(UserError, match="unreachable"):
+        upsert_comment(dead, plan_body("x"))
+
+
+def test_gitlab_notes(api: Api) -> None:
+    api.kind = "gitlab"
+    forge = forge_from_env(None, env={
+        "GITLAB_CI": "true", "CI_API_V4_URL": f"{api.url}/api/v4", "CI_PROJECT_ID": "42",
+        "CI_MERGE_REQUEST_IID": str(PR), "GITLAB_TOKEN": TOKEN})
+    assert forge.kind == "gitlab"
+    assert upsert_comment(forge, plan_body("one")).action == "created"
+    assert upsert_comment(forge, plan_body("two")).action == "updated"
+    assert [c["body"] for c in api.comments] == [plan_body("two")]
+    assert ("PUT", f"/api/v4/projects/42/merge_requests/{PR}/notes/{api.comments[0]['id']}"
+            ) in api.requests
+    assert set(api.auth) == {f"PRIVATE-TOKEN {TOKEN}"}
+
+
+def test_settings_from_the_github_actions_environment(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"number": PR, "pull_request": {"number": PR}}))
+    forge = forge_from_env(env={"GITHUB_API_URL": "https://api.github.com",
+                                "GITHUB_REPOSITORY": REPO, "GITHUB_TOKEN": TOKEN,
+                                "GITHUB_EVENT_PATH": str(event)})
+    assert forge == Forge("github", "https://api.github.com", REPO, PR, TOKEN)
+    with pytest.raises(UserError) as error:
+        forge_from_env(env={"GITHUB_REPOSITORY": REPO})
+    assert "GITHUB_TOKEN" in str(error.value) and "pull_request" in str(error.value)
+    with pytest.raises(UserError, match="https"):
+        forge_from_env(api_url="ftp://x", env={"GITHUB_REPOSITORY": REPO,
+                                              "GITHUB_TOKEN": TOKEN}, number=1)
+
+
+def test_cli_posts_the_rendered_plan(api: Api, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workflow's two steps: render the markdown plan, then post it; twice = one comment."""
+    import shutil
+
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "tenants", tmp_path / "tenants")
+    monkeypatch.chdir(tmp_path)
+    for name in ("GITHUB_EVENT_PATH", "GITLAB_CI", "RECONCILER_STATE", "RECONCILER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO, "GITHUB_TOKEN": TOKEN}
+    runner = CliRunner()
+    rendered = runner.invoke(main, ["plan", "--format", "markdown", "--artifacts-url",
+                                    "https://github.example/run/1/artifacts/9"])
+    assert rendered.exit_code == 0, rendered.output
+    (tmp_path / "plan.md").write_text(rendered.output, encoding="utf-8")
+    for expected in ("created", "updated"):
+        if expected == "updated":  # the next push changes the plan
+            (tmp_path / "plan.md").write_text(rendered.output + "\n_edited_\n")
+        result = runner.invoke(main, ["pr-comment", "--body-file", "plan.md", "--number",
+                                      str(PR)], env=env)
+        assert result.exit_code == 0, result.output
+        assert f"Plan comment {expected}: https://github.example/" in result.output
+    (comment,) = api.comments
+    assert comment["body"].startswith(MARKER)
+    assert "[JSON plan and email previews](https://github.example/run/1/artifacts/9)" in (
+        comment["body"])
+    assert "| contoso |" in comment["body"] and comment["body"].endswith("_edited_\n")
+
+    failed = runner.invoke(main, ["pr-comment", "--body-file", "plan.md"],
+                           env={**env, "GITHUB_TOKEN": ""})
+    assert failed.exit_code == 1 and "--number or a pull_request event" in failed.output

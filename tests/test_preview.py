@@ -1,0 +1,250 @@
+"""``reconciler preview``: every planned email rendered, PIN masked, nothing sent or recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "tenants"
+MASK = "••••••"  # the example tenant's pin_length is 6
+FIRST_RUN = ["alice@contoso.com", "bob@contoso.com", "chloe@contoso.com", "dan@contoso.com"]
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch copy of the example configuration, as the working directory (so the packaged
+    templates are used and nothing lands in the checkout)."""
+    shutil.copytree(EXAMPLE, tmp_path / "tenants")
+    monkeypatch.chdir(tmp_path)
+    for name in ("RECONCILER_CONFIG", "RECONCILER_STATE", "RECONCILER_MAIL_URL",
+                 "RECONCILER_DEFAULT_FROM", "RECONCILER_TEMPLATES"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def messages(out: Path) -> list[tuple[Path, EmailMessage]]:
+    found = []
+    for path in sorted(out.glob("*/*.eml")):
+        message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        assert isinstance(message, EmailMessage)
+        found.append((path, message))
+    return found
+
+
+def bodies(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    return text.get_content(), html.get_content()
+
+
+class Rows(HTMLParser):
+    """The ``data-user``/``data-type`` rows of index.html, and its links."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[str, str]] = []
+        self.links: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "tr" and "data-user" in values:
+            self.rows.append((str(values["data-user"]), str(values["data-type"])))
+        if tag == "a" and values.get("href"):
+            self.links.append(str(values["href"]))
+        if tag == "script":
+            self.scripts += 1
+
+
+def index_rows(out: Path) -> Rows:
+    parser = Rows()
+    parser.feed((out / "index.html").read_text(encoding="utf-8"))
+    return parser
+
+
+def set_user(work: Path, file: str, upn: str, key: str, value: Any) -> None:
+    """Edit one user's key in place (keeps the example's formatting elsewhere)."""
+    path = work / "tenants" / "contoso" / "users" / file
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"  {upn}:")
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"  \S", lines[i])),
+               len(lines))
+    block = [line for line in lines[start + 1:end] if not line.startswith(f"    {key}:")]
+    rest = [line for line in block if line.strip()]
+    new = [f"  {upn}:", *rest]
+    if value is not None:
+        new.append(f"    {key}: {json.dumps(value, ensure_ascii=False)}")
+    lines[start:end] = [*new, ""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_first_run_previews_every_planned_email(work: Path) -> None:
+    output = run("preview", "--out", "previews")
+    out = work / "previews"
+    assert "4 email preview(s) written; open previews/index.html" in output
+    found = messages(out)
+    assert [p.name for p, _ in found] == [
+        f"{n:04d}-{u}-enabled.eml" for n, u in enumerate(FIRST_RUN, start=1)]
+    plan = json.loads(run("plan", "--format", "json"))
+    planned = [(e["user"], e["type"]) for t in plan["tenants"] for e in t["emails"]]
+    # the index lists exactly the plan's emails, in send order
+    assert index_rows(out).rows == planned == [(u, "enabled") for u in FIRST_RUN]
+    for path, message in found:
+        assert message["X-Reconciler-Tenant"] == "contoso"
+        assert message["X-Reconciler-Email-Type"] == "enabled"
+        assert message["Subject"].startswith(("[PREVIEW] ", "[APERÇU] "))
+        text, html = bodies(message)
+        assert MASK in text and MASK in html
+        page = path.with_suffix(".html").read_text(encoding="utf-8")
+        assert "PREVIEW" in page and "enabled" in page
+        # the page carries the email's own HTML body, escaped into the sandboxed frame
+        assert '<iframe title="HTML body of the email" sandbox srcdoc="' in page
+    chloe = dict((str(m["To"]), m) for _, m in found)["Chloé Dubois <chloe@contoso.com>"]
+    assert chloe["Content-Language"] == "fr" and "APERÇU" in bodies(chloe)[1]
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "new user with Audio Conferencing" in index  # the plan's reason
+    assert index.count("PREVIEW") >= 2
+    for link in index_rows(out).links:  # every link resolves inside the preview folder
+        assert (out / link).is_file(), link
+
+
+def test_no_pin_is_ever_generated(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_pins(*_: object, **__: object) -> str:
+        raise AssertionError("preview generated a PIN")
+
+    monkeypatch.setattr("reconciler.apply.generate_pin", no_pins)
+    monkeypatch.setattr("reconciler.emails.generate_pin", no_pins)
+    run("preview", "--out", "previews")
+    for path, message in messages(work / "previews"):
+        text, html = bodies(message)
+        # the PIN line shows the mask and no digit
+        pin_line = next(line for line in text.splitlines() if "PIN" in line and MASK in line)
+        assert not re.search(r"\d", pin_line)
+        assert MASK in html
+        page = path.with_suffix(".html").read_text(encoding="utf-8")
+        assert MASK in page
+
+
+def test_preview_writes_no_state_and_sends_nothing(work: Path) -> None:
+    state = work / ".reconciler" / "state.db"
+    run("preview", "--out", "previews")
+    assert not (work / ".reconciler").exists()  # no state created, no Maildir, no lock
+
+    run("apply", "--auto-approve")
+    mail = work / ".reconciler" / "mail" / "new"
+    sent = sorted(p.name for p in mail.iterdir())
+    assert len(sent) == 4
+    before = hashlib.sha256(state.read_bytes()).hexdigest()
+    files_before = sorted(p.name for p in (work / ".reconciler").iterdir())
+
+    set_user(work, "engineering.yaml", "alice@contoso.com", "conference_id", "8412346")
+    set_user(work, "engineering.yaml", "bob@contoso.com", "pin_reset", "2026-11-29 #1")
+    set_user(work, "sales.yaml", "dan@contoso.com", "license", False)
+    set_user(work, "paris.yaml", "chloe@contoso.com", "send_conference_info", "2026-11-29")
+    run("preview", "--out", "previews")
+
+    found = messages(work / "previews")
+    assert [(str(m["X-Reconciler-Email-Type"]), m["To"].addresses[0].addr_spec)
+            for _, m in found] == [
+        ("details-changed", "alice@contoso.com"),
+        ("pin-reset", "bob.kelly@contoso.com"),
+        ("conference-info", "chloe@contoso.com"),
+        ("disabled", "dan@contoso.com"),
+    ]
+    by_type = {str(m["X-Reconciler-Email-Type"]): bodies(m) for _, m in found}
+    assert MASK in by_type["pin-reset"][0]
+    for kind in ("details-changed", "conference-info", "disabled"):
+        assert "•" not in by_type[kind][0] and "•" not in by_type[kind][1]
+    assert "8412346" in by_type["details-changed"][0]
+    # the state is byte for byte what apply left, nothing more was sent or queued
+    assert hashlib.sha256(state.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in (work / ".reconciler").iterdir()) == files_before
+    assert sorted(p.name for p in mail.iterdir()) == sent
+    assert json.loads(run("state", "show"))["tenants"][0]["serial"] == 1
+    # a preview's Message-ID is never the one apply will give the real email
+    real = json.loads(run("plan", "--format", "json"))
+    assert real["summary"]["emails"] == 4
+    ids = {str(m["Message-ID"]) for _, m in found}
+    run("apply", "--auto-approve")
+    delivered = [BytesParser(policy=policy.default).parsebytes(p.read_bytes())
+                 for p in mail.iterdir() if p.name not in sent]
+    assert len(delivered) == 4
+    assert ids.isdisjoint(str(m["Message-ID"]) for m in delivered)
+
+
+def test_pages_escape_configuration_values(work: Path) -> None:
+    hostile = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    set_user(work, "sales.yaml", "dan@contoso.com", "display_name", hostile)
+    run("preview", "--out", "previews")
+    out = work / "previews"
+    page = (out / "contoso" / "0004-dan@contoso.com-enabled.html").read_text(encoding="utf-8")
+    assert hostile not in page and "<script>" not in page and "<img" not in page
+    assert "&lt;img src=x" in page  # shown as text, in the To header row
+    assert index_rows(out).scripts == 0
+    assert "default-src &#39;none&#39;" in page  # restrictive CSP on every page
+
+
+def test_suppressed_tenant_is_previewed_and_flagged(work: Path) -> None:
+    tenant = work / "tenants" / "contoso" / "tenant.yaml"
+    text = tenant.read_text(encoding="utf-8")
+    tenant.write_text(text.replace("automatically_send_emails_to_users: true",
+                                   "automatically_send_emails_to_users: false"), encoding="utf-8")
+    run("preview", "--out", "previews")
+    index = (work / "previews" / "index.html").read_text(encoding="utf-8")
+    assert "4 suppressed" in index and "automatically_send_emails_to_users is false" in index
+    assert len(messages(work / "previews")) == 4
+
+
+def test_nothing_to_send(work: Path) -> None:
+    run("apply", "--auto-approve")
+    output = run("preview", "--out", "previews", "--quiet")
+    assert output == ""
+    index = (work / "previews" / "index.html").read_text(encoding="utf-8")
+    assert "No email would be sent." in index
+    assert messages(work / "previews") == []
+
+
+def test_output_folder_rules(work: Path) -> None:
+    run("preview", "--out", "previews")
+    stale = work / "previews" / "contoso" / "9999-old@contoso.com-enabled.eml"
+    stale.write_text("stale", encoding="utf-8")
+    run("preview", "--out", "previews")  # an earlier preview is replaced whole
+    assert not stale.exists() and len(messages(work / "previews")) == 4
+
+    (work / "notes").mkdir()
+    (work / "notes" / "keep.txt").write_text("mine", encoding="utf-8")
+    output = run("preview", "--out", "notes", code=1)
+    assert "not empty" in output
+    assert sorted(p.name for p in (work / "notes").iterdir()) == ["keep.txt"]
+
+
+def test_tenant_filter_and_config_errors(work: Path) -> None:
+    shutil.copytree(work / "tenants" / "contoso", work / "tenants" / "fabrikam")
+    run("preview", "--out", "previews", "--tenant", "fabrikam")
+    assert {p.parent.name for p, _ in messages(work / "previews")} == {"fabrikam"}
+
+    set_user(work, "sales.yaml", "dan@contoso.com", "conference_id", "12")
+    output = run("preview", "--out", "again", code=1)
+    assert "sales.yaml:" in output and "nothing was planned" in output
+    assert not (work / "again").exists()
