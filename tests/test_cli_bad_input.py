@@ -46,8 +46,8 @@ def case(users: str | None = USERS, tenant: str | None = TENANT, name: str = "ac
 BAD_INPUTS: dict[str, tuple[dict[str, str | bytes], str]] = {
     "yes-is-not-a-boolean": (
         case(with_user("license: yes\n")),
-        "acme/users.yaml:3:14: expected true or false, got 'yes' (only true and false are "
-        "booleans; yes/no/on/off are not)"),
+        "acme/users.yaml:3:14: license: expected true or false, got 'yes' (only true and false "
+        "are booleans; yes/no/on/off are not)"),
     "explicit-tag": (
         case(with_user("license: !!python/object/apply:os.system ['true']\n")),
         "acme/users.yaml:3:14: YAML tags such as 'tag:yaml.org,2002:python/object/apply:"
@@ -114,7 +114,8 @@ BAD_INPUTS: dict[str, tuple[dict[str, str | bytes], str]] = {
         "the bridge; allowed: +18005550199"),
     "conference-id-six-digits": (
         case(with_user("license: true\nconference_id: 123456\n")),
-        "acme/users.yaml:4:20: '123456' must be exactly 7 digits, e.g. \"8412345\""),
+        "acme/users.yaml:4:20: conference_id: '123456' must be exactly 7 digits, e.g. "
+        "\"8412345\""),
     "conference-id-duplicate": (
         case(USERS, **{"users/b.yaml": with_user(ENABLED, "bob@acme.com")}),
         "acme/users/b.yaml:4:20: conference_id '1234567' is defined more than once: also in "
@@ -151,10 +152,10 @@ BAD_INPUTS: dict[str, tuple[dict[str, str | bytes], str]] = {
         "acme/users.yaml:5:12: email There must be something after the @-sign."),
     "pin-length-too-short": (
         case(tenant=TENANT.replace("pin_length: 5", "pin_length: 3")),
-        "acme/tenant.yaml:2:15: 3 is out of range; allowed: 4 to 12"),
+        "acme/tenant.yaml:2:15: pin_length: 3 is out of range; allowed: 4 to 12"),
     "pin-length-too-long": (
         case(tenant=TENANT.replace("pin_length: 5", "pin_length: 13")),
-        "acme/tenant.yaml:2:15: 13 is out of range; allowed: 4 to 12"),
+        "acme/tenant.yaml:2:15: pin_length: 13 is out of range; allowed: 4 to 12"),
     "tenant-folder-name": (
         case(name="Acme_Corp"),
         "Acme_Corp/tenant.yaml:1:1: tenant folder name 'Acme_Corp' must be 1-63 lowercase "
@@ -263,11 +264,12 @@ def test_many_problems_are_all_printed_sorted(workdir):
         "globex/users/b.yaml": "users:\n  x: {license: false}\n",
     })
     result = run(workdir, ["plan"])
-    assert_refused(result, "acme/tenant.yaml:2:15: 3 is out of range; allowed: 4 to 12")
+    assert_refused(result, "acme/tenant.yaml:2:15: pin_length: 3 is out of range; allowed: 4 "
+                           "to 12")
     assert result.stderr.splitlines()[:-1] == [
-        "acme/tenant.yaml:2:15: 3 is out of range; allowed: 4 to 12",
-        "acme/users.yaml:3:14: expected true or false, got 'yes' (only true and false are "
-        "booleans; yes/no/on/off are not)",
+        "acme/tenant.yaml:2:15: pin_length: 3 is out of range; allowed: 4 to 12",
+        "acme/users.yaml:3:14: license: expected true or false, got 'yes' (only true and "
+        "false are booleans; yes/no/on/off are not)",
         "globex/users.yaml:2:3: an enabled user (license: true, provider: Microsoft) needs a "
         "conference_id (7 digits)",
         "globex/users/b.yaml:2:3: user key 'x' is not a valid sign-in address: An email address "
@@ -330,8 +332,8 @@ def test_python_m_reconciler_refuses_bad_input(tmp_path, command):
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
         BAD_INPUTS["duplicate-key"][1],
-        "globex/users/x.yaml:3:14: expected true or false, got 'on' (only true and false are "
-        "booleans; yes/no/on/off are not)",
+        "globex/users/x.yaml:3:14: license: expected true or false, got 'on' (only true and "
+        "false are booleans; yes/no/on/off are not)",
         f"2 {SUMMARY}",
     ]
     assert not (tmp_path / "state").exists()

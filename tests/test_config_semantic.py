@@ -137,7 +137,8 @@ def test_bridge_numbers_must_be_valid_e164(tmp_path, number, why):
 def test_bridge_number_not_matching_the_e164_pattern_is_a_shape_error(tmp_path):
     make_tenant(tmp_path, tenant=TENANT.replace('"+12065550123"', '"(206) 555-0123"'))
     [line] = problems(tmp_path)
-    assert line.startswith("acme/tenant.yaml:6:16: '(206) 555-0123' must be an E.164 number")
+    assert line.startswith("acme/tenant.yaml:6:16: number: '(206) 555-0123' must be an E.164 "
+                           "number")
 
 
 def test_duplicate_bridge_number_is_reported_at_the_second_entry(tmp_path):
@@ -420,8 +421,8 @@ def test_pin_length_in_range_is_an_integer(tmp_path, length):
 @pytest.mark.parametrize("length", ["3", "13", "0", "100", '"3"'])
 def test_pin_length_out_of_range_is_rejected(tmp_path, length):
     make_tenant(tmp_path, tenant=TENANT.replace("pin_length: 5", f"pin_length: {length}"))
-    assert_one(tmp_path, f"acme/tenant.yaml:2:15: {length.strip(chr(34))} is out of range; "
-                         "allowed: 4 to 12")
+    assert_one(tmp_path, f"acme/tenant.yaml:2:15: pin_length: {length.strip(chr(34))} is out of "
+                         "range; allowed: 4 to 12")
 
 
 @pytest.mark.parametrize(("length", "shown"), [("five", "'five'"), ("5.0", "'5.0'"),
@@ -429,7 +430,7 @@ def test_pin_length_out_of_range_is_rejected(tmp_path, length):
                                                ("0x5", "'0x5'")])
 def test_pin_length_must_be_a_whole_number(tmp_path, length, shown):
     make_tenant(tmp_path, tenant=TENANT.replace("pin_length: 5", f"pin_length: {length}"))
-    assert_one(tmp_path, f"acme/tenant.yaml:2:15: expected a whole number, got {shown}")
+    assert_one(tmp_path, f"acme/tenant.yaml:2:15: pin_length: expected a whole number, got {shown}")
 
 
 # --- tenant folder names ------------------------------------------------------------------------
@@ -506,8 +507,8 @@ def test_locales_are_those_of_the_templates(tmp_path):
 
 def test_malformed_locale_is_a_shape_error(tmp_path):
     make_tenant(tmp_path, users=with_user("license: false\nlocale: French\n"))
-    assert_one(tmp_path, "acme/users.yaml:4:13: 'French' must be a language code such as en "
-                         "or fr")
+    assert_one(tmp_path, "acme/users.yaml:4:13: locale: 'French' must be a language code such as "
+                         "en or fr")
 
 
 # --- every error, located, together, sorted -----------------------------------------------------
@@ -523,8 +524,8 @@ def test_all_errors_of_all_tenants_are_reported_together_sorted_and_located(tmp_
     assert out == [
         "acme/tenant.yaml:6:16: bridge number '+11234567890' is not a valid phone number for "
         "its country code",
-        "acme/users.yaml:3:14: expected true or false, got 'maybe' (only true and false are "
-        "booleans; yes/no/on/off are not)",
+        "acme/users.yaml:3:14: license: expected true or false, got 'maybe' (only true and false "
+        "are booleans; yes/no/on/off are not)",
         "acme/users/a.yaml:4:13: locale 'xx' has no email templates; available: en, fr",
         "acme/users/b.yaml:4:12: email An email address must have an @-sign.",
         "zeta/users.yaml:2:3: an enabled user (license: true, provider: Microsoft) needs a "

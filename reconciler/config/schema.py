@@ -85,6 +85,7 @@ def check(data: Any, name: str, file: str, prefix: tuple = (), definition: str |
 def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Finding]:
     path = prefix + tuple(error.absolute_path)
     schema, kind, value = error.schema, error.validator, error.instance
+    name = f"{path[-1]}: " if path and isinstance(path[-1], str) else ""
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(schema.get("properties", {}))
         for key in sorted(set(value) - set(allowed)):
@@ -99,20 +100,20 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
         hint = ""
         if "boolean" in types and isinstance(value, str):
             hint = " (only true and false are booleans; yes/no/on/off are not)"
-        yield Finding(file, path, f"expected {wanted}, got {_show(value)}{hint}")
+        yield Finding(file, path, f"{name}expected {wanted}, got {_show(value)}{hint}")
     elif kind == "enum":
         options = schema["enum"]
         near = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        yield Finding(file, path, f"{_show(value)} is not allowed{hint}; allowed: "
+        yield Finding(file, path, f"{name}{_show(value)} is not allowed{hint}; allowed: "
                                   + ", ".join(map(str, options)))
     elif kind == "pattern":
         reason = schema.get("patternErrorMessage", f"must match {schema['pattern']}")
-        yield Finding(file, path, f"{_show(value)} {reason}")
+        yield Finding(file, path, f"{name}{_show(value)} {reason}")
     elif kind in ("minimum", "maximum"):
         low, high = schema.get("minimum"), schema.get("maximum")
         shown = value if isinstance(value, str) else _show(value)  # a numeral: no quotes
-        yield Finding(file, path, f"{shown} is out of range; allowed: {low} to {high}")
+        yield Finding(file, path, f"{name}{shown} is out of range; allowed: {low} to {high}")
     elif kind == "minItems":
         yield Finding(file, path, f"needs at least {schema['minItems']} item(s)")
     else:
