@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator
+import operator
+import re
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
@@ -76,10 +78,77 @@ def validator(name: str, definition: str | None = None) -> Any:
 def check(data: Any, name: str, file: str, prefix: tuple = (), definition: str | None = None
           ) -> list[Finding]:
     """Every way ``data`` breaks the schema, as findings at their paths."""
+    fast = fast_check(name, definition)
+    if fast is not None and fast(data):
+        return []
     findings = []
     for error in validator(name, definition).iter_errors(data):
         findings.extend(_explain(error, file, prefix))
     return findings
+
+
+_ANNOTATIONS = frozenset({"description", "default", "patternErrorMessage", "title", "$schema",
+                          "$id", "$defs", "examples", "propertyNames"})
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "boolean": (bool,), "null": (type(None),), "object": (dict,),
+    "array": (list,),
+}
+Predicate = Callable[[Any], bool]
+
+
+@cache
+def fast_check(name: str, definition: str | None = None) -> Predicate | None:
+    """A predicate that accepts only what the schema accepts, compiled from the schema for the
+    hot path (one call per user of a 100k-user tenant). It answers "certainly valid" or "ask
+    jsonschema", so messages always come from jsonschema; ``None`` when the schema uses a
+    keyword this compiler does not know, and then jsonschema does all the work."""
+    schema = load_schema(name)
+    return _compile(schema["$defs"][definition] if definition else schema)
+
+
+def _compile(schema: dict[str, Any]) -> Predicate | None:
+    keywords = set(schema) - _ANNOTATIONS
+    if not keywords <= {"type", "properties", "additionalProperties", "required", "enum",
+                        "pattern", "minimum", "maximum"}:
+        return None
+    checks: list[Predicate] = []
+    if "type" in schema:
+        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not set(names) <= {*_PY_TYPES, "integer"}:
+            return None
+        types = tuple(t for n in names if n != "integer" for t in _PY_TYPES[n])
+        integer = "integer" in names
+        checks.append(lambda v: isinstance(v, types) or (integer and _is_integer(v)))
+    if "enum" in schema:
+        if not all(isinstance(o, str) for o in schema["enum"]):
+            return None
+        allowed = frozenset(schema["enum"])
+        checks.append(lambda v: type(v) is str and v in allowed)
+    if "pattern" in schema:
+        search = re.compile(schema["pattern"]).search
+        checks.append(lambda v: not isinstance(v, str) or search(v) is not None)
+    for keyword, compare in (("minimum", operator.ge), ("maximum", operator.le)):
+        if keyword in schema:
+            bound = schema[keyword]
+            checks.append(lambda v, b=bound, c=compare: not _is_integer(v) or c(int(v), b))
+    if {"properties", "additionalProperties", "required"} & keywords:
+        if schema.get("additionalProperties", False) is not False:
+            return None
+        properties = {}
+        for key, sub in schema.get("properties", {}).items():
+            compiled = _compile(sub)
+            if compiled is None:
+                return None
+            properties[key] = compiled
+        required = frozenset(schema.get("required", ()))
+        checks.append(lambda v: not isinstance(v, dict) or (
+            required.issubset(v) and all(k in properties and properties[k](x)
+                                         for k, x in v.items())))
+    return lambda value: all(check(value) for check in checks)
+
+
+def _is_integer(value: Any) -> bool:
+    return _TYPE_CHECKER.is_type(value, "integer")
 
 
 def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Finding]:
