@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.config import LoadedConfig, load_config, locate_findings
-from reconciler.emails import TemplateSet
 from reconciler.errors import ConfigError, UserError
 from reconciler.model import TenantConfig
 from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
 from reconciler.state import StateStore, open_store
+
+if TYPE_CHECKING:
+    from reconciler.emails import TemplateSet
 
 SAVED_PLAN_KIND = "audio-conferencing-reconciler saved plan"
 
@@ -42,6 +44,8 @@ class Manager:
     @property
     def templates(self) -> TemplateSet:
         if self._templates is None:
+            from reconciler.emails import TemplateSet  # Jinja2: only once emails are rendered
+
             self._templates = TemplateSet(self.options.templates)
         return self._templates
 

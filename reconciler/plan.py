@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepdiff import DeepDiff
-from deepdiff.helper import NotPresent
-
 from reconciler.config import Finding
 from reconciler.model import TenantConfig, TenantRecord, UserRecord, is_enabled
 from reconciler.state import Applied
@@ -164,6 +161,9 @@ def _blank(record: Any) -> Any:
 
 def _record_changes(before: dict | TenantRecord | None, after: dict | TenantRecord) -> list[Change]:
     """Leaf-level changes between two records, as dotted paths, sorted."""
+    from deepdiff import DeepDiff  # heavy import (numpy, pydantic): only once a record differs
+    from deepdiff.helper import NotPresent
+
     diff = DeepDiff(_blank(after) if before is None else before, after, view="tree")
     changes = []
     for level in (lvl for kind in diff.values() for lvl in kind):

@@ -11,7 +11,6 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 
 from reconciler.config.yamlload import Finding
 from reconciler.model import (
@@ -45,6 +44,8 @@ def address_problem(value: str) -> str | None:
 
 @lru_cache(maxsize=1024)
 def _library_verdict(value: str) -> str | None:
+    from email_validator import EmailNotValidError, validate_email  # rarely needed: lazily
+
     try:
         validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
