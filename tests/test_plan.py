@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-import reconciler.plan as plan_module
 from reconciler.config.semantic import effective_tenant, effective_user
 from reconciler.model import TenantConfig
 from reconciler.plan import Change, Plan, plan_missing, plan_tenant
@@ -293,13 +292,15 @@ def test_plan_missing() -> None:
 
 def test_deepdiff_only_describes_records_that_differ(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Any, Any]] = []
-    real = plan_module.DeepDiff
+    import deepdiff
+
+    real = deepdiff.DeepDiff
 
     def spy(t1: Any, t2: Any, **kwargs: Any) -> Any:
         calls.append((t1, t2))
         return real(t1, t2, **kwargs)
 
-    monkeypatch.setattr(plan_module, "DeepDiff", spy)
+    monkeypatch.setattr(deepdiff, "DeepDiff", spy)  # plan.py imports it lazily from here
     users = {f"u{i:04}@contoso.com": enabled(f"{1000000 + i}") for i in range(500)}
     before = config(users)
     after_users = dict(users)
