@@ -169,7 +169,7 @@ class _TenantReader:
             if not isinstance(raws, dict):
                 continue
             for key, raw in raws.items():
-                upn = key.lower()
+                upn = semantic.lower(key)
                 places[upn].append((file, key))
                 user = semantic.effective_user(upn, raw, tenant)
                 self.findings.extend(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import operator
 import re
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -111,40 +110,62 @@ def _compile(schema: dict[str, Any]) -> Predicate | None:
     if not keywords <= {"type", "properties", "additionalProperties", "required", "enum",
                         "pattern", "minimum", "maximum"}:
         return None
-    checks: list[Predicate] = []
-    if "type" in schema:
-        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not set(names) <= {*_PY_TYPES, "integer"}:
-            return None
-        types = tuple(t for n in names if n != "integer" for t in _PY_TYPES[n])
-        integer = "integer" in names
-        checks.append(lambda v: isinstance(v, types) or (integer and _is_integer(v)))
-    if "enum" in schema:
-        if not all(isinstance(o, str) for o in schema["enum"]):
-            return None
-        allowed = frozenset(schema["enum"])
-        checks.append(lambda v: type(v) is str and v in allowed)
-    if "pattern" in schema:
-        search = re.compile(schema["pattern"]).search
-        checks.append(lambda v: not isinstance(v, str) or search(v) is not None)
-    for keyword, compare in (("minimum", operator.ge), ("maximum", operator.le)):
-        if keyword in schema:
-            bound = schema[keyword]
-            checks.append(lambda v, b=bound, c=compare: not _is_integer(v) or c(int(v), b))
     if {"properties", "additionalProperties", "required"} & keywords:
-        if schema.get("additionalProperties", False) is not False:
+        return _compile_object(schema)
+    return _compile_leaf(schema)
+
+
+def _compile_object(schema: dict[str, Any]) -> Predicate | None:
+    if schema.get("type", "object") != "object" or schema.get("additionalProperties") is not False:
+        return None
+    properties = {}
+    for key, sub in schema.get("properties", {}).items():
+        compiled = _compile(sub)
+        if compiled is None:
             return None
-        properties = {}
-        for key, sub in schema.get("properties", {}).items():
-            compiled = _compile(sub)
-            if compiled is None:
-                return None
-            properties[key] = compiled
-        required = frozenset(schema.get("required", ()))
-        checks.append(lambda v: not isinstance(v, dict) or (
-            required.issubset(v) and all(k in properties and properties[k](x)
-                                         for k, x in v.items())))
-    return lambda value: all(check(value) for check in checks)
+        properties[key] = compiled
+    required = frozenset(schema.get("required", ()))
+    lookup = properties.get
+
+    def check(value: Any) -> bool:
+        if type(value) is not dict or not required.issubset(value):
+            return False
+        for key, item in value.items():
+            predicate = lookup(key)
+            if predicate is None or not predicate(item):
+                return False
+        return True
+
+    return check
+
+
+def _compile_leaf(schema: dict[str, Any]) -> Predicate | None:
+    names = schema.get("type", [*_PY_TYPES, "integer"])
+    names = names if isinstance(names, list) else [names]
+    if not set(names) <= {*_PY_TYPES, "integer"}:
+        return None
+    types = tuple(t for n in names if n != "integer" for t in _PY_TYPES[n])
+    integer = "integer" in names
+    if not all(isinstance(o, str) for o in schema.get("enum", ())):
+        return None
+    allowed = frozenset(schema["enum"]) if "enum" in schema else None
+    search = re.compile(schema["pattern"]).search if "pattern" in schema else None
+    low, high = schema.get("minimum"), schema.get("maximum")
+    ranged = low is not None or high is not None
+
+    def check(value: Any) -> bool:
+        if not (isinstance(value, types) or (integer and _is_integer(value))):
+            return False
+        if allowed is not None and (type(value) is not str or value not in allowed):
+            return False
+        if search is not None and type(value) is str and search(value) is None:
+            return False
+        if ranged and _is_integer(value):
+            number = int(value)
+            return (low is None or number >= low) and (high is None or number <= high)
+        return True
+
+    return check
 
 
 def _is_integer(value: Any) -> bool:

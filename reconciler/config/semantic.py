@@ -65,6 +65,13 @@ def e164_problem(number: str) -> str | None:
     return None
 
 
+def lower(text: str) -> str:
+    """Lower-cased text, reusing the object when it already is (a 100k-user tenant keeps one
+    copy of each address, not three)."""
+    lowered = text.lower()
+    return text if lowered == text else lowered
+
+
 def effective_tenant(doc: dict[str, Any]) -> TenantRecord:
     """Tenant values with every documented default filled in."""
     settings = {**SETTINGS_DEFAULTS, **(doc.get("settings") or {})}
@@ -100,7 +107,7 @@ def effective_user(upn: str, raw: dict[str, Any], tenant: TenantRecord) -> UserR
         "conference_id": get("conference_id"),
         "dial_in_number": get("dial_in_number") or tenant["bridge"]["default_number"],
         "toll_free_number": get("toll_free_number"),
-        "email": (get("email") or upn).lower(),
+        "email": lower(get("email") or upn),
         "locale": get("locale") or tenant["email"]["locale"],
         "pin_reset": get("pin_reset"),
         "send_conference_info": get("send_conference_info"),
