@@ -4,6 +4,7 @@ against a fake GitHub / GitLab API served in-process on 127.0.0.1 (no network)."
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,13 @@ from click.testing import CliRunner
 from reconciler.cli import main
 from reconciler.errors import UserError
 from reconciler.outputs.markdown import MARKER
-from reconciler.pr_comment import GITHUB_LIMIT, Forge, forge_from_env, upsert_comment
+from reconciler.pr_comment import (
+    GITHUB_LIMIT,
+    Forge,
+    forge_from_env,
+    upsert_comment,
+    with_marker,
+)
 
 TOKEN = "t0ken-secret"
 REPO = "contoso/audio-config"
@@ -290,3 +297,90 @@ def test_cli_posts_the_rendered_plan(api: Api, tmp_path: Path,
     failed = runner.invoke(main, ["pr-comment", "--body-file", "plan.md"],
                            env={**env, "GITHUB_TOKEN": ""})
     assert failed.exit_code == 1 and "--number or a pull_request event" in failed.output
+
+
+# ------------------------------------------------------------ the comment's markdown (render)
+
+def tenant_plan(name: str, users: int, kind: str = "details-changed",
+                suppressed: bool = False) -> Any:
+    from reconciler.plan import Change, PlannedEmail, TenantPlan, UserChange
+
+    upns = [f"user{i:06}@{name}.example" for i in range(users)]
+    plan = TenantPlan(name, "0f1e2d3c", 4)
+    plan.user_changes = [UserChange(u, "update", (Change("conference_id", "1000000",
+                                                         f"{2000000 + i}"),))
+                         for i, u in enumerate(upns)]
+    plan.emails = [PlannedEmail(u, u, kind, ("conference ID changed",), suppressed)
+                   for u in upns]
+    return plan
+
+
+def balanced(text: str) -> bool:
+    return text.count("<details") == text.count("</details>")
+
+
+def test_comment_counts_per_tenant_and_folds_long_tables() -> None:
+    from reconciler.outputs import markdown
+    from reconciler.plan import Plan
+
+    small, large = tenant_plan("alpha", 3), tenant_plan("beta", 25, "disabled", suppressed=True)
+    out = markdown.render(Plan([small, large]))
+    assert "**3** email(s): 3 details-changed · **3** user change(s) · **0** setting change(s)" \
+        in out
+    assert ("**25** email(s): 25 disabled · **25** suppressed (not sent) · **25** user change(s)"
+            in out)
+    assert "<details open><summary>Emails (3)</summary>" in out  # short: unfolded
+    assert "<details><summary>Emails (25)</summary>" in out      # long: folded
+    assert balanced(out)
+
+
+def test_comment_artifacts_link_is_a_safe_markdown_link() -> None:
+    from reconciler.outputs import markdown
+    from reconciler.plan import Plan
+
+    plan = Plan([tenant_plan("alpha", 1)])
+    out = markdown.render(plan, artifacts="https://ci.example/run 1/(artifacts)")
+    assert "[JSON plan and email previews](https://ci.example/run%201/%28artifacts%29)" in out
+    hostile = markdown.render(plan, artifacts="javascript:alert(1)")
+    assert "](javascript" not in hostile and "`javascript:alert(1)`" in hostile
+    assert "Artifacts" not in markdown.render(plan)
+
+
+def test_comment_with_no_changes_says_so() -> None:
+    from reconciler.outputs import markdown
+    from reconciler.plan import Plan, TenantPlan
+
+    out = markdown.render(Plan([TenantPlan("alpha", "0f1e2d3c", 4)]))
+    assert "No changes: the configuration matches the applied state" in out
+    assert "_No changes._" in out
+
+
+def test_hundred_thousand_users_fit_in_one_comment() -> None:
+    import time
+
+    from reconciler.outputs import markdown
+    from reconciler.plan import Plan
+
+    plan = Plan([tenant_plan("alpha", 100_000)])
+    started = time.perf_counter()
+    out = markdown.render(plan)
+    assert time.perf_counter() - started < 5
+    assert len(out) <= markdown.LIMIT and out.startswith(MARKER) and balanced(out)
+    assert "| alpha | 0 | 100000 | 0 | 100000 | 0 | 0 | 0 | 0 |" in out
+    assert "user000000@alpha.example" in out and "user099999@alpha.example" in out
+    assert len(with_marker(out, GITHUB_LIMIT)) == len(out)  # nothing for pr-comment to cut
+
+
+def test_hundreds_of_tenants_keep_the_summary_and_drop_sections() -> None:
+    from reconciler.outputs import markdown
+    from reconciler.plan import Plan
+
+    plan = Plan([tenant_plan(f"tenant-{i:03}", 30) for i in range(300)])
+    out = markdown.render(plan)
+    assert len(out) <= markdown.LIMIT and balanced(out)
+    summary_rows = re.findall(r"^\| tenant-\d{3} \| 0 \| 30 \|", out, flags=re.M)
+    assert len(summary_rows) == 300  # every tenant counted
+    shown = re.findall(r"^### tenant-\d{3}$", out, flags=re.M)
+    assert 0 < len(shown) < 300
+    assert f"_{300 - len(shown)} more tenant(s) not shown here: see the JSON plan" in out
+    assert shown[0] == "### tenant-000"  # sections kept in order, from the first

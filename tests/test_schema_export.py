@@ -1,0 +1,85 @@
+"""``reconciler schema --out DIR``: the JSON Schemas for editors and CI, from the packaged copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from reconciler.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ["tenant.schema.json", "users.schema.json", "plan.schema.json"]
+
+
+@pytest.fixture
+def exported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    monkeypatch.chdir(tmp_path)  # any folder: the schemas come with the package
+    result = CliRunner().invoke(main, ["schema", "--out", "editor/schemas"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return tmp_path / "editor" / "schemas", result.output
+
+
+def test_exports_every_schema_byte_for_byte(exported: tuple[Path, str]) -> None:
+    out, output = exported
+    assert sorted(p.name for p in out.iterdir()) == sorted(NAMES)
+    for name in NAMES:
+        assert (out / name).read_bytes() == (ROOT / "schemas" / name).read_bytes()
+        schema = json.loads((out / name).read_text(encoding="utf-8"))
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["$schema"].startswith("https://json-schema.org/")
+        assert f"wrote editor/schemas/{name}" in output
+
+
+def test_prints_a_vscode_mapping_that_matches_the_config_files(
+        exported: tuple[Path, str]) -> None:
+    _, output = exported
+    settings = json.loads(output[output.index("{"):])
+    mapping = settings["yaml.schemas"]
+    assert mapping["./editor/schemas/tenant.schema.json"] == ["tenants/*/tenant.yaml"]
+    users_globs = mapping["./editor/schemas/users.schema.json"]
+    matched = sorted({p.relative_to(ROOT).as_posix() for g in users_globs for p in ROOT.glob(g)})
+    assert matched == sorted(p.relative_to(ROOT).as_posix()
+                             for p in (ROOT / "tenants").glob("*/users/*.yaml"))
+    assert [p.name for g in mapping["./editor/schemas/tenant.schema.json"]
+            for p in ROOT.glob(g)] == ["tenant.yaml"]
+
+
+def test_editor_view_of_the_example_is_valid(exported: tuple[Path, str]) -> None:
+    """An editor types YAML itself (numbers become numbers): the shipped example must still
+    pass the exported schemas, and a mistake must not."""
+    out, _ = exported
+    schemas = {n: json.loads((out / n).read_text(encoding="utf-8")) for n in NAMES}
+    tenant = yaml.safe_load((ROOT / "tenants" / "contoso" / "tenant.yaml").read_text())
+    jsonschema.validate(tenant, schemas["tenant.schema.json"])
+    for path in (ROOT / "tenants").glob("*/users/*.yaml"):
+        jsonschema.validate(yaml.safe_load(path.read_text()), schemas["users.schema.json"])
+    broken = {"users": {"x@contoso.com": {"license": True, "conference_id": "12",
+                                          "provder": "Microsoft"}}}
+    errors = list(jsonschema.Draft202012Validator(schemas["users.schema.json"])
+                  .iter_errors(broken))
+    assert len(errors) == 2
+
+
+def test_plan_schema_describes_the_json_plan(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "tenants").symlink_to(ROOT / "tenants")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(main, ["schema", "--out", "s", "-q"]).output == ""
+    plan = runner.invoke(main, ["plan", "--format", "json"], catch_exceptions=False)
+    schema = json.loads((tmp_path / "s" / "plan.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(json.loads(plan.output), schema)
+
+
+def test_refuses_a_file_as_folder(tmp_path: Path) -> None:
+    target = tmp_path / "schemas"
+    target.write_text("not a folder")
+    result = CliRunner().invoke(main, ["schema", "--out", str(target)])
+    assert result.exit_code != 0
+    assert target.read_text() == "not a folder"

@@ -1,0 +1,489 @@
+"""The ready-made pipelines: schema-valid GitHub workflows whose shell steps really work.
+
+1. Both workflow files validate against the GitHub workflow JSON Schema that check-jsonschema
+   ships (``--builtin-schema vendor.github-workflows``, vendored: works offline).
+2. Their structure keeps the promises of docs/PIPELINES.md (triggers, permissions, one apply at a
+   time, secrets, no ``${{ }}`` inside shell scripts).
+3. A small local runner executes their ``run:`` steps in order with bash, evaluating the
+   ``${{ }}`` expressions of ``env:`` and ``if:`` from a context the test provides, against the
+   example tenant: the plan job posts its comment to a fake GitHub API on 127.0.0.1, the apply
+   job sends through a local SMTP server and records the state.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from reconciler.cli import main
+from reconciler.outputs.markdown import MARKER
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+PLAN, APPLY = WORKFLOWS / "plan.yml", WORKFLOWS / "apply.yml"
+
+
+def load(path: Path) -> dict[str, Any]:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # YAML 1.1 (PyYAML) reads the key `on` as the boolean true
+    if True in document:
+        document["on"] = document.pop(True)
+    return document
+
+
+def check_jsonschema(*files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+         *map(str, files)], capture_output=True, text=True, timeout=120, check=False)
+
+
+# ------------------------------------------------------------------------- schema and shape
+
+def test_workflows_match_the_github_workflow_schema(tmp_path: Path) -> None:
+    result = check_jsonschema(PLAN, APPLY)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # ...and the same check rejects a broken workflow (a job without runs-on, a bad trigger)
+    broken = load(PLAN)
+    del broken["jobs"]["plan"]["runs-on"]
+    broken["on"] = {"pull_requests": None}
+    path = tmp_path / "broken.yml"
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    result = check_jsonschema(path)
+    assert result.returncode == 1, result.stdout
+
+
+def steps(document: dict[str, Any], job: str) -> list[dict[str, Any]]:
+    return list(document["jobs"][job]["steps"])
+
+
+def scripts(document: dict[str, Any]) -> list[str]:
+    return [s["run"] for job in document["jobs"] for s in steps(document, job) if "run" in s]
+
+
+@pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
+def test_scripts_are_valid_bash_without_expressions(path: Path) -> None:
+    document = load(path)
+    for script in scripts(document):
+        # expressions go through env: so PR-controlled text is never pasted into a script
+        assert "${{" not in script, script
+        check = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True,
+                               check=False)
+        assert check.returncode == 0, check.stderr
+    for job in document["jobs"]:
+        for step in steps(document, job):
+            if "uses" in step:  # actions pinned to a major version or a commit
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+|[0-9a-f]{40})", step["uses"]), step
+
+
+def test_plan_workflow_shape() -> None:
+    document = load(PLAN)
+    assert set(document["on"]) == {"pull_request"}
+    assert document["permissions"] == {"contents": "read", "pull-requests": "write"}
+    text = "\n".join(scripts(document))
+    assert "reconciler validate" in text
+    assert "reconciler plan --detailed-exitcode --format json > artifacts/plan.json" in text
+    assert re.search(r"0\).*changes=false.*\n\s*2\).*changes=true", text)
+    assert "reconciler preview --out artifacts/previews" in text
+    assert "reconciler pr-comment --body-file comment.md" in text
+    upload = next(s for s in steps(document, "plan") if "upload-artifact" in s.get("uses", ""))
+    assert upload["with"]["path"] == "artifacts/"
+
+
+def test_apply_workflow_shape() -> None:
+    document = load(APPLY)
+    assert document["on"]["push"] == {"branches": ["main"]}
+    assert document["concurrency"] == {"group": "reconciler-apply", "cancel-in-progress": False}
+    assert document["permissions"] == {"contents": "read"}
+    env = document["jobs"]["apply"]["env"]
+    for name in ("RECONCILER_STATE", "RECONCILER_MAIL_URL", "RECONCILER_SMTP_PASSWORD"):
+        assert env[name] == f"${{{{ secrets.{name} }}}}"
+    checkout = steps(document, "apply")[0]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"]["ref"] == "${{ github.sha }}"  # the merged commit, nothing newer
+    text = "\n".join(scripts(document))
+    assert "reconciler plan --out applied/plan.saved.json" in text
+    assert 'reconciler apply "${args[@]}" applied/plan.saved.json' in text
+    assert "args=(--auto-approve)" in text
+
+
+# ------------------------------------------------------------------------------- pre-commit
+
+PRE_COMMIT_LANGUAGES = {"conda", "coursier", "dart", "docker", "docker_image", "dotnet", "fail",
+                        "golang", "haskell", "julia", "lua", "node", "perl", "pygrep", "python",
+                        "r", "ruby", "rust", "script", "swift", "system", "unsupported",
+                        "unsupported_script"}
+
+
+def test_pre_commit_hook_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    assert isinstance(hooks, list) and len(hooks) == 1
+    (hook,) = hooks
+    assert {"id", "name", "entry", "language"} <= set(hook)
+    assert hook["id"] == "reconciler-validate"
+    assert hook["language"] in PRE_COMMIT_LANGUAGES and hook["language"] == "python"
+    assert hook["pass_filenames"] is False  # validate takes no file arguments
+    assert re.search(hook["files"], "tenants/contoso/users/sales.yaml")
+    assert re.search(hook["files"], "templates/fr/enabled.html")
+    assert not re.search(hook["files"], "README.md")
+    command = shlex.split(hook["entry"])
+    assert command[0] == "reconciler"  # the console script the package installs
+
+    # the entry works as pre-commit runs it: in the repository, no state, exit 0 / 1
+    shutil.copytree(ROOT / "tenants", tmp_path / "tenants")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, command[1:], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    sales = tmp_path / "tenants" / "contoso" / "users" / "sales.yaml"
+    sales.write_text(sales.read_text(encoding="utf-8").replace('"5550101"', '"55501"'),
+                     encoding="utf-8")
+    result = CliRunner().invoke(main, command[1:])
+    assert result.exit_code == 1 and "sales.yaml:" in result.output
+    assert not (tmp_path / ".reconciler").exists()
+
+
+# --------------------------------------------------------------------------- a local runner
+
+class Context:
+    """The ``${{ }}`` contexts: dotted names looked up in nested dicts (missing = empty)."""
+
+    def __init__(self, values: dict[str, Any]):
+        self.values = values
+        self.failed = False
+
+    def lookup(self, name: str) -> Any:
+        value: Any = self.values
+        for part in name.split("."):
+            if not isinstance(value, dict) or part not in value:
+                if name.split(".")[0] not in {"github", "secrets", "vars", "steps", "inputs",
+                                              "env", "runner"}:
+                    raise AssertionError(f"unknown context in {name}")
+                return ""
+            value = value[part]
+        return value
+
+    _TOKEN = re.compile(r"\s*(?:(?P<str>'[^']*')|(?P<op>==|!=|&&|\|\||!|\(|\))|"
+                        r"(?P<fn>always|failure|success|cancelled)\(\)|"
+                        r"(?P<num>\d+)|(?P<name>[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*))")
+
+    def evaluate(self, expression: str) -> Any:
+        """A subset of GitHub's expression language: enough for these workflows."""
+        code, pos = [], 0
+        names: list[Any] = []
+        while pos < len(expression.rstrip()):
+            match = self._TOKEN.match(expression, pos)
+            assert match, f"cannot evaluate {expression!r} at {pos}"
+            pos = match.end()
+            if match["str"]:
+                code.append(repr(match["str"][1:-1]))
+            elif match["op"]:
+                code.append({"&&": " and ", "||": " or ", "!": " not "}.get(match["op"],
+                                                                          match["op"]))
+            elif match["fn"]:
+                code.append(repr({"always": True, "failure": self.failed,
+                                  "success": not self.failed, "cancelled": False}[match["fn"]]))
+            elif match["num"]:
+                code.append(match["num"])
+            elif match["name"] in ("true", "false"):
+                code.append(match["name"].title())
+            else:
+                names.append(self.lookup(match["name"]))
+                code.append(f"_[{len(names) - 1}]")
+        return eval("".join(code), {"__builtins__": {}}, {"_": names})
+
+    def substitute(self, text: Any) -> str:
+        def one(match: re.Match[str]) -> str:
+            value = self.evaluate(match.group(1))
+            return "" if value is None else str(value).lower() if isinstance(value, bool) \
+                else str(value)
+        return re.sub(r"\$\{\{(.*?)\}\}", one, str(text))
+
+
+@dataclass
+class StepRun:
+    name: str
+    ran: bool
+    code: int = 0
+    output: str = ""
+
+
+@dataclass
+class LocalRunner:
+    workflow: Path
+    job: str
+    workdir: Path
+    context: dict[str, Any]
+    environment: dict[str, str]
+    actions: dict[str, Callable[[dict[str, Any], Context, Path], dict[str, str]]]
+    skip: Callable[[dict[str, Any]], bool] = lambda step: False
+    runs: list[StepRun] = field(default_factory=list)
+
+    def run(self) -> Context:
+        document = load(self.workflow)
+        job = document["jobs"][self.job]
+        context = Context(copy.deepcopy(self.context))
+        context.values.setdefault("steps", {})
+        job_env = {k: context.substitute(v) for k, v in (job.get("env") or {}).items()}
+        summary = self.workdir.parent / "step-summary.md"
+        for index, step in enumerate(job["steps"]):
+            name = step.get("name") or step.get("uses") or f"step {index}"
+            condition = step.get("if", "success()")
+            if not context.evaluate(str(condition).removeprefix("${{").removesuffix("}}")):
+                self.runs.append(StepRun(name, False))
+                continue
+            outputs: dict[str, str] = {}
+            if "uses" in step:
+                action = step["uses"].split("@")[0]
+                assert action in self.actions, f"no local stand-in for {action}"
+                with_ = {k: context.substitute(v) for k, v in (step.get("with") or {}).items()}
+                outputs = self.actions[action](with_, context, self.workdir)
+                self.runs.append(StepRun(name, True))
+            elif self.skip(step):
+                self.runs.append(StepRun(name, False))
+                continue
+            else:
+                output_file = self.workdir.parent / f"output-{index}"
+                output_file.write_text("")
+                env = {**self.environment, **job_env,
+                       **{k: context.substitute(v) for k, v in (step.get("env") or {}).items()},
+                       "GITHUB_OUTPUT": str(output_file), "GITHUB_STEP_SUMMARY": str(summary)}
+                result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail",
+                                         "-c", step["run"]], cwd=self.workdir, env=env,
+                                        capture_output=True, text=True, timeout=300,
+                                        check=False)
+                self.runs.append(StepRun(name, True, result.returncode,
+                                         result.stdout + result.stderr))
+                outputs = dict(line.split("=", 1) for line in
+                               output_file.read_text().splitlines() if "=" in line)
+                if result.returncode != 0:
+                    context.failed = True
+            if "id" in step:
+                context.values["steps"][step["id"]] = {"outputs": outputs}
+        return context
+
+    def step(self, name: str) -> StepRun:
+        return next(r for r in self.runs if r.name == name)
+
+
+def tool_path(tmp: Path) -> str:
+    """PATH with a ``reconciler`` that runs this checkout's package under this interpreter."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "reconciler"
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m reconciler "$@"\n')
+    shim.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def base_environment(tmp: Path) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith(("RECONCILER_", "GITHUB_", "GITLAB", "CI_"))}
+    return {**keep, "PATH": tool_path(tmp), "PYTHONPATH": str(ROOT), "CI": "true",
+            "GITHUB_ACTIONS": "true"}
+
+
+def upload_artifact(store: Path) -> Callable[[dict[str, Any], Context, Path], dict[str, str]]:
+    def upload(with_: dict[str, Any], _: Context, workdir: Path) -> dict[str, str]:
+        source = workdir / with_["path"]
+        if source.exists():
+            shutil.copytree(source, store / with_["name"])
+        elif with_.get("if-no-files-found") != "ignore":
+            raise AssertionError(f"nothing to upload at {source}")
+        return {"artifact-url": f"https://github.example/artifacts/{with_['name']}"}
+    return upload
+
+
+NO_OP = {"actions/checkout": lambda *_: {}, "actions/setup-python": lambda *_: {}}
+
+
+def is_install(step: dict[str, Any]) -> bool:
+    return "pip install" in step.get("run", "")  # the package is installed already
+
+
+class FakeGitHub(BaseHTTPRequestHandler):
+    comments: list[dict[str, Any]]
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+    def _reply(self, status: int, value: Any) -> None:
+        data = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict[str, Any]:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def do_GET(self) -> None:
+        assert self.headers["Authorization"] == "Bearer gh-token"
+        self._reply(200, self.comments)
+
+    def do_POST(self) -> None:
+        comment = {"id": len(self.comments) + 1, "body": self._body()["body"],
+                   "html_url": f"https://github.example/c/{len(self.comments) + 1}"}
+        self.comments.append(comment)
+        self._reply(201, comment)
+
+    def do_PATCH(self) -> None:
+        comment = self.comments[int(self.path.rsplit("/", 1)[1]) - 1]
+        comment["body"] = self._body()["body"]
+        self._reply(200, comment)
+
+
+@pytest.fixture
+def github_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    comments: list[dict[str, Any]] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 type("Bound", (FakeGitHub,), {"comments": comments}))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", comments
+    server.shutdown()
+    server.server_close()
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A configuration repository (the example tenant) pushed to a local 'origin'."""
+    origin = tmp_path / "origin.git"
+    work = tmp_path / "repo"
+    work.mkdir()
+    shutil.copytree(ROOT / "tenants", work / "tenants")
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", "tenants")
+    git(work, "commit", "-q", "-m", "example tenant")
+    git(work, "remote", "add", "origin", str(origin))
+    git(work, "push", "-q", "origin", "main")
+    return work
+
+
+def test_plan_workflow_runs_locally(repo: Path, tmp_path: Path,
+                                    github_api: tuple[str, list[dict[str, Any]]]) -> None:
+    api_url, comments = github_api
+    artifacts = tmp_path / "uploaded"
+    event = {"number": 12, "pull_request": {"number": 12, "head": {
+        "sha": "abc1234", "repo": {"full_name": "contoso/audio"}}}}
+    context = {"github": {"event": event, "repository": "contoso/audio", "run_id": "99",
+                          "server_url": "https://github.example", "token": "gh-token"},
+               "secrets": {"RECONCILER_STATE": str(tmp_path / "state" / "state.db")},
+               "vars": {}}
+    environment = {**base_environment(tmp_path), "GITHUB_API_URL": api_url,
+                   "GITHUB_REPOSITORY": "contoso/audio"}
+
+    def runner() -> LocalRunner:
+        return LocalRunner(PLAN, "plan", repo, context, environment,
+                           {**NO_OP, "actions/upload-artifact": upload_artifact(artifacts)},
+                           skip=is_install)
+
+    first = runner()
+    result = first.run()
+    assert not result.failed, [(r.name, r.output) for r in first.runs if r.code]
+    assert result.values["steps"]["plan"]["outputs"] == {"changes": "true"}  # exit code 2
+    assert not first.step("Report invalid configuration on the pull request").ran
+    uploaded = artifacts / "plan-pr-12"
+    plan = json.loads((uploaded / "plan.json").read_text())
+    assert plan["summary"]["emails"] == 4
+    assert (uploaded / "previews" / "index.html").is_file()
+    assert len(list((uploaded / "previews" / "contoso").glob("*.eml"))) == 4
+    (comment,) = comments
+    assert comment["body"].startswith(MARKER)
+    assert "[JSON plan and email previews](https://github.example/artifacts/plan-pr-12)" in (
+        comment["body"])
+    # tenant, settings, users, then enabled, details-changed, pin-reset, conference-info,
+    # disabled, suppressed
+    assert re.search(r"\| contoso \| \d+ \| 8 \| 4 \| 0 \| 0 \| 0 \| 0 \| 0 \|", comment["body"])
+    assert "Planned at abc1234 (with changes)" in comment["body"]
+    assert "https://github.example/contoso/audio/actions/runs/99" in comment["body"]
+
+    # the next push breaks the configuration: the same comment now shows the errors
+    sales = repo / "tenants" / "contoso" / "users" / "sales.yaml"
+    sales.write_text(sales.read_text().replace('"5550101"', '"55501"'))
+    second = runner()
+    result = second.run()
+    assert result.failed and second.step("Validate the configuration").code == 1
+    assert not second.step("Plan").ran
+    assert second.step("Report invalid configuration on the pull request").code == 0
+    (comment,) = comments  # still one comment, updated in place
+    assert comment["body"].startswith(MARKER)
+    assert "The configuration is invalid" in comment["body"]
+    assert "contoso/users/sales.yaml:" in comment["body"]
+
+
+def test_apply_workflow_runs_locally(repo: Path, tmp_path: Path, smtp_server: Any) -> None:
+    state = tmp_path / "state" / "state.db"
+    head = git(repo, "rev-parse", "HEAD")
+    context = {"github": {"sha": head, "ref_name": "main"},
+               "secrets": {"RECONCILER_STATE": str(state),
+                           "RECONCILER_MAIL_URL": smtp_server.url,
+                           "RECONCILER_SMTP_PASSWORD": ""},
+               "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>"},
+               "inputs": {}}
+    environment = {**base_environment(tmp_path), "GITHUB_SHA": head}
+    artifacts = tmp_path / "uploaded"
+
+    def runner(values: dict[str, Any]) -> LocalRunner:
+        return LocalRunner(APPLY, "apply", repo, values, environment,
+                           {**NO_OP, "actions/upload-artifact": upload_artifact(artifacts)},
+                           skip=is_install)
+
+    first = runner(context)
+    result = first.run()
+    assert not result.failed, [(r.name, r.output) for r in first.runs if r.code]
+    assert "Applied: contoso (serial 1). 4 email(s) delivered" in first.step("Apply it").output
+    assert sorted(m["X-Reconciler-Email-Type"] for m in smtp_server.messages) == ["enabled"] * 4
+    assert all(m["From"] == "Contoso Conferencing <conferencing@contoso.com>"
+               for m in smtp_server.messages)
+    saved = json.loads((artifacts / f"applied-{head}" / "plan.saved.json").read_text())
+    assert saved["plan"]["summary"]["emails"] == 4
+
+    # a newer commit lands on main: re-running this (older) apply must not revert anything
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(tmp_path / "origin.git"), str(clone))
+    (clone / "tenants" / "contoso" / "users" / "sales.yaml").unlink()
+    git(clone, "commit", "-q", "-am", "remove sales")
+    git(clone, "push", "-q", "origin", "main")
+    stale = runner(context)
+    result = stale.run()
+    assert not result.failed
+    assert "the run for that commit applies it" in stale.step(
+        "Skip if a newer commit is on the branch").output
+    assert not stale.step("Apply it").ran and len(smtp_server.messages) == 4
+
+    # missing settings stop the job before anything is planned
+    broken = copy.deepcopy(context)
+    broken["secrets"]["RECONCILER_STATE"] = ""
+    broken["secrets"]["RECONCILER_MAIL_URL"] = "maildir:/tmp/x"
+    failing = runner(broken)
+    result = failing.run()
+    check = failing.step("Check the deployment settings")
+    assert result.failed and check.code == 1
+    assert "RECONCILER_STATE" in check.output and "RECONCILER_MAIL_URL" in check.output
+    assert not failing.step("Apply it").ran
