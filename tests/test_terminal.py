@@ -42,7 +42,8 @@ def run(cwd: Path, *args: str, tty_out: bool = False, tty_err: bool = False,
         return run_piped(cwd, *args, env=env)
     base = {k: v for k, v in os.environ.items()
             if not k.startswith("RECONCILER_") and k not in ("NO_COLOR", "FORCE_COLOR")}
-    full_env = {**base, "TERM": "xterm-256color", "COLUMNS": "100", **(env or {})}
+    full_env = {**base, "TERM": "xterm-256color", "COLUMNS": "100", "PYTHONPATH": str(ROOT),
+                **(env or {})}
     ttys: dict[str, tuple[int, int]] = {}
     if tty_out:
         ttys["out"] = pty.openpty()
