@@ -25,7 +25,14 @@ from reconciler.delivery import (
     deliver,
     open_transport,
 )
-from reconciler.emails import Sender, compose, generate_pin, message_id, parse_default_sender, sender_for
+from reconciler.emails import (
+    Sender,
+    compose,
+    generate_pin,
+    message_id,
+    parse_default_sender,
+    sender_for,
+)
 from reconciler.errors import UserError
 from reconciler.manager import Manager, read_saved_plan
 from reconciler.model import TenantConfig
@@ -34,6 +41,9 @@ from reconciler.state import Applied, Commit, NewMessage, QueuedMessage, StaleSt
 
 PIN_TYPES = ("enabled", "pin-reset")
 MAILDIR_DEFAULT_FROM = "noreply@localhost"
+SMTP_SCHEMES = ("smtp:", "smtp+starttls:", "smtps:")
+DEFAULT_RETRY_BACKOFF = 1.0
+"""Seconds before the first retry of a temporary delivery failure (then 2x, 4x...)."""
 
 
 class UI(Protocol):
@@ -53,6 +63,9 @@ class Outcome:
     queued: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     suppressed: list[Path] = field(default_factory=list)
+    why_queued: dict[str, str] = field(default_factory=dict)
+    about: dict[str, str] = field(default_factory=dict)
+    """Message id → "user type", to tell the operator which email is queued or failed."""
 
     @property
     def ok(self) -> bool:
@@ -62,7 +75,7 @@ class Outcome:
 def default_sender(mail_url: str, value: str | None) -> Sender:
     """``--default-from``, required for SMTP; a Maildir gets ``noreply@localhost``."""
     if value is None:
-        if not mail_url.startswith("maildir:"):
+        if mail_url.lower().startswith(SMTP_SCHEMES):
             raise UserError("--default-from (or RECONCILER_DEFAULT_FROM) is required for SMTP "
                             "delivery")
         value = MAILDIR_DEFAULT_FROM
@@ -72,16 +85,30 @@ def default_sender(mail_url: str, value: str | None) -> Sender:
         raise UserError(f"--default-from {value!r}: {exc}") from None
 
 
+def mail_transport(mail_url: str, default_from: str) -> Transport:
+    """The ``--mail`` transport; a bad URL is a one-line refusal (never showing a password)."""
+    try:
+        return open_transport(mail_url, default_from=default_from)
+    except ValueError as exc:
+        raise UserError(f"--mail: {exc}") from None
+
+
 def suppressed_dir(state: str, tenant: str) -> Path:
-    """Where suppressed messages are kept for the operator: beside the state database."""
+    """Where suppressed messages are kept for the operator: beside an SQLite state; for a
+    database URL (no folder of its own, and maybe a password in it) under ``.reconciler/``."""
+    if "://" in state:
+        return Path(".reconciler").resolve() / "suppressed" / tenant
     return Path(state).resolve().parent / "suppressed" / tenant
 
 
 def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
-              auto_approve: bool = False, allow_mass_disable: bool = False) -> Outcome:
+              auto_approve: bool = False, allow_mass_disable: bool = False,
+              retry_backoff: float = DEFAULT_RETRY_BACKOFF) -> Outcome:
+    """Apply; ``retry_backoff`` is the first pause (seconds) before retrying a temporary
+    delivery failure, doubled at each retry."""
     options = manager.options
     sender = default_sender(options.mail, options.default_from)
-    transport = open_transport(options.mail, default_from=sender.address)
+    transport = mail_transport(options.mail, sender.address)
     outcome = Outcome()
     if saved is not None:
         shown_plan, configs, expected = read_saved_plan(saved)
@@ -91,7 +118,7 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
         names = manager.tenant_names(loaded)
     with _locked(manager, names):
         for name in names:
-            _deliver(manager, name, transport, ui, outcome)
+            _deliver(manager, name, transport, ui, outcome, retry_backoff)
         if saved is not None:
             plan = _replan_saved(manager, configs, expected, shown_plan)
         else:
@@ -109,7 +136,7 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
         for tenant_plan in plan.tenants:
             if tenant_plan.has_changes and not tenant_plan.missing:
                 outcome.applied.append(_commit(manager, tenant_plan, sender))
-                _deliver(manager, tenant_plan.name, transport, ui, outcome)
+                _deliver(manager, tenant_plan.name, transport, ui, outcome, retry_backoff)
     return outcome
 
 
@@ -192,11 +219,16 @@ def compose_messages(manager: Manager, plan: TenantPlan, applied: Applied | None
 
 
 def _deliver(manager: Manager, tenant: str, transport: Transport, ui: UI,
-             outcome: Outcome) -> None:
+             outcome: Outcome, retry_backoff: float) -> None:
     store = manager.store
     queued = store.queued(tenant)
     if not queued:
         return
+    # Leftovers still queued after the first attempt of this run are attempted again after the
+    # commit: count each message once, as what became of it last.
+    attempted = {m.message_id for m in queued}
+    outcome.queued = [mid for mid in outcome.queued if mid not in attempted]
+    outcome.about.update({m.message_id: f"{m.user} {m.type}" for m in queued})
     files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))
     kept = [m for m in queued if m.suppressed]
     to_send = [m for m in queued if not m.suppressed]
@@ -213,9 +245,11 @@ def _deliver(manager: Manager, tenant: str, transport: Transport, ui: UI,
             continue
         with ui.progress(len(batch), f"{tenant}: {label}") as step, sink:
             report: DeliveryReport = deliver(batch, sink, on_delivered=delivered,
-                                             on_failed=failed, progress=step)
+                                             on_failed=failed, progress=step,
+                                             backoff=retry_backoff)
         outcome.delivered += len(report.delivered) if sink is transport else 0
         outcome.queued.extend(report.queued)
+        outcome.why_queued.update(report.queued_reasons)
         outcome.failed.update(report.failed)
         if sink is files:
             outcome.suppressed.extend(files.path_for(m) for m in batch

@@ -17,8 +17,8 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.apply import default_sender, run_apply
-from reconciler.delivery import deliver, open_transport
+from reconciler.apply import DEFAULT_RETRY_BACKOFF, default_sender, mail_transport, run_apply
+from reconciler.delivery import deliver
 from reconciler.emails import check_templates, compose, message_id, sender_for
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, Options, save_plan
@@ -80,6 +80,14 @@ def lock_timeout_option(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="Seconds to wait for another apply's lock.")(command)
 
 
+def retry_backoff_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--retry-backoff", type=click.FloatRange(min=0), default=DEFAULT_RETRY_BACKOFF,
+        envvar="RECONCILER_RETRY_BACKOFF", show_default=True, metavar="SECONDS",
+        help="Pause before retrying a temporary delivery failure (SMTP 4xx, server "
+             "unreachable), doubled at each retry (env RECONCILER_RETRY_BACKOFF).")(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconciler")
 def main() -> None:
@@ -128,6 +136,7 @@ def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
 @main.command()
 @common_options
 @lock_timeout_option
+@retry_backoff_option
 @click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
 @click.option("--allow-mass-disable", is_flag=True,
@@ -136,13 +145,13 @@ def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
               help="No plan, progress or summary: only errors and the paths of suppressed "
                    "messages (the operator must act on those).")
 def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
-          allow_mass_disable: bool, quiet: bool) -> None:
+          allow_mass_disable: bool, quiet: bool, retry_backoff: float) -> None:
     """Send exactly the planned emails and record the new state."""
     if planfile is None and not auto_approve and not sys.stdin.isatty():
         raise UserError("no terminal to confirm on: review with `plan` and pass --auto-approve, "
                         "or apply a saved plan file; nothing was done")
     outcome = run_apply(manager, ClickUI(quiet=quiet), saved=planfile, auto_approve=auto_approve,
-                        allow_mass_disable=allow_mass_disable)
+                        allow_mass_disable=allow_mass_disable, retry_backoff=retry_backoff)
     for path in outcome.suppressed:
         click.echo(f"suppressed: kept for the operator (inform the user yourself): {path}")
     applied = ", ".join(f"{name} (serial {serial})" for name, serial in outcome.applied)
@@ -151,7 +160,11 @@ def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
                    f"delivered, {len(outcome.suppressed)} suppressed, {len(outcome.queued)} "
                    f"queued, {len(outcome.failed)} failed.")
     for mid, reason in sorted(outcome.failed.items()):
-        click.echo(f"failed: {mid}: {reason}", err=True)
+        click.echo(f"failed: {outcome.about.get(mid, '')} {mid}: {reason} (refused for "
+                   "good: not retried)", err=True)
+    for mid in outcome.queued:
+        click.echo(f"queued: {outcome.about.get(mid, '')} {mid}: "
+                   f"{outcome.why_queued.get(mid, 'not delivered')}", err=True)
     if outcome.queued:
         click.echo(f"{len(outcome.queued)} email(s) still queued: the next apply delivers them "
                    "first.", err=True)
@@ -226,8 +239,9 @@ def history(manager: Manager, fmt: str) -> None:
 
 @main.command("test-email")
 @common_options
+@retry_backoff_option
 @click.option("--to", "to", required=True, help="Where to send the sample.")
-def test_email(manager: Manager, to: str) -> None:
+def test_email(manager: Manager, to: str, retry_backoff: float) -> None:
     """Send one sample message with the tenant's From settings (no real PIN)."""
     if len(manager.options.tenants) != 1:
         raise UserError("test-email needs exactly one --tenant")
@@ -243,14 +257,17 @@ def test_email(manager: Manager, to: str) -> None:
             or tenant["bridge"]["numbers"][0]["number"], "toll_free_number": None, "email": to,
             "locale": tenant["email"]["locale"], "pin_reset": None, "send_conference_info": None}
     mid = message_id(name, uuid.uuid4().hex, 0, to, "test-email")
-    message = compose(tenant_name=name, tenant=tenant, user=user, email_type="conference-info",
-                      pin=None, sender=sender, message_id=mid, date=datetime.now(UTC),
-                      templates=manager.templates, preview=True)
+    try:
+        message = compose(tenant_name=name, tenant=tenant, user=user,
+                          email_type="conference-info", pin=None, sender=sender, message_id=mid,
+                          date=datetime.now(UTC), templates=manager.templates, preview=True)
+    except ValueError as exc:  # the header classes refuse a malformed --to
+        raise UserError(f"--to {to!r}: {exc}") from None
     sample = NewMessage(to, "conference-info", mid, sender.address, [to],
                         message.as_bytes(policy=policy.SMTP), False)
-    with open_transport(manager.options.mail, default_from=sender.address) as transport:
+    with mail_transport(manager.options.mail, sender.address) as transport:
         report = deliver([sample], transport, on_delivered=lambda m: None,
-                         on_failed=lambda m, r: None)
+                         on_failed=lambda m, r: None, backoff=retry_backoff)
     if not report.delivered:
         raise UserError(f"sample not delivered to {to}: "
                         f"{report.failed.get(mid, 'server unreachable, try again')}")

@@ -1,0 +1,152 @@
+"""kill -9 of `reconciler apply` at any instant, then a re-run: every planned email arrives, none
+twice except at most the one in flight at the kill (then with the same Message-ID and the very
+same bytes), and the state's serial, outbox and history stay consistent."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    GateSMTPServer,
+    Mail,
+    Workspace,
+    enabled_users,
+    tenant_doc,
+    write_tenant,
+)
+
+USERS = 8
+
+
+@pytest.fixture
+def gate() -> Iterator[GateSMTPServer]:
+    server = GateSMTPServer()
+    yield server
+    server.stop()
+
+
+def workspace(tmp_path: Path, state_location: str, url: str) -> Workspace:
+    return Workspace(tmp_path, state_location, mail=url,
+                     env={"RECONCILER_DEFAULT_FROM": "deploy@example.org"})
+
+
+def check_delivered_once(mails: list[Mail], planned: int, *, in_flight: str | None = None
+                         ) -> None:
+    """``planned`` distinct messages; at most one of them twice (``in_flight`` when given),
+    and a doubled message is byte-for-byte the same email (same Message-ID, same PIN)."""
+    counts = Counter(m.message_id for m in mails)
+    assert len(counts) == planned, f"{len(counts)} distinct emails of {planned} planned"
+    doubled = [mid for mid, n in counts.items() if n > 1]
+    assert len(doubled) <= 1 and all(counts[mid] == 2 for mid in doubled), counts
+    if in_flight is not None:
+        assert doubled == [in_flight], "exactly the message in flight at the kill came twice"
+    for mid in doubled:
+        first, second = (m for m in mails if m.message_id == mid)
+        assert first.raw.replace(b"\r\n", b"\n") == second.raw.replace(b"\r\n", b"\n")
+        assert first.pins == second.pins
+
+
+def check_state(ws: Workspace, serial: int, emails: int) -> None:
+    state = ws.tenant_state("contoso")
+    assert state is not None and state["serial"] == serial
+    assert [m["status"] for m in state["outbox"]] == ["delivered"] * emails
+    assert [h["serial"] for h in ws.history()] == list(range(1, serial + 1))
+
+
+def test_kill_with_a_message_in_flight(tmp_path: Path, state_location: str,
+                                       gate: GateSMTPServer) -> None:
+    """The server has message 3 but its reply never reaches apply: at most that one twice."""
+    ws = workspace(tmp_path, state_location, gate.url)
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(USERS))
+    gate.hold(3, accepted=True)
+    apply = ws.spawn("apply", "--auto-approve")
+    assert gate.held.wait(20), "apply never reached the fourth message"
+    assert apply.alive()
+    apply.kill()
+    killed = apply.wait()
+    assert killed.code == -9
+    gate.release()
+    in_flight = gate.mails[3].message_id
+
+    again = ws.apply()
+    assert "email(s) delivered" in again.stdout
+    check_delivered_once(gate.mails, USERS, in_flight=in_flight)
+    assert gate.mails[4].message_id == in_flight, "the queue resumes with the message in flight"
+    check_state(ws, serial=1, emails=USERS)
+    ws.apply()
+    assert len(gate.mails) == USERS + 1, "nothing more afterwards"
+
+
+def test_kill_after_the_commit_before_any_delivery(tmp_path: Path, state_location: str,
+                                                   gate: GateSMTPServer) -> None:
+    """Killed while the first message is being refused: the state and the whole outbox are
+    committed; the re-run sends every message exactly once and plans nothing new."""
+    ws = workspace(tmp_path, state_location, gate.url)
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(USERS))
+    gate.hold(0, accepted=False)
+    apply = ws.spawn("apply", "--auto-approve")
+    assert gate.held.wait(20)
+    apply.kill()
+    apply.wait()
+    gate.release()
+    state = ws.tenant_state("contoso")
+    assert state is not None and state["serial"] == 1
+    assert [m["status"] for m in state["outbox"]] == ["queued"] * USERS
+
+    again = ws.apply()
+    assert "Applied: nothing to change" in again.stdout
+    check_delivered_once(gate.mails, USERS)
+    assert len(gate.mails) == USERS
+    check_state(ws, serial=1, emails=USERS)
+
+
+def test_kill_at_random_points(tmp_path: Path, state_location: str) -> None:
+    """A slow server (20 ms a message); each round asks every user for a PIN reset and kills
+    apply at a random point — a random instant after the start (planning, commit, first
+    connection), or once a random number of messages has arrived plus a random fraction of a
+    message — then re-runs it."""
+    gate = GateSMTPServer(delay=0.02)
+    try:
+        ws = workspace(tmp_path, state_location, gate.url)
+        users = enabled_users(USERS)
+        write_tenant(ws.config, "contoso", tenant_doc(), users)
+        ws.apply()
+        check_delivered_once(gate.mails, USERS)
+
+        seed = random.randrange(1 << 30)
+        rng = random.Random(seed)
+        kills = 0
+        for round_ in range(1, 7):
+            for user in users.values():
+                user["pin_reset"] = f"round {round_}"
+            write_tenant(ws.config, "contoso", tenant_doc(), users)
+            before = len(gate.mails)
+            arrived = rng.randrange(-1, USERS)  # -1: by the clock from the start
+            pause = rng.uniform(0.0, 0.3 if arrived < 0 else 0.03)
+            apply = ws.spawn("apply", "--auto-approve")
+            if arrived >= 0:
+                gate.wait_for(before + arrived)
+            time.sleep(pause)
+            apply.kill()
+            kills += apply.wait().code == -9
+            ws.apply()
+            where = (f"seed {seed}, round {round_}: killed {pause:.3f} s after "
+                     + (f"{arrived} message(s) arrived" if arrived >= 0 else "the start"))
+            new = gate.mails[before:]
+            try:
+                assert all(m.type == "pin-reset" for m in new)
+                check_delivered_once(new, USERS)
+                check_state(ws, serial=round_ + 1, emails=USERS * (round_ + 1))
+            except AssertionError as error:
+                raise AssertionError(f"{where}: {error}") from error
+        assert kills >= 3, f"seed {seed}: only {kills} of 6 applies were still running to kill"
+        ws.apply()
+        assert len(gate.mails) == before + len(new), "nothing left over after the last round"
+    finally:
+        gate.stop()

@@ -1,0 +1,308 @@
+"""The guard rails of apply: the tenant lock, saved plans (exact, never stale), confirmation,
+the mass-disable guard, PINs that never leak, private files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    GateSMTPServer,
+    Result,
+    Workspace,
+    enabled_users,
+    run,
+    sequence,
+    spawn,
+    state_file,
+    tenant_doc,
+    user_doc,
+    write_tenant,
+)
+
+
+@pytest.fixture
+def gate() -> Iterator[GateSMTPServer]:
+    server = GateSMTPServer()
+    yield server
+    server.stop()
+
+
+def smtp_workspace(tmp_path: Path, state_location: str, url: str) -> Workspace:
+    return Workspace(tmp_path, state_location, mail=url,
+                     env={"RECONCILER_DEFAULT_FROM": "deploy@example.org"})
+
+
+# --- the tenant lock -------------------------------------------------------------------------
+
+LOCKED = re.compile(r"locked by .+ since \d{4}-\d\d-\d\d")
+
+
+def test_second_apply_is_refused_at_once_or_waits_with_lock_timeout(
+        tmp_path: Path, state_location: str, gate: GateSMTPServer) -> None:
+    ws = smtp_workspace(tmp_path, state_location, gate.url)
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(4))
+    gate.hold(1)  # the first apply holds the lock while delivering
+    first = ws.spawn("apply", "--auto-approve")
+    assert gate.held.wait(20)
+    before = ws.state_show()
+
+    started = time.monotonic()
+    second = ws.apply(expect=1)
+    assert time.monotonic() - started < 5, "refused at once, not after a wait"
+    assert LOCKED.search(second.stderr), second.stderr
+    assert f"pid {first.pid}" in second.stderr, "names the holder"
+    assert ws.state_show() == before
+
+    waiting = ws.spawn("apply", "--auto-approve", "--lock-timeout", "30")
+    time.sleep(0.5)
+    assert waiting.alive(), "waits for the lock instead of failing"
+    gate.release()
+    assert first.wait().code == 0
+    third = waiting.wait()
+    assert third.code == 0, str(third)
+    assert "nothing to change" in third.stdout and "0 email(s) delivered" in third.stdout
+    assert len(gate.mails) == 4
+    assert [h["serial"] for h in ws.history()] == [1]
+
+
+def test_a_killed_apply_does_not_block_the_next(tmp_path: Path, state_location: str,
+                                                gate: GateSMTPServer) -> None:
+    ws = smtp_workspace(tmp_path, state_location, gate.url)
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(4))
+    gate.hold(1)
+    first = ws.spawn("apply", "--auto-approve")
+    assert gate.held.wait(20)
+    first.kill()
+    first.wait()
+    gate.release()
+    started = time.monotonic()
+    ws.apply()  # no --lock-timeout: the dead process's lock is gone
+    assert time.monotonic() - started < 10
+    assert len({m.message_id for m in gate.mails}) == 4
+
+
+# --- saved plans -----------------------------------------------------------------------------
+
+
+def test_saved_plan_is_applied_exactly_even_if_the_config_changed(
+        tmp_path: Path, state_location: str) -> None:
+    ws = Workspace(tmp_path, state_location)
+    users = enabled_users(4)
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    ws.apply()
+
+    users["u001@contoso.com"]["pin_reset"] = "planned"
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    plan_file = tmp_path / "reviewed.plan"
+    made = ws.run("plan", "--out", str(plan_file))
+    assert made.code == 0, str(made)
+
+    # merged later, never reviewed: must not be applied by `apply reviewed.plan`
+    users["u002@contoso.com"]["pin_reset"] = "not reviewed"
+    users["u003@contoso.com"]["conference_id"] = "7999999"
+    write_tenant(ws.config, "contoso", tenant_doc(pin_length=7), users)
+
+    applied = ws.run("apply", str(plan_file))  # no --auto-approve, no terminal: no prompt
+    assert applied.code == 0, str(applied)
+    assert sequence(ws.mails()[4:]) == [("u001@contoso.com", "pin-reset")]
+    assert len(ws.mails()[4].pins[0]) == 5, "the planned pin_length, not the one merged later"
+    state = ws.tenant_state("contoso")
+    assert state is not None and state["serial"] == 2
+    assert state["users"]["u001@contoso.com"]["pin_reset"] == "planned"
+    assert state["users"]["u002@contoso.com"]["pin_reset"] is None
+    assert state["users"]["u003@contoso.com"]["conference_id"] == "7000003"
+    pending = ws.plan_json()["tenants"][0]["emails"]
+    assert [(e["user"], e["type"]) for e in pending] == [
+        ("u002@contoso.com", "pin-reset"), ("u003@contoso.com", "details-changed")]
+
+    replay = ws.run("apply", str(plan_file))
+    assert replay.code == 1 and "stale" in replay.stderr, "a plan is applied once"
+    assert len(ws.mails()) == 5
+
+
+def test_stale_saved_plan_is_refused_and_changes_nothing(tmp_path: Path,
+                                                         state_location: str) -> None:
+    ws = Workspace(tmp_path, state_location)
+    users = enabled_users(2)
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    plan_file = tmp_path / "old.plan"
+    assert ws.run("plan", "--out", str(plan_file)).code == 0  # made against no state at all
+    ws.apply()  # the state moves on
+    before = ws.state_show()
+    mails = len(ws.mails())
+
+    stale = ws.run("apply", str(plan_file))
+    assert stale.code == 1 and "stale" in stale.stderr, str(stale)
+    assert "Traceback" not in stale.stderr
+    assert ws.state_show() == before and len(ws.mails()) == mails
+
+
+# --- confirmation ----------------------------------------------------------------------------
+
+
+def test_without_a_terminal_apply_needs_auto_approve(tmp_path: Path, state_location: str) -> None:
+    ws = Workspace(tmp_path, state_location)
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(2))
+    refused = ws.run("apply")
+    assert refused.code == 1 and "--auto-approve" in refused.stderr
+    assert ws.state_show()["tenants"] == [] and ws.mails() == []
+
+
+def answer_on_a_terminal(ws: Workspace, answer: str) -> Result:
+    """`apply` with a terminal on stdin that types ``answer``."""
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, answer.encode() + b"\n")
+        return spawn(ws.args(["apply"]), cwd=ws.root, stdin=os.ttyname(terminal)).wait()
+    finally:
+        os.close(terminal)
+        os.close(controller)
+
+
+def test_on_a_terminal_apply_asks_and_only_yes_applies(tmp_path: Path,
+                                                       state_location: str) -> None:
+    ws = Workspace(tmp_path, state_location)
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(2))
+    declined = answer_on_a_terminal(ws, "y")
+    assert declined.code == 1 and "cancelled" in declined.stderr, str(declined)
+    assert "Apply this plan" in declined.stdout
+    assert ws.state_show()["tenants"] == [] and ws.mails() == []
+    accepted = answer_on_a_terminal(ws, "yes")
+    assert accepted.code == 0, str(accepted)
+    assert len(ws.mails()) == 2
+
+
+# --- mass-disable guard ----------------------------------------------------------------------
+
+
+def test_mass_disable_guard(tmp_path: Path, state_location: str) -> None:
+    """A deleted users file must not email the whole company."""
+    ws = Workspace(tmp_path, state_location)
+    files = {"users/team-a.yaml": enabled_users(8), "users/team-b.yaml": enabled_users(2, start=8)}
+    write_tenant(ws.config, "contoso", tenant_doc(), user_files=strip(files))
+    ws.apply()
+    before = ws.state_show()
+
+    write_tenant(ws.config, "contoso", tenant_doc(), user_files=strip(
+        {"users/team-a.yaml": files["users/team-a.yaml"]}))  # 2 of 10 (20%)
+    refused = ws.apply(expect=1)
+    assert "--allow-mass-disable" in refused.stderr
+    assert ws.state_show() == before and len(ws.mails()) == 10
+
+    allowed = ws.apply("--allow-mass-disable")
+    assert "2 email(s) delivered" in allowed.stdout
+    assert sequence(ws.mails()[10:]) == [("u008@contoso.com", "disabled"),
+                                         ("u009@contoso.com", "disabled")]
+
+
+@pytest.mark.parametrize(("enabled", "disabled"), [(10, 1), (9, 9)])
+def test_mass_disable_guard_thresholds(tmp_path: Path, state_location: str, enabled: int,
+                                       disabled: int) -> None:
+    """10% of 10 is not more than 10%; a tenant under 10 enabled users is not guarded."""
+    ws = Workspace(tmp_path, state_location)
+    users = enabled_users(enabled)
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    ws.apply()
+    for upn in list(users)[:disabled]:
+        users[upn]["license"] = False
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    ws.apply()
+    assert [m.type for m in ws.mails()[enabled:]] == ["disabled"] * disabled
+
+
+def strip(files: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """Users files as :func:`write_tenant` takes them (paths relative to ``users/``)."""
+    return {path.removeprefix("users/"): users for path, users in files.items()}
+
+
+# --- PINs never leak -------------------------------------------------------------------------
+
+PIN_LENGTH = 12  # long enough that a PIN found in a file cannot be a coincidence
+
+
+def pin_scenario(ws: Workspace, dead_url: str) -> tuple[list[Result], list[str], bytes | None]:
+    """Enabled users whose emails are first queued (server down), then delivered; then PIN
+    resets. Returns every CLI result, every PIN delivered, and the SQLite file as it was while
+    the first PINs were still queued (None for a database URL)."""
+    users = enabled_users(3)
+    users["odd@contoso.com"] = user_doc("7100000", license=False)
+    write_tenant(ws.config, "contoso", tenant_doc(pin_length=PIN_LENGTH), users)
+    results = [ws.run("plan", "--out", str(ws.root / "saved.plan"))]
+    results.append(ws.apply(mail=dead_url, expect=1,
+                            env={"RECONCILER_DEFAULT_FROM": "deploy@example.org"}))
+    assert "3 email(s) still queued" in results[-1].stderr, str(results[-1])
+    database = state_file(ws.state)
+    queued_snapshot = database.read_bytes() if database is not None else None
+    results.append(ws.apply())
+    for user in users.values():
+        user["pin_reset"] = "2026-11-29"
+    users["odd@contoso.com"].update(license=True, pin_reset=None)
+    write_tenant(ws.config, "contoso", tenant_doc(pin_length=PIN_LENGTH), users)
+    results += [ws.run("plan", "--format", fmt) for fmt in ("text", "markdown", "json")]
+    results.append(ws.run("plan", "--out", str(ws.root / "saved2.plan")))
+    results.append(ws.run("apply", str(ws.root / "saved2.plan")))
+    results += [ws.run("state", "show"), ws.run("history"), ws.run("history", "--format", "json")]
+    assert all(r.code == 0 for r in results[2:]), "\n".join(map(str, results))
+    pins = [pin for mail in ws.mails() for pin in mail.pins]
+    assert len(pins) == 3 + 4 and all(len(p) == PIN_LENGTH for p in pins)
+    return results, pins, queued_snapshot
+
+
+def test_pins_never_appear_in_output_plans_state_or_history(
+        tmp_path: Path, state_location: str, dead_smtp_url: str) -> None:
+    ws = Workspace(tmp_path, state_location)
+    results, pins, _ = pin_scenario(ws, dead_smtp_url)
+    texts = {f"{' '.join(r.argv[:2])} ({stream})": getattr(r, stream)
+             for r in results for stream in ("stdout", "stderr")}
+    texts["saved plan"] = (ws.root / "saved.plan").read_text(encoding="utf-8")
+    texts["saved plan 2"] = (ws.root / "saved2.plan").read_text(encoding="utf-8")
+    for where, text in texts.items():
+        for pin in pins:
+            assert pin not in text, f"a PIN in {where}"
+    state = json.loads(results[-3].stdout)
+    assert {m["status"] for m in state["tenants"][0]["outbox"]} == {"delivered"}
+
+
+def test_pins_are_erased_from_the_sqlite_file_once_delivered(
+        tmp_path: Path, state_location: str, dead_smtp_url: str) -> None:
+    database = state_file(state_location)
+    if database is None:
+        pytest.skip("about the SQLite file; this state is a database URL")
+    ws = Workspace(tmp_path, state_location)
+    _, pins, queued_snapshot = pin_scenario(ws, dead_smtp_url)
+    assert queued_snapshot is not None
+    first = pins[:3]
+    assert all(pin.encode() in queued_snapshot for pin in first), (
+        "control: while queued, the outbox holds the message (PIN included), and this scan "
+        "finds it")
+    for path in database.parent.rglob("*"):
+        if path.is_file() and "suppressed" not in path.parts:
+            data = path.read_bytes()
+            for pin in pins:
+                assert pin.encode() not in data, f"a delivered PIN is still in {path}"
+
+
+# --- private files ---------------------------------------------------------------------------
+
+
+def test_sqlite_state_file_is_private(tmp_path: Path, state_location: str) -> None:
+    database = state_file(state_location)
+    if database is None:
+        pytest.skip("about the SQLite file mode; this state is a database URL")
+    ws = Workspace(tmp_path, state_location)
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(1))
+    # the most permissive umask must not matter
+    result = run(ws.args(["apply", "--auto-approve"]), cwd=ws.root, umask=0)
+    assert result.code == 0, str(result)
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    for mail in ws.mails():
+        assert stat.S_IMODE(mail.path.stat().st_mode) == 0o600  # type: ignore[union-attr]
