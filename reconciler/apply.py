@@ -117,26 +117,26 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
         loaded = manager.load()
         names = manager.tenant_names(loaded)
     with _locked(manager, names):
-        for name in names:
-            _deliver(manager, name, transport, ui, outcome, retry_backoff)
         if saved is not None:
             plan = _replan_saved(manager, configs, expected, shown_plan)
         else:
             plan = manager.plan(loaded, names)
             ui.show_plan(plan)
-        if not plan.has_changes:
-            return outcome
-        if saved is None and not auto_approve and not ui.confirm(plan):
-            raise UserError("apply cancelled; nothing was changed")
-        guarded = [t.name for t in plan.tenants if t.mass_disable]
-        if guarded and not allow_mass_disable:
-            raise UserError(
-                f"refusing to disable more than 10% of the enabled users of {', '.join(guarded)}; "
-                "check the configuration (a deleted users file?) or pass --allow-mass-disable")
+        if plan.has_changes:
+            if saved is None and not auto_approve and not ui.confirm(plan):
+                raise UserError("apply cancelled; nothing was changed")
+            guarded = [t.name for t in plan.tenants if t.mass_disable]
+            if guarded and not allow_mass_disable:
+                raise UserError(
+                    "refusing to disable more than 10% of the enabled users of "
+                    f"{', '.join(guarded)}; check the configuration (a deleted users file?) or "
+                    "pass --allow-mass-disable")
+        # Only now, with nothing left to refuse, is anything sent: earlier leftovers go first
+        # (the outbox is delivered in the order it was written), then this apply's messages.
         for tenant_plan in plan.tenants:
             if tenant_plan.has_changes and not tenant_plan.missing:
                 outcome.applied.append(_commit(manager, tenant_plan, sender))
-                _deliver(manager, tenant_plan.name, transport, ui, outcome, retry_backoff)
+            _deliver(manager, tenant_plan, transport, ui, outcome, retry_backoff)
     return outcome
 
 
@@ -218,20 +218,20 @@ def compose_messages(manager: Manager, plan: TenantPlan, applied: Applied | None
     return messages
 
 
-def _deliver(manager: Manager, tenant: str, transport: Transport, ui: UI,
+def _deliver(manager: Manager, plan: TenantPlan, transport: Transport, ui: UI,
              outcome: Outcome, retry_backoff: float) -> None:
-    store = manager.store
+    """Deliver the tenant's outbox. While the configuration being applied says not to email
+    users, even messages queued earlier are kept for the operator instead of sent."""
+    store, tenant = manager.store, plan.name
     queued = store.queued(tenant)
     if not queued:
         return
-    # Leftovers still queued after the first attempt of this run are attempted again after the
-    # commit: count each message once, as what became of it last.
-    attempted = {m.message_id for m in queued}
-    outcome.queued = [mid for mid in outcome.queued if mid not in attempted]
     outcome.about.update({m.message_id: f"{m.user} {m.type}" for m in queued})
     files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))
-    kept = [m for m in queued if m.suppressed]
-    to_send = [m for m in queued if not m.suppressed]
+    hold = plan.config is not None and not plan.config.tenant["settings"][
+        "automatically_send_emails_to_users"]
+    kept = [m for m in queued if m.suppressed or hold]
+    to_send = [m for m in queued if not (m.suppressed or hold)]
 
     def delivered(message: QueuedMessage) -> None:
         store.mark_delivered(message.message_id)

@@ -161,3 +161,41 @@ def test_test_email_over_smtp(tmp_path: Path, state_location: str,
     down = ws.run("test-email", "--tenant", "plain", "--to", "postmaster@example.org",
                   mail=dead_smtp_url)
     assert down.code == 1 and "not delivered" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_a_refused_apply_sends_nothing_not_even_earlier_leftovers(
+        tmp_path: Path, state_location: str, dead_smtp_url: str,
+        smtp_server: SMTPTestServer) -> None:
+    ws = workspace(tmp_path, state_location, dead_smtp_url)
+    users = enabled_users(10)
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    ws.apply(expect=1)  # server down: ten `enabled` emails stay queued
+    before = ws.state_show()
+
+    for name in ("u000@contoso.com", "u001@contoso.com"):
+        users[name]["license"] = False  # 2 of 10: the mass-disable guard refuses
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    result = ws.apply(mail=smtp_server.url, expect=1)
+    assert "refusing to disable" in result.stderr
+    assert smtp_server.received == []
+    assert ws.state_show() == before
+
+    result = ws.run("apply", mail=smtp_server.url)  # no TTY, no --auto-approve: refused too
+    assert result.code == 1 and smtp_server.received == []
+    assert ws.state_show() == before
+
+
+def test_mail_queued_before_emails_were_turned_off_is_kept_not_sent(
+        tmp_path: Path, state_location: str, dead_smtp_url: str,
+        smtp_server: SMTPTestServer) -> None:
+    ws = workspace(tmp_path, state_location, dead_smtp_url)
+    users = enabled_users(2)
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    ws.apply(expect=1)  # queued while sending was on
+
+    write_tenant(ws.config, "contoso", tenant_doc(send=False), users)
+    result = ws.apply(mail=smtp_server.url)
+    assert smtp_server.received == []
+    kept = re.findall(r"^suppressed: .*?: (\S+\.eml)$", result.stdout, re.M)
+    assert len(kept) == 2 and all(Path(p).is_file() for p in kept)
+    assert set(outbox_status(ws).values()) == {"delivered"}
