@@ -220,6 +220,37 @@ def state_show(manager: Manager) -> None:
     click.echo(json.dumps({"tenants": tenants}, indent=2, ensure_ascii=False))
 
 
+@state.command("migrate")
+@common_options
+@lock_timeout_option
+@click.option("--to", "target", required=True, metavar="PATH|URL",
+              help="Destination state: an SQLite path or a postgresql:// URL.")
+@click.option("--force", is_flag=True,
+              help="Replace the copied tenants' state in a destination that already has some.")
+def state_migrate(manager: Manager, target: str, force: bool) -> None:
+    """Copy every tenant's state, outbox and history to another backend (--state is the
+    source, left unchanged)."""
+    from reconciler.state import open_store
+    from reconciler.state.migrate import migrate
+
+    destination = open_store(target)
+    try:
+        done = migrate(manager.store, destination, only=manager.options.tenants, force=force,
+                       lock_timeout=manager.options.lock_timeout)
+    finally:
+        destination.close()
+    click.echo(f"Copied {len(done.tenants)} tenant(s) ({', '.join(done.tenants)}) from "
+               f"{manager.store.description} to {destination.description}: {done.users} "
+               f"user(s), {done.messages} outbox message(s) ({done.queued} still queued), "
+               f"{done.history} history entries.")
+    if done.replaced:
+        click.echo(f"Replaced the previous state of {', '.join(done.replaced)} there.")
+    if done.untouched:
+        click.echo(f"Left {', '.join(done.untouched)} there as it was.")
+    click.echo("Point --state (RECONCILER_STATE) at the destination from now on; do not apply "
+               "against the source again.")
+
+
 @main.command()
 @common_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",

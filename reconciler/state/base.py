@@ -16,10 +16,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.model import TenantRecord, UserRecord
 
 SCHEMA_VERSION = 1
+"""The SQLite backend's schema version (each backend versions its own tables)."""
 
 
 @dataclass
@@ -79,6 +81,21 @@ class Commit:
     """Start a new lineage and drop every stored user first (``import --force``)."""
 
 
+@dataclass
+class TenantDump:
+    """Everything a backend holds about one tenant, for ``state migrate``: the applied state,
+    every outbox row (bodies only where still queued) and every history entry, oldest first."""
+
+    name: str
+    applied: Applied
+    updated_at: str
+    outbox: list[dict[str, Any]]
+    """Keys: serial, user, type, message_id, sender, recipients, data, suppressed, status, error,
+    created_at, done_at."""
+    history: list[dict[str, Any]]
+    """As ``StateStore.history`` returns them."""
+
+
 class StaleState(Exception):
     """The state moved since the plan was made."""
 
@@ -91,6 +108,9 @@ class StateStore(ABC):
     """A state backend. Every method is one transaction."""
 
     description: str
+    """Where the state lives, fit to print (a database URL's password is masked)."""
+    store_id: str
+    """A random id made with the store's tables: two locations naming the same store agree."""
 
     @abstractmethod
     def tenants(self) -> list[str]: ...
@@ -127,6 +147,14 @@ class StateStore(ABC):
     def messages(self, tenant: str) -> Iterator[dict[str, Any]]:
         """Every outbox row's metadata (never its body), for ``state show``."""
 
+    @abstractmethod
+    def export(self, tenant: str) -> TenantDump | None:
+        """The tenant's whole record (one consistent snapshot), or None when it has no state."""
+
+    @abstractmethod
+    def restore(self, dump: TenantDump) -> None:
+        """Replace the tenant's state, outbox and history with ``dump``, in one transaction."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -139,9 +167,60 @@ def holder() -> str:
     """Who holds a lock, for the "locked by … since …" message."""
     try:
         user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
+    except Exception:  # no user name in some containers
         user = "unknown"
     return f"{user}@{socket.gethostname()} (pid {os.getpid()})"
+
+
+def schema_mismatch(where: str, found: str, understood: int) -> str:
+    """The one-line refusal for tables made by another version of the reconciler."""
+    try:
+        version = int(found)
+    except ValueError:
+        version = None
+    if version is None:
+        advice = "it is not a reconciler state"
+    elif version > understood:
+        advice = "it was written by a newer reconciler: upgrade this one to use it"
+    else:
+        advice = "it was written by an older reconciler and this one has no upgrade from it"
+    return (f"state {where} has schema version {found}, this reconciler understands version "
+            f"{understood}; {advice} (the state was left untouched)")
+
+
+def redact(url: str) -> str:
+    """The URL fit to print: its password (in the authority or as ``password=``) masked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable state URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{hosts}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs],
+                              safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password as written in the URL, raw and decoded, to scrub from server messages."""
+    found = []
+    try:
+        parts = urlsplit(url)
+        userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+        found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
+    except ValueError:
+        pass
+    return sorted({s for raw in found for s in (raw, unquote(raw)) if s}, key=len, reverse=True)
 
 
 def email_counts(messages: list[NewMessage]) -> Mapping[str, int]:

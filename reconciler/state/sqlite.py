@@ -11,11 +11,13 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from reconciler.errors import UserError
 from reconciler.state.base import (
     SCHEMA_VERSION,
     Applied,
@@ -24,9 +26,11 @@ from reconciler.state.base import (
     StaleState,
     StateLocked,
     StateStore,
+    TenantDump,
     email_counts,
     holder,
     now,
+    schema_mismatch,
 )
 
 _SCHEMA = """
@@ -54,27 +58,44 @@ class SQLiteStore(StateStore):
     def __init__(self, path: Path):
         self.path = path
         self.description = str(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        os.chmod(path, 0o600)
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        self.db.execute("PRAGMA journal_mode=DELETE")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self._migrate()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(path, 0o600)
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(f"cannot open state {path}: {exc}") from None
+        try:
+            self.db.execute("PRAGMA journal_mode=DELETE")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise UserError(f"cannot use state {path}: {exc}") from None
+        except BaseException:
+            self.db.close()
+            raise
 
     def _migrate(self) -> None:
+        """Create the tables in a new file; refuse a file made by an older or newer version."""
         with self._transaction():
+            has_meta = self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+            row = has_meta and self.db.execute(
+                "SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row and row[0] != str(SCHEMA_VERSION):
+                raise UserError(schema_mismatch(self.description, row[0], SCHEMA_VERSION))
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self.db.execute(statement)
-            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
+            if not row:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
                                 (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise RuntimeError(f"state {self.path} has schema version {row[0]}; this "
-                                   f"reconciler understands version {SCHEMA_VERSION}")
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)",
+                            (uuid.uuid4().hex,))
+            self.store_id = self.db.execute(
+                "SELECT value FROM meta WHERE key='store_id'").fetchone()[0]
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -203,6 +224,50 @@ class SQLiteStore(StateStore):
             yield {"serial": r[0], "user": r[1], "type": r[2], "message_id": r[3],
                    "status": r[4], "suppressed": bool(r[5]), "error": r[6],
                    "created_at": r[7], "done_at": r[8]}
+
+    def export(self, tenant: str) -> TenantDump | None:
+        with self._transaction():  # one snapshot
+            applied = self.load(tenant)
+            if applied is None:
+                return None
+            updated_at = self.db.execute("SELECT updated_at FROM tenants WHERE name=?",
+                                         (tenant,)).fetchone()[0]
+            outbox = [
+                {"serial": r[0], "user": r[1], "type": r[2], "message_id": r[3], "sender": r[4],
+                 "recipients": json.loads(r[5]), "data": r[6], "suppressed": bool(r[7]),
+                 "status": r[8], "error": r[9], "created_at": r[10], "done_at": r[11]}
+                for r in self.db.execute(
+                    "SELECT serial, upn, type, message_id, sender, recipients, data, suppressed,"
+                    " status, error, created_at, done_at FROM outbox WHERE tenant=? ORDER BY id",
+                    (tenant,))
+            ]
+            return TenantDump(tenant, applied, updated_at, outbox, self.history(tenant))
+
+    def restore(self, dump: TenantDump) -> None:
+        name, applied = dump.name, dump.applied
+        with self._transaction():
+            for table, column in (("users", "tenant"), ("outbox", "tenant"),
+                                  ("history", "tenant"), ("tenants", "name")):
+                self.db.execute(f"DELETE FROM {table} WHERE {column}=?", (name,))
+            self.db.execute(
+                "INSERT INTO tenants VALUES (?,?,?,?,?,?)",
+                (name, applied.lineage, applied.serial, json.dumps(applied.tenant),
+                 json.dumps(applied.files), dump.updated_at))
+            self.db.executemany(
+                "INSERT INTO users VALUES (?,?,?)",
+                ((name, upn, json.dumps(record)) for upn, record in applied.users.items()))
+            self.db.executemany(
+                "INSERT INTO outbox (tenant, serial, upn, type, message_id, sender, recipients,"
+                " data, suppressed, status, error, created_at, done_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                ((name, m["serial"], m["user"], m["type"], m["message_id"], m["sender"],
+                  json.dumps(m["recipients"]), m["data"], int(m["suppressed"]), m["status"],
+                  m["error"], m["created_at"], m["done_at"]) for m in dump.outbox))
+            self.db.executemany(
+                "INSERT INTO history (tenant, serial, kind, applied_at, actor, emails, suppressed)"
+                " VALUES (?,?,?,?,?,?,?)",
+                ((name, h["serial"], h["kind"], h["applied_at"], h["actor"],
+                  json.dumps(h["emails"]), h["suppressed"]) for h in dump.history))
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,359 @@
+"""The state backends' shared contract: every test runs against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import UserError
+from reconciler.state import (
+    Commit,
+    NewMessage,
+    StaleState,
+    StateLocked,
+    StateStore,
+    open_store,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = {"settings": {"pin_length": 6}, "bridge": {"numbers": [], "default_number": None}}
+ALICE = {"upn": "alice@contoso.com", "license": True, "conference_id": "1234567"}
+BOB = {"upn": "bob@contoso.com", "license": False, "conference_id": None}
+
+
+@pytest.fixture
+def store(state_location: str):
+    opened = open_store(state_location)
+    yield opened
+    opened.close()
+
+
+def message(n: int, user: str = "alice@contoso.com", type_: str = "enabled",
+            suppressed: bool = False) -> NewMessage:
+    return NewMessage(user, type_, f"<m{n}.{type_}@contoso.reconciler>", "noreply@contoso.com",
+                      [user], f"Subject: {n}\r\n\r\nYour PIN is 90{n:04d}\r\n".encode(),
+                      suppressed)
+
+
+def commit(store: StateStore, name: str = "contoso", *, expected=(None, 0), users=None,
+           deletes=(), messages=(), replace=False, kind="apply", lineage="lineage-1",
+           tenant=None) -> tuple[str, int]:
+    change = Commit(tenant=tenant or TENANT, upserts=users if users is not None else {},
+                    deletes=list(deletes), files={"tenant.yaml": "sha256:abc"},
+                    messages=list(messages), lineage=lineage, kind=kind, replace=replace)
+    return store.commit(name, expected, change)
+
+
+def raw_bodies(location: str) -> dict[str, bytes | None]:
+    """Every outbox body straight from the database, bypassing the store."""
+    if "://" in location:
+        import psycopg
+
+        with psycopg.connect(location) as conn:
+            rows = conn.execute("SELECT message_id, data FROM reconciler_outbox").fetchall()
+    else:
+        with sqlite3.connect(location) as conn:
+            rows = conn.execute("SELECT message_id, data FROM outbox").fetchall()
+    return {mid: (bytes(data) if data is not None else None) for mid, data in rows}
+
+
+def set_schema_version(location: str, version: str) -> None:
+    if "://" in location:
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute("UPDATE reconciler_meta SET value = %s WHERE key = 'schema_version'",
+                         (version,))
+    else:
+        with sqlite3.connect(location) as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+
+
+# --- applied state: lineage, serial, users -----------------------------------------------------
+
+def test_empty_store(store: StateStore) -> None:
+    assert store.tenants() == []
+    assert store.load("contoso") is None
+    assert store.queued("contoso") == []
+    assert store.history() == []
+    assert list(store.messages("contoso")) == []
+    assert store.export("contoso") is None
+
+
+def test_first_commit_starts_the_lineage_at_serial_1(store: StateStore) -> None:
+    assert commit(store, users={"alice@contoso.com": ALICE}) == ("lineage-1", 1)
+    applied = store.load("contoso")
+    assert applied is not None
+    assert (applied.lineage, applied.serial) == ("lineage-1", 1)
+    assert applied.tenant == TENANT
+    assert applied.users == {"alice@contoso.com": ALICE}
+    assert applied.files == {"tenant.yaml": "sha256:abc"}
+    assert store.tenants() == ["contoso"]
+
+
+def test_serial_grows_by_one_and_lineage_stays(store: StateStore) -> None:
+    commit(store, users={"alice@contoso.com": ALICE})
+    changed = {**ALICE, "conference_id": "7654321"}
+    assert commit(store, expected=("lineage-1", 1), users={"alice@contoso.com": changed,
+                                                          "bob@contoso.com": BOB},
+                  lineage="ignored") == ("lineage-1", 2)
+    assert commit(store, expected=("lineage-1", 2), deletes=["bob@contoso.com"]) == (
+        "lineage-1", 3)
+    applied = store.load("contoso")
+    assert applied is not None
+    assert applied.serial == 3
+    assert applied.users == {"alice@contoso.com": changed}
+
+
+def test_state_survives_reopening(state_location: str) -> None:
+    first = open_store(state_location)
+    commit(first, users={"alice@contoso.com": ALICE}, messages=[message(1)])
+    first.close()
+    again = open_store(state_location)
+    try:
+        applied = again.load("contoso")
+        assert applied is not None and applied.users == {"alice@contoso.com": ALICE}
+        assert [m.message_id for m in again.queued("contoso")] == [message(1).message_id]
+        assert again.store_id == first.store_id
+    finally:
+        again.close()
+
+
+def test_stale_commit_is_refused_and_writes_nothing(store: StateStore) -> None:
+    commit(store, users={"alice@contoso.com": ALICE})
+    for expected in [(None, 0), ("lineage-1", 0), ("lineage-1", 2), ("other", 1)]:
+        with pytest.raises(StaleState, match="serial"):
+            commit(store, expected=expected, users={"bob@contoso.com": BOB},
+                   messages=[message(9)])
+    applied = store.load("contoso")
+    assert applied is not None and applied.serial == 1
+    assert "bob@contoso.com" not in applied.users
+    assert store.queued("contoso") == []
+    assert len(store.history("contoso")) == 1
+
+
+def test_replace_starts_a_new_lineage_and_drops_old_users(store: StateStore) -> None:
+    commit(store, users={"alice@contoso.com": ALICE, "bob@contoso.com": BOB})
+    assert commit(store, expected=("whatever", 99), users={"bob@contoso.com": BOB},
+                  replace=True, kind="import", lineage="lineage-2") == ("lineage-2", 2)
+    applied = store.load("contoso")
+    assert applied is not None
+    assert applied.lineage == "lineage-2"
+    assert applied.users == {"bob@contoso.com": BOB}
+    assert [h["kind"] for h in store.history("contoso")] == ["apply", "import"]
+
+
+def test_tenants_are_independent(store: StateStore) -> None:
+    commit(store, "fabrikam", users={"bob@contoso.com": BOB}, lineage="f")
+    commit(store, "contoso", users={"alice@contoso.com": ALICE})
+    assert store.tenants() == ["contoso", "fabrikam"]
+    fabrikam = store.load("fabrikam")
+    assert fabrikam is not None and fabrikam.users == {"bob@contoso.com": BOB}
+    assert fabrikam.lineage == "f"
+
+
+def test_json_values_round_trip_exactly(store: StateStore) -> None:
+    tenant = {"z": 1, "a": [1, 2.5, None, True], "é": {"nested": "Chloé"}}
+    user = {"upn": "chloe@contoso.com", "display_name": "Chloé Dubois", "x": {"b": 1, "a": 2}}
+    commit(store, tenant=tenant, users={"chloe@contoso.com": user})
+    applied = store.load("contoso")
+    assert applied is not None
+    assert applied.tenant == tenant and list(applied.tenant) == ["z", "a", "é"]
+    assert list(applied.users["chloe@contoso.com"]["x"]) == ["b", "a"]
+
+
+# --- the transactional outbox ------------------------------------------------------------------
+
+def test_messages_are_queued_with_the_state_oldest_first(store: StateStore) -> None:
+    commit(store, users={"alice@contoso.com": ALICE},
+           messages=[message(2), message(1, "bob@contoso.com", "conference-info",
+                                         suppressed=True)])
+    commit(store, expected=("lineage-1", 1), messages=[message(3, type_="pin-reset")])
+    queued = store.queued("contoso")
+    assert [m.message_id for m in queued] == [message(2).message_id,
+                                              message(1, type_="conference-info").message_id,
+                                              message(3, type_="pin-reset").message_id]
+    first = queued[0]
+    assert (first.tenant, first.serial, first.user, first.type) == (
+        "contoso", 1, "alice@contoso.com", "enabled")
+    assert first.sender == "noreply@contoso.com"
+    assert first.recipients == ["alice@contoso.com"]
+    assert first.data == message(2).data and isinstance(first.data, bytes)
+    assert first.suppressed is False and queued[1].suppressed is True
+    assert queued[2].serial == 2
+    assert store.queued("fabrikam") == []
+
+
+def test_a_failed_commit_writes_neither_state_nor_messages(store: StateStore) -> None:
+    duplicate = [message(1), message(1)]  # the same Message-ID twice: the insert fails
+    with pytest.raises((UserError, sqlite3.Error)):
+        commit(store, users={"alice@contoso.com": ALICE}, messages=duplicate)
+    assert store.load("contoso") is None
+    assert store.queued("contoso") == []
+    assert store.history() == []
+    # and the store is still usable
+    assert commit(store, messages=[message(1)]) == ("lineage-1", 1)
+
+
+def test_mark_delivered_erases_the_body(store: StateStore, state_location: str) -> None:
+    commit(store, messages=[message(1), message(2)])
+    store.mark_delivered(message(1).message_id)
+    assert [m.message_id for m in store.queued("contoso")] == [message(2).message_id]
+    bodies = raw_bodies(state_location)
+    assert bodies[message(1).message_id] is None
+    assert bodies[message(2).message_id] == message(2).data
+    rows = {m["message_id"]: m for m in store.messages("contoso")}
+    assert rows[message(1).message_id]["status"] == "delivered"
+    assert rows[message(1).message_id]["done_at"]
+    assert rows[message(2).message_id]["status"] == "queued"
+    assert rows[message(2).message_id]["done_at"] is None
+
+
+def test_mark_failed_erases_the_body_and_keeps_the_reason(store: StateStore,
+                                                          state_location: str) -> None:
+    commit(store, messages=[message(1)])
+    store.mark_failed(message(1).message_id, "550 5.1.1 no such mailbox")
+    assert store.queued("contoso") == []
+    assert raw_bodies(state_location) == {message(1).message_id: None}
+    (row,) = store.messages("contoso")
+    assert row["status"] == "failed"
+    assert row["error"] == "550 5.1.1 no such mailbox"
+
+
+def test_messages_show_metadata_never_bodies(store: StateStore) -> None:
+    commit(store, messages=[message(1, suppressed=True)])
+    (row,) = store.messages("contoso")
+    assert set(row) == {"serial", "user", "type", "message_id", "status", "suppressed", "error",
+                        "created_at", "done_at"}
+    assert row["serial"] == 1 and row["user"] == "alice@contoso.com"
+    assert row["type"] == "enabled" and row["suppressed"] is True
+    assert row["status"] == "queued" and row["error"] is None
+    assert row["created_at"].endswith("+00:00")
+
+
+# --- history -----------------------------------------------------------------------------------
+
+def test_history_records_every_commit(store: StateStore) -> None:
+    commit(store, messages=[message(1), message(2, "bob@contoso.com"),
+                            message(3, type_="conference-info", suppressed=True)])
+    commit(store, "fabrikam", lineage="f", kind="import")
+    commit(store, expected=("lineage-1", 1))
+    history = store.history()
+    assert [(h["tenant"], h["serial"], h["kind"]) for h in history] == [
+        ("contoso", 1, "apply"), ("fabrikam", 1, "import"), ("contoso", 2, "apply")]
+    first = history[0]
+    assert first["emails"] == {"enabled": 2, "conference-info": 1}
+    assert first["suppressed"] == 1
+    assert f"(pid {os.getpid()})" in first["actor"]
+    assert first["applied_at"].endswith("+00:00")
+    assert history[2]["emails"] == {}
+    assert [h["serial"] for h in store.history("contoso")] == [1, 2]
+
+
+# --- locks -------------------------------------------------------------------------------------
+
+def test_a_second_holder_gets_locked_by_since(state_location: str) -> None:
+    first, second = open_store(state_location), open_store(state_location)
+    try:
+        with first.lock("contoso"):
+            with pytest.raises(StateLocked) as caught, second.lock("contoso"):
+                pass
+            text = str(caught.value)
+            assert text.startswith("state locked by ")
+            assert f"(pid {os.getpid()}) since 20" in text
+        with second.lock("contoso"):  # released
+            pass
+    finally:
+        first.close()
+        second.close()
+
+
+def test_locks_are_per_tenant(state_location: str) -> None:
+    first, second = open_store(state_location), open_store(state_location)
+    try:
+        with first.lock("contoso"), second.lock("fabrikam"):
+            commit(first, "contoso")
+            commit(second, "fabrikam")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_lock_timeout_waits_then_gives_up_or_gets_it(state_location: str) -> None:
+    first, second = open_store(state_location), open_store(state_location)
+    try:
+        with first.lock("contoso"):
+            started = time.monotonic()
+            with pytest.raises(StateLocked, match="locked by"), second.lock("contoso",
+                                                                             timeout=0.6):
+                pass
+            assert time.monotonic() - started >= 0.5
+        release = threading.Event()
+
+        def hold() -> None:
+            with first.lock("contoso"):
+                release.set()
+                time.sleep(0.5)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        release.wait(5)
+        with second.lock("contoso", timeout=10):
+            pass
+        holder.join()
+    finally:
+        first.close()
+        second.close()
+
+
+HOLD_LOCK = """
+import sys, time
+from reconciler.state import open_store
+store = open_store(sys.argv[1])
+with store.lock(sys.argv[2]):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_holders_lock_does_not_block(state_location: str) -> None:
+    child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, state_location, "contoso"],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    store = open_store(state_location)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "locked"
+        pattern = rf"locked by .*\(pid {child.pid}\) since "
+        with pytest.raises(StateLocked, match=pattern), store.lock("contoso"):
+            pass
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        with store.lock("contoso", timeout=10):  # the server may take a moment to notice
+            commit(store)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        store.close()
+
+
+# --- schema versions -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["2", "0"])
+def test_another_schema_version_is_refused_clearly(state_location: str, version: str) -> None:
+    open_store(state_location).close()
+    set_schema_version(state_location, version)
+    with pytest.raises(UserError) as caught:
+        open_store(state_location)
+    text = str(caught.value)
+    assert f"schema version {version}, this reconciler understands version 1" in text
+    assert ("newer reconciler" if version == "2" else "older reconciler") in text
+    assert "\n" not in text

@@ -1,0 +1,177 @@
+"""``reconciler state migrate --to``: SQLite → PostgreSQL and back, exactly, never over an
+existing state without ``--force``."""
+
+from __future__ import annotations
+
+import mailbox
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import UserError
+from reconciler.state import Commit, NewMessage, StateStore, open_store
+from reconciler.state.migrate import migrate
+from tests.fixtures.state import example_config, reconciler_args, reconciler_env
+
+
+def cli(workdir: Path, command: list[str], state: str) -> subprocess.CompletedProcess[str]:
+    args = reconciler_args(command, config=workdir / "tenants", state=state,
+                           mail=workdir / "mail")
+    return subprocess.run(args, capture_output=True, text=True, cwd=workdir, timeout=120,
+                          env=reconciler_env())
+
+
+@pytest.fixture
+def locations(sqlite_location: str, postgres_url: str) -> dict[str, str]:
+    return {"sqlite": sqlite_location, "postgresql": postgres_url}
+
+
+def message(n: int, user: str) -> NewMessage:
+    return NewMessage(user, "pin-reset", f"<migrate-{n}@contoso.reconciler>", "it@contoso.com",
+                      [user], f"Subject: PIN {n}\r\nMessage-ID: <migrate-{n}@contoso.reconciler>"
+                      f"\r\n\r\nYour new PIN is 4711{n:02d}\r\n".encode(), False)
+
+
+def populate(store: StateStore, name: str, lineage: str) -> None:
+    """Two serials, users, history, and an outbox with delivered, failed and queued messages."""
+    users = {f"user{i}@contoso.com": {"upn": f"user{i}@contoso.com", "license": True,
+                                      "display_name": f"Usér {i}", "n": i} for i in range(5)}
+    store.commit(name, (None, 0), Commit({"settings": {"pin_length": 6}, "z": [1, "a"]}, users,
+                                         [], {"tenant.yaml": "h1"},
+                                         [message(1, "user1@contoso.com"),
+                                          message(2, "user2@contoso.com")], lineage))
+    store.commit(name, (lineage, 1), Commit({"settings": {"pin_length": 7}}, {},
+                                            ["user4@contoso.com"], {"tenant.yaml": "h2"},
+                                            [message(3, "user3@contoso.com")], "x", kind="apply"))
+    store.mark_delivered("<migrate-1@contoso.reconciler>")
+    store.mark_failed("<migrate-2@contoso.reconciler>", "550 no such user")
+
+
+def dumps(store: StateStore) -> dict[str, object]:
+    return {name: store.export(name) for name in store.tenants()}
+
+
+@pytest.mark.parametrize(("source", "target"), [("sqlite", "postgresql"),
+                                                ("postgresql", "sqlite")])
+def test_migrate_copies_everything_exactly(tmp_path: Path, locations: dict[str, str],
+                                           source: str, target: str) -> None:
+    src, dst = locations[source], locations[target]
+    store = open_store(src)
+    populate(store, "contoso", "lineage-c")
+    original = dumps(store)
+    store.close()
+    shown = cli(tmp_path, ["state", "show"], src)
+    done = cli(tmp_path, ["state", "migrate", "--to", dst], src)
+    assert done.returncode == 0, done.stderr
+    assert "Copied 1 tenant(s) (contoso)" in done.stdout
+    assert ("4 user(s), 3 outbox message(s) (1 still queued), 2 history entries"
+            in done.stdout)
+    copied = open_store(dst)
+    try:
+        assert dumps(copied) == original  # state, users, outbox rows, queued bodies, history
+        queued = copied.queued("contoso")
+        assert [m.message_id for m in queued] == ["<migrate-3@contoso.reconciler>"]
+        assert b"Your new PIN is 471103" in queued[0].data
+    finally:
+        copied.close()
+    assert cli(tmp_path, ["state", "show"], dst).stdout == shown.stdout
+    again = open_store(src)  # the source is unchanged
+    try:
+        assert dumps(again) == original
+    finally:
+        again.close()
+
+
+def test_round_trip_and_the_next_apply_delivers_what_was_queued(tmp_path: Path,
+                                                               sqlite_location: str,
+                                                               postgres_url: str) -> None:
+    example_config(tmp_path, "contoso")
+    imported = cli(tmp_path, ["import"], sqlite_location)
+    assert imported.returncode == 0, imported.stderr
+    store = open_store(sqlite_location)
+    applied = store.load("contoso")
+    assert applied is not None
+    store.commit("contoso", (applied.lineage, applied.serial),
+                 Commit(applied.tenant, {}, [], applied.files,
+                        [message(7, "alice@contoso.com")], applied.lineage))
+    store.close()
+    moved = cli(tmp_path, ["state", "migrate", "--to", postgres_url], sqlite_location)
+    assert moved.returncode == 0, moved.stderr
+    back = open_store(str(tmp_path / "back" / "state.db"))
+    source, target = open_store(sqlite_location), open_store(postgres_url)
+    try:
+        migrate(target, back)
+        assert dumps(back) == dumps(source) == dumps(target)
+    finally:
+        source.close()
+        back.close()
+    delivered = cli(tmp_path, ["apply", "--auto-approve"], postgres_url)
+    assert delivered.returncode == 0, delivered.stderr
+    assert "1 email(s) delivered" in delivered.stdout
+    (sent,) = mailbox.Maildir(tmp_path / "mail", create=False)
+    assert sent["Message-ID"] == "<migrate-7@contoso.reconciler>"
+    try:
+        assert [m["status"] for m in target.messages("contoso")] == ["delivered"]
+        assert target.queued("contoso") == []
+    finally:
+        target.close()
+
+
+@pytest.mark.parametrize("target_backend", ["sqlite", "postgresql"])
+def test_a_non_empty_target_needs_force(tmp_path: Path, locations: dict[str, str],
+                                        target_backend: str) -> None:
+    dst = locations[target_backend]
+    src = locations["postgresql" if target_backend == "sqlite" else "sqlite"]
+    with_source = open_store(src)
+    populate(with_source, "contoso", "new-lineage")
+    with_source.close()
+    existing = open_store(dst)
+    existing.commit("contoso", (None, 0), Commit({"old": True}, {}, [], {}, [], "old-lineage"))
+    existing.commit("fabrikam", (None, 0), Commit({"other": True}, {}, [], {}, [], "f"))
+    before = dumps(existing)
+    existing.close()
+
+    refused = cli(tmp_path, ["state", "migrate", "--to", dst], src)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f"error: {dst} already holds state (contoso, fabrikam); refusing to overwrite it (pass "
+        "--force to replace the copied tenants there); nothing was copied"]
+    target = open_store(dst)
+    assert dumps(target) == before
+    target.close()
+
+    forced = cli(tmp_path, ["state", "migrate", "--to", dst, "--force"], src)
+    assert forced.returncode == 0, forced.stderr
+    assert "Replaced the previous state of contoso there." in forced.stdout
+    assert "Left fabrikam there as it was." in forced.stdout
+    target, source = open_store(dst), open_store(src)
+    try:
+        assert target.export("contoso") == source.export("contoso")
+        assert target.export("fabrikam") == before["fabrikam"]
+    finally:
+        target.close()
+        source.close()
+
+
+def test_refusals(tmp_path: Path, sqlite_location: str, postgres_url: str) -> None:
+    empty = open_store(postgres_url)
+    source = open_store(sqlite_location)
+    try:
+        with pytest.raises(UserError, match="holds no state; nothing was copied"):
+            migrate(source, empty)
+        populate(source, "contoso", "l")
+        with pytest.raises(UserError, match="is the source state itself"):
+            migrate(source, source)
+        alias = open_store(str(Path(sqlite_location).parent / "." / "state.db"))
+        with pytest.raises(UserError, match="is the source state itself"):
+            migrate(source, alias)
+        alias.close()
+        with pytest.raises(UserError, match="fabrikam: no state in"):
+            migrate(source, empty, only=("fabrikam",))
+        with source.lock("contoso"), pytest.raises(UserError, match="contoso: state locked by"):
+            migrate(source, empty)
+        assert empty.tenants() == []
+    finally:
+        empty.close()
+        source.close()
