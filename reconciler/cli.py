@@ -36,7 +36,8 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      envvar="RECONCILER_CONFIG", show_default=True,
                      help="Folder holding one folder per tenant."),
         click.option("--state", default=".reconciler/state.db", envvar="RECONCILER_STATE",
-                     show_default=True, help="State database (SQLite path)."),
+                     show_default=True,
+                     help="State: an SQLite path or a postgresql:// URL (docs/STATE.md)."),
         click.option("--mail", default="maildir:.reconciler/mail", envvar="RECONCILER_MAIL_URL",
                      show_default=True,
                      help="maildir:PATH, smtp://, smtp+starttls:// or smtps:// URL."),
@@ -200,7 +201,7 @@ def import_(manager: Manager, force: bool) -> None:
 
 @main.group()
 def state() -> None:
-    """Inspect the applied state."""
+    """Inspect or move the applied state."""
 
 
 @state.command("show")
@@ -372,7 +373,6 @@ def pr_comment(body_file: Any, platform: str | None, repo: str | None, number: i
         if result.duplicates:
             click.echo(f"note: {result.duplicates} older plan comment(s) also carry the marker; "
                        "only the first is kept up to date", err=True)
-
 
 class ClickUI:
     """apply's terminal: the plan, the prompt, and a progress bar only on a TTY (none of them
