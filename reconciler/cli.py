@@ -374,6 +374,7 @@ def pr_comment(body_file: Any, platform: str | None, repo: str | None, number: i
             click.echo(f"note: {result.duplicates} older plan comment(s) also carry the marker; "
                        "only the first is kept up to date", err=True)
 
+
 class ClickUI:
     """apply's terminal: the plan, the prompt, and a progress bar only on a TTY (none of them
     but the prompt when ``quiet``)."""
