@@ -23,11 +23,14 @@ from generate import changed_users, write_tenant  # noqa: E402
 
 PY = sys.executable
 
+# The floor: parse every file with libyaml's CSafeLoader and keep the documents (any program
+# that plans from them must hold them).
 BARE_LOAD = r"""
 import sys, yaml
+documents = []
 for path in sys.argv[1:]:
     with open(path, 'rb') as f:
-        yaml.load(f, Loader=yaml.CSafeLoader)
+        documents.append(yaml.load(f, Loader=yaml.CSafeLoader))
 """
 
 BARE_COMPOSE = r"""

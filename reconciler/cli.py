@@ -123,6 +123,7 @@ def validate(manager: Manager) -> None:
 def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
          quiet: bool, artifacts_url: str | None) -> None:
     """Show what apply would change and which emails each user would get."""
+    manager.read_only = True
     loaded = manager.load()
     result = manager.plan(loaded, manager.tenant_names(loaded))
     if out is not None:
@@ -208,6 +209,7 @@ def state() -> None:
 @common_options
 def state_show(manager: Manager) -> None:
     """The applied state as JSON (message bodies and PINs are never shown)."""
+    manager.read_only = True
     store = manager.store
     names = [n for n in store.tenants() if not manager.options.tenants
              or n in manager.options.tenants]
@@ -216,7 +218,7 @@ def state_show(manager: Manager) -> None:
         applied = store.load(name)
         assert applied is not None
         tenants.append({"name": name, "lineage": applied.lineage, "serial": applied.serial,
-                        **applied.tenant, "users": applied.users, "files": applied.files,
+                        **applied.tenant, "users": dict(applied.users), "files": applied.files,
                         "outbox": list(store.messages(name)), "history": store.history(name)})
     click.echo(json.dumps({"tenants": tenants}, indent=2, ensure_ascii=False))
 
@@ -258,6 +260,7 @@ def state_migrate(manager: Manager, target: str, force: bool) -> None:
               show_default=True)
 def history(manager: Manager, fmt: str) -> None:
     """Past applies and imports: time, serial, emails by type."""
+    manager.read_only = True
     rows = [r for r in manager.store.history()
             if not manager.options.tenants or r["tenant"] in manager.options.tenants]
     if fmt == "json":

@@ -38,6 +38,9 @@ class Options:
 @dataclass
 class Manager:
     options: Options
+    read_only: bool = False
+    """Set by commands that only read the state: a missing SQLite file is then an empty state
+    instead of being created."""
     _store: StateStore | None = field(default=None, repr=False)
     _templates: TemplateSet | None = field(default=None, repr=False)
 
@@ -52,7 +55,7 @@ class Manager:
     @property
     def store(self) -> StateStore:
         if self._store is None:
-            self._store = open_store(self.options.state)
+            self._store = open_store(self.options.state, create=not self.read_only)
         return self._store
 
     def close(self) -> None:

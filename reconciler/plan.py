@@ -12,6 +12,7 @@ from typing import Any
 from reconciler.config import Finding
 from reconciler.model import TenantConfig, TenantRecord, UserRecord, is_enabled
 from reconciler.state import Applied
+from reconciler.state.base import StoredUsers, encode_record
 from reconciler.transitions import emails_for, refused_requests
 
 MASS_DISABLE_FRACTION = 0.10
@@ -87,7 +88,7 @@ class Plan:
 
 def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPlan, list[Finding]]:
     """What applying ``config`` over ``applied`` changes and sends, and the requests it refuses."""
-    before_users: dict[str, UserRecord] = applied.users if applied else {}
+    before_users = StoredUsers.of(applied.users if applied else {})
     result = TenantPlan(config.name, applied.lineage if applied else None,
                         applied.serial if applied else 0, config=config)
     if applied is None or applied.tenant != config.tenant:
@@ -96,8 +97,14 @@ def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPl
     suppressed = not config.tenant["settings"]["automatically_send_emails_to_users"]
     findings: list[Finding] = []
     after_users = config.users
+    enabled_now = 0
     for upn in sorted(before_users.keys() | after_users.keys()):
-        before, after = before_users.get(upn), after_users.get(upn)
+        after, text = after_users.get(upn), before_users.text(upn)
+        if after is not None:
+            enabled_now += is_enabled(after)
+            if text is not None and text == encode_record(after):
+                continue  # the common case: compared as text, never parsed
+        before = None if text is None else before_users[upn]
         if before == after:
             continue
         result.user_changes.append(_user_change(upn, before, after))
@@ -111,9 +118,10 @@ def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPl
             recipient = (after or before or {}).get("email", upn)
             result.emails.append(PlannedEmail(upn, recipient, email.type, email.reasons,
                                               suppressed))
+            enabled_now += (email.type == "disabled") - (email.type == "enabled")
             if email.type == "disabled":
                 result.disabling += 1
-    result.enabled_before = sum(map(is_enabled, before_users.values()))
+    result.enabled_before = enabled_now
     result.warnings = _warnings(result, suppressed)
     return result, findings
 

@@ -38,7 +38,6 @@ from reconciler.errors import UserError
 from reconciler.manager import Manager
 from reconciler.model import EMAIL_TYPES
 from reconciler.plan import Plan
-from reconciler.state import Applied
 
 MARKER_FILE = ".reconciler-preview"
 """Marks a folder as written by ``preview``: only such a folder is ever emptied by a new run."""
@@ -74,40 +73,9 @@ class PreviewResult:
         return self.out / "index.html"
 
 
-class EmptyState:
-    """A state with no tenant, for previewing before the first apply without creating one.
-
-    Only what planning reads is offered; anything that would write raises. It is deliberately
-    not a ``StateStore`` subclass, so a backend method added later can never be silently
-    "implemented" here as a no-op.
-    """
-
-    description = "no state yet"
-
-    def tenants(self) -> list[str]:
-        return []
-
-    def load(self, tenant: str) -> Applied | None:
-        return None
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise RuntimeError(f"a preview never writes the state (StateStore.{name})")
-
-
-def use_existing_state_only(manager: Manager) -> None:
-    """Make ``manager`` plan against an empty state when its SQLite file does not exist yet,
-    instead of letting the backend create it (a preview writes nothing)."""
-    location = manager.options.state
-    if "://" not in location and not Path(location).exists() and manager._store is None:
-        manager._store = EmptyState()  # type: ignore[assignment]
-
-
 def write_previews(manager: Manager, out: Path) -> PreviewResult:
     """Plan, compose every planned email in preview mode and write the preview folder."""
-    use_existing_state_only(manager)
+    manager.read_only = True
     loaded = manager.load()
     plan = manager.plan(loaded, manager.tenant_names(loaded))
     return render_plan_previews(manager, plan, out)

@@ -12,6 +12,7 @@ from reconciler.errors import UserError
 from reconciler.state.base import (
     Applied,
     Commit,
+    EmptyState,
     NewMessage,
     QueuedMessage,
     StaleState,
@@ -51,8 +52,11 @@ def local_dir(location: str) -> Path:
         Path(location).resolve().parent)
 
 
-def open_store(location: str) -> StateStore:
+def open_store(location: str, create: bool = True) -> StateStore:
     """A state store for a path (SQLite, the embedded default) or a ``postgresql://`` URL.
+
+    ``create=False`` is for commands that only read: a SQLite file that does not exist yet is
+    then an empty state, not a new file.
 
     Raises UserError (one line, password masked) when the store cannot be opened: unreachable
     server, bad credentials, missing database, a schema made by another reconciler version.
@@ -72,4 +76,6 @@ def open_store(location: str) -> StateStore:
                         "a postgresql:// URL")
     from reconciler.state.sqlite import SQLiteStore
 
+    if not create and not Path(location).exists():
+        return EmptyState()  # type: ignore[return-value]
     return SQLiteStore(Path(location))

@@ -8,6 +8,7 @@ a transactional outbox of messages and a history of applies.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import socket
 from abc import ABC, abstractmethod
@@ -31,9 +32,47 @@ class Applied:
     lineage: str
     serial: int
     tenant: TenantRecord
-    users: dict[str, UserRecord]
+    users: Mapping[str, UserRecord]
+    """Usually :class:`StoredUsers`: records kept as their stored text until one is needed."""
     files: dict[str, str] = field(default_factory=dict)
     """Content hashes of the config files this state was applied from."""
+
+
+def encode_record(record: Mapping[str, Any]) -> str:
+    """The one text form in which every backend stores a user record, so a plan can tell an
+    unchanged user by comparing texts, without parsing 100k stored records."""
+    return json.dumps(record)
+
+
+class StoredUsers(Mapping[str, UserRecord]):
+    """Applied users as stored text, parsed only when one is read (a plan reads the 1% that
+    changed). A 100k-user tenant's before-state then costs a third of its parsed size."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self, texts: dict[str, str]):
+        self._texts = texts
+
+    @classmethod
+    def of(cls, users: Mapping[str, UserRecord]) -> StoredUsers:
+        if isinstance(users, StoredUsers):
+            return users
+        return cls({upn: encode_record(record) for upn, record in users.items()})
+
+    def text(self, upn: str) -> str | None:
+        return self._texts.get(upn)
+
+    def __getitem__(self, upn: str) -> UserRecord:
+        return json.loads(self._texts[upn])
+
+    def __contains__(self, upn: object) -> bool:
+        return upn in self._texts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
 
 
 @dataclass
@@ -157,6 +196,32 @@ class StateStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+class EmptyState:
+    """The state of a SQLite file that does not exist yet, for commands that only read (plan,
+    preview, state show): they must not create the database as a side effect.
+
+    Deliberately not a ``StateStore`` subclass, so a method added to the interface later can
+    never silently be a no-op here; anything that would write raises.
+    """
+
+    description = "no state yet"
+
+    def tenants(self) -> list[str]:
+        return []
+
+    def load(self, tenant: str) -> Applied | None:
+        return None
+
+    def history(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"a read-only command never writes the state (StateStore.{name})")
 
 
 def now() -> str:

@@ -36,8 +36,10 @@ from reconciler.state.base import (
     StaleState,
     StateLocked,
     StateStore,
+    StoredUsers,
     TenantDump,
     email_counts,
+    encode_record,
     holder,
     redact,
     schema_mismatch,
@@ -226,9 +228,9 @@ class PostgresStore(StateStore):
             (tenant,)).fetchone()
         if row is None:
             return None
-        users = dict(self.db.execute(
-            "SELECT upn, record FROM reconciler_users WHERE tenant = %s ORDER BY upn",
-            (tenant,)).fetchall())
+        users = StoredUsers(dict(self.db.execute(
+            "SELECT upn, record::text FROM reconciler_users WHERE tenant = %s ORDER BY upn",
+            (tenant,)).fetchall()))
         return Applied(row[0], row[1], row[2], users, row[3])
 
     @contextmanager
@@ -320,9 +322,10 @@ class PostgresStore(StateStore):
         with db.cursor() as cur:
             if change.upserts:
                 cur.executemany(
-                    "INSERT INTO reconciler_users VALUES (%s, %s, %s) ON CONFLICT (tenant, upn)"
-                    " DO UPDATE SET record = excluded.record",
-                    [(name, upn, Json(record)) for upn, record in change.upserts.items()])
+                    "INSERT INTO reconciler_users VALUES (%s, %s, %s::json) ON CONFLICT"
+                    " (tenant, upn) DO UPDATE SET record = excluded.record",
+                    [(name, upn, encode_record(record))
+                     for upn, record in change.upserts.items()])
             if change.deletes:
                 cur.execute("DELETE FROM reconciler_users WHERE tenant = %s AND upn = ANY(%s)",
                             (name, list(change.deletes)))
@@ -416,8 +419,9 @@ class PostgresStore(StateStore):
                 (name, applied.lineage, applied.serial, Json(applied.tenant),
                  Json(applied.files), dump.updated_at))
             if applied.users:
-                cur.executemany("INSERT INTO reconciler_users VALUES (%s, %s, %s)",
-                                [(name, upn, Json(r)) for upn, r in applied.users.items()])
+                cur.executemany("INSERT INTO reconciler_users VALUES (%s, %s, %s::json)",
+                                [(name, upn, encode_record(r))
+                                 for upn, r in applied.users.items()])
             if dump.outbox:
                 cur.executemany(
                     "INSERT INTO reconciler_outbox (tenant, serial, upn, type, message_id,"

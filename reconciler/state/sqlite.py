@@ -26,8 +26,10 @@ from reconciler.state.base import (
     StaleState,
     StateLocked,
     StateStore,
+    StoredUsers,
     TenantDump,
     email_counts,
+    encode_record,
     holder,
     now,
     schema_mismatch,
@@ -69,6 +71,8 @@ class SQLiteStore(StateStore):
         try:
             self.db.execute("PRAGMA journal_mode=DELETE")
             self.db.execute("PRAGMA synchronous=FULL")
+            # Erased message bodies (PINs) must not survive in free pages of the file.
+            self.db.execute("PRAGMA secure_delete=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self.db.close()
@@ -116,11 +120,8 @@ class SQLiteStore(StateStore):
         ).fetchone()
         if row is None:
             return None
-        users = {
-            upn: json.loads(record)
-            for upn, record in self.db.execute(
-                "SELECT upn, record FROM users WHERE tenant=? ORDER BY upn", (tenant,))
-        }
+        users = StoredUsers(dict(self.db.execute(
+            "SELECT upn, record FROM users WHERE tenant=? ORDER BY upn", (tenant,))))
         return Applied(row[0], row[1], json.loads(row[2]), users, json.loads(row[3]))
 
     @contextmanager
@@ -169,7 +170,7 @@ class SQLiteStore(StateStore):
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO users VALUES (?,?,?)",
-                ((name, upn, json.dumps(record)) for upn, record in change.upserts.items()),
+                ((name, upn, encode_record(record)) for upn, record in change.upserts.items()),
             )
             self.db.executemany("DELETE FROM users WHERE tenant=? AND upn=?",
                                 ((name, upn) for upn in change.deletes))
@@ -255,7 +256,7 @@ class SQLiteStore(StateStore):
                  json.dumps(applied.files), dump.updated_at))
             self.db.executemany(
                 "INSERT INTO users VALUES (?,?,?)",
-                ((name, upn, json.dumps(record)) for upn, record in applied.users.items()))
+                ((name, upn, encode_record(record)) for upn, record in applied.users.items()))
             self.db.executemany(
                 "INSERT INTO outbox (tenant, serial, upn, type, message_id, sender, recipients,"
                 " data, suppressed, status, error, created_at, done_at)"
