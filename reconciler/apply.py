@@ -26,6 +26,7 @@ from reconciler.delivery import (
     open_transport,
 )
 from reconciler.emails import (
+    PIN_TYPES,
     Sender,
     compose,
     generate_pin,
@@ -36,10 +37,17 @@ from reconciler.emails import (
 from reconciler.errors import UserError
 from reconciler.manager import Manager, read_saved_plan
 from reconciler.model import TenantConfig
+from reconciler.outputs.json import plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_tenant
-from reconciler.state import Applied, Commit, NewMessage, QueuedMessage, StaleState, StateLocked
+from reconciler.state import (
+    Commit,
+    NewMessage,
+    QueuedMessage,
+    StaleState,
+    StateLocked,
+    local_dir,
+)
 
-PIN_TYPES = ("enabled", "pin-reset")
 MAILDIR_DEFAULT_FROM = "noreply@localhost"
 SMTP_SCHEMES = ("smtp:", "smtp+starttls:", "smtps:")
 DEFAULT_RETRY_BACKOFF = 1.0
@@ -94,11 +102,8 @@ def mail_transport(mail_url: str, default_from: str) -> Transport:
 
 
 def suppressed_dir(state: str, tenant: str) -> Path:
-    """Where suppressed messages are kept for the operator: beside an SQLite state; for a
-    database URL (no folder of its own, and maybe a password in it) under ``.reconciler/``."""
-    if "://" in state:
-        return Path(".reconciler").resolve() / "suppressed" / tenant
-    return Path(state).resolve().parent / "suppressed" / tenant
+    """Where suppressed messages are kept for the operator (see ``state.local_dir``)."""
+    return local_dir(state) / "suppressed" / tenant
 
 
 def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
@@ -165,44 +170,42 @@ def _replan_saved(manager: Manager, configs: dict[str, TenantConfig],
         tenant_plan, _ = plan_tenant(config, applied)
         tenants.append(tenant_plan)
     plan = Plan(tenants)
-    from reconciler.outputs.json import plan_to_dict
-
     if plan_to_dict(plan)["tenants"] != [t for t in shown["tenants"] if t["name"] in configs]:
         raise UserError("saved plan does not match what it would apply; make a new plan")
     return plan
 
 
 def _commit(manager: Manager, plan: TenantPlan, default: Sender) -> tuple[str, int]:
-    store, config = manager.store, plan.config
+    """Write the tenant's new state and its composed messages in one transaction; the store
+    refuses it if the state moved since ``plan`` was made (under our lock it cannot)."""
+    config = plan.config
     assert config is not None
-    applied = store.load(plan.name)
-    lineage = applied.lineage if applied else uuid.uuid4().hex
-    serial = (applied.serial if applied else 0) + 1
-    messages = compose_messages(manager, plan, applied, lineage, serial, default)
-    before = applied.users if applied else {}
+    lineage = plan.lineage or uuid.uuid4().hex
+    serial = plan.serial + 1
+    messages = compose_messages(manager, plan, lineage, serial, default)
     change = Commit(
         tenant=config.tenant,
         upserts={u.user: config.users[u.user] for u in plan.user_changes if u.action != "delete"},
-        deletes=[u.user for u in plan.user_changes if u.action == "delete" and u.user in before],
+        deletes=[u.user for u in plan.user_changes if u.action == "delete"],
         files=config.files,
         messages=messages,
         lineage=lineage,
     )
     try:
-        return plan.name, store.commit(plan.name, (plan.lineage, plan.serial), change)[1]
+        return plan.name, manager.store.commit(plan.name, (plan.lineage, plan.serial), change)[1]
     except StaleState as exc:
         raise UserError(f"stale plan: {exc}") from None
 
 
-def compose_messages(manager: Manager, plan: TenantPlan, applied: Applied | None, lineage: str,
-                     serial: int, default: Sender, *, preview: bool = False) -> list[NewMessage]:
+def compose_messages(manager: Manager, plan: TenantPlan, lineage: str, serial: int,
+                     default: Sender, *, preview: bool = False) -> list[NewMessage]:
     """Every planned email of a tenant as RFC 5322 bytes; a fresh PIN where the type has one."""
     config = plan.config
     assert config is not None
     settings = config.tenant["settings"]
     sender = sender_for(settings, default)
     date = datetime.now(UTC)
-    before = applied.users if applied else {}
+    before = plan.applied.users if plan.applied else {}
     messages = []
     for email in plan.emails:
         user = config.users.get(email.user) or before[email.user]

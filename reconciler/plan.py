@@ -12,7 +12,7 @@ from typing import Any
 from reconciler.config import Finding
 from reconciler.model import TenantConfig, TenantRecord, UserRecord, is_enabled
 from reconciler.state import Applied
-from reconciler.state.base import StoredUsers, encode_record
+from reconciler.state.base import StoredUsers
 from reconciler.transitions import emails_for, refused_requests
 
 MASS_DISABLE_FRACTION = 0.10
@@ -54,6 +54,8 @@ class TenantPlan:
     missing: bool = False
     """In the state but not in the config: reported, never applied."""
     config: TenantConfig | None = None
+    applied: Applied | None = None
+    """The state this plan was made against (apply composes removed users' emails from it)."""
     enabled_before: int = 0
     disabling: int = 0
 
@@ -90,7 +92,7 @@ def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPl
     """What applying ``config`` over ``applied`` changes and sends, and the requests it refuses."""
     before_users = StoredUsers.of(applied.users if applied else {})
     result = TenantPlan(config.name, applied.lineage if applied else None,
-                        applied.serial if applied else 0, config=config)
+                        applied.serial if applied else 0, config=config, applied=applied)
     if applied is None or applied.tenant != config.tenant:
         result.settings_changes = _record_changes(applied.tenant if applied else None,
                                                   config.tenant)
@@ -99,12 +101,12 @@ def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPl
     after_users = config.users
     enabled_now = 0
     for upn in sorted(before_users.keys() | after_users.keys()):
-        after, text = after_users.get(upn), before_users.text(upn)
+        after = after_users.get(upn)
         if after is not None:
             enabled_now += is_enabled(after)
-            if text is not None and text == encode_record(after):
-                continue  # the common case: compared as text, never parsed
-        before = None if text is None else before_users[upn]
+            if before_users.same(upn, after):
+                continue  # the common case: compared by digest, nothing read or parsed
+        before = before_users.get(upn)
         if before == after:
             continue
         result.user_changes.append(_user_change(upn, before, after))
@@ -157,7 +159,10 @@ def _user_change(upn: str, before: UserRecord | None, after: UserRecord | None) 
         changes = tuple(Change(k, v, None) for k, v in before.items()
                         if v is not None and k != "upn")
         return UserChange(upn, "delete", changes)
-    return UserChange(upn, "update", tuple(_record_changes(before, after)))
+    return UserChange(upn, "update", tuple(
+        Change(key, before.get(key), after.get(key))
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)))
 
 
 def _blank(record: Any) -> Any:
@@ -167,8 +172,9 @@ def _blank(record: Any) -> Any:
     return [] if isinstance(record, list) else None
 
 
-def _record_changes(before: dict | TenantRecord | None, after: dict | TenantRecord) -> list[Change]:
-    """Leaf-level changes between two records, as dotted paths, sorted."""
+def _record_changes(before: TenantRecord | None, after: TenantRecord) -> list[Change]:
+    """Leaf-level changes between two nested records (the tenant's), as dotted paths, sorted.
+    User records are flat and compared key by key in :func:`_user_change`."""
     from deepdiff import DeepDiff  # heavy import (numpy, pydantic): only once a record differs
     from deepdiff.helper import NotPresent
 

@@ -90,12 +90,12 @@ def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResu
     for tenant_plan in plan.tenants:
         if tenant_plan.config is None or not tenant_plan.emails:
             continue
-        applied = manager.store.load(tenant_plan.name)
+        applied = tenant_plan.applied
         # Deterministic, but never the Message-ID apply will give the real message: a preview
         # forwarded by hand must not make a downstream system drop the real email as a duplicate.
         lineage = f"{PREVIEW_LINEAGE}:{applied.lineage if applied else '-'}"
         serial = (applied.serial if applied else 0) + 1
-        messages = compose_messages(manager, tenant_plan, applied, lineage, serial, default,
+        messages = compose_messages(manager, tenant_plan, lineage, serial, default,
                                     preview=True)
         folder = out / tenant_plan.name
         folder.mkdir(exist_ok=True)

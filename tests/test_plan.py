@@ -11,6 +11,7 @@ from reconciler.config.semantic import effective_tenant, effective_user
 from reconciler.model import TenantConfig
 from reconciler.plan import Change, Plan, plan_missing, plan_tenant
 from reconciler.state import Applied
+from reconciler.state.base import StoredUsers, encode_record
 
 DEFAULT = "+14255550100"
 OTHER_TOLL = "+12065550123"
@@ -290,26 +291,25 @@ def test_plan_missing() -> None:
     assert result.config is None
 
 
-def test_deepdiff_only_describes_records_that_differ(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[Any, Any]] = []
+def test_only_users_that_differ_are_read_from_the_state(monkeypatch: pytest.MonkeyPatch) -> None:
     import deepdiff
 
-    real = deepdiff.DeepDiff
-
-    def spy(t1: Any, t2: Any, **kwargs: Any) -> Any:
-        calls.append((t1, t2))
-        return real(t1, t2, **kwargs)
-
-    monkeypatch.setattr(deepdiff, "DeepDiff", spy)  # plan.py imports it lazily from here
+    fetched: list[str] = []
+    diffs: list[Any] = []
+    monkeypatch.setattr(deepdiff, "DeepDiff", lambda *a, **k: diffs.append(a))
     users = {f"u{i:04}@contoso.com": enabled(f"{1000000 + i}") for i in range(500)}
     before = config(users)
+    texts = {upn: encode_record(record) for upn, record in before.users.items()}
+    stored = StoredUsers.from_rows(texts.items(), lambda upn: fetched.append(upn) or texts[upn])
+    state = Applied("0f1e2d3c", 3, before.tenant, stored)
     after_users = dict(users)
     after_users["u0042@contoso.com"] = enabled("1999999")
-    result, _ = plan_between(before, config(after_users))
-    assert len(calls) == 1
-    assert calls[0][0]["upn"] == calls[0][1]["upn"] == "u0042@contoso.com"
+    result, _ = plan_tenant(config(after_users), state)
+    assert fetched == ["u0042@contoso.com"]
     assert [u.user for u in result.user_changes] == ["u0042@contoso.com"]
+    assert result.user_changes[0].changes == (Change("conference_id", "1000042", "1999999"),)
+    assert diffs == []  # DeepDiff is for the nested tenant record, which did not change
 
-    calls.clear()
-    plan_between(before, config(users))
-    assert calls == []
+    fetched.clear()
+    assert plan_tenant(config(users), state)[0].user_changes == []
+    assert fetched == []

@@ -79,7 +79,8 @@ class _TenantReader:
 
     def __init__(self, root: Path, name: str, locales: Collection[str]):
         self.root, self.name, self.locales = root, name, locales
-        self.texts: dict[str, bytes] = {}
+        self.hashes: dict[str, str] = {}
+        """Content hash of every file read; the bytes are not kept (re-read to locate errors)."""
         self.findings: list[Finding] = []
         self.located: list[Problem] = []
 
@@ -89,7 +90,7 @@ class _TenantReader:
             by_file[finding.file].append(finding)
         located = list(self.located)
         for file, group in by_file.items():
-            located.extend(locate(self.texts[file], group))
+            located.extend(locate((self.root / file).read_bytes(), group))
         return located
 
     def read(self) -> TenantConfig | None:
@@ -108,15 +109,14 @@ class _TenantReader:
         users, sources = self._read_users(tenant, check_numbers=tenant_ok)
         if self.findings or self.located:
             return None
-        return TenantConfig(self.name, tenant, users, sources,
-                            {f: hashlib.sha256(t).hexdigest() for f, t in self.texts.items()})
+        return TenantConfig(self.name, tenant, users, sources, self.hashes)
 
     def _read(self, file: str, schema_name: str) -> Any:
         path = self.root / file
         if not path.is_file():
             return _MISSING
         text = path.read_bytes()
-        self.texts[file] = text
+        self.hashes[file] = hashlib.sha256(text).hexdigest()
         try:
             data = load(text, file, self.located)
         except YAMLProblem as exc:

@@ -228,10 +228,17 @@ class PostgresStore(StateStore):
             (tenant,)).fetchone()
         if row is None:
             return None
-        users = StoredUsers(dict(self.db.execute(
-            "SELECT upn, record::text FROM reconciler_users WHERE tenant = %s ORDER BY upn",
-            (tenant,)).fetchall()))
+        users = StoredUsers.from_rows(
+            self.db.execute("SELECT upn, record::text FROM reconciler_users WHERE tenant = %s",
+                            (tenant,)),
+            lambda upn: self._record(tenant, upn))
         return Applied(row[0], row[1], row[2], users, row[3])
+
+    def _record(self, tenant: str, upn: str) -> str:
+        with self._guard():
+            return self.db.execute(
+                "SELECT record::text FROM reconciler_users WHERE tenant = %s AND upn = %s",
+                (tenant, upn)).fetchone()[0]
 
     @contextmanager
     def lock(self, tenant: str, timeout: float = 0.0) -> Iterator[None]:
@@ -395,6 +402,7 @@ class PostgresStore(StateStore):
             applied = self._load(tenant)
             if applied is None:
                 return None
+            applied.users = dict(applied.users)  # a dump outlives the store
             updated_at = self.db.execute(
                 "SELECT updated_at FROM reconciler_tenants WHERE name = %s",
                 (tenant,)).fetchone()[0]

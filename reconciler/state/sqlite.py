@@ -120,8 +120,10 @@ class SQLiteStore(StateStore):
         ).fetchone()
         if row is None:
             return None
-        users = StoredUsers(dict(self.db.execute(
-            "SELECT upn, record FROM users WHERE tenant=? ORDER BY upn", (tenant,))))
+        users = StoredUsers.from_rows(
+            self.db.execute("SELECT upn, record FROM users WHERE tenant=?", (tenant,)),
+            lambda upn: self.db.execute("SELECT record FROM users WHERE tenant=? AND upn=?",
+                                        (tenant, upn)).fetchone()[0])
         return Applied(row[0], row[1], json.loads(row[2]), users, json.loads(row[3]))
 
     @contextmanager
@@ -231,6 +233,7 @@ class SQLiteStore(StateStore):
             applied = self.load(tenant)
             if applied is None:
                 return None
+            applied.users = dict(applied.users)  # a dump outlives the store
             updated_at = self.db.execute("SELECT updated_at FROM tenants WHERE name=?",
                                          (tenant,)).fetchone()[0]
             outbox = [
