@@ -30,7 +30,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment
+from jinja2 import DictLoader, Environment
 
 from reconciler.apply import MAILDIR_DEFAULT_FROM, compose_messages
 from reconciler.emails import parse_default_sender
@@ -159,8 +159,6 @@ def _parts(message: EmailMessage) -> tuple[str, str]:
     return html, text
 
 
-_ENV = Environment(autoescape=True, keep_trailing_newline=True)
-
 _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src 'self'; "
         "base-uri 'none'; form-action 'none'")
 
@@ -183,22 +181,33 @@ pre { white-space: pre-wrap; background: #fff; border: 1px solid #e1dfdd; paddin
       max-width: 736px; }
 """
 
-_INDEX = _ENV.from_string("""<!DOCTYPE html>
+_BASE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{{ csp }}">
 <meta name="generator" content="audio-conferencing-reconciler preview">
-<title>PREVIEW: Audio Conferencing emails ({{ emails|length }})</title>
+<title>PREVIEW: {% block title %}{% endblock %}</title>
 <style>{{ style|safe }}</style>
 </head>
 <body>
 <header>
-<h1>PREVIEW: Audio Conferencing emails</h1>
-<p>Nothing was sent. PINs are masked (••••••); real PINs are generated only when the plan is
-applied.</p>
+<h1>PREVIEW: {% block heading %}{% endblock %}</h1>
+<p>{% block note %}{% endblock %}</p>
 </header>
 <main>
+{% block main %}{% endblock %}
+</main>
+</body>
+</html>
+"""
+
+_INDEX_BODY = """{% extends "base" %}
+{% block title %}Audio Conferencing emails ({{ emails|length }}){% endblock %}
+{% block heading %}Audio Conferencing emails{% endblock %}
+{% block note %}Nothing was sent. PINs are masked (••••••); real PINs are generated only when the
+plan is applied.{% endblock %}
+{% block main %}
 <p id="summary">{{ emails|length }} email(s) in {{ tenants|length }} tenant(s){% if suppressed %},
 <span class="suppressed">{{ suppressed }} suppressed</span> (kept for the operator, not sent){%
 endif %}.</p>
@@ -234,26 +243,15 @@ suppressed</span>{% endif %}</td>
 {% else %}
 <p>No tenant in this plan.</p>
 {% endfor %}
-</main>
-</body>
-</html>
-""")
+{% endblock %}
+"""
 
-_PAGE = _ENV.from_string("""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
-<meta name="generator" content="audio-conferencing-reconciler preview">
-<title>PREVIEW: {{ e.type }} email to {{ e.user }}</title>
-<style>{{ style|safe }}</style>
-</head>
-<body>
-<header>
-<h1>PREVIEW: {{ e.type }} email to {{ e.user }}</h1>
-<p>Not sent. The PIN is masked; the real one is generated when the plan is applied.</p>
-</header>
-<main>
+_PAGE_BODY = """{% extends "base" %}
+{% block title %}{{ e.type }} email to {{ e.user }}{% endblock %}
+{% block heading %}{{ e.type }} email to {{ e.user }}{% endblock %}
+{% block note %}Not sent. The PIN is masked; the real one is generated when the plan is
+applied.{% endblock %}
+{% block main %}
 <p><a href="../index.html">← all previews</a> · <a href="{{ eml_name }}" download>download
 .eml</a></p>
 <table id="headers">
@@ -269,10 +267,13 @@ _PAGE = _ENV.from_string("""<!DOCTYPE html>
 <iframe title="HTML body of the email" sandbox srcdoc="{{ html }}"></iframe>
 <h2>Plain-text body</h2>
 <pre>{{ text }}</pre>
-</main>
-</body>
-</html>
-""")
+{% endblock %}
+"""
+
+_ENV = Environment(autoescape=True, keep_trailing_newline=True, loader=DictLoader(
+    {"base": _BASE, "index": _INDEX_BODY, "page": _PAGE_BODY}))
+_INDEX = _ENV.get_template("index")
+_PAGE = _ENV.get_template("page")
 
 _SHOWN_HEADERS = ("From", "To", "Subject", "Message-ID", "Content-Language",
                   "X-Reconciler-Tenant", "X-Reconciler-Email-Type")

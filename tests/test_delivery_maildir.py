@@ -5,9 +5,7 @@ from __future__ import annotations
 import email
 import mailbox
 import stat
-from dataclasses import dataclass, field
 from email import policy
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -19,26 +17,7 @@ from reconciler.delivery import (
     deliver,
     open_transport,
 )
-
-
-@dataclass
-class Outgoing:
-    """An outbox message as the apply step hands it to delivery."""
-
-    message_id: str
-    sender: str
-    recipients: list[str]
-    data: bytes = field(repr=False)
-
-
-def outgoing(n: int, message_id: str | None = None) -> Outgoing:
-    message = EmailMessage(policy=policy.SMTP)
-    message["From"] = "Office 365 <noreply@contoso.com>"
-    message["To"] = f"user{n}@contoso.com"
-    message["Subject"] = f"Your PIN {n}"
-    message["Message-ID"] = message_id if message_id is not None else f"<m{n}@reconciler.test>"
-    message.set_content(f"PIN: 1357{n}\nRéunion\n")
-    return Outgoing(message["Message-ID"], "noreply@contoso.com", [message["To"]], bytes(message))
+from tests.fixtures.outbox import Outgoing, outgoing
 
 
 def mode(path: Path) -> int:

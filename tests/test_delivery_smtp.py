@@ -10,8 +10,6 @@ from __future__ import annotations
 import ssl
 import time
 from dataclasses import dataclass, field
-from email import policy
-from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import quote
 
@@ -30,30 +28,12 @@ from reconciler.delivery import (
     open_transport,
     redact,
 )
+from tests.fixtures.outbox import Outgoing, outgoing
 from tests.fixtures.smtp import SMTPTestServer
 
 FROM = "noreply@contoso.com"
 
 
-@dataclass
-class Outgoing:
-    """An outbox message as the apply step hands it to delivery."""
-
-    message_id: str
-    sender: str
-    recipients: list[str]
-    data: bytes = field(repr=False)
-
-
-def outgoing(n: int, to: str | None = None) -> Outgoing:
-    to = to or f"user{n}@contoso.com"
-    message = EmailMessage(policy=policy.SMTP)
-    message["From"] = f"Office 365 <{FROM}>"
-    message["To"] = to
-    message["Subject"] = f"Audio Conferencing {n}"
-    message["Message-ID"] = f"<m{n}@reconciler.test>"
-    message.set_content(f"Conference ID {8412340 + n}\n")
-    return Outgoing(message["Message-ID"], FROM, [to], bytes(message))
 
 
 @dataclass

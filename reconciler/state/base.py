@@ -107,19 +107,12 @@ class NewMessage:
 
 
 @dataclass
-class QueuedMessage:
+class QueuedMessage(NewMessage):
     """An outbox row still to deliver (``data`` holds the RFC 5322 bytes, PIN included)."""
 
     id: int
     tenant: str
     serial: int
-    user: str
-    type: str
-    message_id: str
-    sender: str
-    recipients: list[str]
-    data: bytes
-    suppressed: bool
 
 
 @dataclass

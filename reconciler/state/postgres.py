@@ -354,8 +354,8 @@ class PostgresStore(StateStore):
     def queued(self, tenant: str) -> list[QueuedMessage]:
         with self._guard():
             rows = self.db.execute(
-                "SELECT id, tenant, serial, upn, type, message_id, sender, recipients, data,"
-                " suppressed FROM reconciler_outbox WHERE tenant = %s AND status = 'queued'"
+                "SELECT upn, type, message_id, sender, recipients, data, suppressed, id, tenant,"
+                " serial FROM reconciler_outbox WHERE tenant = %s AND status = 'queued'"
                 " ORDER BY id", (tenant,)).fetchall()
         return [QueuedMessage(*r) for r in rows]
 

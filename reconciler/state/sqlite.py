@@ -195,9 +195,9 @@ class SQLiteStore(StateStore):
 
     def queued(self, tenant: str) -> list[QueuedMessage]:
         rows = self.db.execute(
-            "SELECT id, tenant, serial, upn, type, message_id, sender, recipients, data,"
-            " suppressed FROM outbox WHERE tenant=? AND status='queued' ORDER BY id", (tenant,))
-        return [QueuedMessage(*r[:7], json.loads(r[7]), r[8], bool(r[9])) for r in rows]
+            "SELECT upn, type, message_id, sender, recipients, data, suppressed, id, tenant,"
+            " serial FROM outbox WHERE tenant=? AND status='queued' ORDER BY id", (tenant,))
+        return [QueuedMessage(*r[:4], json.loads(r[4]), r[5], bool(r[6]), *r[7:]) for r in rows]
 
     def mark_delivered(self, message_id: str) -> None:
         self._finish(message_id, "delivered", None)
