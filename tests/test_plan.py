@@ -12,25 +12,9 @@ from reconciler.model import TenantConfig
 from reconciler.plan import Change, Plan, plan_missing, plan_tenant
 from reconciler.state import Applied
 from reconciler.state.base import StoredUsers, encode_record
+from tests.helpers import TOLL, TOLL_2, TOLL_FREE, tenant_doc
 
-DEFAULT = "+14255550100"
-OTHER_TOLL = "+12065550123"
-TOLL_FREE = "+18005550199"
-
-
-def tenant_doc(**settings: Any) -> dict[str, Any]:
-    return {
-        "settings": settings,
-        "bridge": {
-            "numbers": [
-                {"number": DEFAULT, "type": "toll", "location": "Redmond, WA"},
-                {"number": OTHER_TOLL, "type": "toll", "location": "Seattle, WA"},
-                {"number": TOLL_FREE, "type": "toll_free"},
-            ],
-            "default_number": DEFAULT,
-        },
-        "email": {"locale": "en"},
-    }
+DEFAULT, OTHER_TOLL = TOLL, TOLL_2
 
 
 def enabled(cid: str, **extra: Any) -> dict[str, Any]:
