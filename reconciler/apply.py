@@ -28,13 +28,14 @@ from reconciler.delivery import (
 from reconciler.emails import (
     PIN_TYPES,
     Sender,
+    check_templates,
     compose,
     generate_pin,
     message_id,
     parse_default_sender,
     sender_for,
 )
-from reconciler.errors import UserError
+from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, read_saved_plan
 from reconciler.model import TenantConfig
 from reconciler.outputs.json import plan_to_dict
@@ -114,6 +115,9 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
     options = manager.options
     sender = default_sender(options.mail, options.default_from)
     transport = mail_transport(options.mail, sender.address)
+    broken = check_templates(options.templates)
+    if broken:  # found now, not half-way through composing
+        raise ConfigError(broken)
     outcome = Outcome()
     if saved is not None:
         shown_plan, configs, expected = read_saved_plan(saved)
