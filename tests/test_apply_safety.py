@@ -273,11 +273,10 @@ def test_pins_never_appear_in_output_plans_state_or_history(
 
 
 def test_pins_are_erased_from_the_sqlite_file_once_delivered(
-        tmp_path: Path, state_location: str, dead_smtp_url: str) -> None:
-    database = state_file(state_location)
-    if database is None:
-        pytest.skip("about the SQLite file; this state is a database URL")
-    ws = Workspace(tmp_path, state_location)
+        tmp_path: Path, sqlite_location: str, dead_smtp_url: str) -> None:
+    database = state_file(sqlite_location)
+    assert database is not None
+    ws = Workspace(tmp_path, sqlite_location)
     _, pins, queued_snapshot = pin_scenario(ws, dead_smtp_url)
     assert queued_snapshot is not None
     first = pins[:3]
@@ -294,11 +293,10 @@ def test_pins_are_erased_from_the_sqlite_file_once_delivered(
 # --- private files ---------------------------------------------------------------------------
 
 
-def test_sqlite_state_file_is_private(tmp_path: Path, state_location: str) -> None:
-    database = state_file(state_location)
-    if database is None:
-        pytest.skip("about the SQLite file mode; this state is a database URL")
-    ws = Workspace(tmp_path, state_location)
+def test_sqlite_state_file_is_private(tmp_path: Path, sqlite_location: str) -> None:
+    database = state_file(sqlite_location)
+    assert database is not None
+    ws = Workspace(tmp_path, sqlite_location)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(1))
     # the most permissive umask must not matter
     result = run(ws.args(["apply", "--auto-approve"]), cwd=ws.root, umask=0)
