@@ -19,21 +19,21 @@ MASS_DISABLE_FRACTION = 0.10
 MASS_DISABLE_MIN_ENABLED = 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     path: str
     before: Any
     after: Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UserChange:
     user: str
     action: str  # create | update | delete
     changes: tuple[Change, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedEmail:
     user: str
     to: str

@@ -19,7 +19,9 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 
 
 def render(plan: Plan, **_: object) -> str:
-    return json.dumps(plan_to_dict(plan), indent=2, ensure_ascii=False) + "\n"
+    """Compact JSON (pipe it to ``jq .`` to read it): with ``indent`` the standard library
+    falls back to its pure-Python encoder, which needs gigabytes for a 100k-user first plan."""
+    return json.dumps(plan_to_dict(plan), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def _tenant(t: TenantPlan) -> dict[str, Any]:
