@@ -24,7 +24,7 @@ from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, Options, save_plan
 from reconciler.outputs import render
 from reconciler.plan import Plan
-from reconciler.state import Commit, NewMessage, StaleState
+from reconciler.state import Commit, NewMessage, StaleState, StateLocked
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -106,6 +106,9 @@ def validate(manager: Manager) -> None:
         raise ConfigError([*exc.problems, *problems]) from None
     if problems:
         raise ConfigError(problems)
+    if loaded.missing:
+        raise UserError(f"no tenant folder {', '.join(loaded.missing)} under "
+                        f"{manager.options.config}")
     users = sum(len(t.users) for t in loaded.tenants.values())
     click.echo(f"Configuration valid: {len(loaded.tenants)} tenant(s), {users} user(s).")
 
@@ -187,8 +190,15 @@ def import_(manager: Manager, force: bool) -> None:
         raise UserError(f"{', '.join(existing)} already has applied state; importing would "
                         "overwrite it (pass --force to do so on purpose)")
     for name, config in sorted(loaded.tenants.items()):
-        with store.lock(name, manager.options.lock_timeout):
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(store.lock(name, manager.options.lock_timeout))
+            except StateLocked as exc:
+                raise UserError(f"{name}: {exc}") from None
             applied = store.load(name)
+            if applied is not None and not force:  # an apply got in since the check above
+                raise UserError(f"{name} already has applied state; importing would "
+                                "overwrite it (pass --force to do so on purpose)")
             expected = (applied.lineage, applied.serial) if applied else (None, 0)
             change = Commit(config.tenant, config.users, [], config.files, [],
                             uuid.uuid4().hex, kind="import", replace=True)

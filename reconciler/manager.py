@@ -114,8 +114,11 @@ def save_plan(plan: Plan, path: Path) -> None:
             for t in plan.tenants if t.config is not None
         },
     }
-    path.write_text(json.dumps(document, ensure_ascii=False, separators=(",", ":")),
-                    encoding="utf-8")
+    try:
+        path.write_text(json.dumps(document, ensure_ascii=False, separators=(",", ":")),
+                        encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write saved plan {path}: {exc.strerror or exc}") from None
 
 
 def read_saved_plan(path: Path) -> tuple[dict[str, Any], dict[str, TenantConfig],
@@ -131,7 +134,15 @@ def read_saved_plan(path: Path) -> tuple[dict[str, Any], dict[str, TenantConfig]
         raise UserError(f"{path} has plan format {document.get('format_version')!r}; this "
                         f"reconciler reads format {FORMAT_VERSION!r}")
     configs, expected = {}, {}
-    for name, saved in document["configs"].items():
-        configs[name] = TenantConfig(name, saved["tenant"], saved["users"], {}, saved["files"])
-        expected[name] = (saved["lineage"], saved["serial"])
-    return document["plan"], configs, expected
+    try:
+        for name, saved in document["configs"].items():
+            configs[name] = TenantConfig(name, saved["tenant"], saved["users"], {},
+                                         saved["files"])
+            expected[name] = (saved["lineage"], saved["serial"])
+        shown = document["plan"]
+        if not isinstance(shown, dict) or not isinstance(shown["tenants"], list):
+            raise TypeError("plan")
+    except (KeyError, TypeError, AttributeError):
+        raise UserError(f"{path} is not a complete saved plan (was it edited or truncated?); "
+                        "make a new one with `reconciler plan --out`") from None
+    return shown, configs, expected

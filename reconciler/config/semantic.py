@@ -37,6 +37,10 @@ def address_problem(value: str) -> str | None:
     """Why ``value`` is not a usable email address, or None."""
     if _CONTROL.search(value):
         return "must not contain control characters such as line breaks"
+    if not value.isascii():
+        # Messages are written for plain SMTP (no SMTPUTF8): the standard library cannot put a
+        # non-ASCII address in a To header, so apply would fail on it half-way.
+        return "must be plain ASCII (internationalized addresses cannot be emailed)"
     if len(value) <= 254 and _PLAIN_ADDRESS.match(value) and len(value.split("@")[0]) <= 64:
         return None
     return _library_verdict(value)
