@@ -140,11 +140,15 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
                     "refusing to disable more than 10% of the enabled users of "
                     f"{', '.join(guarded)}; check the configuration (a deleted users file?) or "
                     "pass --allow-mass-disable")
-        # Only now, with nothing left to refuse, is anything sent: earlier leftovers go first
+        # Every tenant's messages are composed before the first commit, so a failure there
+        # leaves every tenant as it was. Only then is anything sent: earlier leftovers go first
         # (the outbox is delivered in the order it was written), then this apply's messages.
-        for tenant_plan in plan.tenants:
-            if tenant_plan.has_changes and not tenant_plan.missing:
-                outcome.applied.append(_commit(manager, tenant_plan, sender))
+        # A tenant whose folder vanished is left alone, its queue included.
+        present = [t for t in plan.tenants if not t.missing]
+        changes = {t.name: _change(manager, t, sender) for t in present if t.has_changes}
+        for tenant_plan in present:
+            if tenant_plan.name in changes:
+                outcome.applied.append(_commit(manager, tenant_plan, changes[tenant_plan.name]))
             _deliver(manager, tenant_plan, transport, ui, outcome, retry_backoff)
     return outcome
 
@@ -179,22 +183,24 @@ def _replan_saved(manager: Manager, configs: dict[str, TenantConfig],
     return plan
 
 
-def _commit(manager: Manager, plan: TenantPlan, default: Sender) -> tuple[str, int]:
-    """Write the tenant's new state and its composed messages in one transaction; the store
-    refuses it if the state moved since ``plan`` was made (under our lock it cannot)."""
+def _change(manager: Manager, plan: TenantPlan, default: Sender) -> Commit:
+    """The tenant's write: its changed users and its composed messages (fresh PINs)."""
     config = plan.config
     assert config is not None
     lineage = plan.lineage or uuid.uuid4().hex
-    serial = plan.serial + 1
-    messages = compose_messages(manager, plan, lineage, serial, default)
-    change = Commit(
+    return Commit(
         tenant=config.tenant,
         upserts={u.user: config.users[u.user] for u in plan.user_changes if u.action != "delete"},
         deletes=[u.user for u in plan.user_changes if u.action == "delete"],
         files=config.files,
-        messages=messages,
+        messages=compose_messages(manager, plan, lineage, plan.serial + 1, default),
         lineage=lineage,
     )
+
+
+def _commit(manager: Manager, plan: TenantPlan, change: Commit) -> tuple[str, int]:
+    """Write state, outbox and history in one transaction; the store refuses it if the state
+    moved since ``plan`` was made (under our lock it cannot)."""
     try:
         return plan.name, manager.store.commit(plan.name, (plan.lineage, plan.serial), change)[1]
     except StaleState as exc:

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
 from reconciler.cli import main
@@ -120,3 +123,73 @@ def test_import_does_not_overwrite_state_an_apply_wrote_after_its_check(setup, m
     assert_one_line_error(result, "already has applied state")
     store = SQLiteStore(root / "st" / "state.db")
     assert [h["kind"] for h in store.history("acme")] == ["apply"]
+
+
+# --- second review round ---------------------------------------------------------------------
+
+
+def test_an_unknown_key_with_two_letters_swapped_gets_a_hint(setup):
+    tmp_path, args = setup
+    (tmp_path / "cfg" / "acme" / "users.yaml").write_text(
+        'users:\n  alice@acme.com:\n    lisence: true\n    conference_id: "1234567"\n')
+    result = CliRunner().invoke(main, ["validate", *args])
+    assert result.exit_code == 1
+    assert "unknown key 'lisence' (did you mean 'license'?)" in result.stderr
+
+
+def test_a_symlinked_state_path_shares_the_lock_of_the_real_file(tmp_path: Path):
+    real = tmp_path / "state.db"
+    store = SQLiteStore(real)
+    (tmp_path / "alias.db").symlink_to(real)
+    alias = SQLiteStore(tmp_path / "alias.db")
+    with store.lock("acme"), pytest.raises(Exception, match="locked by"):
+        alias.lock("acme").__enter__()
+    store.close()
+    alias.close()
+
+
+def test_the_queue_of_a_tenant_whose_folder_vanished_is_left_alone(setup, dead_smtp_url,
+                                                                   smtp_server):
+    tmp_path, args = setup
+    smtp = [*args[:4], "--mail", dead_smtp_url, "--default-from", "noreply@acme.com",
+            "--retry-backoff", "0"]
+    result = CliRunner().invoke(main, ["apply", "--auto-approve", *smtp])
+    assert result.exit_code == 1 and "1 queued" in result.stdout
+    (tmp_path / "cfg" / "acme" / "tenant.yaml").unlink()
+    (tmp_path / "cfg" / "acme" / "users.yaml").unlink()
+    (tmp_path / "cfg" / "acme").rmdir()
+    (tmp_path / "cfg" / "other").mkdir()
+    (tmp_path / "cfg" / "other" / "tenant.yaml").write_text(TENANT)
+    live = [*args[:4], "--mail", smtp_server.url, "--default-from", "noreply@acme.com"]
+    result = CliRunner().invoke(main, ["apply", "--auto-approve", *live])
+    assert smtp_server.received == []
+    assert "missing from the configuration" in result.stdout
+    shown = CliRunner().invoke(main, ["state", "show", *args])
+    outbox = next(t for t in json.loads(shown.stdout)["tenants"]
+                  if t["name"] == "acme")["outbox"]
+    assert [m["status"] for m in outbox] == ["queued"]
+
+
+class _RefusingSender:
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        return "550 5.7.1 not allowed to send as this address"
+
+
+def test_a_refused_sender_keeps_every_message_queued_with_its_pin(setup):
+    tmp_path, args = setup
+    (tmp_path / "cfg" / "acme" / "users.yaml").write_text(
+        users() + '  bob@acme.com:\n    license: true\n    conference_id: "7654321"\n')
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(_RefusingSender(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        result = CliRunner().invoke(main, [
+            "apply", "--auto-approve", *args[:4], "--mail", f"smtp://127.0.0.1:{port}",
+            "--default-from", "noreply@acme.com", "--retry-backoff", "0"])
+    finally:
+        controller.stop()
+    assert result.exit_code == 1
+    assert "2 queued" in result.stdout and "0 failed" in result.stdout
+    assert "refused the sender noreply@acme.com" in result.stderr

@@ -211,7 +211,7 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
 
 
 def _unknown_key(key: str, allowed: list[str]) -> str:
-    near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)  # "lisence" → "license"
     hint = f" (did you mean {near[0]!r}?)" if near else ""
     return f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}"
 

@@ -99,6 +99,15 @@ class SMTPTransport(Transport):
         except smtplib.SMTPRecipientsRefused as error:
             self._reset()
             raise _recipients_failure(self.description, error.recipients) from error
+        except smtplib.SMTPSenderRefused as error:
+            # The same From for every message: no message is at fault, and failing each one
+            # for good would erase every PIN over one setup problem. Keep them all queued.
+            self._reset()
+            if error.smtp_code >= 500:
+                raise SetupFailure(f"{self.description} refused the sender {sender}: "
+                                   f"{error.smtp_code} {error.smtp_error.decode(errors='replace')}"
+                                   ) from error
+            raise _reply_failure(self.description, error.smtp_code, error.smtp_error) from error
         except smtplib.SMTPResponseException as error:
             self._reset()
             raise _reply_failure(self.description, error.smtp_code, error.smtp_error) from error

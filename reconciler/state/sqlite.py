@@ -128,7 +128,8 @@ class SQLiteStore(StateStore):
 
     @contextmanager
     def lock(self, tenant: str, timeout: float = 0.0) -> Iterator[None]:
-        lock_path = self.path.with_name(f"{self.path.name}.{tenant}.lock")
+        real = self.path.resolve()  # one lock file however the database is named
+        lock_path = real.with_name(f"{real.name}.{tenant}.lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             deadline = time.monotonic() + timeout
