@@ -195,6 +195,7 @@ def _change(manager: Manager, plan: TenantPlan, default: Sender) -> Commit:
         files=config.files,
         messages=compose_messages(manager, plan, lineage, plan.serial + 1, default),
         lineage=lineage,
+        sources=config.source_files(),
     )
 
 

@@ -127,7 +127,7 @@ def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
          quiet: bool, artifacts_url: str | None) -> None:
     """Show what apply would change and which emails each user would get."""
     manager.read_only = True
-    loaded = manager.load()
+    loaded = manager.load(reuse_state=True)
     result = manager.plan(loaded, manager.tenant_names(loaded))
     if out is not None:
         save_plan(result, out)
@@ -201,7 +201,8 @@ def import_(manager: Manager, force: bool) -> None:
                                 "overwrite it (pass --force to do so on purpose)")
             expected = (applied.lineage, applied.serial) if applied else (None, 0)
             change = Commit(config.tenant, config.users, [], config.files, [],
-                            uuid.uuid4().hex, kind="import", replace=True)
+                            uuid.uuid4().hex, kind="import", replace=True,
+                            sources=config.source_files())
             try:
                 _, serial = store.commit(name, expected, change)
             except StaleState as exc:

@@ -7,16 +7,17 @@ prints, and ``apply`` builds on the plan made here.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.config import LoadedConfig, load_config, locate_findings
 from reconciler.errors import ConfigError, UserError
-from reconciler.model import TenantConfig
+from reconciler.model import TenantConfig, UserRecord
 from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
-from reconciler.state import StateStore, open_store
+from reconciler.state import Applied, StateStore, open_store
 
 if TYPE_CHECKING:
     from reconciler.emails import TemplateSet
@@ -42,6 +43,7 @@ class Manager:
     """Set by commands that only read the state: a missing SQLite file is then an empty state
     instead of being created."""
     _store: StateStore | None = field(default=None, repr=False)
+    _applied: dict[str, Applied | None] = field(default_factory=dict, repr=False)
     _templates: TemplateSet | None = field(default=None, repr=False)
 
     @property
@@ -62,11 +64,26 @@ class Manager:
         if self._store is not None:
             self._store.close()
 
-    def load(self) -> LoadedConfig:
-        """The configuration, or ConfigError with every problem in it."""
-        loaded = load_config(self.options.config, self.options.tenants or None,
-                             self.templates.locales())
-        return loaded
+    def load(self, reuse_state: bool = False) -> LoadedConfig:
+        """The configuration, or ConfigError with every problem in it.
+
+        ``reuse_state``: users files unchanged since the last apply are taken from the state
+        instead of parsed (plan and apply; never ``validate``, which needs no state).
+        """
+        caches = None
+        if reuse_state:
+            caches = {name: _StateCache(self.store, name, applied)
+                      for name in self.store.tenants()
+                      if (applied := self.applied(name)) is not None}
+        return load_config(self.options.config, self.options.tenants or None,
+                           self.templates.locales(), caches)
+
+    def applied(self, name: str) -> Applied | None:
+        """The tenant's applied state, read once per run (the config loader and the plan share
+        it, so both see the same snapshot)."""
+        if name not in self._applied:
+            self._applied[name] = self.store.load(name)
+        return self._applied[name]
 
     def tenant_names(self, loaded: LoadedConfig) -> list[str]:
         """Tenants this run covers: the configured ones plus those only the state knows."""
@@ -87,7 +104,7 @@ class Manager:
         tenants: list[TenantPlan] = []
         findings = []
         for name in names:
-            applied = self.store.load(name)
+            applied = self.applied(name)
             config = loaded.tenants.get(name)
             if config is None:
                 assert applied is not None
@@ -99,6 +116,22 @@ class Manager:
         if findings:
             raise ConfigError(locate_findings(loaded.root, findings))
         return Plan(tenants)
+
+
+@dataclass
+class _StateCache:
+    """One tenant's applied state offered to the config loader (``config.UsersCache``)."""
+
+    store: StateStore
+    name: str
+    state: Applied
+
+    @property
+    def files(self) -> dict[str, str]:
+        return self.state.files
+
+    def users(self, files: Collection[str]) -> dict[str, dict[str, UserRecord]] | None:
+        return self.store.file_users(self.name, files, self.state.serial)
 
 
 def save_plan(plan: Plan, path: Path) -> None:

@@ -90,3 +90,11 @@ class TenantConfig:
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     """Relative path of every file read → content hash (recorded with the state)."""
+    cached: frozenset[str] = frozenset()
+    """Users files whose users were taken from the applied state because nothing they depend
+    on changed (their ``sources`` then carry the lower-cased UPN as the key)."""
+
+    def source_files(self) -> dict[str, str]:
+        """User → the file that defines it, for the users read from their file this time (the
+        state already records it for the others)."""
+        return {upn: file for upn, (file, _) in self.sources.items() if file not in self.cached}

@@ -77,6 +77,19 @@ def set_schema_version(location: str, version: str) -> None:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
 
 
+def downgrade_to_version_1(location: str) -> None:
+    """Make a store look like one written by schema version 1 (no users.file column)."""
+    if "://" in location:
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute("ALTER TABLE reconciler_users DROP COLUMN file")
+    else:
+        with sqlite3.connect(location) as conn:
+            conn.execute("ALTER TABLE users DROP COLUMN file")
+    set_schema_version(location, "1")
+
+
 # --- applied state: lineage, serial, users -----------------------------------------------------
 
 def test_empty_store(store: StateStore) -> None:
@@ -347,13 +360,49 @@ def test_a_killed_holders_lock_does_not_block(state_location: str) -> None:
 
 # --- schema versions -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("version", ["2", "0"])
+@pytest.mark.parametrize("version", ["3", "0"])
 def test_another_schema_version_is_refused_clearly(state_location: str, version: str) -> None:
     open_store(state_location).close()
     set_schema_version(state_location, version)
     with pytest.raises(UserError) as caught:
         open_store(state_location)
     text = str(caught.value)
-    assert f"schema version {version}, this reconciler understands version 1" in text
-    assert ("newer reconciler" if version == "2" else "older reconciler") in text
+    assert f"schema version {version}, this reconciler understands version 2" in text
+    assert ("newer reconciler" if version == "3" else "older reconciler") in text
     assert "\n" not in text
+
+
+def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_state(state_location: str) -> None:
+    store = open_store(state_location)
+    commit(store, users={"alice@contoso.com": {"upn": "alice@contoso.com", "license": True}})
+    before = store.load("contoso")
+    assert before is not None
+    expected = (before.lineage, before.serial, dict(before.users))
+    store.close()
+    downgrade_to_version_1(state_location)
+    store = open_store(state_location)
+    after = store.load("contoso")
+    assert after is not None
+    assert (after.lineage, after.serial, dict(after.users)) == expected
+    assert store.file_users("contoso", ["contoso/users.yaml"], after.serial) == {
+        "contoso/users.yaml": {}}
+    store.close()
+
+
+def test_users_are_recorded_with_the_file_that_defines_them(state_location: str) -> None:
+    store = open_store(state_location)
+    alice = {"upn": "alice@contoso.com", "license": True}
+    bob = {"upn": "bob@contoso.com", "license": False}
+    change = Commit(tenant=TENANT, upserts={"alice@contoso.com": alice, "bob@contoso.com": bob},
+                    deletes=[], files={}, messages=[], lineage="l",
+                    sources={"alice@contoso.com": "c/a.yaml", "bob@contoso.com": "c/b.yaml"})
+    store.commit("contoso", (None, 0), change)
+    assert store.file_users("contoso", ["c/a.yaml", "c/b.yaml"], 1) == {
+        "c/a.yaml": {"alice@contoso.com": alice}, "c/b.yaml": {"bob@contoso.com": bob}}
+    moved = Commit(tenant=TENANT, upserts={}, deletes=[], files={}, messages=[], lineage="l",
+                   sources={"bob@contoso.com": "c/a.yaml"})  # bob moved, unchanged
+    store.commit("contoso", ("l", 1), moved)
+    assert store.file_users("contoso", ["c/a.yaml"], 2) == {
+        "c/a.yaml": {"alice@contoso.com": alice, "bob@contoso.com": bob}}
+    assert store.file_users("contoso", ["c/a.yaml"], 1) is None  # the state moved on
+    store.close()

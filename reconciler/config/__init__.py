@@ -10,17 +10,34 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from reconciler import __version__
 from reconciler.config import schema, semantic
 from reconciler.config.yamlload import Finding, YAMLProblem, load, locate
 from reconciler.errors import ConfigError, Problem
 from reconciler.model import LOCALES, TenantConfig, TenantRecord, UserRecord
 
-__all__ = ["Finding", "LoadedConfig", "load_config", "locate_findings", "tenant_names"]
+__all__ = ["Finding", "LoadedConfig", "UsersCache", "load_config", "locate_findings",
+           "tenant_names"]
+
+CACHE_KEY = "(reconciler)"
+"""Entry of ``TenantConfig.files`` naming what effective records depend on besides the files."""
+
+
+class UsersCache(Protocol):
+    """The last applied state of one tenant, as the loader may reuse it: a users file whose
+    bytes (and ``tenant.yaml``'s, and the reconciler's) are unchanged since it was applied
+    yields the same effective users, so they are taken from the state instead of parsed."""
+
+    files: Mapping[str, str]
+    """What ``TenantConfig.files`` was at the last apply."""
+
+    def users(self, files: Collection[str]) -> dict[str, dict[str, UserRecord]] | None:
+        """Their users by file, or None if the state moved meanwhile (then nothing is reused)."""
 
 
 @dataclass
@@ -39,10 +56,16 @@ def tenant_names(root: Path) -> list[str]:
 
 
 def load_config(
-    root: Path, only: Sequence[str] | None = None, locales: Collection[str] = LOCALES
+    root: Path, only: Sequence[str] | None = None, locales: Collection[str] = LOCALES,
+    caches: Mapping[str, UsersCache] | None = None,
 ) -> LoadedConfig:
     """Load the tenants under ``root`` (or only the named ones); raise ConfigError with every
-    problem of every tenant."""
+    problem of every tenant.
+
+    ``caches`` (by tenant) lets unchanged users files be taken from the applied state. Only a
+    tenant without any problem keeps that shortcut: otherwise it is read again in full, so
+    every problem is found and located exactly as without a cache.
+    """
     names = list(only) if only else tenant_names(root)
     if not only and not names:
         raise ConfigError([Problem(str(root), 1, 1, "no tenant folders found (expected "
@@ -53,8 +76,12 @@ def load_config(
         if not (root / name).is_dir():
             result.missing.append(name)
             continue
-        reader = _TenantReader(root, name, locales)
+        cache = (caches or {}).get(name)
+        reader = _TenantReader(root, name, locales, cache)
         config = reader.read()
+        if reader.cached and (reader.findings or reader.located):
+            reader = _TenantReader(root, name, locales, None)
+            config = reader.read()
         problems.extend(reader.problems())
         if config is not None:
             result.tenants[name] = config
@@ -77,10 +104,13 @@ def locate_findings(root: Path, findings: Iterable[Finding]) -> list[Problem]:
 class _TenantReader:
     """Reads one tenant folder, collecting findings instead of stopping at the first."""
 
-    def __init__(self, root: Path, name: str, locales: Collection[str]):
-        self.root, self.name, self.locales = root, name, locales
-        self.hashes: dict[str, str] = {}
+    def __init__(self, root: Path, name: str, locales: Collection[str],
+                 cache: UsersCache | None = None):
+        self.root, self.name, self.locales, self.cache = root, name, locales, cache
+        self.hashes: dict[str, str] = {CACHE_KEY: f"{__version__} {' '.join(sorted(locales))}"}
         """Content hash of every file read; the bytes are not kept (re-read to locate errors)."""
+        self.cached: set[str] = set()
+        """Users files whose users came from the state, not from parsing."""
         self.findings: list[Finding] = []
         self.located: list[Problem] = []
 
@@ -109,7 +139,8 @@ class _TenantReader:
         users, sources = self._read_users(tenant, check_numbers=tenant_ok)
         if self.findings or self.located:
             return None
-        return TenantConfig(self.name, tenant, users, sources, self.hashes)
+        return TenantConfig(self.name, tenant, users, sources, self.hashes,
+                            frozenset(self.cached))
 
     def _read(self, file: str, schema_name: str) -> Any:
         path = self.root / file
@@ -164,7 +195,17 @@ class _TenantReader:
         # With a broken tenant.yaml the bridge is unknown: its numbers are not checked against,
         # but everything else about each user still is, so all problems show in one run.
         numbers = semantic.bridge_numbers(tenant) if check_numbers else None
-        for file in self._user_files():
+        files = self._user_files()
+        reusable = self._reusable(files) if check_numbers else {}
+        for file in files:
+            if file in reusable:
+                for upn, user in reusable[file].items():
+                    places[upn].append((file, upn))
+                    if user["conference_id"] is not None:
+                        ids[user["conference_id"]].append((file, upn))
+                    users[upn] = user
+                    sources[upn] = (file, upn)
+                continue
             raws = self._read(file, "users.schema.json")
             if not isinstance(raws, dict):
                 continue
@@ -181,6 +222,26 @@ class _TenantReader:
         self.findings.extend(semantic.check_unique(places, "user"))
         self.findings.extend(semantic.check_unique(ids, "conference_id", ("conference_id",)))
         return users, sources
+
+    def _reusable(self, files: list[str]) -> dict[str, dict[str, UserRecord]]:
+        """The users files unchanged since the last apply, with their users from the state."""
+        recorded = self.cache.files if self.cache is not None else {}
+        tenant_file = f"{self.name}/tenant.yaml"
+        if not recorded or any(recorded.get(k) != self.hashes.get(k)
+                               for k in (CACHE_KEY, tenant_file)):
+            return {}
+        unchanged = []
+        for file in files:
+            digest = hashlib.sha256((self.root / file).read_bytes()).hexdigest()
+            if recorded.get(file) == digest:
+                self.hashes[file] = digest
+                unchanged.append(file)
+        assert self.cache is not None
+        found = self.cache.users(unchanged) if unchanged else None
+        if found is None:
+            return {}
+        self.cached.update(unchanged)
+        return found
 
 
 _MISSING = object()

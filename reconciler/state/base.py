@@ -13,7 +13,7 @@ import json
 import os
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.model import TenantRecord, UserRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The SQLite backend's schema version (each backend versions its own tables)."""
 
 
@@ -126,6 +126,9 @@ class Commit:
     messages: list[NewMessage]
     lineage: str
     """The lineage to start when the tenant has none yet (or on ``replace``)."""
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """User → the config file that defines it, for the users of every file that was read:
+    lets a later plan take an unchanged file's users from the state instead of parsing it."""
     kind: str = "apply"
     replace: bool = False
     """Start a new lineage and drop every stored user first (``import --force``)."""
@@ -177,6 +180,12 @@ class StateStore(ABC):
                ) -> tuple[str, int]:
         """Write state, outbox and history atomically if the state is still at ``expected``
         (lineage, serial); return the new (lineage, serial). Raise StaleState otherwise."""
+
+    @abstractmethod
+    def file_users(self, tenant: str, files: Collection[str], serial: int
+                   ) -> dict[str, dict[str, UserRecord]] | None:
+        """The applied users recorded as defined in each of ``files`` (one pass over the
+        tenant's users), or None when the state is no longer at ``serial``."""
 
     @abstractmethod
     def queued(self, tenant: str) -> list[QueuedMessage]:

@@ -17,9 +17,10 @@ transaction), bodies erased once delivered or refused.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -29,6 +30,7 @@ from psycopg import errors
 from psycopg.types.json import Json
 
 from reconciler.errors import UserError
+from reconciler.model import UserRecord
 from reconciler.state.base import (
     Applied,
     Commit,
@@ -46,7 +48,7 @@ from reconciler.state.base import (
     url_secrets,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The version of the tables below; an upgrade adds a step to ``_UPGRADES``."""
 
 LOCK_CLASS = 0x52434E4C
@@ -67,7 +69,7 @@ CREATE TABLE reconciler_tenants (
     config json NOT NULL, files json NOT NULL, updated_at timestamptz NOT NULL);
 CREATE TABLE reconciler_users (
     tenant text NOT NULL REFERENCES reconciler_tenants (name) ON DELETE CASCADE,
-    upn text NOT NULL, record json NOT NULL, PRIMARY KEY (tenant, upn));
+    upn text NOT NULL, record json NOT NULL, file text, PRIMARY KEY (tenant, upn));
 CREATE TABLE reconciler_outbox (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant text NOT NULL REFERENCES reconciler_tenants (name) ON DELETE CASCADE,
@@ -89,8 +91,8 @@ CREATE TABLE reconciler_locks (
     backend_pid integer NOT NULL);
 """
 
-_UPGRADES: dict[int, str] = {}
-"""SQL bringing the tables from version N to N + 1 (none yet)."""
+_UPGRADES: dict[int, str] = {1: "ALTER TABLE reconciler_users ADD COLUMN file text"}
+"""SQL bringing the tables from version N to N + 1."""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -193,7 +195,7 @@ class PostgresStore(StateStore):
             "SELECT value FROM reconciler_meta WHERE key = 'schema_version'").fetchone()
         return row[0] if row else "missing"
 
-    def _upgrade(self, version: int) -> None:  # pragma: no cover - no upgrade exists yet
+    def _upgrade(self, version: int) -> None:
         while version in _UPGRADES:
             with self.db.transaction():
                 self.db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
@@ -233,6 +235,20 @@ class PostgresStore(StateStore):
                             (tenant,)),
             lambda upn: self._record(tenant, upn))
         return Applied(row[0], row[1], row[2], users, row[3])
+
+    def file_users(self, tenant: str, files: Collection[str], serial: int
+                   ) -> dict[str, dict[str, UserRecord]] | None:
+        found: dict[str, dict[str, UserRecord]] = {file: {} for file in files}
+        with self._guard(), self._snapshot():
+            row = self.db.execute("SELECT serial FROM reconciler_tenants WHERE name = %s",
+                                  (tenant,)).fetchone()
+            if row is None or row[0] != serial:
+                return None
+            for upn, record, file in self.db.execute(
+                    "SELECT upn, record::text, file FROM reconciler_users"
+                    " WHERE tenant = %s AND file = ANY(%s)", (tenant, list(found))):
+                found[file][upn] = json.loads(record)
+        return found
 
     def _record(self, tenant: str, upn: str) -> str:
         with self._guard():
@@ -329,10 +345,18 @@ class PostgresStore(StateStore):
         with db.cursor() as cur:
             if change.upserts:
                 cur.executemany(
-                    "INSERT INTO reconciler_users VALUES (%s, %s, %s::json) ON CONFLICT"
-                    " (tenant, upn) DO UPDATE SET record = excluded.record",
-                    [(name, upn, encode_record(record))
+                    "INSERT INTO reconciler_users VALUES (%s, %s, %s::json, %s) ON CONFLICT"
+                    " (tenant, upn) DO UPDATE SET record = excluded.record, file = excluded.file",
+                    [(name, upn, encode_record(record), change.sources.get(upn))
                      for upn, record in change.upserts.items()])
+            moved = {upn: file for upn, file in change.sources.items()
+                     if upn not in change.upserts}
+            if moved:
+                cur.execute(
+                    "UPDATE reconciler_users u SET file = v.file"
+                    " FROM unnest(%s::text[], %s::text[]) AS v(upn, file)"
+                    " WHERE u.tenant = %s AND u.upn = v.upn AND u.file IS DISTINCT FROM v.file",
+                    (list(moved), list(moved.values()), name))
             if change.deletes:
                 cur.execute("DELETE FROM reconciler_users WHERE tenant = %s AND upn = ANY(%s)",
                             (name, list(change.deletes)))
@@ -427,7 +451,8 @@ class PostgresStore(StateStore):
                 (name, applied.lineage, applied.serial, Json(applied.tenant),
                  Json(applied.files), dump.updated_at))
             if applied.users:
-                cur.executemany("INSERT INTO reconciler_users VALUES (%s, %s, %s::json)",
+                cur.executemany("INSERT INTO reconciler_users (tenant, upn, record)"
+                                " VALUES (%s, %s, %s::json)",
                                 [(name, upn, encode_record(r))
                                  for upn, r in applied.users.items()])
             if dump.outbox:

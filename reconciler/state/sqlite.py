@@ -12,12 +12,13 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import UserError
+from reconciler.model import UserRecord
 from reconciler.state.base import (
     SCHEMA_VERSION,
     Applied,
@@ -41,7 +42,7 @@ CREATE TABLE IF NOT EXISTS tenants (
     name TEXT PRIMARY KEY, lineage TEXT NOT NULL, serial INTEGER NOT NULL,
     config TEXT NOT NULL, files TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
-    tenant TEXT NOT NULL, upn TEXT NOT NULL, record TEXT NOT NULL,
+    tenant TEXT NOT NULL, upn TEXT NOT NULL, record TEXT NOT NULL, file TEXT,
     PRIMARY KEY (tenant, upn)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, serial INTEGER NOT NULL, upn TEXT NOT NULL,
@@ -54,6 +55,10 @@ CREATE TABLE IF NOT EXISTS history (
     applied_at TEXT NOT NULL, actor TEXT NOT NULL, emails TEXT NOT NULL,
     suppressed INTEGER NOT NULL);
 """
+
+
+_UPGRADES = {"1": "ALTER TABLE users ADD COLUMN file TEXT"}
+"""From an older schema version to the current one."""
 
 
 class SQLiteStore(StateStore):
@@ -88,6 +93,11 @@ class SQLiteStore(StateStore):
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
             row = has_meta and self.db.execute(
                 "SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row and row[0] in _UPGRADES:
+                self.db.execute(_UPGRADES[row[0]])
+                self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                                (str(SCHEMA_VERSION),))
+                row = (str(SCHEMA_VERSION),)
             if row and row[0] != str(SCHEMA_VERSION):
                 raise UserError(schema_mismatch(self.description, row[0], SCHEMA_VERSION))
             for statement in _SCHEMA.split(";"):
@@ -102,8 +112,8 @@ class SQLiteStore(StateStore):
                 "SELECT value FROM meta WHERE key='store_id'").fetchone()[0]
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[None]:
+        self.db.execute(f"BEGIN {mode}")
         try:
             yield
         except BaseException:
@@ -172,9 +182,14 @@ class SQLiteStore(StateStore):
                 (name, lineage, serial, json.dumps(change.tenant), json.dumps(change.files), now()),
             )
             self.db.executemany(
-                "INSERT OR REPLACE INTO users VALUES (?,?,?)",
-                ((name, upn, encode_record(record)) for upn, record in change.upserts.items()),
+                "INSERT OR REPLACE INTO users VALUES (?,?,?,?)",
+                ((name, upn, encode_record(record), change.sources.get(upn))
+                 for upn, record in change.upserts.items()),
             )
+            self.db.executemany(
+                "UPDATE users SET file=? WHERE tenant=? AND upn=? AND file IS NOT ?",
+                ((file, name, upn, file) for upn, file in change.sources.items()
+                 if upn not in change.upserts))
             self.db.executemany("DELETE FROM users WHERE tenant=? AND upn=?",
                                 ((name, upn) for upn in change.deletes))
             stamp = now()
@@ -193,6 +208,19 @@ class SQLiteStore(StateStore):
                  sum(m.suppressed for m in change.messages)),
             )
         return lineage, serial
+
+    def file_users(self, tenant: str, files: Collection[str], serial: int
+                   ) -> dict[str, dict[str, UserRecord]] | None:
+        found: dict[str, dict[str, UserRecord]] = {file: {} for file in files}
+        with self._transaction("DEFERRED"):  # a read snapshot: the serial and users agree
+            row = self.db.execute("SELECT serial FROM tenants WHERE name=?", (tenant,)).fetchone()
+            if row is None or row[0] != serial:
+                return None
+            for upn, record, file in self.db.execute(
+                    "SELECT upn, record, file FROM users WHERE tenant=?", (tenant,)):
+                if file in found:
+                    found[file][upn] = json.loads(record)
+        return found
 
     def queued(self, tenant: str) -> list[QueuedMessage]:
         rows = self.db.execute(
@@ -259,7 +287,7 @@ class SQLiteStore(StateStore):
                 (name, applied.lineage, applied.serial, json.dumps(applied.tenant),
                  json.dumps(applied.files), dump.updated_at))
             self.db.executemany(
-                "INSERT INTO users VALUES (?,?,?)",
+                "INSERT INTO users (tenant, upn, record) VALUES (?,?,?)",
                 ((name, upn, encode_record(record)) for upn, record in applied.users.items()))
             self.db.executemany(
                 "INSERT INTO outbox (tenant, serial, upn, type, message_id, sender, recipients,"

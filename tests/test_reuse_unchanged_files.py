@@ -1,0 +1,119 @@
+"""Plans reuse users files unchanged since the last apply; the result must be exactly the
+full path's (issue 4). A randomized walk of edits, applies and errors compares both."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import ConfigError
+from reconciler.manager import Manager, Options
+from reconciler.outputs.json import plan_to_dict
+from tests.helpers import TOLL, TOLL_2, tenant_doc, user_doc, write_tenant
+from tests.test_apply_write_size import SilentUI
+
+FILES = 6
+
+
+def write(config: Path, tenant: dict, layout: dict[str, dict[str, dict]]) -> None:
+    write_tenant(config, "acme", tenant, user_files=layout)
+
+
+def both_paths(options: Options) -> tuple[object, object]:
+    """(loaded users, plan JSON) with reuse and without, or the problems each raised."""
+    results = []
+    for reuse in (True, False):
+        manager = Manager(options, read_only=True)
+        try:
+            loaded = manager.load(reuse_state=reuse)
+            plan = manager.plan(loaded, manager.tenant_names(loaded))
+            results.append((loaded.tenants["acme"].users, plan_to_dict(plan)))
+        except ConfigError as exc:
+            results.append(("problems", [str(p) for p in exc.problems]))
+        finally:
+            manager.close()
+    return results[0], results[1]
+
+
+def apply(options: Options) -> None:
+    from reconciler.apply import run_apply
+
+    manager = Manager(options)
+    try:
+        run_apply(manager, SilentUI(), auto_approve=True, allow_mass_disable=True)
+    finally:
+        manager.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reusing_unchanged_files_plans_exactly_like_reading_them(
+        tmp_path: Path, state_location: str, seed: int) -> None:
+    rng = random.Random(seed)
+    config = tmp_path / "tenants"
+    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
+    tenant = tenant_doc()
+    layout = {f"part{f}.yaml": {f"u{f}{i}@acme.com": user_doc(f"{1000000 + f * 100 + i}")
+                                for i in range(8)} for f in range(FILES)}
+    write(config, tenant, layout)
+    apply(options)
+    reused_some = False
+    for _step in range(25):
+        file = rng.choice(sorted(layout))
+        users = layout[file]
+        action = rng.choice(["edit", "move", "add", "remove", "request", "tenant", "error",
+                             "apply", "apply"])
+        if action == "edit" and users:
+            upn = rng.choice(sorted(users))
+            users[upn] = {**users[upn], "conference_id": f"{rng.randrange(2000000, 9999999)}"}
+        elif action == "move" and users:
+            upn = rng.choice(sorted(users))
+            layout[rng.choice(sorted(layout))][upn] = users.pop(upn)
+        elif action == "add":
+            users[f"n{rng.randrange(10**6)}@acme.com"] = user_doc(
+                f"{rng.randrange(2000000, 9999999)}", license=rng.random() < 0.8)
+        elif action == "remove" and users:
+            users.pop(rng.choice(sorted(users)))
+        elif action == "request" and users:
+            upn = rng.choice(sorted(users))
+            users[upn] = {**users[upn], "pin_reset": f"r{rng.randrange(100)}"}
+        elif action == "tenant":
+            tenant = tenant_doc()
+            tenant["bridge"]["default_number"] = rng.choice([TOLL, TOLL_2])
+        elif action == "error" and users:  # a duplicate conference ID, for this step only
+            upn = rng.choice(sorted(users))
+            kept = users[upn]
+            other = rng.choice([u for f in layout.values() for u in f.values() if u is not kept])
+            users[upn] = {**kept, "conference_id": other["conference_id"]}
+            write(config, tenant, layout)
+            with_reuse, without = both_paths(options)
+            assert with_reuse == without and with_reuse[0] == "problems", (seed, _step)
+            users[upn] = kept
+        elif action == "apply":
+            apply(options)
+        write(config, tenant, layout)
+        with_reuse, without = both_paths(options)
+        assert with_reuse == without, (seed, _step, action)
+        manager = Manager(options, read_only=True)
+        reused_some |= bool(manager.load(reuse_state=True).tenants["acme"].cached)
+        manager.close()
+    assert reused_some, "the walk never reused a file: the test would prove nothing"
+
+
+def test_a_problem_touching_a_reused_file_is_located_as_without_reuse(
+        tmp_path: Path, state_location: str) -> None:
+    config = tmp_path / "tenants"
+    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
+    layout = {"a.yaml": {"Alice@acme.com": user_doc("1000001")},
+              "b.yaml": {"bob@acme.com": user_doc("1000002")}}
+    write(config, tenant_doc(), layout)
+    apply(options)
+    layout["b.yaml"]["carol@acme.com"] = user_doc("1000001")  # a.yaml unchanged: reused
+    write(config, tenant_doc(), layout)
+    with_reuse, without = both_paths(options)
+    assert with_reuse == without
+    assert with_reuse[0] == "problems"
+    problems = with_reuse[1]
+    assert any(p.startswith("acme/users/a.yaml:5:20: conference_id") for p in problems)
+    assert any("(Alice@acme.com)" in p for p in problems)  # the key as written, re-read
