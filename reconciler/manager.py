@@ -17,7 +17,7 @@ from reconciler.errors import ConfigError, UserError
 from reconciler.model import TenantConfig, UserRecord
 from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
-from reconciler.state import Applied, StateStore, open_store
+from reconciler.state import StateStore, open_store
 
 if TYPE_CHECKING:
     from reconciler.emails import TemplateSet
@@ -43,7 +43,6 @@ class Manager:
     """Set by commands that only read the state: a missing SQLite file is then an empty state
     instead of being created."""
     _store: StateStore | None = field(default=None, repr=False)
-    _applied: dict[str, Applied | None] = field(default_factory=dict, repr=False)
     _templates: TemplateSet | None = field(default=None, repr=False)
 
     @property
@@ -72,18 +71,12 @@ class Manager:
         """
         caches = None
         if reuse_state:
-            caches = {name: _StateCache(self.store, name, applied)
+            caches = {name: _StateCache(self.store, name, *applied)
                       for name in self.store.tenants()
-                      if (applied := self.applied(name)) is not None}
+                      if (applied := self.store.applied_files(name)) is not None}
         return load_config(self.options.config, self.options.tenants or None,
                            self.templates.locales(), caches)
 
-    def applied(self, name: str) -> Applied | None:
-        """The tenant's applied state, read once per run (the config loader and the plan share
-        it, so both see the same snapshot)."""
-        if name not in self._applied:
-            self._applied[name] = self.store.load(name)
-        return self._applied[name]
 
     def tenant_names(self, loaded: LoadedConfig) -> list[str]:
         """Tenants this run covers: the configured ones plus those only the state knows."""
@@ -104,7 +97,7 @@ class Manager:
         tenants: list[TenantPlan] = []
         findings = []
         for name in names:
-            applied = self.applied(name)
+            applied = self.store.load(name)
             config = loaded.tenants.get(name)
             if config is None:
                 assert applied is not None
@@ -124,14 +117,11 @@ class _StateCache:
 
     store: StateStore
     name: str
-    state: Applied
-
-    @property
-    def files(self) -> dict[str, str]:
-        return self.state.files
+    serial: int
+    files: dict[str, str]
 
     def users(self, files: Collection[str]) -> dict[str, dict[str, UserRecord]] | None:
-        return self.store.file_users(self.name, files, self.state.serial)
+        return self.store.file_users(self.name, files, self.serial)
 
 
 def save_plan(plan: Plan, path: Path) -> None:

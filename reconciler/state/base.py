@@ -49,6 +49,18 @@ def record_digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
+def decode_records(rows: list[tuple[str, str]]) -> dict[str, UserRecord]:
+    """Stored (upn, text) rows as records, decoded in one call so every record shares one copy
+    of each key string (100k separate ``json.loads`` would each make their own)."""
+    records = json.loads("[" + ",".join(text for _, text in rows) + "]")
+    for (upn, _), record in zip(rows, records, strict=True):
+        if record.get("upn") == upn:  # one copy of each address, as the YAML path keeps
+            record["upn"] = upn
+            if record.get("email") == upn:
+                record["email"] = upn
+    return {upn: record for (upn, _), record in zip(rows, records, strict=True)}
+
+
 class StoredUsers(Mapping[str, UserRecord]):
     """Applied users as a 16-byte digest of their stored text each; a record itself is fetched
     from the store only when read. A plan compares digests and reads the 1% that changed, so a
@@ -180,6 +192,10 @@ class StateStore(ABC):
                ) -> tuple[str, int]:
         """Write state, outbox and history atomically if the state is still at ``expected``
         (lineage, serial); return the new (lineage, serial). Raise StaleState otherwise."""
+
+    @abstractmethod
+    def applied_files(self, tenant: str) -> tuple[int, dict[str, str]] | None:
+        """The serial and the config files' hashes of the last apply, without its users."""
 
     @abstractmethod
     def file_users(self, tenant: str, files: Collection[str], serial: int

@@ -29,6 +29,7 @@ from reconciler.state.base import (
     StateStore,
     StoredUsers,
     TenantDump,
+    decode_records,
     email_counts,
     encode_record,
     holder,
@@ -209,6 +210,11 @@ class SQLiteStore(StateStore):
             )
         return lineage, serial
 
+    def applied_files(self, tenant: str) -> tuple[int, dict[str, str]] | None:
+        row = self.db.execute("SELECT serial, files FROM tenants WHERE name=?",
+                              (tenant,)).fetchone()
+        return None if row is None else (row[0], json.loads(row[1]))
+
     def file_users(self, tenant: str, files: Collection[str], serial: int
                    ) -> dict[str, dict[str, UserRecord]] | None:
         found: dict[str, dict[str, UserRecord]] = {file: {} for file in files}
@@ -216,10 +222,10 @@ class SQLiteStore(StateStore):
             row = self.db.execute("SELECT serial FROM tenants WHERE name=?", (tenant,)).fetchone()
             if row is None or row[0] != serial:
                 return None
-            for upn, record, file in self.db.execute(
-                    "SELECT upn, record, file FROM users WHERE tenant=?", (tenant,)):
-                if file in found:
-                    found[file][upn] = json.loads(record)
+            for file in files:  # one file's texts at a time: 100k of them would weigh 30 MB
+                found[file] = decode_records(self.db.execute(
+                    "SELECT upn, record FROM users WHERE tenant=? AND file=?",
+                    (tenant, file)).fetchall())
         return found
 
     def queued(self, tenant: str) -> list[QueuedMessage]:
