@@ -26,7 +26,7 @@ from reconciler.outputs import render
 from reconciler.plan import Plan
 from reconciler.state import Commit, NewMessage, StaleState, StateLocked
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+EXIT_ERROR, EXIT_CHANGES = 1, 2
 
 
 def common_options(command: Callable[..., Any]) -> Callable[..., Any]:

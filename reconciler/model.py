@@ -57,12 +57,6 @@ class UserRecord(TypedDict):
     send_conference_info: str | None
 
 
-class BridgeNumber(TypedDict):
-    number: str
-    type: Literal["toll", "toll_free"]
-    location: str | None
-
-
 class TenantRecord(TypedDict):
     """A tenant's effective configuration, everything but its users."""
 

@@ -13,7 +13,7 @@ import json
 import os
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -258,6 +258,26 @@ class EmptyState:
 
     def __getattr__(self, name: str) -> Any:
         raise RuntimeError(f"a read-only command never writes the state (StateStore.{name})")
+
+
+OUTBOX_SUMMARY = ("serial", "upn", "type", "message_id", "status", "suppressed", "error",
+                  "created_at", "done_at")
+"""The outbox columns ``messages()`` shows (never the body)."""
+OUTBOX_FULL = ("serial", "upn", "type", "message_id", "sender", "recipients", "data",
+               "suppressed", "status", "error", "created_at", "done_at")
+"""The outbox columns a dump carries (``export``/``restore``)."""
+
+
+def outbox_dict(columns: Sequence[str], row: Sequence[Any],
+                convert: Mapping[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    """One outbox row as the backends report it (``upn`` named ``user``), with the backend's
+    own conversions (JSON text, integers for booleans, timestamps)."""
+    return {("user" if c == "upn" else c): convert.get(c, _same)(v)
+            for c, v in zip(columns, row, strict=True)}
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def now() -> str:

@@ -31,6 +31,8 @@ from psycopg.types.json import Json
 from reconciler.errors import UserError
 from reconciler.model import UserRecord
 from reconciler.state.base import (
+    OUTBOX_FULL,
+    OUTBOX_SUMMARY,
     Applied,
     Commit,
     QueuedMessage,
@@ -43,6 +45,7 @@ from reconciler.state.base import (
     email_counts,
     encode_record,
     holder,
+    outbox_dict,
     redact,
     schema_mismatch,
     url_secrets,
@@ -98,6 +101,9 @@ _UPGRADES: dict[int, str] = {1: "ALTER TABLE reconciler_users ADD COLUMN file te
 def _iso(value: datetime | None) -> str | None:
     """A timestamp as the SQLite backend writes it: UTC, ISO 8601, whole seconds."""
     return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+_CONVERT = {"created_at": _iso, "done_at": _iso}
 
 
 class PostgresStore(StateStore):
@@ -419,13 +425,10 @@ class PostgresStore(StateStore):
     def messages(self, tenant: str) -> Iterator[dict[str, Any]]:
         with self._guard():
             rows = self.db.execute(
-                "SELECT serial, upn, type, message_id, status, suppressed, error, created_at,"
-                " done_at FROM reconciler_outbox WHERE tenant = %s ORDER BY id",
-                (tenant,)).fetchall()
+                f"SELECT {', '.join(OUTBOX_SUMMARY)} FROM reconciler_outbox WHERE tenant = %s"
+                " ORDER BY id", (tenant,)).fetchall()
         for r in rows:
-            yield {"serial": r[0], "user": r[1], "type": r[2], "message_id": r[3],
-                   "status": r[4], "suppressed": r[5], "error": r[6],
-                   "created_at": _iso(r[7]), "done_at": _iso(r[8])}
+            yield outbox_dict(OUTBOX_SUMMARY, r, _CONVERT)
 
     def export(self, tenant: str) -> TenantDump | None:
         with self._guard(), self._snapshot():
@@ -436,15 +439,9 @@ class PostgresStore(StateStore):
             updated_at = self.db.execute(
                 "SELECT updated_at FROM reconciler_tenants WHERE name = %s",
                 (tenant,)).fetchone()[0]
-            outbox = [
-                {"serial": r[0], "user": r[1], "type": r[2], "message_id": r[3], "sender": r[4],
-                 "recipients": r[5], "data": r[6], "suppressed": r[7], "status": r[8],
-                 "error": r[9], "created_at": _iso(r[10]), "done_at": _iso(r[11])}
-                for r in self.db.execute(
-                    "SELECT serial, upn, type, message_id, sender, recipients, data, suppressed,"
-                    " status, error, created_at, done_at FROM reconciler_outbox"
-                    " WHERE tenant = %s ORDER BY id", (tenant,))
-            ]
+            outbox = [outbox_dict(OUTBOX_FULL, r, _CONVERT) for r in self.db.execute(
+                f"SELECT {', '.join(OUTBOX_FULL)} FROM reconciler_outbox WHERE tenant = %s"
+                " ORDER BY id", (tenant,))]
             return TenantDump(tenant, applied, _iso(updated_at) or "", outbox,
                               self._history(tenant))
 

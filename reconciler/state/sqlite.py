@@ -20,6 +20,8 @@ from typing import Any
 from reconciler.errors import UserError
 from reconciler.model import UserRecord
 from reconciler.state.base import (
+    OUTBOX_FULL,
+    OUTBOX_SUMMARY,
     SCHEMA_VERSION,
     Applied,
     Commit,
@@ -34,6 +36,7 @@ from reconciler.state.base import (
     encode_record,
     holder,
     now,
+    outbox_dict,
     schema_mismatch,
 )
 
@@ -57,6 +60,9 @@ CREATE TABLE IF NOT EXISTS history (
     suppressed INTEGER NOT NULL);
 """
 
+
+_CONVERT = {"recipients": json.loads, "suppressed": bool}
+"""SQLite keeps JSON as text and booleans as integers."""
 
 _UPGRADES = {"1": "ALTER TABLE users ADD COLUMN file TEXT"}
 """From an older schema version to the current one."""
@@ -256,12 +262,9 @@ class SQLiteStore(StateStore):
         ]
 
     def messages(self, tenant: str) -> Iterator[dict[str, Any]]:
-        for r in self.db.execute(
-            "SELECT serial, upn, type, message_id, status, suppressed, error, created_at, done_at"
-            " FROM outbox WHERE tenant=? ORDER BY id", (tenant,)):
-            yield {"serial": r[0], "user": r[1], "type": r[2], "message_id": r[3],
-                   "status": r[4], "suppressed": bool(r[5]), "error": r[6],
-                   "created_at": r[7], "done_at": r[8]}
+        for r in self.db.execute(f"SELECT {', '.join(OUTBOX_SUMMARY)} FROM outbox"
+                                 " WHERE tenant=? ORDER BY id", (tenant,)):
+            yield outbox_dict(OUTBOX_SUMMARY, r, _CONVERT)
 
     def export(self, tenant: str) -> TenantDump | None:
         with self._transaction():  # one snapshot
@@ -271,15 +274,9 @@ class SQLiteStore(StateStore):
             applied.users = dict(applied.users)  # a dump outlives the store
             updated_at = self.db.execute("SELECT updated_at FROM tenants WHERE name=?",
                                          (tenant,)).fetchone()[0]
-            outbox = [
-                {"serial": r[0], "user": r[1], "type": r[2], "message_id": r[3], "sender": r[4],
-                 "recipients": json.loads(r[5]), "data": r[6], "suppressed": bool(r[7]),
-                 "status": r[8], "error": r[9], "created_at": r[10], "done_at": r[11]}
-                for r in self.db.execute(
-                    "SELECT serial, upn, type, message_id, sender, recipients, data, suppressed,"
-                    " status, error, created_at, done_at FROM outbox WHERE tenant=? ORDER BY id",
-                    (tenant,))
-            ]
+            outbox = [outbox_dict(OUTBOX_FULL, r, _CONVERT) for r in self.db.execute(
+                f"SELECT {', '.join(OUTBOX_FULL)} FROM outbox WHERE tenant=? ORDER BY id",
+                (tenant,))]
             return TenantDump(tenant, applied, updated_at, outbox, self.history(tenant))
 
     def restore(self, dump: TenantDump) -> None:
