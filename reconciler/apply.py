@@ -123,7 +123,7 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
         shown_plan, configs, expected = read_saved_plan(saved)
         names = sorted(configs)
     else:
-        loaded = manager.load()
+        loaded = manager.load(reuse_state=True)  # unchanged files: no parse, no file update
         names = manager.tenant_names(loaded)
     with _locked(manager, names):
         if saved is not None:

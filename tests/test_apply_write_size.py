@@ -67,3 +67,21 @@ def test_the_state_write_of_an_apply_is_proportional_to_the_change(
     assert second[0].deletes == ["u008@contoso.com"]
     assert [(m.user, m.type) for m in second[0].messages] == [
         ("u007@contoso.com", "details-changed"), ("u008@contoso.com", "disabled")]
+
+
+def test_an_apply_records_source_files_only_for_files_it_read(
+        tmp_path: Path, state_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "tenants"
+    files = {"a.yaml": enabled_users(50), "b.yaml": enabled_users(50, start=50)}
+    write_tenant(config, "contoso", tenant_doc(), user_files=files)
+    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
+    first: list[Commit] = []
+    apply(options, first, monkeypatch)
+    assert len(first[0].sources) == 100
+
+    files["b.yaml"]["u060@contoso.com"]["conference_id"] = "7777777"
+    write_tenant(config, "contoso", tenant_doc(), user_files=files)
+    second: list[Commit] = []
+    apply(options, second, monkeypatch)
+    assert list(second[0].upserts) == ["u060@contoso.com"]
+    assert set(second[0].sources) == set(files["b.yaml"])  # a.yaml was reused, not read
