@@ -17,7 +17,7 @@ from reconciler.errors import ConfigError, UserError
 from reconciler.model import TenantConfig, UserRecord
 from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
-from reconciler.state import StateStore, open_store
+from reconciler.state import EmptyState, StateStore, open_store
 
 if TYPE_CHECKING:
     from reconciler.emails import TemplateSet
@@ -71,9 +71,12 @@ class Manager:
         """
         caches = None
         if reuse_state:
-            caches = {name: _StateCache(self.store, name, *applied)
-                      for name in self.store.tenants()
-                      if (applied := self.store.applied_files(name)) is not None}
+            store = self._store or open_store(self.options.state, create=False)
+            if not isinstance(store, EmptyState):  # looking must not create a state
+                self._store = store
+                caches = {name: _StateCache(store, name, *applied)
+                          for name in store.tenants()
+                          if (applied := store.applied_files(name)) is not None}
         return load_config(self.options.config, self.options.tenants or None,
                            self.templates.locales(), caches)
 

@@ -117,3 +117,34 @@ def test_a_problem_touching_a_reused_file_is_located_as_without_reuse(
     problems = with_reuse[1]
     assert any(p.startswith("acme/users/a.yaml:5:20: conference_id") for p in problems)
     assert any("(Alice@acme.com)" in p for p in problems)  # the key as written, re-read
+
+
+def forget_source_files(location: str) -> None:
+    """What an upgraded (schema 1) or migrated state looks like: file hashes, no user files."""
+    if "://" in location:
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute("UPDATE reconciler_users SET file = NULL")
+    else:
+        import sqlite3
+
+        with sqlite3.connect(location) as conn:
+            conn.execute("UPDATE users SET file = NULL")
+
+
+def test_a_state_that_does_not_know_its_users_files_is_never_reused(
+        tmp_path: Path, state_location: str) -> None:
+    config = tmp_path / "tenants"
+    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
+    layout = {"a.yaml": {"alice@acme.com": user_doc("1000001")},
+              "b.yaml": {"bob@acme.com": user_doc("1000002")}}
+    write(config, tenant_doc(), layout)
+    apply(options)
+    forget_source_files(state_location)
+    with_reuse, without = both_paths(options)
+    assert with_reuse == without
+    assert with_reuse[1]["summary"]["emails"] == 0  # not "every user disabled"
+    manager = Manager(options, read_only=True)
+    assert manager.load(reuse_state=True).tenants["acme"].cached == frozenset()
+    manager.close()

@@ -200,8 +200,9 @@ class StateStore(ABC):
     @abstractmethod
     def file_users(self, tenant: str, files: Collection[str], serial: int
                    ) -> dict[str, dict[str, UserRecord]] | None:
-        """The applied users recorded as defined in each of ``files`` (one pass over the
-        tenant's users), or None when the state is no longer at ``serial``."""
+        """The applied users recorded as defined in each of ``files``, or None when the state is
+        no longer at ``serial`` or does not know every user's file (a state upgraded from
+        schema 1 or migrated: reusing it would lose those users)."""
 
     @abstractmethod
     def queued(self, tenant: str) -> list[QueuedMessage]:

@@ -254,8 +254,10 @@ class PostgresStore(StateStore):
         with self._guard(), self._snapshot():
             row = self.db.execute("SELECT serial FROM reconciler_tenants WHERE name = %s",
                                   (tenant,)).fetchone()
-            if row is None or row[0] != serial:
-                return None
+            if row is None or row[0] != serial or self.db.execute(
+                    "SELECT 1 FROM reconciler_users WHERE tenant = %s AND file IS NULL LIMIT 1",
+                    (tenant,)).fetchone():
+                return None  # moved on, or some user's file unknown (upgraded or migrated)
             for file in files:  # one file's texts at a time: 100k of them would weigh 30 MB
                 found[file] = decode_records(self.db.execute(
                     "SELECT upn, record::text FROM reconciler_users"

@@ -226,8 +226,10 @@ class SQLiteStore(StateStore):
         found: dict[str, dict[str, UserRecord]] = {file: {} for file in files}
         with self._transaction("DEFERRED"):  # a read snapshot: the serial and users agree
             row = self.db.execute("SELECT serial FROM tenants WHERE name=?", (tenant,)).fetchone()
-            if row is None or row[0] != serial:
-                return None
+            if row is None or row[0] != serial or self.db.execute(
+                    "SELECT 1 FROM users WHERE tenant=? AND file IS NULL LIMIT 1",
+                    (tenant,)).fetchone():
+                return None  # moved on, or some user's file unknown (upgraded or migrated)
             for file in files:  # one file's texts at a time: 100k of them would weigh 30 MB
                 found[file] = decode_records(self.db.execute(
                     "SELECT upn, record FROM users WHERE tenant=? AND file=?",
