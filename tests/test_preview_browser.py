@@ -1,8 +1,8 @@
 """The previews in a real browser: Debian's headless Chromium loads index.html and an email page,
 takes screenshots and dumps the DOM.
 
-Chromium is required, not optional: ``.ci/run`` installs it (``apt-get install chromium``) and
-these tests fail, rather than skip, when it is missing. ``CHROMIUM`` may name another binary.
+Without Chromium these tests are skipped with the command that installs it; ``.ci/run`` installs
+it and makes them mandatory (``tests/fixtures/system.py``). ``CHROMIUM`` may name another binary.
 Screenshots are decoded with the standard library only (PNG chunks, zlib, scanline filters).
 """
 
@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
+from tests.fixtures.system import missing_program
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = (1000, 1300)
@@ -47,8 +48,8 @@ def chromium_binary() -> str:
         return candidate
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.fail("Chromium not found: install Debian's chromium (`apt-get install -y "
-                    "chromium`, done by .ci/run) or set CHROMIUM to a Chromium binary")
+        missing_program("Chromium", "apt-get install -y chromium, or set CHROMIUM to a "
+                        "Chromium binary")
     return found
 
 
