@@ -224,9 +224,12 @@ def compose_messages(manager: Manager, plan: TenantPlan, lineage: str, serial: i
         if email.type in PIN_TYPES:
             pin = "•" * settings["pin_length"] if preview else generate_pin(settings["pin_length"])
         mid = message_id(plan.name, lineage, serial, email.user, email.type)
-        message = compose(tenant_name=plan.name, tenant=config.tenant, user=user,
-                          email_type=email.type, pin=pin, sender=sender, message_id=mid,
-                          date=date, templates=manager.templates, preview=preview)
+        try:
+            message = compose(tenant_name=plan.name, tenant=config.tenant, user=user,
+                              email_type=email.type, pin=pin, sender=sender, message_id=mid,
+                              date=date, templates=manager.templates, preview=preview)
+        except ValueError as exc:  # the header checks, behind validation
+            raise UserError(f"{plan.name}: {email.user}: {exc}; nothing was sent") from None
         messages.append(NewMessage(email.user, email.type, mid, sender.address, [user["email"]],
                                    message.as_bytes(policy=policy.SMTP), email.suppressed))
     return messages

@@ -6,6 +6,8 @@ the state and compared with ``==`` without conversion layers (a 100k-user tenant
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -20,6 +22,31 @@ EMAIL_TYPES: tuple[EmailType, ...] = (
 PROVIDERS = ("Microsoft", "ThirdParty", "None")
 LOCALES = ("en", "fr")
 DEFAULT_MEETING_UPDATE_TOOL_URL = "https://aka.ms/meetingupdatetool"
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_JOINERS = frozenset("\u200c\u200d")
+"""ZWNJ and ZWJ (format characters) spell Persian and Indic names and emoji; nothing else
+invisible is allowed: bidi overrides, BOMs and controls disguise text or break lines."""
+_ENCODED_WORD = re.compile(r"=\?.*\?=", re.DOTALL)
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be shown to people as written (emails, PR comments, terminals)."""
+    for char in value:
+        if unicodedata.category(char) in _INVISIBLE and char not in _JOINERS:
+            return (f"must not contain control or invisible characters such as line breaks "
+                    f"or bidi overrides (found U+{ord(char):04X})")
+    return None
+
+
+def header_text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a display name in an email header: besides :func:`text_problem`,
+    an RFC 2047 encoded word (``=?utf-8?q?...?=``) would be decoded by mail parsers into text
+    the validator never saw, line breaks included."""
+    if _ENCODED_WORD.search(value):
+        return "must not contain an encoded word ('=?...?='); write the name as plain text"
+    return text_problem(value)
+
 
 # Set-CsOnlineDialInConferencingTenantSettings, with its documented defaults.
 SETTINGS_DEFAULTS: dict[str, Any] = {

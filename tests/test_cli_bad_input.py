@@ -135,14 +135,14 @@ BAD_INPUTS: dict[str, tuple[dict[str, str | bytes], str]] = {
         "is required"),
     "crlf-in-display-name": (
         case(with_user(ENABLED + 'display_name: "Alice\\r\\nBcc: evil@example.com"\n')),
-        "acme/users.yaml:5:19: display_name must not contain control characters such as line "
-        "breaks"),
+        "acme/users.yaml:5:19: display_name must not contain control or invisible characters "
+        "such as line breaks or bidi overrides (found U+000D)"),
     "crlf-in-from-display-name": (
         case(tenant=with_settings("send_email_from_override: true\n"
                                   "send_email_from_address: conf@acme.com\n"
                                   'send_email_from_display_name: "A\\nB"\n')),
-        "acme/tenant.yaml:5:33: send_email_from_display_name must not contain control "
-        "characters such as line breaks"),
+        "acme/tenant.yaml:5:33: send_email_from_display_name must not contain control or "
+        "invisible characters such as line breaks or bidi overrides (found U+000A)"),
     "invalid-upn": (
         case(with_user(ENABLED, "alice.acme.com")),
         "acme/users.yaml:2:3: user key 'alice.acme.com' is not a valid sign-in address: An "

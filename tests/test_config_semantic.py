@@ -318,36 +318,65 @@ def test_no_override_needs_no_from_address(tmp_path):
 
 # --- control characters in header-bound values --------------------------------------------------
 
-BREAKS = [r'"Acme\r\nBcc: evil@example.com"', r'"Acme\nX"', r'"Acme\rX"', r'"Acme\tX"',
-          r'"Acme\0"', r'"Acme\NX"', r'"Acme\LX"']
+BREAKS = {r'"Acme\r\nBcc: evil@example.com"': "000D", r'"Acme\nX"': "000A", r'"Acme\rX"': "000D",
+          r'"Acme\tX"': "0009", r'"Acme\0"': "0000", r'"Acme\NX"': "0085", r'"Acme\LX"': "2028",
+          r'"Acme\e[31mX"': "001B", r'"Acme\u202eX"': "202E", r'"\ufeffAcme"': "FEFF",
+          r'"Acme\u2029X"': "2029", r'"Acme\u00adX"': "00AD"}
+INVISIBLE = "must not contain control or invisible characters such as line breaks or bidi overrides"
 
 
-@pytest.mark.parametrize("value", BREAKS)
-def test_control_characters_in_from_display_name_are_rejected(tmp_path, value):
+@pytest.mark.parametrize(("value", "code"), BREAKS.items())
+def test_control_characters_in_from_display_name_are_rejected(tmp_path, value, code):
     make_tenant(tmp_path, tenant=with_settings("send_email_from_override: true\n"
                                                "send_email_from_address: conf@acme.com\n"
                                                f"send_email_from_display_name: {value}\n"))
-    assert_one(tmp_path, "acme/tenant.yaml:5:33: send_email_from_display_name must not "
-                         "contain control characters such as line breaks")
+    assert_one(tmp_path, "acme/tenant.yaml:5:33: send_email_from_display_name "
+                         f"{INVISIBLE} (found U+{code})")
 
 
-@pytest.mark.parametrize("value", BREAKS)
-def test_control_characters_in_display_name_are_rejected(tmp_path, value):
+@pytest.mark.parametrize(("value", "code"), BREAKS.items())
+def test_control_characters_in_display_name_are_rejected(tmp_path, value, code):
     make_tenant(tmp_path, users=with_user(f"license: false\ndisplay_name: {value}\n"))
-    assert_one(tmp_path, "acme/users.yaml:4:19: display_name must not contain control "
-                         "characters such as line breaks")
+    assert_one(tmp_path, f"acme/users.yaml:4:19: display_name {INVISIBLE} (found U+{code})")
+
+
+@pytest.mark.parametrize(("value", "code"), BREAKS.items())
+def test_control_characters_in_bridge_location_are_rejected(tmp_path, value, code):
+    tenant = TENANT.replace("location: \"Redmond, WA\"", f"location: {value}")
+    assert tenant != TENANT
+    make_tenant(tmp_path, tenant=tenant)
+    [problem] = problems(tmp_path)
+    assert problem.startswith("acme/tenant.yaml:") and problem.endswith(
+        f": location {INVISIBLE} (found U+{code})")
+
+
+@pytest.mark.parametrize("field", ["display_name", "send_email_from_display_name"])
+@pytest.mark.parametrize("value", ["=?utf-8?q?Bob=0D=0AReply-To:_attacker@evil.example?=",
+                                   "Bob =?iso-8859-1?b?QmNjOiB4QHk=?= Smith", "=?x?="])
+def test_encoded_words_in_header_names_are_rejected(tmp_path, field, value):
+    if field == "display_name":
+        make_tenant(tmp_path, users=with_user(f"license: false\ndisplay_name: '{value}'\n"))
+        where = "acme/users.yaml:4:19"
+    else:
+        make_tenant(tmp_path, tenant=with_settings("send_email_from_override: true\n"
+                                                   "send_email_from_address: conf@acme.com\n"
+                                                   f"send_email_from_display_name: '{value}'\n"))
+        where = "acme/tenant.yaml:5:33"
+    assert_one(tmp_path, f"{where}: {field} must not contain an encoded word ('=?...?='); "
+                         "write the name as plain text")
 
 
 def test_block_scalar_display_name_with_a_line_break_is_rejected(tmp_path):
     make_tenant(tmp_path, users=with_user("license: false\ndisplay_name: |\n  Alice\n  Bcc: x\n"))
-    assert_one(tmp_path, "acme/users.yaml:4:19: display_name must not contain control "
-                         "characters such as line breaks")
+    assert_one(tmp_path, f"acme/users.yaml:4:19: display_name {INVISIBLE} (found U+000A)")
 
 
-def test_unicode_display_names_are_fine(tmp_path):
-    make_tenant(tmp_path, users=with_user("license: false\ndisplay_name: Chloé Dubois — Ünïcode\n"))
+@pytest.mark.parametrize("name", ["Chloé Dubois — Ünïcode", "می‌خواهم",
+                                  "👩‍💻 Ada", "Zoë = a?b"])
+def test_unicode_display_names_are_fine(tmp_path, name):
+    make_tenant(tmp_path, users=with_user(f"license: false\ndisplay_name: {name}\n"))
     user = load_config(tmp_path).tenants["acme"].users["alice@acme.com"]
-    assert user["display_name"] == "Chloé Dubois — Ünïcode"
+    assert user["display_name"] == name
 
 
 @pytest.mark.parametrize("value", [r'"alice@acme.com\r\nBcc: evil@example.com"',

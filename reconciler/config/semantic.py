@@ -18,7 +18,9 @@ from reconciler.model import (
     SETTINGS_DEFAULTS,
     TenantRecord,
     UserRecord,
+    header_text_problem,
     is_enabled,
+    text_problem,
 )
 
 TENANT_NAME = re.compile(r"^[a-z0-9-]{1,63}$")
@@ -129,6 +131,8 @@ def check_tenant(tenant: TenantRecord, file: str, locales: Collection[str]) -> I
         if number in seen:
             yield Finding(file, path, f"bridge number {number!r} is listed twice")
         seen.add(number)
+        if entry.get("location") and (why := text_problem(entry["location"])):
+            yield Finding(file, ("bridge", "numbers", index, "location"), f"location {why}")
     default = bridge["default_number"]
     if default is not None and default not in _numbers(tenant, "toll"):
         yield Finding(file, ("bridge", "default_number"),
@@ -145,7 +149,8 @@ def check_tenant(tenant: TenantRecord, file: str, locales: Collection[str]) -> I
         value = settings[key]
         if not value:
             continue
-        why = address_problem(value) if key == "send_email_from_address" else _header_problem(value)
+        why = (address_problem(value) if key == "send_email_from_address"
+               else header_text_problem(value))
         if why:
             yield Finding(file, ("settings", key), f"{key} {why}")
     locale = tenant["email"]["locale"]
@@ -167,8 +172,11 @@ def check_user(user: UserRecord, raw: dict[str, Any], key: str, file: str, tenan
                       at_key=True)
     if raw.get("email") and (why := address_problem(raw["email"])) is not None:
         yield Finding(file, (*here, "email"), f"email {why}")
-    if raw.get("display_name") and (why := _header_problem(raw["display_name"])):
+    if raw.get("display_name") and (why := header_text_problem(raw["display_name"])):
         yield Finding(file, (*here, "display_name"), f"display_name {why}")
+    for request in ("pin_reset", "send_conference_info"):
+        if raw.get(request) and (why := text_problem(raw[request])):
+            yield Finding(file, (*here, request), f"{request} {why}")
     if numbers is not None:
         number = raw.get("dial_in_number")
         if number is not None and number not in numbers["toll"]:
@@ -221,12 +229,6 @@ def _numbers(tenant: TenantRecord, kind: str) -> set[str]:
 def _not_in_bridge(tenant: TenantRecord, kind: str) -> str:
     allowed = sorted(_numbers(tenant, kind))
     return f"is not a {kind} number of the bridge; allowed: {', '.join(allowed) or 'none'}"
-
-
-def _header_problem(value: str) -> str | None:
-    if _CONTROL.search(value):
-        return "must not contain control characters such as line breaks"
-    return None
 
 
 def _unknown_locale(locale: str, locales: Collection[str]) -> str:

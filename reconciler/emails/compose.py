@@ -1,8 +1,11 @@
 """Turning one planned email into an RFC 5322 message (SPEC §4 "Every message").
 
 Headers are set through :mod:`email.headerregistry` objects under ``email.policy.default``, which
-refuses CR/LF in any header value: a hostile display name or subject raises ValueError instead of
-smuggling in a ``Bcc:``. Bodies are quoted-printable UTF-8 so the message survives any relay,
+refuses CR/LF in any header value. That is not enough on its own: the header parser decodes an
+RFC 2047 encoded word in a display name, so ``=?utf-8?q?Bob=0D=0A...?=`` would come out as a line
+break. Validation refuses such names (:func:`reconciler.model.header_text_problem`), and
+:func:`compose` checks them again and checks every folded header line, whatever got past
+validation, so no value can ever become a header line of its own. Bodies are quoted-printable UTF-8 so the message survives any relay,
 including one without 8BITMIME, and stays readable when an operator opens a suppressed ``.eml``.
 """
 
@@ -21,6 +24,7 @@ from typing import Any
 import phonenumbers
 
 from reconciler.emails.templates import DETAIL_TYPES, PhoneNumber, TemplateSet, build_context
+from reconciler.model import header_text_problem
 
 DEFAULT_DISPLAY_NAME = "Office 365"
 """Microsoft's sender name when SendEmailFromOverride is off."""
@@ -127,8 +131,8 @@ def compose(
     subject, text, html = templates.render(locale, email_type, context)
 
     message = EmailMessage(policy=email.policy.default)
-    message["From"] = Address(sender.display_name, addr_spec=sender.address)
-    message["To"] = Address(user["display_name"] or "", addr_spec=user["email"])
+    message["From"] = Address(_display_name(sender.display_name), addr_spec=sender.address)
+    message["To"] = Address(_display_name(user["display_name"] or ""), addr_spec=user["email"])
     message["Subject"] = subject
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
@@ -136,11 +140,30 @@ def compose(
     message["Auto-Submitted"] = "auto-generated"
     message["X-Reconciler-Tenant"] = tenant_name
     message["X-Reconciler-Email-Type"] = email_type
+    _check_header_lines(message)
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     # Set after the body: making the message multipart moves Content-* headers into its first part.
     message["Content-Language"] = locale
     return message
+
+
+def _display_name(value: str) -> str:
+    if value and (why := header_text_problem(value)):
+        raise ValueError(f"a display name {why}")
+    return value
+
+
+def _check_header_lines(message: EmailMessage) -> None:
+    """Each header must serialize as one header line plus folded continuation lines."""
+    for name, value in message.items():
+        first, *rest = email.policy.SMTP.fold(name, value).removesuffix("\r\n").split("\r\n")
+        if (
+            not first.startswith(f"{name}:")
+            or any(not line.startswith((" ", "\t")) for line in rest)
+            or any(char in line for line in (first, *rest) for char in "\r\n\0")
+        ):
+            raise ValueError(f"the {name} header would not be one header line")
 
 
 def _phone_number(number: str, bridge: dict[str, Any]) -> PhoneNumber:

@@ -9,13 +9,19 @@ Each email type gets three files, ``<type>.subject.txt``, ``<type>.txt`` and ``<
 The variables they see are built by :func:`build_context` only — the one place that decides which
 facts an email type may carry — so a PIN or a conference ID can never reach a template that must
 not show it (StrictUndefined turns any such reference into an error).
+
+Templates come from pull requests, so they are data, never code (docs/SECURITY.md): they render in
+Jinja2's immutable sandbox with only the documented variables and filters, a file must lie inside
+its templates folder (a committed symlink cannot read ``/proc/self/environ``), and an error names
+the file, line and kind of problem but never a rendered value, which could be a PIN or a secret.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -29,12 +35,15 @@ from jinja2 import (
     TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
+    UndefinedError,
     meta,
     nodes,
     select_autoescape,
 )
+from jinja2.loaders import split_template_path
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from reconciler.errors import Problem
+from reconciler.errors import ConfigError, Problem
 from reconciler.model import EMAIL_TYPES
 from reconciler.resources import default_templates
 
@@ -45,6 +54,113 @@ DETAIL_TYPES = frozenset(EMAIL_TYPES) - {"disabled"}
 """Email types that show the conference ID and dial-in numbers."""
 PARTS = ("subject.txt", "txt", "html")
 """Template file suffixes of one email type, in the order :meth:`TemplateSet.render` returns."""
+FILTERS = (
+    "capitalize",
+    "center",
+    "count",
+    "d",
+    "default",
+    "e",
+    "escape",
+    "first",
+    "indent",
+    "int",
+    "join",
+    "last",
+    "length",
+    "lower",
+    "replace",
+    "string",
+    "title",
+    "trim",
+    "truncate",
+    "upper",
+    "urlencode",
+    "wordwrap",
+)
+"""The Jinja2 filters templates may use (README "Email templates"); the others are removed."""
+MAX_TEMPLATE_BYTES = 256 * 1024
+MAX_RENDERED_CHARS = 1024 * 1024
+"""An email part longer than this is a runaway loop, not a message."""
+
+
+class TemplateFileError(TemplateError):
+    """A template file that must not be used: outside its folder, too large, not UTF-8 text."""
+
+    def __init__(self, filename: str, problem: str):
+        super().__init__(problem)
+        self.filename = filename
+        self.problem = problem
+
+
+class _TooLong(Exception):
+    """An email part rendered past :data:`MAX_RENDERED_CHARS`."""
+
+
+class _SubjectNotOneLine(Exception):
+    """A subject that would not fit one header line."""
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox with no globals (``range``, ``cycler``, ``lipsum``...), only
+    :data:`FILTERS`, and no ``**`` or repetition of text and lists, which a few characters of
+    template could turn into gigabytes."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.globals.clear()
+        self.filters = {name: self.filters[name] for name in FILTERS}
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "**" or not all(isinstance(v, int | float) for v in (left, right)):
+            raise SecurityError(f"the {operator_!r} operator is only for numbers here")
+        return super().call_binop(context, operator_, left, right)
+
+
+class _ContainedLoader(FileSystemLoader):
+    """A FileSystemLoader that only reads regular UTF-8 files that resolve inside their
+    templates folder, so a committed symlink cannot pull a system or secret file into an email
+    or an error message."""
+
+    def __init__(self, searchpath: list[Path], folders: list[Path]):
+        super().__init__(searchpath)
+        self._folders = folders
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        pieces = split_template_path(template)
+        for searchpath, folder in zip(self.searchpath, self._folders, strict=True):
+            filename = os.path.join(searchpath, *pieces)
+            if os.path.isfile(filename):
+                return _read_contained(filename, folder), os.path.normpath(filename), _unchanged
+        raise TemplateNotFound(template)
+
+
+def _unchanged() -> bool:
+    return True
+
+
+def _read_contained(filename: str, folder: Path) -> str:
+    resolved = Path(filename).resolve()
+    if not resolved.is_relative_to(folder):
+        raise TemplateFileError(
+            filename,
+            "template file resolves outside its templates folder (a symlink?); "
+            "templates must be files inside the folder",
+        )
+    with open(resolved, "rb") as file:
+        data = file.read(MAX_TEMPLATE_BYTES + 1)
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise TemplateFileError(
+            filename, f"template file is larger than {MAX_TEMPLATE_BYTES // 1024} KiB"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TemplateFileError(filename, "template file is not UTF-8 text") from None
 
 
 @dataclass(frozen=True)
@@ -114,7 +230,7 @@ class TemplateSet:
         if directory is not None and _same_dir(directory, packaged):
             roots = [directory.absolute()]
         self._roots = roots
-        self._loaders: dict[str, FileSystemLoader] = {}
+        self._loaders: dict[str, _ContainedLoader] = {}
         self._environments: dict[str, Environment] = {}
 
     def locales(self) -> list[str]:
@@ -138,7 +254,7 @@ class TemplateSet:
     def environment(self, locale: str) -> Environment:
         """The Jinja2 environment of one locale (created once, then cached)."""
         if locale not in self._environments:
-            self._environments[locale] = Environment(
+            self._environments[locale] = _Sandbox(
                 loader=self._loader(locale),
                 undefined=StrictUndefined,
                 autoescape=select_autoescape(enabled_extensions=("html",), default=False),
@@ -159,35 +275,108 @@ class TemplateSet:
         """Where a file of this set belongs: the configured folder, else the packaged copy."""
         return self._roots[0] / locale / name
 
-    def _loader(self, locale: str) -> FileSystemLoader:
+    def _loader(self, locale: str) -> _ContainedLoader:
         if locale not in self._loaders:
-            self._loaders[locale] = FileSystemLoader([root / locale for root in self._roots])
+            self._loaders[locale] = _ContainedLoader(
+                [root / locale for root in self._roots], [_resolved(root) for root in self._roots]
+            )
         return self._loaders[locale]
 
     def render(self, locale: str, email_type: str, context: dict[str, Any]) -> tuple[str, str, str]:
         """``(subject, text, html)`` of one email; an unknown locale falls back to ``en``.
 
-        Raises ValueError for an unknown type or a subject that is not one line, and Jinja2's
-        TemplateError for a broken or missing template.
+        Raises ValueError for an unknown type and ConfigError, located in the template and
+        never quoting a rendered value, for a template that cannot render this email.
         """
         if email_type not in EMAIL_TYPES:
             raise ValueError(f"unknown email type {email_type!r}")
-        environment = self.environment(self.resolve_locale(locale))
+        locale = self.resolve_locale(locale)
         subject, text, html = (
-            _render_part(environment.get_template(f"{email_type}.{part}"), context)
-            for part in PARTS
+            _render_checked(self.load(locale, f"{email_type}.{part}"), context) for part in PARTS
         )
         return subject, text, html
 
+    def load(self, locale: str, name: str) -> Template:
+        """A loaded template, or ConfigError saying why it cannot be loaded."""
+        try:
+            return self.environment(locale).get_template(name)
+        except TemplateNotFound:
+            missing = _display(os.fspath(self.override_path(locale, name)))
+            raise ConfigError(
+                [Problem(missing, 1, 1, f"missing template {name!r} for locale {locale!r}")]
+            ) from None
+        except (TemplateSyntaxError, TemplateFileError) as error:
+            raise ConfigError([_load_problem(error)]) from None
 
-def _render_part(template: Template, context: dict[str, Any]) -> str:
-    """Render one file; a subject is trimmed and must be a single line (it becomes a header)."""
-    rendered = template.render(context)
-    if template.name is not None and template.name.endswith(".subject.txt"):
-        rendered = rendered.strip()
-        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in rendered):
-            raise ValueError("an email subject must be one line without control characters")
+
+def _render_checked(template: Template, context: dict[str, Any]) -> str:
+    """Render one file, or raise ConfigError at the innermost template line with a message that
+    names the kind of problem only: what went wrong may be a PIN or a secret.
+
+    A subject is trimmed and must be a single line (it becomes a header); any part longer than
+    :data:`MAX_RENDERED_CHARS` is refused.
+    """
+    try:
+        chunks, length = [], 0
+        for chunk in template.generate(context):
+            length += len(chunk)
+            if length > MAX_RENDERED_CHARS:
+                raise _TooLong
+            chunks.append(chunk)
+        rendered = "".join(chunks)
+        if template.name is not None and template.name.endswith(".subject.txt"):
+            rendered = rendered.strip()
+            if any(ord(char) < 0x20 or ord(char) == 0x7F for char in rendered):
+                raise _SubjectNotOneLine
+    except (TemplateSyntaxError, TemplateFileError) as error:  # in an included or extended file
+        raise ConfigError([_load_problem(error)]) from None
+    # Whatever a hand-edited template can raise (undefined names, arithmetic, the sandbox...)
+    # is reported, never a traceback.
+    except Exception as error:
+        file, line = _template_location(error.__traceback__, template)
+        raise ConfigError([Problem(_display(file), line, 1, _describe(error, file))]) from None
     return rendered
+
+
+def _describe(error: Exception, file: str) -> str:
+    """What a render error was, without its message: that may quote a rendered value. Only the
+    name in an undefined-name error is shown, and only when ``file`` spells it out, as a variable
+    (``{{ manager }}``) or an attribute (``phone.country``)."""
+    if isinstance(error, UndefinedError):
+        found = _UNDEFINED_NAME.fullmatch(str(error)) or _UNDEFINED_ATTRIBUTE.fullmatch(str(error))
+        if found and found[1] in _names_in(file):
+            return f"undefined name {found[1]!r}; {_DOCUMENTED}"
+    for kind, message in _RENDER_ERRORS:
+        if isinstance(error, kind):
+            return message
+    return f"{type(error).__name__} while rendering (values are not shown)"
+
+
+def _names_in(file: str) -> set[str]:
+    """Variable and attribute names written in a template file (parsed, never rendered)."""
+    try:
+        tree = Environment().parse(_read_contained(file, Path(file).resolve().parent))
+    except (OSError, TemplateError):
+        return set()
+    return {node.name for node in tree.find_all(nodes.Name)} | {
+        node.attr for node in tree.find_all(nodes.Getattr)
+    }
+
+
+_UNDEFINED_NAME = re.compile(r"'([A-Za-z_][A-Za-z0-9_]{0,63})' is undefined")
+_UNDEFINED_ATTRIBUTE = re.compile(r"'[^']*' has no attribute '([A-Za-z_][A-Za-z0-9_]{0,63})'")
+_DOCUMENTED = "templates may use only the documented variables (README, Email templates)"
+_RENDER_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (UndefinedError, f"undefined variable, attribute or key; {_DOCUMENTED}"),
+    (
+        SecurityError,
+        "refused by the template sandbox: no private attributes, no methods that change "
+        "values, and * and ** only on numbers",
+    ),
+    (TemplateNotFound, "a template it extends, includes or imports was not found"),
+    (_TooLong, f"renders more than {MAX_RENDERED_CHARS // 1024} KiB; is a loop running away?"),
+    (_SubjectNotOneLine, "an email subject must be one line without control characters"),
+)
 
 
 def check_templates(directory: Path | None) -> list[Problem]:
@@ -204,50 +393,23 @@ def check_templates(directory: Path | None) -> list[Problem]:
     templates = TemplateSet(directory)
     problems: set[Problem] = set()
     for locale in templates.locales():
-        environment = templates.environment(locale)
         for email_type in EMAIL_TYPES:
             for part in PARTS:
                 name = f"{email_type}.{part}"
                 try:
-                    template = environment.get_template(name)
-                except TemplateNotFound:
-                    missing = _display(os.fspath(templates.override_path(locale, name)))
-                    problems.add(
-                        Problem(missing, 1, 1, f"missing template {name!r} for locale {locale!r}")
-                    )
-                    continue
-                except TemplateSyntaxError as error:
-                    problems.add(_syntax_problem(error))
-                    continue
-                if email_type not in PIN_TYPES:
-                    problems.update(_pin_references(templates, locale, name, email_type))
-                for context in _sample_contexts(email_type):
-                    problem = _render_problem(template, context)
-                    if problem is not None:
-                        problems.add(problem)
-                        break
+                    template = templates.load(locale, name)
+                    if email_type not in PIN_TYPES:
+                        problems.update(_pin_references(templates, locale, name, email_type))
+                    for context in _sample_contexts(email_type):
+                        _render_checked(template, context)
+                except ConfigError as error:
+                    problems.update(error.problems)
     return sorted(problems)
 
 
-def _render_problem(template: Template, context: dict[str, Any]) -> Problem | None:
-    """The first error rendering ``template``, located at the innermost template line."""
-    try:
-        _render_part(template, context)
-    except TemplateSyntaxError as error:  # in an included or extended file
-        return _syntax_problem(error)
-    except TemplateNotFound as error:
-        file, line = _template_location(error.__traceback__, template)
-        return Problem(file, line, 1, f"template {error.name!r} not found")
-    # A checker reports whatever a hand-edited template can raise (undefined variables, bad
-    # filters, arithmetic...) instead of crashing on the first one.
-    except Exception as error:
-        file, line = _template_location(error.__traceback__, template)
-        message = error.message if isinstance(error, TemplateError) else None
-        return Problem(file, line, 1, message or f"{type(error).__name__}: {error}")
-    return None
-
-
-def _syntax_problem(error: TemplateSyntaxError) -> Problem:
+def _load_problem(error: TemplateSyntaxError | TemplateFileError) -> Problem:
+    if isinstance(error, TemplateFileError):
+        return Problem(_display(error.filename), 1, 1, error.problem)
     return Problem(_display(error.filename), error.lineno or 1, 1, error.message or "syntax error")
 
 
@@ -257,11 +419,11 @@ def _template_location(trace: TracebackType | None, template: Template) -> tuple
     Jinja2 rewrites tracebacks so frames of template code carry the template's file name and
     line, which lets an error in a shared layout or macro point at that file, not the caller.
     """
-    location = (_display(template.filename), 1)
+    location = (template.filename or "", 1)
     while trace is not None:
         filename = trace.tb_frame.f_code.co_filename
         if filename.endswith((".html", ".txt")):
-            location = (_display(filename), trace.tb_lineno)
+            location = (filename, trace.tb_lineno)
         trace = trace.tb_next
     return location
 
@@ -280,7 +442,7 @@ def _pin_references(
         try:
             source, filename = templates.source(locale, current)
             tree = environment.parse(source, current, filename)
-        except (TemplateNotFound, TemplateSyntaxError):
+        except (TemplateNotFound, TemplateSyntaxError, TemplateFileError):
             continue  # reported by the render pass, with its location
         for node in tree.find_all(nodes.Name):
             if node.name == "pin":
@@ -330,6 +492,13 @@ def _display(filename: str | None) -> str:
         return os.fspath(path.relative_to(Path.cwd()))
     except ValueError:
         return filename
+
+
+def _resolved(folder: Path) -> Path:
+    try:
+        return folder.resolve()
+    except OSError:
+        return folder.absolute()
 
 
 def _same_dir(a: Path, b: Path) -> bool:
