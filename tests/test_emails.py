@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reconciler.emails import (
     PIN_TYPES,
@@ -299,6 +301,69 @@ def test_line_breaks_in_sender_and_tenant_cannot_inject_headers(packaged: Templa
         compose(tenant_name="contoso", sender=Sender("X\nBcc: e@x", "a@b.c"), **common)
     with pytest.raises(ValueError):
         compose(tenant_name="contoso\r\nBcc: e@x", sender=SENDER, **common)
+
+
+HEADER_NAMES = [
+    "From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "X-Reconciler-Tenant",
+    "X-Reconciler-Email-Type", "MIME-Version", "Content-Type", "Content-Language",
+]
+HOSTILE_NAMES = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from([
+        "=?utf-8?q?Bob=0D=0AReply-To:_attacker@evil.example?=",
+        "=?utf-8?b?Qm9iDQpCY2M6IHhAeQ==?=",
+        'Bob" <x@evil.example>, "Eve',
+        "Bob\r\nBcc: x@evil.example",
+        "Bob\u2028Bcc: x@evil.example",
+        "Bob\x00",
+        "Bob, Eve <eve@evil.example>",
+        "Bob; Bcc: x@y",
+        "B\u202eob",
+    ]),
+    st.lists(st.sampled_from(["=?", "?=", "utf-8", "?q?", "=0A", "\r", "\n", "Bcc:", '"',
+                              "<", ">", "@", ",", ";", " ", "\\", "é"]),
+             max_size=12).map("".join),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(to_name=HOSTILE_NAMES, from_name=HOSTILE_NAMES)
+def test_no_display_name_becomes_a_header_line_even_past_validation(
+    packaged: TemplateSet, to_name: str, from_name: str
+) -> None:
+    """Belt and braces: whatever reaches compose, either it refuses or the message has exactly
+    our headers, one recipient and one sender, with the names as given."""
+    try:
+        message = compose(
+            tenant_name="contoso",
+            tenant=tenant_record(),
+            user=user_record(display_name=to_name),
+            email_type="conference-info",
+            pin=None,
+            sender=Sender(from_name, "conf@contoso.com"),
+            message_id=MESSAGE_ID,
+            date=DATE,
+            templates=packaged,
+        )
+    except ValueError:
+        return
+    raw = message.as_bytes(policy=email.policy.SMTP)
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert list(parsed.keys()) == HEADER_NAMES
+    assert [a.addr_spec for a in parsed["To"].addresses] == ["alice.m@contoso.com"]
+    assert [a.addr_spec for a in parsed["From"].addresses] == ["conf@contoso.com"]
+    for header, name in (("To", to_name), ("From", from_name)):
+        assert " ".join(parsed[header].addresses[0].display_name.split()) == " ".join(name.split())
+
+
+def test_encoded_words_and_invisible_characters_are_refused_in_display_names(
+    packaged: TemplateSet,
+) -> None:
+    for name in ("=?utf-8?q?Bob=0D=0AReply-To:_attacker@evil.example?=", "Bob\x00", "B\u202eob"):
+        with pytest.raises(ValueError, match="a display name must not contain"):
+            build(packaged, "conference-info", display_name=name)
 
 
 def test_serialises_for_smtp(packaged: TemplateSet) -> None:

@@ -5,8 +5,10 @@ refuses CR/LF in any header value. That is not enough on its own: the header par
 RFC 2047 encoded word in a display name, so ``=?utf-8?q?Bob=0D=0A...?=`` would come out as a line
 break. Validation refuses such names (:func:`reconciler.model.header_text_problem`), and
 :func:`compose` checks them again and checks every folded header line, whatever got past
-validation, so no value can ever become a header line of its own. Bodies are quoted-printable UTF-8 so the message survives any relay,
-including one without 8BITMIME, and stays readable when an operator opens a suppressed ``.eml``.
+validation, so no value can ever become a header line of its own.
+
+Bodies are quoted-printable UTF-8 so the message survives any relay, including one without
+8BITMIME, and stays readable when an operator opens a suppressed ``.eml``.
 """
 
 from __future__ import annotations
