@@ -9,6 +9,8 @@ re-reading only the files that have them.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +26,9 @@ from reconciler.model import LOCALES, TenantConfig, TenantRecord, UserRecord
 __all__ = ["Finding", "LoadedConfig", "UsersCache", "load_config", "locate_findings",
            "tenant_names"]
 
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Larger YAML files are refused: 100,000 users take about 15 MB."""
+USERS_PATTERN = "*.y*ml"
 CACHE_KEY = "(reconciler)"
 """Entry of ``TenantConfig.files`` naming what effective records depend on besides the files."""
 
@@ -107,6 +112,8 @@ class _TenantReader:
     def __init__(self, root: Path, name: str, locales: Collection[str],
                  cache: UsersCache | None = None):
         self.root, self.name, self.locales, self.cache = root, name, locales, cache
+        self.folder = _resolved(root / name)
+        """The tenant folder as the filesystem knows it: every file read must lie inside."""
         self.hashes: dict[str, str] = {CACHE_KEY: f"{__version__} {' '.join(sorted(locales))}"}
         """Content hash of every file read; the bytes are not kept (re-read to locate errors)."""
         self.cached: set[str] = set()
@@ -128,6 +135,10 @@ class _TenantReader:
         if not semantic.TENANT_NAME.match(self.name):
             self.located.append(Problem(tenant_file, 1, 1, f"tenant folder name {self.name!r} "
                                         "must be 1-63 lowercase letters, digits or '-'"))
+        if not self.folder.is_relative_to(_resolved(self.root)):
+            self._unusable(f"{self.name}", "a symbolic link that leaves the configuration "
+                           "folder", "folder")
+            return None
         doc = self._read(tenant_file, "tenant.schema.json")
         if doc is _MISSING:
             self.located.append(Problem(tenant_file, 1, 1, "missing tenant.yaml: every tenant "
@@ -143,10 +154,9 @@ class _TenantReader:
                             frozenset(self.cached))
 
     def _read(self, file: str, schema_name: str) -> Any:
-        path = self.root / file
-        if not path.is_file():
-            return _MISSING
-        text = path.read_bytes()
+        text = self._bytes(file)
+        if not isinstance(text, bytes):
+            return text
         self.hashes[file] = hashlib.sha256(text).hexdigest()
         try:
             data = load(text, file, self.located)
@@ -160,6 +170,36 @@ class _TenantReader:
         found = schema.check(data, schema_name, file)
         self.findings.extend(found)
         return _INVALID if found else data
+
+    def _bytes(self, file: str) -> bytes | object:
+        """The bytes of a configuration file, ``_MISSING``, or ``_INVALID`` with a located
+        problem: a file that is not a regular file inside the tenant folder (a symbolic link out
+        of it could show a secret file's keys in an error), too large, or unreadable."""
+        path = self.root / file
+        try:
+            target = path.resolve(strict=True)
+        except FileNotFoundError:
+            if not path.is_symlink():
+                return _MISSING
+            return self._unusable(file, "a broken symbolic link (its target does not exist)")
+        except (RuntimeError, OSError) as exc:  # a symlink loop: RuntimeError up to 3.12
+            return self._unusable(file, f"unreadable: {_reason(exc)}")
+        if not target.is_relative_to(self.folder):
+            return self._unusable(file, "a symbolic link that leaves the tenant folder")
+        try:
+            if not stat.S_ISREG(target.stat().st_mode):  # before opening: a FIFO would block
+                return self._unusable(file, "not a regular file")
+            with open(target, "rb") as handle:
+                text = handle.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            return self._unusable(file, f"unreadable: {_reason(exc)}")
+        if len(text) > MAX_FILE_BYTES:
+            return self._unusable(file, f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+        return text
+
+    def _unusable(self, file: str, why: str, what: str = "file") -> object:
+        self.located.append(Problem(file, 1, 1, f"cannot use this {what}: {why}"))
+        return _INVALID
 
     def _check_users_file(self, data: dict[str, Any], file: str) -> Any:
         """Check the file's frame, then each user record on its own, so one bad user does not
@@ -180,11 +220,34 @@ class _TenantReader:
         return valid
 
     def _user_files(self) -> list[str]:
+        """``users.yaml`` and every users file under ``users/``, in a stable order. An entry
+        that would be skipped silently (a symlinked folder, an unreadable folder) is a located
+        problem instead, so no user goes missing without a word; files are checked on reading."""
         folder = self.root / self.name
-        files = [folder / "users.yaml"] if (folder / "users.yaml").is_file() else []
-        if (folder / "users").is_dir():
-            files.extend(sorted(p for p in (folder / "users").rglob("*.y*ml") if p.is_file()))
-        return [p.relative_to(self.root).as_posix() for p in files]
+        files = [f"{self.name}/users.yaml"] if os.path.lexists(folder / "users.yaml") else []
+        pending = [folder / "users"] if (folder / "users").is_dir() else []
+        found = []
+        while pending:
+            current = pending.pop()
+            relative = current.relative_to(self.root).as_posix()
+            if current.is_symlink():
+                self._unusable(relative, "a symbolic link (users folders must be real "
+                               "folders)", "folder")
+                continue
+            try:
+                entries = list(os.scandir(current))
+            except OSError as exc:
+                self._unusable(relative, f"unreadable: {_reason(exc)}", "folder")
+                continue
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False) or (
+                    entry.is_symlink() and path.is_dir()
+                ):
+                    pending.append(path)
+                elif path.match(USERS_PATTERN):
+                    found.append(path.relative_to(self.root).as_posix())
+        return files + sorted(found)
 
     def _read_users(self, tenant: TenantRecord, check_numbers: bool
                     ) -> tuple[dict[str, UserRecord], dict[str, tuple[str, str]]]:
@@ -232,7 +295,10 @@ class _TenantReader:
             return {}
         unchanged = []
         for file in files:
-            digest = hashlib.sha256((self.root / file).read_bytes()).hexdigest()
+            text = self._bytes(file)
+            if not isinstance(text, bytes):
+                return {}
+            digest = hashlib.sha256(text).hexdigest()
             if recorded.get(file) == digest:
                 self.hashes[file] = digest
                 unchanged.append(file)
@@ -242,6 +308,20 @@ class _TenantReader:
             return {}
         self.cached.update(unchanged)
         return found
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return path.absolute()
+
+
+def _reason(exc: Exception) -> str:
+    """An OS error without its file name (already in the location), e.g. 'permission denied'."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return "symbolic link loop" if isinstance(exc, RuntimeError) else type(exc).__name__
 
 
 _MISSING = object()

@@ -5,12 +5,18 @@ is its text, except ``true``/``false`` and ``null``/``~``/nothing. Numbers stay 
 JSON Schema gives a plain numeral its integer type where one is expected (see ``schema.py``).
 Duplicate keys and explicit tags are errors. Positions are not kept: an error's place is found
 afterwards by :func:`locate`, which re-reads only the files that have problems.
+
+Files come from pull requests, so their shape is bounded: nesting deeper than
+:data:`MAX_DEPTH` and aliases that would repeat more than :data:`MAX_ALIASED_VALUES` values (a
+"billion laughs" bomb is a few hundred bytes) are located errors, not a RecursionError or gigabytes
+of memory. File size is bounded by the caller, which reads the bytes.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +35,11 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # libyaml reads these itself
 
 Path_ = tuple[str | int, ...]
+
+MAX_DEPTH = 64
+"""Mappings and lists nested deeper than this are refused; real files need four levels."""
+MAX_ALIASED_VALUES = 10_000
+"""The most values ``*alias`` references may repeat in one file, counted as if written out."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,12 @@ class _Builder:
         self.next = loader.get_event
         self.file = file
         self.duplicates = duplicates
-        self.anchors: dict[str, Any] = {}
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        """Anchored values with the number of values each stands for."""
+        self.values = 0
+        """Values built so far, aliases counted as what they repeat."""
+        self.aliased = 0
+        self.depth = 0
 
     def fail(self, event: Any, message: str) -> YAMLProblem:
         mark = event.start_mark
@@ -125,22 +141,45 @@ class _Builder:
 
     def value(self, event: Any) -> Any:
         kind = type(event)
+        first = self.values
+        self.values += 1
         if kind is yaml.ScalarEvent:
             result = self.scalar(event)
         elif kind is yaml.MappingStartEvent:
             self.check_tag(event)
-            result = self.mapping()
+            with self.nested(event):
+                result = self.mapping()
         elif kind is yaml.SequenceStartEvent:
             self.check_tag(event)
-            result = [self.value(e) for e in iter(self.next_item, None)]
+            with self.nested(event):
+                result = [self.value(e) for e in iter(self.next_item, None)]
         elif kind is yaml.AliasEvent:
-            if event.anchor not in self.anchors:
-                raise self.fail(event, f"unknown alias *{event.anchor}")
-            return self.anchors[event.anchor]
+            return self.alias(event)
         else:  # pragma: no cover - libyaml only emits the kinds above here
             raise self.fail(event, f"unexpected {kind.__name__}")
         if event.anchor is not None:
-            self.anchors[event.anchor] = result
+            self.anchors[event.anchor] = (result, self.values - first)
+        return result
+
+    @contextlib.contextmanager
+    def nested(self, event: Any) -> Iterator[None]:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(event, f"nesting deeper than {MAX_DEPTH} levels is not allowed")
+        yield
+        self.depth -= 1
+
+    def alias(self, event: Any) -> Any:
+        """The anchored value itself (shared, never copied), within the file's alias budget."""
+        if event.anchor not in self.anchors:
+            raise self.fail(event, f"unknown alias *{event.anchor}")
+        result, size = self.anchors[event.anchor]
+        self.values += size - 1
+        self.aliased += size
+        if self.aliased > MAX_ALIASED_VALUES:
+            raise self.fail(event, (
+                f"aliases repeat more than {MAX_ALIASED_VALUES} values in this file; "
+                "write the values out"))
         return result
 
     def next_item(self) -> Any:

@@ -1,0 +1,203 @@
+"""Shaped YAML and odd files from a pull request: each is a located one-line error through the
+real CLI, never a traceback, a hang or a silently missing user, and a failing command leaves the
+state and the mail exactly as they were (a tenant that cannot be read completely is never
+planned, so its users are never "removed" and sent ``disabled``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler import config as config_module
+from reconciler.config import load_config
+from reconciler.errors import ConfigError
+from tests.helpers import Workspace, enabled_users, tenant_doc, write_tenant
+
+SECRET = "s3cr3t-value-Zq7vX"
+ALIAS_BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9 if prev else ['x'] * 9)}]\n"
+    for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+)
+
+
+def snapshot(ws: Workspace) -> dict[str, bytes]:
+    files = [*sorted((ws.root / "state").rglob("*")), *sorted(ws.maildir.rglob("*"))]
+    return {os.fspath(p): p.read_bytes() for p in files if p.is_file()}
+
+
+@pytest.fixture
+def applied(tmp_path: Path) -> Workspace:
+    """A tenant applied once (its users got their emails), state and mail on disk."""
+    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+    write_tenant(
+        ws.config,
+        "acme",
+        tenant_doc(),
+        enabled_users(3, domain="acme.com"),
+        user_files={"team/more.yaml": enabled_users(2, domain="acme.com", start=3)},
+    )
+    ws.apply()
+    return ws
+
+
+def users_dir(ws: Workspace) -> Path:
+    return ws.config / "acme" / "users"
+
+
+def outside_secret(ws: Workspace) -> Path:
+    secret = ws.root / "outside" / "secret.yaml"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_text(f"{SECRET}: {SECRET}\nusers: {{}}\n", encoding="utf-8")
+    return secret
+
+
+def deep(ws: Workspace) -> None:
+    (ws.config / "acme" / "users.yaml").write_text("users: " + "[" * 600 + "]" * 600 + "\n")
+
+
+def alias_bomb(ws: Workspace) -> None:
+    (users_dir(ws) / "bomb.yaml").write_text(ALIAS_BOMB + "users: {}\n", encoding="utf-8")
+
+
+def dangling(ws: Workspace) -> None:
+    (users_dir(ws) / "gone.yaml").symlink_to(ws.root / "nowhere.yaml")
+
+
+def loop(ws: Workspace) -> None:
+    (users_dir(ws) / "loop.yaml").symlink_to("loop.yaml")
+
+
+def leaves_tenant(ws: Workspace) -> None:
+    (users_dir(ws) / "team" / "more.yaml").unlink()
+    (users_dir(ws) / "team" / "more.yaml").symlink_to(outside_secret(ws))
+
+
+def symlinked_folder(ws: Workspace) -> None:
+    outside_secret(ws)
+    (users_dir(ws) / "linked").symlink_to(ws.root / "outside")
+
+
+def fifo(ws: Workspace) -> None:
+    os.mkfifo(users_dir(ws) / "pipe.yaml")
+
+
+def tenant_yaml_leaves(ws: Workspace) -> None:
+    (ws.config / "acme" / "tenant.yaml").unlink()
+    (ws.config / "acme" / "tenant.yaml").symlink_to(outside_secret(ws))
+
+
+def tenant_folder_leaves(ws: Workspace) -> None:
+    outside = ws.root / "elsewhere"
+    shutil.move(ws.config / "acme", outside)
+    (ws.config / "acme").symlink_to(outside)
+
+
+DAMAGE: dict[str, tuple[Callable[[Workspace], None], str]] = {
+    "deep-nesting": (deep, "acme/users.yaml:1:71: nesting deeper than 64 levels is not allowed"),
+    "alias-bomb": (
+        alias_bomb,
+        "acme/users/bomb.yaml:5:8: aliases repeat more than 10000 values in this file; "
+        "write the values out",
+    ),
+    "dangling-symlink": (
+        dangling,
+        "acme/users/gone.yaml:1:1: cannot use this file: a broken symbolic link (its target "
+        "does not exist)",
+    ),
+    "symlink-loop": (loop, "acme/users/loop.yaml:1:1: cannot use this file: unreadable: "),
+    "symlink-leaves-tenant": (
+        leaves_tenant,
+        "acme/users/team/more.yaml:1:1: cannot use this file: a symbolic link that leaves the "
+        "tenant folder",
+    ),
+    "symlinked-folder": (
+        symlinked_folder,
+        "acme/users/linked:1:1: cannot use this folder: a symbolic link (users folders must be "
+        "real folders)",
+    ),
+    "fifo": (fifo, "acme/users/pipe.yaml:1:1: cannot use this file: not a regular file"),
+    "tenant-yaml-leaves": (
+        tenant_yaml_leaves,
+        "acme/tenant.yaml:1:1: cannot use this file: a symbolic link that leaves the tenant "
+        "folder",
+    ),
+    "tenant-folder-leaves": (
+        tenant_folder_leaves,
+        "acme:1:1: cannot use this folder: a symbolic link that leaves the configuration folder",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+def test_damaged_config_is_one_located_error_and_changes_nothing(
+    applied: Workspace, damage: str
+) -> None:
+    make, expected = DAMAGE[damage]
+    make(applied)
+    before = snapshot(applied)
+    for command in (["validate"], ["plan"], ["apply", "--auto-approve"]):
+        result = applied.run(*command, timeout=20)
+        assert result.code == 1, str(result)
+        assert "Traceback" not in result.output and SECRET not in result.output
+        problems = result.stderr.splitlines()[:-1]
+        assert len(problems) == 1 and problems[0].startswith(expected), str(result)
+        assert snapshot(applied) == before
+
+
+def test_an_unreadable_users_file_is_a_located_error(tmp_path: Path) -> None:
+    write_tenant(tmp_path, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
+    private = tmp_path / "acme" / "users" / "private.yaml"
+    private.parent.mkdir()
+    private.write_text("users: {}\n", encoding="utf-8")
+    private.chmod(0)
+    result = run_without_file_override(["validate", "--config", str(tmp_path)], cwd=tmp_path)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[0] == (
+        "acme/users/private.yaml:1:1: cannot use this file: unreadable: permission denied"
+    )
+
+
+def run_without_file_override(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI with file modes in force: as root, without the capabilities that bypass them."""
+    command = [sys.executable, "-m", "reconciler", *args]
+    if os.geteuid() == 0:
+        caps = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--", *command]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_a_file_larger_than_the_limit_is_refused_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_tenant(tmp_path, "acme", tenant_doc(), enabled_users(40, domain="acme.com"))
+    monkeypatch.setattr(config_module, "MAX_FILE_BYTES", 1024)
+    with pytest.raises(ConfigError) as raised:
+        load_config(tmp_path)
+    assert [str(p) for p in raised.value.problems] == [
+        "acme/users.yaml:1:1: cannot use this file: larger than 0 MiB"
+    ]
+
+
+def test_a_symlink_inside_the_tenant_folder_is_read(tmp_path: Path) -> None:
+    write_tenant(tmp_path, "acme", tenant_doc(), user_files={"a.yaml": enabled_users(1)})
+    (tmp_path / "acme" / "users" / "b.yml").symlink_to("a.yaml")
+    (tmp_path / "acme" / "users" / "notes.txt").write_text("not a users file\n")
+    with pytest.raises(ConfigError) as raised:  # the same user twice: read through the link
+        load_config(tmp_path)
+    assert "acme/users/b.yml:2:3: user 'u000@contoso.com' is defined more than once: also in " \
+        "acme/users/a.yaml (u000@contoso.com)" in map(str, raised.value.problems)
+
+
+def test_small_aliases_still_work(tmp_path: Path) -> None:
+    write_tenant(tmp_path, "acme", tenant_doc(),
+                 "users:\n  a@acme.com: &u {license: false}\n  b@acme.com: *u\n")
+    users = load_config(tmp_path).tenants["acme"].users
+    assert sorted(users) == ["a@acme.com", "b@acme.com"]
