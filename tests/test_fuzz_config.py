@@ -13,7 +13,6 @@ a failure reproduces; ``RECONCILER_FUZZ_RANDOM=1`` explores new inputs instead.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,12 +35,37 @@ FUZZ = settings(
 # Text that has broken YAML tools before: controls, bidi, BOM, surrogates-in-spirit, long runs.
 NASTY_TEXT = st.one_of(
     st.text(max_size=40),
-    st.sampled_from([
-        "", " ", "\n", "1234567\n", "\u0661\u0662\u0663\u0664\u0665\u0666\u0667", "+1425555010\u0660",
-        "\x1b[31mred", "\u202eevil", "\ufeff", "=?utf-8?q?a=0D=0AB:_c?=", "`x`", "@org/team",
-        "<img src=x>", "[a](https://evil.example)", "~", "null", "true", "0o17", "1_000", "0x1F",
-        "1e9", ".inf", "x" * 5000, "é" * 300, "../../etc/passwd", "{{ 7*7 }}", "%s%n",
-    ]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\n",
+            "1234567\n",
+            "\u0661\u0662\u0663\u0664\u0665\u0666\u0667",
+            "+1425555010\u0660",
+            "\x1b[31mred",
+            "\u202eevil",
+            "\ufeff",
+            "=?utf-8?q?a=0D=0AB:_c?=",
+            "`x`",
+            "@org/team",
+            "<img src=x>",
+            "[a](https://evil.example)",
+            "~",
+            "null",
+            "true",
+            "0o17",
+            "1_000",
+            "0x1F",
+            "1e9",
+            ".inf",
+            "x" * 5000,
+            "é" * 300,
+            "../../etc/passwd",
+            "{{ 7*7 }}",
+            "%s%n",
+        ]
+    ),
 )
 SCALARS = st.one_of(
     NASTY_TEXT,
@@ -118,23 +142,33 @@ def damaged_text(draw: st.DrawFn, kind: str, base: dict[str, Any]) -> bytes:
         n = draw(st.sampled_from([65, 600, 5000, 100_000]))
         opener, closer = draw(st.sampled_from([("[", "]"), ("{a: ", "}"), ("- ", "")]))
         nested = opener * n + "1" + closer * n
-        text = f"users: {nested}\n" if opener != "- " else "users:\n" + "".join(
-            "  " * i + "- " for i in range(min(n, 2000))) + "x\n"
+        text = (
+            f"users: {nested}\n"
+            if opener != "- "
+            else "users:\n" + "".join("  " * i + "- " for i in range(min(n, 2000))) + "x\n"
+        )
     elif kind == "tag":
-        tag = draw(st.sampled_from([
-            "!!python/object/apply:os.system ['touch MARKER']",
-            "!!python/name:os.system",
-            "!!binary aGVsbG8=",
-            "!custom x",
-            "!!set {a, b}",
-            "!!timestamp 2001-12-14",
-        ]))
+        tag = draw(
+            st.sampled_from(
+                [
+                    "!!python/object/apply:os.system ['touch MARKER']",
+                    "!!python/name:os.system",
+                    "!!binary aGVsbG8=",
+                    "!custom x",
+                    "!!set {a, b}",
+                    "!!timestamp 2001-12-14",
+                ]
+            )
+        )
         text = text.replace("license: true", f"license: {tag}", 1)
     elif kind == "duplicate":
         text = text + text.splitlines()[0] + "\n"
     elif kind == "anchor":
-        text = text.replace("license: true", "license: &a true", 1).replace(
-            "license: true", "license: *a", 1).replace("provider: Microsoft", "provider: *nope", 1)
+        text = (
+            text.replace("license: true", "license: &a true", 1)
+            .replace("license: true", "license: *a", 1)
+            .replace("provider: Microsoft", "provider: *nope", 1)
+        )
     data = text.encode("utf-8")
     if kind == "bytes":
         at = draw(st.integers(0, len(data)))
@@ -178,16 +212,22 @@ def test_fuzzed_yaml_never_crashes_runs_code_or_changes_state_on_failure(
         path.write_bytes(data)
         try:
             before = snapshot(workspace)
-            for command in (["validate"], ["plan", "--format", "markdown"],
-                            ["apply", "--auto-approve"]):
+            for command in (
+                ["validate"],
+                ["plan", "--format", "markdown"],
+                ["apply", "--auto-approve"],
+            ):
                 result = workspace.run(*command, timeout=60)
                 assert result.code in (0, 1), str(result)
                 assert "Traceback" not in result.output, str(result)
                 assert not (workspace.root / "MARKER").exists()
                 if result.code == 1:
                     assert snapshot(workspace) == before, str(result)
-                    assert all(line.count(":") >= 3 for line in result.stderr.splitlines()[:-1]
-                               if line.startswith("acme/")), str(result)
+                    assert all(
+                        line.count(":") >= 3
+                        for line in result.stderr.splitlines()[:-1]
+                        if line.startswith("acme/")
+                    ), str(result)
         finally:
             path.write_bytes(original)
             workspace.apply(expect=None)  # back to the base state for the next example

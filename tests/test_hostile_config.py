@@ -124,8 +124,7 @@ DAMAGE: dict[str, tuple[Callable[[Workspace], None], str]] = {
     "fifo": (fifo, "acme/users/pipe.yaml:1:1: cannot use this file: not a regular file"),
     "tenant-yaml-leaves": (
         tenant_yaml_leaves,
-        "acme/tenant.yaml:1:1: cannot use this file: a symbolic link that leaves the tenant "
-        "folder",
+        "acme/tenant.yaml:1:1: cannot use this file: a symbolic link that leaves the tenant folder",
     ),
     "tenant-folder-leaves": (
         tenant_folder_leaves,
@@ -170,8 +169,7 @@ def run_without_file_override(args: list[str], cwd: Path) -> subprocess.Complete
     if os.geteuid() == 0:
         caps = "-dac_override,-dac_read_search"
         command = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--", *command]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_a_file_larger_than_the_limit_is_refused_before_parsing(
@@ -192,12 +190,18 @@ def test_a_symlink_inside_the_tenant_folder_is_read(tmp_path: Path) -> None:
     (tmp_path / "acme" / "users" / "notes.txt").write_text("not a users file\n")
     with pytest.raises(ConfigError) as raised:  # the same user twice: read through the link
         load_config(tmp_path)
-    assert "acme/users/b.yml:2:3: user 'u000@contoso.com' is defined more than once: also in " \
+    assert (
+        "acme/users/b.yml:2:3: user 'u000@contoso.com' is defined more than once: also in "
         "acme/users/a.yaml (u000@contoso.com)" in map(str, raised.value.problems)
+    )
 
 
 def test_small_aliases_still_work(tmp_path: Path) -> None:
-    write_tenant(tmp_path, "acme", tenant_doc(),
-                 "users:\n  a@acme.com: &u {license: false}\n  b@acme.com: *u\n")
+    write_tenant(
+        tmp_path,
+        "acme",
+        tenant_doc(),
+        "users:\n  a@acme.com: &u {license: false}\n  b@acme.com: *u\n",
+    )
     users = load_config(tmp_path).tenants["acme"].users
     assert sorted(users) == ["a@acme.com", "b@acme.com"]
