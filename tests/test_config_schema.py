@@ -353,11 +353,27 @@ def test_null_tilde_and_nothing_mean_absent(tmp_path):
         "+14255550100", "alice@acme.com", None, "en")
 
 
-@pytest.mark.parametrize("value", ["ftp://x", "aka.ms/tool", "https://a b"])
-def test_meeting_update_tool_url_must_be_http(tmp_path, value):
-    make_tenant(tmp_path, tenant=TENANT + f"email:\n  meeting_update_tool_url: '{value}'\n")
+@pytest.mark.parametrize(("written", "value"), [
+    ("ftp://x", "ftp://x"), ("aka.ms/tool", "aka.ms/tool"), ("https://a b", "https://a b"),
+    ("https://a\\u202eb", "https://a\u202eb"), ("https://a\\e[31m", "https://a\x1b[31m"),
+    ("https://x\\n", "https://x\n")])
+def test_meeting_update_tool_url_must_be_http(tmp_path, written, value):
+    make_tenant(tmp_path, tenant=TENANT + f'email:\n  meeting_update_tool_url: "{written}"\n')
     assert_one(tmp_path, f"acme/tenant.yaml:10:28: meeting_update_tool_url: {value!r} must be "
-                         "an http(s) URL")
+                         "an http(s) URL (printable ASCII, no spaces)")
+
+
+@pytest.mark.parametrize(("where", "key"), [("users", "display_name"), ("users", "pin_reset"),
+                                            ("tenant", "send_email_from_display_name")])
+def test_free_text_is_bounded(tmp_path, where, key):
+    long = "x" * 257
+    if where == "users":
+        make_tenant(tmp_path, users=f"users:\n  alice@acme.com:\n    license: false\n"
+                                    f"    {key}: {long}\n")
+    else:
+        make_tenant(tmp_path, tenant=TENANT.replace("settings:\n", f"settings:\n  {key}: {long}\n"))
+    [problem] = problems(tmp_path)
+    assert problem.endswith(f": {key}: is longer than 256 characters")
 
 
 # --- YAML problems inside a tenant folder -------------------------------------------------------

@@ -43,10 +43,45 @@ def _numeral_aware(keyword: str) -> Any:
     return check
 
 
+@cache
+def ecma_regex(pattern: str) -> re.Pattern[str]:
+    r"""``pattern`` with the meaning JSON Schema gives it (ECMA-262, no flags) in Python's engine.
+
+    The difference that matters: Python's ``$`` also matches before a final newline, so
+    ``^[0-9]{7}$`` would accept ``"1234567\n"`` and two users could share a conference ID.
+    Outside a character class, ``$`` becomes ``\Z`` and ``\d``/``\D`` become ASCII classes
+    (ECMA's ``\d`` is ``[0-9]``; Python's matches any Unicode digit).
+    """
+    out, in_class, chars = [], False, iter(pattern)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "")
+            if not in_class and escaped in ("d", "D"):
+                out.append("[0-9]" if escaped == "d" else "[^0-9]")
+            elif in_class and escaped == "d":
+                out.append("0-9")
+            else:
+                out.append(char + escaped)
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        elif char == "$" and not in_class:
+            char = r"\Z"
+        out.append(char)
+    return re.compile("".join(out))
+
+
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 _RANGE_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 _Validator = jsonschema.validators.extend(
     Draft202012Validator,
-    validators={k: _numeral_aware(k) for k in _RANGE_KEYWORDS},
+    validators={**{k: _numeral_aware(k) for k in _RANGE_KEYWORDS}, "pattern": _ecma_pattern},
     type_checker=_TYPE_CHECKER,
 )
 
@@ -108,7 +143,7 @@ def fast_check(name: str, definition: str | None = None) -> Predicate | None:
 def _compile(schema: dict[str, Any]) -> Predicate | None:
     keywords = set(schema) - _ANNOTATIONS
     if not keywords <= {"type", "properties", "additionalProperties", "required", "enum",
-                        "pattern", "minimum", "maximum"}:
+                        "pattern", "minimum", "maximum", "maxLength"}:
         return None
     if {"properties", "additionalProperties", "required"} & keywords:
         return _compile_object(schema)
@@ -149,9 +184,10 @@ def _compile_leaf(schema: dict[str, Any]) -> Predicate | None:
     if not all(isinstance(o, str) for o in schema.get("enum", ())):
         return None
     allowed = frozenset(schema["enum"]) if "enum" in schema else None
-    search = re.compile(schema["pattern"]).search if "pattern" in schema else None
+    search = ecma_regex(schema["pattern"]).search if "pattern" in schema else None
     low, high = schema.get("minimum"), schema.get("maximum")
     ranged = low is not None or high is not None
+    longest = schema.get("maxLength")
 
     def check(value: Any) -> bool:
         if not (isinstance(value, types) or (integer and _is_integer(value))):
@@ -159,6 +195,8 @@ def _compile_leaf(schema: dict[str, Any]) -> Predicate | None:
         if allowed is not None and (type(value) is not str or value not in allowed):
             return False
         if search is not None and type(value) is str and search(value) is None:
+            return False
+        if longest is not None and type(value) is str and len(value) > longest:
             return False
         if ranged and _is_integer(value):
             number = int(value)
@@ -204,6 +242,8 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
         low, high = schema.get("minimum"), schema.get("maximum")
         shown = value if isinstance(value, str) else _show(value)  # a numeral: no quotes
         yield Finding(file, path, f"{name}{shown} is out of range; allowed: {low} to {high}")
+    elif kind == "maxLength":
+        yield Finding(file, path, f"{name}is longer than {schema['maxLength']} characters")
     elif kind == "minItems":
         yield Finding(file, path, f"needs at least {schema['minItems']} item(s)")
     else:

@@ -1,0 +1,118 @@
+"""Schema patterns mean in our validator what they mean in the JSON Schema standard (ECMA-262),
+which editors use: no trailing newline after ``$``, ASCII digits only. Checked against a real
+ECMA-262 engine (``regress``) on generated values, for every pattern the schemas publish."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import regress
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.config.schema import check, ecma_regex, fast_check
+from reconciler.resources import schema_path
+from tests.helpers import Workspace, tenant_doc, write_tenant
+
+
+def published_patterns() -> list[str]:
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                found.add(node["pattern"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for name in ("tenant", "users", "plan"):
+        walk(json.loads(schema_path(f"{name}.schema.json").read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+PATTERNS = published_patterns()
+TRICKY = st.sampled_from(
+    [
+        "\n",
+        "\r",
+        "\r\n",
+        "\u2028",
+        "\x00",
+        " ",
+        "\u0660",
+        "\uff11",
+        "\u0967",
+        "é",
+        "+",
+        "-",
+        "a",
+        "Z",
+        "https://",
+        "http://",
+        "~",
+        "\x7f",
+        "\u00a0",
+    ]
+)
+
+
+def near_misses(pattern: str) -> st.SearchStrategy[str]:
+    """Strings that match ``pattern`` in ECMA, then edited near their ends: where ``$`` and
+    digit classes differ between engines."""
+    valid = st.from_regex(ecma_regex(pattern), fullmatch=True)
+    return st.one_of(
+        valid,
+        st.tuples(valid, TRICKY).map("".join),
+        st.tuples(TRICKY, valid).map("".join),
+        st.tuples(valid, st.lists(TRICKY, max_size=3).map("".join), valid).map("".join),
+        st.text(max_size=20),
+    )
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_patterns_match_exactly_what_ecma_262_matches(pattern: str) -> None:
+    ecma = regress.Regex(pattern)
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(value=near_misses(pattern))
+    def agree(value: str) -> None:
+        assert (ecma_regex(pattern).search(value) is not None) == (ecma.find(value) is not None)
+
+    agree()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1234567\n",
+        "\u0661\u0662\u0663\u0664\u0665\u0666\u0667",
+        "\uff11\uff12\uff13\uff14\uff15\uff16\uff17",
+        "1234567\r",
+    ],
+)
+def test_a_conference_id_with_a_trailing_newline_or_foreign_digits_is_refused(value: str) -> None:
+    user = {"license": True, "conference_id": value}
+    assert check(user, "users.schema.json", "u.yaml", definition="user")
+    predicate = fast_check("users.schema.json", "user")
+    assert predicate is not None and not predicate(user)
+
+
+def test_two_users_cannot_share_a_conference_id_through_a_trailing_newline(tmp_path) -> None:
+    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+    users = (
+        'users:\n  a@acme.com: {license: true, conference_id: "1234567\\n"}\n'
+        "  b@acme.com: {license: true, conference_id: '1234567'}\n"
+    )
+    write_tenant(ws.config, "acme", tenant_doc(), users)
+    for command in (["validate"], ["plan"], ["apply", "--auto-approve"]):
+        result = ws.run(*command)
+        assert result.code == 1 and "Traceback" not in result.output, str(result)
+        assert result.stderr.splitlines()[0] == (
+            "acme/users.yaml:2:46: conference_id: '1234567\\n' must be exactly 7 digits, "
+            'e.g. "8412345"'
+        )
+        assert not (tmp_path / "state").exists() and not ws.maildir.exists()
