@@ -120,7 +120,7 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
         raise ConfigError(broken)
     outcome = Outcome()
     if saved is not None:
-        shown_plan, configs, expected = read_saved_plan(saved)
+        shown_plan, configs, expected = read_saved_plan(saved, manager.templates.locales())
         names = sorted(configs)
     else:
         loaded = manager.load(reuse_state=True)  # unchanged files: no parse, no file update

@@ -22,6 +22,7 @@ from reconciler.delivery import deliver
 from reconciler.emails import check_templates, compose, message_id, sender_for
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, Options, save_plan
+from reconciler.model import tenant_name_problem
 from reconciler.outputs import render
 from reconciler.plan import Plan
 from reconciler.state import Commit, NewMessage, StaleState, StateLocked
@@ -52,6 +53,11 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(config: Path, state: str, mail: str, default_from: str | None,
                 templates: Path | None, tenants: tuple[str, ...], **kwargs: Any) -> Any:
+        for name in tenants:
+            if why := tenant_name_problem(name):
+                click.echo(f"error: --tenant {name!r} {why}; a tenant is named by its folder",
+                           err=True)
+                sys.exit(EXIT_ERROR)
         if templates is None and Path("templates").is_dir():
             templates = Path("templates")
         options = Options(config, state, mail, default_from, templates, tenants,

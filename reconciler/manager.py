@@ -12,9 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.config import LoadedConfig, load_config, locate_findings
+from reconciler.config import (
+    LoadedConfig,
+    load_config,
+    locate_findings,
+    saved_config_problems,
+    schema,
+)
 from reconciler.errors import ConfigError, UserError
-from reconciler.model import TenantConfig, UserRecord
+from reconciler.model import LOCALES, TenantConfig, UserRecord
 from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
 from reconciler.state import EmptyState, StateStore, open_store
@@ -23,6 +29,7 @@ if TYPE_CHECKING:
     from reconciler.emails import TemplateSet
 
 SAVED_PLAN_KIND = "audio-conferencing-reconciler saved plan"
+MAX_SAVED_PLAN_BYTES = 1024 * 2**20
 
 
 @dataclass
@@ -147,28 +154,41 @@ def save_plan(plan: Plan, path: Path) -> None:
         raise UserError(f"cannot write saved plan {path}: {exc.strerror or exc}") from None
 
 
-def read_saved_plan(path: Path) -> tuple[dict[str, Any], dict[str, TenantConfig],
-                                         dict[str, tuple[str | None, int]]]:
-    """The saved plan's JSON plan, its configs and the (lineage, serial) each was made against."""
+def read_saved_plan(path: Path, locales: Collection[str] = LOCALES
+                    ) -> tuple[dict[str, Any], dict[str, TenantConfig],
+                               dict[str, tuple[str | None, int]]]:
+    """The saved plan's JSON plan, its configs and the (lineage, serial) each was made against.
+
+    A plan file is data from outside, perhaps edited: it must match the ``saved_plan`` schema
+    (``schemas/plan.schema.json``) and its records must pass the configuration's own checks
+    before anything in it is used; otherwise a one-line refusal, and nothing is written.
+    """
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read saved plan {path}: {exc}") from None
+        with path.open("rb") as file:
+            data = file.read(MAX_SAVED_PLAN_BYTES + 1)
+        if len(data) > MAX_SAVED_PLAN_BYTES:
+            raise ValueError(f"larger than {MAX_SAVED_PLAN_BYTES // 2**20} MiB")
+        document = json.loads(data)
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        if isinstance(exc, RecursionError):
+            reason = "nested too deeply"
+        raise UserError(f"cannot read saved plan {path}: {reason}") from None
     if not isinstance(document, dict) or document.get("kind") != SAVED_PLAN_KIND:
         raise UserError(f"{path} is not a saved plan (make one with `reconciler plan --out`)")
     if document.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path} has plan format {document.get('format_version')!r}; this "
                         f"reconciler reads format {FORMAT_VERSION!r}")
+    findings = schema.check(document, "plan.schema.json", str(path), definition="saved_plan")
+    problems = [".".join(map(str, f.path)) + f": {f.message}" for f in findings]
+    for name, saved in ({} if findings else document["configs"]).items():
+        problems.extend(saved_config_problems(name, saved["tenant"], saved["users"], locales))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(f"{path} is not a valid saved plan, was it edited? {problems[0]}{more}; "
+                        "make a new one with `reconciler plan --out`")
     configs, expected = {}, {}
-    try:
-        for name, saved in document["configs"].items():
-            configs[name] = TenantConfig(name, saved["tenant"], saved["users"], {},
-                                         saved["files"])
-            expected[name] = (saved["lineage"], saved["serial"])
-        shown = document["plan"]
-        if not isinstance(shown, dict) or not isinstance(shown["tenants"], list):
-            raise TypeError("plan")
-    except (KeyError, TypeError, AttributeError):
-        raise UserError(f"{path} is not a complete saved plan (was it edited or truncated?); "
-                        "make a new one with `reconciler plan --out`") from None
-    return shown, configs, expected
+    for name, saved in document["configs"].items():
+        configs[name] = TenantConfig(name, saved["tenant"], saved["users"], {}, saved["files"])
+        expected[name] = (saved["lineage"], saved["serial"])
+    return document["plan"], configs, expected

@@ -23,6 +23,18 @@ PROVIDERS = ("Microsoft", "ThirdParty", "None")
 LOCALES = ("en", "fr")
 DEFAULT_MEETING_UPDATE_TOOL_URL = "https://aka.ms/meetingupdatetool"
 
+_TENANT_NAME = re.compile(r"[a-z0-9-]{1,63}")
+
+
+def tenant_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a tenant name, or None. Tenant names are names, never paths: they
+    become folder names (suppressed mail), state keys and headers, so one rule is checked
+    wherever a name enters (tenant folders, ``--tenant``, saved plans)."""
+    if _TENANT_NAME.fullmatch(name):
+        return None
+    return "must be 1-63 lowercase letters, digits or '-'"
+
+
 _INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _JOINERS = frozenset("\u200c\u200d")
 """ZWNJ and ZWJ (format characters) spell Persian and Indic names and emoji; nothing else

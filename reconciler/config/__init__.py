@@ -21,10 +21,16 @@ from reconciler import __version__
 from reconciler.config import schema, semantic
 from reconciler.config.yamlload import Finding, YAMLProblem, load, locate
 from reconciler.errors import ConfigError, Problem
-from reconciler.model import LOCALES, TenantConfig, TenantRecord, UserRecord
+from reconciler.model import (
+    LOCALES,
+    TenantConfig,
+    TenantRecord,
+    UserRecord,
+    tenant_name_problem,
+)
 
 __all__ = ["Finding", "LoadedConfig", "UsersCache", "load_config", "locate_findings",
-           "tenant_names"]
+           "saved_config_problems", "tenant_names"]
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Larger YAML files are refused: 100,000 users take about 15 MB."""
@@ -106,6 +112,44 @@ def locate_findings(root: Path, findings: Iterable[Finding]) -> list[Problem]:
     return problems
 
 
+def saved_config_problems(name: str, tenant: Any, users: Any,
+                          locales: Collection[str] = LOCALES) -> list[str]:
+    """Every reason the records of a saved plan are not what loading a tenant folder could have
+    produced, as ``path: message``. A saved plan is a file anyone could have edited, so its
+    records pass the YAML's shape and meaning checks, and must be their own effective form
+    (complete, defaults filled in), before anything uses them."""
+    where = f"configs.{name}"
+    if why := tenant_name_problem(name):
+        return [f"{where}: tenant name {why}"]
+    found = schema.check(tenant, "tenant.schema.json", where)
+    if not found and semantic.effective_tenant(tenant) != tenant:
+        return [f"{where}.tenant: not a complete effective tenant record"]
+    found = found or list(semantic.check_tenant(tenant, where, locales))
+    if found:
+        return _dotted(f"{where}.tenant", found)
+    if not isinstance(users, dict):
+        return [f"{where}.users: expected a mapping of users"]
+    numbers = semantic.bridge_numbers(tenant)
+    problems, ids = [], defaultdict(list)
+    for upn, user in users.items():
+        raw = {k: v for k, v in user.items() if k != "upn"} if isinstance(user, dict) else user
+        found = schema.check(raw, "users.schema.json", where, ("users", upn), "user")
+        if not found and (upn != semantic.lower(upn) or user.get("upn") != upn
+                          or semantic.effective_user(upn, raw, tenant) != user):
+            problems.append(f"{where}.users.{upn}: not a complete effective user record")
+            continue
+        found = found or list(semantic.check_user(user, raw, upn, where, tenant, numbers, locales))
+        problems.extend(_dotted(where, found))
+        if not found and user["conference_id"] is not None:
+            ids[user["conference_id"]].append((where, upn))
+    problems.extend(_dotted(where, semantic.check_unique(ids, "conference_id", ("conference_id",))))
+    return problems
+
+
+def _dotted(prefix: str, findings: Iterable[Finding]) -> list[str]:
+    return [".".join([prefix, *map(str, f.path)]) + f": {f.message}" for f in findings]
+
+
 class _TenantReader:
     """Reads one tenant folder, collecting findings instead of stopping at the first."""
 
@@ -132,9 +176,9 @@ class _TenantReader:
 
     def read(self) -> TenantConfig | None:
         tenant_file = f"{self.name}/tenant.yaml"
-        if not semantic.TENANT_NAME.match(self.name):
+        if why := tenant_name_problem(self.name):
             self.located.append(Problem(tenant_file, 1, 1, f"tenant folder name {self.name!r} "
-                                        "must be 1-63 lowercase letters, digits or '-'"))
+                                        f"{why}"))
         if not self.folder.is_relative_to(_resolved(self.root)):
             self._unusable(f"{self.name}", "a symbolic link that leaves the configuration "
                            "folder", "folder")

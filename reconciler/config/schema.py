@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
 
 from reconciler.config.yamlload import Finding
 from reconciler.resources import schema_path
@@ -102,11 +103,13 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def validator(name: str, definition: str | None = None) -> Any:
-    """A validator for a whole schema file, or for one of its ``$defs``."""
+    """A validator for a whole schema file, or for one of its ``$defs`` (where ``#`` still means
+    the whole file: a saved plan's ``plan`` is the file's root schema)."""
     schema = load_schema(name)
-    if definition is not None:
-        schema = {**schema["$defs"][definition], "$defs": schema["$defs"]}
-    return _Validator(schema)
+    if definition is None:
+        return _Validator(schema)
+    registry: Registry = Registry().with_resource(schema["$id"], Resource.from_contents(schema))
+    return _Validator({"$ref": f"{schema['$id']}#/$defs/{definition}"}, registry=registry)
 
 
 def check(data: Any, name: str, file: str, prefix: tuple = (), definition: str | None = None

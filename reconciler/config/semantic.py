@@ -23,7 +23,6 @@ from reconciler.model import (
     text_problem,
 )
 
-TENANT_NAME = re.compile(r"^[a-z0-9-]{1,63}$")
 # C0 and C1 controls (CR, LF, NEL...) and the Unicode line/paragraph separators: anything a
 # header writer or mail client might take for a line break.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
