@@ -24,6 +24,7 @@ from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, Options, save_plan
 from reconciler.model import tenant_name_problem
 from reconciler.outputs import render
+from reconciler.outputs.escape import visible
 from reconciler.plan import Plan
 from reconciler.state import Commit, NewMessage, StaleState, StateLocked
 
@@ -67,12 +68,12 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(manager, **kwargs)
         except ConfigError as exc:
             for problem in exc.problems:
-                click.echo(str(problem), err=True)
+                click.echo(visible(str(problem)), err=True)
             click.echo(f"{len(exc.problems)} problem(s) found; nothing was planned, applied "
                        "or sent.", err=True)
             sys.exit(EXIT_ERROR)
         except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {visible(str(exc))}", err=True)
             sys.exit(EXIT_ERROR)
         finally:
             manager.close()
@@ -353,7 +354,7 @@ def schema(out: Path, quiet: bool) -> None:
     try:
         written = export_schemas(out)
     except UserError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {visible(str(exc))}", err=True)
         sys.exit(EXIT_ERROR)
     if not quiet:
         for path in written:
@@ -385,7 +386,7 @@ def pr_comment(body_file: Any, platform: str | None, repo: str | None, number: i
         forge = forge_from_env(platform, api_url=api_url, project=repo, number=number)
         result = upsert_comment(forge, body_file.read())
     except UserError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {visible(str(exc))}", err=True)
         sys.exit(EXIT_ERROR)
     if not quiet:
         where = result.url or f"comment {result.comment_id}"

@@ -190,15 +190,15 @@ def test_markdown_summary_counts_and_tables() -> None:
     # enabled, details-changed, pin-reset, conference-info, disabled
     assert "| contoso | 1 | 4 | 1 | 1 | 1 | 0 | 1 | 0 |" in out
     assert "| User | To | Email | Why |" in out
-    assert "| carol@contoso.com | carol.x@contoso.com | `enabled` |" in out
-    assert "| settings.pin_length | `5` | `6` |" in out
-    assert ("| ~ | alice@contoso.com | conference_id: `8412345` → `8412346`, "
-            "pin_reset: — → `r1` |") in out
-    assert "| - | bob@contoso.com | delete |" in out
-    assert "| + | carol@contoso.com | create |" in out
-    # a cell value cannot break the table or inject HTML
-    assert "Dan \\| Sales &lt;team>" in out
-    assert "<team>" not in out
+    assert "| `carol@contoso.com` | `carol.x@contoso.com` | `enabled` |" in out
+    assert "| `settings.pin_length` | `5` | `6` |" in out
+    assert ("| ~ | `alice@contoso.com` | `conference_id`: `8412345` → `8412346`, "
+            "`pin_reset`: — → `r1` |") in out
+    assert "| - | `bob@contoso.com` | delete |" in out
+    assert "| + | `carol@contoso.com` | create |" in out
+    # a cell value cannot break the table, and HTML stays inside its code span
+    assert "`display_name`: — → `Dan \\| Sales <team>` |" in out
+    assert out.count("<team>") == 1
 
 
 def test_markdown_counts_per_tenant_and_suppressed() -> None:
@@ -235,15 +235,15 @@ def big_plan(n: int) -> Plan:
 
 def test_markdown_truncates_in_the_middle_with_a_count() -> None:
     out = markdown.render(big_plan(500))
-    assert "| user00000@contoso.com | user00000@contoso.com |" in out  # head kept
-    assert "| user00499@contoso.com | user00499@contoso.com |" in out  # tail kept
+    assert "| `user00000@contoso.com` | `user00000@contoso.com` |" in out  # head kept
+    assert "| `user00499@contoso.com` | `user00499@contoso.com` |" in out  # tail kept
     assert "user00250@contoso.com" not in out                          # middle cut
     assert out.count("*300 more row(s) not shown*") == 2  # emails and user changes
     assert "*100 more row(s) not shown*" in out            # settings (300 rows)
     # the cut is between head and tail
-    head = out.index("| user00099@contoso.com | user00099")
+    head = out.index("| `user00099@contoso.com` | `user00099")
     gap = out.index("*300 more row(s) not shown*")
-    tail = out.index("| user00400@contoso.com | user00400")
+    tail = out.index("| `user00400@contoso.com` | `user00400")
     assert head < gap < tail
     assert "**500** email(s)" in out  # summary counts are never truncated
 

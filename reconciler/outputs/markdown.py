@@ -10,6 +10,10 @@ Long tables are cut in the middle (head and tail kept, a count of what was left 
 and halved again until the whole comment fits in ``limit`` characters. When even two rows per
 table do not fit (hundreds of tenants), tenant sections are dropped from the end with a note;
 the summary table always stays.
+
+Every value from the configuration is a code span it cannot leave and every other text is
+escaped (:mod:`reconciler.outputs.escape`): YAML in a pull request cannot put a live link, image,
+mention or HTML into the comment.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from reconciler.model import EMAIL_TYPES
+from reconciler.outputs.escape import code_span, markdown_text
 from reconciler.plan import Change, Plan, PlannedEmail, TenantPlan, UserChange
 
 LIMIT = 65_000
@@ -64,8 +69,8 @@ def _head(plan: Plan, artifacts: str | None) -> list[str]:
             "|---|---:|---:|" + "---:|" * len(EMAIL_TYPES) + "---:|"]
     for t in plan.tenants:
         counts = Counter(e.type for e in t.emails)
-        out.append(f"| {_cell(t.name)} | {len(t.settings_changes)} | {len(t.user_changes)} | "
-                   + " | ".join(str(counts[k]) for k in EMAIL_TYPES)
+        out.append(f"| {markdown_text(t.name)} | {len(t.settings_changes)} | "
+                   f"{len(t.user_changes)} | " + " | ".join(str(counts[k]) for k in EMAIL_TYPES)
                    + f" | {sum(e.suppressed for e in t.emails)} |")
     return out
 
@@ -89,8 +94,8 @@ def _fit(plan: Plan, artifacts: str | None, limit: int) -> str:
 
 
 def _tenant(t: TenantPlan, rows: int) -> list[str]:
-    out = [f"### {_cell(t.name)}", ""]
-    out += [f"> :warning: {_cell(w)}" for w in t.warnings]
+    out = [f"### {markdown_text(t.name)}", ""]
+    out += [f"> :warning: {markdown_text(w)}" for w in t.warnings]
     if t.missing or not t.has_changes:
         out.append("_No changes._" if not t.missing else "_Missing from the configuration._")
         return out
@@ -121,18 +126,20 @@ def _counts(t: TenantPlan) -> str:
 
 
 def _setting_row(c: Change) -> list[str]:
-    return [c.path, _code(c.before), _code(c.after)]
+    return [code_span(c.path), _code(c.before), _code(c.after)]
 
 
 def _email_row(e: PlannedEmail) -> list[str]:
-    return [e.user, e.to, f"`{e.type}`" + (" (suppressed)" if e.suppressed else ""),
-            "; ".join(e.reasons)]
+    return [code_span(e.user), code_span(e.to),
+            code_span(e.type) + (" (suppressed)" if e.suppressed else ""),
+            markdown_text("; ".join(e.reasons))]
 
 
 def _user_row(u: UserChange) -> list[str]:
-    changes = (", ".join(f"{c.path}: {_code(c.before)} → {_code(c.after)}" for c in u.changes)
+    changes = (", ".join(f"{code_span(c.path)}: {_code(c.before)} → {_code(c.after)}"
+                         for c in u.changes)
                if u.action == "update" else u.action)
-    return [_SYMBOL[u.action], u.user, changes]
+    return [_SYMBOL[u.action], code_span(u.user), changes]
 
 
 def _details(title: str, header: Sequence[str], items: Sequence[T],
@@ -149,7 +156,7 @@ def _details(title: str, header: Sequence[str], items: Sequence[T],
     open_ = " open" if len(items) <= OPEN_ROWS else ""
     lines = [f"<details{open_}><summary>{title}</summary>", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in cells) + " |" for cells in body]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return [*lines, "", "</details>", ""]
 
 
@@ -157,14 +164,11 @@ def _link(text: str, url: str) -> str:
     """A markdown link to an http(s) URL, with characters that would end it percent-encoded;
     anything else is shown as code, never as a link."""
     if not url.lower().startswith(("https://", "http://")):
-        return f"`{_cell(url).replace('`', '')}`"
+        return code_span(url)
     safe = urllib.parse.quote(url, safe=":/?#[]@!$&'*+,;=%~-._")
     return f"[{text}]({safe})"
 
 
 def _code(value: object) -> str:
-    return "—" if value is None else f"`{value}`"
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+    """A value of a change; ``None`` (unset) as a dash."""
+    return "—" if value is None else code_span(value)

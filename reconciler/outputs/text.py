@@ -1,4 +1,7 @@
-"""The terminal plan: +/~/- per change, colour only when asked for (a TTY without NO_COLOR)."""
+"""The terminal plan: +/~/- per change, colour only when asked for (a TTY without NO_COLOR).
+
+Values from the configuration go through :func:`reconciler.outputs.escape.visible`: no ANSI
+escape or bidi override from YAML reaches the terminal."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 
 import click
 
+from reconciler.outputs.escape import visible
 from reconciler.plan import Change, Plan, TenantPlan
 
 _SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
@@ -32,7 +36,7 @@ def render(plan: Plan, *, color: bool = False, **_: object) -> str:
 
 def _tenant(t: TenantPlan, style: Any) -> list[str]:
     state = f"serial {t.serial}, lineage {t.lineage}" if t.lineage else "no applied state yet"
-    lines = [style(f"Tenant {t.name}", bold=True) + f" ({state})"]
+    lines = [style(f"Tenant {visible(t.name)}", bold=True) + f" ({visible(state)})"]
     if t.missing:
         lines.append(style("  missing from the configuration: left alone", fg="yellow"))
     if t.settings_changes:
@@ -43,7 +47,7 @@ def _tenant(t: TenantPlan, style: Any) -> list[str]:
         lines.append(f"  Users ({len(t.user_changes)}):")
         for u in t.user_changes:
             symbol, fg = _SYMBOL[u.action]
-            lines.append(f"    {style(symbol, fg=fg)} {u.user}")
+            lines.append(f"    {style(symbol, fg=fg)} {visible(u.user)}")
             if u.action == "update":
                 lines.extend(f"        {_change(c)}" for c in u.changes)
     if t.emails:
@@ -52,17 +56,17 @@ def _tenant(t: TenantPlan, style: Any) -> list[str]:
         lines.append(f"  Emails ({len(t.emails)}: {kinds}):")
         for e in t.emails:
             flag = style(" [suppressed]", fg="red") if e.suppressed else ""
-            lines.append(f"    {style('@', fg='cyan')} {e.user} <{e.to}> {style(e.type, bold=True)}"
-                         f"{flag}: {'; '.join(e.reasons)}")
-    lines.extend("  " + style("! " + w, fg="yellow") for w in t.warnings)
+            lines.append(f"    {style('@', fg='cyan')} {visible(e.user)} <{visible(e.to)}> "
+                         f"{style(e.type, bold=True)}{flag}: {visible('; '.join(e.reasons))}")
+    lines.extend("  " + style("! " + visible(w), fg="yellow") for w in t.warnings)
     if not (t.has_changes or t.missing):
         lines.append("  no changes")
     return lines
 
 
 def _change(c: Change) -> str:
-    return f"{c.path}: {_value(c.before)} -> {_value(c.after)}"
+    return f"{visible(c.path)}: {_value(c.before)} -> {_value(c.after)}"
 
 
 def _value(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return visible(json.dumps(value, ensure_ascii=False))
