@@ -7,7 +7,8 @@ when none exists is a new one created, so a pull request never collects a pile o
 GitHub (issue comments of a pull request) and GitLab (notes of a merge request) differ only in
 their URLs and how the token is sent; the find-or-update logic is shared. Only the standard
 library is used: ``urllib`` with a timeout, JSON in and out. The token is sent only to the API's
-own host: a pagination link pointing anywhere else is not followed.
+own origin (scheme, host and port): a pagination link or an HTTP redirect pointing anywhere else
+is refused, since urllib would otherwise forward the token's header to it.
 """
 
 from __future__ import annotations
@@ -203,12 +204,28 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only within the request's origin."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if _origin(target) != _origin(req.full_url):
+            raise UserError(f"API redirect from {_path(req.full_url)} to another host "
+                            f"({_origin(target)[1] or target}) refused: the token is only sent "
+                            "to the API's own host")
+        return super().redirect_request(req, fp, code, msg, headers, target)
+
+
+_OPENER = urllib.request.build_opener(_SameOriginRedirects())
+
+
 def _request(forge: Forge, method: str, url: str, payload: Mapping[str, Any] | None, *,
              with_headers: bool = False) -> Any:
     data = json.dumps(payload).encode("utf-8") if payload is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=forge.headers())
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        with _OPENER.open(request, timeout=TIMEOUT) as response:
             raw = response.read()
             headers = response.headers
     except urllib.error.HTTPError as exc:
@@ -230,7 +247,8 @@ def _http_error(forge: Forge, method: str, url: str, exc: urllib.error.HTTPError
         detail = json.loads(exc.read().decode("utf-8")).get("message", "")
     except (ValueError, AttributeError, OSError):
         detail = ""
-    message = f"{forge.name} API: {exc.code} {detail or exc.reason} ({method} {_path(url)})"
+    said = " ".join(str(detail or exc.reason).split())[:200]  # one line, whatever the server
+    message = f"{forge.name} API: {exc.code} {said} ({method} {_path(url)})"
     if exc.code in (401, 403, 404):
         if forge.kind == "github":
             message += ("; the workflow needs `permissions: pull-requests: write` (pull requests "

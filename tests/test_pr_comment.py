@@ -45,6 +45,8 @@ class Api:
     """Force this URL as the ``rel="next"`` link of the first page."""
     url: str = ""
     next_id: int = 1000
+    redirect: str | None = None
+    """Answer the next request with a 307 to this URL + the request's path."""
 
     def add(self, body: str, author: str = "someone") -> dict[str, Any]:
         self.next_id += 1
@@ -78,6 +80,10 @@ class Handler(BaseHTTPRequestHandler):
                         f"PRIVATE-TOKEN {self.headers.get('PRIVATE-TOKEN')}")
         if api.fail:
             self._reply(api.fail, {"message": "Resource not accessible by integration"})
+            return
+        if api.redirect:
+            target, api.redirect = api.redirect + self.path, None
+            self._reply(307, {}, {"Location": target})
             return
         if api.kind == "github":
             expected = self.headers.get("Authorization") == f"Bearer {TOKEN}"
@@ -135,6 +141,16 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api() -> Iterator[Api]:
+    yield from serve()
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Api]:
+    """A second server on another port: another origin, whatever its host name."""
+    yield from serve()
+
+
+def serve() -> Iterator[Api]:
     state = Api()
     handler = type("BoundHandler", (Handler,), {"api": state})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -228,6 +244,28 @@ def test_token_never_follows_a_link_to_another_host(api: Api) -> None:
     with pytest.raises(UserError, match="another host"):
         upsert_comment(github(api), plan_body("x"))
     assert not any(m == "POST" for m, _ in api.requests)
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_token_never_follows_a_redirect_to_another_host(
+    api: Api, elsewhere: Api, kind: str
+) -> None:
+    api.kind = elsewhere.kind = kind
+    api.redirect = elsewhere.url
+    forge = Forge(kind, api.url, "42" if kind == "gitlab" else REPO, PR, TOKEN)
+    with pytest.raises(UserError, match=r"redirect .* to another host .* refused") as error:
+        upsert_comment(forge, plan_body("x"))
+    assert TOKEN not in str(error.value)
+    assert elsewhere.requests == [] and elsewhere.auth == []
+
+
+def test_a_redirect_within_the_api_is_followed(api: Api, elsewhere: Api) -> None:
+    api.redirect = api.url + "/moved"
+    with pytest.raises(UserError, match="404 no route GET /moved/repos/"):
+        upsert_comment(github(api), plan_body("x"))
+    assert [path for _, path in api.requests] == [
+        f"/repos/{REPO}/issues/{PR}/comments", f"/moved/repos/{REPO}/issues/{PR}/comments"]
+    assert api.auth == [f"Bearer {TOKEN}"] * 2 and elsewhere.requests == []
 
 
 def test_unreachable_api(api: Api) -> None:
