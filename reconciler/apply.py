@@ -10,6 +10,7 @@ next apply delivers first.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,16 +43,31 @@ from reconciler.outputs.json import plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_tenant
 from reconciler.state import (
     Commit,
+    LockLost,
     NewMessage,
     QueuedMessage,
     StaleState,
     StateLocked,
     local_dir,
+    printable,
 )
 
 MAILDIR_DEFAULT_FROM = "noreply@localhost"
 SMTP_SCHEMES = ("smtp:", "smtp+starttls:", "smtps:")
 DEFAULT_RETRY_BACKOFF = 1.0
+DEFAULT_DELIVERY_TIMEOUT = 900.0
+"""Seconds an apply may spend delivering; what is left stays queued for the next run."""
+NEW_STATE_LIMIT = 10
+"""A tenant without applied state may get at most this many emails without --allow-new-state."""
+
+
+@dataclass(frozen=True)
+class DeliveryLimits:
+    """How long delivery may take: the first retry pause (doubled at each retry) and the
+    whole apply's delivery budget in seconds."""
+
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    timeout: float = DEFAULT_DELIVERY_TIMEOUT
 """Seconds before the first retry of a temporary delivery failure (then 2x, 4x...)."""
 
 
@@ -109,9 +125,9 @@ def suppressed_dir(state: str, tenant: str) -> Path:
 
 def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
               auto_approve: bool = False, allow_mass_disable: bool = False,
-              retry_backoff: float = DEFAULT_RETRY_BACKOFF) -> Outcome:
-    """Apply; ``retry_backoff`` is the first pause (seconds) before retrying a temporary
-    delivery failure, doubled at each retry."""
+              allow_new_state: bool = False, limits: DeliveryLimits = DeliveryLimits()
+              ) -> Outcome:
+    """Apply: lock, plan (or re-check a saved plan), guard, commit, deliver within ``limits``."""
     options = manager.options
     sender = default_sender(options.mail, options.default_from)
     transport = mail_transport(options.mail, sender.address)
@@ -140,16 +156,20 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
                     "refusing to disable more than 10% of the enabled users of "
                     f"{', '.join(guarded)}; check the configuration (a deleted users file?) or "
                     "pass --allow-mass-disable")
+            if not allow_new_state:
+                _first_contact_guard(plan, options.state)
         # Every tenant's messages are composed before the first commit, so a failure there
         # leaves every tenant as it was. Only then is anything sent: earlier leftovers go first
         # (the outbox is delivered in the order it was written), then this apply's messages.
         # A tenant whose folder vanished is left alone, its queue included.
         present = [t for t in plan.tenants if not t.missing]
         changes = {t.name: _change(manager, t, sender) for t in present if t.has_changes}
+        deadline = time.monotonic() + limits.timeout
         for tenant_plan in present:
             if tenant_plan.name in changes:
                 outcome.applied.append(_commit(manager, tenant_plan, changes[tenant_plan.name]))
-            _deliver(manager, tenant_plan, transport, ui, outcome, retry_backoff)
+            _deliver(manager, tenant_plan, transport, ui, outcome, limits.retry_backoff,
+                     deadline)
     return outcome
 
 
@@ -206,6 +226,8 @@ def _commit(manager: Manager, plan: TenantPlan, change: Commit) -> tuple[str, in
         return plan.name, manager.store.commit(plan.name, (plan.lineage, plan.serial), change)[1]
     except StaleState as exc:
         raise UserError(f"stale plan: {exc}") from None
+    except LockLost as exc:
+        raise UserError(f"lock lost: {exc}; nothing was written for {plan.name}") from None
 
 
 def compose_messages(manager: Manager, plan: TenantPlan, lineage: str, serial: int,
@@ -235,8 +257,24 @@ def compose_messages(manager: Manager, plan: TenantPlan, lineage: str, serial: i
     return messages
 
 
+def _first_contact_guard(plan: Plan, state: str) -> None:
+    """Refuse to email many users of a tenant the state has never seen: an empty state is more
+    often a wrong ``--state``, a missing secret or a fresh disk than a real first rollout, and
+    every user would get ``enabled`` with a new PIN."""
+    new = {t.name: sum(not e.suppressed for e in t.emails) for t in plan.tenants
+           if t.lineage is None and not t.missing}
+    crowded = {name: count for name, count in new.items() if count > NEW_STATE_LIMIT}
+    if crowded:
+        listed = ", ".join(f"{name} ({count} emails)" for name, count in sorted(crowded.items()))
+        raise UserError(
+            f"no applied state for {listed} in {printable(state)}: is --state right? If these "
+            "users already have Audio Conferencing, adopt the configuration without emails "
+            "with `reconciler import`; to really email them all, pass --allow-new-state; "
+            "nothing was written or sent")
+
+
 def _deliver(manager: Manager, plan: TenantPlan, transport: Transport, ui: UI,
-             outcome: Outcome, retry_backoff: float) -> None:
+             outcome: Outcome, retry_backoff: float, deadline: float) -> None:
     """Deliver the tenant's outbox. While the configuration being applied says not to email
     users, even messages queued earlier are kept for the operator instead of sent."""
     store, tenant = manager.store, plan.name
@@ -261,9 +299,14 @@ def _deliver(manager: Manager, plan: TenantPlan, transport: Transport, ui: UI,
         if not batch:
             continue
         with ui.progress(len(batch), f"{tenant}: {label}") as step, sink:
-            report: DeliveryReport = deliver(batch, sink, on_delivered=delivered,
-                                             on_failed=failed, progress=step,
-                                             backoff=retry_backoff)
+            try:
+                report: DeliveryReport = deliver(
+                    batch, sink, on_delivered=delivered, on_failed=failed, progress=step,
+                    backoff=retry_backoff, precondition=lambda: store.check_lock(tenant),
+                    deadline=deadline)
+            except LockLost as exc:
+                raise UserError(f"lock lost: {exc}; stopped at once: what was not sent stays "
+                                "queued for the next apply") from None
         outcome.delivered += len(report.delivered) if sink is transport else 0
         outcome.queued.extend(report.queued)
         outcome.why_queued.update(report.queued_reasons)

@@ -17,7 +17,14 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.apply import DEFAULT_RETRY_BACKOFF, default_sender, mail_transport, run_apply
+from reconciler.apply import (
+    DEFAULT_DELIVERY_TIMEOUT,
+    DEFAULT_RETRY_BACKOFF,
+    DeliveryLimits,
+    default_sender,
+    mail_transport,
+    run_apply,
+)
 from reconciler.delivery import deliver
 from reconciler.emails import check_templates, compose, message_id, sender_for
 from reconciler.errors import ConfigError, UserError
@@ -153,17 +160,27 @@ def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
 @click.option("--allow-mass-disable", is_flag=True,
               help="Allow disabling more than 10% of a tenant's enabled users.")
+@click.option("--allow-new-state", is_flag=True, envvar="RECONCILER_ALLOW_NEW_STATE",
+              help="Allow emailing more than 10 users of a tenant that has no applied state "
+                   "(otherwise refused: a wrong --state would re-onboard everyone; adopt "
+                   "existing users with `import`).")
+@click.option("--delivery-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              default=DEFAULT_DELIVERY_TIMEOUT, show_default=True,
+              envvar="RECONCILER_DELIVERY_TIMEOUT",
+              help="Stop delivering after this long; the rest stays queued for the next apply.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No plan, progress or summary: only errors and the paths of suppressed "
                    "messages (the operator must act on those).")
 def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
-          allow_mass_disable: bool, quiet: bool, retry_backoff: float) -> None:
+          allow_mass_disable: bool, allow_new_state: bool, delivery_timeout: float,
+          quiet: bool, retry_backoff: float) -> None:
     """Send exactly the planned emails and record the new state."""
     if planfile is None and not auto_approve and not sys.stdin.isatty():
         raise UserError("no terminal to confirm on: review with `plan` and pass --auto-approve, "
                         "or apply a saved plan file; nothing was done")
     outcome = run_apply(manager, ClickUI(quiet=quiet), saved=planfile, auto_approve=auto_approve,
-                        allow_mass_disable=allow_mass_disable, retry_backoff=retry_backoff)
+                        allow_mass_disable=allow_mass_disable, allow_new_state=allow_new_state,
+                        limits=DeliveryLimits(retry_backoff, delivery_timeout))
     for path in outcome.suppressed:
         click.echo(f"suppressed: kept for the operator (inform the user yourself): {path}")
     applied = ", ".join(f"{name} (serial {serial})" for name, serial in outcome.applied)

@@ -41,7 +41,7 @@ def apply(options: Options, commits: list[Commit], monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(store_class, "commit", recording)
     try:
-        assert run_apply(manager, SilentUI(), auto_approve=True).ok
+        assert run_apply(manager, SilentUI(), auto_approve=True, allow_new_state=True).ok
     finally:
         manager.close()
         monkeypatch.setattr(store_class, "commit", real)

@@ -42,7 +42,8 @@ def apply(options: Options) -> None:
 
     manager = Manager(options)
     try:
-        run_apply(manager, SilentUI(), auto_approve=True, allow_mass_disable=True)
+        run_apply(manager, SilentUI(), auto_approve=True, allow_mass_disable=True,
+                  allow_new_state=True)
     finally:
         manager.close()
 

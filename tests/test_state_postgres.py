@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from reconciler.errors import UserError
-from reconciler.state import Commit, open_store, redact
+from reconciler.state import Commit, LockLost, open_store, redact
 from tests.fixtures.state import (
     PostgresServer,
     example_config,
@@ -205,7 +205,7 @@ def test_a_lost_lock_connection_refuses_the_write(postgres_url: str) -> None:
             with psycopg.connect(postgres_url, autocommit=True) as conn:
                 conn.execute("SELECT pg_terminate_backend(backend_pid) FROM reconciler_locks")
             change = Commit({}, {}, [], {}, [], "l1")
-            with pytest.raises(UserError, match="lost the connection holding the state lock"):
+            with pytest.raises(LockLost, match="lost the connection holding the state lock"):
                 store.commit("alpha", (None, 0), change)
         assert store.load("alpha") is None
     finally:

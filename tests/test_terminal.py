@@ -147,8 +147,8 @@ def test_quiet_plan_and_detailed_exit_code(work: Path) -> None:
 
 def test_apply_shows_a_progress_bar_on_a_terminal(work: Path) -> None:
     bulk_tenant(work, 25)
-    result = run(work, "apply", "--auto-approve", "--tenant", "bulk", tty_out=True,
-                 tty_err=True)
+    result = run(work, "apply", "--auto-approve", "--allow-new-state", "--tenant", "bulk",
+                 tty_out=True, tty_err=True)
     assert result.code == 0, result.stderr
     assert "bulk: sending" in result.stderr and "100%" in result.stderr
     assert "Applied: bulk (serial 1). 25 email(s) delivered" in ANSI.sub("", result.stdout)
@@ -157,7 +157,7 @@ def test_apply_shows_a_progress_bar_on_a_terminal(work: Path) -> None:
 
 def test_no_progress_bar_when_not_a_terminal_or_few_emails(work: Path) -> None:
     bulk_tenant(work, 25)
-    piped = run(work, "apply", "--auto-approve", "--tenant", "bulk")
+    piped = run(work, "apply", "--auto-approve", "--allow-new-state", "--tenant", "bulk")
     assert piped.code == 0 and "sending" not in piped.stderr and "%" not in piped.stderr
     few = run(work, "apply", "--auto-approve", "--tenant", "contoso", tty_err=True)
     assert few.code == 0 and "sending" not in few.stderr  # 4 emails: no bar
@@ -165,7 +165,8 @@ def test_no_progress_bar_when_not_a_terminal_or_few_emails(work: Path) -> None:
 
 def test_quiet_apply(work: Path) -> None:
     bulk_tenant(work, 25)
-    result = run(work, "apply", "--auto-approve", "--quiet", tty_out=True, tty_err=True)
+    result = run(work, "apply", "--auto-approve", "--allow-new-state", "--quiet", tty_out=True,
+                 tty_err=True)
     assert result.code == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""  # no plan, no bar, no summary
     assert len(list((work / ".reconciler" / "mail" / "new").iterdir())) == 29

@@ -29,6 +29,13 @@ class ConnectionFailure(TemporaryFailure):
     message against a dead server."""
 
 
+class InDoubt(TemporaryFailure):
+    """The message was sent but its final reply never came: the server may have accepted it.
+    Never retried in the same run (RFC 5321 §4.5.3.2.6 waits long there precisely to avoid
+    duplicates); it stays queued and the next run sends it again with the same Message-ID.
+    Delivery stops, since the session is in an unknown state."""
+
+
 class PermanentFailure(Exception):
     """The server refused this message for good (SMTP 5xx): retrying would only be refused again."""
 
@@ -112,6 +119,9 @@ def deliver(
     backoff: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[Pending], None] | None = None,
+    precondition: Callable[[], None] | None = None,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> DeliveryReport:
     """Send ``messages`` in order over one ``transport`` and report what became of each.
 
@@ -122,7 +132,12 @@ def deliver(
       the last failure was a :class:`ConnectionFailure` the remaining messages are left queued
       untried, otherwise delivery continues with the next one.
     - :class:`PermanentFailure`: ``on_failed(msg, reason)``, continue.
-    - :class:`SetupFailure`: no retry; this and every remaining message stay queued.
+    - :class:`SetupFailure`, :class:`InDoubt`: no retry; this and every remaining message stay
+      queued.
+
+    ``precondition()`` runs before every attempt and may raise to stop everything (apply checks
+    it still holds the tenant's lock). Once ``clock()`` passes ``deadline``, the remaining
+    messages stay queued untried.
 
     Delivery failures never escape; exceptions raised by the callbacks do (the caller's state
     is then in doubt and it must know). ``progress(msg)`` is called once per message, including
@@ -134,10 +149,12 @@ def deliver(
     report = DeliveryReport()
     stopped: str | None = None
     for message in messages:
+        if stopped is None and deadline is not None and clock() >= deadline:
+            stopped = "the delivery time budget is used up"
         if stopped is not None:
             report._queue(message, f"not attempted: {stopped}")
         else:
-            outcome = _attempt(message, transport, attempts, backoff, sleep)
+            outcome = _attempt(message, transport, attempts, backoff, sleep, precondition)
             if outcome is None:
                 report.delivered.append(message.message_id)
                 on_delivered(message)
@@ -146,7 +163,7 @@ def deliver(
                 on_failed(message, str(outcome))
             else:
                 report._queue(message, str(outcome))
-                if isinstance(outcome, ConnectionFailure | SetupFailure):
+                if isinstance(outcome, ConnectionFailure | SetupFailure | InDoubt):
                     stopped = str(outcome)
         if progress is not None:
             progress(message)
@@ -159,12 +176,17 @@ def _attempt(
     attempts: int,
     backoff: float,
     sleep: Callable[[float], None],
+    precondition: Callable[[], None] | None,
 ) -> TemporaryFailure | PermanentFailure | SetupFailure | None:
     """Try one message up to ``attempts`` times; return the failure that ended it, or None."""
     tries = 0
     while True:
+        if precondition is not None:
+            precondition()
         try:
             transport.send(message)
+        except InDoubt as failure:
+            return failure
         except TemporaryFailure as failure:
             tries += 1
             if tries >= attempts:

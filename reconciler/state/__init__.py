@@ -13,6 +13,7 @@ from reconciler.state.base import (
     Applied,
     Commit,
     EmptyState,
+    LockLost,
     NewMessage,
     QueuedMessage,
     StaleState,
@@ -22,9 +23,9 @@ from reconciler.state.base import (
     redact,
 )
 
-__all__ = ["Applied", "Commit", "NewMessage", "QueuedMessage", "StaleState", "StateLocked",
-           "StateStore", "TenantDump", "is_database_url", "local_dir", "open_store", "printable",
-           "redact"]
+__all__ = ["Applied", "Commit", "LockLost", "NewMessage", "QueuedMessage", "StaleState",
+           "StateLocked", "StateStore", "TenantDump", "is_database_url", "local_dir", "open_store",
+           "printable", "redact"]
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 

@@ -169,6 +169,11 @@ class StateLocked(Exception):
     """Another process holds the tenant's lock."""
 
 
+class LockLost(Exception):
+    """The tenant's lock this process took is no longer held (its connection or file is gone):
+    another apply may be delivering the same queue, so this one must not send anything more."""
+
+
 class StateStore(ABC):
     """A state backend. Every method is one transaction."""
 
@@ -186,6 +191,11 @@ class StateStore(ABC):
     @abstractmethod
     def lock(self, tenant: str, timeout: float = 0.0) -> AbstractContextManager[None]:
         """Hold the tenant's lock; raise StateLocked ("locked by … since …") after ``timeout``."""
+
+    @abstractmethod
+    def check_lock(self, tenant: str) -> None:
+        """Raise LockLost unless this process still holds the tenant's lock: the precondition
+        of every commit and every message sent."""
 
     @abstractmethod
     def commit(self, name: str, expected: tuple[str | None, int], change: Commit

@@ -17,6 +17,7 @@ transaction), bodies erased once delivered or refused.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Collection, Iterator
@@ -35,6 +36,7 @@ from reconciler.state.base import (
     OUTBOX_SUMMARY,
     Applied,
     Commit,
+    LockLost,
     QueuedMessage,
     StaleState,
     StateLocked,
@@ -307,25 +309,30 @@ class PostgresStore(StateStore):
                 pass  # the connection is gone, and the lock with its session
 
     def _locks(self) -> psycopg.Connection[Any]:
-        """The connection holding this process's tenant locks (one for all of them)."""
+        """The connection holding this process's tenant locks (one for all of them). It sits
+        idle while messages are sent, so a server's ``idle_session_timeout`` is turned off for
+        it (PostgreSQL 14+): closing it would end the lock under a running delivery."""
         if self._lock_conn is None or self._lock_conn.closed:
             self._lock_conn = self._connect()
+            with contextlib.suppress(psycopg.Error):
+                self._lock_conn.execute("SET idle_session_timeout = 0")
         return self._lock_conn
 
-    def _check_lock(self, tenant: str) -> None:
-        """Refuse to write a tenant whose lock this store took but lost (its connection died)."""
-        if tenant not in self._held:
-            return
-        assert self._lock_conn is not None
+    def check_lock(self, tenant: str) -> None:
+        """A session-level advisory lock lives exactly as long as its session: the lock is held
+        while its connection answers (it is never unlocked in between)."""
+        if tenant not in self._held or self._lock_conn is None:
+            raise LockLost(f"{tenant}: this process does not hold the state lock")
         try:
             self._lock_conn.execute("SELECT 1")
         except psycopg.Error as exc:
-            raise UserError(f"{tenant}: lost the connection holding the state lock "
-                            f"({self._message(exc)}); nothing was written") from None
+            raise LockLost(f"{tenant}: lost the connection holding the state lock "
+                           f"({self._message(exc)})") from None
 
     def commit(self, name: str, expected: tuple[str | None, int], change: Commit
                ) -> tuple[str, int]:
-        self._check_lock(name)
+        if name in self._held:
+            self.check_lock(name)
         with self._guard():
             try:
                 with self.db.transaction():

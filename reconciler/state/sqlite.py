@@ -1,11 +1,15 @@
 """The embedded state backend: one SQLite file (mode 0600) plus per-tenant lock files beside it.
 
 Locks are ``flock`` locks, which the kernel releases when the holding process dies, so a killed
-apply never blocks the next run; the lock file only says who holds it and since when.
+apply never blocks the next run; the lock file only says who holds it and since when. A lock file
+is opened, never followed (``O_NOFOLLOW``: a symbolic link there is refused, not truncated), and
+the lock counts as held only while the file at that path is still the one locked: deleted or
+replaced, a second apply could lock the new file, so this one stops sending (:class:`LockLost`).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -25,6 +29,7 @@ from reconciler.state.base import (
     SCHEMA_VERSION,
     Applied,
     Commit,
+    LockLost,
     QueuedMessage,
     StaleState,
     StateLocked,
@@ -61,6 +66,12 @@ CREATE TABLE IF NOT EXISTS history (
 """
 
 
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link; remove it (lock files are never followed)"
+    return (exc.strerror or str(exc)).lower()
+
+
 _CONVERT = {"recipients": json.loads, "suppressed": bool}
 """SQLite keeps JSON as text and booleans as integers."""
 
@@ -72,6 +83,7 @@ class SQLiteStore(StateStore):
     def __init__(self, path: Path):
         self.path = path
         self.description = str(path)
+        self._locks: dict[str, int] = {}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
@@ -145,9 +157,11 @@ class SQLiteStore(StateStore):
 
     @contextmanager
     def lock(self, tenant: str, timeout: float = 0.0) -> Iterator[None]:
-        real = self.path.resolve()  # one lock file however the database is named
-        lock_path = real.with_name(f"{real.name}.{tenant}.lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        lock_path = self._lock_path(tenant)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise UserError(f"cannot open lock file {lock_path}: {_reason(exc)}") from None
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -161,16 +175,37 @@ class SQLiteStore(StateStore):
                     time.sleep(0.1)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{holder()} since {now()}\n".encode(), 0)
+            self._locks[tenant] = fd
             try:
                 yield
             finally:
+                del self._locks[tenant]
                 os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 
+    def _lock_path(self, tenant: str) -> Path:
+        real = self.path.resolve()  # one lock file however the database is named
+        return real.with_name(f"{real.name}.{tenant}.lock")
+
+    def check_lock(self, tenant: str) -> None:
+        fd = self._locks.get(tenant)
+        if fd is None:
+            raise LockLost(f"{tenant}: this process does not hold the state lock")
+        try:
+            current = os.stat(self._lock_path(tenant), follow_symlinks=False)
+        except OSError:
+            current = None
+        held = os.fstat(fd)
+        if current is None or (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino):
+            raise LockLost(f"{tenant}: the lock file {self._lock_path(tenant)} was removed or "
+                           "replaced while this apply held it")
+
     def commit(self, name: str, expected: tuple[str | None, int], change: Commit
                ) -> tuple[str, int]:
+        if name in self._locks:
+            self.check_lock(name)
         with self._transaction():
             row = self.db.execute("SELECT lineage, serial FROM tenants WHERE name=?",
                                   (name,)).fetchone()
