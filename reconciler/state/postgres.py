@@ -136,10 +136,15 @@ class PostgresStore(StateStore):
         if "application_name" in params:
             del options["application_name"]
         try:
-            return psycopg.connect(self.url, **options)
+            conn = psycopg.connect(self.url, **options)
         except psycopg.Error as exc:
             raise UserError(f"cannot connect to state {self.description}: "
                             f"{self._message(exc)}; nothing was done") from None
+        # Both connections sit idle while messages are sent: a server's idle_session_timeout
+        # (PostgreSQL 14+) would end the lock, or the one that marks messages delivered.
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SET idle_session_timeout = 0")
+        return conn
 
     def _message(self, exc: BaseException) -> str:
         """A driver or server message on one line, without any credential."""
@@ -309,13 +314,9 @@ class PostgresStore(StateStore):
                 pass  # the connection is gone, and the lock with its session
 
     def _locks(self) -> psycopg.Connection[Any]:
-        """The connection holding this process's tenant locks (one for all of them). It sits
-        idle while messages are sent, so a server's ``idle_session_timeout`` is turned off for
-        it (PostgreSQL 14+): closing it would end the lock under a running delivery."""
+        """The connection holding this process's tenant locks (one for all of them)."""
         if self._lock_conn is None or self._lock_conn.closed:
             self._lock_conn = self._connect()
-            with contextlib.suppress(psycopg.Error):
-                self._lock_conn.execute("SET idle_session_timeout = 0")
         return self._lock_conn
 
     def check_lock(self, tenant: str) -> None:

@@ -1,0 +1,111 @@
+"""The tenant lock is a precondition of every message sent: an apply that loses it stops at
+once, and a second apply that takes the lock over sends each message at most once more (only
+the one that was in flight when the lock went)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.fixtures.state import PostgresServer
+from tests.helpers import GateSMTPServer, Workspace, enabled_users, tenant_doc, write_tenant
+
+USERS = 30
+FROM = ["--default-from", "noreply@acme.com", "--allow-new-state", "--retry-backoff", "0.01"]
+
+
+@pytest.fixture
+def slow_smtp() -> GateSMTPServer:
+    server = GateSMTPServer(delay=0.06)
+    yield server
+    server.stop()
+
+
+def workspace(tmp_path: Path, state: str, smtp: GateSMTPServer) -> Workspace:
+    ws = Workspace(tmp_path, state, mail=smtp.url)
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(USERS, domain="acme.com"))
+    return ws
+
+
+def message_ids(smtp: GateSMTPServer) -> collections.Counter[str]:
+    return collections.Counter(str(m.message["Message-ID"]) for m in smtp.mails)
+
+
+def test_a_terminated_lock_connection_stops_delivery_and_nothing_is_sent_twice(
+    tmp_path: Path, postgres_url: str, slow_smtp: GateSMTPServer
+) -> None:
+    ws = workspace(tmp_path, postgres_url, slow_smtp)
+    first = ws.spawn("apply", "--auto-approve", *FROM)
+    slow_smtp.wait_for(5)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(backend_pid) FROM reconciler_locks")
+    second = ws.run("apply", "--auto-approve", *FROM, "--lock-timeout", "30", timeout=60)
+    lost = first.wait(60)
+
+    assert lost.code == 1, str(lost)
+    assert "lock lost" in lost.stderr and "Traceback" not in lost.output, str(lost)
+    assert second.code == 0, str(second)
+    ids = message_ids(slow_smtp)
+    assert len(ids) == USERS  # everyone got their email
+    assert sum(n - 1 for n in ids.values()) <= 1, ids.most_common(3)  # at most the one in flight
+    assert ws.run("apply", "--auto-approve", *FROM).code == 0
+    assert len(slow_smtp.mails) == sum(ids.values())  # nothing left queued
+
+
+def test_a_server_idle_session_timeout_never_ends_the_lock_or_the_delivery(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    database = postgres_server.new_database()
+    with postgres_server.admin() as conn:
+        conn.execute(f"ALTER DATABASE {database} SET idle_session_timeout = '300ms'")
+    smtp = GateSMTPServer(delay=0.5)  # each message leaves both connections idle 0.5 s
+    try:
+        ws = workspace(tmp_path, postgres_server.url(database), smtp)
+        write_tenant(ws.config, "acme", tenant_doc(), enabled_users(6, domain="acme.com"))
+        result = ws.run("apply", "--auto-approve", *FROM, timeout=60)
+        assert result.code == 0, str(result)
+        ids = message_ids(smtp)
+        assert len(ids) == 6 and set(ids.values()) == {1}
+    finally:
+        smtp.stop()
+
+
+def test_a_replaced_sqlite_lock_file_stops_delivery(
+    tmp_path: Path, slow_smtp: GateSMTPServer
+) -> None:
+    state = tmp_path / "state" / "state.db"
+    ws = workspace(tmp_path, str(state), slow_smtp)
+    first = ws.spawn("apply", "--auto-approve", *FROM)
+    slow_smtp.wait_for(3)
+    lock = state.with_name("state.db.acme.lock")
+    os.unlink(lock)  # an operator "cleaning up a stale lock"
+    second = ws.run("apply", "--auto-approve", *FROM, "--lock-timeout", "30", timeout=60)
+    lost = first.wait(60)
+
+    assert lost.code == 1 and "lock lost" in lost.stderr, str(lost)
+    assert "removed or replaced" in lost.stderr
+    assert second.code == 0, str(second)
+    ids = message_ids(slow_smtp)
+    assert len(ids) == USERS and sum(n - 1 for n in ids.values()) <= 1, ids.most_common(3)
+
+
+def test_a_symlinked_lock_file_is_refused_never_truncated(tmp_path: Path) -> None:
+    state = tmp_path / "state" / "state.db"
+    ws = Workspace(tmp_path, str(state))
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    state.parent.mkdir()
+    state.with_name("state.db.acme.lock").symlink_to(victim)
+    started = time.monotonic()
+    result = ws.apply(expect=1)
+    assert time.monotonic() - started < 20
+    assert "Traceback" not in result.output
+    assert "state.db.acme.lock: it is a symbolic link" in result.stderr, str(result)
+    assert victim.read_text() == "precious\n"
+    assert not ws.maildir.exists()
