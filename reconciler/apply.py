@@ -140,6 +140,11 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
         names = sorted(configs)
     else:
         loaded = manager.load(reuse_state=True)  # unchanged files: no parse, no file update
+        if not allow_new_state:  # before anything is created where a wrong --state points
+            known = manager.known_tenants()
+            _first_contact_guard(Plan([plan_tenant(config, None)[0] for name, config
+                                       in sorted(loaded.tenants.items()) if name not in known]),
+                                 options.state)
         names = manager.tenant_names(loaded)
     with _locked(manager, names):
         if saved is not None:

@@ -70,6 +70,15 @@ class Manager:
         if self._store is not None:
             self._store.close()
 
+    def known_tenants(self) -> set[str]:
+        """The tenants the state has, found without creating or changing anything."""
+        store = self._store or open_store(self.options.state, create=False, read_only=True)
+        try:
+            return set(store.tenants())
+        finally:
+            if store is not self._store:
+                store.close()
+
     def load(self, reuse_state: bool = False) -> LoadedConfig:
         """The configuration, or ConfigError with every problem in it.
 
@@ -78,7 +87,8 @@ class Manager:
         """
         caches = None
         if reuse_state:
-            store = self._store or open_store(self.options.state, create=False)
+            store = self._store or open_store(self.options.state, create=False,
+                                              read_only=self.read_only)
             if not isinstance(store, EmptyState):  # looking must not create a state
                 self._store = store
                 caches = {name: _StateCache(store, name, *applied)

@@ -375,6 +375,8 @@ class Workspace:
 
     def __post_init__(self) -> None:
         self.config.mkdir(parents=True, exist_ok=True)
+        if "://" not in self.state:  # an SQLite state: its folder exists, as reconciler requires
+            Path(self.state).parent.mkdir(parents=True, exist_ok=True)
         if not self.mail:
             self.mail = f"maildir:{self.maildir}"
 

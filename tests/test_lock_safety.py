@@ -100,7 +100,7 @@ def test_a_symlinked_lock_file_is_refused_never_truncated(tmp_path: Path) -> Non
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
-    state.parent.mkdir()
+    state.parent.mkdir(exist_ok=True)
     state.with_name("state.db.acme.lock").symlink_to(victim)
     started = time.monotonic()
     result = ws.apply(expect=1)

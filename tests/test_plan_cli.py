@@ -97,6 +97,7 @@ class Cli:
         self.tmp = tmp_path
         self.config = tmp_path / "tenants"
         self.state = tmp_path / "state" / "state.db"
+        self.state.parent.mkdir()
         self.mail = tmp_path / "mail"
         self.runner = CliRunner()
 

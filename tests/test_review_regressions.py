@@ -37,6 +37,7 @@ def setup(tmp_path: Path) -> tuple[Path, list[str]]:
     (tmp_path / "cfg" / "acme").mkdir(parents=True)
     (tmp_path / "cfg" / "acme" / "tenant.yaml").write_text(TENANT)
     (tmp_path / "cfg" / "acme" / "users.yaml").write_text(users())
+    (tmp_path / "st").mkdir()
     args = ["--config", str(tmp_path / "cfg"), "--state", str(tmp_path / "st" / "state.db"),
             "--mail", f"maildir:{tmp_path / 'mail'}"]
     return tmp_path, args
@@ -95,7 +96,6 @@ def test_validate_of_a_tenant_without_folder_fails(setup):
 
 def test_import_while_locked_is_one_line(setup):
     root, args = setup
-    (root / "st").mkdir()
     fd = os.open(root / "st" / "state.db.acme.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

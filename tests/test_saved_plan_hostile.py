@@ -138,4 +138,4 @@ def test_a_tenant_option_that_is_not_a_name_is_refused_in_one_line(
         "named by its folder"
     ]
     assert "\x1b" not in result.output
-    assert not (tmp_path / "state").exists()
+    assert not (tmp_path / "state" / "state.db").exists()

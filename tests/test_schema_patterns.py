@@ -5,6 +5,7 @@ ECMA-262 engine (``regress``) on generated values, for every pattern the schemas
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import regress
@@ -115,4 +116,4 @@ def test_two_users_cannot_share_a_conference_id_through_a_trailing_newline(tmp_p
             "acme/users.yaml:2:46: conference_id: '1234567\\n' must be exactly 7 digits, "
             'e.g. "8412345"'
         )
-        assert not (tmp_path / "state").exists() and not ws.maildir.exists()
+        assert not Path(ws.state).exists() and not ws.maildir.exists()

@@ -98,6 +98,7 @@ def test_round_trip_and_the_next_apply_delivers_what_was_queued(tmp_path: Path,
     store.close()
     moved = cli(tmp_path, ["state", "migrate", "--to", postgres_url], sqlite_location)
     assert moved.returncode == 0, moved.stderr
+    (tmp_path / "back").mkdir()
     back = open_store(str(tmp_path / "back" / "state.db"))
     source, target = open_store(sqlite_location), open_store(postgres_url)
     try:

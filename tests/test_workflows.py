@@ -439,6 +439,7 @@ def test_plan_workflow_runs_locally(repo: Path, tmp_path: Path,
 
 def test_apply_workflow_runs_locally(repo: Path, tmp_path: Path, smtp_server: Any) -> None:
     state = tmp_path / "state" / "state.db"
+    state.parent.mkdir()
     head = git(repo, "rev-parse", "HEAD")
     context = {"github": {"sha": head, "ref_name": "main"},
                "secrets": {"RECONCILER_STATE": str(state),

@@ -13,7 +13,7 @@ import re
 import secrets
 from pathlib import Path
 
-from .base import ConnectionFailure, Pending, Transport
+from .base import ConnectionFailure, Pending, SetupFailure, Transport
 
 #: Characters kept as they are in a file name made from a Message-ID; others become ``_``.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
@@ -76,6 +76,9 @@ class SuppressedFiles(Transport):
         tmp = self.directory / f".{target.name}.{secrets.token_hex(8)}.tmp"
         try:
             make_private_dir(self.directory)
+            if self.directory.is_symlink() or self.directory.parent.is_symlink():
+                raise SetupFailure(f"{self.directory} is or is under a symbolic link: suppressed "
+                                   "messages are only written into a real folder")
             write_atomically(message.data, tmp, target)
         except OSError as error:
             raise ConnectionFailure(f"cannot write {target}: {error.strerror or error}") from error

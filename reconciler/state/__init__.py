@@ -6,6 +6,7 @@ the shared PostgreSQL backend (``pip install 'audio-conferencing-reconciler[post
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from reconciler.errors import UserError
@@ -28,6 +29,9 @@ __all__ = ["Applied", "Commit", "LockLost", "NewMessage", "QueuedMessage", "Stal
            "printable", "redact"]
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+DEFAULT_FOLDER = Path(".reconciler")
+"""The one state folder created when missing (the embedded default, ``.reconciler/state.db``)."""
+_KEYWORDS = re.compile(r"^\s*[A-Za-z_]+\s*=")
 
 
 def _scheme(location: str) -> str | None:
@@ -53,17 +57,19 @@ def local_dir(location: str) -> Path:
         Path(location).resolve().parent)
 
 
-def open_store(location: str, create: bool = True) -> StateStore:
+def open_store(location: str, create: bool = True, read_only: bool | None = None) -> StateStore:
     """A state store for a path (SQLite, the embedded default) or a ``postgresql://`` URL.
 
-    ``create=False`` is for commands that only read: a SQLite file that does not exist yet is
-    then an empty state, not a new file.
+    ``create=False``: a SQLite file that does not exist yet is an empty state, not a new file.
+    ``read_only`` (default: ``not create``, commands that only read) opens an existing SQLite
+    file read-only: never created, changed or chmod-ed.
 
     Raises UserError (one line, password masked) when the store cannot be opened: unreachable
     server, bad credentials, missing database, a schema made by another reconciler version.
     """
     scheme = _scheme(location)
     if scheme in POSTGRES_SCHEMES:
+        _check_authority(location)
         try:
             from reconciler.state.postgres import PostgresStore
         except ModuleNotFoundError as exc:
@@ -75,8 +81,48 @@ def open_store(location: str, create: bool = True) -> StateStore:
     if scheme is not None:
         raise UserError(f"unsupported state URL scheme {scheme}://: give an SQLite file path or "
                         "a postgresql:// URL")
+    return _sqlite_store(Path(location), create, not create if read_only is None else read_only)
+
+
+def _check_authority(url: str) -> None:
+    """Refuse a URL whose password holds an unencoded ``@``, ``/``, ``?`` or ``#``: libpq would
+    read part of the password as the host or the database, and print it in its error."""
+    rest = url.split("://", 1)[1]
+    end = min((i for c in "/?#" if (i := rest.find(c)) >= 0), default=len(rest))
+    if rest[:end].count("@") > 1 or "@" in rest[end:]:
+        raise UserError(f"state URL {redact(url)}: the password seems to hold an unencoded "
+                        "@, /, ? or #: percent-encode them (%40, %2F, %3F, %23), or put the "
+                        "password in PGPASSWORD; nothing was done")
+
+
+def _sqlite_store(path: Path, create: bool, read_only: bool) -> StateStore:
+    """The SQLite state at ``path``, which must be a plain path, never a guess: a libpq keyword
+    string or a mistyped folder would otherwise start an empty state, and an apply would email
+    every user again (the value is never echoed: it may hold a password)."""
     from reconciler.state.sqlite import SQLiteStore
 
-    if not create and not Path(location).exists():
+    if _KEYWORDS.match(str(path)) or str(path).startswith(("postgresql:", "postgres:")):
+        raise UserError("--state looks like a PostgreSQL connection string, not a file path: "
+                        "write it as a URL, postgresql://USER@HOST:PORT/DBNAME (password in "
+                        "PGPASSWORD or a percent-encoded URL); nothing was done")
+    if path.is_symlink():
+        raise UserError(f"state {path} is a symbolic link: give the real path (state files are "
+                        "opened, never followed); nothing was done")
+    if not create and not path.exists():
         return EmptyState()  # type: ignore[return-value]
-    return SQLiteStore(Path(location))
+    folder = path.parent
+    if not folder.is_dir():
+        if not _is_default_folder(folder):
+            raise UserError(f"state folder {folder} does not exist: check --state (a wrong "
+                            "path would start an empty state), or create the folder; nothing "
+                            "was done")
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create state folder {folder}: "
+                            f"{(exc.strerror or str(exc)).lower()}") from None
+    return SQLiteStore(path, read_only=read_only)
+
+
+def _is_default_folder(folder: Path) -> bool:
+    return folder.absolute() == DEFAULT_FOLDER.absolute()

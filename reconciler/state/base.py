@@ -11,6 +11,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -320,18 +321,19 @@ def schema_mismatch(where: str, found: str, understood: int) -> str:
             f"{understood}; {advice} (the state was left untouched)")
 
 
+_USERINFO_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*):.*@", re.DOTALL)
+"""``scheme://user:password@``: the password runs to the *last* ``@``, so one holding an
+unencoded ``@``, ``/``, ``?`` or ``#`` is still hidden whole."""
+
+
 def redact(url: str) -> str:
     """The URL fit to print: its password (in the authority or as ``password=``) masked."""
+    url = _USERINFO_PASSWORD.sub(r"\1:***@", url, count=1)
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable state URL>"
     netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, hosts = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{hosts}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
@@ -344,11 +346,10 @@ def redact(url: str) -> str:
 def url_secrets(url: str) -> list[str]:
     """The password as written in the URL, raw and decoded, to scrub from server messages."""
     found = []
+    if match := _USERINFO_PASSWORD.match(url):
+        found.append(match.group(0)[len(match.group(1)) + 1:-1])
     try:
         parts = urlsplit(url)
-        userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
-        if ":" in userinfo:
-            found.append(userinfo.split(":", 1)[1])
         found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
     except ValueError:
         pass

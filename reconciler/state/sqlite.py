@@ -9,12 +9,14 @@ replaced, a second apply could lock the new file, so this one stops sending (:cl
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
 import os
 import sqlite3
 import time
+import urllib.parse
 import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -66,10 +68,13 @@ CREATE TABLE IF NOT EXISTS history (
 """
 
 
-def _reason(exc: OSError) -> str:
-    if exc.errno == errno.ELOOP:
-        return "it is a symbolic link; remove it (lock files are never followed)"
-    return (exc.strerror or str(exc)).lower()
+def _reason(exc: BaseException) -> str:
+    """The real cause, on one line: a full disk, a read-only file system, a symbolic link."""
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return "it is a symbolic link; remove it (files beside the state are never followed)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 _CONVERT = {"recipients": json.loads, "suppressed": bool}
@@ -80,38 +85,72 @@ _UPGRADES = {"1": "ALTER TABLE users ADD COLUMN file TEXT"}
 
 
 class SQLiteStore(StateStore):
-    def __init__(self, path: Path):
+    """``read_only`` (plan, preview, state show): the file is opened read-only, never created,
+    chmod-ed, migrated or written."""
+
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = path
         self.description = str(path)
+        self.read_only = read_only
         self._locks: dict[str, int] = {}
+        self._files_known = True
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            os.chmod(path, 0o600)
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+            if read_only:
+                uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
+            else:
+                if not path.exists():
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+                os.chmod(path, 0o600)
+                self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
         except (OSError, sqlite3.Error) as exc:
-            raise UserError(f"cannot open state {path}: {exc}") from None
+            raise UserError(f"cannot open state {path}: {_reason(exc)}") from None
         try:
-            self.db.execute("PRAGMA journal_mode=DELETE")
-            self.db.execute("PRAGMA synchronous=FULL")
-            # Erased message bodies (PINs) must not survive in free pages of the file.
-            self.db.execute("PRAGMA secure_delete=ON")
-            self._migrate()
+            if read_only:
+                self._check_version()
+            else:
+                self.db.execute("PRAGMA journal_mode=DELETE")
+                self.db.execute("PRAGMA synchronous=FULL")
+                # Erased message bodies (PINs) must not survive in free pages of the file.
+                self.db.execute("PRAGMA secure_delete=ON")
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             self.db.close()
-            raise UserError(f"cannot use state {path}: {exc}") from None
+            raise UserError(f"cannot use state {path}: {_reason(exc)}") from None
         except BaseException:
             self.db.close()
             raise
 
+    def _version(self) -> str | None:
+        """The file's schema version; refuses a database that is not a reconciler state."""
+        has_meta = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        row = has_meta and self.db.execute(
+            "SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row:
+            return str(row[0])
+        if self.db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+            raise UserError(f"{self.description} is an SQLite database but not a reconciler "
+                            "state (no schema version): refusing to use it; check --state")
+        return None
+
+    def _check_version(self) -> None:
+        version = self._version()
+        if version is None:  # an empty file: nothing applied yet
+            self.db.executescript(_SCHEMA.replace("CREATE TABLE", "CREATE TEMP TABLE").replace(
+                "CREATE INDEX IF NOT EXISTS outbox_queued ON outbox", "SELECT 1"))
+        elif version in _UPGRADES:
+            self._files_known = False  # the upgrade that records them waits for an apply
+        elif version != str(SCHEMA_VERSION):
+            raise UserError(schema_mismatch(self.description, version, SCHEMA_VERSION))
+        self.store_id = "" if version is None else self.db.execute(
+            "SELECT value FROM meta WHERE key='store_id'").fetchone()[0]
+
     def _migrate(self) -> None:
         """Create the tables in a new file; refuse a file made by an older or newer version."""
         with self._transaction():
-            has_meta = self.db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
-            row = has_meta and self.db.execute(
-                "SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = self._version()
+            row = (version,) if version is not None else None
             if row and row[0] in _UPGRADES:
                 self.db.execute(_UPGRADES[row[0]])
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
@@ -132,13 +171,23 @@ class SQLiteStore(StateStore):
 
     @contextmanager
     def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[None]:
-        self.db.execute(f"BEGIN {mode}")
+        """One transaction; a storage fault (disk full, read-only, I/O error) is a one-line
+        UserError with its real cause, and the transaction is rolled back: state and outbox
+        stay as they were."""
         try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute(f"BEGIN {mode}")
+            try:
+                yield
+            except BaseException:
+                if self.db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            raise UserError(f"state {self.description}: {_reason(exc)}") from None
 
     def tenants(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM tenants ORDER BY name")]
@@ -173,8 +222,11 @@ class SQLiteStore(StateStore):
                         who = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
                         raise StateLocked(f"state locked by {who or 'another process'}") from None
                     time.sleep(0.1)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{holder()} since {now()}\n".encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{holder()} since {now()}\n".encode(), 0)
+            except OSError as exc:
+                raise UserError(f"cannot write lock file {lock_path}: {_reason(exc)}") from None
             self._locks[tenant] = fd
             try:
                 yield
@@ -258,6 +310,8 @@ class SQLiteStore(StateStore):
 
     def file_users(self, tenant: str, files: Collection[str], serial: int
                    ) -> dict[str, dict[str, UserRecord]] | None:
+        if not self._files_known:
+            return None
         found: dict[str, dict[str, UserRecord]] = {file: {} for file in files}
         with self._transaction("DEFERRED"):  # a read snapshot: the serial and users agree
             row = self.db.execute("SELECT serial FROM tenants WHERE name=?", (tenant,)).fetchone()

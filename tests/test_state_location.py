@@ -1,0 +1,189 @@
+"""A wrong state location never re-onboards everyone: it is refused, not guessed, and a tenant
+the state has never seen may get more than 10 emails only when the operator says so. Read-only
+commands never create, chmod or change anything; a database that is not ours is refused."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Workspace, enabled_users, run, tenant_doc, write_tenant
+
+PASSWORD = "Sup3r-S3cret"
+
+
+def tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {os.fspath(p.relative_to(root)): (p.lstat().st_mode, p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    write_tenant(tmp_path / "tenants", "acme", tenant_doc(), enabled_users(3, domain="acme.com"))
+    return tmp_path / "tenants"
+
+
+@pytest.mark.parametrize("state", [
+    f"host=db.example dbname=reconciler user=app password={PASSWORD}",
+    f"  dbname = reconciler password={PASSWORD}",
+    f"postgresql:db.example?password={PASSWORD}",
+])
+@pytest.mark.parametrize("command", ["apply", "plan"])
+def test_a_libpq_keyword_string_is_refused_with_a_hint_and_never_echoed(
+    tmp_path: Path, config: Path, state: str, command: str
+) -> None:
+    before = tree(tmp_path)
+    extra = ["--auto-approve"] if command == "apply" else []
+    result = run([command, *extra, "--config", str(config), "--state", state,
+                  "--mail", f"maildir:{tmp_path / 'mail'}"], cwd=tmp_path)
+    assert result.code == 1, str(result)
+    assert result.stderr.startswith("error: --state looks like a PostgreSQL connection string")
+    assert "postgresql://USER@HOST:PORT/DBNAME" in result.stderr
+    assert PASSWORD not in result.output and "Traceback" not in result.output
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("state", [
+    f"mysql://app:{PASSWORD}@db.example/reconciler",
+    f"sqlite:///{PASSWORD}/state.db",
+])
+def test_an_unknown_scheme_is_refused_without_the_password(
+    tmp_path: Path, config: Path, state: str
+) -> None:
+    before = tree(tmp_path)
+    result = run(["apply", "--auto-approve", "--config", str(config), "--state", state],
+                 cwd=tmp_path)
+    assert result.code == 1 and "unsupported state URL scheme" in result.stderr, str(result)
+    assert PASSWORD not in result.output
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://app:p@ss/w@rd#x@127.0.0.1:9/db",
+    "postgresql://app:p@ss:w?rd@127.0.0.1:9/db",
+])
+def test_a_password_with_unencoded_characters_never_appears(
+    tmp_path: Path, config: Path, url: str
+) -> None:
+    result = run(["apply", "--auto-approve", "--config", str(config), "--state", url],
+                 cwd=tmp_path)
+    assert result.code == 1 and "Traceback" not in result.output, str(result)
+    for fragment in ("p@ss", "ss/w", "w@rd", "w?rd", "rd#x"):
+        assert fragment not in result.output, result.output
+
+
+def test_a_state_folder_that_does_not_exist_is_refused(tmp_path: Path, config: Path) -> None:
+    state = tmp_path / "typo" / "state.db"
+    result = run(["apply", "--auto-approve", "--config", str(config), "--state", str(state),
+                  "--mail", f"maildir:{tmp_path / 'mail'}"], cwd=tmp_path)
+    assert result.code == 1, str(result)
+    assert result.stderr.startswith(f"error: state folder {state.parent} does not exist")
+    assert not state.parent.exists() and not (tmp_path / "mail").exists()
+
+
+def test_the_default_state_folder_is_created(tmp_path: Path, config: Path) -> None:
+    result = run(["apply", "--auto-approve", "--config", str(config)], cwd=tmp_path)
+    assert result.code == 0, str(result)
+    assert (tmp_path / ".reconciler" / "state.db").is_file()
+
+
+def test_a_symlinked_state_file_is_refused(tmp_path: Path, config: Path) -> None:
+    real = tmp_path / "real.db"
+    sqlite3.connect(real).close()
+    real.chmod(0o644)
+    link = tmp_path / "state.db"
+    link.symlink_to(real)
+    for command in (["plan"], ["apply", "--auto-approve"]):
+        result = run([*command, "--config", str(config), "--state", str(link)], cwd=tmp_path)
+        assert result.code == 1 and "is a symbolic link" in result.stderr, str(result)
+    assert stat.S_IMODE(real.stat().st_mode) == 0o644
+
+
+# --- first contact ------------------------------------------------------------------------
+
+
+def new_tenant(tmp_path: Path, users: int) -> Workspace:
+    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(users, domain="acme.com"))
+    return ws
+
+
+def test_an_apply_that_would_email_many_users_of_a_new_state_is_refused(tmp_path: Path) -> None:
+    ws = new_tenant(tmp_path, 11)
+    result = ws.apply(expect=1)
+    assert result.stderr.splitlines() == [
+        f"error: no applied state for acme (11 emails) in {ws.state}: is --state right? If "
+        "these users already have Audio Conferencing, adopt the configuration without emails "
+        "with `reconciler import`; to really email them all, pass --allow-new-state; nothing "
+        "was written or sent"]
+    assert list((tmp_path / "state").iterdir()) == [] and not ws.maildir.exists()
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_allow_new_state_emails_them_all(tmp_path: Path, how: str) -> None:
+    ws = new_tenant(tmp_path, 11)
+    if how == "flag":
+        ws.apply("--allow-new-state")
+    else:
+        ws.apply(env={"RECONCILER_ALLOW_NEW_STATE": "1"})
+    assert len(ws.mails()) == 11
+
+
+def test_import_adopts_without_emails_and_the_next_apply_needs_nothing(tmp_path: Path) -> None:
+    ws = new_tenant(tmp_path, 11)
+    assert ws.run("import").code == 0
+    ws.apply()
+    assert ws.mails() == []
+
+
+def test_ten_emails_or_an_existing_state_need_nothing(tmp_path: Path) -> None:
+    ws = new_tenant(tmp_path, 10)
+    ws.apply()
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(40, domain="acme.com"))
+    ws.apply()  # the state knows the tenant now: 30 more users are ordinary changes
+    assert len(ws.mails()) == 40
+
+
+def test_the_guard_applies_on_postgresql_too(tmp_path: Path, postgres_url: str) -> None:
+    ws = Workspace(tmp_path, postgres_url)
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(12, domain="acme.com"))
+    result = ws.apply(expect=1)
+    assert "no applied state for acme (12 emails)" in result.stderr
+    assert "Sup3r" not in result.output
+    assert ws.state_show()["tenants"] == []
+
+
+# --- read-only commands, foreign databases ---------------------------------------------------
+
+
+def test_read_only_commands_never_change_the_state_file(tmp_path: Path) -> None:
+    ws = new_tenant(tmp_path, 3)
+    ws.apply()
+    state = Path(ws.state)
+    state.chmod(0o640)
+    before = tree(tmp_path / "state")
+    for command in (["plan"], ["plan", "--format", "json"], ["state", "show"], ["history"],
+                    ["preview", "--out", str(tmp_path / "preview")], ["validate"]):
+        result = ws.run(*command)
+        assert result.code == 0, str(result)
+    assert tree(tmp_path / "state") == before
+    assert stat.S_IMODE(state.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("command", [["plan"], ["apply", "--auto-approve"], ["state", "show"]])
+def test_a_foreign_sqlite_database_is_refused_and_left_alone(
+    tmp_path: Path, command: list[str]
+) -> None:
+    ws = new_tenant(tmp_path, 3)
+    foreign = Path(ws.state)
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    before = foreign.read_bytes()
+    result = ws.run(*command)
+    assert result.code == 1, str(result)
+    assert "is an SQLite database but not a reconciler state" in result.stderr
+    assert foreign.read_bytes() == before and not ws.maildir.exists()
