@@ -28,6 +28,7 @@ from reconciler.delivery import (
     open_transport,
     redact,
 )
+from reconciler.delivery.smtp import Timeouts
 from tests.fixtures.outbox import Outgoing, outgoing
 from tests.fixtures.smtp import SMTPTestServer
 
@@ -95,7 +96,7 @@ def test_smtp_urls(url: str, host: str, port: int, mode: str, username: str | No
     assert isinstance(transport, SMTPTransport)
     assert (transport.host, transport.port, transport.mode) == (host, port, mode)
     assert transport.username == username
-    assert transport.timeout >= 30
+    assert transport.timeouts.command >= 30
     assert "pw" not in transport.description
 
 
@@ -131,7 +132,11 @@ def test_maildir_urls(url: str, path: str) -> None:
         ("smtp://u:hunter2@host:99999", "port must be a number"),
         ("smtp://u:hunter2@host:0", "port must be a number"),
         ("smtp://u:hunt/er2@host", "must be percent-encoded"),
-        ("smtp://u:hunter2@host?tls=1", "something after host:port"),
+        ("smtp://u:hunter2@host?tls=1", "unknown parameter 'tls'"),
+        ("smtp://u:hunter2@host", "would send its credentials unencrypted"),
+        ("smtp://u:hunter2@host?allow_plaintext_auth=yes", "allow_plaintext_auth must be true"),
+        ("smtp://host?final_reply_timeout=0", "final_reply_timeout must be a number"),
+        ("smtp://host?final_reply_timeout=nan", "final_reply_timeout must be a number"),
         ("smtp://:hunter2@host", "password but no user name"),
         ("maildir:", "no path"),
         ("maildir://server/mail", "host part"),
@@ -148,12 +153,20 @@ def test_bad_urls_get_one_line_without_the_password(url: str, complaint: str) ->
 
 def test_password_comes_from_the_environment_when_the_url_has_none() -> None:
     with pytest.raises(ValueError, match="RECONCILER_SMTP_PASSWORD") as error:
-        open_transport("smtp://relay@host", default_from=FROM, env={})
+        open_transport("smtp+starttls://relay@host", default_from=FROM, env={})
     assert "'relay'" in str(error.value)
     transport = open_transport(
-        "smtp://relay@host", default_from=FROM, env={"RECONCILER_SMTP_PASSWORD": "hunter2"}
+        "smtp+starttls://relay@host", default_from=FROM,
+        env={"RECONCILER_SMTP_PASSWORD": "hunter2"}
     )
     assert transport.username == "relay"
+
+
+def test_plain_smtp_credentials_need_an_explicit_opt_in() -> None:
+    url = "smtp://relay:hunter2@relay.internal?allow_plaintext_auth=true&final_reply_timeout=30"
+    transport = open_transport(url, default_from=FROM, env={})
+    assert isinstance(transport, SMTPTransport)
+    assert transport.username == "relay" and transport.timeouts.final_reply == 30
 
 
 def test_smtp_needs_a_default_sender() -> None:
@@ -177,10 +190,10 @@ def test_redact(url: str, shown: str) -> None:
     assert redact(url) == shown
 
 
-def test_smtp_timeout_is_never_below_30_seconds() -> None:
-    assert SMTPTransport("h", 25).timeout == 30
+def test_smtp_timeouts_follow_rfc_5321_and_are_never_below_30_seconds() -> None:
+    assert SMTPTransport("h", 25).timeouts == Timeouts(300, 120, 180, 600)
     with pytest.raises(ValueError, match="at least 30"):
-        SMTPTransport("h", 25, timeout=5)
+        SMTPTransport("h", 25, timeouts=Timeouts(command=5))
 
 
 # --- Delivery over SMTP ------------------------------------------------------------------------

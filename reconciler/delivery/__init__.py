@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .base import (
     AuthenticationFailure,
@@ -27,7 +27,7 @@ from .base import (
 )
 from .files import SuppressedFiles
 from .maildir import MaildirTransport
-from .smtp import DEFAULT_PORTS, SCHEMES, Mode, SMTPTransport
+from .smtp import DEFAULT_PORTS, SCHEMES, Mode, SMTPTransport, Timeouts
 
 __all__ = [
     "AuthenticationFailure",
@@ -102,11 +102,12 @@ def _smtp_transport(
 ) -> SMTPTransport:
     shown = redact(url)
     parts = urlsplit(url)
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
+    if parts.path not in ("", "/") or parts.fragment or "@" in parts.query:
         raise ValueError(
             f"mail URL {shown} has something after host:port "
             "(a password containing / ? or # must be percent-encoded)"
         )
+    params = _parameters(parts.query, shown)
     if not parts.hostname:
         raise ValueError(f"mail URL {shown} has no host")
     try:
@@ -131,11 +132,48 @@ def _smtp_transport(
             "SMTP delivery needs the deployment's sender address: "
             "set --default-from or RECONCILER_DEFAULT_FROM"
         )
+    if mode == "plain" and username is not None and not params.allow_plaintext_auth:
+        raise ValueError(
+            f"mail URL {shown} would send its credentials unencrypted over plain smtp://: use "
+            "smtp+starttls:// or smtps://, or add ?allow_plaintext_auth=true for a relay on a "
+            "network you trust"
+        )
     return SMTPTransport(
         parts.hostname,
         port or DEFAULT_PORTS[mode],
         mode,
         username,
         password,
+        timeouts=Timeouts(final_reply=params.final_reply_timeout),
         default_from=default_from,
     )
+
+
+class _Parameters:
+    """The query parameters an SMTP URL may carry; anything else is refused, not ignored."""
+
+    allow_plaintext_auth = False
+    final_reply_timeout = Timeouts.final_reply
+
+
+_PARAMETERS = {
+    "allow_plaintext_auth": ("true or false", {"true": True, "false": False}.__getitem__),
+    "final_reply_timeout": ("a number of seconds, at least 1", float),
+}
+
+
+def _parameters(query: str, shown: str) -> _Parameters:
+    found = _Parameters()
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in _PARAMETERS:
+            raise ValueError(f"mail URL {shown}: unknown parameter {key!r}; known: "
+                             f"{', '.join(sorted(_PARAMETERS))}")
+        expected, convert = _PARAMETERS[key]
+        try:
+            parsed = convert(value.lower())
+        except (KeyError, ValueError):
+            raise ValueError(f"mail URL {shown}: {key} must be {expected}") from None
+        if key == "final_reply_timeout" and not 1 <= parsed < float("inf"):
+            raise ValueError(f"mail URL {shown}: {key} must be {expected}")
+        setattr(found, key, parsed)
+    return found

@@ -6,6 +6,12 @@ the server refused this message for good (5xx → :class:`PermanentFailure`), tr
 :class:`ConnectionFailure`), or the connection can never work as configured (bad credentials,
 no STARTTLS, untrusted certificate, 530 → :class:`SetupFailure`): a 5xx that is about the
 connection rather than the message must not fail every message for good.
+
+Timeouts follow RFC 5321 §4.5.3.2: 5 minutes for each command reply, 2 for the reply to DATA, 3
+for each block of the message, and 10 for the reply to the final dot, which the RFC makes long
+on purpose: a client that gives up there cannot know whether the server took the message, and
+retrying would deliver it twice. Such a message is :class:`InDoubt`: never retried in the same
+run, it stays queued and the next run sends it again with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
+from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
 from .base import (
     AuthenticationFailure,
     ConnectionFailure,
+    InDoubt,
     Pending,
     PermanentFailure,
     SetupFailure,
@@ -31,8 +39,26 @@ SCHEMES: dict[Mode, str] = {"plain": "smtp", "starttls": "smtp+starttls", "ssl":
 DEFAULT_PORTS: dict[Mode, int] = {"plain": 25, "starttls": 587, "ssl": 465}
 #: Slow relays (greylisting, content scanning before the final reply) need this much.
 MIN_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 60.0
+"""Opening the TCP connection and reading the greeting (a dead host should not cost minutes)."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait, per phase of the SMTP transaction (RFC 5321 §4.5.3.2)."""
+
+    command: float = 300.0
+    data_initiation: float = 120.0
+    data_block: float = 180.0
+    final_reply: float = 600.0
+
 
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class _NoFinalReply(Exception):
+    """The message went out but the reply to its final dot did not come back."""
 
 
 class SMTPTransport(Transport):
@@ -52,21 +78,23 @@ class SMTPTransport(Transport):
         mode: Mode = "plain",
         username: str | None = None,
         password: str | None = None,
-        timeout: float = MIN_TIMEOUT,
+        timeouts: Timeouts = Timeouts(),
         ssl_context: ssl.SSLContext | None = None,
         *,
         default_from: str | None = None,
     ):
         if mode not in SCHEMES:
             raise ValueError(f"unknown SMTP mode {mode!r}: use plain, starttls or ssl")
-        if timeout < MIN_TIMEOUT:
+        if timeouts.command < MIN_TIMEOUT:
             raise ValueError(f"SMTP timeout must be at least {MIN_TIMEOUT:g} seconds")
+        if timeouts.final_reply < 1:
+            raise ValueError("the final reply timeout must be at least 1 second")
         self.host = host
         self.port = port
         self.mode = mode
         self.username = username
         self._password = password
-        self.timeout = timeout
+        self.timeouts = timeouts
         self.ssl_context = ssl_context
         self.default_from = default_from
         user = f"{quote(username, safe='')}@" if username else ""
@@ -95,7 +123,15 @@ class SMTPTransport(Transport):
                 )
             options.append("SMTPUTF8")
         try:
-            refused = connection.sendmail(sender, message.recipients, data, options)
+            refused = self._transaction(connection, sender, message.recipients, data, options)
+        except _NoFinalReply as error:
+            self.close()
+            raise InDoubt(
+                f"in doubt: {self.description} sent no reply to the end of the message within "
+                f"{self.timeouts.final_reply:g} s ({error}); it may have been accepted, so it is "
+                "not sent again now: it stays queued and the next apply sends it again with "
+                "the same Message-ID"
+            ) from error
         except smtplib.SMTPRecipientsRefused as error:
             self._reset()
             raise _recipients_failure(self.description, error.recipients) from error
@@ -119,6 +155,60 @@ class SMTPTransport(Transport):
             raise PermanentFailure(
                 f"accepted for the other recipients but refused for {_describe(refused)}"
             )
+
+    def _transaction(
+        self,
+        connection: smtplib.SMTP,
+        sender: str,
+        recipients: list[str],
+        data: bytes,
+        options: list[str],
+    ) -> dict[str, tuple[int, bytes]]:
+        """``smtplib.SMTP.sendmail`` (same exceptions, same refused-recipients result), with
+        each phase waiting as long as RFC 5321 says and a missing final reply told apart."""
+        sock = connection.sock
+        assert sock is not None
+        sock.settimeout(self.timeouts.command)
+        code, reply = connection.mail(sender, options)
+        if code != 250:
+            self._refused(code)
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        refused = {}
+        for recipient in recipients:
+            code, reply = connection.rcpt(recipient)
+            if code not in (250, 251):
+                refused[recipient] = (code, reply)
+            if code == 421:
+                self._refused(code)
+                raise smtplib.SMTPRecipientsRefused(refused)
+        if len(refused) == len(recipients):
+            raise smtplib.SMTPRecipientsRefused(refused)
+        sock.settimeout(self.timeouts.data_initiation)
+        connection.putcmd("data")
+        code, reply = connection.getreply()
+        if code != 354:
+            self._refused(code)
+            raise smtplib.SMTPDataError(code, reply)
+        body = _LEADING_DOT.sub(b"..", data)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        sock.settimeout(self.timeouts.data_block)
+        connection.send(body + b".\r\n")
+        sock.settimeout(self.timeouts.final_reply)
+        try:
+            code, reply = connection.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            raise _NoFinalReply(str(error)) from error
+        if code != 250:
+            self._refused(code)
+            raise smtplib.SMTPDataError(code, reply)
+        return refused
+
+    def _refused(self, code: int) -> None:
+        """A 421 means the server is closing the session: forget the connection (as sendmail
+        does) so the next attempt opens a new one."""
+        if code == 421:
+            self.close()
 
     def close(self) -> None:
         """Say QUIT politely if the connection still works, and forget it either way."""
@@ -158,11 +248,13 @@ class SMTPTransport(Transport):
             self.ssl_context = ssl.create_default_context()  # only now: loading CAs is slow
         if self.mode == "ssl":
             connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=self.ssl_context
+                self.host, self.port, timeout=CONNECT_TIMEOUT, context=self.ssl_context
             )
         else:
-            connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            connection = smtplib.SMTP(self.host, self.port, timeout=CONNECT_TIMEOUT)
         try:
+            assert connection.sock is not None
+            connection.sock.settimeout(self.timeouts.command)
             connection.ehlo_or_helo_if_needed()  # HELO for the rare server without EHLO
             if self.mode == "starttls":
                 connection.starttls(context=self.ssl_context)
