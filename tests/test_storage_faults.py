@@ -1,0 +1,141 @@
+"""Storage faults are one-line errors with their real cause (disk full, read-only), at commit,
+lock and delivery time, and leave state and outbox consistent: the next apply, once the disk is
+fixed, delivers what is left, at most the one message in flight twice.
+
+The state lives on a small tmpfs mounted for the test (root, or a user allowed to mount); where
+mounting is impossible the tests are skipped with the reason, and fail instead under .ci/run.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.system import REQUIRE_ENV
+from tests.helpers import GateSMTPServer, Workspace, enabled_users, tenant_doc, write_tenant
+
+FROM = ["--default-from", "noreply@acme.com", "--retry-backoff", "0.01", "--allow-new-state"]
+
+
+class Tmpfs:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def remount(self, options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(self.path)], check=True)
+
+    def fill(self) -> Path:
+        """Write a file until the file system is full; return it (delete it to free space)."""
+        filler = self.path / "filler"
+        with open(filler, "wb") as file:
+            try:
+                while True:
+                    file.write(b"\0" * 65536)
+                    file.flush()
+            except OSError:
+                pass
+        return filler
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs",
+                           str(mount)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        reason = f"cannot mount a tmpfs here ({done.stderr.strip() or 'not root'})"
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(f"{reason}; {REQUIRE_ENV} is set", pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield Tmpfs(mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def workspace(tmp_path: Path, tmpfs: Tmpfs, users: int, mail: str = "") -> Workspace:
+    ws = Workspace(tmp_path / "ws", str(tmpfs.path / "state.db"), mail=mail)
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(users, domain="acme.com"))
+    return ws
+
+
+def one_line(result) -> str:  # noqa: ANN001 - tests.helpers.Result
+    assert "Traceback" not in result.output, str(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, str(result)
+    return lines[0]
+
+
+def test_a_full_disk_at_commit_is_one_line_and_nothing_is_sent(
+    tmp_path: Path, tmpfs: Tmpfs
+) -> None:
+    ws = workspace(tmp_path, tmpfs, 150)
+    result = ws.run("apply", "--auto-approve", *FROM)
+    assert result.code == 1
+    line = one_line(result)
+    assert line.startswith(f"error: state {tmpfs.path / 'state.db'}: ") and "full" in line, line
+    assert ws.mails() == []
+
+    tmpfs.remount("size=16m")
+    again = ws.run("apply", "--auto-approve", *FROM)
+    assert again.code == 0, str(again)
+    assert len(ws.mails()) == 150
+
+
+def test_a_full_disk_during_delivery_stops_with_the_real_cause_and_resumes(
+    tmp_path: Path, tmpfs: Tmpfs
+) -> None:
+    tmpfs.remount("size=4m")
+    smtp = GateSMTPServer()
+    try:
+        ws = workspace(tmp_path, tmpfs, 20, mail=smtp.url)
+        smtp.hold(5)
+        running = ws.spawn("apply", "--auto-approve", *FROM)
+        assert smtp.held.wait(30)
+        filler = tmpfs.fill()
+        smtp.release()
+        result = running.wait(60)
+        assert result.code == 1
+        line = one_line(result)
+        assert "full" in line or "no space" in line, line
+        assert "cannot rollback" not in line
+
+        filler.unlink()
+        again = ws.run("apply", "--auto-approve", *FROM, timeout=60)
+        assert again.code == 0, str(again)
+        sent = collections.Counter(str(m.message["Message-ID"]) for m in smtp.mails)
+        assert len(sent) == 20 and sum(n - 1 for n in sent.values()) <= 1, sent.most_common(2)
+    finally:
+        smtp.stop()
+
+
+def test_a_read_only_state_is_one_line_for_apply_and_fine_for_plan(
+    tmp_path: Path, tmpfs: Tmpfs
+) -> None:
+    ws = workspace(tmp_path, tmpfs, 3)
+    ws.apply("--allow-new-state")
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(4, domain="acme.com"))
+    tmpfs.remount("ro")
+    assert ws.run("plan").code == 0
+    result = ws.run("apply", "--auto-approve")
+    assert result.code == 1
+    line = one_line(result)
+    assert "read-only" in line or "readonly" in line, line
+    assert len(ws.mails()) == 3
+
+
+def test_a_full_disk_at_lock_time_is_one_line(tmp_path: Path, tmpfs: Tmpfs) -> None:
+    ws = workspace(tmp_path, tmpfs, 3)
+    ws.apply("--allow-new-state")
+    (tmpfs.path / "state.db.acme.lock").unlink()
+    tmpfs.fill()
+    result = ws.run("apply", "--auto-approve")
+    assert result.code == 1
+    line = one_line(result)
+    assert "lock file" in line and "no space left on device" in line, line
