@@ -65,7 +65,7 @@ def workspace(tmp_path: Path, tmpfs: Tmpfs, users: int, mail: str = "") -> Works
     return ws
 
 
-def one_line(result) -> str:  # noqa: ANN001 - tests.helpers.Result
+def one_line(result) -> str:
     assert "Traceback" not in result.output, str(result)
     lines = result.stderr.splitlines()
     assert len(lines) == 1, str(result)
