@@ -488,3 +488,39 @@ def test_apply_workflow_runs_locally(repo: Path, tmp_path: Path, smtp_server: An
     assert result.failed and check.code == 1
     assert "RECONCILER_STATE" in check.output and "RECONCILER_MAIL_URL" in check.output
     assert not failing.step("Apply it").ran
+
+
+def test_apply_workflow_first_rollout_needs_the_manual_input(repo: Path, tmp_path: Path,
+                                                             smtp_server: Any) -> None:
+    users = repo / "tenants" / "contoso" / "users" / "bulk.yaml"
+    users.write_text("users:\n" + "".join(
+        f"  bulk{i}@contoso.com: {{license: true, conference_id: '55000{i:02d}'}}\n"
+        for i in range(12)), encoding="utf-8")
+    git(repo, "add", "tenants")
+    git(repo, "commit", "-q", "-m", "a first rollout of 12 more users")
+    git(repo, "push", "-q", "origin", "main")
+    state = tmp_path / "state" / "state.db"
+    state.parent.mkdir()
+    head = git(repo, "rev-parse", "HEAD")
+    context = {"github": {"sha": head, "ref_name": "main"},
+               "secrets": {"RECONCILER_STATE": str(state),
+                           "RECONCILER_MAIL_URL": smtp_server.url,
+                           "RECONCILER_SMTP_PASSWORD": ""},
+               "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>"},
+               "inputs": {}}
+    environment = {**base_environment(tmp_path), "GITHUB_SHA": head}
+
+    def runner(values: dict[str, Any], artifacts: str) -> LocalRunner:
+        upload = upload_artifact(tmp_path / artifacts)
+        return LocalRunner(APPLY, "apply", repo, values, environment,
+                           {**NO_OP, "actions/upload-artifact": upload}, skip=is_install)
+
+    pushed = runner(context, "pushed")
+    assert pushed.run().failed
+    assert "--allow-new-state" in pushed.step("Apply it").output
+    assert smtp_server.messages == []
+
+    by_hand = runner({**context, "inputs": {"allow_new_state": True}}, "by-hand")
+    result = by_hand.run()
+    assert not result.failed, [(r.name, r.output) for r in by_hand.runs if r.code]
+    assert len(smtp_server.messages) == 16
