@@ -21,9 +21,11 @@ from typing import Protocol
 
 from reconciler.delivery import (
     DeliveryReport,
+    Pace,
     SuppressedFiles,
     Transport,
     deliver,
+    graph_sender,
     open_transport,
 )
 from reconciler.emails import (
@@ -63,11 +65,19 @@ NEW_STATE_LIMIT = 10
 
 @dataclass(frozen=True)
 class DeliveryLimits:
-    """How long delivery may take: the first retry pause (doubled at each retry) and the
-    whole apply's delivery budget in seconds."""
+    """How delivery may go: the first retry pause (doubled at each retry), the whole apply's
+    delivery budget in seconds, and the sending limits: messages per minute and per apply."""
 
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
     timeout: float = DEFAULT_DELIVERY_TIMEOUT
+    max_rate: float | None = None
+    max_messages: int | None = None
+
+    def pace(self) -> Pace:
+        """The limits of one apply's delivery, starting now."""
+        return Pace(deadline=time.monotonic() + self.timeout,
+                    interval=60.0 / self.max_rate if self.max_rate else 0.0,
+                    remaining=self.max_messages)
 """Seconds before the first retry of a temporary delivery failure (then 2x, 4x...)."""
 
 
@@ -91,6 +101,13 @@ class Outcome:
     why_queued: dict[str, str] = field(default_factory=dict)
     about: dict[str, str] = field(default_factory=dict)
     """Message id → "user type", to tell the operator which email is queued or failed."""
+    held_back: dict[str, str] = field(default_factory=dict)
+    """Queued message id → the sending limit or throttling that kept it for the next apply."""
+
+    @property
+    def only_limited(self) -> bool:
+        """Everything not delivered was held back by a limit: a pause, not a failure."""
+        return bool(self.queued) and not self.failed and set(self.queued) <= set(self.held_back)
 
     @property
     def ok(self) -> bool:
@@ -104,6 +121,11 @@ def default_sender(mail_url: str, value: str | None) -> Sender:
             raise UserError("--default-from (or RECONCILER_DEFAULT_FROM) is required for SMTP "
                             "delivery")
         value = MAILDIR_DEFAULT_FROM
+        if mail_url.lower().startswith("graph:"):  # Graph sends as that mailbox
+            try:
+                value = graph_sender(mail_url)
+            except ValueError as exc:
+                raise UserError(f"--mail: {exc}") from None
     try:
         return parse_default_sender(value)
     except ValueError as exc:
@@ -169,12 +191,11 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
         # A tenant whose folder vanished is left alone, its queue included.
         present = [t for t in plan.tenants if not t.missing]
         changes = {t.name: _change(manager, t, sender) for t in present if t.has_changes}
-        deadline = time.monotonic() + limits.timeout
+        pace = limits.pace()
         for tenant_plan in present:
             if tenant_plan.name in changes:
                 outcome.applied.append(_commit(manager, tenant_plan, changes[tenant_plan.name]))
-            _deliver(manager, tenant_plan, transport, ui, outcome, limits.retry_backoff,
-                     deadline)
+            _deliver(manager, tenant_plan, transport, ui, outcome, limits.retry_backoff, pace)
     return outcome
 
 
@@ -279,7 +300,7 @@ def _first_contact_guard(plan: Plan, state: str) -> None:
 
 
 def _deliver(manager: Manager, plan: TenantPlan, transport: Transport, ui: UI,
-             outcome: Outcome, retry_backoff: float, deadline: float) -> None:
+             outcome: Outcome, retry_backoff: float, pace: Pace) -> None:
     """Deliver the tenant's outbox. While the configuration being applied says not to email
     users, even messages queued earlier are kept for the operator instead of sent."""
     store, tenant = manager.store, plan.name
@@ -308,13 +329,17 @@ def _deliver(manager: Manager, plan: TenantPlan, transport: Transport, ui: UI,
                 report: DeliveryReport = deliver(
                     batch, sink, on_delivered=delivered, on_failed=failed, progress=step,
                     backoff=retry_backoff, precondition=lambda: store.check_lock(tenant),
-                    deadline=deadline)
+                    pace=pace if sink is transport else None)
             except LockLost as exc:
                 raise UserError(f"lock lost: {exc}; stopped at once: what was not sent stays "
                                 "queued for the next apply") from None
         outcome.delivered += len(report.delivered) if sink is transport else 0
         outcome.queued.extend(report.queued)
         outcome.why_queued.update(report.queued_reasons)
+        if report.limited is not None:
+            held = (report.limited, f"not attempted: {report.limited}")
+            outcome.held_back.update({mid: report.limited for mid, why
+                                      in report.queued_reasons.items() if why in held})
         outcome.failed.update(report.failed)
         if sink is files:
             outcome.suppressed.extend(files.path_for(m) for m in batch

@@ -35,7 +35,31 @@ from reconciler.outputs.escape import visible
 from reconciler.plan import Plan
 from reconciler.state import Commit, NewMessage, StaleState, StateLocked
 
-EXIT_ERROR, EXIT_CHANGES = 1, 2
+EXIT_ERROR, EXIT_CHANGES, EXIT_LIMITED = 1, 2, 3
+"""``apply`` exits 3 when it only stopped at a sending limit or throttling: nothing failed, the
+rest is queued and the next apply sends it first."""
+
+
+class _Rate(click.ParamType):
+    """``N/min`` (or plain ``N``): messages per minute."""
+
+    name = "rate"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().lower().removesuffix("/min").strip()
+        try:
+            rate = float(text)
+        except ValueError:
+            rate = 0.0
+        if not 0 < rate < float("inf"):
+            self.fail(f"{value!r} is not a rate such as 30/min", param, ctx)
+        return rate
+
+
+RATE = _Rate()
 
 
 def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -168,19 +192,26 @@ def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
               default=DEFAULT_DELIVERY_TIMEOUT, show_default=True,
               envvar="RECONCILER_DELIVERY_TIMEOUT",
               help="Stop delivering after this long; the rest stays queued for the next apply.")
+@click.option("--max-rate", type=RATE, metavar="N/min", envvar="RECONCILER_MAX_RATE",
+              help="Send at most N messages a minute (Exchange Online SMTP submission: 30).")
+@click.option("--max-messages", type=click.IntRange(min=0), metavar="N",
+              envvar="RECONCILER_MAX_MESSAGES",
+              help="Send at most N messages in this apply; the rest stays queued for the next.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No plan, progress or summary: only errors and the paths of suppressed "
                    "messages (the operator must act on those).")
 def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
           allow_mass_disable: bool, allow_new_state: bool, delivery_timeout: float,
-          quiet: bool, retry_backoff: float) -> None:
+          max_rate: float | None, max_messages: int | None, quiet: bool,
+          retry_backoff: float) -> None:
     """Send exactly the planned emails and record the new state."""
     if planfile is None and not auto_approve and not sys.stdin.isatty():
         raise UserError("no terminal to confirm on: review with `plan` and pass --auto-approve, "
                         "or apply a saved plan file; nothing was done")
     outcome = run_apply(manager, ClickUI(quiet=quiet), saved=planfile, auto_approve=auto_approve,
                         allow_mass_disable=allow_mass_disable, allow_new_state=allow_new_state,
-                        limits=DeliveryLimits(retry_backoff, delivery_timeout))
+                        limits=DeliveryLimits(retry_backoff, delivery_timeout, max_rate,
+                                              max_messages))
     for path in outcome.suppressed:
         click.echo(f"suppressed: kept for the operator (inform the user yourself): {path}")
     applied = ", ".join(f"{name} (serial {serial})" for name, serial in outcome.applied)
@@ -192,11 +223,17 @@ def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
         click.echo(f"failed: {outcome.about.get(mid, '')} {mid}: {reason} (refused for "
                    "good: not retried)", err=True)
     for mid in outcome.queued:
-        click.echo(f"queued: {outcome.about.get(mid, '')} {mid}: "
-                   f"{outcome.why_queued.get(mid, 'not delivered')}", err=True)
+        if mid not in outcome.held_back:
+            click.echo(f"queued: {outcome.about.get(mid, '')} {mid}: "
+                       f"{outcome.why_queued.get(mid, 'not delivered')}", err=True)
+    for limit in sorted(set(outcome.held_back.values())):
+        held = sum(1 for why in outcome.held_back.values() if why == limit)
+        click.echo(f"held back: {held} email(s) by a sending limit: {limit}", err=True)
     if outcome.queued:
         click.echo(f"{len(outcome.queued)} email(s) still queued: the next apply delivers them "
                    "first.", err=True)
+    if outcome.only_limited:
+        sys.exit(EXIT_LIMITED)
     if not outcome.ok:
         sys.exit(EXIT_ERROR)
 
@@ -339,8 +376,8 @@ def test_email(manager: Manager, to: str, retry_backoff: float) -> None:
         report = deliver([sample], transport, on_delivered=lambda m: None,
                          on_failed=lambda m, r: None, backoff=retry_backoff)
     if not report.delivered:
-        raise UserError(f"sample not delivered to {to}: "
-                        f"{report.failed.get(mid, 'server unreachable, try again')}")
+        reason = report.failed.get(mid) or report.queued_reasons.get(mid, "not delivered")
+        raise UserError(f"sample not delivered to {to}: {reason}")
     click.echo(f"Sample sent to {to} from {sender.display_name} <{sender.address}> via "
                f"{transport.description}.")
 

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.state"]
+pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.state", "tests.fixtures.graph"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .base import (
@@ -18,14 +19,17 @@ from .base import (
     ConnectionFailure,
     DeliveryReport,
     InDoubt,
+    Pace,
     Pending,
     PermanentFailure,
     SetupFailure,
     TemporaryFailure,
+    Throttled,
     Transport,
     deliver,
 )
 from .files import SuppressedFiles
+from .graph import GraphTransport
 from .maildir import MaildirTransport
 from .smtp import DEFAULT_PORTS, SCHEMES, Mode, SMTPTransport, Timeouts
 
@@ -33,23 +37,28 @@ __all__ = [
     "AuthenticationFailure",
     "ConnectionFailure",
     "DeliveryReport",
+    "GraphTransport",
     "InDoubt",
     "MaildirTransport",
+    "Pace",
     "Pending",
     "PermanentFailure",
     "SMTPTransport",
     "SetupFailure",
     "SuppressedFiles",
     "TemporaryFailure",
+    "Throttled",
     "Transport",
     "deliver",
+    "graph_sender",
     "open_transport",
     "redact",
 ]
 
 PASSWORD_ENV = "RECONCILER_SMTP_PASSWORD"
 _MODES: dict[str, Mode] = {scheme: mode for mode, scheme in SCHEMES.items()}
-_USAGE = "use maildir:PATH, smtp://[USER@]HOST[:PORT], smtp+starttls://... or smtps://..."
+_USAGE = ("use maildir:PATH, graph://SENDER, smtp://[USER@]HOST[:PORT], smtp+starttls://... or "
+          "smtps://...")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 # scheme://user:password@ — the password runs to the *last* "@", so that one containing an
 # unencoded "@", "/" or "#" is still hidden whole.
@@ -76,6 +85,8 @@ def open_transport(
     scheme, colon, rest = url.partition(":")
     if colon and scheme.lower() == "maildir":
         return MaildirTransport(_maildir_path(rest))
+    if colon and scheme.lower() == "graph":
+        return GraphTransport(graph_sender(url), env=env)
     mode = _MODES.get(scheme.lower()) if colon else None
     if mode is None:
         if colon and _SCHEME.fullmatch(scheme):
@@ -84,6 +95,17 @@ def open_transport(
     if not rest.startswith("//"):
         raise ValueError(f"{scheme} URL must look like {scheme}://[USER@]HOST[:PORT]")
     return _smtp_transport(url, mode, default_from, env)
+
+
+def graph_sender(url: str) -> str:
+    """The mailbox of ``graph://SENDER``; credentials never go in this URL."""
+    parts = urlsplit(url)
+    sender = unquote(parts.netloc)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or sender.count("@") != 1 \
+            or ":" in sender or not all(sender.split("@")):
+        raise ValueError(f"mail URL {redact(url)} must be graph://SENDER, the mailbox that "
+                         "sends (credentials come from AZURE_* variables, never the URL)")
+    return sender
 
 
 def _maildir_path(rest: str) -> str:
@@ -156,7 +178,7 @@ class _Parameters:
     final_reply_timeout = Timeouts.final_reply
 
 
-_PARAMETERS = {
+_PARAMETERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "allow_plaintext_auth": ("true or false", {"true": True, "false": False}.__getitem__),
     "final_reply_timeout": ("a number of seconds, at least 1", float),
 }

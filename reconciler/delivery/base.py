@@ -36,6 +36,12 @@ class InDoubt(TemporaryFailure):
     Delivery stops, since the session is in an unknown state."""
 
 
+class Throttled(TemporaryFailure):
+    """The server asks us to slow down or has used up a sending quota (Graph 429 after its
+    ``Retry-After`` waits, SMTP ``4.5.3`` or Exchange's "SubmissionQuotaExceeded"): nothing is
+    wrong with the message or the setup, so the run stops with the rest queued for later."""
+
+
 class PermanentFailure(Exception):
     """The server refused this message for good (SMTP 5xx): retrying would only be refused again."""
 
@@ -96,17 +102,51 @@ class DeliveryReport:
     """What became of each message, by message id, in the order the messages were given.
 
     ``queued_reasons`` (an addition to ``queued``) says why each queued message is still
-    queued, so that apply can tell the operator what to fix before the next run.
+    queued, so that apply can tell the operator what to fix before the next run. ``limited``
+    says why delivery stopped when the reason was a sending limit or throttling, not a fault.
     """
 
     delivered: list[str] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     queued_reasons: dict[str, str] = field(default_factory=dict)
+    limited: str | None = None
 
     def _queue(self, message: Pending, reason: str) -> None:
         self.queued.append(message.message_id)
         self.queued_reasons[message.message_id] = reason
+
+
+@dataclass
+class Pace:
+    """Sending limits shared by every delivery of one run: a deadline (``clock()`` time), a
+    minimum interval between two messages (``--max-rate``) and a number of messages
+    (``--max-messages``). :meth:`turn` waits for the next slot or says why there is none."""
+
+    deadline: float | None = None
+    interval: float = 0.0
+    remaining: int | None = None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    _next: float = 0.0
+
+    def turn(self) -> str | None:
+        """None once the next message may go (after waiting for the rate), or the limit that
+        ends this run's delivery."""
+        if self.remaining is not None and self.remaining <= 0:
+            return "the apply's --max-messages is reached"
+        now = self.clock()
+        start = max(now, self._next)
+        if self.deadline is not None and start >= self.deadline:
+            return "the delivery time budget is used up"
+        if start > now:
+            self.sleep(start - now)
+        return None
+
+    def sent(self) -> None:
+        self._next = self.clock() + self.interval
+        if self.remaining is not None:
+            self.remaining -= 1
 
 
 def deliver(
@@ -120,8 +160,7 @@ def deliver(
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[Pending], None] | None = None,
     precondition: Callable[[], None] | None = None,
-    deadline: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    pace: Pace | None = None,
 ) -> DeliveryReport:
     """Send ``messages`` in order over one ``transport`` and report what became of each.
 
@@ -132,12 +171,13 @@ def deliver(
       the last failure was a :class:`ConnectionFailure` the remaining messages are left queued
       untried, otherwise delivery continues with the next one.
     - :class:`PermanentFailure`: ``on_failed(msg, reason)``, continue.
-    - :class:`SetupFailure`, :class:`InDoubt`: no retry; this and every remaining message stay
-      queued.
+    - :class:`SetupFailure`, :class:`InDoubt`, :class:`Throttled`: no retry; this and every
+      remaining message stay queued.
 
     ``precondition()`` runs before every attempt and may raise to stop everything (apply checks
-    it still holds the tenant's lock). Once ``clock()`` passes ``deadline``, the remaining
-    messages stay queued untried.
+    it still holds the tenant's lock). ``pace`` spaces the messages and stops at the run's
+    limits (time, count); the remaining messages then stay queued untried and
+    ``report.limited`` says why.
 
     Delivery failures never escape; exceptions raised by the callbacks do (the caller's state
     is then in doubt and it must know). ``progress(msg)`` is called once per message, including
@@ -149,12 +189,14 @@ def deliver(
     report = DeliveryReport()
     stopped: str | None = None
     for message in messages:
-        if stopped is None and deadline is not None and clock() >= deadline:
-            stopped = "the delivery time budget is used up"
+        if stopped is None and pace is not None and (limit := pace.turn()) is not None:
+            stopped = report.limited = limit
         if stopped is not None:
             report._queue(message, f"not attempted: {stopped}")
         else:
             outcome = _attempt(message, transport, attempts, backoff, sleep, precondition)
+            if pace is not None and not isinstance(outcome, SetupFailure | ConnectionFailure):
+                pace.sent()
             if outcome is None:
                 report.delivered.append(message.message_id)
                 on_delivered(message)
@@ -163,7 +205,9 @@ def deliver(
                 on_failed(message, str(outcome))
             else:
                 report._queue(message, str(outcome))
-                if isinstance(outcome, ConnectionFailure | SetupFailure | InDoubt):
+                if isinstance(outcome, Throttled):
+                    stopped = report.limited = str(outcome)
+                elif isinstance(outcome, ConnectionFailure | SetupFailure | InDoubt):
                     stopped = str(outcome)
         if progress is not None:
             progress(message)
@@ -185,7 +229,7 @@ def _attempt(
             precondition()
         try:
             transport.send(message)
-        except InDoubt as failure:
+        except (InDoubt, Throttled) as failure:
             return failure
         except TemporaryFailure as failure:
             tries += 1

@@ -1,0 +1,185 @@
+"""Exchange Online through Microsoft Graph, against a fake identity platform and Graph on
+loopback HTTPS (trusted through SSL_CERT_FILE / REQUESTS_CA_BUNDLE, as a private cloud would be),
+with Microsoft's own azure-identity getting the tokens."""
+
+from __future__ import annotations
+
+import collections
+import email
+import email.policy
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.graph import CLIENT_SECRET, SENDER, FakeCloud
+from tests.helpers import Workspace, enabled_users, tenant_doc, write_tenant
+
+pytest.importorskip("azure.identity")
+
+
+def workspace(tmp_path: Path, state: str, cloud: FakeCloud, trust: dict[str, str],
+              users: int = 3, **env: str) -> Workspace:
+    ws = Workspace(tmp_path, state, mail=f"graph://{SENDER}")
+    ws.env.update({**cloud.env(**env), **trust})
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(users, domain="acme.com"))
+    return ws
+
+
+def test_graph_sends_exactly_the_message_a_maildir_gets(
+    tmp_path: Path, state_location: str, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    ws = workspace(tmp_path, state_location, fake_cloud, trust_env)
+    result = ws.apply("--allow-new-state")
+    assert "3 email(s) delivered" in result.stdout
+    assert fake_cloud.senders == [SENDER] * 3
+    graph = fake_cloud.messages
+    assert [m["To"].addresses[0].addr_spec for m in graph] == [
+        "u000@acme.com", "u001@acme.com", "u002@acme.com"]
+    assert all(m["From"].addresses[0].addr_spec == SENDER for m in graph)
+    # the same apply into a Maildir composes the same message (but its own PIN and date)
+    maildir = Workspace(tmp_path / "m", str(tmp_path / "m" / "state.db"))
+    write_tenant(maildir.config, "acme", tenant_doc(), enabled_users(3, domain="acme.com"))
+    maildir.apply("--default-from", SENDER)
+    for sent, kept in zip(graph, (m.message for m in maildir.mails()), strict=True):
+        assert sent.keys() == kept.keys()
+        assert sent["Subject"] == kept["Subject"] and sent["To"] == kept["To"]
+        assert [p.get_content_type() for p in sent.walk()] == [
+            p.get_content_type() for p in kept.walk()]
+    assert len({m["Message-ID"] for m in graph}) == 3
+    assert CLIENT_SECRET not in result.output
+    state = ws.run("state", "show").stdout + ws.run("history").stdout
+    assert CLIENT_SECRET not in state and "token-1" not in state
+
+
+def test_tokens_are_cached_and_renewed_when_they_expire(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    fake_cloud.token_lifetime = 1  # every token is close to expiry: azure-identity renews it
+    fake_cloud.delay = 0.6
+    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, users=4)
+    ws.apply("--allow-new-state")
+    assert len(fake_cloud.messages) == 4
+    assert len(fake_cloud.tokens) >= 2  # renewed during the run, never sent expired
+    forms = fake_cloud.token_requests
+    assert all(f["grant_type"] == ["client_credentials"] for f in forms)
+    assert all(f["scope"] == [f"{fake_cloud.url}/.default"] for f in forms)
+
+
+def test_throttling_waits_for_retry_after_then_delivers(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    busy = {"error": {"code": "ApplicationThrottled", "message": "Too many requests"}}
+    fake_cloud.script = [(429, {"Retry-After": "1"}, busy), (503, {"Retry-After": "0"}, busy)]
+    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env)
+    started = time.monotonic()
+    ws.apply()
+    assert time.monotonic() - started >= 1.0  # Retry-After was honoured
+    assert len(fake_cloud.messages) == 3
+
+
+def test_throttling_that_does_not_end_stops_the_run_with_exit_3_and_keeps_the_rest(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    busy = {"error": {"code": "ErrorExceededMessageLimit", "message": "quota"}}
+    fake_cloud.script = [(429, {"Retry-After": "3600"}, busy)]
+    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env)
+    result = ws.apply(expect=3)
+    assert "held back: 3 email(s) by a sending limit" in result.stderr
+    assert fake_cloud.messages == []
+    again = ws.apply()
+    assert "3 email(s) delivered" in again.stdout and len(fake_cloud.messages) == 3
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_missing_permission_is_a_setup_failure_and_everything_stays_queued(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str], status: int
+) -> None:
+    denied = {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}
+    fake_cloud.script = [(status, {}, denied)]
+    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env)
+    result = ws.apply(expect=1)
+    assert "Mail.Send application permission" in result.stderr
+    assert f"{status} ErrorAccessDenied: Access is denied." in result.stderr
+    assert "3 email(s) still queued" in result.stderr
+    assert ws.apply().code == 0 and len(fake_cloud.messages) == 3
+
+
+def test_a_wrong_secret_is_one_line_without_the_secret(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env,
+                   AZURE_CLIENT_SECRET="wrong-secret-xyz")
+    result = ws.apply(expect=1)
+    assert "AADSTS7000215" in result.stderr and "wrong-secret-xyz" not in result.output
+    assert "Traceback" not in result.output and fake_cloud.messages == []
+
+
+def test_missing_credentials_are_named(tmp_path: Path, fake_cloud: FakeCloud,
+                                       trust_env: dict[str, str]) -> None:
+    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env,
+                   AZURE_CLIENT_SECRET="")
+    result = ws.apply(expect=1)
+    assert "set AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or " \
+           "AZURE_FEDERATED_TOKEN_FILE" in result.stderr
+
+
+def test_kill_during_graph_delivery_loses_nothing(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    fake_cloud.delay = 0.15
+    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, users=8)
+    running = ws.spawn("apply", "--auto-approve", "--allow-new-state")
+    deadline = time.monotonic() + 20
+    while len(fake_cloud.sent) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    running.kill()
+    assert running.wait().code == -9
+    ws.apply()
+    ids = collections.Counter(str(m["Message-ID"]) for m in fake_cloud.messages)
+    assert len(ids) == 8 and sum(n - 1 for n in ids.values()) <= 1
+
+
+def test_max_messages_leaves_the_rest_for_the_next_apply_which_sends_it_first(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, users=5)
+    first = ws.apply("--allow-new-state", "--max-messages", "2", expect=3)
+    assert "held back: 3 email(s) by a sending limit: the apply's --max-messages is reached" \
+        in first.stderr
+    assert len(fake_cloud.messages) == 2
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(6, domain="acme.com"))
+    ws.apply()
+    order = [m["To"].addresses[0].addr_spec for m in fake_cloud.messages]
+    assert order == [f"u{i:03d}@acme.com" for i in range(6)]  # leftovers first, then the new one
+
+
+def test_max_rate_spaces_the_messages(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, users=6)
+    started = time.monotonic()
+    ws.apply()
+    unpaced = time.monotonic() - started
+    ws2 = workspace(tmp_path / "b", str(tmp_path / "b" / "state.db"), fake_cloud, trust_env,
+                    users=6)
+    started = time.monotonic()
+    ws2.apply("--max-rate", "120/min")  # one every 0.5 s: five gaps
+    paced = time.monotonic() - started
+    assert paced >= 2.5 and paced > 2 * unpaced, (paced, unpaced)
+
+
+def test_graph_urls_are_checked(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path, str(tmp_path / "s" / "state.db"),
+                   mail="graph://app:secret@contoso.com")
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(1, domain="acme.com"))
+    result = ws.apply(expect=1)
+    assert "must be graph://SENDER" in result.stderr and "secret" not in result.stderr
+
+
+def test_parsed_message_round_trips(fake_cloud: FakeCloud) -> None:
+    raw = b"From: a@b.c\r\nTo: d@e.f\r\nSubject: x\r\n\r\nhi\r\n"
+    fake_cloud.sent.append(raw)
+    assert fake_cloud.messages[0]["Subject"] == "x"
+    assert email.message_from_bytes(raw, policy=email.policy.default)["To"] == "d@e.f"
