@@ -183,3 +183,46 @@ def test_parsed_message_round_trips(fake_cloud: FakeCloud) -> None:
     fake_cloud.sent.append(raw)
     assert fake_cloud.messages[0]["Subject"] == "x"
     assert email.message_from_bytes(raw, policy=email.policy.default)["To"] == "d@e.f"
+
+
+def test_smtp_with_oauth_uses_xoauth2_over_starttls(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str], xoauth2_smtp_server
+) -> None:
+    server = xoauth2_smtp_server
+    url = f"smtp+starttls://{SENDER}@127.0.0.1:{server.port}?auth=xoauth2"
+    ws = Workspace(tmp_path, str(tmp_path / "s" / "state.db"), mail=url)
+    ws.env.update({**fake_cloud.env(RECONCILER_SMTP_OAUTH_SCOPE="https://outlook.test/.default"),
+                   **trust_env})
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(3, domain="acme.com"))
+    result = ws.apply("--default-from", SENDER)
+    assert "3 email(s) delivered" in result.stdout
+    assert len(server.messages) == 3 and server.logins == [SENDER]
+    assert fake_cloud.token_requests[0]["scope"] == ["https://outlook.test/.default"]
+    assert "token-" not in result.output and CLIENT_SECRET not in result.output
+
+
+def test_smtp_oauth_refused_is_a_setup_failure(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str], xoauth2_smtp_server
+) -> None:
+    url = f"smtp+starttls://other@contoso.com@127.0.0.1:{xoauth2_smtp_server.port}?auth=xoauth2"
+    ws = Workspace(tmp_path, str(tmp_path / "s" / "state.db"), mail=url.replace(
+        "other@contoso.com", "other%40contoso.com"))
+    ws.env.update({**fake_cloud.env(), **trust_env})
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
+    result = ws.apply("--default-from", SENDER, expect=1)
+    assert "refused the login of 'other@contoso.com'" in result.stderr
+    assert "2 email(s) still queued" in result.stderr
+
+
+def test_test_email_goes_through_graph_and_reports_the_real_reason(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env)
+    sent = ws.run("test-email", "--tenant", "acme", "--to", "admin@acme.com")
+    assert sent.code == 0, str(sent)
+    assert [m["To"].addresses[0].addr_spec for m in fake_cloud.messages] == ["admin@acme.com"]
+    fake_cloud.script = [(403, {}, {"error": {"code": "ErrorAccessDenied",
+                                              "message": "Access is denied."}})]
+    refused = ws.run("test-email", "--tenant", "acme", "--to", "admin@acme.com")
+    assert refused.code == 1
+    assert "Mail.Send application permission" in refused.stderr, str(refused)

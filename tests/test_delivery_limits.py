@@ -60,8 +60,8 @@ def test_delivery_stops_at_its_time_budget_and_the_rest_stays_queued(
     started = time.monotonic()
     result = ws.run("apply", "--auto-approve", *FROM, "--delivery-timeout", "1", timeout=60)
     assert time.monotonic() - started < 8
-    assert result.code == 1, str(result)
-    assert "delivery time budget is used up" in result.output
+    assert result.code == 3, str(result)  # only a limit stopped it: a pause, not a failure
+    assert "by a sending limit: the delivery time budget is used up" in result.stderr
     first = server.count()
     assert 1 <= first < 10
 
@@ -82,3 +82,20 @@ def test_the_budget_bounds_a_server_that_defers_every_message(
                     "--retry-backoff", "0.3", "--delivery-timeout", "1", timeout=60)
     assert time.monotonic() - started < 6
     assert result.code == 1 and "8 queued" in result.stdout, str(result)
+
+
+@pytest.mark.parametrize("reply", [
+    "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
+    "450 4.5.3 Message rate limit exceeded",
+])
+def test_an_exchange_quota_reply_stops_the_run_with_exit_3_and_fails_nothing(
+    tmp_path: Path, state_location: str, smtp_server, reply: str
+) -> None:
+    ws = workspace(tmp_path, state_location, smtp_server.url, 3)
+    smtp_server.fail_next(1, reply)
+    result = ws.run("apply", "--auto-approve", "--default-from", "noreply@acme.com", timeout=60)
+    assert result.code == 3, str(result)
+    assert "held back: 3 email(s) by a sending limit" in result.stderr
+    assert "failed" not in result.stderr.replace("0 failed", "")
+    again = ws.run("apply", "--auto-approve", "--default-from", "noreply@acme.com", timeout=60)
+    assert again.code == 0 and len(smtp_server.messages) == 3, str(again)

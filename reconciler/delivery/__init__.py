@@ -29,7 +29,7 @@ from .base import (
     deliver,
 )
 from .files import SuppressedFiles
-from .graph import GraphTransport
+from .graph import GraphTransport, access_token, app_credential
 from .maildir import MaildirTransport
 from .smtp import DEFAULT_PORTS, SCHEMES, Mode, SMTPTransport, Timeouts
 
@@ -142,18 +142,25 @@ def _smtp_transport(
     password = unquote(parts.password) if parts.password else None
     if password is not None and username is None:
         raise ValueError(f"mail URL {shown} has a password but no user name")
-    if username is not None and password is None:
+    if not default_from:
+        raise ValueError(
+            "SMTP delivery needs the deployment's sender address: "
+            "set --default-from or RECONCILER_DEFAULT_FROM"
+        )
+    token = None
+    if params.auth == "xoauth2":
+        if username is None or parts.password:
+            raise ValueError(f"mail URL {shown}: ?auth=xoauth2 needs the sending mailbox as the "
+                             "user (smtp+starttls://SENDER@host) and no password: the token "
+                             "comes from the AZURE_* variables")
+        token = _oauth_token(env)
+    elif username is not None and password is None:
         password = env.get(PASSWORD_ENV)
         if not password:
             raise ValueError(
                 f"mail URL {shown} names user {username!r} but no password: "
                 f"set {PASSWORD_ENV} (or put it, percent-encoded, in the URL)"
             )
-    if not default_from:
-        raise ValueError(
-            "SMTP delivery needs the deployment's sender address: "
-            "set --default-from or RECONCILER_DEFAULT_FROM"
-        )
     if mode == "plain" and username is not None and not params.allow_plaintext_auth:
         raise ValueError(
             f"mail URL {shown} would send its credentials unencrypted over plain smtp://: use "
@@ -168,7 +175,25 @@ def _smtp_transport(
         password,
         timeouts=Timeouts(final_reply=params.final_reply_timeout),
         default_from=default_from,
+        token=token,
     )
+
+
+OUTLOOK_SCOPE_ENV = "RECONCILER_SMTP_OAUTH_SCOPE"
+OUTLOOK_SCOPE = "https://outlook.office365.com/.default"
+
+
+def _oauth_token(env: Mapping[str, str]) -> Callable[[], str]:
+    """Tokens for Exchange Online SMTP from the app's credential, made on first use (a bad
+    setting then fails the first message, reported like any setup failure)."""
+    credential: list[Any] = []
+
+    def token() -> str:
+        if not credential:
+            credential.append(app_credential(env))
+        return access_token(credential[0], env.get(OUTLOOK_SCOPE_ENV) or OUTLOOK_SCOPE)
+
+    return token
 
 
 class _Parameters:
@@ -176,11 +201,13 @@ class _Parameters:
 
     allow_plaintext_auth = False
     final_reply_timeout = Timeouts.final_reply
+    auth = "password"
 
 
 _PARAMETERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "allow_plaintext_auth": ("true or false", {"true": True, "false": False}.__getitem__),
     "final_reply_timeout": ("a number of seconds, at least 1", float),
+    "auth": ("password or xoauth2", {"password": "password", "xoauth2": "xoauth2"}.__getitem__),
 }
 
 

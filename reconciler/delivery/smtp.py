@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
@@ -31,6 +32,7 @@ from .base import (
     PermanentFailure,
     SetupFailure,
     TemporaryFailure,
+    Throttled,
     Transport,
 )
 
@@ -55,6 +57,9 @@ class Timeouts:
 
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+_QUOTA = re.compile(r"\b4\.5\.3\b|quota|rate limit|thread limit|too many messages", re.I)
+"""Replies that mean "slow down" (Exchange Online: 4.5.3, "SubmissionQuotaExceeded", "message
+rate limit exceeded"; even as a 5xx the message is fine and must not be failed for good)."""
 
 
 class _NoFinalReply(Exception):
@@ -82,6 +87,7 @@ class SMTPTransport(Transport):
         ssl_context: ssl.SSLContext | None = None,
         *,
         default_from: str | None = None,
+        token: Callable[[], str] | None = None,
     ):
         if mode not in SCHEMES:
             raise ValueError(f"unknown SMTP mode {mode!r}: use plain, starttls or ssl")
@@ -94,6 +100,9 @@ class SMTPTransport(Transport):
         self.mode = mode
         self.username = username
         self._password = password
+        self._token = token
+        """With ``?auth=xoauth2``: returns an OAuth access token for ``username`` (AUTH XOAUTH2,
+        as Exchange Online wants once basic authentication is off)."""
         self.timeouts = timeouts
         self.ssl_context = ssl_context
         self.default_from = default_from
@@ -259,7 +268,11 @@ class SMTPTransport(Transport):
             if self.mode == "starttls":
                 connection.starttls(context=self.ssl_context)
                 connection.ehlo_or_helo_if_needed()  # STARTTLS forgot what EHLO said
-            if self.username is not None:
+            if self.username is not None and self._token is not None:
+                bearer = f"user={self.username}\x01auth=Bearer {self._token()}\x01\x01"
+                connection.auth("XOAUTH2", lambda challenge=None: bearer,
+                                initial_response_ok=True)
+            elif self.username is not None:
                 connection.login(self.username, self._password or "")
         except BaseException:
             connection.close()
@@ -303,6 +316,8 @@ def _reply_failure(
         return ConnectionFailure(f"{description} is closing the connection: {reply}")
     if code == 530:  # authentication or STARTTLS required: the URL is wrong, not the message
         return SetupFailure(f"{description} requires authentication or STARTTLS: {reply}")
+    if _QUOTA.search(reply):
+        return Throttled(f"{description} is limiting the sending rate or quota: {reply}")
     if code >= 500:
         return PermanentFailure(reply)
     return TemporaryFailure(reply)
