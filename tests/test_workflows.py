@@ -110,7 +110,8 @@ def test_apply_workflow_shape() -> None:
     document = load(APPLY)
     assert document["on"]["push"] == {"branches": ["main"]}
     assert document["concurrency"] == {"group": "reconciler-apply", "cancel-in-progress": False}
-    assert document["permissions"] == {"contents": "read"}
+    # id-token: the OIDC token of a federated Azure credential, so no Azure secret is stored
+    assert document["permissions"] == {"contents": "read", "id-token": "write"}
     env = document["jobs"]["apply"]["env"]
     for name in ("RECONCILER_STATE", "RECONCILER_MAIL_URL", "RECONCILER_SMTP_PASSWORD"):
         assert env[name] == f"${{{{ secrets.{name} }}}}"
@@ -524,3 +525,25 @@ def test_apply_workflow_first_rollout_needs_the_manual_input(repo: Path, tmp_pat
     result = by_hand.run()
     assert not result.failed, [(r.name, r.output) for r in by_hand.runs if r.code]
     assert len(smtp_server.messages) == 16
+
+
+def test_apply_workflow_treats_a_sending_limit_as_come_back_later(repo: Path, tmp_path: Path,
+                                                                  smtp_server: Any) -> None:
+    state = tmp_path / "state" / "state.db"
+    state.parent.mkdir()
+    head = git(repo, "rev-parse", "HEAD")
+    context = {"github": {"sha": head, "ref_name": "main"},
+               "secrets": {"RECONCILER_STATE": str(state),
+                           "RECONCILER_MAIL_URL": smtp_server.url,
+                           "RECONCILER_SMTP_PASSWORD": ""},
+               "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>",
+                        "RECONCILER_MAX_MESSAGES": "1"},
+               "inputs": {}}
+    environment = {**base_environment(tmp_path), "GITHUB_SHA": head}
+    job = LocalRunner(APPLY, "apply", repo, context, environment,
+                      {**NO_OP, "actions/upload-artifact": upload_artifact(tmp_path / "up")},
+                      skip=is_install)
+    result = job.run()
+    assert not result.failed, [(r.name, r.output) for r in job.runs if r.code]
+    assert "::warning::Stopped at a sending limit" in job.step("Apply it").output
+    assert len(smtp_server.messages) == 1
