@@ -73,7 +73,8 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="State: an SQLite path or a postgresql:// URL (docs/STATE.md)."),
         click.option("--mail", default="maildir:.reconciler/mail", envvar="RECONCILER_MAIL_URL",
                      show_default=True,
-                     help="maildir:PATH, smtp://, smtp+starttls:// or smtps:// URL."),
+                     help="maildir:PATH, graph://SENDER (Exchange Online), smtp://, "
+                          "smtp+starttls:// or smtps:// URL (?auth=xoauth2 for OAuth)."),
         click.option("--default-from", envvar="RECONCILER_DEFAULT_FROM",
                      help="Default sender ('Name <address>' or address); required for SMTP."),
         click.option("--templates", type=click.Path(path_type=Path), envvar="RECONCILER_TEMPLATES",

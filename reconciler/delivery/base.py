@@ -141,10 +141,10 @@ class Pace:
             return "the delivery time budget is used up"
         if start > now:
             self.sleep(start - now)
+        self._next = start + self.interval  # slots start ``interval`` apart, sends included
         return None
 
     def sent(self) -> None:
-        self._next = self.clock() + self.interval
         if self.remaining is not None:
             self.remaining -= 1
 
