@@ -284,6 +284,7 @@ def test_many_problems_are_all_printed_sorted(workdir):
 def applied_state(tmp_path_factory) -> Path:
     """A state folder where the base config was imported (one tenant, serial 1)."""
     base = tmp_path_factory.mktemp("applied")
+    (base / "state").mkdir()
     write_files(base / "config", case())
     result = CliRunner().invoke(main, ["import", "--config", str(base / "config"),
                                        "--state", str(base / "state" / "state.db")])
