@@ -205,7 +205,12 @@ def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
           allow_mass_disable: bool, allow_new_state: bool, delivery_timeout: float,
           max_rate: float | None, max_messages: int | None, quiet: bool,
           retry_backoff: float) -> None:
-    """Send exactly the planned emails and record the new state."""
+    """Send exactly the planned emails and record the new state.
+
+    Exit codes: 0 everything delivered; 1 an error, a refusal, or mail still queued or failed;
+    3 stopped only at a sending limit or throttling (nothing failed; the rest is queued and the
+    next apply sends it first).
+    """
     if planfile is None and not auto_approve and not sys.stdin.isatty():
         raise UserError("no terminal to confirm on: review with `plan` and pass --auto-approve, "
                         "or apply a saved plan file; nothing was done")

@@ -205,3 +205,27 @@ def test_small_aliases_still_work(tmp_path: Path) -> None:
     )
     users = load_config(tmp_path).tenants["acme"].users
     assert sorted(users) == ["a@acme.com", "b@acme.com"]
+
+
+@pytest.mark.parametrize(("where", "yaml_text"), [
+    ("users", "users:\n  a@acme.com:\n    license: true\n    conference_id: '7000099'\n"
+              "    display_name: '=?utf-8?q?Bob=0D=0AReply-To:_attacker@evil.example?='\n"),
+    ("tenant", None),
+])
+def test_an_encoded_word_header_injection_is_refused_by_every_command(
+    applied: Workspace, where: str, yaml_text: str | None
+) -> None:
+    if where == "users":
+        (applied.config / "acme" / "users.yaml").write_text(yaml_text, encoding="utf-8")
+        expected = "acme/users.yaml:5:19: display_name must not contain an encoded word"
+    else:
+        doc = tenant_doc(override=("=?utf-8?q?X=0D=0ABcc:_spy@evil.example?=", "c@acme.com"))
+        write_tenant(applied.config, "acme", doc, enabled_users(3, domain="acme.com"),
+                     user_files={"team/more.yaml": enabled_users(2, domain="acme.com", start=3)})
+        expected = "acme/tenant.yaml:"
+    before = snapshot(applied)
+    for command in (["validate"], ["plan"], ["apply", "--auto-approve"]):
+        result = applied.run(*command)
+        assert result.code == 1 and "Traceback" not in result.output, str(result)
+        assert result.stderr.startswith(expected) and "encoded word" in result.stderr
+        assert snapshot(applied) == before
