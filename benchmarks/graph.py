@@ -57,10 +57,28 @@ def closed_port() -> int:
 def apply(work: Path, env: dict[str, str], *extra: str) -> float:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "apply", "--auto-approve", "--allow-new-state",
-         "--config", str(work / "tenants"), "--state", str(work / "state" / "state.db"),
-         "--mail", f"graph://{graph.SENDER}", "--retry-backoff", "0", *extra],
-        env=env, capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "apply",
+            "--auto-approve",
+            "--allow-new-state",
+            "--config",
+            str(work / "tenants"),
+            "--state",
+            str(work / "state" / "state.db"),
+            "--mail",
+            f"graph://{graph.SENDER}",
+            "--retry-backoff",
+            "0",
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     elapsed = time.perf_counter() - started
     if done.returncode not in (0, 1):
         raise SystemExit(f"apply failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -71,8 +89,9 @@ def queue(work: Path, env: dict[str, str], messages: int) -> None:
     if work.exists():
         shutil.rmtree(work)
     (work / "state").mkdir(parents=True)
-    write_tenant(work / "tenants", "bench", tenant_doc(),
-                 enabled_users(messages, domain="contoso.com"))
+    write_tenant(
+        work / "tenants", "bench", tenant_doc(), enabled_users(messages, domain="contoso.com")
+    )
     dead = {**env, "RECONCILER_GRAPH_URL": f"https://127.0.0.1:{closed_port()}"}
     apply(work, dead)  # everything committed and queued, nothing sent
 
@@ -83,8 +102,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=6000.0, help="--max-rate, per minute")
     args = parser.parse_args()
     cloud, server, certificate = start_cloud()
-    env = {**os.environ, **cloud.env(), "SSL_CERT_FILE": str(certificate),
-           "REQUESTS_CA_BUNDLE": str(certificate), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        **cloud.env(),
+        "SSL_CERT_FILE": str(certificate),
+        "REQUESTS_CA_BUNDLE": str(certificate),
+        "PYTHONPATH": str(ROOT),
+    }
     base = Path(tempfile.mkdtemp(prefix="graph-bench"))
     try:
         queue(base / "free", env, args.messages)
@@ -100,10 +124,13 @@ def main() -> None:
     print(f"| Delivery of {args.messages} queued messages to the fake Graph | Time | Rate |")
     print("|---|---:|---:|")
     print(f"| no limit | {free:.2f} s | {args.messages / free * 60:.0f}/min |")
-    print(f"| --max-rate {args.rate:g}/min | {paced:.2f} s | {args.messages / paced * 60:.0f}/min"
-          f" |")
-    print(f"\npacing floor {floor:.2f} s; paced / floor = {paced / floor:.2f}; "
-          f"paced / unlimited = {paced / free:.2f}; tokens requested: {len(cloud.tokens)}")
+    print(
+        f"| --max-rate {args.rate:g}/min | {paced:.2f} s | {args.messages / paced * 60:.0f}/min |"
+    )
+    print(
+        f"\npacing floor {floor:.2f} s; paced / floor = {paced / floor:.2f}; "
+        f"paced / unlimited = {paced / free:.2f}; tokens requested: {len(cloud.tokens)}"
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ from tests.helpers import Workspace, enabled_users, tenant_doc, write_tenant
 pytest.importorskip("azure.identity")
 
 
-def workspace(tmp_path: Path, state: str, cloud: FakeCloud, trust: dict[str, str],
-              users: int = 3, **env: str) -> Workspace:
+def workspace(
+    tmp_path: Path, state: str, cloud: FakeCloud, trust: dict[str, str], users: int = 3, **env: str
+) -> Workspace:
     ws = Workspace(tmp_path, state, mail=f"graph://{SENDER}")
     ws.env.update({**cloud.env(**env), **trust})
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(users, domain="acme.com"))
@@ -35,7 +36,10 @@ def test_graph_sends_exactly_the_message_a_maildir_gets(
     assert fake_cloud.senders == [SENDER] * 3
     graph = fake_cloud.messages
     assert [m["To"].addresses[0].addr_spec for m in graph] == [
-        "u000@acme.com", "u001@acme.com", "u002@acme.com"]
+        "u000@acme.com",
+        "u001@acme.com",
+        "u002@acme.com",
+    ]
     assert all(m["From"].addresses[0].addr_spec == SENDER for m in graph)
     # the same apply into a Maildir composes the same message (but its own PIN and date)
     maildir = Workspace(tmp_path / "m", str(tmp_path / "m" / "state.db"))
@@ -45,7 +49,8 @@ def test_graph_sends_exactly_the_message_a_maildir_gets(
         assert sent.keys() == kept.keys()
         assert sent["Subject"] == kept["Subject"] and sent["To"] == kept["To"]
         assert [p.get_content_type() for p in sent.walk()] == [
-            p.get_content_type() for p in kept.walk()]
+            p.get_content_type() for p in kept.walk()
+        ]
     assert len({m["Message-ID"] for m in graph}) == 3
     assert CLIENT_SECRET not in result.output
     state = ws.run("state", "show").stdout + ws.run("history").stdout
@@ -108,20 +113,29 @@ def test_a_missing_permission_is_a_setup_failure_and_everything_stays_queued(
 def test_a_wrong_secret_is_one_line_without_the_secret(
     tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
 ) -> None:
-    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env,
-                   AZURE_CLIENT_SECRET="wrong-secret-xyz")
+    ws = workspace(
+        tmp_path,
+        str(tmp_path / "s" / "state.db"),
+        fake_cloud,
+        trust_env,
+        AZURE_CLIENT_SECRET="wrong-secret-xyz",
+    )
     result = ws.apply(expect=1)
     assert "AADSTS7000215" in result.stderr and "wrong-secret-xyz" not in result.output
     assert "Traceback" not in result.output and fake_cloud.messages == []
 
 
-def test_missing_credentials_are_named(tmp_path: Path, fake_cloud: FakeCloud,
-                                       trust_env: dict[str, str]) -> None:
-    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env,
-                   AZURE_CLIENT_SECRET="")
+def test_missing_credentials_are_named(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    ws = workspace(
+        tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, AZURE_CLIENT_SECRET=""
+    )
     result = ws.apply(expect=1)
-    assert "set AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or " \
-           "AZURE_FEDERATED_TOKEN_FILE" in result.stderr
+    assert (
+        "set AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
+        "AZURE_FEDERATED_TOKEN_FILE" in result.stderr
+    )
 
 
 def test_kill_during_graph_delivery_loses_nothing(
@@ -146,8 +160,10 @@ def test_max_messages_leaves_the_rest_for_the_next_apply_which_sends_it_first(
 ) -> None:
     ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, users=5)
     first = ws.apply("--allow-new-state", "--max-messages", "2", expect=3)
-    assert "held back: 3 email(s) by a sending limit: the apply's --max-messages is reached" \
+    assert (
+        "held back: 3 email(s) by a sending limit: the apply's --max-messages is reached"
         in first.stderr
+    )
     assert len(fake_cloud.messages) == 2
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(6, domain="acme.com"))
     ws.apply()
@@ -173,8 +189,9 @@ def test_max_rate_spaces_the_messages(
 
 
 def test_graph_urls_are_checked(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path, str(tmp_path / "s" / "state.db"),
-                   mail="graph://app:secret@contoso.com")
+    ws = Workspace(
+        tmp_path, str(tmp_path / "s" / "state.db"), mail="graph://app:secret@contoso.com"
+    )
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(1, domain="acme.com"))
     result = ws.apply(expect=1)
     assert "must be graph://SENDER" in result.stderr and "secret" not in result.stderr
@@ -193,8 +210,9 @@ def test_smtp_with_oauth_uses_xoauth2_over_starttls(
     server = xoauth2_smtp_server
     url = f"smtp+starttls://{SENDER}@127.0.0.1:{server.port}?auth=xoauth2"
     ws = Workspace(tmp_path, str(tmp_path / "s" / "state.db"), mail=url)
-    ws.env.update({**fake_cloud.env(RECONCILER_SMTP_OAUTH_SCOPE="https://outlook.test/.default"),
-                   **trust_env})
+    ws.env.update(
+        {**fake_cloud.env(RECONCILER_SMTP_OAUTH_SCOPE="https://outlook.test/.default"), **trust_env}
+    )
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(3, domain="acme.com"))
     result = ws.apply("--default-from", SENDER)
     assert "3 email(s) delivered" in result.stdout
@@ -207,8 +225,11 @@ def test_smtp_oauth_refused_is_a_setup_failure(
     tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str], xoauth2_smtp_server
 ) -> None:
     url = f"smtp+starttls://other@contoso.com@127.0.0.1:{xoauth2_smtp_server.port}?auth=xoauth2"
-    ws = Workspace(tmp_path, str(tmp_path / "s" / "state.db"), mail=url.replace(
-        "other@contoso.com", "other%40contoso.com"))
+    ws = Workspace(
+        tmp_path,
+        str(tmp_path / "s" / "state.db"),
+        mail=url.replace("other@contoso.com", "other%40contoso.com"),
+    )
     ws.env.update({**fake_cloud.env(), **trust_env})
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
     result = ws.apply("--default-from", SENDER, expect=1)
@@ -223,8 +244,9 @@ def test_test_email_goes_through_graph_and_reports_the_real_reason(
     sent = ws.run("test-email", "--tenant", "acme", "--to", "admin@acme.com")
     assert sent.code == 0, str(sent)
     assert [m["To"].addresses[0].addr_spec for m in fake_cloud.messages] == ["admin@acme.com"]
-    fake_cloud.script = [(403, {}, {"error": {"code": "ErrorAccessDenied",
-                                              "message": "Access is denied."}})]
+    fake_cloud.script = [
+        (403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}})
+    ]
     refused = ws.run("test-email", "--tenant", "acme", "--to", "admin@acme.com")
     assert refused.code == 1
     assert "Mail.Send application permission" in refused.stderr, str(refused)

@@ -78,16 +78,28 @@ def test_the_budget_bounds_a_server_that_defers_every_message(
     ws = workspace(tmp_path, state_location, smtp_server.url, 8)
     smtp_server.fail_next(10_000)  # 451 to everything: 4 tries each would take long
     started = time.monotonic()
-    result = ws.run("apply", "--auto-approve", "--default-from", "noreply@acme.com",
-                    "--retry-backoff", "0.3", "--delivery-timeout", "1", timeout=60)
+    result = ws.run(
+        "apply",
+        "--auto-approve",
+        "--default-from",
+        "noreply@acme.com",
+        "--retry-backoff",
+        "0.3",
+        "--delivery-timeout",
+        "1",
+        timeout=60,
+    )
     assert time.monotonic() - started < 6
     assert result.code == 1 and "8 queued" in result.stdout, str(result)
 
 
-@pytest.mark.parametrize("reply", [
-    "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
-    "450 4.5.3 Message rate limit exceeded",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
+        "450 4.5.3 Message rate limit exceeded",
+    ],
+)
 def test_an_exchange_quota_reply_stops_the_run_with_exit_3_and_fails_nothing(
     tmp_path: Path, state_location: str, smtp_server, reply: str
 ) -> None:

@@ -207,11 +207,17 @@ def test_small_aliases_still_work(tmp_path: Path) -> None:
     assert sorted(users) == ["a@acme.com", "b@acme.com"]
 
 
-@pytest.mark.parametrize(("where", "yaml_text"), [
-    ("users", "users:\n  a@acme.com:\n    license: true\n    conference_id: '7000099'\n"
-              "    display_name: '=?utf-8?q?Bob=0D=0AReply-To:_attacker@evil.example?='\n"),
-    ("tenant", None),
-])
+@pytest.mark.parametrize(
+    ("where", "yaml_text"),
+    [
+        (
+            "users",
+            "users:\n  a@acme.com:\n    license: true\n    conference_id: '7000099'\n"
+            "    display_name: '=?utf-8?q?Bob=0D=0AReply-To:_attacker@evil.example?='\n",
+        ),
+        ("tenant", None),
+    ],
+)
 def test_an_encoded_word_header_injection_is_refused_by_every_command(
     applied: Workspace, where: str, yaml_text: str | None
 ) -> None:
@@ -220,8 +226,13 @@ def test_an_encoded_word_header_injection_is_refused_by_every_command(
         expected = "acme/users.yaml:5:19: display_name must not contain an encoded word"
     else:
         doc = tenant_doc(override=("=?utf-8?q?X=0D=0ABcc:_spy@evil.example?=", "c@acme.com"))
-        write_tenant(applied.config, "acme", doc, enabled_users(3, domain="acme.com"),
-                     user_files={"team/more.yaml": enabled_users(2, domain="acme.com", start=3)})
+        write_tenant(
+            applied.config,
+            "acme",
+            doc,
+            enabled_users(3, domain="acme.com"),
+            user_files={"team/more.yaml": enabled_users(2, domain="acme.com", start=3)},
+        )
         expected = "acme/tenant.yaml:"
     before = snapshot(applied)
     for command in (["validate"], ["plan"], ["apply", "--auto-approve"]):

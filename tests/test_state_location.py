@@ -17,8 +17,11 @@ PASSWORD = "Sup3r-S3cret"
 
 
 def tree(root: Path) -> dict[str, tuple[int, bytes]]:
-    return {os.fspath(p.relative_to(root)): (p.lstat().st_mode, p.read_bytes())
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        os.fspath(p.relative_to(root)): (p.lstat().st_mode, p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 @pytest.fixture
@@ -27,19 +30,33 @@ def config(tmp_path: Path) -> Path:
     return tmp_path / "tenants"
 
 
-@pytest.mark.parametrize("state", [
-    f"host=db.example dbname=reconciler user=app password={PASSWORD}",
-    f"  dbname = reconciler password={PASSWORD}",
-    f"postgresql:db.example?password={PASSWORD}",
-])
+@pytest.mark.parametrize(
+    "state",
+    [
+        f"host=db.example dbname=reconciler user=app password={PASSWORD}",
+        f"  dbname = reconciler password={PASSWORD}",
+        f"postgresql:db.example?password={PASSWORD}",
+    ],
+)
 @pytest.mark.parametrize("command", ["apply", "plan"])
 def test_a_libpq_keyword_string_is_refused_with_a_hint_and_never_echoed(
     tmp_path: Path, config: Path, state: str, command: str
 ) -> None:
     before = tree(tmp_path)
     extra = ["--auto-approve"] if command == "apply" else []
-    result = run([command, *extra, "--config", str(config), "--state", state,
-                  "--mail", f"maildir:{tmp_path / 'mail'}"], cwd=tmp_path)
+    result = run(
+        [
+            command,
+            *extra,
+            "--config",
+            str(config),
+            "--state",
+            state,
+            "--mail",
+            f"maildir:{tmp_path / 'mail'}",
+        ],
+        cwd=tmp_path,
+    )
     assert result.code == 1, str(result)
     assert result.stderr.startswith("error: --state looks like a PostgreSQL connection string")
     assert "postgresql://USER@HOST:PORT/DBNAME" in result.stderr
@@ -47,30 +64,36 @@ def test_a_libpq_keyword_string_is_refused_with_a_hint_and_never_echoed(
     assert tree(tmp_path) == before
 
 
-@pytest.mark.parametrize("state", [
-    f"mysql://app:{PASSWORD}@db.example/reconciler",
-    f"sqlite:///{PASSWORD}/state.db",
-])
+@pytest.mark.parametrize(
+    "state",
+    [
+        f"mysql://app:{PASSWORD}@db.example/reconciler",
+        f"sqlite:///{PASSWORD}/state.db",
+    ],
+)
 def test_an_unknown_scheme_is_refused_without_the_password(
     tmp_path: Path, config: Path, state: str
 ) -> None:
     before = tree(tmp_path)
-    result = run(["apply", "--auto-approve", "--config", str(config), "--state", state],
-                 cwd=tmp_path)
+    result = run(
+        ["apply", "--auto-approve", "--config", str(config), "--state", state], cwd=tmp_path
+    )
     assert result.code == 1 and "unsupported state URL scheme" in result.stderr, str(result)
     assert PASSWORD not in result.output
     assert tree(tmp_path) == before
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://app:p@ss/w@rd#x@127.0.0.1:9/db",
-    "postgresql://app:p@ss:w?rd@127.0.0.1:9/db",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:p@ss/w@rd#x@127.0.0.1:9/db",
+        "postgresql://app:p@ss:w?rd@127.0.0.1:9/db",
+    ],
+)
 def test_a_password_with_unencoded_characters_never_appears(
     tmp_path: Path, config: Path, url: str
 ) -> None:
-    result = run(["apply", "--auto-approve", "--config", str(config), "--state", url],
-                 cwd=tmp_path)
+    result = run(["apply", "--auto-approve", "--config", str(config), "--state", url], cwd=tmp_path)
     assert result.code == 1 and "Traceback" not in result.output, str(result)
     for fragment in ("p@ss", "ss/w", "w@rd", "w?rd", "rd#x"):
         assert fragment not in result.output, result.output
@@ -78,8 +101,19 @@ def test_a_password_with_unencoded_characters_never_appears(
 
 def test_a_state_folder_that_does_not_exist_is_refused(tmp_path: Path, config: Path) -> None:
     state = tmp_path / "typo" / "state.db"
-    result = run(["apply", "--auto-approve", "--config", str(config), "--state", str(state),
-                  "--mail", f"maildir:{tmp_path / 'mail'}"], cwd=tmp_path)
+    result = run(
+        [
+            "apply",
+            "--auto-approve",
+            "--config",
+            str(config),
+            "--state",
+            str(state),
+            "--mail",
+            f"maildir:{tmp_path / 'mail'}",
+        ],
+        cwd=tmp_path,
+    )
     assert result.code == 1, str(result)
     assert result.stderr.startswith(f"error: state folder {state.parent} does not exist")
     assert not state.parent.exists() and not (tmp_path / "mail").exists()
@@ -119,7 +153,8 @@ def test_an_apply_that_would_email_many_users_of_a_new_state_is_refused(tmp_path
         f"error: no applied state for acme (11 emails) in {ws.state}: is --state right? If "
         "these users already have Audio Conferencing, adopt the configuration without emails "
         "with `reconciler import`; to really email them all, pass --allow-new-state; nothing "
-        "was written or sent"]
+        "was written or sent"
+    ]
     assert list((tmp_path / "state").iterdir()) == [] and not ws.maildir.exists()
 
 
@@ -166,8 +201,14 @@ def test_read_only_commands_never_change_the_state_file(tmp_path: Path) -> None:
     state = Path(ws.state)
     state.chmod(0o640)
     before = tree(tmp_path / "state")
-    for command in (["plan"], ["plan", "--format", "json"], ["state", "show"], ["history"],
-                    ["preview", "--out", str(tmp_path / "preview")], ["validate"]):
+    for command in (
+        ["plan"],
+        ["plan", "--format", "json"],
+        ["state", "show"],
+        ["history"],
+        ["preview", "--out", str(tmp_path / "preview")],
+        ["validate"],
+    ):
         result = ws.run(*command)
         assert result.code == 0, str(result)
     assert tree(tmp_path / "state") == before

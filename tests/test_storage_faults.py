@@ -26,8 +26,7 @@ class Tmpfs:
         self.path = path
 
     def remount(self, options: str) -> None:
-        subprocess.run([*_ADMIN, "mount", "-o", f"remount,{options}", str(self.path)],
-                       check=True)
+        subprocess.run([*_ADMIN, "mount", "-o", f"remount,{options}", str(self.path)], check=True)
 
     def fill(self) -> Path:
         """Write a file until the file system is full; return it (delete it to free space)."""
@@ -51,14 +50,20 @@ def tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
     mount.mkdir()
     options = f"size=256k,mode=0755,uid={os.getuid()},gid={os.getgid()}"
     try:
-        done = subprocess.run([*_ADMIN, "mount", "-t", "tmpfs", "-o", options, "tmpfs",
-                               str(mount)], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [*_ADMIN, "mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         reason = done.stderr.strip() if done.returncode else ""
     except OSError as error:
         reason = str(error)
     if reason:
-        pytest.skip(f"cannot mount a small tmpfs here to fill it ({reason}); needs root or "
-                    "passwordless sudo")
+        pytest.skip(
+            f"cannot mount a small tmpfs here to fill it ({reason}); needs root or "
+            "passwordless sudo"
+        )
     try:
         yield Tmpfs(mount)
     finally:

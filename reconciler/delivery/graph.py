@@ -70,13 +70,17 @@ def app_credential(env: Mapping[str, str] = os.environ) -> Credential:
             WorkloadIdentityCredential,
         )
     except ModuleNotFoundError:
-        raise SetupFailure("Exchange Online delivery needs azure-identity: pip install "
-                           "'audio-conferencing-reconciler[exchange]'") from None
+        raise SetupFailure(
+            "Exchange Online delivery needs azure-identity: pip install "
+            "'audio-conferencing-reconciler[exchange]'"
+        ) from None
     tenant, client = env.get("AZURE_TENANT_ID"), env.get("AZURE_CLIENT_ID")
     if not tenant or not client:
-        raise SetupFailure("set AZURE_TENANT_ID and AZURE_CLIENT_ID (the app registration that "
-                           "may send mail), and one of AZURE_CLIENT_SECRET, "
-                           "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE")
+        raise SetupFailure(
+            "set AZURE_TENANT_ID and AZURE_CLIENT_ID (the app registration that "
+            "may send mail), and one of AZURE_CLIENT_SECRET, "
+            "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE"
+        )
     options: dict[str, Any] = {}
     authority = env.get("AZURE_AUTHORITY_HOST")
     if authority:
@@ -87,15 +91,24 @@ def app_credential(env: Mapping[str, str] = os.environ) -> Credential:
     if env.get("AZURE_CLIENT_SECRET"):
         return ClientSecretCredential(tenant, client, env["AZURE_CLIENT_SECRET"], **options)
     if env.get("AZURE_CLIENT_CERTIFICATE_PATH"):
-        return CertificateCredential(tenant, client, env["AZURE_CLIENT_CERTIFICATE_PATH"],
-                                     password=env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
-                                     **options)
+        return CertificateCredential(
+            tenant,
+            client,
+            env["AZURE_CLIENT_CERTIFICATE_PATH"],
+            password=env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+            **options,
+        )
     if env.get("AZURE_FEDERATED_TOKEN_FILE"):
-        return WorkloadIdentityCredential(tenant_id=tenant, client_id=client,
-                                          token_file_path=env["AZURE_FEDERATED_TOKEN_FILE"],
-                                          **options)
-    raise SetupFailure("no app credential: set AZURE_CLIENT_SECRET, "
-                       "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE")
+        return WorkloadIdentityCredential(
+            tenant_id=tenant,
+            client_id=client,
+            token_file_path=env["AZURE_FEDERATED_TOKEN_FILE"],
+            **options,
+        )
+    raise SetupFailure(
+        "no app credential: set AZURE_CLIENT_SECRET, "
+        "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE"
+    )
 
 
 def access_token(credential: Credential, scope: str) -> str:
@@ -106,8 +119,9 @@ def access_token(credential: Credential, scope: str) -> str:
     try:
         return str(credential.get_token(scope).token)
     except ClientAuthenticationError as error:
-        first = " ".join((str(error.message or error).strip().splitlines() or ["refused"])[0]
-                         .split())
+        first = " ".join(
+            (str(error.message or error).strip().splitlines() or ["refused"])[0].split()
+        )
         raise AuthenticationFailure(f"cannot get a token for {scope}: {first[:300]}") from None
 
 
@@ -115,17 +129,21 @@ class GraphTransport(Transport):
     """Sends each message with ``sendMail`` as ``sender``; throttling (429, 503, 504) is waited
     out per ``Retry-After`` a few times, then the run stops with the rest queued."""
 
-    def __init__(self, sender: str, *, env: Mapping[str, str] = os.environ,
-                 credential: Credential | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        sender: str,
+        *,
+        env: Mapping[str, str] = os.environ,
+        credential: Credential | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.sender = sender
         self.graph_url = (env.get(GRAPH_URL_ENV) or DEFAULT_GRAPH_URL).rstrip("/")
         self.description = f"graph://{sender} ({urllib.parse.urlsplit(self.graph_url).netloc})"
         self._env = env
         self._credential = credential
         self._sleep = sleep
-        self._url = (f"{self.graph_url}/v1.0/users/{urllib.parse.quote(sender, safe='@')}"
-                     "/sendMail")
+        self._url = f"{self.graph_url}/v1.0/users/{urllib.parse.quote(sender, safe='@')}/sendMail"
 
     def send(self, message: Pending) -> None:
         if self._credential is None:
@@ -141,14 +159,19 @@ class GraphTransport(Transport):
                 if attempt < THROTTLE_RETRIES and wait <= MAX_RETRY_AFTER:
                     self._sleep(wait)
                     continue
-                raise Throttled(f"{self.description} is throttling ({status} {detail}); retry "
-                                f"after {wait:g} s")
+                raise Throttled(
+                    f"{self.description} is throttling ({status} {detail}); retry after {wait:g} s"
+                )
             raise self._refusal(status, detail)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _post(self, body: bytes, token: str) -> tuple[int, Mapping[str, str], str]:
-        request = urllib.request.Request(self._url, data=body, method="POST", headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "text/plain"})
+        request = urllib.request.Request(
+            self._url,
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
+        )
         try:
             with _OPENER.open(request, timeout=TIMEOUT) as response:
                 return response.status, response.headers, ""
@@ -164,7 +187,8 @@ class GraphTransport(Transport):
             return SetupFailure(
                 f"{said}; the app needs the Mail.Send application permission with admin consent"
                 f" and, where access is restricted, to be allowed to send as {self.sender} "
-                "(RBAC for Applications or an application access policy)")
+                "(RBAC for Applications or an application access policy)"
+            )
         if status == 404:
             return SetupFailure(f"{said}; is {self.sender} a mailbox of this tenant?")
         if 400 <= status < 500:
