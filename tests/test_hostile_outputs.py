@@ -20,7 +20,8 @@ from reconciler.outputs import render
 from reconciler.outputs.escape import code_span, json_text, markdown_text, visible
 from reconciler.outputs.text import _value
 from reconciler.plan import Change, Plan, PlannedEmail, TenantPlan, UserChange
-from tests.helpers import Workspace, enabled_users, tenant_doc, user_doc, write_tenant
+from tests.helpers import Workspace, enabled_users, run, tenant_doc, user_doc, write_tenant
+from tests.test_pr_comment import PR, REPO, TOKEN, serve
 
 GFM = MarkdownIt("gfm-like")
 OUR_TAGS = {
@@ -85,14 +86,10 @@ def test_a_code_span_shows_any_value_verbatim_and_nothing_else(value: str) -> No
     assert content in (shown, shown.strip(" ")) or content.strip(" ") == shown.strip(" ")
 
 
-LINKISH = st.lists(
-    st.sampled_from(
-        ["www.", "https://", "//", "evil", ".example", ".AL", "0", "@", "org/team", "#", "!",
-         "~", "&", "%", "$", "^", "`", "[", "](", ")", "<", ">", "*", "_", "|", "\\", ":",
-         " ", "\u200d", "\n", "\x1b"]
-    ),
-    max_size=12,
-).map("".join)
+MARKUP_CHARACTERS = "/@#!~&%$^`[]()<>*_|\\: 0\u200d\n\x1b"
+LINK_PIECES = ["www.", "https://", "evil", ".example", ".AL", "org/team", *MARKUP_CHARACTERS]
+LINKISH = st.lists(st.sampled_from(LINK_PIECES), max_size=12).map("".join)
+"""Text made of the pieces of links, mentions, references and markup."""
 
 
 @settings(max_examples=500, deadline=None, derandomize=True)
@@ -111,26 +108,78 @@ def test_markdown_text_puts_links_mentions_and_references_in_code() -> None:
     assert markdown_text("*not* <b>bold</b> 30%) a.") == r"\*not\* \<b\>bold\</b\> 30%) a."
 
 
-def test_markdown_plan_with_hostile_values_has_no_live_markup(tmp_path: Path) -> None:
+TACOMA = {"number": "+12065550177", "type": "toll", "location": "Tacoma `WA`"}
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Workspace:
+    """An applied tenant whose pull request puts :data:`HOSTILE` (which validates) in a bridge
+    location, the From display name, a user's display name and ``send_conference_info``."""
     ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
     users = enabled_users(2, domain="acme.com")
     write_tenant(ws.config, "acme", tenant_doc(), users)
     ws.apply()
     hostile_tenant = tenant_doc(override=(HOSTILE, "conf@acme.com"))
     hostile_tenant["bridge"]["numbers"][0]["location"] = HOSTILE
-    hostile_tenant["bridge"]["numbers"].append(
-        {"number": "+12065550177", "type": "toll", "location": "Tacoma `WA`"}
-    )
+    hostile_tenant["bridge"]["numbers"].append(TACOMA)
     users["u000@acme.com"] = user_doc("7000000", display_name=HOSTILE, send_conference_info=HOSTILE)
     write_tenant(ws.config, "acme", hostile_tenant, users)
-    result = ws.run("plan", "--format", "markdown")
+    return ws
+
+
+def test_markdown_plan_with_hostile_values_has_no_live_markup(hostile: Workspace) -> None:
+    result = hostile.run("plan", "--format", "markdown")
     assert result.code == 0, str(result)
     assert live_markup(result.stdout) == []
     assert HOSTILE in code_contents(result.stdout)  # the display name, shown as written
     assert "{'" not in result.stdout  # structured values as JSON, never Python reprs
-    assert '{"number": "+12065550177", "type": "toll", "location": "Tacoma `WA`"}' in code_contents(
-        result.stdout
-    )
+    assert json.dumps(TACOMA, ensure_ascii=False) in code_contents(result.stdout)
+
+
+def test_text_and_json_plans_show_hostile_values_as_written(hostile: Workspace) -> None:
+    text = hostile.run("plan")
+    assert text.code == 0 and all(printable(line) for line in text.output.splitlines())
+    assert f'display_name: "User 000" -> {json.dumps(HOSTILE)}' in text.stdout, text.stdout
+    assert json.dumps(TACOMA, ensure_ascii=False) in text.stdout and "{'" not in text.stdout
+    data = hostile.run("plan", "--format", "json")
+    assert data.code == 0 and printable(data.stdout.rstrip("\n"))
+    changes = json.loads(data.stdout)["tenants"][0]["settings_changes"]
+    after = {c["path"]: c["after"] for c in changes}
+    assert after["bridge.numbers[0].location"] == HOSTILE and after["bridge.numbers[3]"] == TACOMA
+
+
+def test_pr_comment_of_a_hostile_plan_has_no_live_markup(hostile: Workspace) -> None:
+    """The CI's two steps, each a process: render the markdown plan, then post it."""
+    rendered = hostile.run("plan", "--format", "markdown")
+    assert rendered.code == 0, str(rendered)
+    (hostile.root / "plan.md").write_text(rendered.stdout, encoding="utf-8")
+    command = ["pr-comment", "--body-file", "plan.md", "--platform", "github", "--repo", REPO]
+    for api in serve():
+        posted = run(
+            [*command, "--api-url", api.url, "--number", str(PR)],
+            cwd=hostile.root,
+            env={"GITHUB_TOKEN": TOKEN},
+        )
+        assert posted.code == 0, str(posted)
+        (comment,) = api.comments
+        assert comment["body"] == rendered.stdout and live_markup(comment["body"]) == []
+        assert HOSTILE in code_contents(comment["body"])
+
+
+def test_terminal_escapes_in_the_configuration_are_refused_without_reaching_the_terminal(
+    hostile: Workspace,
+) -> None:
+    """Validation refuses control and bidi characters; its messages do not echo them."""
+    tenant = tenant_doc()
+    tenant["bridge"]["numbers"][0]["location"] = TERMINAL
+    users = enabled_users(2, domain="acme.com")
+    users["u000@acme.com"] = user_doc("7000000", display_name="\u202eevil\x1b[2J")
+    write_tenant(hostile.config, "acme", tenant, users)
+    for command in (("plan",), ("plan", "--format", "markdown"), ("validate",)):
+        result = hostile.run(*command)
+        assert result.code == 1 and result.stdout == "", str(result)
+        assert all(printable(line) for line in result.stderr.splitlines()), result.stderr
+        assert "acme/tenant.yaml:" in result.stderr and "acme/users.yaml:" in result.stderr
 
 
 @pytest.mark.parametrize(
