@@ -28,10 +28,12 @@ _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e\n]+")
 def visible(text: str) -> str:
     """``text`` with every character a terminal would not simply print written as an escape
     (``\\x1b``, ``\\u202e``...); ZWNJ and ZWJ, which spell names, are kept."""
-    return text if text.isprintable() else _printable(text, _escape)
+    return _printable(text, _escape)
 
 
 def _printable(text: str, escape: Callable[[str], str]) -> str:
+    if text.isprintable():
+        return text
     return "".join(
         char if char.isprintable() or char in _JOINERS else escape(char) for char in text
     )
