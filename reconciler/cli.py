@@ -31,7 +31,7 @@ from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, Options, save_plan
 from reconciler.model import tenant_name_problem
 from reconciler.outputs import render
-from reconciler.outputs.escape import visible
+from reconciler.outputs.escape import json_text, visible
 from reconciler.plan import Plan
 from reconciler.state import Commit, NewMessage, StaleState, StateLocked
 
@@ -226,15 +226,15 @@ def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
                    f"delivered, {len(outcome.suppressed)} suppressed, {len(outcome.queued)} "
                    f"queued, {len(outcome.failed)} failed.")
     for mid, reason in sorted(outcome.failed.items()):
-        click.echo(f"failed: {outcome.about.get(mid, '')} {mid}: {reason} (refused for "
-                   "good: not retried)", err=True)
+        click.echo(visible(f"failed: {outcome.about.get(mid, '')} {mid}: {reason} (refused for "
+                           "good: not retried)"), err=True)
     for mid in outcome.queued:
         if mid not in outcome.held_back:
-            click.echo(f"queued: {outcome.about.get(mid, '')} {mid}: "
-                       f"{outcome.why_queued.get(mid, 'not delivered')}", err=True)
+            click.echo(visible(f"queued: {outcome.about.get(mid, '')} {mid}: "
+                               f"{outcome.why_queued.get(mid, 'not delivered')}"), err=True)
     for limit in sorted(set(outcome.held_back.values())):
         held = sum(1 for why in outcome.held_back.values() if why == limit)
-        click.echo(f"held back: {held} email(s) by a sending limit: {limit}", err=True)
+        click.echo(visible(f"held back: {held} email(s) by a sending limit: {limit}"), err=True)
     if outcome.queued:
         click.echo(f"{len(outcome.queued)} email(s) still queued: the next apply delivers them "
                    "first.", err=True)
@@ -298,7 +298,7 @@ def state_show(manager: Manager) -> None:
         tenants.append({"name": name, "lineage": applied.lineage, "serial": applied.serial,
                         **applied.tenant, "users": dict(applied.users), "files": applied.files,
                         "outbox": list(store.messages(name)), "history": store.history(name)})
-    click.echo(json.dumps({"tenants": tenants}, indent=2, ensure_ascii=False))
+    click.echo(json_text({"tenants": tenants}, indent=2))
 
 
 @state.command("migrate")
@@ -346,8 +346,8 @@ def history(manager: Manager, fmt: str) -> None:
         return
     for r in rows:
         emails = ", ".join(f"{n} {k}" for k, n in sorted(r["emails"].items())) or "no email"
-        click.echo(f"{r['applied_at']}  {r['tenant']}  serial {r['serial']}  {r['kind']}  "
-                   f"{emails}  ({r['suppressed']} suppressed)  by {r['actor']}")
+        click.echo(visible(f"{r['applied_at']}  {r['tenant']}  serial {r['serial']}  {r['kind']}  "
+                           f"{emails}  ({r['suppressed']} suppressed)  by {r['actor']}"))
 
 
 @main.command("test-email")
@@ -384,8 +384,8 @@ def test_email(manager: Manager, to: str, retry_backoff: float) -> None:
     if not report.delivered:
         reason = report.failed.get(mid) or report.queued_reasons.get(mid, "not delivered")
         raise UserError(f"sample not delivered to {to}: {reason}")
-    click.echo(f"Sample sent to {to} from {sender.display_name} <{sender.address}> via "
-               f"{transport.description}.")
+    click.echo(visible(f"Sample sent to {to} from {sender.display_name} <{sender.address}> via "
+                       f"{transport.description}."))
 
 
 @main.command()

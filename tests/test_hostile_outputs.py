@@ -6,17 +6,22 @@ we did not write, every value shown verbatim inside its code span."""
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from reconciler.outputs.escape import code_span, markdown_text, visible
+from reconciler.outputs import render
+from reconciler.outputs.escape import code_span, json_text, markdown_text, visible
 from reconciler.outputs.text import _value
-from tests.helpers import Workspace, enabled_users, tenant_doc, user_doc, write_tenant
+from reconciler.plan import Change, Plan, PlannedEmail, TenantPlan, UserChange
+from tests.helpers import Workspace, enabled_users, run, tenant_doc, user_doc, write_tenant
+from tests.test_pr_comment import PR, REPO, TOKEN, serve
 
 GFM = MarkdownIt("gfm-like")
 OUR_TAGS = {
@@ -42,8 +47,13 @@ OUR_TAGS = {
 }
 HOSTILE = (
     "x` [a](https://evil.example) ![i](https://evil.example/i.png) @org/team "
-    "<img src=x onerror=alert(1)> www.evil.example **b** ``` | ~~s~~ &amp; :warning:"
+    "<img src=x onerror=alert(1)> www.evil.example **b** ``` | ~~s~~ &amp; :warning: "
+    "https://evil.example evil.example me@evil.example #1 !2 ~bug"
 )
+TERMINAL = "\x1b[31mred\x1b]8;;https://evil.example\x07link \u202eevil \x9b2J \u2028 \x7f"
+"""Characters a terminal acts on: validation refuses them, the outputs do not rely on it."""
+REFERENCE = re.compile(r"[@#!~%$&^][\w\"]")
+"""A mention (GitHub, GitLab) or a reference (issue, merge request, label, milestone...)."""
 
 
 def live_markup(markdown: str) -> list[str]:
@@ -51,8 +61,14 @@ def live_markup(markdown: str) -> list[str]:
     rendered = GFM.render(markdown)
     tags = {m.lower() for m in re.findall(r"<([a-zA-Z][a-zA-Z0-9]*)", rendered)}
     outside_code = re.sub(r"<code>.*?</code>", "", rendered, flags=re.S)
-    mentions = re.findall(r"@[A-Za-z0-9]", html.unescape(outside_code))
-    return sorted(tags - OUR_TAGS) + mentions
+    references = REFERENCE.findall(html.unescape(outside_code))
+    return sorted(tags - OUR_TAGS) + references
+
+
+def plain_text(markdown: str) -> str:
+    """What a reader sees: the rendered text without tags, whitespace runs as one space."""
+    text = html.unescape(re.sub(r"<[^>]+>", " ", GFM.render(markdown)))
+    return " ".join(text.split())
 
 
 def code_contents(markdown: str) -> list[str]:
@@ -70,33 +86,100 @@ def test_a_code_span_shows_any_value_verbatim_and_nothing_else(value: str) -> No
     assert content in (shown, shown.strip(" ")) or content.strip(" ") == shown.strip(" ")
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
-@given(value=st.text(max_size=40))
-def test_markdown_text_has_no_live_markup(value: str) -> None:
-    assert live_markup(f"> :warning: {markdown_text(value)}\n") == []
-    assert live_markup(f"| a |\n|---|\n| {markdown_text(value)} |\n") == []
+MARKUP_CHARACTERS = "/@#!~&%$^`[]()<>*_|\\: 0\u200d\n\x1b"
+LINK_PIECES = ["www.", "https://", "evil", ".example", ".AL", "org/team", *MARKUP_CHARACTERS]
+LINKISH = st.lists(st.sampled_from(LINK_PIECES), max_size=12).map("".join)
+"""Text made of the pieces of links, mentions, references and markup."""
 
 
-def test_markdown_plan_with_hostile_values_has_no_live_markup(tmp_path: Path) -> None:
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(value=st.one_of(st.text(max_size=40), LINKISH))
+def test_markdown_text_has_no_live_markup_and_shows_the_text(value: str) -> None:
+    quoted = f"> :warning: {markdown_text(value)}\n"
+    cell = f"| a |\n|---|\n| {markdown_text(value)} |\n"
+    assert live_markup(quoted) == [] and live_markup(cell) == []
+    assert plain_text(cell) == " ".join(f"a {visible(value)}".split())
+
+
+def test_markdown_text_puts_links_mentions_and_references_in_code() -> None:
+    assert markdown_text("see https://evil.example, @org/team and #12 now") == (
+        "see `https://evil.example,` `@org/team` and `#12` now"
+    )
+    assert markdown_text("*not* <b>bold</b> 30%) a.") == r"\*not\* \<b\>bold\</b\> 30%) a."
+
+
+TACOMA = {"number": "+12065550177", "type": "toll", "location": "Tacoma `WA`"}
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Workspace:
+    """An applied tenant whose pull request puts :data:`HOSTILE` (which validates) in a bridge
+    location, the From display name, a user's display name and ``send_conference_info``."""
     ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
     users = enabled_users(2, domain="acme.com")
     write_tenant(ws.config, "acme", tenant_doc(), users)
     ws.apply()
     hostile_tenant = tenant_doc(override=(HOSTILE, "conf@acme.com"))
     hostile_tenant["bridge"]["numbers"][0]["location"] = HOSTILE
-    hostile_tenant["bridge"]["numbers"].append(
-        {"number": "+12065550177", "type": "toll", "location": "Tacoma `WA`"}
-    )
+    hostile_tenant["bridge"]["numbers"].append(TACOMA)
     users["u000@acme.com"] = user_doc("7000000", display_name=HOSTILE, send_conference_info=HOSTILE)
     write_tenant(ws.config, "acme", hostile_tenant, users)
-    result = ws.run("plan", "--format", "markdown")
+    return ws
+
+
+def test_markdown_plan_with_hostile_values_has_no_live_markup(hostile: Workspace) -> None:
+    result = hostile.run("plan", "--format", "markdown")
     assert result.code == 0, str(result)
     assert live_markup(result.stdout) == []
     assert HOSTILE in code_contents(result.stdout)  # the display name, shown as written
     assert "{'" not in result.stdout  # structured values as JSON, never Python reprs
-    assert '{"number": "+12065550177", "type": "toll", "location": "Tacoma `WA`"}' in code_contents(
-        result.stdout
-    )
+    assert json.dumps(TACOMA, ensure_ascii=False) in code_contents(result.stdout)
+
+
+def test_text_and_json_plans_show_hostile_values_as_written(hostile: Workspace) -> None:
+    text = hostile.run("plan")
+    assert text.code == 0 and all(printable(line) for line in text.output.splitlines())
+    assert f'display_name: "User 000" -> {json.dumps(HOSTILE)}' in text.stdout, text.stdout
+    assert json.dumps(TACOMA, ensure_ascii=False) in text.stdout and "{'" not in text.stdout
+    data = hostile.run("plan", "--format", "json")
+    assert data.code == 0 and printable(data.stdout.rstrip("\n"))
+    changes = json.loads(data.stdout)["tenants"][0]["settings_changes"]
+    after = {c["path"]: c["after"] for c in changes}
+    assert after["bridge.numbers[0].location"] == HOSTILE and after["bridge.numbers[3]"] == TACOMA
+
+
+def test_pr_comment_of_a_hostile_plan_has_no_live_markup(hostile: Workspace) -> None:
+    """The CI's two steps, each a process: render the markdown plan, then post it."""
+    rendered = hostile.run("plan", "--format", "markdown")
+    assert rendered.code == 0, str(rendered)
+    (hostile.root / "plan.md").write_text(rendered.stdout, encoding="utf-8")
+    command = ["pr-comment", "--body-file", "plan.md", "--platform", "github", "--repo", REPO]
+    for api in serve():
+        posted = run(
+            [*command, "--api-url", api.url, "--number", str(PR)],
+            cwd=hostile.root,
+            env={"GITHUB_TOKEN": TOKEN},
+        )
+        assert posted.code == 0, str(posted)
+        (comment,) = api.comments
+        assert comment["body"] == rendered.stdout and live_markup(comment["body"]) == []
+        assert HOSTILE in code_contents(comment["body"])
+
+
+def test_terminal_escapes_in_the_configuration_are_refused_without_reaching_the_terminal(
+    hostile: Workspace,
+) -> None:
+    """Validation refuses control and bidi characters; its messages do not echo them."""
+    tenant = tenant_doc()
+    tenant["bridge"]["numbers"][0]["location"] = TERMINAL
+    users = enabled_users(2, domain="acme.com")
+    users["u000@acme.com"] = user_doc("7000000", display_name="\u202eevil\x1b[2J")
+    write_tenant(hostile.config, "acme", tenant, users)
+    for command in (("plan",), ("plan", "--format", "markdown"), ("validate",)):
+        result = hostile.run(*command)
+        assert result.code == 1 and result.stdout == "", str(result)
+        assert all(printable(line) for line in result.stderr.splitlines()), result.stderr
+        assert "acme/tenant.yaml:" in result.stderr and "acme/users.yaml:" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -106,6 +189,65 @@ def test_terminal_values_never_carry_control_or_bidi_characters(value: str) -> N
     for rendered in (visible(value), _value(value), _value({"k": value})):
         assert rendered.isprintable(), repr(rendered)
     assert visible("ZWNJ \u200c and ZWJ \u200d stay") == "ZWNJ \u200c and ZWJ \u200d stay"
+
+
+def printable(text: str) -> bool:
+    return (text.replace("\u200c", "").replace("\u200d", "")).isprintable()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(value=st.text())
+def test_visible_text_is_always_printable(value: str) -> None:
+    assert printable(visible(value))
+    if printable(value):
+        assert visible(value) == value
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(value=JSON_VALUES)
+def test_json_text_is_the_same_data_with_nothing_live_on_a_terminal(value: Any) -> None:
+    for text in (json_text(value), json_text(value, indent=2)):
+        assert json.loads(text) == value
+        assert all(printable(line) for line in text.split("\n"))
+
+
+def hostile_plan(value: str) -> Plan:
+    """Every place of a plan a configuration value can reach, holding ``value``."""
+    tenant = TenantPlan("acme", "0f1e2d3c", 3, warnings=[value])
+    structured = {"number": "+14255550100", "location": value, "list": [value]}
+    tenant.settings_changes = [Change("bridge.numbers", [structured], [value, 1])]
+    tenant.user_changes = [
+        UserChange(value, "update", (Change("display_name", value, structured),)),
+        UserChange(value, "create", ()),
+    ]
+    tenant.emails = [PlannedEmail(value, value, "details-changed", (value, value), False)]
+    return Plan([tenant])
+
+
+@pytest.mark.parametrize("value", [HOSTILE, TERMINAL, HOSTILE + TERMINAL])
+def test_no_output_format_lets_a_value_act(value: str) -> None:
+    plan = hostile_plan(value)
+    text = render(plan, "text")
+    assert all(printable(line) for line in text.splitlines()), text
+    assert visible(value) in text and "{'" not in text
+    markdown = render(plan, "markdown")
+    assert live_markup(markdown) == [] and all(printable(line) for line in markdown.splitlines())
+    assert visible(value) in code_contents(markdown) and "{'" not in markdown
+    assert '{"number": "+14255550100", "location": ' in markdown
+    data = render(plan, "json")
+    assert printable(data.rstrip("\n"))
+    assert json.loads(data)["tenants"][0]["user_changes"][0]["changes"][0]["after"] == {
+        "number": "+14255550100",
+        "location": value,
+        "list": [value],
+    }
 
 
 def test_error_lines_are_printed_without_escapes(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from reconciler.pr_comment import (
     upsert_comment,
     with_marker,
 )
+from tests.helpers import run
 
 TOKEN = "t0ken-secret"
 REPO = "contoso/audio-config"
@@ -257,6 +258,29 @@ def test_token_never_follows_a_redirect_to_another_host(
         upsert_comment(forge, plan_body("x"))
     assert TOKEN not in str(error.value)
     assert elsewhere.requests == [] and elsewhere.auth == []
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_cli_refuses_a_redirect_to_another_port_in_one_line_without_the_token(
+    api: Api, elsewhere: Api, kind: str, tmp_path: Path
+) -> None:
+    """Through the command, in its own process: the API answers 307 to a second server on
+    another port of the same host; that server never sees a request, let alone the token."""
+    api.kind = elsewhere.kind = kind
+    api.redirect = elsewhere.url
+    (tmp_path / "plan.md").write_text(plan_body("x"), encoding="utf-8")
+    api_url, repo = (api.url, REPO) if kind == "github" else (f"{api.url}/api/v4", "42")
+    result = run(
+        ["pr-comment", "--body-file", "plan.md", "--platform", kind, "--api-url", api_url,
+         "--repo", repo, "--number", str(PR)],
+        cwd=tmp_path,
+        env={"GITHUB_TOKEN": TOKEN, "GITLAB_TOKEN": TOKEN},
+    )
+    assert result.code == 1 and result.stdout == "", str(result)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: API redirect from /") and "to another host" in line, line
+    assert "Traceback" not in result.stderr and TOKEN not in result.stderr
+    assert elsewhere.requests == [] and elsewhere.auth == [] and api.comments == []
 
 
 def test_a_redirect_within_the_api_is_followed(api: Api, elsewhere: Api) -> None:

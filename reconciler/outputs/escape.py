@@ -1,4 +1,5 @@
-"""Escaping values for where they land: a terminal line, or markdown in a pull-request comment.
+"""Escaping values for where they land: a terminal line, JSON, or markdown in a pull-request
+comment.
 
 Values come from YAML in a pull request. Validation refuses control and invisible characters in
 free text, but the outputs do not rely on it (values also come from older states and files):
@@ -11,20 +12,30 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 _JOINERS = frozenset("\u200c\u200d")
 _BACKTICKS = re.compile(r"`+")
 _INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>!|~&:@#])")
+_LIVE_WORD = re.compile(r"""[@#!~%$&^]["\w]|//|\S\.\S""")
+"""What a forge turns into a link or a notification even when escaped: mentions and references
+(``@team``, ``#12``, ``!3``, ``~label``...), URLs and bare domains (``evil.example``)."""
+_SPACES = re.compile(r"( +)")
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e\n]+")
 
 
 def visible(text: str) -> str:
     """``text`` with every character a terminal would not simply print written as an escape
     (``\\x1b``, ``\\u202e``...); ZWNJ and ZWJ, which spell names, are kept."""
+    return _printable(text, _escape)
+
+
+def _printable(text: str, escape: Callable[[str], str]) -> str:
     if text.isprintable():
         return text
     return "".join(
-        char if char.isprintable() or char in _JOINERS else _escape(char) for char in text
+        char if char.isprintable() or char in _JOINERS else escape(char) for char in text
     )
 
 
@@ -35,28 +46,42 @@ def _escape(char: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
+def _json_escape(char: str) -> str:
+    return json.dumps(char)[1:-1]
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """``value`` as readable JSON (UTF-8 text kept) in which every character a terminal would
+    act on is a JSON ``\\u`` escape: the same data for any parser, nothing live on a screen."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    return _NOT_PRINTABLE_ASCII.sub(lambda run: _printable(run.group(), _json_escape), text)
+
+
 def shown(value: Any) -> str:
     """A value as one visible line: text as is, anything else (numbers, mappings) as JSON."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return visible(text)
+    return visible(value) if isinstance(value, str) else json_text(value)
 
 
-def code_span(value: Any, *, in_table: bool = True) -> str:
+def code_span(value: Any) -> str:
     """``value`` as a markdown code span it cannot break out of: the fence is one backtick
     longer than the longest run inside, padded when the value starts or ends with a backtick
-    or a space. In a table, ``|`` is escaped (GFM splits cells before reading code spans)."""
+    or a space. ``|`` is escaped: GFM splits table cells before reading code spans, and shows
+    ``\\|`` as ``|`` in a cell."""
     text = shown(value) or " "
     longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0)
     fence = "`" * (longest + 1)
     if text[:1] in ("`", " ") or text[-1:] in ("`", " "):
         text = f" {text} "
-    if in_table:
-        text = text.replace("|", "\\|")
+    text = text.replace("|", "\\|")
     return f"{fence}{text}{fence}"
 
 
 def markdown_text(text: str) -> str:
-    """Plain text inside a line of markdown: the punctuation that starts inline markup
-    (emphasis, code, links, images, HTML, entities, emoji, tables) backslash-escaped, and ``@``
-    followed by a word joiner so no mention notifies anyone."""
-    return _INLINE_MARKUP.sub(r"\\\1", visible(text)).replace("\\@", "@\u2060")
+    """Plain text inside a line of markdown. A word that a forge would link or notify from
+    whatever its escaping (a mention, a reference, a URL, a domain) is a code span; in the
+    others the punctuation that starts inline markup (emphasis, code, links, images, HTML,
+    entities, emoji, tables) is backslash-escaped."""
+    return "".join(
+        code_span(word) if _LIVE_WORD.search(word) else _INLINE_MARKUP.sub(r"\\\1", word)
+        for word in _SPACES.split(visible(text))
+    )

@@ -1,10 +1,13 @@
-"""The machine-readable plan (``schemas/plan.schema.json``), in a deterministic order."""
+"""The machine-readable plan (``schemas/plan.schema.json``), in a deterministic order.
+
+Printed to a terminal as often as piped: characters a terminal would act on (ANSI escapes, bidi
+overrides) are JSON ``\\u`` escapes, the same data for a parser (:func:`json_text`)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from reconciler.outputs.escape import json_text
 from reconciler.plan import Change, Plan, TenantPlan
 
 FORMAT_VERSION = "1"
@@ -21,7 +24,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 def render(plan: Plan, **_: object) -> str:
     """Compact JSON (pipe it to ``jq .`` to read it): with ``indent`` the standard library
     falls back to its pure-Python encoder, which needs gigabytes for a 100k-user first plan."""
-    return json.dumps(plan_to_dict(plan), ensure_ascii=False, separators=(",", ":")) + "\n"
+    return json_text(plan_to_dict(plan), separators=(",", ":")) + "\n"
 
 
 def _tenant(t: TenantPlan) -> dict[str, Any]:

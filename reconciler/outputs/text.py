@@ -5,13 +5,12 @@ escape or bidi override from YAML reaches the terminal."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
 import click
 
-from reconciler.outputs.escape import visible
+from reconciler.outputs.escape import json_text, visible
 from reconciler.plan import Change, Plan, TenantPlan
 
 _SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
@@ -69,4 +68,4 @@ def _change(c: Change) -> str:
 
 
 def _value(value: Any) -> str:
-    return visible(json.dumps(value, ensure_ascii=False))
+    return json_text(value)
