@@ -115,6 +115,7 @@ def test_apply_workflow_shape() -> None:
     env = document["jobs"]["apply"]["env"]
     for name in ("RECONCILER_STATE", "RECONCILER_MAIL_URL", "RECONCILER_SMTP_PASSWORD"):
         assert env[name] == f"${{{{ secrets.{name} }}}}"
+    assert document["jobs"]["apply"]["if"] == "github.ref == 'refs/heads/main'"
     checkout = steps(document, "apply")[0]
     assert checkout["uses"].startswith("actions/checkout@")
     assert checkout["with"]["ref"] == "${{ github.sha }}"  # the merged commit, nothing newer
@@ -224,6 +225,19 @@ class StepRun:
     output: str = ""
 
 
+def github_shell(document: dict[str, Any], job: dict[str, Any],
+                 step: dict[str, Any]) -> list[str]:
+    """The command GitHub runs a ``run:`` step with on Linux: ``shell: bash`` (from the step, the
+    job's or the workflow's ``defaults``) is ``bash --noprofile --norc -eo pipefail``; with no
+    shell given it is ``bash -e``, where a pipe hides a failing command."""
+    shell = (step.get("shell") or ((job.get("defaults") or {}).get("run") or {}).get("shell")
+             or ((document.get("defaults") or {}).get("run") or {}).get("shell"))
+    if shell == "bash":
+        return ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
+    assert shell is None, f"unexpected shell {shell!r}"
+    return ["bash", "-e", "-c"]
+
+
 @dataclass
 class LocalRunner:
     workflow: Path
@@ -264,10 +278,9 @@ class LocalRunner:
                 env = {**self.environment, **job_env,
                        **{k: context.substitute(v) for k, v in (step.get("env") or {}).items()},
                        "GITHUB_OUTPUT": str(output_file), "GITHUB_STEP_SUMMARY": str(summary)}
-                result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail",
-                                         "-c", step["run"]], cwd=self.workdir, env=env,
-                                        capture_output=True, text=True, timeout=300,
-                                        check=False)
+                result = subprocess.run([*github_shell(document, job, step), step["run"]],
+                                        cwd=self.workdir, env=env, capture_output=True,
+                                        text=True, timeout=300, check=False)
                 self.runs.append(StepRun(name, True, result.returncode,
                                          result.stdout + result.stderr))
                 outputs = dict(line.split("=", 1) for line in
@@ -394,7 +407,7 @@ def test_plan_workflow_runs_locally(repo: Path, tmp_path: Path,
         "sha": "abc1234", "repo": {"full_name": "contoso/audio"}}}}
     context = {"github": {"event": event, "repository": "contoso/audio", "run_id": "99",
                           "server_url": "https://github.example", "token": "gh-token"},
-               "secrets": {"RECONCILER_STATE": str(tmp_path / "state" / "state.db")},
+               "secrets": {"RECONCILER_PLAN_STATE": str(tmp_path / "state" / "state.db")},
                "vars": {}}
     environment = {**base_environment(tmp_path), "GITHUB_API_URL": api_url,
                    "GITHUB_REPOSITORY": "contoso/audio"}
@@ -547,3 +560,52 @@ def test_apply_workflow_treats_a_sending_limit_as_come_back_later(repo: Path, tm
     assert not result.failed, [(r.name, r.output) for r in job.runs if r.code]
     assert "::warning::Stopped at a sending limit" in job.step("Apply it").output
     assert len(smtp_server.messages) == 1
+
+
+@pytest.mark.parametrize("path", [PLAN, APPLY], ids=lambda p: p.name)
+def test_workflows_are_zizmor_clean_offline(path: Path) -> None:
+    """GitHub Actions' security linter finds nothing at medium severity or above: actions pinned
+    to commits, least permissions, no credentials in uploaded artifacts."""
+    zizmor = shutil.which("zizmor")
+    assert zizmor is not None, "zizmor is a test dependency (pip install -e '.[test]')"
+    done = subprocess.run([zizmor, "--offline", "--min-severity", "medium", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("path", [PLAN, APPLY], ids=lambda p: p.name)
+def test_every_step_that_pipes_runs_with_pipefail(path: Path) -> None:
+    document = load(path)
+    for job in document["jobs"].values():
+        for step in job["steps"]:
+            if "|" in step.get("run", ""):
+                assert github_shell(document, job, step)[:5] == [
+                    "bash", "--noprofile", "--norc", "-eo", "pipefail"], step
+
+
+def test_github_default_shell_hides_a_failing_command_before_a_pipe() -> None:
+    """Why the workflows set ``shell: bash``: the harness runs steps as GitHub does."""
+    script = "false | tee /dev/null"
+    plain = subprocess.run([*github_shell({}, {}, {}), script], check=False)
+    explicit = subprocess.run([*github_shell({}, {}, {"shell": "bash"}), script], check=False)
+    assert plain.returncode == 0 and explicit.returncode == 1
+
+
+def test_a_failing_apply_fails_the_workflow(repo: Path, tmp_path: Path,
+                                            dead_smtp_url: str) -> None:
+    state = tmp_path / "state" / "state.db"
+    state.parent.mkdir()
+    head = git(repo, "rev-parse", "HEAD")
+    context = {"github": {"sha": head, "ref_name": "main"},
+               "secrets": {"RECONCILER_STATE": str(state), "RECONCILER_MAIL_URL": dead_smtp_url,
+                           "RECONCILER_SMTP_PASSWORD": ""},
+               "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>"},
+               "inputs": {}}
+    environment = {**base_environment(tmp_path), "GITHUB_SHA": head,
+                   "RECONCILER_RETRY_BACKOFF": "0"}
+    job = LocalRunner(APPLY, "apply", repo, context, environment,
+                      {**NO_OP, "actions/upload-artifact": upload_artifact(tmp_path / "up")},
+                      skip=is_install)
+    assert job.run().failed
+    step = job.step("Apply it")
+    assert step.code == 1 and "still queued" in step.output
