@@ -160,6 +160,21 @@ def test_pre_commit_hook_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert not (tmp_path / ".reconciler").exists()
 
 
+def test_the_documented_local_pre_commit_hook_matches_the_published_one() -> None:
+    """docs/PIPELINES.md's snippet works as written: no made-up tag, the same hook locally."""
+    guide = (ROOT / "docs" / "PIPELINES.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## pre-commit"):]
+    snippet = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S)[1])
+    (repo,) = snippet["repos"]
+    assert repo["repo"] == "local" and "rev" not in repo
+    (local,) = repo["hooks"]
+    (published,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    assert local["language"] == "system"
+    for key in ("id", "entry", "pass_filenames", "files"):
+        assert local[key] == published[key], key
+    assert "v0.1.0" not in guide and "v0.1.0" not in (ROOT / ".pre-commit-hooks.yaml").read_text()
+
+
 # --------------------------------------------------------------------------- a local runner
 
 class Context:
