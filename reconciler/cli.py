@@ -33,7 +33,7 @@ from reconciler.model import tenant_name_problem
 from reconciler.outputs import render
 from reconciler.outputs.escape import json_text, visible
 from reconciler.plan import Plan
-from reconciler.state import Commit, NewMessage, StaleState, StateLocked
+from reconciler.state import Commit, MailQueued, NewMessage, StaleState, StateLocked
 
 EXIT_ERROR, EXIT_CHANGES, EXIT_LIMITED = 1, 2, 3
 """``apply`` exits 3 when it only stopped at a sending limit or throttling: nothing failed, the
@@ -330,6 +330,47 @@ def state_migrate(manager: Manager, target: str, force: bool) -> None:
         click.echo(f"Left {', '.join(done.untouched)} there as it was.")
     click.echo("Point --state (RECONCILER_STATE) at the destination from now on; do not apply "
                "against the source again.")
+
+
+@state.command("forget")
+@common_options
+@lock_timeout_option
+@click.argument("name", metavar="TENANT")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--drop-queued", is_flag=True,
+              help="Also drop the tenant's queued emails (they are never sent).")
+def state_forget(manager: Manager, name: str, yes: bool, drop_queued: bool) -> None:
+    """Remove a tenant's applied state on purpose (a tenant you stopped managing here).
+
+    Its history stays, with a 'forget' entry. The next apply treats the tenant as new: adopt its
+    users without emails with `reconciler import`.
+    """
+    if why := tenant_name_problem(name):
+        raise UserError(f"tenant {name!r} {why}")
+    store = manager.store
+    applied = store.load(name)
+    if applied is None:
+        raise UserError(f"{name} has no applied state in {store.description}; nothing to forget")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError("no terminal to confirm on: pass --yes to forget "
+                            f"{name}; nothing was done")
+        click.confirm(f"Forget the applied state of {name} (serial {applied.serial}, "
+                      f"{len(applied.users)} user(s))?", abort=True)
+    try:
+        with store.lock(name, manager.options.lock_timeout):
+            done = store.forget(name, drop_queued=drop_queued)
+    except StateLocked as exc:
+        raise UserError(f"{name}: {exc}") from None
+    except MailQueued as exc:
+        raise UserError(f"{name}: {exc}; run apply to deliver them, or pass --drop-queued "
+                        "(they would never be sent); nothing was done") from None
+    if done is None:
+        raise UserError(f"{name} has no applied state any more; nothing to forget")
+    dropped = f", {done.dropped} queued email(s) dropped" if done.dropped else ""
+    click.echo(f"Forgot {name} (serial {done.serial}, {done.users} user(s){dropped}); its "
+               "history stays. The next apply treats it as new: `reconciler import` adopts "
+               "its users without emails.")
 
 
 @main.command()

@@ -247,7 +247,7 @@ def test_a_fresh_database_gets_versioned_tables(postgres_server: PostgresServer,
             "SELECT value FROM reconciler_meta WHERE key = 'schema_version'").fetchone()[0]
     assert tables == {"reconciler_meta", "reconciler_tenants", "reconciler_users",
                       "reconciler_outbox", "reconciler_history", "reconciler_locks"}
-    assert version == "2"
+    assert version == "3"
     with psycopg.connect(url) as conn:  # delivered: no body, so no PIN, is left
         assert conn.execute("SELECT count(*) FROM reconciler_outbox WHERE data IS NOT NULL"
                             ).fetchone()[0] == 0
@@ -261,7 +261,7 @@ def test_a_newer_schema_is_refused_on_one_line(workdir: Path, postgres_url: str)
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"error: state {postgres_url} has schema version 7, this reconciler understands "
-        "version 2; it was written by a newer reconciler: upgrade this one to use it (the "
+        "version 3; it was written by a newer reconciler: upgrade this one to use it (the "
         "state was left untouched)"]
     assert delivered(workdir) == []
 

@@ -14,7 +14,9 @@ from reconciler.state.base import (
     Applied,
     Commit,
     EmptyState,
+    Forgotten,
     LockLost,
+    MailQueued,
     NewMessage,
     QueuedMessage,
     StaleState,
@@ -24,7 +26,8 @@ from reconciler.state.base import (
     redact,
 )
 
-__all__ = ["Applied", "Commit", "LockLost", "NewMessage", "QueuedMessage", "StaleState",
+__all__ = ["Applied", "Commit", "Forgotten", "LockLost", "MailQueued", "NewMessage",
+           "QueuedMessage", "StaleState",
            "StateLocked", "StateStore", "TenantDump", "is_database_url", "local_dir", "open_store",
            "printable", "redact"]
 

@@ -170,6 +170,24 @@ class StateLocked(Exception):
     """Another process holds the tenant's lock."""
 
 
+class MailQueued(Exception):
+    """A tenant still has queued mail, which forgetting its state would drop."""
+
+    def __init__(self, count: int):
+        super().__init__(f"{count} email(s) still queued")
+        self.count = count
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What ``forget`` removed."""
+
+    serial: int
+    users: int
+    dropped: int
+    """Queued emails dropped (their PINs with them)."""
+
+
 class LockLost(Exception):
     """The tenant's lock this process took is no longer held (its connection or file is gone):
     another apply may be delivering the same queue, so this one must not send anything more."""
@@ -237,6 +255,12 @@ class StateStore(ABC):
     @abstractmethod
     def export(self, tenant: str) -> TenantDump | None:
         """The tenant's whole record (one consistent snapshot), or None when it has no state."""
+
+    @abstractmethod
+    def forget(self, tenant: str, drop_queued: bool = False) -> Forgotten | None:
+        """Remove the tenant's applied state (users, outbox) on purpose, in one transaction,
+        keeping its history plus a ``forget`` row; None if it has no state. Raises MailQueued
+        while mail is queued, unless ``drop_queued``."""
 
     @abstractmethod
     def restore(self, dump: TenantDump) -> None:

@@ -36,7 +36,9 @@ from reconciler.state.base import (
     OUTBOX_SUMMARY,
     Applied,
     Commit,
+    Forgotten,
     LockLost,
+    MailQueued,
     QueuedMessage,
     StaleState,
     StateLocked,
@@ -53,7 +55,7 @@ from reconciler.state.base import (
     url_secrets,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version of the tables below; an upgrade adds a step to ``_UPGRADES``."""
 
 LOCK_CLASS = 0x52434E4C
@@ -87,7 +89,7 @@ CREATE TABLE reconciler_outbox (
 CREATE INDEX reconciler_outbox_queued ON reconciler_outbox (tenant, id) WHERE status = 'queued';
 CREATE TABLE reconciler_history (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tenant text NOT NULL REFERENCES reconciler_tenants (name) ON DELETE CASCADE,
+    tenant text NOT NULL,
     serial integer NOT NULL, kind text NOT NULL, applied_at timestamptz NOT NULL,
     actor text NOT NULL, emails json NOT NULL, suppressed integer NOT NULL);
 CREATE INDEX reconciler_history_tenant ON reconciler_history (tenant, id);
@@ -96,7 +98,11 @@ CREATE TABLE reconciler_locks (
     backend_pid integer NOT NULL);
 """
 
-_UPGRADES: dict[int, str] = {1: "ALTER TABLE reconciler_users ADD COLUMN file text"}
+_UPGRADES: dict[int, str] = {
+    1: "ALTER TABLE reconciler_users ADD COLUMN file text",
+    # History outlives a tenant's state (``state forget`` records itself there).
+    2: "ALTER TABLE reconciler_history DROP CONSTRAINT IF EXISTS reconciler_history_tenant_fkey",
+}
 """SQL bringing the tables from version N to N + 1."""
 
 
@@ -455,10 +461,30 @@ class PostgresStore(StateStore):
             return TenantDump(tenant, applied, _iso(updated_at) or "", outbox,
                               self._history(tenant))
 
+    def forget(self, tenant: str, drop_queued: bool = False) -> Forgotten | None:
+        with self._guard(), self.db.transaction(), self.db.cursor() as cur:
+            row = cur.execute("SELECT serial FROM reconciler_tenants WHERE name = %s FOR UPDATE",
+                              (tenant,)).fetchone()
+            if row is None:
+                return None
+            queued = cur.execute("SELECT count(*) FROM reconciler_outbox WHERE tenant = %s AND"
+                                 " status = 'queued'", (tenant,)).fetchone()[0]
+            if queued and not drop_queued:
+                raise MailQueued(queued)
+            users = cur.execute("SELECT count(*) FROM reconciler_users WHERE tenant = %s",
+                                (tenant,)).fetchone()[0]
+            cur.execute("DELETE FROM reconciler_tenants WHERE name = %s", (tenant,))  # cascades
+            cur.execute(
+                "INSERT INTO reconciler_history (tenant, serial, kind, applied_at, actor, emails,"
+                " suppressed) VALUES (%s, %s, 'forget', date_trunc('second', now()), %s,"
+                " '{}', 0)", (tenant, row[0], holder()))
+        return Forgotten(row[0], users, queued)
+
     def restore(self, dump: TenantDump) -> None:
         name, applied = dump.name, dump.applied
         with self._guard(), self.db.transaction(), self.db.cursor() as cur:
             cur.execute("DELETE FROM reconciler_tenants WHERE name = %s", (name,))  # cascades
+            cur.execute("DELETE FROM reconciler_history WHERE tenant = %s", (name,))
             cur.execute(
                 "INSERT INTO reconciler_tenants VALUES (%s, %s, %s, %s, %s, %s)",
                 (name, applied.lineage, applied.serial, Json(applied.tenant),

@@ -31,7 +31,9 @@ from reconciler.state.base import (
     SCHEMA_VERSION,
     Applied,
     Commit,
+    Forgotten,
     LockLost,
+    MailQueued,
     QueuedMessage,
     StaleState,
     StateLocked,
@@ -369,6 +371,23 @@ class SQLiteStore(StateStore):
                 f"SELECT {', '.join(OUTBOX_FULL)} FROM outbox WHERE tenant=? ORDER BY id",
                 (tenant,))]
             return TenantDump(tenant, applied, updated_at, outbox, self.history(tenant))
+
+    def forget(self, tenant: str, drop_queued: bool = False) -> Forgotten | None:
+        with self._transaction():
+            row = self.db.execute("SELECT serial FROM tenants WHERE name=?", (tenant,)).fetchone()
+            if row is None:
+                return None
+            queued = self.db.execute("SELECT count(*) FROM outbox WHERE tenant=? AND "
+                                     "status='queued'", (tenant,)).fetchone()[0]
+            if queued and not drop_queued:
+                raise MailQueued(queued)
+            users = self.db.execute("DELETE FROM users WHERE tenant=?", (tenant,)).rowcount
+            self.db.execute("DELETE FROM outbox WHERE tenant=?", (tenant,))
+            self.db.execute("DELETE FROM tenants WHERE name=?", (tenant,))
+            self.db.execute(
+                "INSERT INTO history (tenant, serial, kind, applied_at, actor, emails, suppressed)"
+                " VALUES (?,?,'forget',?,?,'{}',0)", (tenant, row[0], now(), holder()))
+        return Forgotten(row[0], users, queued)
 
     def restore(self, dump: TenantDump) -> None:
         name, applied = dump.name, dump.applied
