@@ -467,30 +467,55 @@ def schema(out: Path, quiet: bool) -> None:
 @main.command("pr-comment")
 @click.option("--body-file", type=click.File("r", encoding="utf-8"), default="-",
               show_default=True, help="The markdown plan (`plan --format markdown`).")
-@click.option("--platform", type=click.Choice(["github", "gitlab"]),
-              help="Default: gitlab under GitLab CI (GITLAB_CI set), else github.")
+@click.option("--platform", type=click.Choice(["github", "gitlab", "azure"]),
+              help="Default: azure in Azure Pipelines (TF_BUILD set), gitlab under GitLab CI "
+                   "(GITLAB_CI set), else github.")
 @click.option("--repo", help="owner/name (GitHub; env GITHUB_REPOSITORY) or project id "
                              "(GitLab; env CI_PROJECT_ID).")
 @click.option("--number", type=click.IntRange(min=1),
-              help="Pull request number (default: from the GitHub event) or merge request IID "
+              help="Pull request number (default: from the GitHub event, "
+                   "SYSTEM_PULLREQUEST_PULLREQUESTID) or merge request IID "
                    "(env CI_MERGE_REQUEST_IID).")
 @click.option("--api-url", help="env GITHUB_API_URL / CI_API_V4_URL.")
+@click.option("--status", type=click.Choice(["succeeded", "failed"]), default="succeeded",
+              show_default=True,
+              help="Azure DevOps: the pull request status reconciler/plan to set (failed when "
+                   "validate or plan failed and the body holds the errors).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def pr_comment(body_file: Any, platform: str | None, repo: str | None, number: int | None,
-               api_url: str | None, quiet: bool) -> None:
+               api_url: str | None, status: str, quiet: bool) -> None:
     """Post the plan as the pull request's plan comment, or update it in place.
 
-    The token comes from GITHUB_TOKEN or GITLAB_TOKEN (never a command-line argument)."""
-    from reconciler.pr_comment import forge_from_env, upsert_comment
+    The token comes from GITHUB_TOKEN, GITLAB_TOKEN or SYSTEM_ACCESSTOKEN (never a command-line
+    argument)."""
+    from reconciler.pr_comment import (
+        azure_from_env,
+        forge_from_env,
+        set_status,
+        upsert_comment,
+        upsert_thread,
+    )
 
+    platform = platform or ("azure" if os.environ.get("TF_BUILD") else None)
+    body = body_file.read()
     try:
-        forge = forge_from_env(platform, api_url=api_url, project=repo, number=number)
-        result = upsert_comment(forge, body_file.read())
+        if platform == "azure":
+            azure = azure_from_env(number=number)
+            result = upsert_thread(azure, body)
+            set_status(azure, status, "Audio Conferencing plan" if status == "succeeded"
+                       else "The configuration is invalid or could not be planned")
+        else:
+            forge = forge_from_env(platform, api_url=api_url, project=repo, number=number)
+            result = upsert_comment(forge, body)
     except UserError as exc:
         click.echo(f"error: {visible(str(exc))}", err=True)
         sys.exit(EXIT_ERROR)
+    if platform == "azure" and body_file.name not in ("-", "<stdin>"):
+        # Azure Pipelines shows the markdown in the run's summary too.
+        click.echo(f"##vso[task.uploadsummary]{os.path.abspath(body_file.name)}")
     if not quiet:
-        where = result.url or f"comment {result.comment_id}"
+        where = result.url or f"{'thread' if platform == 'azure' else 'comment'} " \
+                              f"{result.comment_id}"
         click.echo(f"Plan comment {result.action}: {where}")
         if result.duplicates:
             click.echo(f"note: {result.duplicates} older plan comment(s) also carry the marker; "

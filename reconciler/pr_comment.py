@@ -5,7 +5,10 @@ each run the comment carrying it is looked up (every page of the conversation) a
 when none exists is a new one created, so a pull request never collects a pile of stale plans.
 
 GitHub (issue comments of a pull request) and GitLab (notes of a merge request) differ only in
-their URLs and how the token is sent; the find-or-update logic is shared. Only the standard
+their URLs and how the token is sent; the find-or-update logic is shared. Azure DevOps keeps
+comments in threads: the plan is the first comment of the thread that carries the marker
+(updated in place, never a second thread), and a pull request status ``reconciler/plan`` says
+whether the plan succeeded, for a branch policy to require. Only the standard
 library is used: ``urllib`` with a timeout, JSON in and out. The token is sent only to the API's
 own origin (scheme, host and port): a pagination link or an HTTP redirect pointing anywhere else
 is refused, since urllib would otherwise forward the token's header to it.
@@ -89,6 +92,110 @@ class Forge:
 
     def _project_id(self) -> str:
         return urllib.parse.quote(self.project, safe="")
+
+
+AZURE_API_VERSION = "7.1"
+STATUS_STATES = ("succeeded", "failed")
+
+
+@dataclass(frozen=True)
+class AzureDevOps:
+    """One Azure Repos pull request, from the predefined pipeline variables."""
+
+    collection_url: str
+    """``SYSTEM_COLLECTIONURI``, e.g. ``https://dev.azure.com/contoso/``."""
+    project: str
+    repository_id: str
+    number: int
+    token: str
+    kind: str = "azure"
+    name: str = "Azure DevOps"
+    limit: int = GITHUB_LIMIT
+    """The markdown plan is already cut to fit this; Azure documents no lower bound."""
+
+    @property
+    def api_url(self) -> str:
+        return self.collection_url
+
+    def _url(self, tail: str = "") -> str:
+        project = urllib.parse.quote(self.project, safe="")
+        repository = urllib.parse.quote(self.repository_id, safe="")
+        return (f"{self.collection_url.rstrip('/')}/{project}/_apis/git/repositories/"
+                f"{repository}/pullRequests/{self.number}{tail}?api-version={AZURE_API_VERSION}")
+
+    def threads_url(self) -> str:
+        return self._url("/threads")
+
+    def comment_url(self, thread: int, comment: int) -> str:
+        return self._url(f"/threads/{thread}/comments/{comment}")
+
+    def statuses_url(self) -> str:
+        return self._url("/statuses")
+
+    def headers(self) -> dict[str, str]:
+        return {"User-Agent": f"audio-conferencing-reconciler/{__version__}",
+                "Accept": "application/json", "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.token}"}
+
+
+def azure_from_env(env: Mapping[str, str] = os.environ, *, number: int | None = None
+                   ) -> AzureDevOps:
+    """The pull request of an Azure Pipelines run: ``SYSTEM_COLLECTIONURI``,
+    ``SYSTEM_TEAMPROJECT``, ``BUILD_REPOSITORY_ID``, ``SYSTEM_PULLREQUEST_PULLREQUESTID`` and
+    the job's token ``SYSTEM_ACCESSTOKEN`` (map it in the step: ``env: SYSTEM_ACCESSTOKEN:
+    $(System.AccessToken)``)."""
+    values = {name: env.get(name, "") for name in (
+        "SYSTEM_COLLECTIONURI", "SYSTEM_TEAMPROJECT", "BUILD_REPOSITORY_ID",
+        "SYSTEM_PULLREQUEST_PULLREQUESTID", "SYSTEM_ACCESSTOKEN")}
+    if number is not None:
+        values["SYSTEM_PULLREQUEST_PULLREQUESTID"] = str(number)
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise UserError(f"cannot post the plan to Azure DevOps: set {', '.join(missing)} (a "
+                        "pull request validation run, with SYSTEM_ACCESSTOKEN mapped in the step)")
+    if not values["SYSTEM_PULLREQUEST_PULLREQUESTID"].isdigit():
+        raise UserError("SYSTEM_PULLREQUEST_PULLREQUESTID must be a number")
+    collection = values["SYSTEM_COLLECTIONURI"]
+    if not collection.startswith(("https://", "http://")):
+        raise UserError(f"SYSTEM_COLLECTIONURI {collection!r} must start with https://")
+    return AzureDevOps(collection, values["SYSTEM_TEAMPROJECT"], values["BUILD_REPOSITORY_ID"],
+                       int(values["SYSTEM_PULLREQUEST_PULLREQUESTID"]),
+                       values["SYSTEM_ACCESSTOKEN"])
+
+
+def upsert_thread(azure: AzureDevOps, body: str) -> Result:
+    """Update the first comment of the thread holding the marker, or start that thread."""
+    body = with_marker(body, azure.limit)
+    listing = _request(azure, "GET", azure.threads_url(), None)
+    threads = listing.get("value") if isinstance(listing, dict) else None
+    if not isinstance(threads, list):
+        raise UserError("Azure DevOps API: unexpected answer listing pull request threads")
+    found = [(t, c) for t in threads if isinstance(t, dict)
+             for c in (t.get("comments") or [])[:1]
+             if isinstance(c, dict) and MARKER in str(c.get("content") or "")]
+    if not found:
+        created = _request(azure, "POST", azure.threads_url(), {
+            "comments": [{"parentCommentId": 0, "content": body, "commentType": 1}],
+            "status": 1})
+        return Result("created", int(created["id"]), None)
+    thread, comment = found[0]
+    if comment.get("content") == body:
+        return Result("unchanged", int(thread["id"]), None, len(found) - 1)
+    _request(azure, "PATCH", azure.comment_url(int(thread["id"]), int(comment["id"])),
+             {"content": body})
+    return Result("updated", int(thread["id"]), None, len(found) - 1)
+
+
+def set_status(azure: AzureDevOps, state: str, description: str,
+               target_url: str | None = None) -> None:
+    """The pull request status ``reconciler/plan`` (genre ``reconciler``, name ``plan``)."""
+    if state not in STATUS_STATES:
+        raise ValueError(f"unknown status {state!r}")
+    status: dict[str, Any] = {"state": state, "description": description[:400],
+                              "context": {"genre": "reconciler", "name": "plan"}}
+    if target_url:
+        status["targetUrl"] = target_url
+    _request(azure, "POST", azure.statuses_url(), status)
 
 
 def forge_from_env(kind: str | None = None, *, api_url: str | None = None,
@@ -220,8 +327,8 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_SameOriginRedirects())
 
 
-def _request(forge: Forge, method: str, url: str, payload: Mapping[str, Any] | None, *,
-             with_headers: bool = False) -> Any:
+def _request(forge: Forge | AzureDevOps, method: str, url: str,
+             payload: Mapping[str, Any] | None, *, with_headers: bool = False) -> Any:
     data = json.dumps(payload).encode("utf-8") if payload is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=forge.headers())
     try:
@@ -242,7 +349,8 @@ def _request(forge: Forge, method: str, url: str, payload: Mapping[str, Any] | N
     return (value, headers) if with_headers else value
 
 
-def _http_error(forge: Forge, method: str, url: str, exc: urllib.error.HTTPError) -> str:
+def _http_error(forge: Forge | AzureDevOps, method: str, url: str,
+                exc: urllib.error.HTTPError) -> str:
     try:
         detail = json.loads(exc.read().decode("utf-8")).get("message", "")
     except (ValueError, AttributeError, OSError):
@@ -253,6 +361,9 @@ def _http_error(forge: Forge, method: str, url: str, exc: urllib.error.HTTPError
         if forge.kind == "github":
             message += ("; the workflow needs `permissions: pull-requests: write` (pull requests "
                         "from forks only get a read-only token)")
+        elif forge.kind == "azure":
+            message += ("; map SYSTEM_ACCESSTOKEN: $(System.AccessToken) in the step and give "
+                        "the project's build service 'Contribute to pull requests'")
         else:
             message += "; GITLAB_TOKEN needs the api scope and at least the Reporter role"
     return message

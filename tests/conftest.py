@@ -1,1 +1,2 @@
-pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.state", "tests.fixtures.graph"]
+pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.state", "tests.fixtures.graph",
+                  "tests.fixtures.azure_devops"]

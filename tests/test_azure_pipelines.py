@@ -1,0 +1,120 @@
+"""``azure-pipelines.yml``: valid for Azure Pipelines' schema, its scripts valid bash, and its pull
+request step run locally — the example tenant planned, previewed, posted as one thread with the
+status reconciler/plan on a fake Azure Repos API, failing (and saying so) on invalid YAML."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.fixtures.azure_devops import FakeAzureRepos, pipeline_env
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = ROOT / "azure-pipelines.yml"
+
+
+def load() -> dict[str, Any]:
+    return yaml.safe_load(PIPELINE.read_text(encoding="utf-8"))
+
+
+def bash_steps(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        found = [node] if "bash" in node else []
+        return found + [s for v in node.values() for s in bash_steps(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in bash_steps(v)]
+    return []
+
+
+def test_the_pipeline_matches_the_azure_pipelines_schema() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--regex-variant",
+            "python",
+            "--builtin-schema",
+            "vendor.azure-pipelines",
+            str(PIPELINE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_scripts_are_valid_bash_and_the_plan_never_gets_the_deploy_state() -> None:
+    document = load()
+    for step in bash_steps(document):
+        check = subprocess.run(
+            ["bash", "-n"], input=step["bash"], text=True, capture_output=True, check=False
+        )
+        assert check.returncode == 0, check.stderr
+        if "|" in step["bash"]:
+            assert "set -eo pipefail" in step["bash"]
+    plan, apply = document["stages"]
+    assert plan["jobs"][0]["variables"] == [{"group": "reconciler-plan"}]
+    (posting,) = [s for s in bash_steps(plan) if "pr-comment" in s["bash"]]
+    assert posting["env"] == {
+        "RECONCILER_STATE": "$(RECONCILER_PLAN_STATE)",
+        "SYSTEM_ACCESSTOKEN": "$(System.AccessToken)",
+    }
+    deployment = apply["jobs"][0]
+    assert deployment["environment"] == "audio-conferencing"
+    assert "refs/heads/main" in apply["condition"]
+
+
+def run_plan_step(tmp_path: Path, api: FakeAzureRepos, state: str) -> subprocess.CompletedProcess:
+    work = tmp_path / "repo"
+    if not work.exists():
+        shutil.copytree(ROOT / "tenants", work / "tenants")
+    (step,) = [s for s in bash_steps(load()["stages"][0]) if "pr-comment" in s["bash"]]
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env = {
+        **keep,
+        **pipeline_env(api),
+        "RECONCILER_STATE": state,
+        "PATH": f"{Path(sys.executable).parent}:{keep.get('PATH', '')}",
+    }
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-c", step["bash"]],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_pull_request_step_posts_one_thread_and_a_status(
+    tmp_path: Path, azure: FakeAzureRepos
+) -> None:
+    (tmp_path / "state").mkdir()
+    state = str(tmp_path / "state" / "state.db")
+    first = run_plan_step(tmp_path, azure, state)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "##vso[task.uploadsummary]" in first.stdout
+    assert (tmp_path / "repo" / "artifacts" / "previews" / "index.html").is_file()
+    assert azure.statuses[-1]["state"] == "succeeded"
+    (thread,) = azure.threads
+    assert "## Audio Conferencing plan" in thread["comments"][0]["content"]
+
+    sales = tmp_path / "repo" / "tenants" / "contoso" / "users" / "sales.yaml"
+    sales.write_text(
+        sales.read_text(encoding="utf-8").replace('"5550101"', '"55501"'), encoding="utf-8"
+    )
+    broken = run_plan_step(tmp_path, azure, state)
+    assert broken.returncode != 0 and "sales.yaml:" in broken.stderr
+    assert azure.statuses[-1]["state"] == "failed"
+    assert len(azure.threads) == 1  # the same thread, now showing the errors
+    assert "sales.yaml:" in azure.threads[0]["comments"][0]["content"]
