@@ -624,3 +624,18 @@ def test_a_failing_apply_fails_the_workflow(repo: Path, tmp_path: Path,
     assert job.run().failed
     step = job.step("Apply it")
     assert step.code == 1 and "still queued" in step.output
+
+
+def test_the_gitlab_example_matches_gitlab_ci_schema(tmp_path: Path) -> None:
+    guide = (ROOT / "docs" / "PIPELINES.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## GitLab CI"):guide.index("## Azure DevOps")]
+    example = tmp_path / ".gitlab-ci.yml"
+    example.write_text(re.search(r"```yaml\n(.*?)```", section, re.S)[1], encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--regex-variant", "python",
+         "--builtin-schema", "vendor.gitlab-ci", str(example)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = yaml.safe_load(example.read_text(encoding="utf-8"))
+    assert document["apply"]["allow_failure"] == {"exit_codes": [3]}
+    assert "RECONCILER_PLAN_STATE" in str(document) and "|| $RECONCILER_STATE" not in str(document)
