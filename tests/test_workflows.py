@@ -95,7 +95,9 @@ def test_scripts_are_valid_bash_without_expressions(path: Path) -> None:
 def test_plan_workflow_shape() -> None:
     document = load(PLAN)
     assert set(document["on"]) == {"pull_request"}
-    assert document["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert document["permissions"] == {}  # job-level only
+    assert document["jobs"]["plan"]["permissions"] == {"contents": "read",
+                                                       "pull-requests": "write"}
     text = "\n".join(scripts(document))
     assert "reconciler validate" in text
     assert "reconciler plan --detailed-exitcode --format json > artifacts/plan.json" in text
@@ -111,7 +113,8 @@ def test_apply_workflow_shape() -> None:
     assert document["on"]["push"] == {"branches": ["main"]}
     assert document["concurrency"] == {"group": "reconciler-apply", "cancel-in-progress": False}
     # id-token: the OIDC token of a federated Azure credential, so no Azure secret is stored
-    assert document["permissions"] == {"contents": "read", "id-token": "write"}
+    assert document["permissions"] == {}  # job-level only
+    assert document["jobs"]["apply"]["permissions"] == {"contents": "read", "id-token": "write"}
     env = document["jobs"]["apply"]["env"]
     for name in ("RECONCILER_STATE", "RECONCILER_MAIL_URL", "RECONCILER_SMTP_PASSWORD"):
         assert env[name] == f"${{{{ secrets.{name} }}}}"
