@@ -151,11 +151,11 @@ class GraphTransport(Transport):
         token = access_token(self._credential, scope_for(self.graph_url))
         body = base64.b64encode(message.data)
         for attempt in range(THROTTLE_RETRIES + 1):
-            status, headers, detail = self._post(body, token)
+            status, retry_after, detail = self._post(body, token)
             if status == 202:
                 return
             if status in THROTTLED_STATUS:
-                wait = _retry_after(headers.get("Retry-After"))
+                wait = _retry_after(retry_after)
                 if attempt < THROTTLE_RETRIES and wait <= MAX_RETRY_AFTER:
                     self._sleep(wait)
                     continue
@@ -165,7 +165,8 @@ class GraphTransport(Transport):
             raise self._refusal(status, detail)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _post(self, body: bytes, token: str) -> tuple[int, Mapping[str, str], str]:
+    def _post(self, body: bytes, token: str) -> tuple[int, str | None, str]:
+        """``(status, Retry-After, Graph's error text)`` of one sendMail request."""
         request = urllib.request.Request(
             self._url,
             data=body,
@@ -174,9 +175,9 @@ class GraphTransport(Transport):
         )
         try:
             with _OPENER.open(request, timeout=TIMEOUT) as response:
-                return response.status, response.headers, ""
+                return response.status, None, ""
         except urllib.error.HTTPError as error:
-            return error.code, error.headers, _graph_error(error)
+            return error.code, error.headers.get("Retry-After"), _graph_error(error)
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise ConnectionFailure(f"cannot reach {self.description}: {reason}") from None

@@ -467,12 +467,14 @@ class PostgresStore(StateStore):
                               (tenant,)).fetchone()
             if row is None:
                 return None
-            queued = cur.execute("SELECT count(*) FROM reconciler_outbox WHERE tenant = %s AND"
-                                 " status = 'queued'", (tenant,)).fetchone()[0]
+            counts = cur.execute(
+                "SELECT (SELECT count(*) FROM reconciler_outbox WHERE tenant = %(t)s AND"
+                " status = 'queued'), (SELECT count(*) FROM reconciler_users WHERE"
+                " tenant = %(t)s)", {"t": tenant}).fetchone()
+            assert counts is not None
+            queued, users = counts
             if queued and not drop_queued:
                 raise MailQueued(queued)
-            users = cur.execute("SELECT count(*) FROM reconciler_users WHERE tenant = %s",
-                                (tenant,)).fetchone()[0]
             cur.execute("DELETE FROM reconciler_tenants WHERE name = %s", (tenant,))  # cascades
             cur.execute(
                 "INSERT INTO reconciler_history (tenant, serial, kind, applied_at, actor, emails,"
