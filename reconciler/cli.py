@@ -6,7 +6,9 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -25,6 +27,7 @@ from reconciler.apply import (
     mail_transport,
     run_apply,
 )
+from reconciler.config import load_config
 from reconciler.delivery import deliver
 from reconciler.emails import check_templates, compose, message_id, sender_for
 from reconciler.errors import ConfigError, UserError
@@ -242,6 +245,61 @@ def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
         sys.exit(EXIT_LIMITED)
     if not outcome.ok:
         sys.exit(EXIT_ERROR)
+
+
+@main.command()
+@common_options
+@click.argument("name", metavar="TENANT")
+@click.option("--from", "source", required=True,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Users export: CSV (Export-Csv) or JSON (ConvertTo-Json) of "
+                   "Get-CsOnlineDialInConferencingUser, one row per user.")
+@click.option("--bridge", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Export of Get-CsOnlineDialInConferencingBridge (ServiceNumbers, "
+                   "DefaultServiceNumber); default: the numbers the users have.")
+@click.option("--settings", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Export of Get-CsOnlineDialInConferencingTenantSettings; default: the "
+                   "documented defaults.")
+@click.option("--default-number", help="The bridge's default toll number.")
+@click.option("--users-per-file", type=click.IntRange(min=1), default=1000, show_default=True)
+def init(manager: Manager, name: str, source: Path, bridge: Path | None,
+         settings: Path | None, default_number: str | None, users_per_file: int) -> None:
+    """Write a new tenant folder from a Teams export, then validate it (adopt a tenant)."""
+    from reconciler.config import export
+
+    if why := tenant_name_problem(name):
+        raise UserError(f"tenant {name!r} {why}")
+    config = manager.options.config
+    if (config / name).exists():
+        raise UserError(f"{config / name} already exists; init never overwrites a tenant")
+    users, problems = export.users_from(export.read_export(source))
+    bridge_doc, more = export.bridge_from(
+        users, export.read_export(bridge) if bridge else None, default_number)
+    settings_doc, most = export.settings_from(export.read_export(settings) if settings else None)
+    problems += more + most
+    if problems:
+        for problem in problems:
+            click.echo(visible(problem), err=True)
+        click.echo(f"{len(problems)} problem(s) found; nothing was written.", err=True)
+        sys.exit(EXIT_ERROR)
+    tenant = {"settings": settings_doc, "bridge": bridge_doc}
+    config.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".init-", dir=config))
+    try:
+        folder = staging / name
+        (folder / "users").mkdir(parents=True)
+        (folder / "tenant.yaml").write_text(export.yaml_document(tenant), encoding="utf-8")
+        files = export.users_files(users, users_per_file)
+        for number, chunk in enumerate(files, start=1):
+            (folder / "users" / f"users-{number:03d}.yaml").write_text(
+                export.yaml_document({"users": chunk}), encoding="utf-8")
+        load_config(staging, [name], manager.templates.locales())  # ConfigError: nothing kept
+        folder.rename(config / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    click.echo(f"Wrote {config / name}: tenant.yaml and {len(files)} users file(s), "
+               f"{len(users)} user(s). Next: `reconciler import --tenant {name}` records it as "
+               "applied without sending any email; `reconciler plan` then shows no change.")
 
 
 @main.command("import")
