@@ -225,6 +225,8 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
     path = prefix + tuple(error.absolute_path)
     schema, kind, value = error.schema, error.validator, error.instance
     name = f"{path[-1]}: " if path and isinstance(path[-1], str) else ""
+    if "propertyNames" in error.absolute_schema_path:  # a key is wrong: point at it
+        path, name = (*path, value), ""
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(schema.get("properties", {}))
         for key in sorted(set(value) - set(allowed)):
@@ -252,7 +254,9 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
     elif kind in ("minimum", "maximum"):
         low, high = schema.get("minimum"), schema.get("maximum")
         shown = value if isinstance(value, str) else _show(value)  # a numeral: no quotes
-        yield Finding(file, path, f"{name}{shown} is out of range; allowed: {low} to {high}")
+        allowed = (f"{low} to {high}" if low is not None and high is not None
+                   else f"{low} or more" if low is not None else f"{high} or less")
+        yield Finding(file, path, f"{name}{shown} is out of range; allowed: {allowed}")
     elif kind == "maxLength":
         yield Finding(file, path, f"{name}is longer than {schema['maxLength']} characters")
     elif kind == "minItems":
