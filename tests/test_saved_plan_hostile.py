@@ -28,7 +28,10 @@ def edit_json(change: Callable[[dict[str, Any]], Any]) -> Edit:
 
 
 def content(data: bytes) -> Edit:
-    return lambda path: path.write_bytes(data) and None
+    def edit(path: Path) -> None:
+        path.write_bytes(data)
+
+    return edit
 
 
 def huge(path: Path) -> None:
