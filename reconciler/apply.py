@@ -52,6 +52,7 @@ from reconciler.state import (
     StateLocked,
     local_dir,
     printable,
+    tenant_key,
 )
 
 MAILDIR_DEFAULT_FROM = "noreply@localhost"
@@ -142,7 +143,7 @@ def mail_transport(mail_url: str, default_from: str) -> Transport:
 
 def suppressed_dir(state: str, tenant: str) -> Path:
     """Where suppressed messages are kept for the operator (see ``state.local_dir``)."""
-    return local_dir(state) / "suppressed" / tenant
+    return local_dir(state) / "suppressed" / tenant_key(tenant)
 
 
 def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,

@@ -7,6 +7,8 @@ prints, and ``apply`` builds on the plan made here.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,34 +173,43 @@ def read_saved_plan(path: Path, locales: Collection[str] = LOCALES
 
     A plan file is data from outside, perhaps edited: it must match the ``saved_plan`` schema
     (``schemas/plan.schema.json``) and its records must pass the configuration's own checks
-    before anything in it is used; otherwise a one-line refusal, and nothing is written.
+    before anything in it is used; otherwise a one-line refusal ``<planfile>: …``, and nothing
+    is written.
     """
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_SAVED_PLAN_BYTES + 1)
-        if len(data) > MAX_SAVED_PLAN_BYTES:
-            raise ValueError(f"larger than {MAX_SAVED_PLAN_BYTES // 2**20} MiB")
-        document = json.loads(data)
-    except (OSError, ValueError, RecursionError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        if isinstance(exc, RecursionError):
-            reason = "nested too deeply"
-        raise UserError(f"cannot read saved plan {path}: {reason}") from None
+    document = _saved_document(path)
     if not isinstance(document, dict) or document.get("kind") != SAVED_PLAN_KIND:
-        raise UserError(f"{path} is not a saved plan (make one with `reconciler plan --out`)")
+        raise UserError(f"{path}: not a saved plan (make one with `reconciler plan --out`)")
     if document.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{path} has plan format {document.get('format_version')!r}; this "
+        raise UserError(f"{path}: plan format {document.get('format_version')!r}; this "
                         f"reconciler reads format {FORMAT_VERSION!r}")
     findings = schema.check(document, "plan.schema.json", str(path), definition="saved_plan")
-    problems = [".".join(map(str, f.path)) + f": {f.message}" for f in findings]
+    problems = [".".join(map(str, f.path)) + ": " * bool(f.path) + f.message for f in findings]
     for name, saved in ({} if findings else document["configs"]).items():
-        problems.extend(saved_config_problems(name, saved["tenant"], saved["users"], locales))
+        problems.extend(saved_config_problems(name, saved["tenant"], saved["users"],
+                                              saved["files"], locales))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UserError(f"{path} is not a valid saved plan, was it edited? {problems[0]}{more}; "
+        raise UserError(f"{path}: not a valid saved plan, was it edited? {problems[0]}{more}; "
                         "make a new one with `reconciler plan --out`")
     configs, expected = {}, {}
     for name, saved in document["configs"].items():
         configs[name] = TenantConfig(name, saved["tenant"], saved["users"], {}, saved["files"])
         expected[name] = (saved["lineage"], saved["serial"])
     return document["plan"], configs, expected
+
+
+def _saved_document(path: Path) -> Any:
+    """The JSON in a plan file, read only if it is a regular file of a sane size."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # before opening: a FIFO would block
+            raise ValueError("not a regular file")
+        with path.open("rb") as file:
+            if os.fstat(file.fileno()).st_size > MAX_SAVED_PLAN_BYTES or len(
+                    data := file.read(MAX_SAVED_PLAN_BYTES + 1)) > MAX_SAVED_PLAN_BYTES:
+                raise ValueError(f"larger than {MAX_SAVED_PLAN_BYTES // 2**20} MiB")
+        return json.loads(data)
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        if isinstance(exc, RecursionError):
+            reason = "nested too deeply"
+        raise UserError(f"{path}: cannot read this saved plan: {reason}") from None

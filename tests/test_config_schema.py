@@ -363,17 +363,18 @@ def test_meeting_update_tool_url_must_be_http(tmp_path, written, value):
                          "an http(s) URL (printable ASCII, no spaces)")
 
 
-@pytest.mark.parametrize(("where", "key"), [("users", "display_name"), ("users", "pin_reset"),
-                                            ("tenant", "send_email_from_display_name")])
-def test_free_text_is_bounded(tmp_path, where, key):
-    long = "x" * 257
+@pytest.mark.parametrize(("where", "key", "limit"), [
+    ("users", "display_name", 256), ("users", "pin_reset", 256), ("users", "email", 254),
+    ("tenant", "send_email_from_display_name", 256), ("tenant", "send_email_from_address", 254)])
+def test_free_text_is_bounded(tmp_path, where, key, limit):
+    long = "x" * (limit + 1)
     if where == "users":
         make_tenant(tmp_path, users=f"users:\n  alice@acme.com:\n    license: false\n"
                                     f"    {key}: {long}\n")
     else:
         make_tenant(tmp_path, tenant=TENANT.replace("settings:\n", f"settings:\n  {key}: {long}\n"))
     [problem] = problems(tmp_path)
-    assert problem.endswith(f": {key}: is longer than 256 characters")
+    assert problem.endswith(f": {key}: is longer than {limit} characters")
 
 
 # --- YAML problems inside a tenant folder -------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.apply import suppressed_dir
 from reconciler.errors import UserError
 from reconciler.state import (
     Commit,
@@ -272,6 +274,31 @@ def test_history_records_every_commit(store: StateStore) -> None:
 
 
 # --- locks -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/path", "a/b", "", "Contoso", "a\x1b[31m"])
+def test_a_tenant_name_that_is_not_a_name_never_reaches_the_state(
+    store: StateStore, state_location: str, tmp_path: Path, name: str
+) -> None:
+    """Behind every check where names enter: rows, lock files and suppressed-mail folders are
+    only ever made for tenant names."""
+    commit(store, messages=[message(1)])
+    dump = store.export("contoso")
+    assert dump is not None
+    files = sorted(tmp_path.rglob("*"))
+    renamed = dataclasses.replace(dump, name=name)
+    refusals = [
+        lambda: commit(store, name),
+        lambda: store.lock(name).__enter__(),
+        lambda: store.restore(renamed),
+        lambda: suppressed_dir(state_location, name),
+    ]
+    for refused in refusals:
+        with pytest.raises(UserError, match="must be 1-63 lowercase letters"):
+            refused()
+    assert store.tenants() == ["contoso"]
+    assert store.export("contoso") == dump
+    assert sorted(tmp_path.rglob("*")) == files
+
 
 def test_a_second_holder_gets_locked_by_since(state_location: str) -> None:
     first, second = open_store(state_location), open_store(state_location)

@@ -14,7 +14,7 @@ import stat
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from reconciler import __version__
@@ -27,6 +27,7 @@ from reconciler.model import (
     TenantRecord,
     UserRecord,
     tenant_name_problem,
+    text_problem,
 )
 
 __all__ = ["Finding", "LoadedConfig", "UsersCache", "load_config", "locate_findings",
@@ -112,15 +113,18 @@ def locate_findings(root: Path, findings: Iterable[Finding]) -> list[Problem]:
     return problems
 
 
-def saved_config_problems(name: str, tenant: Any, users: Any,
+def saved_config_problems(name: str, tenant: Any, users: Any, files: Collection[str],
                           locales: Collection[str] = LOCALES) -> list[str]:
     """Every reason the records of a saved plan are not what loading a tenant folder could have
     produced, as ``path: message``. A saved plan is a file anyone could have edited, so its
     records pass the YAML's shape and meaning checks, and must be their own effective form
-    (complete, defaults filled in), before anything uses them."""
+    (complete, defaults filled in), before anything uses them; the files it says were read (kept
+    in the state) are files of that tenant's folder."""
     where = f"configs.{name}"
     if why := tenant_name_problem(name):
         return [f"{where}: tenant name {why}"]
+    if not all(file == CACHE_KEY or _tenant_file(name, file) for file in files):
+        return [f"{where}.files: names a file outside the tenant folder {name}/"]
     found = schema.check(tenant, "tenant.schema.json", where)
     if not found and semantic.effective_tenant(tenant) != tenant:
         return [f"{where}.tenant: not a complete effective tenant record"]
@@ -144,6 +148,13 @@ def saved_config_problems(name: str, tenant: Any, users: Any,
             ids[user["conference_id"]].append((where, upn))
     problems.extend(_dotted(where, semantic.check_unique(ids, "conference_id", ("conference_id",))))
     return problems
+
+
+def _tenant_file(name: str, file: str) -> bool:
+    """``file`` could be a configuration file of tenant ``name``, as the loader names them."""
+    head, *parts = file.split("/")
+    return (head == name and PurePosixPath(file).match(USERS_PATTERN) and text_problem(file) is None
+            and all(part not in ("", ".", "..") and "\\" not in part for part in parts))
 
 
 def _dotted(prefix: str, findings: Iterable[Finding]) -> list[str]:

@@ -44,34 +44,40 @@ def _numeral_aware(keyword: str) -> Any:
     return check
 
 
+_ECMA_SPACE = r"\t\n\x0b\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+r"""ECMA-262's ``\s`` (WhiteSpace and LineTerminator), as the inside of a character class."""
+_ECMA_OUTSIDE_CLASS = {"$": r"\Z", ".": r"[^\n\r\u2028\u2029]"}
+
+
 @cache
 def ecma_regex(pattern: str) -> re.Pattern[str]:
     r"""``pattern`` with the meaning JSON Schema gives it (ECMA-262, no flags) in Python's engine.
 
     The difference that matters: Python's ``$`` also matches before a final newline, so
     ``^[0-9]{7}$`` would accept ``"1234567\n"`` and two users could share a conference ID.
-    Outside a character class, ``$`` becomes ``\Z`` and ``\d``/``\D`` become ASCII classes
-    (ECMA's ``\d`` is ``[0-9]``; Python's matches any Unicode digit).
+    So outside a character class ``$`` becomes ``\Z`` and ``.`` excludes every ECMA line
+    terminator (Python's only excludes ``\n``); ``\d``, ``\w`` and ``\b`` are ASCII (``re.ASCII``:
+    Python's ``\d`` matches any Unicode digit, Arabic-Indic ones included) while ``\s`` is spelled
+    out as ECMA's Unicode whitespace. The published schemas keep standard syntax for editors.
     """
     out, in_class, chars = [], False, iter(pattern)
     for char in chars:
         if char == "\\":
-            escaped = next(chars, "")
-            if not in_class and escaped in ("d", "D"):
-                out.append("[0-9]" if escaped == "d" else "[^0-9]")
-            elif in_class and escaped == "d":
-                out.append("0-9")
-            else:
-                out.append(char + escaped)
-            continue
-        if char == "[" and not in_class:
+            char += next(chars, "")
+            if char == r"\s":
+                char = _ECMA_SPACE if in_class else f"[{_ECMA_SPACE}]"
+            elif char == r"\S":
+                if in_class:
+                    raise ValueError(rf"{pattern!r}: \S inside a character class is not supported")
+                char = f"[^{_ECMA_SPACE}]"
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
             in_class = True
-        elif char == "]" and in_class:
-            in_class = False
-        elif char == "$" and not in_class:
-            char = r"\Z"
+        else:
+            char = _ECMA_OUTSIDE_CLASS.get(char, char)
         out.append(char)
-    return re.compile("".join(out))
+    return re.compile("".join(out), re.ASCII)
 
 
 def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
@@ -125,7 +131,7 @@ def check(data: Any, name: str, file: str, prefix: tuple = (), definition: str |
 
 
 _ANNOTATIONS = frozenset({"description", "default", "patternErrorMessage", "title", "$schema",
-                          "$id", "$defs", "examples", "propertyNames"})
+                          "$id", "$defs", "examples"})
 _PY_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "boolean": (bool,), "null": (type(None),), "object": (dict,),
     "array": (list,),
@@ -145,6 +151,8 @@ def fast_check(name: str, definition: str | None = None) -> Predicate | None:
 
 def _compile(schema: dict[str, Any]) -> Predicate | None:
     keywords = set(schema) - _ANNOTATIONS
+    if set(schema.get("propertyNames", {})) <= _ANNOTATIONS:  # keys only described
+        keywords.discard("propertyNames")
     if not keywords <= {"type", "properties", "additionalProperties", "required", "enum",
                         "pattern", "minimum", "maximum", "maxLength"}:
         return None
@@ -217,6 +225,8 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
     path = prefix + tuple(error.absolute_path)
     schema, kind, value = error.schema, error.validator, error.instance
     name = f"{path[-1]}: " if path and isinstance(path[-1], str) else ""
+    if "propertyNames" in error.absolute_schema_path:  # a key is wrong: point at it
+        path, name = (*path, value), ""
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(schema.get("properties", {}))
         for key in sorted(set(value) - set(allowed)):
@@ -244,7 +254,9 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
     elif kind in ("minimum", "maximum"):
         low, high = schema.get("minimum"), schema.get("maximum")
         shown = value if isinstance(value, str) else _show(value)  # a numeral: no quotes
-        yield Finding(file, path, f"{name}{shown} is out of range; allowed: {low} to {high}")
+        allowed = (f"{low} to {high}" if low is not None and high is not None
+                   else f"{low} or more" if low is not None else f"{high} or less")
+        yield Finding(file, path, f"{name}{shown} is out of range; allowed: {allowed}")
     elif kind == "maxLength":
         yield Finding(file, path, f"{name}is longer than {schema['maxLength']} characters")
     elif kind == "minItems":

@@ -24,12 +24,13 @@ from reconciler.state.base import (
     StateStore,
     TenantDump,
     redact,
+    tenant_key,
 )
 
 __all__ = ["Applied", "Commit", "Forgotten", "LockLost", "MailQueued", "NewMessage",
            "QueuedMessage", "StaleState",
            "StateLocked", "StateStore", "TenantDump", "is_database_url", "local_dir", "open_store",
-           "printable", "redact"]
+           "printable", "redact", "tenant_key"]
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 DEFAULT_FOLDER = Path(".reconciler")

@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from reconciler.model import TenantRecord, UserRecord
+from reconciler.errors import UserError
+from reconciler.model import TenantRecord, UserRecord, tenant_name_problem
 
 SCHEMA_VERSION = 2
 """The SQLite backend's schema version (each backend versions its own tables)."""
@@ -314,6 +315,15 @@ def outbox_dict(columns: Sequence[str], row: Sequence[Any],
 
 def _same(value: Any) -> Any:
     return value
+
+
+def tenant_key(name: str) -> str:
+    """``name``, once it is known to be a tenant name: the last gate before a name becomes a state
+    row, a lock file or a folder of suppressed mail. Names are checked where they enter (tenant
+    folders, ``--tenant``, saved plans); this holds whatever a caller forgot."""
+    if why := tenant_name_problem(name):
+        raise UserError(f"tenant {name!r} {why}; nothing was written")
+    return name
 
 
 def now() -> str:

@@ -52,6 +52,7 @@ from reconciler.state.base import (
     outbox_dict,
     redact,
     schema_mismatch,
+    tenant_key,
     url_secrets,
 )
 
@@ -285,6 +286,7 @@ class PostgresStore(StateStore):
 
     @contextmanager
     def lock(self, tenant: str, timeout: float = 0.0) -> Iterator[None]:
+        tenant_key(tenant)
         with self._guard():
             conn = self._locks()
             deadline = time.monotonic() + timeout
@@ -338,6 +340,7 @@ class PostgresStore(StateStore):
 
     def commit(self, name: str, expected: tuple[str | None, int], change: Commit
                ) -> tuple[str, int]:
+        tenant_key(name)
         if name in self._held:
             self.check_lock(name)
         with self._guard():
@@ -483,7 +486,7 @@ class PostgresStore(StateStore):
         return Forgotten(row[0], users, queued)
 
     def restore(self, dump: TenantDump) -> None:
-        name, applied = dump.name, dump.applied
+        name, applied = tenant_key(dump.name), dump.applied
         with self._guard(), self.db.transaction(), self.db.cursor() as cur:
             cur.execute("DELETE FROM reconciler_tenants WHERE name = %s", (name,))  # cascades
             cur.execute("DELETE FROM reconciler_history WHERE tenant = %s", (name,))

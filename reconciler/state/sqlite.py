@@ -47,6 +47,7 @@ from reconciler.state.base import (
     now,
     outbox_dict,
     schema_mismatch,
+    tenant_key,
 )
 
 _SCHEMA = """
@@ -241,7 +242,7 @@ class SQLiteStore(StateStore):
 
     def _lock_path(self, tenant: str) -> Path:
         real = self.path.resolve()  # one lock file however the database is named
-        return real.with_name(f"{real.name}.{tenant}.lock")
+        return real.with_name(f"{real.name}.{tenant_key(tenant)}.lock")
 
     def check_lock(self, tenant: str) -> None:
         fd = self._locks.get(tenant)
@@ -258,6 +259,7 @@ class SQLiteStore(StateStore):
 
     def commit(self, name: str, expected: tuple[str | None, int], change: Commit
                ) -> tuple[str, int]:
+        tenant_key(name)
         if name in self._locks:
             self.check_lock(name)
         with self._transaction():
@@ -390,7 +392,7 @@ class SQLiteStore(StateStore):
         return Forgotten(row[0], users, queued)
 
     def restore(self, dump: TenantDump) -> None:
-        name, applied = dump.name, dump.applied
+        name, applied = tenant_key(dump.name), dump.applied
         with self._transaction():
             for table, column in (("users", "tenant"), ("outbox", "tenant"),
                                   ("history", "tenant"), ("tenants", "name")):
