@@ -254,9 +254,9 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
     elif kind in ("minimum", "maximum"):
         low, high = schema.get("minimum"), schema.get("maximum")
         shown = value if isinstance(value, str) else _show(value)  # a numeral: no quotes
-        allowed = (f"{low} to {high}" if low is not None and high is not None
-                   else f"{low} or more" if low is not None else f"{high} or less")
-        yield Finding(file, path, f"{name}{shown} is out of range; allowed: {allowed}")
+        bounds = (f"{low} to {high}" if low is not None and high is not None
+                  else f"{low} or more" if low is not None else f"{high} or less")
+        yield Finding(file, path, f"{name}{shown} is out of range; allowed: {bounds}")
     elif kind == "maxLength":
         yield Finding(file, path, f"{name}is longer than {schema['maxLength']} characters")
     elif kind == "minItems":
