@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
@@ -410,6 +411,13 @@ class Workspace:
             assert result.code == expect, str(result)
         return result
 
+    def snapshot(self) -> dict[str, bytes]:
+        """Every file of an SQLite state folder and of the Maildir: what a refused command must
+        leave byte for byte as it was."""
+        folder = Path(self.state).parent if "://" not in self.state else None
+        files = [*(sorted(folder.rglob("*")) if folder else []), *sorted(self.maildir.rglob("*"))]
+        return {os.fspath(p): p.read_bytes() for p in files if p.is_file()}
+
     def state_show(self) -> dict[str, Any]:
         import json
 
@@ -556,6 +564,18 @@ def is_trivial_pin(pin: str) -> bool:
 def sequence(mails: Sequence[Mail]) -> list[tuple[str, str]]:
     """``(recipient, type)`` of each message, in order."""
     return [(m.to, m.type) for m in mails]
+
+
+def copies_by_message_id(mails: Sequence[Mail]) -> Counter[str]:
+    """How many times each Message-ID arrived: every value 1 means nothing was sent twice."""
+    return Counter(str(m.message["Message-ID"]) for m in mails)
+
+
+def acme(tmp_path: Path, state: str, users: int, mail: str = "") -> Workspace:
+    """A workspace with one tenant ``acme`` of ``users`` enabled users (not applied yet)."""
+    ws = Workspace(tmp_path, state, mail=mail)
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(users, domain="acme.com"))
+    return ws
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,13 +4,16 @@ Message-ID), and an apply never delivers for longer than its budget."""
 
 from __future__ import annotations
 
-import collections
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import GateSMTPServer, Workspace, enabled_users, tenant_doc, write_tenant
+from tests.helpers import (
+    GateSMTPServer,
+    acme,
+    copies_by_message_id,
+)
 
 FROM = ["--default-from", "noreply@acme.com", "--retry-backoff", "0.01"]
 
@@ -22,20 +25,12 @@ def server() -> GateSMTPServer:
     smtp.stop()
 
 
-def workspace(tmp_path: Path, state: str, url: str, users: int) -> Workspace:
-    ws = Workspace(tmp_path, state, mail=url)
-    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(users, domain="acme.com"))
-    return ws
-
-
-def copies(server: GateSMTPServer) -> collections.Counter[str]:
-    return collections.Counter(str(m.message["Message-ID"]) for m in server.mails)
 
 
 def test_a_message_without_a_final_reply_is_in_doubt_and_never_resent_in_the_same_apply(
     tmp_path: Path, state_location: str, server: GateSMTPServer
 ) -> None:
-    ws = workspace(tmp_path, state_location, server.url + "?final_reply_timeout=1", 4)
+    ws = acme(tmp_path, state_location, 4, server.url + "?final_reply_timeout=1")
     server.hold(0)  # the server takes the first message and does not answer the final dot
     result = ws.run("apply", "--auto-approve", *FROM, timeout=60)
     assert result.code == 1, str(result)
@@ -47,7 +42,7 @@ def test_a_message_without_a_final_reply_is_in_doubt_and_never_resent_in_the_sam
     server.delay = 0.0
     again = ws.run("apply", "--auto-approve", *FROM, timeout=60)
     assert again.code == 0, str(again)
-    sent = copies(server)
+    sent = copies_by_message_id(server.mails)
     assert len(sent) == 4 and sent[in_doubt] == 2  # the next apply sends it again, same id
     assert [n for mid, n in sent.items() if mid != in_doubt] == [1, 1, 1]
 
@@ -55,7 +50,7 @@ def test_a_message_without_a_final_reply_is_in_doubt_and_never_resent_in_the_sam
 def test_delivery_stops_at_its_time_budget_and_the_rest_stays_queued(
     tmp_path: Path, state_location: str, server: GateSMTPServer
 ) -> None:
-    ws = workspace(tmp_path, state_location, server.url, 10)
+    ws = acme(tmp_path, state_location, 10, server.url)
     server.delay = 0.4
     started = time.monotonic()
     result = ws.run("apply", "--auto-approve", *FROM, "--delivery-timeout", "1", timeout=60)
@@ -68,14 +63,14 @@ def test_delivery_stops_at_its_time_budget_and_the_rest_stays_queued(
     server.delay = 0.0
     again = ws.run("apply", "--auto-approve", *FROM, timeout=60)
     assert again.code == 0, str(again)
-    sent = copies(server)
+    sent = copies_by_message_id(server.mails)
     assert len(sent) == 10 and set(sent.values()) == {1}
 
 
 def test_the_budget_bounds_a_server_that_defers_every_message(
     tmp_path: Path, state_location: str, smtp_server
 ) -> None:
-    ws = workspace(tmp_path, state_location, smtp_server.url, 8)
+    ws = acme(tmp_path, state_location, 8, smtp_server.url)
     smtp_server.fail_next(10_000)  # 451 to everything: 4 tries each would take long
     started = time.monotonic()
     result = ws.run(
@@ -103,7 +98,7 @@ def test_the_budget_bounds_a_server_that_defers_every_message(
 def test_an_exchange_quota_reply_stops_the_run_with_exit_3_and_fails_nothing(
     tmp_path: Path, state_location: str, smtp_server, reply: str
 ) -> None:
-    ws = workspace(tmp_path, state_location, smtp_server.url, 3)
+    ws = acme(tmp_path, state_location, 3, smtp_server.url)
     smtp_server.fail_next(1, reply)
     result = ws.run("apply", "--auto-approve", "--default-from", "noreply@acme.com", timeout=60)
     assert result.code == 3, str(result)

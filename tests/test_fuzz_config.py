@@ -183,10 +183,6 @@ def damaged_text(draw: st.DrawFn, kind: str, base: dict[str, Any]) -> bytes:
 KINDS = ["values", "alias-bomb", "deep", "tag", "duplicate", "anchor", "bytes", "truncate", "bom"]
 
 
-def snapshot(ws: Workspace) -> dict[str, bytes]:
-    files = [*sorted((ws.root / "state").rglob("*")), *sorted(ws.maildir.rglob("*"))]
-    return {os.fspath(p): p.read_bytes() for p in files if p.is_file()}
-
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
@@ -211,7 +207,7 @@ def test_fuzzed_yaml_never_crashes_runs_code_or_changes_state_on_failure(
         original = path.read_bytes()
         path.write_bytes(data)
         try:
-            before = snapshot(workspace)
+            before = workspace.snapshot()
             for command in (
                 ["validate"],
                 ["plan", "--format", "markdown"],
@@ -222,7 +218,7 @@ def test_fuzzed_yaml_never_crashes_runs_code_or_changes_state_on_failure(
                 assert "Traceback" not in result.output, str(result)
                 assert not (workspace.root / "MARKER").exists()
                 if result.code == 1:
-                    assert snapshot(workspace) == before, str(result)
+                    assert workspace.snapshot() == before, str(result)
                     assert all(
                         line.count(":") >= 3
                         for line in result.stderr.splitlines()[:-1]

@@ -26,10 +26,6 @@ ALIAS_BOMB = "".join(
 )
 
 
-def snapshot(ws: Workspace) -> dict[str, bytes]:
-    files = [*sorted((ws.root / "state").rglob("*")), *sorted(ws.maildir.rglob("*"))]
-    return {os.fspath(p): p.read_bytes() for p in files if p.is_file()}
-
 
 @pytest.fixture
 def applied(tmp_path: Path) -> Workspace:
@@ -139,14 +135,14 @@ def test_damaged_config_is_one_located_error_and_changes_nothing(
 ) -> None:
     make, expected = DAMAGE[damage]
     make(applied)
-    before = snapshot(applied)
+    before = applied.snapshot()
     for command in (["validate"], ["plan"], ["apply", "--auto-approve"]):
         result = applied.run(*command, timeout=20)
         assert result.code == 1, str(result)
         assert "Traceback" not in result.output and SECRET not in result.output
         problems = result.stderr.splitlines()[:-1]
         assert len(problems) == 1 and problems[0].startswith(expected), str(result)
-        assert snapshot(applied) == before
+        assert applied.snapshot() == before
 
 
 def test_an_unreadable_users_file_is_a_located_error(tmp_path: Path) -> None:
@@ -234,9 +230,9 @@ def test_an_encoded_word_header_injection_is_refused_by_every_command(
             user_files={"team/more.yaml": enabled_users(2, domain="acme.com", start=3)},
         )
         expected = "acme/tenant.yaml:"
-    before = snapshot(applied)
+    before = applied.snapshot()
     for command in (["validate"], ["plan"], ["apply", "--auto-approve"]):
         result = applied.run(*command)
         assert result.code == 1 and "Traceback" not in result.output, str(result)
         assert result.stderr.startswith(expected) and "encoded word" in result.stderr
-        assert snapshot(applied) == before
+        assert applied.snapshot() == before

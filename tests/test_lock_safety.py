@@ -4,7 +4,6 @@ the one that was in flight when the lock went)."""
 
 from __future__ import annotations
 
-import collections
 import os
 import time
 from pathlib import Path
@@ -13,7 +12,15 @@ import psycopg
 import pytest
 
 from tests.fixtures.state import PostgresServer
-from tests.helpers import GateSMTPServer, Workspace, enabled_users, tenant_doc, write_tenant
+from tests.helpers import (
+    GateSMTPServer,
+    Workspace,
+    acme,
+    copies_by_message_id,
+    enabled_users,
+    tenant_doc,
+    write_tenant,
+)
 
 USERS = 30
 FROM = ["--default-from", "noreply@acme.com", "--allow-new-state", "--retry-backoff", "0.01"]
@@ -26,20 +33,12 @@ def slow_smtp() -> GateSMTPServer:
     server.stop()
 
 
-def workspace(tmp_path: Path, state: str, smtp: GateSMTPServer) -> Workspace:
-    ws = Workspace(tmp_path, state, mail=smtp.url)
-    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(USERS, domain="acme.com"))
-    return ws
-
-
-def message_ids(smtp: GateSMTPServer) -> collections.Counter[str]:
-    return collections.Counter(str(m.message["Message-ID"]) for m in smtp.mails)
 
 
 def test_a_terminated_lock_connection_stops_delivery_and_nothing_is_sent_twice(
     tmp_path: Path, postgres_url: str, slow_smtp: GateSMTPServer
 ) -> None:
-    ws = workspace(tmp_path, postgres_url, slow_smtp)
+    ws = acme(tmp_path, postgres_url, USERS, slow_smtp.url)
     first = ws.spawn("apply", "--auto-approve", *FROM)
     slow_smtp.wait_for(5)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
@@ -50,7 +49,7 @@ def test_a_terminated_lock_connection_stops_delivery_and_nothing_is_sent_twice(
     assert lost.code == 1, str(lost)
     assert "lock lost" in lost.stderr and "Traceback" not in lost.output, str(lost)
     assert second.code == 0, str(second)
-    ids = message_ids(slow_smtp)
+    ids = copies_by_message_id(slow_smtp.mails)
     assert len(ids) == USERS  # everyone got their email
     assert sum(n - 1 for n in ids.values()) <= 1, ids.most_common(3)  # at most the one in flight
     assert ws.run("apply", "--auto-approve", *FROM).code == 0
@@ -65,11 +64,11 @@ def test_a_server_idle_session_timeout_never_ends_the_lock_or_the_delivery(
         conn.execute(f"ALTER DATABASE {database} SET idle_session_timeout = '300ms'")
     smtp = GateSMTPServer(delay=0.5)  # each message leaves both connections idle 0.5 s
     try:
-        ws = workspace(tmp_path, postgres_server.url(database), smtp)
+        ws = acme(tmp_path, postgres_server.url(database), USERS, smtp.url)
         write_tenant(ws.config, "acme", tenant_doc(), enabled_users(6, domain="acme.com"))
         result = ws.run("apply", "--auto-approve", *FROM, timeout=60)
         assert result.code == 0, str(result)
-        ids = message_ids(smtp)
+        ids = copies_by_message_id(smtp.mails)
         assert len(ids) == 6 and set(ids.values()) == {1}
     finally:
         smtp.stop()
@@ -79,7 +78,7 @@ def test_a_replaced_sqlite_lock_file_stops_delivery(
     tmp_path: Path, slow_smtp: GateSMTPServer
 ) -> None:
     state = tmp_path / "state" / "state.db"
-    ws = workspace(tmp_path, str(state), slow_smtp)
+    ws = acme(tmp_path, str(state), USERS, slow_smtp.url)
     first = ws.spawn("apply", "--auto-approve", *FROM)
     slow_smtp.wait_for(3)
     lock = state.with_name("state.db.acme.lock")
@@ -90,7 +89,7 @@ def test_a_replaced_sqlite_lock_file_stops_delivery(
     assert lost.code == 1 and "lock lost" in lost.stderr, str(lost)
     assert "removed or replaced" in lost.stderr
     assert second.code == 0, str(second)
-    ids = message_ids(slow_smtp)
+    ids = copies_by_message_id(slow_smtp.mails)
     assert len(ids) == USERS and sum(n - 1 for n in ids.values()) <= 1, ids.most_common(3)
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,6 +24,7 @@ from reconciler.pr_comment import (
     upsert_comment,
     with_marker,
 )
+from tests.fixtures.http import JSONHandler, serving
 from tests.helpers import run
 
 TOKEN = "t0ken-secret"
@@ -57,21 +56,8 @@ class Api:
         return comment
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JSONHandler):
     api: Api
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-    def _reply(self, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, item in (headers or {}).items():
-            self.send_header(key, item)
-        self.end_headers()
-        self.wfile.write(data)
 
     def _handle(self, method: str) -> None:
         api = self.api
@@ -153,15 +139,9 @@ def elsewhere() -> Iterator[Api]:
 
 def serve() -> Iterator[Api]:
     state = Api()
-    handler = type("BoundHandler", (Handler,), {"api": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(type("BoundHandler", (Handler,), {"api": state})) as url:
+        state.url = url
+        yield state
 
 
 def github(api: Api) -> Forge:

@@ -20,10 +20,8 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.outputs.markdown import MARKER
+from tests.fixtures.http import JSONHandler, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -348,50 +347,33 @@ def is_install(step: dict[str, Any]) -> bool:
     return "pip install" in step.get("run", "")  # the package is installed already
 
 
-class FakeGitHub(BaseHTTPRequestHandler):
+class FakeGitHub(JSONHandler):
     comments: list[dict[str, Any]]
 
-    def log_message(self, *_: object) -> None:
-        pass
-
-    def _reply(self, status: int, value: Any) -> None:
-        data = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self) -> dict[str, Any]:
-        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def _json(self) -> dict[str, Any]:
+        return json.loads(self._body())
 
     def do_GET(self) -> None:
         assert self.headers["Authorization"] == "Bearer gh-token"
         self._reply(200, self.comments)
 
     def do_POST(self) -> None:
-        comment = {"id": len(self.comments) + 1, "body": self._body()["body"],
+        comment = {"id": len(self.comments) + 1, "body": self._json()["body"],
                    "html_url": f"https://github.example/c/{len(self.comments) + 1}"}
         self.comments.append(comment)
         self._reply(201, comment)
 
     def do_PATCH(self) -> None:
         comment = self.comments[int(self.path.rsplit("/", 1)[1]) - 1]
-        comment["body"] = self._body()["body"]
+        comment["body"] = self._json()["body"]
         self._reply(200, comment)
 
 
 @pytest.fixture
 def github_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     comments: list[dict[str, Any]] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 type("Bound", (FakeGitHub,), {"comments": comments}))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", comments
-    server.shutdown()
-    server.server_close()
+    with serving(type("Bound", (FakeGitHub,), {"comments": comments})) as url:
+        yield url, comments
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -469,23 +451,36 @@ def test_plan_workflow_runs_locally(repo: Path, tmp_path: Path,
     assert "contoso/users/sales.yaml:" in comment["body"]
 
 
-def test_apply_workflow_runs_locally(repo: Path, tmp_path: Path, smtp_server: Any) -> None:
+def apply_context(repo: Path, tmp_path: Path, mail_url: str, **variables: str
+                  ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``${{ }}`` context and the environment of a push to main applying ``repo``'s HEAD,
+    with an SQLite state under ``tmp_path``."""
     state = tmp_path / "state" / "state.db"
-    state.parent.mkdir()
+    state.parent.mkdir(exist_ok=True)
     head = git(repo, "rev-parse", "HEAD")
     context = {"github": {"sha": head, "ref_name": "main"},
-               "secrets": {"RECONCILER_STATE": str(state),
-                           "RECONCILER_MAIL_URL": smtp_server.url,
+               "secrets": {"RECONCILER_STATE": str(state), "RECONCILER_MAIL_URL": mail_url,
                            "RECONCILER_SMTP_PASSWORD": ""},
-               "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>"},
+               "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>",
+                        **variables},
                "inputs": {}}
-    environment = {**base_environment(tmp_path), "GITHUB_SHA": head}
+    return context, {**base_environment(tmp_path), "GITHUB_SHA": head}
+
+
+def apply_runner(repo: Path, context: dict[str, Any], environment: dict[str, str],
+                 artifacts: Path) -> LocalRunner:
+    return LocalRunner(APPLY, "apply", repo, context, environment,
+                       {**NO_OP, "actions/upload-artifact": upload_artifact(artifacts)},
+                       skip=is_install)
+
+
+def test_apply_workflow_runs_locally(repo: Path, tmp_path: Path, smtp_server: Any) -> None:
+    context, environment = apply_context(repo, tmp_path, smtp_server.url)
+    head = context["github"]["sha"]
     artifacts = tmp_path / "uploaded"
 
     def runner(values: dict[str, Any]) -> LocalRunner:
-        return LocalRunner(APPLY, "apply", repo, values, environment,
-                           {**NO_OP, "actions/upload-artifact": upload_artifact(artifacts)},
-                           skip=is_install)
+        return apply_runner(repo, values, environment, artifacts)
 
     first = runner(context)
     result = first.run()
@@ -531,21 +526,10 @@ def test_apply_workflow_first_rollout_needs_the_manual_input(repo: Path, tmp_pat
     git(repo, "add", "tenants")
     git(repo, "commit", "-q", "-m", "a first rollout of 12 more users")
     git(repo, "push", "-q", "origin", "main")
-    state = tmp_path / "state" / "state.db"
-    state.parent.mkdir()
-    head = git(repo, "rev-parse", "HEAD")
-    context = {"github": {"sha": head, "ref_name": "main"},
-               "secrets": {"RECONCILER_STATE": str(state),
-                           "RECONCILER_MAIL_URL": smtp_server.url,
-                           "RECONCILER_SMTP_PASSWORD": ""},
-               "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>"},
-               "inputs": {}}
-    environment = {**base_environment(tmp_path), "GITHUB_SHA": head}
+    context, environment = apply_context(repo, tmp_path, smtp_server.url)
 
     def runner(values: dict[str, Any], artifacts: str) -> LocalRunner:
-        upload = upload_artifact(tmp_path / artifacts)
-        return LocalRunner(APPLY, "apply", repo, values, environment,
-                           {**NO_OP, "actions/upload-artifact": upload}, skip=is_install)
+        return apply_runner(repo, values, environment, tmp_path / artifacts)
 
     pushed = runner(context, "pushed")
     assert pushed.run().failed
@@ -560,20 +544,9 @@ def test_apply_workflow_first_rollout_needs_the_manual_input(repo: Path, tmp_pat
 
 def test_apply_workflow_treats_a_sending_limit_as_come_back_later(repo: Path, tmp_path: Path,
                                                                   smtp_server: Any) -> None:
-    state = tmp_path / "state" / "state.db"
-    state.parent.mkdir()
-    head = git(repo, "rev-parse", "HEAD")
-    context = {"github": {"sha": head, "ref_name": "main"},
-               "secrets": {"RECONCILER_STATE": str(state),
-                           "RECONCILER_MAIL_URL": smtp_server.url,
-                           "RECONCILER_SMTP_PASSWORD": ""},
-               "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>",
-                        "RECONCILER_MAX_MESSAGES": "1"},
-               "inputs": {}}
-    environment = {**base_environment(tmp_path), "GITHUB_SHA": head}
-    job = LocalRunner(APPLY, "apply", repo, context, environment,
-                      {**NO_OP, "actions/upload-artifact": upload_artifact(tmp_path / "up")},
-                      skip=is_install)
+    context, environment = apply_context(repo, tmp_path, smtp_server.url,
+                                         RECONCILER_MAX_MESSAGES="1")
+    job = apply_runner(repo, context, environment, tmp_path / "up")
     result = job.run()
     assert not result.failed, [(r.name, r.output) for r in job.runs if r.code]
     assert "::warning::Stopped at a sending limit" in job.step("Apply it").output
@@ -611,19 +584,9 @@ def test_github_default_shell_hides_a_failing_command_before_a_pipe() -> None:
 
 def test_a_failing_apply_fails_the_workflow(repo: Path, tmp_path: Path,
                                             dead_smtp_url: str) -> None:
-    state = tmp_path / "state" / "state.db"
-    state.parent.mkdir()
-    head = git(repo, "rev-parse", "HEAD")
-    context = {"github": {"sha": head, "ref_name": "main"},
-               "secrets": {"RECONCILER_STATE": str(state), "RECONCILER_MAIL_URL": dead_smtp_url,
-                           "RECONCILER_SMTP_PASSWORD": ""},
-               "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>"},
-               "inputs": {}}
-    environment = {**base_environment(tmp_path), "GITHUB_SHA": head,
-                   "RECONCILER_RETRY_BACKOFF": "0"}
-    job = LocalRunner(APPLY, "apply", repo, context, environment,
-                      {**NO_OP, "actions/upload-artifact": upload_artifact(tmp_path / "up")},
-                      skip=is_install)
+    context, environment = apply_context(repo, tmp_path, dead_smtp_url)
+    environment["RECONCILER_RETRY_BACKOFF"] = "0"
+    job = apply_runner(repo, context, environment, tmp_path / "up")
     assert job.run().failed
     step = job.step("Apply it")
     assert step.code == 1 and "still queued" in step.output

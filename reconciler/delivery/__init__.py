@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from reconciler.redaction import mask_password
+
 from .base import (
     AuthenticationFailure,
     ConnectionFailure,
@@ -60,14 +62,11 @@ _MODES: dict[str, Mode] = {scheme: mode for mode, scheme in SCHEMES.items()}
 _USAGE = ("use maildir:PATH, graph://SENDER, smtp://[USER@]HOST[:PORT], smtp+starttls://... or "
           "smtps://...")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
-# scheme://user:password@ — the password runs to the *last* "@", so that one containing an
-# unencoded "@", "/" or "#" is still hidden whole.
-_USERINFO_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*):.*@", re.DOTALL)
 
 
 def redact(url: str) -> str:
     """``url`` with its password, if any, replaced by ``***``: safe to print and log."""
-    return _USERINFO_PASSWORD.sub(r"\1:***@", url, count=1)
+    return mask_password(url)
 
 
 def open_transport(

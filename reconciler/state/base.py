@@ -11,7 +11,6 @@ import getpass
 import hashlib
 import json
 import os
-import re
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -23,6 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.errors import UserError
 from reconciler.model import TenantRecord, UserRecord, tenant_name_problem
+from reconciler.redaction import mask_password, userinfo_password
 
 SCHEMA_VERSION = 2
 """The SQLite backend's schema version (each backend versions its own tables)."""
@@ -355,14 +355,9 @@ def schema_mismatch(where: str, found: str, understood: int) -> str:
             f"{understood}; {advice} (the state was left untouched)")
 
 
-_USERINFO_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*):.*@", re.DOTALL)
-"""``scheme://user:password@``: the password runs to the *last* ``@``, so one holding an
-unencoded ``@``, ``/``, ``?`` or ``#`` is still hidden whole."""
-
-
 def redact(url: str) -> str:
     """The URL fit to print: its password (in the authority or as ``password=``) masked."""
-    url = _USERINFO_PASSWORD.sub(r"\1:***@", url, count=1)
+    url = mask_password(url)
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -380,8 +375,8 @@ def redact(url: str) -> str:
 def url_secrets(url: str) -> list[str]:
     """The password as written in the URL, raw and decoded, to scrub from server messages."""
     found = []
-    if match := _USERINFO_PASSWORD.match(url):
-        found.append(match.group(0)[len(match.group(1)) + 1:-1])
+    if (password := userinfo_password(url)) is not None:
+        found.append(password)
     try:
         parts = urlsplit(url)
         found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
