@@ -250,3 +250,22 @@ def test_test_email_goes_through_graph_and_reports_the_real_reason(
     refused = ws.run("test-email", "--tenant", "acme", "--to", "admin@acme.com")
     assert refused.code == 1
     assert "Mail.Send application permission" in refused.stderr, str(refused)
+
+
+@pytest.mark.parametrize("setting", ["AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE"])
+def test_a_missing_certificate_or_token_file_is_one_line_and_mail_stays_queued(
+    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str], setting: str
+) -> None:
+    missing = str(tmp_path / "nowhere.pem")
+    ws = workspace(
+        tmp_path,
+        str(tmp_path / "s" / "state.db"),
+        fake_cloud,
+        trust_env,
+        AZURE_CLIENT_SECRET="",
+        **{setting: missing},
+    )
+    result = ws.apply("--allow-new-state", expect=1)
+    assert "Traceback" not in result.output, str(result)
+    assert f"no such file or directory: {missing}" in result.stderr
+    assert "3 email(s) still queued" in result.stderr and fake_cloud.messages == []

@@ -107,7 +107,7 @@ def _field(row: Mapping[str, Any], name: str) -> Any:
     return None
 
 
-def _license(value: Any) -> bool | None:
+def _truth(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
     text = str(value or "").strip().lower()
@@ -134,7 +134,7 @@ def users_from(export: Export) -> tuple[dict[str, dict[str, Any]], list[str]]:
             problems.append(f"{place}: {key} is also on {seen[key]}")
             continue
         seen[key] = place
-        license_ = _license(_field(row, "license"))
+        license_ = _truth(_field(row, "license"))
         if license_ is None:
             problems.append(f"{place}: License must be true or false (or list AudioConferencing)")
             continue
@@ -239,7 +239,7 @@ def settings_from(export: Export | None) -> tuple[dict[str, Any], list[str]]:
                 continue
             default = SETTINGS_DEFAULTS[key]
             if isinstance(default, bool) or key in ("send_email_from_override",):
-                parsed = _license(value)
+                parsed = _truth(value)
                 if parsed is None:
                     problems.append(f"{place}: {column} must be true or false")
                     continue

@@ -88,23 +88,28 @@ def app_credential(env: Mapping[str, str] = os.environ) -> Credential:
         host = urllib.parse.urlsplit(authority).hostname or authority
         if host not in KNOWN_AUTHORITIES:
             options["disable_instance_discovery"] = True
-    if env.get("AZURE_CLIENT_SECRET"):
-        return ClientSecretCredential(tenant, client, env["AZURE_CLIENT_SECRET"], **options)
-    if env.get("AZURE_CLIENT_CERTIFICATE_PATH"):
-        return CertificateCredential(
-            tenant,
-            client,
-            env["AZURE_CLIENT_CERTIFICATE_PATH"],
-            password=env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
-            **options,
-        )
-    if env.get("AZURE_FEDERATED_TOKEN_FILE"):
-        return WorkloadIdentityCredential(
-            tenant_id=tenant,
-            client_id=client,
-            token_file_path=env["AZURE_FEDERATED_TOKEN_FILE"],
-            **options,
-        )
+    try:
+        if env.get("AZURE_CLIENT_SECRET"):
+            return ClientSecretCredential(tenant, client, env["AZURE_CLIENT_SECRET"], **options)
+        if env.get("AZURE_CLIENT_CERTIFICATE_PATH"):
+            return CertificateCredential(
+                tenant,
+                client,
+                env["AZURE_CLIENT_CERTIFICATE_PATH"],
+                password=env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+                **options,
+            )
+        if env.get("AZURE_FEDERATED_TOKEN_FILE"):
+            return WorkloadIdentityCredential(
+                tenant_id=tenant,
+                client_id=client,
+                token_file_path=env["AZURE_FEDERATED_TOKEN_FILE"],
+                **options,
+            )
+    except (OSError, ValueError) as error:  # an unreadable certificate, a malformed value
+        raise SetupFailure(
+            f"cannot use the app credential from the AZURE_* variables: {_os_reason(error)}"
+        ) from None
     raise SetupFailure(
         "no app credential: set AZURE_CLIENT_SECRET, "
         "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE"
@@ -118,6 +123,10 @@ def access_token(credential: Credential, scope: str) -> str:
 
     try:
         return str(credential.get_token(scope).token)
+    except OSError as error:  # the federated token file is missing or unreadable
+        raise AuthenticationFailure(
+            f"cannot get a token for {scope}: {_os_reason(error)}"
+        ) from None
     except ClientAuthenticationError as error:
         first = " ".join(
             (str(error.message or error).strip().splitlines() or ["refused"])[0].split()
@@ -215,6 +224,14 @@ def _graph_error(error: urllib.error.HTTPError) -> str:
     except (ValueError, AttributeError, OSError):
         text = str(error.reason or "")
     return " ".join(text.split())[:300]
+
+
+def _os_reason(error: Exception) -> str:
+    """``no such file or directory: /path`` or the error's first line, never a traceback."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror.lower()}{where}"
+    return " ".join((str(error).splitlines() or [type(error).__name__])[0].split())[:300]
 
 
 def _retry_after(value: str | None) -> float:
