@@ -265,7 +265,7 @@ def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
 def init(manager: Manager, name: str, source: Path, bridge: Path | None,
          settings: Path | None, default_number: str | None, users_per_file: int) -> None:
     """Write a new tenant folder from a Teams export, then validate it (adopt a tenant)."""
-    from reconciler.config import export
+    from reconciler.config import export, fmt
 
     if why := tenant_name_problem(name):
         raise UserError(f"tenant {name!r} {why}")
@@ -288,11 +288,11 @@ def init(manager: Manager, name: str, source: Path, bridge: Path | None,
     try:
         folder = staging / name
         (folder / "users").mkdir(parents=True)
-        (folder / "tenant.yaml").write_text(export.yaml_document(tenant), encoding="utf-8")
+        (folder / "tenant.yaml").write_text(fmt.dump(tenant, "tenant"), encoding="utf-8")
         files = export.users_files(users, users_per_file)
         for number, chunk in enumerate(files, start=1):
             (folder / "users" / f"users-{number:03d}.yaml").write_text(
-                export.yaml_document({"users": chunk}), encoding="utf-8")
+                fmt.dump({"users": chunk}, "users"), encoding="utf-8")
         load_config(staging, [name], manager.templates.locales())  # ConfigError: nothing kept
         folder.rename(config / name)
     finally:
@@ -300,6 +300,35 @@ def init(manager: Manager, name: str, source: Path, bridge: Path | None,
     click.echo(f"Wrote {config / name}: tenant.yaml and {len(files)} users file(s), "
                f"{len(users)} user(s). Next: `reconciler import --tenant {name}` records it as "
                "applied without sending any email; `reconciler plan` then shows no change.")
+
+
+@main.command("fmt")
+@common_options
+@click.option("--check", is_flag=True,
+              help="Change nothing: list the files fmt would change, exit 1 if there are any.")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[PATH]...")
+def fmt_(manager: Manager, check: bool, paths: tuple[Path, ...]) -> None:
+    """Lay out tenant and users files canonically, keeping comments and meaning.
+
+    PATH is a tenant folder, a folder of tenants or a file; default: every tenant under --config.
+    """
+    from reconciler.config import fmt
+
+    changes, looked_at, problems = fmt.changed_files(paths, manager.options.config)
+    if problems:
+        for problem in problems:
+            click.echo(visible(str(problem)), err=True)
+        click.echo(f"{len(problems)} problem(s) found; nothing was written.", err=True)
+        sys.exit(EXIT_ERROR)
+    for path, text in changes:
+        if not check:
+            fmt.write(path, text)
+        click.echo(visible(f"{'would reformat' if check else 'reformatted'} {path}"))
+    verb = "would be reformatted" if check else "reformatted"
+    click.echo(f"{len(changes)} file(s) {verb}, {looked_at - len(changes)} already formatted.",
+               err=True)
+    if check and changes:
+        sys.exit(EXIT_ERROR)
 
 
 @main.command("import")

@@ -41,6 +41,8 @@ def adopt(tmp_path: Path, *args: str) -> None:
     init = run(["init", "contoso", *args, "--config", "tenants"], cwd=tmp_path)
     assert init.code == 0, str(init)
     assert "Next: `reconciler import --tenant contoso`" in init.stdout
+    layout = run(["fmt", "--check", "--config", "tenants"], cwd=tmp_path)
+    assert layout.code == 0, str(layout)  # init writes what fmt would write
     (tmp_path / "state").mkdir(exist_ok=True)
     state = ["--config", "tenants", "--state", "state/state.db"]
     assert run(["validate", *state], cwd=tmp_path).code == 0
@@ -62,8 +64,11 @@ def test_a_csv_export_of_2000_users_becomes_a_tenant_that_plans_no_change(
     files = sorted((tmp_path / "tenants" / "contoso" / "users").iterdir())
     assert [f.name for f in files] == ["users-001.yaml", "users-002.yaml"]
     first = files[0].read_text(encoding="utf-8")
-    assert first.startswith("users:\n  user0000@contoso.com:\n    license: true\n")
+    assert first.startswith(
+        "users:\n  user0000@contoso.com:\n    display_name: User 0000\n    license: true\n"
+    )
     assert '    conference_id: "7000000"\n' in first  # quoted: never a number to any editor
+    assert "\n\n  user0001@contoso.com:\n" in first  # a blank line between users
 
 
 def test_a_json_export_array_or_single_object(tmp_path: Path) -> None:
@@ -119,7 +124,7 @@ def test_bridge_and_settings_exports(tmp_path: Path) -> None:
         "settings:\n  pin_length: 6\n  use_unique_conference_ids: true\n"
         "  enable_name_recording: false\n"
     )  # the documented order
-    assert '- number: "+12065550123"\n      type: "toll"' in tenant
+    assert '- number: "+12065550123"\n      type: toll\n' in tenant
     assert 'default_number: "+14255550100"' in tenant
 
 

@@ -137,8 +137,9 @@ PRE_COMMIT_LANGUAGES = {"conda", "coursier", "dart", "docker", "docker_image", "
 
 def test_pre_commit_hook_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
-    assert isinstance(hooks, list) and len(hooks) == 1
-    (hook,) = hooks
+    assert isinstance(hooks, list) and [h["id"] for h in hooks] == [
+        "reconciler-validate", "reconciler-fmt"]
+    hook = hooks[0]
     assert {"id", "name", "entry", "language"} <= set(hook)
     assert hook["id"] == "reconciler-validate"
     assert hook["language"] in PRE_COMMIT_LANGUAGES and hook["language"] == "python"
@@ -162,6 +163,33 @@ def test_pre_commit_hook_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert not (tmp_path / ".reconciler").exists()
 
 
+def test_pre_commit_fmt_hook_checks_the_files_a_commit_touches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As pre-commit runs it: the entry plus the staged files its pattern selects; exit 1 and
+    the file named when one is not canonical, nothing rewritten by the check."""
+    (hook,) = [h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(
+        encoding="utf-8")) if h["id"] == "reconciler-fmt"]
+    assert hook.get("pass_filenames", True) is True
+    staged = ["tenants/contoso/tenant.yaml", "tenants/contoso/users/sales.yaml", "README.md",
+              "templates/fr/enabled.html", "tenants/contoso/users/deep/x.yml"]
+    selected = [f for f in staged if re.search(hook["files"], f)]
+    assert selected == [*staged[:2], staged[-1]]
+    shutil.copytree(ROOT / "tenants", tmp_path / "tenants")
+    monkeypatch.chdir(tmp_path)
+    command = shlex.split(hook["entry"])
+    assert command[0] == "reconciler"
+    result = CliRunner().invoke(main, [*command[1:], *selected[:2]], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    sales = tmp_path / "tenants" / "contoso" / "users" / "sales.yaml"
+    messy = sales.read_text(encoding="utf-8").replace("    license: true\n", "    license:  true\n")
+    sales.write_text(messy, encoding="utf-8")
+    result = CliRunner().invoke(main, [*command[1:], *selected[:2]])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == "would reformat tenants/contoso/users/sales.yaml"
+    assert sales.read_text(encoding="utf-8") == messy
+
+
 def test_the_documented_local_pre_commit_hook_matches_the_published_one() -> None:
     """docs/PIPELINES.md's snippet works as written: no made-up tag, the same hook locally."""
     guide = (ROOT / "docs" / "PIPELINES.md").read_text(encoding="utf-8")
@@ -169,11 +197,12 @@ def test_the_documented_local_pre_commit_hook_matches_the_published_one() -> Non
     snippet = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S)[1])
     (repo,) = snippet["repos"]
     assert repo["repo"] == "local" and "rev" not in repo
-    (local,) = repo["hooks"]
-    (published,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
-    assert local["language"] == "system"
-    for key in ("id", "entry", "pass_filenames", "files"):
-        assert local[key] == published[key], key
+    published = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    assert len(repo["hooks"]) == len(published)
+    for local, hook in zip(repo["hooks"], published, strict=True):
+        assert local["language"] == "system"
+        for key in ("id", "entry", "pass_filenames", "files"):
+            assert local.get(key) == hook.get(key), key
     assert "v0.1.0" not in guide and "v0.1.0" not in (ROOT / ".pre-commit-hooks.yaml").read_text()
 
 

@@ -31,7 +31,7 @@ from reconciler.model import (
 )
 
 __all__ = ["Finding", "LoadedConfig", "UsersCache", "load_config", "locate_findings",
-           "saved_config_problems", "tenant_names"]
+           "saved_config_problems", "tenant_files", "tenant_names"]
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Larger YAML files are refused: 100,000 users take about 15 MB."""
@@ -65,6 +65,15 @@ def tenant_names(root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def tenant_files(root: Path, name: str) -> tuple[list[str], list[Problem]]:
+    """The YAML files of a tenant folder, as ``load_config`` finds them (relative to ``root``),
+    and the located problems of entries it could not use."""
+    reader = _TenantReader(root, name, LOCALES)
+    tenant = f"{name}/tenant.yaml"
+    files = ([tenant] if os.path.lexists(root / tenant) else []) + reader._user_files()
+    return files, reader.located
 
 
 def load_config(
