@@ -83,6 +83,7 @@ def format_yaml(text: str | bytes, file: str, kind: Kind) -> str:
         raise FormatError(duplicates)
     text = text.removeprefix("\ufeff")
     source = _Source(text, file)
+    comments = sorted(source.all_comments())
     root = yaml.compose(text, Loader=_Loader)
     if root is not None and not isinstance(root, yaml.MappingNode):
         mark = root.start_mark
@@ -90,7 +91,6 @@ def format_yaml(text: str | bytes, file: str, kind: Kind) -> str:
                                    "expected a mapping of keys at the top of the file")])
     output = _Emitter(source, kind).document(root, data)
     again: list[Problem] = []
-    comments = sorted(source.all_comments())
     if load(output, file, again) != data or again or (
         ("#" in output or comments) and _comments(output) != comments
     ):
