@@ -291,15 +291,17 @@ def test_fmt_with_any_problem_lists_them_all_and_writes_nothing(
     broken = config / "contoso" / "users" / "paris.yaml"
     broken.write_text("users:\n  a@b.c: &a {license: true}\n  b@b.c: *a\n", encoding="utf-8")
     (config / "contoso" / "users" / "link.yaml").symlink_to(broken)
+    (tmp_path / "README.md").write_text("# notes\n", encoding="utf-8")
     snapshot = {p: p.read_bytes() for p in config.rglob("*.yaml") if not p.is_symlink()}
-    result = CliRunner().invoke(main, ["fmt", "tenants/contoso", "README.md"])
+    result = CliRunner().invoke(main, ["fmt", "tenants/contoso", "README.md", "gone.yaml"])
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "README.md:1:1: not a tenant or users file (tenant.yaml, users.yaml or users/**/*.yaml)",
+        "gone.yaml:1:1: no such file or folder",
         "tenants/contoso/users/link.yaml:1:1: cannot format this file: a symbolic link; fmt "
         "formats regular files only (name its target)",
         "tenants/contoso/users/paris.yaml:2:10: fmt does not rewrite files that use anchors and "
         "aliases; write the values out, or leave this file out of fmt",
-        "3 problem(s) found; nothing was written.",
+        "4 problem(s) found; nothing was written.",
     ]
     assert {p: p.read_bytes() for p in snapshot} == snapshot
