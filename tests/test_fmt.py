@@ -129,9 +129,11 @@ def test_a_string_every_reader_reads_the_same_is_plain(text: str) -> None:
     assert f"\n    display_name: {text}\n" in out
 
 
-def test_crlf_bom_and_indentation_become_lf_two_spaces() -> None:
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le", "utf-16-be"])
+def test_crlf_bom_utf16_and_indentation_become_utf8_lf_two_spaces(encoding: str) -> None:
     text = "\ufeffusers:\r\n    a@b.c:\r\n        license: true\r\n"
-    assert fmt(text) == "users:\n  a@b.c:\n    license: true\n"
+    out = format_yaml(text.encode(encoding), "users.yaml", "users")
+    assert out == "users:\n  a@b.c:\n    license: true\n"
 
 
 @pytest.mark.parametrize(
@@ -141,11 +143,14 @@ def test_crlf_bom_and_indentation_become_lf_two_spaces() -> None:
         ("users:\n  a@b.c: {license: true}\n  a@b.c: {license: false}\n", "duplicate key"),
         ("users:\n  a@b.c: &x {license: true}\n  b@b.c: *x\n", "anchors and aliases"),
         ("- users\n", "expected a mapping"),
+        (f"users:\n  ? {'x' * 1100}\n  : {{}}\n", "longer than 1024"),
+        ("\ufeffusers: [\udc00]".encode("utf-16-le", "surrogatepass"), "invalid YAML"),
     ],
 )
-def test_files_fmt_cannot_rewrite_safely_are_located_errors(text: str, message: str) -> None:
+def test_files_fmt_cannot_rewrite_safely_are_located_errors(text: str | bytes,
+                                                           message: str) -> None:
     with pytest.raises(FormatError) as caught:
-        fmt(text)
+        format_yaml(text, "users.yaml", "users")
     (problem,) = caught.value.problems
     assert problem.file == "users.yaml" and problem.line >= 1 and message in problem.message
 

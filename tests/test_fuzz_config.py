@@ -2,9 +2,10 @@
 
 Each example starts from a valid, already applied tenant, damages ``tenant.yaml`` or a users file
 (values of other types, deep nesting, aliases, tags, Unicode and control characters, sizes,
-duplicate keys, stray bytes, truncation...), then runs ``validate``, ``plan --format markdown`` and
-``apply``. Whatever the input: exit 0 or 1, never a traceback, no code run (a YAML tag that would
-create a marker file never does), and a failing command leaves state and mail as they were.
+duplicate keys, stray bytes, truncation...), then runs ``fmt --check``, ``validate``, ``plan
+--format markdown`` and ``apply``. Whatever the input: exit 0 or 1, never a traceback, no code
+run (a YAML tag that would create a marker file never does), and a failing command leaves state
+and mail as they were.
 
 Bounded: ``RECONCILER_FUZZ_EXAMPLES`` examples per kind of damage (default 10), derandomized so
 a failure reproduces; ``RECONCILER_FUZZ_RANDOM=1`` explores new inputs instead.
@@ -209,6 +210,7 @@ def test_fuzzed_yaml_never_crashes_runs_code_or_changes_state_on_failure(
         try:
             before = workspace.snapshot()
             for command in (
+                ["fmt", "--check"],
                 ["validate"],
                 ["plan", "--format", "markdown"],
                 ["apply", "--auto-approve"],
@@ -217,6 +219,7 @@ def test_fuzzed_yaml_never_crashes_runs_code_or_changes_state_on_failure(
                 assert result.code in (0, 1), str(result)
                 assert "Traceback" not in result.output, str(result)
                 assert not (workspace.root / "MARKER").exists()
+                assert path.read_bytes() == data  # fmt --check writes nothing
                 if result.code == 1:
                     assert workspace.snapshot() == before, str(result)
                     assert all(

@@ -18,6 +18,7 @@ layout.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
 import re
@@ -50,6 +51,9 @@ _YAML_1_2_CORE = re.compile(
     r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+"
     r"|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|null|Null|NULL|~|true|True|TRUE|false|False|FALSE)$")
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+MAX_KEY = 1024
+"""YAML's limit for a ``key: value`` key; longer keys need the explicit ``? key`` form."""
 _NUMERAL = re.compile(r"^[-+]?[0-9]+$")
 _INDICATORS = "-?:,[]{}#&*!|>'\"%@`"
 _FLOW_INDICATORS = ",[]{}"
@@ -91,9 +95,12 @@ def format_yaml(text: str | bytes, file: str, kind: Kind) -> str:
                                    "expected a mapping of keys at the top of the file")])
     output = _Emitter(source, kind).document(root, data)
     again: list[Problem] = []
-    if load(output, file, again) != data or again or (
-        ("#" in output or comments) and _comments(output) != comments
-    ):
+    try:
+        same = load(output, file, again) == data and not again and not (
+            ("#" in output or comments) and _comments(output) != comments)
+    except YAMLProblem:
+        same = False
+    if not same:
         raise FormatError([Problem(file, 1, 1, (
             "cannot format this file without moving a comment or changing a value; "
             "put each comment on its own line above a key, or leave the file as it is"))])
@@ -206,15 +213,17 @@ def write(path: Path, text: str) -> None:
 
 
 def _decode(raw: bytes, file: str) -> str:
+    """The text as our loader reads it (UTF-8, or UTF-16 after its byte-order mark); fmt writes
+    UTF-8."""
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-16" if raw.startswith(_UTF16_BOMS) else "utf-8")
     except UnicodeDecodeError:
-        duplicates: list[Problem] = []
-        try:
-            load(raw, file, duplicates)  # locates the bad byte the way validate does
-        except YAMLProblem as exc:
-            raise FormatError([exc.problem]) from None
-        raise  # pragma: no cover - load refuses every non-UTF-8 text
+        pass
+    try:
+        load(raw, file, [])  # locates the bad byte the way validate does
+    except YAMLProblem as exc:
+        raise FormatError([exc.problem]) from None
+    raise FormatError([Problem(file, 1, 1, "not UTF-8 text; save it as UTF-8")])
 
 
 def _comments(text: str) -> list[str]:
@@ -357,7 +366,13 @@ class _Emitter:
             else:
                 blank = True if path in ((), ("users",)) else None
             self.comments_above(key.start_mark.line, indent, blank)
-            head = f"{' ' * indent}{self.scalar(name, child_rules, flow=False, key=True)}:"
+            written = self.scalar(name, child_rules, flow=False, key=True)
+            if len(written) > MAX_KEY:
+                mark = key.start_mark
+                raise FormatError([Problem(self.source.file, mark.line + 1, mark.column + 1, (
+                    f"a key longer than {MAX_KEY} characters cannot be laid out as "
+                    "`key: value`; fmt leaves this file as it is"))])
+            head = f"{' ' * indent}{written}:"
             self.value(head, key, value, data[name], indent, (*path, name), child_rules)
 
     def sequence(self, node: yaml.SequenceNode, data: list[Any], indent: int,
