@@ -394,8 +394,7 @@ def test_another_schema_version_is_refused_clearly(state_location: str, version:
     with pytest.raises(UserError) as caught:
         open_store(state_location)
     text = str(caught.value)
-    current = 3 if "://" in state_location else 2  # PostgreSQL 3: history outlives a tenant
-    assert f"schema version {version}, this reconciler understands version {current}" in text
+    assert f"schema version {version}, this reconciler understands version 3" in text
     assert ("newer reconciler" if version == "9" else "older reconciler") in text
     assert "\n" not in text
 
@@ -415,6 +414,73 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_state(state_locati
     # Its users' files are unknown: nothing may be reused (it would lose those users).
     assert store.file_users("contoso", ["contoso/users.yaml"], after.serial) is None
     store.close()
+
+
+def test_both_backends_refuse_a_body_kept_after_delivery_or_an_unknown_status(
+    state_location: str, store: StateStore
+) -> None:
+    """The database itself, not only our code, keeps a PIN from outliving its delivery."""
+    commit(store, messages=[message(1)])
+    table = "reconciler_outbox" if "://" in state_location else "outbox"
+    for update in ("status = 'delivered'", "status = 'sent', data = NULL"):
+        with pytest.raises(Exception) as caught:
+            store.db.execute(f"UPDATE {table} SET {update}")
+        assert "constraint" in str(caught.value).lower()
+    assert raw_bodies(state_location)[message(1).message_id] is not None  # still queued
+
+
+VERSION_2_SQLITE = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tenants (
+    name TEXT PRIMARY KEY, lineage TEXT NOT NULL, serial INTEGER NOT NULL,
+    config TEXT NOT NULL, files TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE users (
+    tenant TEXT NOT NULL, upn TEXT NOT NULL, record TEXT NOT NULL, file TEXT,
+    PRIMARY KEY (tenant, upn)) WITHOUT ROWID;
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, serial INTEGER NOT NULL, upn TEXT NOT NULL,
+    type TEXT NOT NULL, message_id TEXT NOT NULL UNIQUE, sender TEXT NOT NULL,
+    recipients TEXT NOT NULL, data BLOB, suppressed INTEGER NOT NULL,
+    status TEXT NOT NULL, error TEXT, created_at TEXT NOT NULL, done_at TEXT);
+CREATE INDEX outbox_queued ON outbox (tenant, status);
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, serial INTEGER NOT NULL, kind TEXT NOT NULL,
+    applied_at TEXT NOT NULL, actor TEXT NOT NULL, emails TEXT NOT NULL,
+    suppressed INTEGER NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '2'), ('store_id', 'abc');
+INSERT INTO tenants VALUES ('contoso', 'l', 4, '{}', '{}', '2026-01-01T00:00:00+00:00');
+INSERT INTO users VALUES ('contoso', 'a@contoso.com', '{"upn": "a@contoso.com"}', 'c/u.yaml');
+INSERT INTO outbox VALUES (1, 'contoso', 4, 'a@contoso.com', 'enabled', '<m1>', 'f@c.com',
+    '["a@contoso.com"]', X'50494e', 0, 'queued', NULL, '2026-01-01T00:00:00+00:00', NULL);
+INSERT INTO outbox VALUES (2, 'contoso', 3, 'a@contoso.com', 'pin-reset', '<m0>', 'f@c.com',
+    '["a@contoso.com"]', NULL, 0, 'delivered', NULL, '2026-01-01T00:00:00+00:00',
+    '2026-01-01T00:00:01+00:00');
+INSERT INTO history VALUES (1, 'contoso', 4, 'apply', '2026-01-01T00:00:00+00:00', 'me',
+    '{"enabled": 1}', 0);
+"""
+
+
+def test_a_version_2_sqlite_state_gets_the_constraints_and_keeps_everything(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(VERSION_2_SQLITE)
+    store = open_store(str(path))
+    try:
+        dump = store.export("contoso")
+        assert dump is not None and dump.applied.serial == 4 and dump.updated_at
+        assert [(m["message_id"], m["status"], m["data"]) for m in dump.outbox] == [
+            ("<m1>", "queued", b"PIN"), ("<m0>", "delivered", None)]
+        assert [h["emails"] for h in dump.history] == [{"enabled": 1}]
+        assert store.file_users("contoso", ["c/u.yaml"], 4) == {
+            "c/u.yaml": {"a@contoso.com": {"upn": "a@contoso.com"}}}
+        assert store.db.execute("SELECT value FROM meta WHERE key='schema_version'"
+                                ).fetchone()[0] == "3"
+        with pytest.raises(sqlite3.IntegrityError):
+            store.db.execute("UPDATE outbox SET status = 'delivered' WHERE message_id = '<m1>'")
+    finally:
+        store.close()
 
 
 def test_users_are_recorded_with_the_file_that_defines_them(state_location: str) -> None:

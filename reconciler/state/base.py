@@ -24,9 +24,6 @@ from reconciler.errors import UserError
 from reconciler.model import TenantRecord, UserRecord, tenant_name_problem
 from reconciler.redaction import mask_password, userinfo_password
 
-SCHEMA_VERSION = 2
-"""The SQLite backend's schema version (each backend versions its own tables)."""
-
 
 @dataclass
 class Applied:

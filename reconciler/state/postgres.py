@@ -18,9 +18,8 @@ transaction), bodies erased once delivered or refused.
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -30,34 +29,19 @@ from psycopg import errors
 from psycopg.types.json import Json
 
 from reconciler.errors import UserError
-from reconciler.model import UserRecord
 from reconciler.state.base import (
-    OUTBOX_FULL,
-    OUTBOX_SUMMARY,
-    Applied,
-    Commit,
-    Forgotten,
     LockLost,
-    MailQueued,
-    QueuedMessage,
     StaleState,
-    StateLocked,
-    StateStore,
-    StoredUsers,
-    TenantDump,
-    decode_records,
-    email_counts,
-    encode_record,
     holder,
-    outbox_dict,
     redact,
     schema_mismatch,
     tenant_key,
     url_secrets,
 )
+from reconciler.state.sql import Dialect, Migrations, SQLStore
 
 SCHEMA_VERSION = 3
-"""The version of the tables below; an upgrade adds a step to ``_UPGRADES``."""
+"""The version of the tables below; an upgrade adds a step to ``MIGRATIONS``."""
 
 LOCK_CLASS = 0x52434E4C
 """First key of the reconciler's two-key advisory locks ("RCNL"): keeps them apart from other
@@ -99,7 +83,7 @@ CREATE TABLE reconciler_locks (
     backend_pid integer NOT NULL);
 """
 
-_UPGRADES: dict[int, str] = {
+MIGRATIONS: Migrations = {
     1: "ALTER TABLE reconciler_users ADD COLUMN file text",
     # History outlives a tenant's state (``state forget`` records itself there).
     2: "ALTER TABLE reconciler_history DROP CONSTRAINT IF EXISTS reconciler_history_tenant_fkey",
@@ -112,10 +96,19 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
 
 
-_CONVERT = {"created_at": _iso, "done_at": _iso}
+def _text(value: Any) -> str:
+    return _iso(value) or ""
 
 
-class PostgresStore(StateStore):
+DIALECT = Dialect(
+    tables={t: f"reconciler_{t}" for t in ("meta", "tenants", "users", "outbox", "history")},
+    parameter="%s", record="?::json", distinct="IS DISTINCT FROM", for_update=" FOR UPDATE",
+    json_in=Json, json_out=lambda value: value, time_out=_iso)
+
+
+class PostgresStore(SQLStore):
+    dialect = DIALECT
+
     def __init__(self, url: str):
         self.url = url
         self.description = redact(url)
@@ -195,7 +188,7 @@ class PostgresStore(StateStore):
                         "INSERT INTO reconciler_meta VALUES ('schema_version', %s),"
                         " ('store_id', %s)", (str(SCHEMA_VERSION), uuid.uuid4().hex))
         found = self._schema_version()
-        if found is not None and found.isdigit() and int(found) in _UPGRADES:
+        if found is not None and found.isdigit() and int(found) in MIGRATIONS:
             self._upgrade(int(found))
             found = self._schema_version()
         if found != str(SCHEMA_VERSION):
@@ -216,12 +209,12 @@ class PostgresStore(StateStore):
         return row[0] if row else "missing"
 
     def _upgrade(self, version: int) -> None:
-        while version in _UPGRADES:
+        while version in MIGRATIONS:
             with self.db.transaction():
                 self.db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
                                 (SCHEMA_LOCK_CLASS,))
                 if self._schema_version() == str(version):
-                    self.db.execute(_UPGRADES[version])
+                    self.db.execute(MIGRATIONS[version])
                     self.db.execute("UPDATE reconciler_meta SET value = %s"
                                     " WHERE key = 'schema_version'", (str(version + 1),))
             version += 1
@@ -229,76 +222,43 @@ class PostgresStore(StateStore):
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
         """A read-only transaction that sees one consistent state."""
-        with self.db.transaction():
+        with self._guard(), self.db.transaction():
             self.db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield
 
-    # --- the interface ----------------------------------------------------------------------
+    # --- the dialect's part -------------------------------------------------------------------
 
-    def tenants(self) -> list[str]:
+    @contextmanager
+    def _write(self, tenant: str | None = None) -> Iterator[None]:
         with self._guard():
-            return [r[0] for r in self.db.execute(
-                "SELECT name FROM reconciler_tenants ORDER BY name")]
+            try:
+                with self.db.transaction():
+                    yield
+            except errors.UniqueViolation as exc:
+                if exc.diag.constraint_name != "reconciler_tenants_pkey":
+                    raise
+                # Two first commits of a new tenant at once (only without the lock).
+                raise StaleState(f"state of {tenant} was created by another process since the "
+                                 "plan") from None
 
-    def load(self, tenant: str) -> Applied | None:
-        with self._guard(), self._snapshot():
-            return self._load(tenant)
-
-    def _load(self, tenant: str) -> Applied | None:
-        row = self.db.execute(
-            "SELECT lineage, serial, config, files FROM reconciler_tenants WHERE name = %s",
-            (tenant,)).fetchone()
-        if row is None:
-            return None
-        users = StoredUsers.from_rows(
-            self.db.execute("SELECT upn, record::text FROM reconciler_users WHERE tenant = %s",
-                            (tenant,)),
-            lambda upn: self._record(tenant, upn))
-        return Applied(row[0], row[1], row[2], users, row[3])
-
-    def applied_files(self, tenant: str) -> tuple[int, dict[str, str]] | None:
-        with self._guard():
-            row = self.db.execute("SELECT serial, files FROM reconciler_tenants WHERE name = %s",
-                                  (tenant,)).fetchone()
-        return None if row is None else (row[0], row[1])
-
-    def file_users(self, tenant: str, files: Collection[str], serial: int
-                   ) -> dict[str, dict[str, UserRecord]] | None:
-        found: dict[str, dict[str, UserRecord]] = {file: {} for file in files}
-        with self._guard(), self._snapshot():
-            row = self.db.execute("SELECT serial FROM reconciler_tenants WHERE name = %s",
-                                  (tenant,)).fetchone()
-            if row is None or row[0] != serial or self.db.execute(
-                    "SELECT 1 FROM reconciler_users WHERE tenant = %s AND file IS NULL LIMIT 1",
-                    (tenant,)).fetchone():
-                return None  # moved on, or some user's file unknown (upgraded or migrated)
-            for file in files:  # one file's texts at a time: 100k of them would weigh 30 MB
-                found[file] = decode_records(self.db.execute(
-                    "SELECT upn, record::text FROM reconciler_users"
-                    " WHERE tenant = %s AND file = %s", (tenant, file)).fetchall())
-        return found
-
-    def _record(self, tenant: str, upn: str) -> str:
-        with self._guard():
-            return self.db.execute(
-                "SELECT record::text FROM reconciler_users WHERE tenant = %s AND upn = %s",
-                (tenant, upn)).fetchone()[0]
+    def _many(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        with self.db.cursor() as cur:
+            cur.executemany(sql, rows)
 
     @contextmanager
     def lock(self, tenant: str, timeout: float = 0.0) -> Iterator[None]:
         tenant_key(tenant)
         with self._guard():
             conn = self._locks()
-            deadline = time.monotonic() + timeout
-            while not conn.execute(f"SELECT pg_try_advisory_lock(%(class)s, {_TENANT_KEY})",
-                                   {"class": LOCK_CLASS, "tenant": tenant}).fetchone()[0]:
-                if time.monotonic() >= deadline:
-                    row = conn.execute(
-                        "SELECT holder, since FROM reconciler_locks WHERE tenant = %s",
-                        (tenant,)).fetchone()
-                    who = f"{row[0]} since {_iso(row[1])}" if row else "another process"
-                    raise StateLocked(f"state locked by {who}")
-                time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
+
+            def holder_of() -> str:
+                row = conn.execute("SELECT holder, since FROM reconciler_locks WHERE tenant = %s",
+                                   (tenant,)).fetchone()
+                return f"{row[0]} since {_iso(row[1])}" if row else ""
+
+            self._wait(lambda: conn.execute(
+                f"SELECT pg_try_advisory_lock(%(class)s, {_TENANT_KEY})",
+                {"class": LOCK_CLASS, "tenant": tenant}).fetchone()[0], holder_of, timeout, 0.2)
             if tenant not in self._held:
                 conn.execute(
                     "INSERT INTO reconciler_locks VALUES (%s, %s, date_trunc('second', now()),"
@@ -337,182 +297,6 @@ class PostgresStore(StateStore):
         except psycopg.Error as exc:
             raise LockLost(f"{tenant}: lost the connection holding the state lock "
                            f"({self._message(exc)})") from None
-
-    def commit(self, name: str, expected: tuple[str | None, int], change: Commit
-               ) -> tuple[str, int]:
-        tenant_key(name)
-        if name in self._held:
-            self.check_lock(name)
-        with self._guard():
-            try:
-                with self.db.transaction():
-                    return self._commit(name, expected, change)
-            except errors.UniqueViolation as exc:
-                if exc.diag.constraint_name != "reconciler_tenants_pkey":
-                    raise
-                # Two first commits of a new tenant at once (only without the lock).
-                raise StaleState(f"state of {name} was created by another process since the "
-                                 "plan") from None
-
-    def _commit(self, name: str, expected: tuple[str | None, int], change: Commit
-                ) -> tuple[str, int]:
-        db = self.db
-        row = db.execute("SELECT lineage, serial FROM reconciler_tenants WHERE name = %s"
-                         " FOR UPDATE", (name,)).fetchone()
-        current = (row[0], row[1]) if row else (None, 0)
-        if not change.replace and current != expected:
-            raise StaleState(f"state of {name} moved to serial {current[1]} since the plan "
-                             f"(serial {expected[1]})")
-        lineage = change.lineage if change.replace or row is None else current[0]
-        serial = current[1] + 1
-        if change.replace:
-            db.execute("DELETE FROM reconciler_users WHERE tenant = %s", (name,))
-        db.execute(
-            "INSERT INTO reconciler_tenants VALUES (%s, %s, %s, %s, %s,"
-            " date_trunc('second', now())) ON CONFLICT (name) DO UPDATE SET"
-            " lineage = excluded.lineage, serial = excluded.serial, config = excluded.config,"
-            " files = excluded.files, updated_at = excluded.updated_at",
-            (name, lineage, serial, Json(change.tenant), Json(change.files)))
-        with db.cursor() as cur:
-            if change.upserts:
-                cur.executemany(
-                    "INSERT INTO reconciler_users VALUES (%s, %s, %s::json, %s) ON CONFLICT"
-                    " (tenant, upn) DO UPDATE SET record = excluded.record, file = excluded.file",
-                    [(name, upn, encode_record(record), change.sources.get(upn))
-                     for upn, record in change.upserts.items()])
-            moved = {upn: file for upn, file in change.sources.items()
-                     if upn not in change.upserts}
-            if moved:
-                cur.execute(
-                    "UPDATE reconciler_users u SET file = v.file"
-                    " FROM unnest(%s::text[], %s::text[]) AS v(upn, file)"
-                    " WHERE u.tenant = %s AND u.upn = v.upn AND u.file IS DISTINCT FROM v.file",
-                    (list(moved), list(moved.values()), name))
-            if change.deletes:
-                cur.execute("DELETE FROM reconciler_users WHERE tenant = %s AND upn = ANY(%s)",
-                            (name, list(change.deletes)))
-            if change.messages:
-                cur.executemany(
-                    "INSERT INTO reconciler_outbox (tenant, serial, upn, type, message_id,"
-                    " sender, recipients, data, suppressed, status, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued',"
-                    " date_trunc('second', now()))",
-                    [(name, serial, m.user, m.type, m.message_id, m.sender, Json(m.recipients),
-                      m.data, m.suppressed) for m in change.messages])
-        db.execute(
-            "INSERT INTO reconciler_history (tenant, serial, kind, applied_at, actor, emails,"
-            " suppressed) VALUES (%s, %s, %s, date_trunc('second', now()), %s, %s, %s)",
-            (name, serial, change.kind, holder(), Json(dict(email_counts(change.messages))),
-             sum(m.suppressed for m in change.messages)))
-        return lineage, serial
-
-    def queued(self, tenant: str) -> list[QueuedMessage]:
-        with self._guard():
-            rows = self.db.execute(
-                "SELECT upn, type, message_id, sender, recipients, data, suppressed, id, tenant,"
-                " serial FROM reconciler_outbox WHERE tenant = %s AND status = 'queued'"
-                " ORDER BY id", (tenant,)).fetchall()
-        return [QueuedMessage(*r) for r in rows]
-
-    def mark_delivered(self, message_id: str) -> None:
-        self._finish(message_id, "delivered", None)
-
-    def mark_failed(self, message_id: str, reason: str) -> None:
-        self._finish(message_id, "failed", reason)
-
-    def _finish(self, message_id: str, status: str, error: str | None) -> None:
-        with self._guard():
-            self.db.execute(
-                "UPDATE reconciler_outbox SET status = %s, error = %s, data = NULL,"
-                " done_at = date_trunc('second', now()) WHERE message_id = %s",
-                (status, error, message_id))
-
-    def history(self, tenant: str | None = None) -> list[dict[str, Any]]:
-        with self._guard():
-            return self._history(tenant)
-
-    def _history(self, tenant: str | None) -> list[dict[str, Any]]:
-        query = ("SELECT tenant, serial, kind, applied_at, actor, emails, suppressed"
-                 " FROM reconciler_history" + (" WHERE tenant = %s" if tenant else "")
-                 + " ORDER BY id")
-        return [
-            {"tenant": r[0], "serial": r[1], "kind": r[2], "applied_at": _iso(r[3]),
-             "actor": r[4], "emails": r[5], "suppressed": r[6]}
-            for r in self.db.execute(query, (tenant,) if tenant else ())
-        ]
-
-    def messages(self, tenant: str) -> Iterator[dict[str, Any]]:
-        with self._guard():
-            rows = self.db.execute(
-                f"SELECT {', '.join(OUTBOX_SUMMARY)} FROM reconciler_outbox WHERE tenant = %s"
-                " ORDER BY id", (tenant,)).fetchall()
-        for r in rows:
-            yield outbox_dict(OUTBOX_SUMMARY, r, _CONVERT)
-
-    def export(self, tenant: str) -> TenantDump | None:
-        with self._guard(), self._snapshot():
-            applied = self._load(tenant)
-            if applied is None:
-                return None
-            applied.users = dict(applied.users)  # a dump outlives the store
-            updated_at = self.db.execute(
-                "SELECT updated_at FROM reconciler_tenants WHERE name = %s",
-                (tenant,)).fetchone()[0]
-            outbox = [outbox_dict(OUTBOX_FULL, r, _CONVERT) for r in self.db.execute(
-                f"SELECT {', '.join(OUTBOX_FULL)} FROM reconciler_outbox WHERE tenant = %s"
-                " ORDER BY id", (tenant,))]
-            return TenantDump(tenant, applied, _iso(updated_at) or "", outbox,
-                              self._history(tenant))
-
-    def forget(self, tenant: str, drop_queued: bool = False) -> Forgotten | None:
-        with self._guard(), self.db.transaction(), self.db.cursor() as cur:
-            row = cur.execute("SELECT serial FROM reconciler_tenants WHERE name = %s FOR UPDATE",
-                              (tenant,)).fetchone()
-            if row is None:
-                return None
-            counts = cur.execute(
-                "SELECT (SELECT count(*) FROM reconciler_outbox WHERE tenant = %(t)s AND"
-                " status = 'queued'), (SELECT count(*) FROM reconciler_users WHERE"
-                " tenant = %(t)s)", {"t": tenant}).fetchone()
-            assert counts is not None
-            queued, users = counts
-            if queued and not drop_queued:
-                raise MailQueued(queued)
-            cur.execute("DELETE FROM reconciler_tenants WHERE name = %s", (tenant,))  # cascades
-            cur.execute(
-                "INSERT INTO reconciler_history (tenant, serial, kind, applied_at, actor, emails,"
-                " suppressed) VALUES (%s, %s, 'forget', date_trunc('second', now()), %s,"
-                " '{}', 0)", (tenant, row[0], holder()))
-        return Forgotten(row[0], users, queued)
-
-    def restore(self, dump: TenantDump) -> None:
-        name, applied = tenant_key(dump.name), dump.applied
-        with self._guard(), self.db.transaction(), self.db.cursor() as cur:
-            cur.execute("DELETE FROM reconciler_tenants WHERE name = %s", (name,))  # cascades
-            cur.execute("DELETE FROM reconciler_history WHERE tenant = %s", (name,))
-            cur.execute(
-                "INSERT INTO reconciler_tenants VALUES (%s, %s, %s, %s, %s, %s)",
-                (name, applied.lineage, applied.serial, Json(applied.tenant),
-                 Json(applied.files), dump.updated_at))
-            if applied.users:
-                cur.executemany("INSERT INTO reconciler_users (tenant, upn, record)"
-                                " VALUES (%s, %s, %s::json)",
-                                [(name, upn, encode_record(r))
-                                 for upn, r in applied.users.items()])
-            if dump.outbox:
-                cur.executemany(
-                    "INSERT INTO reconciler_outbox (tenant, serial, upn, type, message_id,"
-                    " sender, recipients, data, suppressed, status, error, created_at, done_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [(name, m["serial"], m["user"], m["type"], m["message_id"], m["sender"],
-                      Json(m["recipients"]), m["data"], m["suppressed"], m["status"],
-                      m["error"], m["created_at"], m["done_at"]) for m in dump.outbox])
-            if dump.history:
-                cur.executemany(
-                    "INSERT INTO reconciler_history (tenant, serial, kind, applied_at, actor,"
-                    " emails, suppressed) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    [(name, h["serial"], h["kind"], h["applied_at"], h["actor"],
-                      Json(h["emails"]), h["suppressed"]) for h in dump.history])
 
     def close(self) -> None:
         for conn in (self._lock_conn, self.db):
