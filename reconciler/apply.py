@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -49,7 +49,6 @@ from reconciler.state import (
     NewMessage,
     QueuedMessage,
     StaleState,
-    StateLocked,
     local_dir,
     printable,
     tenant_key,
@@ -169,7 +168,7 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
                                        in sorted(loaded.tenants.items()) if name not in known]),
                                  options.state)
         names = manager.tenant_names(loaded)
-    with _locked(manager, names):
+    with manager.locked(names):
         if saved is not None:
             plan = _replan_saved(manager, configs, expected, shown_plan)
         else:
@@ -198,17 +197,6 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
                 outcome.applied.append(_commit(manager, tenant_plan, changes[tenant_plan.name]))
             _deliver(manager, tenant_plan, transport, ui, outcome, limits.retry_backoff, pace)
     return outcome
-
-
-@contextlib.contextmanager
-def _locked(manager: Manager, names: list[str]) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        for name in sorted(names):
-            try:
-                stack.enter_context(manager.store.lock(name, manager.options.lock_timeout))
-            except StateLocked as exc:
-                raise UserError(f"{name}: {exc}") from None
-        yield
 
 
 def _replan_saved(manager: Manager, configs: dict[str, TenantConfig],

@@ -36,7 +36,7 @@ from reconciler.model import tenant_name_problem
 from reconciler.outputs import render
 from reconciler.outputs.escape import json_text, visible
 from reconciler.plan import Plan
-from reconciler.state import Commit, MailQueued, NewMessage, StaleState, StateLocked
+from reconciler.state import MailQueued, NewMessage
 
 EXIT_ERROR, EXIT_CHANGES, EXIT_LIMITED = 1, 2, 3
 """``apply`` exits 3 when it only stopped at a sending limit or throttling: nothing failed, the
@@ -337,31 +337,10 @@ def fmt_(manager: Manager, check: bool, paths: tuple[Path, ...]) -> None:
 @click.option("--force", is_flag=True, help="Overwrite a tenant's existing applied state.")
 def import_(manager: Manager, force: bool) -> None:
     """Record the configuration as applied without sending anything (adopt a tenant)."""
-    loaded = manager.load()
-    store = manager.store
-    existing = [n for n in loaded.tenants if store.load(n) is not None]
-    if existing and not force:
-        raise UserError(f"{', '.join(existing)} already has applied state; importing would "
-                        "overwrite it (pass --force to do so on purpose)")
-    for name, config in sorted(loaded.tenants.items()):
-        with contextlib.ExitStack() as held:
-            try:
-                held.enter_context(store.lock(name, manager.options.lock_timeout))
-            except StateLocked as exc:
-                raise UserError(f"{name}: {exc}") from None
-            applied = store.load(name)
-            if applied is not None and not force:  # an apply got in since the check above
-                raise UserError(f"{name} already has applied state; importing would "
-                                "overwrite it (pass --force to do so on purpose)")
-            expected = (applied.lineage, applied.serial) if applied else (None, 0)
-            change = Commit(config.tenant, config.users, [], config.files, [],
-                            uuid.uuid4().hex, kind="import", replace=True,
-                            sources=config.source_files())
-            try:
-                _, serial = store.commit(name, expected, change)
-            except StaleState as exc:
-                raise UserError(str(exc)) from None
-        click.echo(f"Imported {name}: {len(config.users)} user(s), serial {serial}; "
+    from reconciler.adopt import run_import
+
+    for done in run_import(manager, force):
+        click.echo(f"Imported {done.tenant}: {done.users} user(s), serial {done.serial}; "
                    "no email sent.")
 
 
@@ -445,10 +424,8 @@ def state_forget(manager: Manager, name: str, yes: bool, drop_queued: bool) -> N
         click.confirm(f"Forget the applied state of {name} (serial {applied.serial}, "
                       f"{len(applied.users)} user(s))?", abort=True)
     try:
-        with store.lock(name, manager.options.lock_timeout):
+        with manager.locked([name]):
             done = store.forget(name, drop_queued=drop_queued)
-    except StateLocked as exc:
-        raise UserError(f"{name}: {exc}") from None
     except MailQueued as exc:
         raise UserError(f"{name}: {exc}; run apply to deliver them, or pass --drop-queued "
                         "(they would never be sent); nothing was done") from None

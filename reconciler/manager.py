@@ -6,10 +6,11 @@ prints, and ``apply`` builds on the plan made here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from reconciler.errors import ConfigError, UserError
 from reconciler.model import LOCALES, TenantConfig, UserRecord
 from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
-from reconciler.state import EmptyState, StateStore, open_store
+from reconciler.state import EmptyState, StateLocked, StateStore, open_store
 
 if TYPE_CHECKING:
     from reconciler.emails import TemplateSet
@@ -99,6 +100,18 @@ class Manager:
         return load_config(self.options.config, self.options.tenants or None,
                            self.templates.locales(), caches)
 
+
+    @contextlib.contextmanager
+    def locked(self, names: Collection[str]) -> Iterator[None]:
+        """Hold the state lock of every tenant in ``names`` (in name order, so two runs over
+        overlapping tenants cannot each wait for the other); "locked by …" is a UserError."""
+        with contextlib.ExitStack() as stack:
+            for name in sorted(names):
+                try:
+                    stack.enter_context(self.store.lock(name, self.options.lock_timeout))
+                except StateLocked as exc:
+                    raise UserError(f"{name}: {exc}") from None
+            yield
 
     def tenant_names(self, loaded: LoadedConfig) -> list[str]:
         """Tenants this run covers: the configured ones plus those only the state knows."""
