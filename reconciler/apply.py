@@ -104,6 +104,16 @@ class Outcome:
     held_back: dict[str, str] = field(default_factory=dict)
     """Queued message id → the sending limit or throttling that kept it for the next apply."""
 
+    def record(self, report: DeliveryReport) -> None:
+        """What one delivery left queued or failed, and which sending limit held what back."""
+        self.queued.extend(report.queued)
+        self.why_queued.update(report.queued_reasons)
+        if report.limited is not None:
+            held = (report.limited, f"not attempted: {report.limited}")
+            self.held_back.update({mid: report.limited for mid, why
+                                   in report.queued_reasons.items() if why in held})
+        self.failed.update(report.failed)
+
     @property
     def only_limited(self) -> bool:
         """Everything not delivered was held back by a limit: a pause, not a failure."""
@@ -156,26 +166,13 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
     broken = check_templates(options.templates)
     if broken:  # found now, not half-way through composing
         raise ConfigError(broken)
-    outcome = Outcome()
-    if saved is not None:
-        shown_plan, configs, expected = read_saved_plan(saved, manager.templates.locales())
-        names = sorted(configs)
-    else:
-        loaded = manager.load(reuse_state=True)  # unchanged files: no parse, no file update
-        if not allow_new_state:  # before anything is created where a wrong --state points
-            known = manager.known_tenants()
-            _first_contact_guard(Plan([plan_tenant(config, None)[0] for name, config
-                                       in sorted(loaded.tenants.items()) if name not in known]),
-                                 options.state)
-        names = manager.tenant_names(loaded)
-    with manager.locked(names):
-        if saved is not None:
-            plan = _replan_saved(manager, configs, expected, shown_plan)
-        else:
-            plan = manager.plan(loaded, names)
+    source = _saved(manager, saved) if saved else _live(manager, allow_new_state)
+    with manager.locked(source.names):
+        plan = source.plan()
+        if source.reviewed_here:
             ui.show_plan(plan)
         if plan.has_changes:
-            if saved is None and not auto_approve and not ui.confirm(plan):
+            if source.reviewed_here and not auto_approve and not ui.confirm(plan):
                 raise UserError("apply cancelled; nothing was changed")
             guarded = [t.name for t in plan.tenants if t.mass_disable]
             if guarded and not allow_mass_disable:
@@ -185,17 +182,50 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
                     "pass --allow-mass-disable")
             if not allow_new_state:
                 _first_contact_guard(plan, options.state)
-        # Every tenant's messages are composed before the first commit, so a failure there
-        # leaves every tenant as it was. Only then is anything sent: earlier leftovers go first
-        # (the outbox is delivered in the order it was written), then this apply's messages.
-        # A tenant whose folder vanished is left alone, its queue included.
-        present = [t for t in plan.tenants if not t.missing]
-        changes = {t.name: _change(manager, t, sender) for t in present if t.has_changes}
-        pace = limits.pace()
-        for tenant_plan in present:
-            if tenant_plan.name in changes:
-                outcome.applied.append(_commit(manager, tenant_plan, changes[tenant_plan.name]))
-            _deliver(manager, tenant_plan, transport, ui, outcome, limits.retry_backoff, pace)
+        return _commit_and_deliver(manager, plan, sender, transport, ui, limits)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where the plan comes from: the tenants to lock, and the plan to make under the lock."""
+
+    names: list[str]
+    plan: Callable[[], Plan]
+    reviewed_here: bool
+    """A live plan is shown and confirmed now; a saved plan was reviewed when it was made."""
+
+
+def _saved(manager: Manager, path: Path) -> _Source:
+    shown, configs, expected = read_saved_plan(path, manager.templates.locales())
+    return _Source(sorted(configs),
+                   lambda: _replan_saved(manager, configs, expected, shown), False)
+
+
+def _live(manager: Manager, allow_new_state: bool) -> _Source:
+    loaded = manager.load(reuse_state=True)  # unchanged files: no parse, no file update
+    if not allow_new_state:  # before anything is created where a wrong --state points
+        known = manager.known_tenants()
+        _first_contact_guard(Plan([plan_tenant(config, None)[0] for name, config
+                                   in sorted(loaded.tenants.items()) if name not in known]),
+                             manager.options.state)
+    names = manager.tenant_names(loaded)
+    return _Source(names, lambda: manager.plan(loaded, names), True)
+
+
+def _commit_and_deliver(manager: Manager, plan: Plan, sender: Sender, transport: Transport,
+                        ui: UI, limits: DeliveryLimits) -> Outcome:
+    """Every tenant's messages are composed before the first commit, so a failure there leaves
+    every tenant as it was. Only then is anything sent: earlier leftovers go first (the outbox
+    is delivered in the order it was written), then this apply's messages. A tenant whose
+    folder vanished is left alone, its queue included."""
+    present = [t for t in plan.tenants if not t.missing]
+    changes = {t.name: _change(manager, t, sender) for t in present if t.has_changes}
+    outcome = Outcome()
+    pace = limits.pace()
+    for tenant_plan in present:
+        if tenant_plan.name in changes:
+            outcome.applied.append(_commit(manager, tenant_plan, changes[tenant_plan.name]))
+        _deliver(manager, tenant_plan, transport, ui, outcome, limits.retry_backoff, pace)
     return outcome
 
 
@@ -297,39 +327,30 @@ def _deliver(manager: Manager, plan: TenantPlan, transport: Transport, ui: UI,
     if not queued:
         return
     outcome.about.update({m.message_id: f"{m.user} {m.type}" for m in queued})
-    files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))
     hold = plan.config is not None and not plan.config.tenant["settings"][
         "automatically_send_emails_to_users"]
     kept = [m for m in queued if m.suppressed or hold]
     to_send = [m for m in queued if not (m.suppressed or hold)]
 
-    def delivered(message: QueuedMessage) -> None:
-        store.mark_delivered(message.message_id)
-
-    def failed(message: QueuedMessage, reason: str) -> None:
-        store.mark_failed(message.message_id, reason)
-
-    for batch, sink, label in ((kept, files, "keeping suppressed"), (to_send, transport,
-                                                                      "sending")):
-        if not batch:
-            continue
+    def send(batch: list[QueuedMessage], sink: Transport, label: str,
+             pace: Pace | None) -> DeliveryReport:
         with ui.progress(len(batch), f"{tenant}: {label}") as step, sink:
             try:
-                report: DeliveryReport = deliver(
-                    batch, sink, on_delivered=delivered, on_failed=failed, progress=step,
-                    backoff=retry_backoff, precondition=lambda: store.check_lock(tenant),
-                    pace=pace if sink is transport else None)
+                report = deliver(
+                    batch, sink, on_delivered=lambda m: store.mark_delivered(m.message_id),
+                    on_failed=lambda m, why: store.mark_failed(m.message_id, why),
+                    progress=step, backoff=retry_backoff,
+                    precondition=lambda: store.check_lock(tenant), pace=pace)
             except LockLost as exc:
                 raise UserError(f"lock lost: {exc}; stopped at once: what was not sent stays "
                                 "queued for the next apply") from None
-        outcome.delivered += len(report.delivered) if sink is transport else 0
-        outcome.queued.extend(report.queued)
-        outcome.why_queued.update(report.queued_reasons)
-        if report.limited is not None:
-            held = (report.limited, f"not attempted: {report.limited}")
-            outcome.held_back.update({mid: report.limited for mid, why
-                                      in report.queued_reasons.items() if why in held})
-        outcome.failed.update(report.failed)
-        if sink is files:
-            outcome.suppressed.extend(files.path_for(m) for m in batch
-                                      if m.message_id in report.delivered)
+        outcome.record(report)
+        return report
+
+    if kept:
+        files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))
+        report = send(kept, files, "keeping suppressed", None)
+        outcome.suppressed.extend(files.path_for(m) for m in kept
+                                  if m.message_id in report.delivered)
+    if to_send:
+        outcome.delivered += len(send(to_send, transport, "sending", pace).delivered)
