@@ -154,6 +154,9 @@ def main() -> None:
                                                     "--format", "json")), base, 1.3, 1.5)
     compare("plan (no change)", measure(reconciler("plan", "--config", str(before), *common)),
             base, 1.3, 1.5)
+    # fmt lays out and re-reads every file (exit 1: the generated files are not canonical).
+    compare("fmt --check", measure(reconciler("fmt", "--check", "--config", str(before)),
+                                   ok=(0, 1)), base, 3.0, 2.0)
 
     n = args.apply_users
     small = work / "apply"
@@ -162,7 +165,8 @@ def main() -> None:
     state.unlink(missing_ok=True)
     shutil.rmtree(work / "mail", ignore_errors=True)
     compare(f"first apply, {n} users, Maildir",
-            measure(reconciler("apply", "--auto-approve", "--config", str(small), *common)),
+            measure(reconciler("apply", "--auto-approve", "--allow-new-state", "--config",
+                               str(small), *common)),
             base_mail, 3.0)
 
     port = free_port()
@@ -174,7 +178,7 @@ def main() -> None:
         # Queue everything against a dead port, then time the apply that only delivers.
         state.unlink(missing_ok=True)
         smtp_args = ["--config", str(small), "--state", str(state),
-                     "--default-from", "noreply@contoso.com"]
+                     "--default-from", "noreply@contoso.com", "--allow-new-state"]
         measure(reconciler("apply", "--auto-approve", "--retry-backoff", "0", *smtp_args,
                            "--mail", f"smtp://127.0.0.1:{free_port()}"), ok=(1,))
         smtp = measure(reconciler("apply", "--auto-approve", *smtp_args, "--mail",
