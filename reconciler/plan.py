@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.config import Finding
+from reconciler.errors import Finding
 from reconciler.model import TenantConfig, TenantRecord, UserRecord, is_enabled
 from reconciler.state import Applied
 from reconciler.state.base import StoredUsers
