@@ -6,13 +6,19 @@ Records are compared with ``==`` first; DeepDiff describes only the records that
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import Finding
-from reconciler.model import TenantConfig, TenantRecord, UserRecord, is_enabled
-from reconciler.state import Applied
-from reconciler.state.base import StoredUsers
+from reconciler.model import (
+    Applied,
+    AppliedUsers,
+    TenantConfig,
+    TenantRecord,
+    UserRecord,
+    is_enabled,
+)
 from reconciler.transitions import emails_for, refused_requests
 
 MASS_DISABLE_FRACTION = 0.10
@@ -90,7 +96,8 @@ class Plan:
 
 def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPlan, list[Finding]]:
     """What applying ``config`` over ``applied`` changes and sends, and the requests it refuses."""
-    before_users = StoredUsers.of(applied.users if applied else {})
+    before_users: Mapping[str, UserRecord] = applied.users if applied else {}
+    unchanged = _unchanged(before_users)
     result = TenantPlan(config.name, applied.lineage if applied else None,
                         applied.serial if applied else 0, config=config, applied=applied)
     if applied is None or applied.tenant != config.tenant:
@@ -104,8 +111,8 @@ def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPl
         after = after_users.get(upn)
         if after is not None:
             enabled_now += is_enabled(after)
-            if before_users.same(upn, after):
-                continue  # the common case: compared by digest, nothing read or parsed
+            if unchanged(upn, after):
+                continue  # the common case: stored users compare digests, nothing is parsed
         before = before_users.get(upn)
         if before == after:
             continue
@@ -133,6 +140,13 @@ def plan_missing(name: str, applied: Applied) -> TenantPlan:
     return TenantPlan(name, applied.lineage, applied.serial, missing=True, warnings=[
         f"tenant {name} is in the state but its folder is missing from the configuration; "
         "nothing is planned or sent for it (restore the folder, or remove its state on purpose)"])
+
+
+def _unchanged(users: Mapping[str, UserRecord]) -> Callable[[str, UserRecord], bool]:
+    """The cheapest exact test that a configured record is the applied one."""
+    if isinstance(users, AppliedUsers):
+        return users.same
+    return lambda upn, record: users.get(upn) == record
 
 
 def _warnings(plan: TenantPlan, suppressed: bool) -> list[str]:

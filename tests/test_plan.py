@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from reconciler.config.semantic import effective_tenant, effective_user
-from reconciler.model import TenantConfig
+from reconciler.model import Applied, TenantConfig
 from reconciler.plan import Change, Plan, plan_missing, plan_tenant
-from reconciler.state import Applied
 from reconciler.state.base import StoredUsers, encode_record
 from tests.helpers import TOLL, TOLL_2, TOLL_FREE, tenant_doc
 

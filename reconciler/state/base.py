@@ -21,24 +21,11 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.errors import UserError
-from reconciler.model import TenantRecord, UserRecord, tenant_name_problem
+from reconciler.model import Applied, TenantRecord, UserRecord, tenant_name_problem
 from reconciler.redaction import mask_password, userinfo_password
 
 SCHEMA_VERSION = 2
 """The SQLite backend's schema version (each backend versions its own tables)."""
-
-
-@dataclass
-class Applied:
-    """A tenant's last applied state."""
-
-    lineage: str
-    serial: int
-    tenant: TenantRecord
-    users: Mapping[str, UserRecord]
-    """Usually :class:`StoredUsers`: records kept as their stored text until one is needed."""
-    files: dict[str, str] = field(default_factory=dict)
-    """Content hashes of the config files this state was applied from."""
 
 
 def encode_record(record: Mapping[str, Any]) -> str:
@@ -66,7 +53,8 @@ def decode_records(rows: list[tuple[str, str]]) -> dict[str, UserRecord]:
 class StoredUsers(Mapping[str, UserRecord]):
     """Applied users as a 16-byte digest of their stored text each; a record itself is fetched
     from the store only when read. A plan compares digests and reads the 1% that changed, so a
-    100k-user tenant's before-state costs a few MB instead of its full parsed size."""
+    100k-user tenant's before-state costs a few MB instead of its full parsed size (the
+    planner's :class:`~reconciler.model.AppliedUsers`)."""
 
     __slots__ = ("_digests", "_fetch")
 
@@ -79,13 +67,6 @@ class StoredUsers(Mapping[str, UserRecord]):
                   ) -> StoredUsers:
         """From (upn, stored text) rows, streamed: the texts are not kept."""
         return cls({upn: record_digest(text) for upn, text in rows}, fetch)
-
-    @classmethod
-    def of(cls, users: Mapping[str, UserRecord]) -> StoredUsers:
-        if isinstance(users, StoredUsers):
-            return users
-        texts = {upn: encode_record(record) for upn, record in users.items()}
-        return cls.from_rows(texts.items(), texts.__getitem__)
 
     def same(self, upn: str, record: UserRecord) -> bool:
         """Whether ``record`` is exactly the stored one (compared by digest, nothing parsed)."""

@@ -30,11 +30,10 @@ from psycopg import errors
 from psycopg.types.json import Json
 
 from reconciler.errors import UserError
-from reconciler.model import UserRecord
+from reconciler.model import Applied, UserRecord
 from reconciler.state.base import (
     OUTBOX_FULL,
     OUTBOX_SUMMARY,
-    Applied,
     Commit,
     Forgotten,
     LockLost,

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import UserError
-from reconciler.model import UserRecord
+from reconciler.model import Applied, UserRecord
 from reconciler.state.base import (
     OUTBOX_FULL,
     OUTBOX_SUMMARY,
     SCHEMA_VERSION,
-    Applied,
     Commit,
     Forgotten,
     LockLost,
