@@ -178,12 +178,7 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
         if plan.has_changes:
             if saved is None and not auto_approve and not ui.confirm(plan):
                 raise UserError("apply cancelled; nothing was changed")
-            guarded = [t.name for t in plan.tenants if t.mass_disable]
-            if guarded and not allow_mass_disable:
-                raise UserError(
-                    "refusing to disable more than 10% of the enabled users of "
-                    f"{', '.join(guarded)}; check the configuration (a deleted users file?) or "
-                    "pass --allow-mass-disable")
+            plan.check_safe(allow_mass_disable=allow_mass_disable)
             if not allow_new_state:
                 _first_contact_guard(plan, options.state)
         # Every tenant's messages are composed before the first commit, so a failure there

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.errors import Finding
+from reconciler.errors import Finding, UserError
 from reconciler.model import (
     Applied,
     AppliedUsers,
@@ -23,6 +23,19 @@ from reconciler.transitions import emails_for, refused_requests
 
 MASS_DISABLE_FRACTION = 0.10
 MASS_DISABLE_MIN_ENABLED = 10
+"""SPEC §6: disabling more than this fraction of a tenant's enabled users, when it has at least
+this many, is refused unless the operator allows it (a deleted users file looks like this)."""
+
+
+class UnsafePlan(UserError):
+    """Applying the plan would break a safety rule (SPEC §6); nothing was changed or sent."""
+
+    def __init__(self, tenants: list[str]):
+        self.tenants = tenants
+        super().__init__(
+            f"refusing to disable more than {MASS_DISABLE_FRACTION:.0%} of the enabled users of "
+            f"{', '.join(tenants)}; check the configuration (a deleted users file?) or pass "
+            "--allow-mass-disable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +84,16 @@ class TenantPlan:
 
     @property
     def mass_disable(self) -> bool:
-        """SPEC §6: more than 10% of at least 10 enabled users would be disabled."""
+        """SPEC §6: more than :data:`MASS_DISABLE_FRACTION` of at least
+        :data:`MASS_DISABLE_MIN_ENABLED` enabled users would be disabled."""
         return (self.enabled_before >= MASS_DISABLE_MIN_ENABLED
                 and self.disabling > MASS_DISABLE_FRACTION * self.enabled_before)
+
+    def check_safe(self, *, allow_mass_disable: bool = False) -> None:
+        """Raise :class:`UnsafePlan` when applying this tenant's plan needs the operator's
+        explicit override (like octodns's ``Plan.raise_if_unsafe``)."""
+        if self.mass_disable and not allow_mass_disable:
+            raise UnsafePlan([self.name])
 
 
 @dataclass
@@ -83,6 +103,18 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return any(t.has_changes for t in self.tenants)
+
+    def check_safe(self, *, allow_mass_disable: bool = False) -> None:
+        """Raise one :class:`UnsafePlan` naming every tenant whose plan is unsafe, so the
+        operator sees them all at once."""
+        refused = []
+        for tenant in self.tenants:
+            try:
+                tenant.check_safe(allow_mass_disable=allow_mass_disable)
+            except UnsafePlan as exc:
+                refused += exc.tenants
+        if refused:
+            raise UnsafePlan(refused)
 
     def summary(self) -> dict[str, int]:
         emails = [e for t in self.tenants for e in t.emails]
