@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from reconciler.errors import Finding, UserError
 from reconciler.model import (
     Applied,
     AppliedUsers,
+    EmailType,
     TenantConfig,
     TenantRecord,
     UserRecord,
@@ -45,10 +46,13 @@ class Change:
     after: Any
 
 
+UserAction = Literal["create", "update", "delete"]
+
+
 @dataclass(frozen=True, slots=True)
 class UserChange:
     user: str
-    action: str  # create | update | delete
+    action: UserAction
     changes: tuple[Change, ...]
 
 
@@ -56,7 +60,7 @@ class UserChange:
 class PlannedEmail:
     user: str
     to: str
-    type: str
+    type: EmailType
     reasons: tuple[str, ...]
     suppressed: bool
 

@@ -36,7 +36,7 @@ from reconciler.apply import MAILDIR_DEFAULT_FROM, compose_messages
 from reconciler.emails import parse_default_sender
 from reconciler.errors import UserError
 from reconciler.manager import Manager
-from reconciler.model import EMAIL_TYPES
+from reconciler.model import EMAIL_TYPES, EmailType
 from reconciler.plan import Plan
 
 MARKER_FILE = ".reconciler-preview"
@@ -52,7 +52,7 @@ class PreviewEmail:
     tenant: str
     user: str
     to: str
-    type: str
+    type: EmailType
     reasons: tuple[str, ...]
     suppressed: bool
     subject: str

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.errors import UserError
-from reconciler.model import Applied, TenantRecord, UserRecord, tenant_name_problem
+from reconciler.model import Applied, EmailType, TenantRecord, UserRecord, tenant_name_problem
 from reconciler.redaction import mask_password, userinfo_password
 
 SCHEMA_VERSION = 2
@@ -93,7 +93,7 @@ class NewMessage:
     """A composed message to put in the outbox, in the same transaction as the state."""
 
     user: str
-    type: str
+    type: EmailType
     message_id: str
     sender: str
     recipients: list[str]
