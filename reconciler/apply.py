@@ -19,15 +19,8 @@ from email import policy
 from pathlib import Path
 from typing import Protocol
 
-from reconciler.delivery import (
-    DeliveryReport,
-    Pace,
-    SuppressedFiles,
-    Transport,
-    deliver,
-    graph_sender,
-    open_transport,
-)
+from reconciler.delivery import DeliveryReport, Pace, SuppressedFiles, Transport, deliver
+from reconciler.delivery.options import default_sender, mail_transport, suppressed_dir
 from reconciler.emails import (
     PIN_TYPES,
     Sender,
@@ -35,7 +28,6 @@ from reconciler.emails import (
     compose,
     generate_pin,
     message_id,
-    parse_default_sender,
     sender_for,
 )
 from reconciler.errors import ConfigError, UserError
@@ -50,14 +42,11 @@ from reconciler.state import (
     QueuedMessage,
     StaleState,
     StateLocked,
-    local_dir,
     printable,
-    tenant_key,
 )
 
-MAILDIR_DEFAULT_FROM = "noreply@localhost"
-SMTP_SCHEMES = ("smtp:", "smtp+starttls:", "smtps:")
 DEFAULT_RETRY_BACKOFF = 1.0
+"""Seconds before the first retry of a temporary delivery failure (then 2x, 4x...)."""
 DEFAULT_DELIVERY_TIMEOUT = 900.0
 """Seconds an apply may spend delivering; what is left stays queued for the next run."""
 NEW_STATE_LIMIT = 10
@@ -79,7 +68,6 @@ class DeliveryLimits:
         return Pace(deadline=time.monotonic() + self.timeout,
                     interval=60.0 / self.max_rate if self.max_rate else 0.0,
                     remaining=self.max_messages)
-"""Seconds before the first retry of a temporary delivery failure (then 2x, 4x...)."""
 
 
 class UI(Protocol):
@@ -113,37 +101,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return not self.queued and not self.failed
-
-
-def default_sender(mail_url: str, value: str | None) -> Sender:
-    """``--default-from``, required for SMTP; a Maildir gets ``noreply@localhost``."""
-    if value is None:
-        if mail_url.lower().startswith(SMTP_SCHEMES):
-            raise UserError("--default-from (or RECONCILER_DEFAULT_FROM) is required for SMTP "
-                            "delivery")
-        value = MAILDIR_DEFAULT_FROM
-        if mail_url.lower().startswith("graph:"):  # Graph sends as that mailbox
-            try:
-                value = graph_sender(mail_url)
-            except ValueError as exc:
-                raise UserError(f"--mail: {exc}") from None
-    try:
-        return parse_default_sender(value)
-    except ValueError as exc:
-        raise UserError(f"--default-from {value!r}: {exc}") from None
-
-
-def mail_transport(mail_url: str, default_from: str) -> Transport:
-    """The ``--mail`` transport; a bad URL is a one-line refusal (never showing a password)."""
-    try:
-        return open_transport(mail_url, default_from=default_from)
-    except ValueError as exc:
-        raise UserError(f"--mail: {exc}") from None
-
-
-def suppressed_dir(state: str, tenant: str) -> Path:
-    """Where suppressed messages are kept for the operator (see ``state.local_dir``)."""
-    return local_dir(state) / "suppressed" / tenant_key(tenant)
 
 
 def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,

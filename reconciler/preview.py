@@ -28,12 +28,11 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
 
 from jinja2 import DictLoader, Environment
 
-from reconciler.apply import MAILDIR_DEFAULT_FROM, compose_messages
-from reconciler.emails import parse_default_sender
+from reconciler.apply import compose_messages
+from reconciler.delivery.options import default_sender
 from reconciler.errors import UserError
 from reconciler.manager import Manager
 from reconciler.model import EMAIL_TYPES, EmailType
@@ -83,7 +82,8 @@ def write_previews(manager: Manager, out: Path) -> PreviewResult:
 
 def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResult:
     """Write the previews of ``plan`` to ``out`` (emptied first when it holds an older preview)."""
-    default = _default_sender(manager.options.default_from)
+    # Nothing is sent, so SMTP's required --default-from is not demanded here.
+    default = default_sender(manager.options.mail, manager.options.default_from, sending=False)
     _prepare(out)
     emails: list[PreviewEmail] = []
     pages: list[tuple[PreviewEmail, EmailMessage]] = []
@@ -116,15 +116,6 @@ def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResu
         (out / entry.page).write_text(_email_page(entry, parsed), encoding="utf-8")
     (out / "index.html").write_text(_index_page(plan, emails), encoding="utf-8")
     return PreviewResult(out, emails)
-
-
-def _default_sender(value: str | None) -> Any:
-    """The deployment's default From; a preview needs none (nothing is sent), so it falls back
-    to the Maildir default instead of demanding ``--default-from`` like SMTP delivery does."""
-    try:
-        return parse_default_sender(value or MAILDIR_DEFAULT_FROM)
-    except ValueError as exc:
-        raise UserError(f"--default-from {value!r}: {exc}") from None
 
 
 def _prepare(out: Path) -> None:
