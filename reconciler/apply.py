@@ -14,22 +14,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email import policy
 from pathlib import Path
 from typing import Protocol
 
 from reconciler.delivery import DeliveryReport, Pace, SuppressedFiles, Transport, deliver
 from reconciler.delivery.options import default_sender, mail_transport, suppressed_dir
-from reconciler.emails import (
-    PIN_TYPES,
-    Sender,
-    check_templates,
-    compose,
-    generate_pin,
-    message_id,
-    sender_for,
-)
+from reconciler.emails import Sender, check_templates
+from reconciler.emails.outbox import compose_messages
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, read_saved_plan
 from reconciler.model import TenantConfig
@@ -38,7 +29,6 @@ from reconciler.plan import Plan, TenantPlan, plan_tenant
 from reconciler.state import (
     Commit,
     LockLost,
-    NewMessage,
     QueuedMessage,
     StaleState,
     StateLocked,
@@ -192,7 +182,8 @@ def _change(manager: Manager, plan: TenantPlan, default: Sender) -> Commit:
         upserts={u.user: config.users[u.user] for u in plan.user_changes if u.action != "delete"},
         deletes=[u.user for u in plan.user_changes if u.action == "delete"],
         files=config.files,
-        messages=compose_messages(manager, plan, lineage, plan.serial + 1, default),
+        messages=compose_messages(manager.templates, plan, lineage, plan.serial + 1,
+                                  default),
         lineage=lineage,
         sources=config.source_files(),
     )
@@ -207,33 +198,6 @@ def _commit(manager: Manager, plan: TenantPlan, change: Commit) -> tuple[str, in
         raise UserError(f"stale plan: {exc}") from None
     except LockLost as exc:
         raise UserError(f"lock lost: {exc}; nothing was written for {plan.name}") from None
-
-
-def compose_messages(manager: Manager, plan: TenantPlan, lineage: str, serial: int,
-                     default: Sender, *, preview: bool = False) -> list[NewMessage]:
-    """Every planned email of a tenant as RFC 5322 bytes; a fresh PIN where the type has one."""
-    config = plan.config
-    assert config is not None
-    settings = config.tenant["settings"]
-    sender = sender_for(settings, default)
-    date = datetime.now(UTC)
-    before = plan.applied.users if plan.applied else {}
-    messages = []
-    for email in plan.emails:
-        user = config.users.get(email.user) or before[email.user]
-        pin = None
-        if email.type in PIN_TYPES:
-            pin = "•" * settings["pin_length"] if preview else generate_pin(settings["pin_length"])
-        mid = message_id(plan.name, lineage, serial, email.user, email.type)
-        try:
-            message = compose(tenant_name=plan.name, tenant=config.tenant, user=user,
-                              email_type=email.type, pin=pin, sender=sender, message_id=mid,
-                              date=date, templates=manager.templates, preview=preview)
-        except ValueError as exc:  # the header checks, behind validation
-            raise UserError(f"{plan.name}: {email.user}: {exc}; nothing was sent") from None
-        messages.append(NewMessage(email.user, email.type, mid, sender.address, [user["email"]],
-                                   message.as_bytes(policy=policy.SMTP), email.suppressed))
-    return messages
 
 
 def _first_contact_guard(plan: Plan, state: str) -> None:

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from jinja2 import DictLoader, Environment
 
-from reconciler.apply import compose_messages
 from reconciler.delivery.options import default_sender
+from reconciler.emails.outbox import compose_messages
 from reconciler.errors import UserError
 from reconciler.manager import Manager
 from reconciler.model import EMAIL_TYPES, EmailType
@@ -95,7 +95,7 @@ def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResu
         # forwarded by hand must not make a downstream system drop the real email as a duplicate.
         lineage = f"{PREVIEW_LINEAGE}:{applied.lineage if applied else '-'}"
         serial = (applied.serial if applied else 0) + 1
-        messages = compose_messages(manager, tenant_plan, lineage, serial, default,
+        messages = compose_messages(manager.templates, tenant_plan, lineage, serial, default,
                                     preview=True)
         folder = out / tenant_plan.name
         folder.mkdir(exist_ok=True)

@@ -133,7 +133,7 @@ def test_no_pin_is_ever_generated(work: Path, monkeypatch: pytest.MonkeyPatch) -
     def no_pins(*_: object, **__: object) -> str:
         raise AssertionError("preview generated a PIN")
 
-    monkeypatch.setattr("reconciler.apply.generate_pin", no_pins)
+    monkeypatch.setattr("reconciler.emails.outbox.generate_pin", no_pins)
     monkeypatch.setattr("reconciler.emails.generate_pin", no_pins)
     run("preview", "--out", "previews")
     for path, message in messages(work / "previews"):
