@@ -14,30 +14,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email import policy
 from pathlib import Path
 from typing import Protocol
 
-from reconciler.delivery import (
-    DeliveryReport,
-    Pace,
-    SuppressedFiles,
-    Transport,
-    deliver,
-    graph_sender,
-    open_transport,
-)
-from reconciler.emails import (
-    PIN_TYPES,
-    Sender,
-    check_templates,
-    compose,
-    generate_pin,
-    message_id,
-    parse_default_sender,
-    sender_for,
-)
+from reconciler.delivery import DeliveryReport, Pace, SuppressedFiles, Transport, deliver
+from reconciler.delivery.options import default_sender, mail_transport, suppressed_dir
+from reconciler.emails import Sender, check_templates
+from reconciler.emails.outbox import compose_messages
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, read_saved_plan
 from reconciler.model import TenantConfig
@@ -46,17 +29,13 @@ from reconciler.plan import Plan, TenantPlan, plan_tenant
 from reconciler.state import (
     Commit,
     LockLost,
-    NewMessage,
     QueuedMessage,
     StaleState,
-    local_dir,
     printable,
-    tenant_key,
 )
 
-MAILDIR_DEFAULT_FROM = "noreply@localhost"
-SMTP_SCHEMES = ("smtp:", "smtp+starttls:", "smtps:")
 DEFAULT_RETRY_BACKOFF = 1.0
+"""Seconds before the first retry of a temporary delivery failure (then 2x, 4x...)."""
 DEFAULT_DELIVERY_TIMEOUT = 900.0
 """Seconds an apply may spend delivering; what is left stays queued for the next run."""
 NEW_STATE_LIMIT = 10
@@ -78,7 +57,6 @@ class DeliveryLimits:
         return Pace(deadline=time.monotonic() + self.timeout,
                     interval=60.0 / self.max_rate if self.max_rate else 0.0,
                     remaining=self.max_messages)
-"""Seconds before the first retry of a temporary delivery failure (then 2x, 4x...)."""
 
 
 class UI(Protocol):
@@ -124,37 +102,6 @@ class Outcome:
         return not self.queued and not self.failed
 
 
-def default_sender(mail_url: str, value: str | None) -> Sender:
-    """``--default-from``, required for SMTP; a Maildir gets ``noreply@localhost``."""
-    if value is None:
-        if mail_url.lower().startswith(SMTP_SCHEMES):
-            raise UserError("--default-from (or RECONCILER_DEFAULT_FROM) is required for SMTP "
-                            "delivery")
-        value = MAILDIR_DEFAULT_FROM
-        if mail_url.lower().startswith("graph:"):  # Graph sends as that mailbox
-            try:
-                value = graph_sender(mail_url)
-            except ValueError as exc:
-                raise UserError(f"--mail: {exc}") from None
-    try:
-        return parse_default_sender(value)
-    except ValueError as exc:
-        raise UserError(f"--default-from {value!r}: {exc}") from None
-
-
-def mail_transport(mail_url: str, default_from: str) -> Transport:
-    """The ``--mail`` transport; a bad URL is a one-line refusal (never showing a password)."""
-    try:
-        return open_transport(mail_url, default_from=default_from)
-    except ValueError as exc:
-        raise UserError(f"--mail: {exc}") from None
-
-
-def suppressed_dir(state: str, tenant: str) -> Path:
-    """Where suppressed messages are kept for the operator (see ``state.local_dir``)."""
-    return local_dir(state) / "suppressed" / tenant_key(tenant)
-
-
 def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
               auto_approve: bool = False, allow_mass_disable: bool = False,
               allow_new_state: bool = False, limits: DeliveryLimits = DeliveryLimits()
@@ -174,12 +121,7 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
         if plan.has_changes:
             if source.reviewed_here and not auto_approve and not ui.confirm(plan):
                 raise UserError("apply cancelled; nothing was changed")
-            guarded = [t.name for t in plan.tenants if t.mass_disable]
-            if guarded and not allow_mass_disable:
-                raise UserError(
-                    "refusing to disable more than 10% of the enabled users of "
-                    f"{', '.join(guarded)}; check the configuration (a deleted users file?) or "
-                    "pass --allow-mass-disable")
+            plan.check_safe(allow_mass_disable=allow_mass_disable)
             if not allow_new_state:
                 _first_contact_guard(plan, options.state)
         return _commit_and_deliver(manager, plan, sender, transport, ui, limits)
@@ -258,7 +200,8 @@ def _change(manager: Manager, plan: TenantPlan, default: Sender) -> Commit:
         upserts={u.user: config.users[u.user] for u in plan.user_changes if u.action != "delete"},
         deletes=[u.user for u in plan.user_changes if u.action == "delete"],
         files=config.files,
-        messages=compose_messages(manager, plan, lineage, plan.serial + 1, default),
+        messages=compose_messages(manager.templates, plan, lineage, plan.serial + 1,
+                                  default),
         lineage=lineage,
         sources=config.source_files(),
     )
@@ -273,33 +216,6 @@ def _commit(manager: Manager, plan: TenantPlan, change: Commit) -> tuple[str, in
         raise UserError(f"stale plan: {exc}") from None
     except LockLost as exc:
         raise UserError(f"lock lost: {exc}; nothing was written for {plan.name}") from None
-
-
-def compose_messages(manager: Manager, plan: TenantPlan, lineage: str, serial: int,
-                     default: Sender, *, preview: bool = False) -> list[NewMessage]:
-    """Every planned email of a tenant as RFC 5322 bytes; a fresh PIN where the type has one."""
-    config = plan.config
-    assert config is not None
-    settings = config.tenant["settings"]
-    sender = sender_for(settings, default)
-    date = datetime.now(UTC)
-    before = plan.applied.users if plan.applied else {}
-    messages = []
-    for email in plan.emails:
-        user = config.users.get(email.user) or before[email.user]
-        pin = None
-        if email.type in PIN_TYPES:
-            pin = "•" * settings["pin_length"] if preview else generate_pin(settings["pin_length"])
-        mid = message_id(plan.name, lineage, serial, email.user, email.type)
-        try:
-            message = compose(tenant_name=plan.name, tenant=config.tenant, user=user,
-                              email_type=email.type, pin=pin, sender=sender, message_id=mid,
-                              date=date, templates=manager.templates, preview=preview)
-        except ValueError as exc:  # the header checks, behind validation
-            raise UserError(f"{plan.name}: {email.user}: {exc}; nothing was sent") from None
-        messages.append(NewMessage(email.user, email.type, mid, sender.address, [user["email"]],
-                                   message.as_bytes(policy=policy.SMTP), email.suppressed))
-    return messages
 
 
 def _first_contact_guard(plan: Plan, state: str) -> None:

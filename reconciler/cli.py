@@ -23,12 +23,11 @@ from reconciler.apply import (
     DEFAULT_DELIVERY_TIMEOUT,
     DEFAULT_RETRY_BACKOFF,
     DeliveryLimits,
-    default_sender,
-    mail_transport,
     run_apply,
 )
 from reconciler.config import load_config
 from reconciler.delivery import deliver
+from reconciler.delivery.options import default_sender, mail_transport
 from reconciler.emails import check_templates, compose, message_id, sender_for
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, Options, save_plan

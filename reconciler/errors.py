@@ -1,9 +1,28 @@
-"""User-facing problems: one line each, ``file:line:column: message``, reported all at once."""
+"""User-facing problems: one line each, ``file:line:column: message``, reported all at once.
+
+Part of the core (standard library only): the planner reports refused requests as findings.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+DataPath = tuple[str | int, ...]
+"""Keys and list indexes from a file's top down to one value: ``("users", "a@b.co", "license")``."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem known by its place in the data (file + key path), not yet by line and column:
+    the checks and the planner work on data, and only the config loader re-reads a file to
+    locate its findings (``reconciler.config.locate_findings``)."""
+
+    file: str
+    path: DataPath
+    message: str
+    at_key: bool = False
+    """Point at the key of the last path element (e.g. the entry that lacks a key)."""
 
 
 @dataclass(frozen=True, order=True)

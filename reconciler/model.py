@@ -2,14 +2,18 @@
 
 Records are plain JSON-able dicts so the same value is planned, saved in a plan file, stored in
 the state and compared with ``==`` without conversion layers (a 100k-user tenant is held once).
+
+Part of the core with ``transitions``, ``plan`` and ``errors``: standard library only, so the
+rules can be read, tested and reused without YAML, JSON Schema, templates or a database.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 EmailType = Literal["enabled", "details-changed", "pin-reset", "conference-info", "disabled"]
 EMAIL_TYPES: tuple[EmailType, ...] = (
@@ -131,3 +135,29 @@ class TenantConfig:
         """User → the file that defines it, for the users read from their file this time (the
         state already records it for the others)."""
         return {upn: file for upn, (file, _) in self.sources.items() if file not in self.cached}
+
+
+@runtime_checkable
+class AppliedUsers(Protocol):
+    """Applied users that can tell an unchanged record without reading it: the state's
+    ``StoredUsers`` compares a digest of the stored text, so a plan of a 100k-user tenant where
+    1% changed parses only that 1%. Any other mapping of applied users is compared record by
+    record."""
+
+    def same(self, upn: str, record: UserRecord) -> bool:
+        """Whether ``record`` is exactly the applied record of ``upn``."""
+        ...
+
+
+@dataclass
+class Applied:
+    """A tenant's last applied state, as the state backends load it and the planner reads it."""
+
+    lineage: str
+    serial: int
+    tenant: TenantRecord
+    users: Mapping[str, UserRecord]
+    """Usually also :class:`AppliedUsers`: records kept as their stored text until one is
+    needed."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Content hashes of the config files this state was applied from."""

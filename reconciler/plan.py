@@ -6,17 +6,37 @@ Records are compared with ``==`` first; DeepDiff describes only the records that
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from reconciler.config import Finding
-from reconciler.model import TenantConfig, TenantRecord, UserRecord, is_enabled
-from reconciler.state import Applied
-from reconciler.state.base import StoredUsers
+from reconciler.errors import Finding, UserError
+from reconciler.model import (
+    Applied,
+    AppliedUsers,
+    EmailType,
+    TenantConfig,
+    TenantRecord,
+    UserRecord,
+    is_enabled,
+)
 from reconciler.transitions import emails_for, refused_requests
 
 MASS_DISABLE_FRACTION = 0.10
 MASS_DISABLE_MIN_ENABLED = 10
+"""SPEC §6: disabling more than this fraction of a tenant's enabled users, when it has at least
+this many, is refused unless the operator allows it (a deleted users file looks like this)."""
+
+
+class UnsafePlan(UserError):
+    """Applying the plan would break a safety rule (SPEC §6); nothing was changed or sent."""
+
+    def __init__(self, tenants: list[str]):
+        self.tenants = tenants
+        super().__init__(
+            f"refusing to disable more than {MASS_DISABLE_FRACTION:.0%} of the enabled users of "
+            f"{', '.join(tenants)}; check the configuration (a deleted users file?) or pass "
+            "--allow-mass-disable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +46,13 @@ class Change:
     after: Any
 
 
+UserAction = Literal["create", "update", "delete"]
+
+
 @dataclass(frozen=True, slots=True)
 class UserChange:
     user: str
-    action: str  # create | update | delete
+    action: UserAction
     changes: tuple[Change, ...]
 
 
@@ -37,7 +60,7 @@ class UserChange:
 class PlannedEmail:
     user: str
     to: str
-    type: str
+    type: EmailType
     reasons: tuple[str, ...]
     suppressed: bool
 
@@ -65,9 +88,16 @@ class TenantPlan:
 
     @property
     def mass_disable(self) -> bool:
-        """SPEC §6: more than 10% of at least 10 enabled users would be disabled."""
+        """SPEC §6: more than :data:`MASS_DISABLE_FRACTION` of at least
+        :data:`MASS_DISABLE_MIN_ENABLED` enabled users would be disabled."""
         return (self.enabled_before >= MASS_DISABLE_MIN_ENABLED
                 and self.disabling > MASS_DISABLE_FRACTION * self.enabled_before)
+
+    def check_safe(self, *, allow_mass_disable: bool = False) -> None:
+        """Raise :class:`UnsafePlan` when applying this tenant's plan needs the operator's
+        explicit override (like octodns's ``Plan.raise_if_unsafe``)."""
+        if self.mass_disable and not allow_mass_disable:
+            raise UnsafePlan([self.name])
 
 
 @dataclass
@@ -77,6 +107,18 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return any(t.has_changes for t in self.tenants)
+
+    def check_safe(self, *, allow_mass_disable: bool = False) -> None:
+        """Raise one :class:`UnsafePlan` naming every tenant whose plan is unsafe, so the
+        operator sees them all at once."""
+        refused = []
+        for tenant in self.tenants:
+            try:
+                tenant.check_safe(allow_mass_disable=allow_mass_disable)
+            except UnsafePlan as exc:
+                refused += exc.tenants
+        if refused:
+            raise UnsafePlan(refused)
 
     def summary(self) -> dict[str, int]:
         emails = [e for t in self.tenants for e in t.emails]
@@ -90,7 +132,8 @@ class Plan:
 
 def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPlan, list[Finding]]:
     """What applying ``config`` over ``applied`` changes and sends, and the requests it refuses."""
-    before_users = StoredUsers.of(applied.users if applied else {})
+    before_users: Mapping[str, UserRecord] = applied.users if applied else {}
+    unchanged = _unchanged(before_users)
     result = TenantPlan(config.name, applied.lineage if applied else None,
                         applied.serial if applied else 0, config=config, applied=applied)
     if applied is None or applied.tenant != config.tenant:
@@ -104,8 +147,8 @@ def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPl
         after = after_users.get(upn)
         if after is not None:
             enabled_now += is_enabled(after)
-            if before_users.same(upn, after):
-                continue  # the common case: compared by digest, nothing read or parsed
+            if unchanged(upn, after):
+                continue  # the common case: stored users compare digests, nothing is parsed
         before = before_users.get(upn)
         if before == after:
             continue
@@ -133,6 +176,13 @@ def plan_missing(name: str, applied: Applied) -> TenantPlan:
     return TenantPlan(name, applied.lineage, applied.serial, missing=True, warnings=[
         f"tenant {name} is in the state but its folder is missing from the configuration; "
         "nothing is planned or sent for it (restore the folder, or remove its state on purpose)"])
+
+
+def _unchanged(users: Mapping[str, UserRecord]) -> Callable[[str, UserRecord], bool]:
+    """The cheapest exact test that a configured record is the applied one."""
+    if isinstance(users, AppliedUsers):
+        return users.same
+    return lambda upn, record: users.get(upn) == record
 
 
 def _warnings(plan: TenantPlan, suppressed: bool) -> list[str]:

@@ -28,15 +28,14 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
 
 from jinja2 import DictLoader, Environment
 
-from reconciler.apply import MAILDIR_DEFAULT_FROM, compose_messages
-from reconciler.emails import parse_default_sender
+from reconciler.delivery.options import default_sender
+from reconciler.emails.outbox import compose_messages
 from reconciler.errors import UserError
 from reconciler.manager import Manager
-from reconciler.model import EMAIL_TYPES
+from reconciler.model import EMAIL_TYPES, EmailType
 from reconciler.plan import Plan
 
 MARKER_FILE = ".reconciler-preview"
@@ -52,7 +51,7 @@ class PreviewEmail:
     tenant: str
     user: str
     to: str
-    type: str
+    type: EmailType
     reasons: tuple[str, ...]
     suppressed: bool
     subject: str
@@ -83,7 +82,8 @@ def write_previews(manager: Manager, out: Path) -> PreviewResult:
 
 def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResult:
     """Write the previews of ``plan`` to ``out`` (emptied first when it holds an older preview)."""
-    default = _default_sender(manager.options.default_from)
+    # Nothing is sent, so SMTP's required --default-from is not demanded here.
+    default = default_sender(manager.options.mail, manager.options.default_from, sending=False)
     _prepare(out)
     emails: list[PreviewEmail] = []
     pages: list[tuple[PreviewEmail, EmailMessage]] = []
@@ -95,7 +95,7 @@ def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResu
         # forwarded by hand must not make a downstream system drop the real email as a duplicate.
         lineage = f"{PREVIEW_LINEAGE}:{applied.lineage if applied else '-'}"
         serial = (applied.serial if applied else 0) + 1
-        messages = compose_messages(manager, tenant_plan, lineage, serial, default,
+        messages = compose_messages(manager.templates, tenant_plan, lineage, serial, default,
                                     preview=True)
         folder = out / tenant_plan.name
         folder.mkdir(exist_ok=True)
@@ -116,15 +116,6 @@ def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResu
         (out / entry.page).write_text(_email_page(entry, parsed), encoding="utf-8")
     (out / "index.html").write_text(_index_page(plan, emails), encoding="utf-8")
     return PreviewResult(out, emails)
-
-
-def _default_sender(value: str | None) -> Any:
-    """The deployment's default From; a preview needs none (nothing is sent), so it falls back
-    to the Maildir default instead of demanding ``--default-from`` like SMTP delivery does."""
-    try:
-        return parse_default_sender(value or MAILDIR_DEFAULT_FROM)
-    except ValueError as exc:
-        raise UserError(f"--default-from {value!r}: {exc}") from None
 
 
 def _prepare(out: Path) -> None:

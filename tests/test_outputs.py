@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.config.semantic import effective_tenant, effective_user
-from reconciler.model import EMAIL_TYPES, TenantConfig
+from reconciler.model import EMAIL_TYPES, Applied, TenantConfig
 from reconciler.outputs import RENDERERS, markdown, render, text
 from reconciler.outputs import json as json_output
 from reconciler.plan import (
@@ -27,7 +27,6 @@ from reconciler.plan import (
     plan_missing,
     plan_tenant,
 )
-from reconciler.state import Applied
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_SCHEMA = json.loads((ROOT / "schemas" / "plan.schema.json").read_text(encoding="utf-8"))

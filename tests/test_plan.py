@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from reconciler.config.semantic import effective_tenant, effective_user
-from reconciler.model import TenantConfig
-from reconciler.plan import Change, Plan, plan_missing, plan_tenant
-from reconciler.state import Applied
+from reconciler.model import Applied, TenantConfig
+from reconciler.plan import Change, Plan, UnsafePlan, plan_missing, plan_tenant
 from reconciler.state.base import StoredUsers, encode_record
 from tests.helpers import TOLL, TOLL_2, TOLL_FREE, tenant_doc
 
@@ -262,6 +261,21 @@ def test_mass_disable_counts_removed_users() -> None:
     after = {k: v for k, v in users.items() if k not in ("u000@contoso.com", "u001@contoso.com")}
     result, _ = plan_between(config(users), config(after))
     assert result.disabling == 2 and result.mass_disable
+
+
+def test_check_safe_names_every_unsafe_tenant() -> None:
+    unsafe = [_many(10, 2), _many(20, 3), _many(10, 1)]
+    for tenant_plan, name in zip(unsafe, ("alpha", "beta", "gamma"), strict=True):
+        tenant_plan.name = name
+    with pytest.raises(UnsafePlan) as refused:
+        Plan(unsafe).check_safe()
+    assert refused.value.tenants == ["alpha", "beta"]
+    assert str(refused.value).startswith("refusing to disable more than 10% of the enabled users "
+                                         "of alpha, beta;")
+    with pytest.raises(UnsafePlan):
+        unsafe[0].check_safe()
+    Plan(unsafe).check_safe(allow_mass_disable=True)
+    unsafe[2].check_safe()
 
 
 def test_plan_missing() -> None:

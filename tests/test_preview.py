@@ -133,7 +133,7 @@ def test_no_pin_is_ever_generated(work: Path, monkeypatch: pytest.MonkeyPatch) -
     def no_pins(*_: object, **__: object) -> str:
         raise AssertionError("preview generated a PIN")
 
-    monkeypatch.setattr("reconciler.apply.generate_pin", no_pins)
+    monkeypatch.setattr("reconciler.emails.outbox.generate_pin", no_pins)
     monkeypatch.setattr("reconciler.emails.generate_pin", no_pins)
     run("preview", "--out", "previews")
     for path, message in messages(work / "previews"):
@@ -214,6 +214,23 @@ def test_suppressed_tenant_is_previewed_and_flagged(work: Path) -> None:
     index = (work / "previews" / "index.html").read_text(encoding="utf-8")
     assert "4 suppressed" in index and "automatically_send_emails_to_users is false" in index
     assert len(messages(work / "previews")) == 4
+
+
+@pytest.mark.parametrize(("mail", "sender"), [
+    # nothing is sent, so SMTP's required --default-from is not demanded
+    ("smtp://relay.contoso.com", "Office 365 <noreply@localhost>"),
+    # the mailbox Graph sends as, the From apply will use
+    ("graph://conferencing@contoso.com", "Office 365 <conferencing@contoso.com>"),
+])
+def test_preview_shows_the_default_sender(work: Path, mail: str, sender: str) -> None:
+    """The same default From as apply (one implementation), without demanding what only
+    sending needs."""
+    tenant = work / "tenants" / "contoso" / "tenant.yaml"
+    text = tenant.read_text(encoding="utf-8")
+    tenant.write_text(text.replace("send_email_from_override: true",
+                                   "send_email_from_override: false"), encoding="utf-8")
+    run("preview", "--out", "previews", "--mail", mail)
+    assert {str(m["From"]) for _, m in messages(work / "previews")} == {sender}
 
 
 def test_nothing_to_send(work: Path) -> None:

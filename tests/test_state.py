@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply import suppressed_dir
+from reconciler.delivery.options import suppressed_dir
 from reconciler.errors import UserError
 from reconciler.state import (
     Commit,

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from reconciler.config import yamlload
-from reconciler.config.yamlload import Finding, YAMLProblem, load, locate
-from reconciler.errors import Problem
+from reconciler.config.yamlload import YAMLProblem, load, locate
+from reconciler.errors import Finding, Problem
 
 LOADERS = ["libyaml", "python"] if hasattr(yaml, "CSafeLoader") else ["python"]
 

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 from reconciler import __version__
 from reconciler.config import schema, semantic
-from reconciler.config.yamlload import Finding, YAMLProblem, load, locate
-from reconciler.errors import ConfigError, Problem
+from reconciler.config.yamlload import YAMLProblem, load, locate
+from reconciler.errors import ConfigError, Finding, Problem
 from reconciler.model import (
     LOCALES,
     TenantConfig,
@@ -30,7 +30,7 @@ from reconciler.model import (
     text_problem,
 )
 
-__all__ = ["Finding", "LoadedConfig", "UsersCache", "load_config", "locate_findings",
+__all__ = ["LoadedConfig", "UsersCache", "load_config", "locate_findings",
            "saved_config_problems", "tenant_files", "tenant_names"]
 
 MAX_FILE_BYTES = 64 * 1024 * 1024

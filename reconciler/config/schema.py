@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
-from reconciler.config.yamlload import Finding
+from reconciler.errors import Finding
 from reconciler.resources import schema_path
 
 _TYPE_CHECKER = Draft202012Validator.TYPE_CHECKER.redefine(

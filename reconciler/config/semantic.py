@@ -12,7 +12,7 @@ from typing import Any
 
 import phonenumbers
 
-from reconciler.config.yamlload import Finding
+from reconciler.errors import Finding
 from reconciler.model import (
     DEFAULT_MEETING_UPDATE_TOOL_URL,
     SETTINGS_DEFAULTS,

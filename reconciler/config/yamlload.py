@@ -17,12 +17,11 @@ from __future__ import annotations
 import codecs
 import contextlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from reconciler.errors import Problem
+from reconciler.errors import Finding, Problem
 
 try:
     _Loader: type = yaml.CSafeLoader
@@ -34,23 +33,10 @@ _PLAIN_CONSTANTS: dict[str, Any] = {"true": True, "false": False, "null": None, 
 _STR_TAG = "tag:yaml.org,2002:str"
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # libyaml reads these itself
 
-Path_ = tuple[str | int, ...]
-
 MAX_DEPTH = 64
 """Mappings and lists nested deeper than this are refused; real files need four levels."""
 MAX_ALIASED_VALUES = 10_000
 """The most values ``*alias`` references may repeat in one file, counted as if written out."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A problem known by its place in the data (file + key path), not yet by line and column."""
-
-    file: str
-    path: Path_
-    message: str
-    at_key: bool = False
-    """Point at the key of the last path element (e.g. the entry that lacks a key)."""
 
 
 class YAMLProblem(Exception):

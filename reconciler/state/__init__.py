@@ -11,7 +11,6 @@ from pathlib import Path
 
 from reconciler.errors import UserError
 from reconciler.state.base import (
-    Applied,
     Commit,
     EmptyState,
     Forgotten,
@@ -27,7 +26,7 @@ from reconciler.state.base import (
     tenant_key,
 )
 
-__all__ = ["Applied", "Commit", "Forgotten", "LockLost", "MailQueued", "NewMessage",
+__all__ = ["Commit", "Forgotten", "LockLost", "MailQueued", "NewMessage",
            "QueuedMessage", "StaleState",
            "StateLocked", "StateStore", "TenantDump", "is_database_url", "local_dir", "open_store",
            "printable", "redact", "tenant_key"]

@@ -21,21 +21,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.errors import UserError
-from reconciler.model import TenantRecord, UserRecord, tenant_name_problem
+from reconciler.model import Applied, EmailType, TenantRecord, UserRecord, tenant_name_problem
 from reconciler.redaction import mask_password, userinfo_password
-
-
-@dataclass
-class Applied:
-    """A tenant's last applied state."""
-
-    lineage: str
-    serial: int
-    tenant: TenantRecord
-    users: Mapping[str, UserRecord]
-    """Usually :class:`StoredUsers`: records kept as their stored text until one is needed."""
-    files: dict[str, str] = field(default_factory=dict)
-    """Content hashes of the config files this state was applied from."""
 
 
 def encode_record(record: Mapping[str, Any]) -> str:
@@ -63,7 +50,8 @@ def decode_records(rows: list[tuple[str, str]]) -> dict[str, UserRecord]:
 class StoredUsers(Mapping[str, UserRecord]):
     """Applied users as a 16-byte digest of their stored text each; a record itself is fetched
     from the store only when read. A plan compares digests and reads the 1% that changed, so a
-    100k-user tenant's before-state costs a few MB instead of its full parsed size."""
+    100k-user tenant's before-state costs a few MB instead of its full parsed size (the
+    planner's :class:`~reconciler.model.AppliedUsers`)."""
 
     __slots__ = ("_digests", "_fetch")
 
@@ -76,13 +64,6 @@ class StoredUsers(Mapping[str, UserRecord]):
                   ) -> StoredUsers:
         """From (upn, stored text) rows, streamed: the texts are not kept."""
         return cls({upn: record_digest(text) for upn, text in rows}, fetch)
-
-    @classmethod
-    def of(cls, users: Mapping[str, UserRecord]) -> StoredUsers:
-        if isinstance(users, StoredUsers):
-            return users
-        texts = {upn: encode_record(record) for upn, record in users.items()}
-        return cls.from_rows(texts.items(), texts.__getitem__)
 
     def same(self, upn: str, record: UserRecord) -> bool:
         """Whether ``record`` is exactly the stored one (compared by digest, nothing parsed)."""
@@ -109,7 +90,7 @@ class NewMessage:
     """A composed message to put in the outbox, in the same transaction as the state."""
 
     user: str
-    type: str
+    type: EmailType
     message_id: str
     sender: str
     recipients: list[str]

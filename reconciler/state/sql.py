@@ -21,11 +21,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from reconciler.model import UserRecord
+from reconciler.model import Applied, UserRecord
 from reconciler.state.base import (
     OUTBOX_FULL,
     OUTBOX_SUMMARY,
-    Applied,
     Commit,
     Forgotten,
     MailQueued,

@@ -1,0 +1,44 @@
+"""A tenant plan's emails as outbox messages: what apply commits and what preview renders.
+
+One composition for both, so a preview shows exactly the message apply would send, except for
+the PIN: a preview never generates one (the mask ``••••••`` stands in its place).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import policy
+
+from reconciler.emails.compose import Sender, compose, message_id, sender_for
+from reconciler.emails.pins import generate_pin
+from reconciler.emails.templates import PIN_TYPES, TemplateSet
+from reconciler.errors import UserError
+from reconciler.plan import TenantPlan
+from reconciler.state import NewMessage
+
+
+def compose_messages(templates: TemplateSet, plan: TenantPlan, lineage: str, serial: int,
+                     default: Sender, *, preview: bool = False) -> list[NewMessage]:
+    """Every planned email of a tenant as RFC 5322 bytes; a fresh PIN where the type has one."""
+    config = plan.config
+    assert config is not None
+    settings = config.tenant["settings"]
+    sender = sender_for(settings, default)
+    date = datetime.now(UTC)
+    before = plan.applied.users if plan.applied else {}
+    messages = []
+    for email in plan.emails:
+        user = config.users.get(email.user) or before[email.user]
+        pin = None
+        if email.type in PIN_TYPES:
+            pin = "•" * settings["pin_length"] if preview else generate_pin(settings["pin_length"])
+        mid = message_id(plan.name, lineage, serial, email.user, email.type)
+        try:
+            message = compose(tenant_name=plan.name, tenant=config.tenant, user=user,
+                              email_type=email.type, pin=pin, sender=sender, message_id=mid,
+                              date=date, templates=templates, preview=preview)
+        except ValueError as exc:  # the header checks, behind validation
+            raise UserError(f"{plan.name}: {email.user}: {exc}; nothing was sent") from None
+        messages.append(NewMessage(email.user, email.type, mid, sender.address, [user["email"]],
+                                   message.as_bytes(policy=policy.SMTP), email.suppressed))
+    return messages

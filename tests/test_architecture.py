@@ -1,0 +1,79 @@
+"""The core is the rules alone: ``errors``, ``model``, ``transitions`` and ``plan`` import only the
+standard library and each other, never the edges (config files, state, emails, delivery,
+outputs, the command line) nor their libraries, so the rules read, test and change without them
+(docs/ARCHITECTURE.md draws the layers)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ("reconciler.errors", "reconciler.model", "reconciler.transitions", "reconciler.plan")
+EDGES = ("reconciler.config", "reconciler.state", "reconciler.emails", "reconciler.delivery",
+         "reconciler.outputs", "reconciler.cli", "reconciler.manager", "reconciler.apply",
+         "reconciler.preview")
+LIBRARIES = ("yaml", "jsonschema", "phonenumbers", "jinja2", "click", "psycopg", "deepdiff")
+LAZY = {("reconciler.plan", "deepdiff"), ("reconciler.plan", "deepdiff.helper")}
+"""The one exception: a pure diffing library, imported inside the function that describes a
+changed tenant record (only once one differs), never when the core is imported."""
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(f"{p}.") for p in packages)
+
+
+def test_importing_the_core_loads_no_edge_and_no_library() -> None:
+    script = (f"import json, sys\nimport {', '.join(CORE)}\n"
+              "print(json.dumps(sorted(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, check=True)
+    loaded = json.loads(result.stdout)
+    assert [m for m in loaded if _within(m, EDGES + LIBRARIES)] == []
+    assert {m for m in loaded if _within(m, ("reconciler",))} == {"reconciler", *CORE}
+
+
+class _Imports(ast.NodeVisitor):
+    """Every module a source file imports, and whether it is imported inside a function."""
+
+    def __init__(self, package: str):
+        self.package = package
+        self.found: list[tuple[str, bool]] = []
+        self._depth = 0
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self._depth += 1
+        self.generic_visit(node)
+        self._depth -= 1
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.found += [(alias.name, self._depth > 0) for alias in node.names]
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        base = importlib.util.resolve_name("." * node.level + (node.module or ""), self.package)
+        names = [f"{base}.{alias.name}" for alias in node.names] if node.module is None else [base]
+        self.found += [(name, self._depth > 0) for name in names]
+
+
+def _imports(module: str) -> list[tuple[str, bool]]:
+    visitor = _Imports(module.rpartition(".")[0])
+    path = ROOT / f"{module.replace('.', '/')}.py"
+    visitor.visit(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+    return visitor.found
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_core_imports_only_the_standard_library_and_itself(module: str) -> None:
+    """Read from the source, so an import under ``TYPE_CHECKING`` or inside a function counts."""
+    outside = [name for name, lazy in _imports(module)
+               if name.partition(".")[0] not in sys.stdlib_module_names
+               and not _within(name, CORE) and not (lazy and (module, name) in LAZY)]
+    assert outside == []
