@@ -361,6 +361,7 @@ class _Emitter:
         for position, name in enumerate(self.order(list(entries), path, rules)):
             key, value = entries[name]
             child_rules = self.child(rules, name)
+            blank: bool | None
             if position == 0:
                 blank = not path and self.source.header_gap
             else:
@@ -399,7 +400,7 @@ class _Emitter:
         elif isinstance(node, yaml.MappingNode):
             self.out.append((head, {key.start_mark.line}))
             self.mapping(node, data, indent + 2, path, rules)
-        else:
+        elif isinstance(node, yaml.SequenceNode):
             self.out.append((head, {key.start_mark.line}))
             self.sequence(node, data, indent + 2, path, rules)
 

@@ -256,9 +256,12 @@ class PostgresStore(SQLStore):
                                    (tenant,)).fetchone()
                 return f"{row[0]} since {_iso(row[1])}" if row else ""
 
-            self._wait(lambda: conn.execute(
-                f"SELECT pg_try_advisory_lock(%(class)s, {_TENANT_KEY})",
-                {"class": LOCK_CLASS, "tenant": tenant}).fetchone()[0], holder_of, timeout, 0.2)
+            def take() -> bool:
+                row = conn.execute(f"SELECT pg_try_advisory_lock(%(class)s, {_TENANT_KEY})",
+                                   {"class": LOCK_CLASS, "tenant": tenant}).fetchone()
+                return bool(row and row[0])
+
+            self._wait(take, holder_of, timeout, 0.2)
             if tenant not in self._held:
                 conn.execute(
                     "INSERT INTO reconciler_locks VALUES (%s, %s, date_trunc('second', now()),"

@@ -198,8 +198,9 @@ class SQLStore(StateStore):
                 " serial FROM {outbox} WHERE tenant = ? AND status = 'queued' ORDER BY id",
                 (tenant,)).fetchall()
         json_out = self.dialect.json_out
-        return [QueuedMessage(*r[:4], json_out(r[4]), bytes(r[5]), bool(r[6]), *r[7:])
-                for r in rows]
+        return [QueuedMessage(user=r[0], type=r[1], message_id=r[2], sender=r[3],
+                              recipients=json_out(r[4]), data=bytes(r[5]), suppressed=bool(r[6]),
+                              id=r[7], tenant=r[8], serial=r[9]) for r in rows]
 
     def history(self, tenant: str | None = None) -> list[dict[str, Any]]:
         with self._guard():
@@ -257,8 +258,8 @@ class SQLStore(StateStore):
             if not change.replace and current != expected:
                 raise StaleState(f"state of {name} moved to serial {current[1]} since the plan "
                                  f"(serial {expected[1]})")
-            lineage = change.lineage if change.replace or row is None else current[0]
-            serial = current[1] + 1
+            lineage: str = change.lineage if change.replace or row is None else row[0]
+            serial: int = current[1] + 1
             stamp = now()
             if change.replace:
                 self._run("DELETE FROM {users} WHERE tenant = ?", (name,))
