@@ -157,7 +157,7 @@ def test_files_fmt_cannot_rewrite_safely_are_located_errors(text: str | bytes,
 
 # ----------------------------------------------------------------- randomized: meaning kept
 
-TRICKY = ["yes", "no", "on", "0123456", "+14255550100", "true", "null", "~", "", "a: b",
+TRICKY = ["0?", "a?b", "yes", "no", "on", "0123456", "+14255550100", "true", "null", "~", "", "a: b",
           "a #b", "#x", "-x", "1:30", "2024-01-01", "Chloé", "O'Brien", "x,y", "{x}", "[x]",
           "...", "  pad  ", "None", "é\u200d", "ünïcødé", "@team", "tab\there"]
 texts = st.one_of(st.sampled_from(TRICKY),
@@ -220,7 +220,9 @@ def written(draw: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("RECONCILER_FMT_EXAMPLES", "150")), deadline=None,
+          derandomize=os.environ.get("RECONCILER_FUZZ_RANDOM") != "1",
+          suppress_health_check=[HealthCheck.too_slow])
 @given(written())
 def test_formatting_any_users_file_keeps_meaning_comments_and_is_a_fixed_point(text: str) -> None:
     before = load(text, "f", [])

@@ -56,7 +56,8 @@ MAX_KEY = 1024
 """YAML's limit for a ``key: value`` key; longer keys need the explicit ``? key`` form."""
 _NUMERAL = re.compile(r"^[-+]?[0-9]+$")
 _INDICATORS = "-?:,[]{}#&*!|>'\"%@`"
-_FLOW_INDICATORS = ",[]{}"
+_FLOW_INDICATORS = ",[]{}:?"
+"""End a plain scalar inside ``{…}`` for some reader (PyYAML stops at ``?`` and ``:``)."""
 _ZERO_WIDTH = (yaml.StreamStartToken, yaml.StreamEndToken, yaml.BlockEndToken, yaml.KeyToken,
                yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken)
 
@@ -469,7 +470,7 @@ def plain_is_safe(text: str, flow: bool = False) -> bool:
         return False
     if ": " in text or " #" in text or text.endswith(":") or "\t" in text:
         return False
-    if text.startswith("...") or (flow and any(c in _FLOW_INDICATORS + ":" for c in text)):
+    if text.startswith("...") or (flow and any(c in _FLOW_INDICATORS for c in text)):
         return False
     if any(not c.isprintable() or c in "\x85\u2028\u2029\ufeff" for c in text):
         return False
