@@ -164,27 +164,34 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src
 
 _STYLE = """
 body { margin: 0; font-family: 'Segoe UI', Helvetica, Arial, sans-serif; color: #201f1e;
-       background: #faf9f8; }
+       background: #faf9f8; overflow-wrap: break-word; }
 header { padding: 16px 24px; background: #a4262c; color: #fff; }
 header h1 { margin: 0; font-size: 20px; }
 header p { margin: 4px 0 0; }
 main { padding: 16px 24px 32px; }
+.scroll { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; background: #fff; margin: 8px 0 16px; }
 th, td { border: 1px solid #e1dfdd; padding: 6px 10px; text-align: left; vertical-align: top; }
 th { background: #f3f2f1; }
+#headers td { overflow-wrap: anywhere; }
 .type { font-family: Consolas, monospace; font-weight: 600; }
 .suppressed { color: #a4262c; font-weight: 600; }
 .counts { margin: 4px 0 8px; }
-iframe { width: 100%; max-width: 760px; height: 900px; border: 1px solid #e1dfdd;
-         background: #fff; }
-pre { white-space: pre-wrap; background: #fff; border: 1px solid #e1dfdd; padding: 12px;
-      max-width: 736px; }
+iframe { display: block; box-sizing: border-box; width: 100%; max-width: 760px; height: 900px;
+         border: 1px solid #e1dfdd; background: #fff; }
+pre { box-sizing: border-box; max-width: 760px; white-space: pre-wrap; background: #fff;
+      border: 1px solid #e1dfdd; padding: 12px; }
+@media (max-width: 480px) {
+  header, main { padding-left: 12px; padding-right: 12px; }
+  th, td { padding: 4px 6px; }
+}
 """
 
 _BASE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="{{ csp }}">
 <meta name="generator" content="audio-conferencing-reconciler preview">
 <title>PREVIEW: {% block title %}{% endblock %}</title>
@@ -218,6 +225,7 @@ endif %}.</p>
 {% endfor %}
 {% if tenant.emails %}
 <p class="counts">{{ tenant.counts }}</p>
+<div class="scroll">
 <table>
 <thead><tr><th>User</th><th>To</th><th>Email type</th><th>Subject</th><th>Why</th>
 <th>Files</th></tr></thead>
@@ -236,6 +244,7 @@ suppressed</span>{% endif %}</td>
 {% endfor %}
 </tbody>
 </table>
+</div>
 {% else %}
 <p>No email would be sent.</p>
 {% endif %}
@@ -254,6 +263,7 @@ applied.{% endblock %}
 {% block main %}
 <p><a href="../index.html">← all previews</a> · <a href="{{ eml_name }}" download>download
 .eml</a></p>
+<div class="scroll">
 <table id="headers">
 <tr><th>Tenant</th><td>{{ e.tenant }}</td></tr>
 <tr><th>User</th><td>{{ e.user }}</td></tr>
@@ -263,6 +273,7 @@ applied.{% endblock %}
 {% for name, value in headers %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>
 {% endfor %}
 </table>
+</div>
 <h2>HTML body</h2>
 <iframe title="HTML body of the email" sandbox srcdoc="{{ html }}"></iframe>
 <h2>Plain-text body</h2>
