@@ -159,7 +159,7 @@ def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
         raise ConfigError(broken)
     outcome = Outcome()
     if saved is not None:
-        shown_plan, configs, expected = read_saved_plan(saved, manager.templates.locales())
+        shown_plan, configs, expected = read_saved_plan(saved)
         names = sorted(configs)
     else:
         loaded = manager.load(reuse_state=True)  # unchanged files: no parse, no file update
@@ -222,7 +222,7 @@ def _replan_saved(manager: Manager, configs: dict[str, TenantConfig],
             raise UserError(f"saved plan is stale: {name} was planned at serial "
                             f"{expected[name][1]} but the state is now at serial {current[1]}; "
                             "make a new plan")
-        tenant_plan, _ = plan_tenant(config, applied)
+        tenant_plan, _ = plan_tenant(config, applied, manager.locales())
         tenants.append(tenant_plan)
     plan = Plan(tenants)
     if plan_to_dict(plan)["tenants"] != [t for t in shown["tenants"] if t["name"] in configs]:

@@ -299,7 +299,7 @@ def init(manager: Manager, name: str, source: Path, bridge: Path | None,
         for number, chunk in enumerate(files, start=1):
             (folder / "users" / f"users-{number:03d}.yaml").write_text(
                 export.yaml_document({"users": chunk}), encoding="utf-8")
-        load_config(staging, [name], manager.templates.locales())  # ConfigError: nothing kept
+        load_config(staging, [name])  # ConfigError: nothing kept
         folder.rename(config / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -410,9 +410,11 @@ def test_locale_falls_back_to_tenant_then_english(packaged: TemplateSet) -> None
             templates=packaged,
         )["Subject"]
 
-    assert subject("fr", "en") == f"Vos informations d{APOSTROPHE}audioconférence"
-    assert subject("de", "fr") == f"Vos informations d{APOSTROPHE}audioconférence"
-    assert subject("de", "xx") == "Your audio conferencing details"
+    french = f"Vos informations d{APOSTROPHE}audioconférence"
+    assert subject("fr", "en") == french
+    assert subject("fr-CA", "en") == french, "a region falls back to its language"
+    assert subject("ko", "fr-BE") == french, "then the tenant's chain"
+    assert subject("ko", "xx") == "Your audio conferencing details"
     assert subject("../fr", "..") == "Your audio conferencing details"
 
 

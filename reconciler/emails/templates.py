@@ -45,10 +45,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from reconciler.emails.plaintext import wrap_text
 from reconciler.errors import ConfigError, Problem
+from reconciler.locales import locale_folders, resolve
 from reconciler.model import EMAIL_TYPES
 from reconciler.resources import default_templates
 
-FALLBACK_LOCALE = "en"
 TEST_MESSAGE = "test-message"
 """The template type of ``reconciler test-email``: a real message to an administrator, with
 sample details marked as such. Not one of SPEC §4's email types, so no plan ever sends it."""
@@ -257,24 +257,19 @@ class TemplateSet:
         self._roots = roots
         self._loaders: dict[str, _ContainedLoader] = {}
         self._environments: dict[str, Environment] = {}
+        self._locales: list[str] | None = None
 
     def locales(self) -> list[str]:
-        """Locale folders found in either copy (``_``- and ``.``-prefixed names are not locales)."""
-        found = {
-            child.name
-            for root in self._roots
-            if root.is_dir()
-            for child in root.iterdir()
-            if child.is_dir() and not child.name.startswith(("_", "."))
-        }
-        return sorted(found)
+        """Locale folders found in either copy (listed once: a run does not add languages)."""
+        if self._locales is None:
+            self._locales = locale_folders(*self._roots)
+        return list(self._locales)
 
-    def resolve_locale(self, *candidates: str | None) -> str:
-        """The first candidate that has a template folder, else ``en`` (SPEC §4: user locale,
-        else tenant locale, else English). Only listed folders qualify, so a locale string can
-        never walk the filesystem."""
-        available = set(self.locales())
-        return next((c for c in candidates if c in available), FALLBACK_LOCALE)
+    def resolve_locale(self, *tags: str | None) -> str:
+        """The locale folder for these BCP 47 tags (the user's, then the tenant's): the first
+        folder found along their fallback chains, else ``en`` (:func:`reconciler.locales.resolve`).
+        Only listed folders qualify, so a locale string can never walk the filesystem."""
+        return resolve(tags, self.locales())
 
     def environment(self, locale: str) -> Environment:
         """The Jinja2 environment of one locale (created once, then cached)."""
