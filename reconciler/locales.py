@@ -33,7 +33,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 FALLBACK_LOCALE = "en"
-SHIPPED_LOCALES = ("en", "fr")
+SHIPPED_LOCALES = ("en", "fr", "de", "es", "it", "nl", "pt-BR", "ja", "zh-CN", "pl")
 """The locale folders packaged with the reconciler (``templates/``)."""
 
 BCP47_PATTERN = (
