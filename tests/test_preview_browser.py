@@ -107,10 +107,12 @@ def test_email_page_renders_in_chromium(previews: Path, tmp_path: Path) -> None:
 
 
 def test_preview_pages_fit_a_phone_screen(previews: Path, tmp_path: Path) -> None:
-    """The index (a wide table) and an email page (long Message-ID, the email in a frame) at
-    320, 375 and 600 px: nothing wider than the screen; a wide table scrolls inside its box."""
+    """The index (wide tables), an email page (long Message-ID, the email in a frame) and a
+    sample page at 320, 375 and 600 px: nothing wider than the screen; a wide table scrolls
+    inside its box."""
     pages = {"index": previews / "index.html",
-             "email": previews / "contoso" / "0003-chloe@contoso.com-enabled.html"}
+             "email": previews / "contoso" / "0003-chloe@contoso.com-enabled.html",
+             "sample": previews / "_locales" / "de" / "enabled.html"}
     frames = [Frame(f"{name} @{width}", width, path.read_text(encoding="utf-8"))
               for name, path in pages.items() for width in (320, 375, 600)]
     measured = measure_widths(frames, tmp_path)
