@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
-from email.message import EmailMessage, MIMEPart
+from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
@@ -154,12 +154,11 @@ def compose(
     message["X-Reconciler-Email-Type"] = email_type
     _check_header_lines(message)
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.make_alternative()
-    # A MIMEPart, not add_alternative(): that builds the part as a whole EmailMessage, which
-    # gives it a MIME-Version of its own (RFC 2045 wants one, at the top only).
-    html_part = MIMEPart(policy=email.policy.default)
-    html_part.set_content(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    message.attach(html_part)
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # add_alternative() builds the HTML part as a whole EmailMessage, which gives it a
+    # MIME-Version of its own; RFC 2045 wants one, at the top only.
+    for part in message.iter_parts():
+        del part["MIME-Version"]
     # Set after the body: making the message multipart moves Content-* headers into its first part.
     message["Content-Language"] = locale
     return message

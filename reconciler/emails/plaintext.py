@@ -85,6 +85,8 @@ def wrap_text(text: str, width: int = WIDTH) -> str:
 
 
 def _wrap_line(line: str, width: int) -> Iterator[str]:
+    """One source line as wrapped lines; a line that fits and has no link to set apart is
+    kept exactly as written (spacing included)."""
     line = line.rstrip()
     item = _ITEM.match(line)
     lead = item.group(0) if item else line[: len(line) - len(line.lstrip())]
