@@ -138,7 +138,7 @@ class _Source:
 
 
 def _saved(manager: Manager, path: Path) -> _Source:
-    shown, configs, expected = read_saved_plan(path, manager.templates.locales())
+    shown, configs, expected = read_saved_plan(path)
     return _Source(sorted(configs),
                    lambda: _replan_saved(manager, configs, expected, shown), False)
 
@@ -182,7 +182,7 @@ def _replan_saved(manager: Manager, configs: dict[str, TenantConfig],
             raise UserError(f"saved plan is stale: {name} was planned at serial "
                             f"{expected[name][1]} but the state is now at serial {current[1]}; "
                             "make a new plan")
-        tenant_plan, _ = plan_tenant(config, applied)
+        tenant_plan, _ = plan_tenant(config, applied, manager.locales())
         tenants.append(tenant_plan)
     plan = Plan(tenants)
     if plan_to_dict(plan)["tenants"] != [t for t in shown["tenants"] if t["name"] in configs]:

@@ -28,7 +28,13 @@ from reconciler.apply import (
 from reconciler.config import load_config
 from reconciler.delivery import deliver
 from reconciler.delivery.options import default_sender, mail_transport
-from reconciler.emails import check_templates, compose, message_id, sender_for
+from reconciler.emails import (
+    TEST_MESSAGE,
+    check_templates,
+    compose_test_message,
+    message_id,
+    sender_for,
+)
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, Options, save_plan
 from reconciler.model import tenant_name_problem
@@ -292,7 +298,7 @@ def init(manager: Manager, name: str, source: Path, bridge: Path | None,
         for number, chunk in enumerate(files, start=1):
             (folder / "users" / f"users-{number:03d}.yaml").write_text(
                 fmt.dump({"users": chunk}, "users"), encoding="utf-8")
-        load_config(staging, [name], manager.templates.locales())  # ConfigError: nothing kept
+        load_config(staging, [name])  # ConfigError: nothing kept
         folder.rename(config / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -457,9 +463,9 @@ def history(manager: Manager, fmt: str) -> None:
 @main.command("test-email")
 @common_options
 @retry_backoff_option
-@click.option("--to", "to", required=True, help="Where to send the sample.")
+@click.option("--to", "to", required=True, help="Where to send the test message.")
 def test_email(manager: Manager, to: str, retry_backoff: float) -> None:
-    """Send one sample message with the tenant's From settings (no real PIN)."""
+    """Send one test message with the tenant's From settings and sample details (no PIN)."""
     if len(manager.options.tenants) != 1:
         raise UserError("test-email needs exactly one --tenant")
     loaded = manager.load()
@@ -469,18 +475,14 @@ def test_email(manager: Manager, to: str, retry_backoff: float) -> None:
     tenant = loaded.tenants[name].tenant
     sender = sender_for(tenant["settings"], default_sender(manager.options.mail,
                                                            manager.options.default_from))
-    user = {"upn": to, "display_name": None, "license": True, "provider": "Microsoft",
-            "conference_id": "0000000", "dial_in_number": tenant["bridge"]["default_number"]
-            or tenant["bridge"]["numbers"][0]["number"], "toll_free_number": None, "email": to,
-            "locale": tenant["email"]["locale"], "pin_reset": None, "send_conference_info": None}
-    mid = message_id(name, uuid.uuid4().hex, 0, to, "test-email")
+    mid = message_id(name, uuid.uuid4().hex, 0, to, TEST_MESSAGE)
     try:
-        message = compose(tenant_name=name, tenant=tenant, user=user,
-                          email_type="conference-info", pin=None, sender=sender, message_id=mid,
-                          date=datetime.now(UTC), templates=manager.templates, preview=True)
+        message = compose_test_message(tenant_name=name, tenant=tenant, to=to, sender=sender,
+                                       message_id=mid, date=datetime.now(UTC),
+                                       templates=manager.templates)
     except ValueError as exc:  # the header classes refuse a malformed --to
         raise UserError(f"--to {to!r}: {exc}") from None
-    sample = NewMessage(to, "conference-info", mid, sender.address, [to],
+    sample = NewMessage(to, TEST_MESSAGE, mid, sender.address, [to],
                         message.as_bytes(policy=policy.SMTP), False)
     with mail_transport(manager.options.mail, sender.address) as transport:
         report = deliver([sample], transport, on_delivered=lambda m: None,

@@ -23,9 +23,11 @@ from reconciler.config import (
     schema,
 )
 from reconciler.errors import ConfigError, UserError
-from reconciler.model import LOCALES, TenantConfig, UserRecord
+from reconciler.locales import locale_folders
+from reconciler.model import TenantConfig, UserRecord
 from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
+from reconciler.resources import default_templates
 from reconciler.state import EmptyState, StateLocked, StateStore, open_store
 
 if TYPE_CHECKING:
@@ -54,6 +56,13 @@ class Manager:
     instead of being created."""
     _store: StateStore | None = field(default=None, repr=False)
     _templates: TemplateSet | None = field(default=None, repr=False)
+
+    def locales(self) -> list[str]:
+        """The locale folders emails can be written in (the configured templates folder and the
+        packaged copy), found without loading Jinja2: plans name each email's language."""
+        if self._templates is not None:
+            return self._templates.locales()
+        return locale_folders(self.options.templates, default_templates())
 
     @property
     def templates(self) -> TemplateSet:
@@ -97,8 +106,7 @@ class Manager:
                 caches = {name: _StateCache(store, name, *applied)
                           for name in store.tenants()
                           if (applied := store.applied_files(name)) is not None}
-        return load_config(self.options.config, self.options.tenants or None,
-                           self.templates.locales(), caches)
+        return load_config(self.options.config, self.options.tenants or None, caches)
 
 
     @contextlib.contextmanager
@@ -131,6 +139,7 @@ class Manager:
         """The plan for ``names`` against the current state; ConfigError for refused requests."""
         tenants: list[TenantPlan] = []
         findings = []
+        locales = self.locales()
         for name in names:
             applied = self.store.load(name)
             config = loaded.tenants.get(name)
@@ -138,7 +147,7 @@ class Manager:
                 assert applied is not None
                 tenants.append(plan_missing(name, applied))
                 continue
-            tenant_plan, found = plan_tenant(config, applied)
+            tenant_plan, found = plan_tenant(config, applied, locales)
             tenants.append(tenant_plan)
             findings.extend(found)
         if findings:
@@ -179,9 +188,8 @@ def save_plan(plan: Plan, path: Path) -> None:
         raise UserError(f"cannot write saved plan {path}: {exc.strerror or exc}") from None
 
 
-def read_saved_plan(path: Path, locales: Collection[str] = LOCALES
-                    ) -> tuple[dict[str, Any], dict[str, TenantConfig],
-                               dict[str, tuple[str | None, int]]]:
+def read_saved_plan(path: Path) -> tuple[dict[str, Any], dict[str, TenantConfig],
+                                         dict[str, tuple[str | None, int]]]:
     """The saved plan's JSON plan, its configs and the (lineage, serial) each was made against.
 
     A plan file is data from outside, perhaps edited: it must match the ``saved_plan`` schema
@@ -199,7 +207,7 @@ def read_saved_plan(path: Path, locales: Collection[str] = LOCALES
     problems = [".".join(map(str, f.path)) + ": " * bool(f.path) + f.message for f in findings]
     for name, saved in ({} if findings else document["configs"]).items():
         problems.extend(saved_config_problems(name, saved["tenant"], saved["users"],
-                                              saved["files"], locales))
+                                              saved["files"]))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UserError(f"{path}: not a valid saved plan, was it edited? {problems[0]}{more}; "

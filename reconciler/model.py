@@ -24,7 +24,6 @@ EMAIL_TYPES: tuple[EmailType, ...] = (
     "disabled",
 )
 PROVIDERS = ("Microsoft", "ThirdParty", "None")
-LOCALES = ("en", "fr")
 DEFAULT_MEETING_UPDATE_TOOL_URL = "https://aka.ms/meetingupdatetool"
 
 _TENANT_NAME = re.compile(r"[a-z0-9-]{1,63}")

@@ -6,11 +6,12 @@ Records are compared with ``==`` first; DeepDiff describes only the records that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from reconciler.errors import Finding, UserError
+from reconciler.locales import FALLBACK_LOCALE, SHIPPED_LOCALES, differs, resolve
 from reconciler.model import (
     Applied,
     AppliedUsers,
@@ -63,6 +64,16 @@ class PlannedEmail:
     type: EmailType
     reasons: tuple[str, ...]
     suppressed: bool
+    locale: str = FALLBACK_LOCALE
+    """The locale folder the email is written from (:func:`reconciler.locales.resolve`)."""
+    requested_locale: str = FALLBACK_LOCALE
+    """The user's locale tag as configured (the tenant's ``email.locale`` when unset), so a
+    reviewer sees when ``fr-CA`` will read ``fr`` or ``ko`` the tenant's language."""
+
+    @property
+    def falls_back(self) -> bool:
+        """Written in another locale than the one configured: the plan outputs say which."""
+        return differs(self.requested_locale, self.locale)
 
 
 @dataclass
@@ -130,8 +141,12 @@ class Plan:
         }
 
 
-def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPlan, list[Finding]]:
-    """What applying ``config`` over ``applied`` changes and sends, and the requests it refuses."""
+def plan_tenant(config: TenantConfig, applied: Applied | None,
+                locales: Collection[str] = SHIPPED_LOCALES) -> tuple[TenantPlan, list[Finding]]:
+    """What applying ``config`` over ``applied`` changes and sends, and the requests it refuses.
+
+    ``locales``: the locale folders of the templates, to name the language of each email.
+    """
     before_users: Mapping[str, UserRecord] = applied.users if applied else {}
     unchanged = _unchanged(before_users)
     result = TenantPlan(config.name, applied.lineage if applied else None,
@@ -160,9 +175,13 @@ def plan_tenant(config: TenantConfig, applied: Applied | None) -> tuple[TenantPl
                                     "change (needs license: true and provider: Microsoft)",
                                     at_key=True))
         for email in emails_for(before, after):
-            recipient = (after or before or {}).get("email", upn)
-            result.emails.append(PlannedEmail(upn, recipient, email.type, email.reasons,
-                                              suppressed))
+            user = after or before
+            assert user is not None  # an email needs a user before or after
+            tenant_tag = config.tenant["email"]["locale"]
+            tag = user.get("locale") or tenant_tag
+            result.emails.append(PlannedEmail(
+                upn, user.get("email", upn), email.type, email.reasons, suppressed,
+                resolve((tag, tenant_tag), locales), tag))
             enabled_now += (email.type == "disabled") - (email.type == "enabled")
             if email.type == "disabled":
                 result.disabling += 1

@@ -4,6 +4,10 @@
 page (``.html``) showing its headers, the HTML body (in a sandboxed frame) and the plain-text
 body, plus ``index.html`` listing them by tenant, user and type with the plan's reasons.
 
+A plan reaches only the languages its users read, so ``_locales/<locale>/<type>.html`` also shows
+every email type in every locale the templates have, with sample values: a reviewer of a
+template change sees all of them, whatever the plan holds.
+
 A preview is harmless by construction:
 
 * the PIN is the visible mask ``••••••`` (``compose_messages(preview=True)``): no PIN is ever
@@ -32,6 +36,7 @@ from pathlib import Path
 from jinja2 import DictLoader, Environment
 
 from reconciler.delivery.options import default_sender
+from reconciler.emails import TEMPLATE_TYPES, TemplateSet, sample_context
 from reconciler.emails.outbox import compose_messages
 from reconciler.errors import UserError
 from reconciler.manager import Manager
@@ -42,6 +47,8 @@ MARKER_FILE = ".reconciler-preview"
 """Marks a folder as written by ``preview``: only such a folder is ever emptied by a new run."""
 PREVIEW_LINEAGE = "preview"
 """Prefixed to the lineage in preview Message-IDs."""
+SAMPLES_DIR = "_locales"
+"""Folder of the every-type-in-every-locale pages (no tenant is named ``_…``)."""
 
 
 @dataclass(frozen=True)
@@ -60,12 +67,26 @@ class PreviewEmail:
     """Path of the ``.eml`` file, relative to the output folder (``/``-separated)."""
     page: str
     """Path of the ``.html`` page, relative to the output folder."""
+    locale: str = "en"
+    """The locale the email is written in."""
+
+
+@dataclass(frozen=True)
+class SamplePage:
+    """One email type in one locale, rendered with sample values."""
+
+    locale: str
+    type: str
+    subject: str
+    page: str
+    """Path of the ``.html`` page, relative to the output folder."""
 
 
 @dataclass(frozen=True)
 class PreviewResult:
     out: Path
     emails: list[PreviewEmail]
+    samples: list[SamplePage]
 
     @property
     def index(self) -> Path:
@@ -109,13 +130,37 @@ def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResu
                 tenant=tenant_plan.name, user=planned.user, to=planned.to, type=planned.type,
                 reasons=planned.reasons, suppressed=planned.suppressed,
                 subject=str(parsed["Subject"]), sender=str(parsed["From"]),
-                eml=f"{tenant_plan.name}/{stem}.eml", page=f"{tenant_plan.name}/{stem}.html")
+                eml=f"{tenant_plan.name}/{stem}.eml", page=f"{tenant_plan.name}/{stem}.html",
+                locale=planned.locale)
             emails.append(entry)
             pages.append((entry, parsed))
     for entry, parsed in pages:
         (out / entry.page).write_text(_email_page(entry, parsed), encoding="utf-8")
-    (out / "index.html").write_text(_index_page(plan, emails), encoding="utf-8")
-    return PreviewResult(out, emails)
+    samples = _write_samples(manager.templates, out)
+    (out / "index.html").write_text(_index_page(plan, emails, samples), encoding="utf-8")
+    return PreviewResult(out, emails, samples)
+
+
+def _write_samples(templates: TemplateSet, out: Path) -> list[SamplePage]:
+    """Every template type in every locale emails can be written in, rendered with sample
+    values and the PIN masked, one page each under :data:`SAMPLES_DIR`. A folder no tag can
+    reach (its name is not a language tag) is left out: no user would ever read it."""
+    samples = []
+    for locale in templates.locales():
+        if templates.resolve_locale(locale) != locale:
+            continue
+        folder = out / SAMPLES_DIR / _safe(locale)
+        folder.mkdir(parents=True, exist_ok=True)
+        for email_type in TEMPLATE_TYPES:
+            subject, text, html = templates.render(
+                locale, email_type, sample_context(email_type, preview=True))
+            sample = SamplePage(locale, email_type, subject,
+                                f"{SAMPLES_DIR}/{_safe(locale)}/{email_type}.html")
+            (out / sample.page).write_text(
+                _SAMPLE.render(s=sample, html=html, text=text, csp=_CSP, style=_STYLE),
+                encoding="utf-8")
+            samples.append(sample)
+    return samples
 
 
 def _prepare(out: Path) -> None:
@@ -155,27 +200,34 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src
 
 _STYLE = """
 body { margin: 0; font-family: 'Segoe UI', Helvetica, Arial, sans-serif; color: #201f1e;
-       background: #faf9f8; }
+       background: #faf9f8; overflow-wrap: break-word; }
 header { padding: 16px 24px; background: #a4262c; color: #fff; }
 header h1 { margin: 0; font-size: 20px; }
 header p { margin: 4px 0 0; }
 main { padding: 16px 24px 32px; }
+.scroll { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; background: #fff; margin: 8px 0 16px; }
 th, td { border: 1px solid #e1dfdd; padding: 6px 10px; text-align: left; vertical-align: top; }
 th { background: #f3f2f1; }
+#headers td { overflow-wrap: anywhere; }
 .type { font-family: Consolas, monospace; font-weight: 600; }
 .suppressed { color: #a4262c; font-weight: 600; }
 .counts { margin: 4px 0 8px; }
-iframe { width: 100%; max-width: 760px; height: 900px; border: 1px solid #e1dfdd;
-         background: #fff; }
-pre { white-space: pre-wrap; background: #fff; border: 1px solid #e1dfdd; padding: 12px;
-      max-width: 736px; }
+iframe { display: block; box-sizing: border-box; width: 100%; max-width: 760px; height: 900px;
+         border: 1px solid #e1dfdd; background: #fff; }
+pre { box-sizing: border-box; max-width: 760px; white-space: pre-wrap; background: #fff;
+      border: 1px solid #e1dfdd; padding: 12px; }
+@media (max-width: 480px) {
+  header, main { padding-left: 12px; padding-right: 12px; }
+  th, td { padding: 4px 6px; }
+}
 """
 
 _BASE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="{{ csp }}">
 <meta name="generator" content="audio-conferencing-reconciler preview">
 <title>PREVIEW: {% block title %}{% endblock %}</title>
@@ -209,6 +261,7 @@ endif %}.</p>
 {% endfor %}
 {% if tenant.emails %}
 <p class="counts">{{ tenant.counts }}</p>
+<div class="scroll">
 <table>
 <thead><tr><th>User</th><th>To</th><th>Email type</th><th>Subject</th><th>Why</th>
 <th>Files</th></tr></thead>
@@ -217,8 +270,8 @@ endif %}.</p>
 <tr class="email" data-user="{{ e.user }}" data-type="{{ e.type }}">
 <td>{{ e.user }}</td>
 <td>{{ e.to }}</td>
-<td><span class="type">{{ e.type }}</span>{% if e.suppressed %}<br><span class="suppressed">
-suppressed</span>{% endif %}</td>
+<td><span class="type">{{ e.type }}</span> in {{ e.locale }}{% if e.suppressed %}<br>
+<span class="suppressed">suppressed</span>{% endif %}</td>
 <td>{{ e.subject }}</td>
 <td>{% for reason in e.reasons %}{{ reason }}{% if not loop.last %}<br>{% endif %}{% endfor
 %}</td>
@@ -227,6 +280,7 @@ suppressed</span>{% endif %}</td>
 {% endfor %}
 </tbody>
 </table>
+</div>
 {% else %}
 <p>No email would be sent.</p>
 {% endif %}
@@ -234,6 +288,23 @@ suppressed</span>{% endif %}</td>
 {% else %}
 <p>No tenant in this plan.</p>
 {% endfor %}
+<section id="locales">
+<h2>Every email in every language</h2>
+<p>Sample values, PIN masked: how each type reads in each locale of the templates, whether or not
+this plan sends it.</p>
+<div class="scroll">
+<table>
+<thead><tr><th>Locale</th>{% for type in types %}<th>{{ type }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for locale, pages in samples %}
+<tr class="locale" data-locale="{{ locale }}"><th>{{ locale }}</th>
+{% for sample in pages %}<td><a href="{{ sample.page }}" title="{{ sample.subject }}">view</a></td>
+{% endfor %}</tr>
+{% endfor %}
+</tbody>
+</table>
+</div>
+</section>
 {% endblock %}
 """
 
@@ -245,6 +316,7 @@ applied.{% endblock %}
 {% block main %}
 <p><a href="../index.html">← all previews</a> · <a href="{{ eml_name }}" download>download
 .eml</a></p>
+<div class="scroll">
 <table id="headers">
 <tr><th>Tenant</th><td>{{ e.tenant }}</td></tr>
 <tr><th>User</th><td>{{ e.user }}</td></tr>
@@ -254,17 +326,41 @@ applied.{% endblock %}
 {% for name, value in headers %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>
 {% endfor %}
 </table>
-<h2>HTML body</h2>
+</div>
+{% include "bodies" %}
+{% endblock %}
+"""
+
+_BODIES = """<h2>HTML body</h2>
 <iframe title="HTML body of the email" sandbox srcdoc="{{ html }}"></iframe>
 <h2>Plain-text body</h2>
 <pre>{{ text }}</pre>
+"""
+
+_SAMPLE_BODY = """{% extends "base" %}
+{% block title %}{{ s.type }} email in {{ s.locale }}, sample values{% endblock %}
+{% block heading %}{{ s.type }} email in {{ s.locale }}, sample values{% endblock %}
+{% block note %}Not a planned email: how this type reads in this language, with made-up values
+and the PIN masked.{% endblock %}
+{% block main %}
+<p><a href="../../index.html">← all previews</a></p>
+<div class="scroll">
+<table id="headers">
+<tr><th>Subject</th><td>{{ s.subject }}</td></tr>
+<tr><th>Locale</th><td>{{ s.locale }}</td></tr>
+<tr><th>Email type</th><td><span class="type">{{ s.type }}</span></td></tr>
+</table>
+</div>
+{% include "bodies" %}
 {% endblock %}
 """
 
 _ENV = Environment(autoescape=True, keep_trailing_newline=True, loader=DictLoader(
-    {"base": _BASE, "index": _INDEX_BODY, "page": _PAGE_BODY}))
+    {"base": _BASE, "index": _INDEX_BODY, "page": _PAGE_BODY, "bodies": _BODIES,
+     "sample": _SAMPLE_BODY}))
 _INDEX = _ENV.get_template("index")
 _PAGE = _ENV.get_template("page")
+_SAMPLE = _ENV.get_template("sample")
 
 _SHOWN_HEADERS = ("From", "To", "Subject", "Message-ID", "Content-Language",
                   "X-Reconciler-Tenant", "X-Reconciler-Email-Type")
@@ -277,7 +373,7 @@ def _email_page(entry: PreviewEmail, message: EmailMessage) -> str:
                         eml_name=Path(entry.eml).name)
 
 
-def _index_page(plan: Plan, emails: list[PreviewEmail]) -> str:
+def _index_page(plan: Plan, emails: list[PreviewEmail], samples: list[SamplePage]) -> str:
     tenants = []
     for tenant_plan in plan.tenants:
         mine = [e for e in emails if e.tenant == tenant_plan.name]
@@ -288,5 +384,9 @@ def _index_page(plan: Plan, emails: list[PreviewEmail]) -> str:
             "emails": mine,
             "counts": ", ".join(f"{counts[t]} {t}" for t in EMAIL_TYPES if counts[t]),
         })
+    by_locale: dict[str, list[SamplePage]] = {}
+    for sample in samples:
+        by_locale.setdefault(sample.locale, []).append(sample)
     return _INDEX.render(tenants=tenants, emails=emails, csp=_CSP, style=_STYLE,
-                         suppressed=sum(e.suppressed for e in emails))
+                         suppressed=sum(e.suppressed for e in emails),
+                         types=TEMPLATE_TYPES, samples=list(by_locale.items()))

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -521,6 +522,34 @@ class Mail:
     @functools.cached_property
     def _squeezed(self) -> tuple[str, str]:
         return _SQUEEZE.sub("", self.text), _SQUEEZE.sub("", self.html)
+
+
+class _VisibleText(HTMLParser):
+    _HIDDEN = frozenset({"head", "title", "style", "script"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.hidden += tag in self._HIDDEN
+
+    def handle_endtag(self, tag: str) -> None:
+        self.hidden -= tag in self._HIDDEN
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.chunks.append(data)
+
+
+def visible_text(html: str) -> str:
+    """The text a reader sees in an HTML body: tags dropped (a phone number split into one
+    ``<span>`` per digit group reads whole again), entities decoded, ``<head>`` left out."""
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    return "".join(parser.chunks)
 
 
 def parse_mail(raw: bytes, path: Path | None = None) -> Mail:

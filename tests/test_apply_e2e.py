@@ -385,7 +385,14 @@ def test_test_email_into_a_maildir(tmp_path: Path, state_location: str) -> None:
     assert mail.to == "admin@contoso.com" and mail.sender == OVERRIDE
     assert mail.tenant == "contoso" and mail.message["Content-Language"] == "fr"
     assert mail.pins == [], "a sample never carries a PIN"
-    assert mail.type == "conference-info", "the sample is a type that has no PIN"
+    assert mail.type == "test-message"
+    # a real message that says it is a test, not a preview that looks like a bug
+    assert mail.message["Subject"] == "Message de test : vos e-mails d\u2019audioconférence"
+    for body in (mail.text, mail.html):
+        assert "APERÇU" not in body and "PREVIEW" not in body
+        assert "Ce message permet de tester" in body
+    assert "ID de conférence (exemple) : 0000000" in mail.text, "sample values are marked"
+    assert mail.message.as_bytes().count(b"MIME-Version:") == 1
     assert stat.S_IMODE(mail.path.stat().st_mode) == 0o600  # type: ignore[union-attr]
     assert ws.state_show()["tenants"] == [], "test-email records nothing"
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ("reconciler.errors", "reconciler.model", "reconciler.transitions", "reconciler.plan")
+CORE = ("reconciler.errors", "reconciler.model", "reconciler.locales", "reconciler.transitions",
+        "reconciler.plan")
 EDGES = ("reconciler.config", "reconciler.state", "reconciler.emails", "reconciler.delivery",
          "reconciler.outputs", "reconciler.cli", "reconciler.manager", "reconciler.apply",
          "reconciler.preview")

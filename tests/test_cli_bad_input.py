@@ -164,9 +164,10 @@ BAD_INPUTS: dict[str, tuple[dict[str, str | bytes], str]] = {
         case(USERS, **{"users/more.yaml": with_user("license: false\n", "Alice@Acme.com")}),
         "acme/users.yaml:2:3: user 'alice@acme.com' is defined more than once: also in "
         "acme/users/more.yaml (Alice@Acme.com)"),
-    "unknown-locale": (
-        case(with_user(ENABLED + "locale: de\n")),
-        "acme/users.yaml:5:13: locale 'de' has no email templates; available: en, fr"),
+    "malformed-locale": (
+        case(with_user(ENABLED + "locale: fr_CA\n")),
+        "acme/users.yaml:5:13: locale: 'fr_CA' must be a BCP 47 language tag such as en, fr-CA "
+        "or zh-Hans-CN"),
 }
 
 COMMANDS = {

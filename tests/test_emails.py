@@ -17,27 +17,53 @@ from hypothesis import strategies as st
 
 from reconciler.emails import (
     PIN_TYPES,
+    PhoneNumber,
     Sender,
     TemplateSet,
     build_context,
     check_templates,
     compose,
+    compose_test_message,
     message_id,
     parse_default_sender,
     sender_for,
 )
+from reconciler.emails.compose import SAMPLE_CONFERENCE_ID
+from reconciler.emails.plaintext import columns
+from reconciler.locales import SHIPPED_LOCALES
 from reconciler.model import EMAIL_TYPES, SETTINGS_DEFAULTS
 from reconciler.resources import default_templates
+from tests.helpers import visible_text
 
-LOCALES = ("en", "fr")
+LOCALES = SHIPPED_LOCALES
 APOSTROPHE = "\u2019"  # French typography, as in the shipped templates
 PIN = "48151"
 CONFERENCE_ID = "8412345"
 DATE = datetime(2026, 11, 29, 9, 30, tzinfo=UTC)
 MESSAGE_ID = "<0123abcd@reconciler.invalid>"
 SENDER = Sender("Office 365", "noreply@contoso.com")
-DYNAMIC_ID_NOTE = {"en": "dynamic conference IDs", "fr": "ID de conférence dynamiques"}
-PREVIEW_BANNER = {"en": "PREVIEW — not sent", "fr": "APERÇU — non envoyé"}
+FW_OPEN, FW_CLOSE, FW_COLON = "\uff08", "\uff09", "\uff1a"  # fullwidth ( ) : of ja and zh-CN
+DYNAMIC_ID_NOTE = {
+    "en": "dynamic conference IDs", "fr": "ID de conférence dynamiques",
+    "de": "dynamische Konferenz-IDs", "es": "identificadores de conferencia dinámicos",
+    "it": "ID conferenza dinamici", "nl": "dynamische conferentie-id",
+    "pt-BR": "IDs de conferência dinâmicos", "ja": "動的な会議 ID", "zh-CN": "动态会议 ID",
+    "pl": "dynamicznych identyfikatorów konferencji",
+}
+DASH = "\u2013"  # the en dash of most banners
+PREVIEW_BANNER = {
+    "en": "PREVIEW — not sent", "fr": "APERÇU — non envoyé",
+    "de": f"VORSCHAU {DASH} nicht gesendet", "es": "VISTA PREVIA: no enviado",
+    "it": f"ANTEPRIMA {DASH} non inviato",
+    "nl": f"VOORBEELD {DASH} niet verzonden", "pt-BR": f"VISUALIZAÇÃO {DASH} não enviado",
+    "ja": "プレビュー — 未送信", "zh-CN": "预览 — 未发送", "pl": f"PODGLĄD {DASH} nie wysłano",
+}
+
+
+def squeezed(text: str) -> str:
+    """``text`` without any whitespace: wrapping moved line breaks, and Japanese or Chinese
+    lines break between any two characters."""
+    return re.sub(r"\s+", "", text)
 PIN_TYPES_ORDERED = [t for t in EMAIL_TYPES if t in PIN_TYPES]
 PINLESS_TYPES = [t for t in EMAIL_TYPES if t not in PIN_TYPES]
 DETAIL_TYPES = [t for t in EMAIL_TYPES if t != "disabled"]
@@ -116,6 +142,12 @@ def bodies(message: EmailMessage) -> tuple[str, str]:
     return plain.get_content(), html.get_content()
 
 
+def readable(message: EmailMessage) -> tuple[str, str]:
+    """The plain-text body and the text a reader sees in the HTML body."""
+    text, html = bodies(message)
+    return text, visible_text(html)
+
+
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("email_type", EMAIL_TYPES)
 def test_message_structure_and_headers(packaged: TemplateSet, email_type: str, locale: str) -> None:
@@ -161,7 +193,7 @@ def test_pinless_emails_carry_no_pin_like_digits(
     packaged: TemplateSet, email_type: str, locale: str
 ) -> None:
     message = build(packaged, email_type, locale=locale)
-    for body in (*bodies(message), message["Subject"]):
+    for body in (*readable(message), message["Subject"]):
         assert PIN not in body
         # Any standalone run of 4..12 digits would look like a PIN; only the conference ID may.
         # (Phone numbers and CSS colours are not standalone: "+1 425-555-0100", "#323130".)
@@ -196,7 +228,7 @@ def test_pin_required_for_pin_types(packaged: TemplateSet, email_type: str) -> N
 def test_details_show_conference_id_and_formatted_numbers(
     packaged: TemplateSet, email_type: str, locale: str
 ) -> None:
-    for body in bodies(build(packaged, email_type, locale=locale)):
+    for body in readable(build(packaged, email_type, locale=locale)):
         assert CONFERENCE_ID in body
         assert "+1 425-555-0100" in body
         assert "Redmond, WA" in body
@@ -206,10 +238,11 @@ def test_details_show_conference_id_and_formatted_numbers(
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("email_type", DETAIL_TYPES)
 def test_toll_free_absent_when_not_set(packaged: TemplateSet, email_type: str, locale: str) -> None:
-    for body in bodies(build(packaged, email_type, locale=locale, toll_free_number=None)):
+    text, html = bodies(build(packaged, email_type, locale=locale, toll_free_number=None))
+    for body in (text, visible_text(html)):
         assert "800-555-0199" not in body
-        assert "+18005550199" not in body
         assert "+1 425-555-0100" in body
+    assert "+18005550199" not in html
 
 
 def test_dial_in_defaults_to_the_bridge_number(packaged: TemplateSet) -> None:
@@ -236,12 +269,12 @@ def test_meeting_update_tool_link(packaged: TemplateSet, email_type: str, locale
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("email_type", EMAIL_TYPES)
 def test_dynamic_id_note(packaged: TemplateSet, email_type: str, locale: str) -> None:
-    note = DYNAMIC_ID_NOTE[locale]
+    note = squeezed(DYNAMIC_ID_NOTE[locale])
     for body in bodies(build(packaged, email_type, locale=locale, unique_ids=False)):
-        assert note not in body
+        assert note not in squeezed(body)
     if email_type in ("enabled", "details-changed", "pin-reset"):
         for body in bodies(build(packaged, email_type, locale=locale, unique_ids=True)):
-            assert note in body
+            assert note in squeezed(body)
 
 
 @pytest.mark.parametrize("locale", LOCALES)
@@ -398,9 +431,11 @@ def test_locale_falls_back_to_tenant_then_english(packaged: TemplateSet) -> None
             templates=packaged,
         )["Subject"]
 
-    assert subject("fr", "en") == f"Vos informations d{APOSTROPHE}audioconférence"
-    assert subject("de", "fr") == f"Vos informations d{APOSTROPHE}audioconférence"
-    assert subject("de", "xx") == "Your audio conferencing details"
+    french = f"Vos informations d{APOSTROPHE}audioconférence"
+    assert subject("fr", "en") == french
+    assert subject("fr-CA", "en") == french, "a region falls back to its language"
+    assert subject("ko", "fr-BE") == french, "then the tenant's chain"
+    assert subject("ko", "xx") == "Your audio conferencing details"
     assert subject("../fr", "..") == "Your audio conferencing details"
 
 
@@ -513,7 +548,7 @@ def insert_line(path: Path, line_number: int, text: str) -> None:
 def test_shipped_templates_are_clean(copied: Path) -> None:
     assert check_templates(None) == []
     assert check_templates(copied) == []
-    assert TemplateSet(copied).locales() == ["en", "fr"]
+    assert TemplateSet(copied).locales() == sorted(SHIPPED_LOCALES)
 
 
 def test_check_reports_syntax_error_with_file_and_line(copied: Path) -> None:
@@ -535,12 +570,14 @@ def test_check_reports_undefined_variable_with_file_and_line(copied: Path) -> No
 def test_check_locates_errors_in_shared_macros(copied: Path) -> None:
     macros = copied / "en" / "_macros.html"
     macros.write_text(
-        macros.read_text(encoding="utf-8").replace("{{ phone.display }}", "{{ phone.nope }}"),
+        macros.read_text(encoding="utf-8").replace("{{ phone.e164 }}", "{{ phone.nope }}"),
         encoding="utf-8",
     )
+    line = 1 + next(i for i, text in enumerate(macros.read_text(encoding="utf-8").splitlines())
+                    if "phone.nope" in text)
     problems = check_templates(copied)
     assert {p.file for p in problems} == {"templates/en/_macros.html"}
-    assert all(p.line == 4 and "nope" in p.message for p in problems)
+    assert all(p.line == line and "nope" in p.message for p in problems)
 
 
 def test_check_flags_pin_in_a_pinless_type(copied: Path) -> None:
@@ -560,14 +597,14 @@ def test_check_flags_pin_in_a_partial_used_by_pinless_types(copied: Path) -> Non
 
 
 def test_check_flags_missing_files_of_a_new_locale(copied: Path) -> None:
-    (copied / "de").mkdir()
-    shutil.copy(copied / "en" / "enabled.subject.txt", copied / "de" / "enabled.subject.txt")
+    (copied / "ko").mkdir()
+    shutil.copy(copied / "en" / "enabled.subject.txt", copied / "ko" / "enabled.subject.txt")
     problems = check_templates(copied)
     missing = {p.file for p in problems}
-    assert "templates/de/enabled.txt" in missing
-    assert "templates/de/disabled.html" in missing
-    assert "templates/de/enabled.subject.txt" not in missing
-    assert all(p.file.startswith("templates/de/") for p in problems)
+    assert "templates/ko/enabled.txt" in missing
+    assert "templates/ko/disabled.html" in missing
+    assert "templates/ko/enabled.subject.txt" not in missing
+    assert all(p.file.startswith("templates/ko/") for p in problems)
 
 
 def test_check_flags_a_multiline_subject(copied: Path) -> None:
@@ -598,6 +635,158 @@ def test_partial_override_falls_back_to_packaged_files(
     text, _ = bodies(message)
     assert "Code confidentiel (PIN)" in text  # packaged French body
     assert build(templates, "enabled", locale="en")["Subject"] != message["Subject"]
-    assert build(templates, "enabled", locale="de")["Subject"] == (
+    assert build(templates, "enabled", locale="ko")["Subject"] == (
         "Audio Conferencing is now set up for you"
     )
+
+
+# --- wording, test message, MIME structure, plain text ------------------------------------------
+
+ONE_NUMBER = {
+    "en": "call the number below", "fr": "appeler le numéro ci-dessous",
+    "de": "die unten stehende Nummer", "es": "al número que aparece a continuación",
+    "it": "il numero indicato di seguito", "nl": "het onderstaande nummer",
+    "pt-BR": "o número abaixo", "ja": "下記の番号", "zh-CN": "下方号码", "pl": "poniższy numer",
+}
+SEVERAL_NUMBERS = {
+    "en": "call one of the numbers below", "fr": f"appeler l{APOSTROPHE}un des numéros ci-dessous",
+    "de": "eine der unten stehenden Nummern",
+    "es": "a uno de los números que aparecen a continuación",
+    "it": "uno dei numeri indicati di seguito", "nl": "een van de onderstaande nummers",
+    "pt-BR": "um dos números abaixo", "ja": "下記のいずれかの番号", "zh-CN": "下方任一号码",
+    "pl": "jeden z poniższych numerów",
+}
+"""How the ``enabled`` email points at the numbers listed: one dial-in number, or dial-in and
+toll-free."""
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_wording_is_singular_or_plural_by_the_numbers_listed(
+    packaged: TemplateSet, locale: str
+) -> None:
+    one, several = squeezed(ONE_NUMBER[locale]), squeezed(SEVERAL_NUMBERS[locale])
+    for body in readable(build(packaged, "enabled", locale=locale, toll_free_number=None)):
+        assert one in squeezed(body) and several not in squeezed(body)
+    for body in readable(build(packaged, "enabled", locale=locale)):
+        assert several in squeezed(body) and one not in squeezed(body)
+
+
+def test_templates_are_told_how_many_numbers_are_listed() -> None:
+    common: dict[str, Any] = {
+        "display_name": None, "upn": "a@b.c", "email": "a@b.c",
+        "meeting_update_tool_url": "https://x", "unique_conference_ids": False, "preview": False,
+        "conference_id": CONFERENCE_ID, "dial_in": PhoneNumber("+14255550100", "+1 425-555-0100"),
+    }
+    assert build_context("conference-info", **common)["number_count"] == 1
+    both = build_context("conference-info", **common,
+                         toll_free=PhoneNumber("+18005550199", "+1 800-555-0199"))
+    assert both["number_count"] == 2
+    assert "number_count" not in build_context("disabled", **{
+        k: v for k, v in common.items() if k not in ("conference_id", "dial_in")})
+
+
+@pytest.mark.parametrize("display", ["+1 425-555-0100", "+33 1 44 55 66 77", "+4930123"])
+def test_phone_number_groups_join_back_into_the_number(display: str) -> None:
+    groups = PhoneNumber("+10000000000", display).groups
+    assert "".join(groups) == display
+    assert all(group.strip() for group in groups)
+    assert all(" " not in group.strip() for group in groups), "a group is digits, never two"
+
+
+def test_a_phone_number_wraps_between_digit_groups_only(packaged: TemplateSet) -> None:
+    _, html = bodies(build(packaged, "conference-info"))
+    assert ('<span style="white-space:nowrap;">+1</span><wbr>'
+            '<span style="white-space:nowrap;"> 425-</span><wbr>'
+            '<span style="white-space:nowrap;">555-</span><wbr>'
+            '<span style="white-space:nowrap;">0100</span>') in html
+    assert html.count("white-space:nowrap") == 8, "two numbers of four groups; nothing else"
+
+
+TEST_SUBJECT = {
+    "en": "Test message: your audio conferencing emails",
+    "fr": f"Message de test : vos e-mails d{APOSTROPHE}audioconférence",
+    "de": "Testnachricht: Ihre Audiokonferenz-E-Mails",
+    "es": "Mensaje de prueba: sus correos de audioconferencia",
+    "it": "Messaggio di prova: le e-mail di audioconferenza",
+    "nl": "Testbericht: uw e-mails over audioconferenties",
+    "pt-BR": "Mensagem de teste: seus emails de audioconferência",
+    "ja": f"テスト メッセージ{FW_COLON}電話会議のメール",
+    "zh-CN": f"测试邮件{FW_COLON}您的音频会议邮件",
+    "pl": "Wiadomość testowa: e-maile o audiokonferencjach",
+}
+SAMPLE_MARK = {
+    "en": "(sample)", "fr": "(exemple)", "de": "(Beispiel)", "es": "(ejemplo)", "it": "(esempio)",
+    "nl": "(voorbeeld)", "pt-BR": "(exemplo)", "ja": f"{FW_OPEN}サンプル{FW_CLOSE}",
+    "zh-CN": f"{FW_OPEN}示例{FW_CLOSE}", "pl": "(przykład)",
+}
+
+
+def sent_test_message(templates: TemplateSet, locale: str, **bridge: Any) -> EmailMessage:
+    tenant = tenant_record(locale=locale)
+    tenant["bridge"].update(bridge)
+    message = compose_test_message(tenant_name="contoso", tenant=tenant, to="admin@contoso.com",
+                                   sender=SENDER, message_id=MESSAGE_ID, date=DATE,
+                                   templates=templates)
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_test_message_says_it_is_a_test_with_marked_samples_and_no_preview_banner(
+    packaged: TemplateSet, locale: str
+) -> None:
+    message = sent_test_message(packaged, locale)
+    assert message["Subject"] == TEST_SUBJECT[locale]
+    assert message["X-Reconciler-Email-Type"] == "test-message"
+    text, html = readable(message)
+    for body in (text, html):
+        assert PREVIEW_BANNER[locale] not in body and "[" not in message["Subject"]
+        assert SAMPLE_CONFERENCE_ID in body and "+1 425-555-0100" in body
+        assert body.count(SAMPLE_MARK[locale]) == 3, "dial-in, toll-free and ID, each marked"
+    for line in text.splitlines():
+        if SAMPLE_CONFERENCE_ID in line or "555-01" in line:
+            assert SAMPLE_MARK[locale] in line, line
+
+
+def test_the_test_message_shows_a_sample_number_when_the_bridge_has_none(
+    packaged: TemplateSet,
+) -> None:
+    text, _ = readable(sent_test_message(packaged, "en", numbers=[], default_number=None))
+    assert "Dial-in number (sample): +1 425-555-0100\n" in text
+    assert "Toll-free" not in text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("email_type", EMAIL_TYPES)
+def test_one_mime_version_header_in_the_whole_message(
+    packaged: TemplateSet, email_type: str, locale: str
+) -> None:
+    message = compose(
+        tenant_name="contoso", tenant=tenant_record(), user=user_record(locale=locale),
+        email_type=email_type, pin=PIN if email_type in PIN_TYPES else None, sender=SENDER,
+        message_id=MESSAGE_ID, date=DATE, templates=packaged,
+    )
+    raw = message.as_bytes(policy=email.policy.SMTP)
+    assert raw.count(b"MIME-Version:") == 1
+    assert raw.startswith(b"From:") and b"\r\nMIME-Version: 1.0\r\n" in raw.split(b"\r\n\r\n")[0]
+
+
+LINK = re.compile(r"https?://\S+")
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("email_type", EMAIL_TYPES)
+def test_plain_text_is_wrapped_without_entities_and_links_stand_alone(
+    packaged: TemplateSet, email_type: str, locale: str
+) -> None:
+    long_name = "Maximiliane Alexandra Konstantinopoulou-Vanderbergh de la Tour d'Auvergne"
+    text, _ = bodies(build(packaged, email_type, locale=locale, display_name=long_name,
+                           unique_ids=True))
+    for line in text.splitlines():
+        if LINK.search(line):
+            assert LINK.fullmatch(line.strip()), f"a link shares its line: {line!r}"
+        else:
+            assert columns(line) <= 78, line
+    assert not re.search(r"&(#\d+|#x[0-9a-f]+|[a-z]+);", text, re.IGNORECASE)
+    assert "<" not in text.replace(long_name, "")

@@ -299,9 +299,10 @@ def test_json_has_exactly_the_spec_fields() -> None:
         "update", "delete", "create", "update"]
     assert tenant["emails"][0] == {"user": "alice@contoso.com", "to": "alice@contoso.com",
                                    "type": "details-changed",
-                                   "reasons": ["conference ID changed"], "suppressed": False}
+                                   "reasons": ["conference ID changed"], "suppressed": False,
+                                   "locale": "en", "requested_locale": "en"}
     assert [set(e) for e in tenant["emails"]] == [
-        {"user", "to", "type", "reasons", "suppressed"}] * 4
+        {"user", "to", "type", "reasons", "suppressed", "locale", "requested_locale"}] * 4
     assert tenant["warnings"] == []
 
 

@@ -7,6 +7,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+from reconciler.emails import TEMPLATE_TYPES
+from reconciler.locales import SHIPPED_LOCALES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -18,9 +21,14 @@ def test_the_wheel_carries_the_schemas_templates_and_entry_point(tmp_path: Path)
     names = set(zipfile.ZipFile(wheel).namelist())
     for schema in ("tenant", "users", "plan"):
         assert f"reconciler/_data/schemas/{schema}.schema.json" in names
-    for locale in ("en", "fr"):
-        for kind in ("enabled", "details-changed", "pin-reset", "conference-info", "disabled"):
+    shipped = {path.relative_to(ROOT).as_posix() for path in (ROOT / "templates").rglob("*")
+               if path.is_file()}
+    assert len(shipped) == len(SHIPPED_LOCALES) * (len(TEMPLATE_TYPES) * 3 + 5)
+    for locale in SHIPPED_LOCALES:
+        for kind in TEMPLATE_TYPES:
             for part in (".subject.txt", ".txt", ".html"):
-                assert f"reconciler/_data/templates/{locale}/{kind}{part}" in names
+                assert f"templates/{locale}/{kind}{part}" in shipped
+        assert f"templates/{locale}/GLOSSARY.md" in shipped
+    assert {f"reconciler/_data/{name}" for name in shipped} <= names, "every locale, every file"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "reconciler = reconciler.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

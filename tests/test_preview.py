@@ -17,6 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
+from reconciler.emails import PIN_TYPES, TEMPLATE_TYPES
+from reconciler.locales import SHIPPED_LOCALES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "tenants"
@@ -265,3 +267,25 @@ def test_tenant_filter_and_config_errors(work: Path) -> None:
     output = run("preview", "--out", "again", code=1)
     assert "sales.yaml:" in output and "nothing was planned" in output
     assert not (work / "again").exists()
+
+
+def test_every_email_type_in_every_locale_is_previewed(work: Path) -> None:
+    """The plan only reaches en and fr users; the preview still shows all ten languages."""
+    run("preview", "--out", "previews")
+    out = work / "previews"
+    index = (out / "index.html").read_text(encoding="utf-8")
+    for locale in SHIPPED_LOCALES:
+        assert f'data-locale="{locale}"' in index
+        for email_type in TEMPLATE_TYPES:
+            link = f"_locales/{locale}/{email_type}.html"
+            assert f'href="{link}"' in index
+            page = (out / link).read_text(encoding="utf-8")
+            assert "default-src &#39;none&#39;" in page and "sample values" in page
+            if email_type in PIN_TYPES:
+                assert page.count(MASK) >= 2, "masked in the HTML and in the text body"
+            assert not re.search(r"(?<![\d+-])48151(?!\d)", page), "no sample PIN digits"
+    german = (out / "_locales" / "de" / "enabled.html").read_text(encoding="utf-8")
+    assert "Audiokonferenzen sind jetzt für Sie eingerichtet" in german
+    assert not list((out / "_locales").rglob("*.eml")), "samples are pages, not messages"
+    assert "<span class=\"type\">enabled</span> in fr" in index, "each email names its locale"
+

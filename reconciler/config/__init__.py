@@ -22,7 +22,6 @@ from reconciler.config import schema, semantic
 from reconciler.config.yamlload import YAMLProblem, load, locate
 from reconciler.errors import ConfigError, Finding, Problem
 from reconciler.model import (
-    LOCALES,
     TenantConfig,
     TenantRecord,
     UserRecord,
@@ -70,14 +69,14 @@ def tenant_names(root: Path) -> list[str]:
 def tenant_files(root: Path, name: str) -> tuple[list[str], list[Problem]]:
     """The YAML files of a tenant folder, as ``load_config`` finds them (relative to ``root``),
     and the located problems of entries it could not use."""
-    reader = _TenantReader(root, name, LOCALES)
+    reader = _TenantReader(root, name)
     tenant = f"{name}/tenant.yaml"
     files = ([tenant] if os.path.lexists(root / tenant) else []) + reader._user_files()
     return files, reader.located
 
 
 def load_config(
-    root: Path, only: Sequence[str] | None = None, locales: Collection[str] = LOCALES,
+    root: Path, only: Sequence[str] | None = None,
     caches: Mapping[str, UsersCache] | None = None,
 ) -> LoadedConfig:
     """Load the tenants under ``root`` (or only the named ones); raise ConfigError with every
@@ -98,10 +97,10 @@ def load_config(
             result.missing.append(name)
             continue
         cache = (caches or {}).get(name)
-        reader = _TenantReader(root, name, locales, cache)
+        reader = _TenantReader(root, name, cache)
         config = reader.read()
         if reader.cached and (reader.findings or reader.located):
-            reader = _TenantReader(root, name, locales, None)
+            reader = _TenantReader(root, name, None)
             config = reader.read()
         problems.extend(reader.problems())
         if config is not None:
@@ -122,8 +121,8 @@ def locate_findings(root: Path, findings: Iterable[Finding]) -> list[Problem]:
     return problems
 
 
-def saved_config_problems(name: str, tenant: Any, users: Any, files: Collection[str],
-                          locales: Collection[str] = LOCALES) -> list[str]:
+def saved_config_problems(name: str, tenant: Any, users: Any, files: Collection[str]
+                          ) -> list[str]:
     """Every reason the records of a saved plan are not what loading a tenant folder could have
     produced, as ``path: message``. A saved plan is a file anyone could have edited, so its
     records pass the YAML's shape and meaning checks, and must be their own effective form
@@ -137,7 +136,7 @@ def saved_config_problems(name: str, tenant: Any, users: Any, files: Collection[
     found = schema.check(tenant, "tenant.schema.json", where)
     if not found and semantic.effective_tenant(tenant) != tenant:
         return [f"{where}.tenant: not a complete effective tenant record"]
-    found = found or list(semantic.check_tenant(tenant, where, locales))
+    found = found or list(semantic.check_tenant(tenant, where))
     if found:
         return _dotted(f"{where}.tenant", found)
     if not isinstance(users, dict):
@@ -151,7 +150,7 @@ def saved_config_problems(name: str, tenant: Any, users: Any, files: Collection[
                           or semantic.effective_user(upn, raw, tenant) != user):
             problems.append(f"{where}.users.{upn}: not a complete effective user record")
             continue
-        found = found or list(semantic.check_user(user, raw, upn, where, tenant, numbers, locales))
+        found = found or list(semantic.check_user(user, raw, upn, where, tenant, numbers))
         problems.extend(_dotted(where, found))
         if not found and user["conference_id"] is not None:
             ids[user["conference_id"]].append((where, upn))
@@ -173,12 +172,11 @@ def _dotted(prefix: str, findings: Iterable[Finding]) -> list[str]:
 class _TenantReader:
     """Reads one tenant folder, collecting findings instead of stopping at the first."""
 
-    def __init__(self, root: Path, name: str, locales: Collection[str],
-                 cache: UsersCache | None = None):
-        self.root, self.name, self.locales, self.cache = root, name, locales, cache
+    def __init__(self, root: Path, name: str, cache: UsersCache | None = None):
+        self.root, self.name, self.cache = root, name, cache
         self.folder = _resolved(root / name)
         """The tenant folder as the filesystem knows it: every file read must lie inside."""
-        self.hashes: dict[str, str] = {CACHE_KEY: f"{__version__} {' '.join(sorted(locales))}"}
+        self.hashes: dict[str, str] = {CACHE_KEY: __version__}
         """Content hash of every file read; the bytes are not kept (re-read to locate errors)."""
         self.cached: set[str] = set()
         """Users files whose users came from the state, not from parsing."""
@@ -210,7 +208,7 @@ class _TenantReader:
         tenant_ok = isinstance(doc, dict) and not self.findings and not self.located
         tenant = semantic.effective_tenant(doc if tenant_ok else {})
         if tenant_ok:
-            self.findings.extend(semantic.check_tenant(tenant, tenant_file, self.locales))
+            self.findings.extend(semantic.check_tenant(tenant, tenant_file))
         users, sources = self._read_users(tenant, check_numbers=tenant_ok)
         if self.findings or self.located:
             return None
@@ -341,7 +339,7 @@ class _TenantReader:
                 places[upn].append((file, key))
                 user = semantic.effective_user(upn, raw, tenant)
                 self.findings.extend(
-                    semantic.check_user(user, raw, key, file, tenant, numbers, self.locales))
+                    semantic.check_user(user, raw, key, file, tenant, numbers))
                 if user["conference_id"] is not None:
                     ids[user["conference_id"]].append((file, key))
                 users[upn] = user

@@ -6,7 +6,7 @@ Everything here is pure: raw YAML data in, effective records and findings out.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -119,7 +119,7 @@ def effective_user(upn: str, raw: dict[str, Any], tenant: TenantRecord) -> UserR
     }
 
 
-def check_tenant(tenant: TenantRecord, file: str, locales: Collection[str]) -> Iterator[Finding]:
+def check_tenant(tenant: TenantRecord, file: str) -> Iterator[Finding]:
     settings, bridge = tenant["settings"], tenant["bridge"]
     seen: set[str] = set()
     for index, entry in enumerate(bridge["numbers"]):
@@ -152,14 +152,10 @@ def check_tenant(tenant: TenantRecord, file: str, locales: Collection[str]) -> I
                else header_text_problem(value))
         if why:
             yield Finding(file, ("settings", key), f"{key} {why}")
-    locale = tenant["email"]["locale"]
-    if locale not in locales:
-        yield Finding(file, ("email", "locale"), _unknown_locale(locale, locales))
 
 
 def check_user(user: UserRecord, raw: dict[str, Any], key: str, file: str, tenant: TenantRecord,
-               numbers: dict[str, set[str]] | None, locales: Collection[str]
-               ) -> Iterator[Finding]:
+               numbers: dict[str, set[str]] | None) -> Iterator[Finding]:
     """Problems with one user on its own; uniqueness across users is :func:`check_unique`.
 
     ``numbers`` is :func:`bridge_numbers` of the tenant, computed once for all its users, or
@@ -185,8 +181,6 @@ def check_user(user: UserRecord, raw: dict[str, Any], key: str, file: str, tenan
         if number is not None and number not in numbers["toll_free"]:
             yield Finding(file, (*here, "toll_free_number"),
                           f"toll_free_number {number!r} {_not_in_bridge(tenant, 'toll_free')}")
-    if raw.get("locale") and user["locale"] not in locales:
-        yield Finding(file, (*here, "locale"), _unknown_locale(user["locale"], locales))
     if is_enabled(user):
         if user["conference_id"] is None:
             yield Finding(file, here, "an enabled user (license: true, provider: Microsoft) "
@@ -229,6 +223,3 @@ def _not_in_bridge(tenant: TenantRecord, kind: str) -> str:
     allowed = sorted(_numbers(tenant, kind))
     return f"is not a {kind} number of the bridge; allowed: {', '.join(allowed) or 'none'}"
 
-
-def _unknown_locale(locale: str, locales: Collection[str]) -> str:
-    return f"locale {locale!r} has no email templates; available: {', '.join(sorted(locales))}"

@@ -25,12 +25,22 @@ from typing import Any
 
 import phonenumbers
 
-from reconciler.emails.templates import DETAIL_TYPES, PhoneNumber, TemplateSet, build_context
+from reconciler.emails.templates import (
+    DETAIL_TYPES,
+    TEST_MESSAGE,
+    PhoneNumber,
+    TemplateSet,
+    build_context,
+)
 from reconciler.model import header_text_problem
 
 DEFAULT_DISPLAY_NAME = "Office 365"
 """Microsoft's sender name when SendEmailFromOverride is off."""
 MESSAGE_ID_DOMAIN = "reconciler.invalid"
+SAMPLE_CONFERENCE_ID = "0000000"
+"""The conference ID of ``test-email``'s sample details: obviously not anyone's."""
+SAMPLE_NUMBER = "+14255550100"
+"""A fictional (555) number for the sample when the bridge has no toll number yet."""
 
 
 @dataclass(frozen=True)
@@ -145,9 +155,42 @@ def compose(
     _check_header_lines(message)
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # add_alternative() builds the HTML part as a whole EmailMessage, which gives it a
+    # MIME-Version of its own; RFC 2045 wants one, at the top only.
+    for part in message.iter_parts():
+        del part["MIME-Version"]
     # Set after the body: making the message multipart moves Content-* headers into its first part.
     message["Content-Language"] = locale
     return message
+
+
+def compose_test_message(
+    *,
+    tenant_name: str,
+    tenant: dict[str, Any],
+    to: str,
+    sender: Sender,
+    message_id: str,
+    date: datetime,
+    templates: TemplateSet,
+) -> EmailMessage:
+    """The message ``reconciler test-email`` sends: a real message (no preview banner) in the
+    tenant's language and From settings, which says it is a test and shows sample details,
+    labelled as samples, laid out as users see them. No PIN: none exists outside apply.
+
+    The sample lists the bridge's default toll number and its first toll-free number, so the
+    administrator sees how the tenant's real numbers are formatted. Raises ValueError when
+    ``to`` cannot be a header.
+    """
+    bridge = tenant["bridge"]
+    numbers = {kind: [n["number"] for n in bridge["numbers"] if n["type"] == kind]
+               for kind in ("toll", "toll_free")}
+    dial_in = bridge["default_number"] or next(iter(numbers["toll"]), SAMPLE_NUMBER)
+    user = {"upn": to, "display_name": None, "conference_id": SAMPLE_CONFERENCE_ID,
+            "dial_in_number": dial_in, "toll_free_number": next(iter(numbers["toll_free"]), None),
+            "email": to, "locale": tenant["email"]["locale"]}
+    return compose(tenant_name=tenant_name, tenant=tenant, user=user, email_type=TEST_MESSAGE,
+                   pin=None, sender=sender, message_id=message_id, date=date, templates=templates)
 
 
 def _display_name(value: str) -> str:

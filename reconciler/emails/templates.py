@@ -43,15 +43,21 @@ from jinja2 import (
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from reconciler.emails.plaintext import wrap_text
 from reconciler.errors import ConfigError, Problem
+from reconciler.locales import locale_folders, resolve
 from reconciler.model import EMAIL_TYPES
 from reconciler.resources import default_templates
 
-FALLBACK_LOCALE = "en"
+TEST_MESSAGE = "test-message"
+"""The template type of ``reconciler test-email``: a real message to an administrator, with
+sample details marked as such. Not one of SPEC §4's email types, so no plan ever sends it."""
+TEMPLATE_TYPES: tuple[str, ...] = (*EMAIL_TYPES, TEST_MESSAGE)
+"""Every type a locale folder has templates for."""
 PIN_TYPES = frozenset({"enabled", "pin-reset"})
 """The only email types that carry the PIN (SPEC §4)."""
-DETAIL_TYPES = frozenset(EMAIL_TYPES) - {"disabled"}
-"""Email types that show the conference ID and dial-in numbers."""
+DETAIL_TYPES = frozenset(TEMPLATE_TYPES) - {"disabled"}
+"""Types that show the conference ID and dial-in numbers."""
 PARTS = ("subject.txt", "txt", "html")
 """Template file suffixes of one email type, in the order :meth:`TemplateSet.render` returns."""
 FILTERS = (
@@ -171,6 +177,20 @@ class PhoneNumber:
     display: str
     location: str | None = None
 
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """``display`` in the pieces a narrow screen may break it into: digit groups, each after
+        the first keeping the space before it or the hyphen after it (``+1 425-555-0100`` →
+        ``+1``, `` 425-``, ``555-``, ``0100``), so the pieces join back into ``display``.
+
+        HTML templates keep each piece on one line (``white-space:nowrap``) with a ``<wbr>``
+        between pieces: a number wraps between groups, never inside one.
+        """
+        return tuple(_GROUP.findall(self.display)) or (self.display,)
+
+
+_GROUP = re.compile(r"\s*[^\s-]+-?")
+
 
 def build_context(
     email_type: str,
@@ -188,10 +208,14 @@ def build_context(
 ) -> dict[str, Any]:
     """The template variables of one email, holding exactly what SPEC §4 lets that type show.
 
+    Facts that wording depends on are computed here, not in templates (which are data and may
+    not run code): ``number_count`` (1 or 2 numbers listed) lets every language choose singular
+    or plural ("the number below" / "one of the numbers below").
+
     Raises ValueError when the caller offers a PIN to a type that must never contain one, omits
     it where it is the point of the email, or omits the conference details a type shows.
     """
-    if email_type not in EMAIL_TYPES:
+    if email_type not in TEMPLATE_TYPES:
         raise ValueError(f"unknown email type {email_type!r}")
     context: dict[str, Any] = {
         "preview": preview,
@@ -210,7 +234,8 @@ def build_context(
     if email_type in DETAIL_TYPES:
         if not conference_id or dial_in is None:
             raise ValueError(f"a {email_type!r} email needs the conference ID and dial-in number")
-        context.update(conference_id=conference_id, dial_in=dial_in, toll_free=toll_free)
+        context.update(conference_id=conference_id, dial_in=dial_in, toll_free=toll_free,
+                       number_count=1 if toll_free is None else 2)
     return context
 
 
@@ -232,24 +257,19 @@ class TemplateSet:
         self._roots = roots
         self._loaders: dict[str, _ContainedLoader] = {}
         self._environments: dict[str, Environment] = {}
+        self._locales: list[str] | None = None
 
     def locales(self) -> list[str]:
-        """Locale folders found in either copy (``_``- and ``.``-prefixed names are not locales)."""
-        found = {
-            child.name
-            for root in self._roots
-            if root.is_dir()
-            for child in root.iterdir()
-            if child.is_dir() and not child.name.startswith(("_", "."))
-        }
-        return sorted(found)
+        """Locale folders found in either copy (listed once: a run does not add languages)."""
+        if self._locales is None:
+            self._locales = locale_folders(*self._roots)
+        return list(self._locales)
 
-    def resolve_locale(self, *candidates: str | None) -> str:
-        """The first candidate that has a template folder, else ``en`` (SPEC §4: user locale,
-        else tenant locale, else English). Only listed folders qualify, so a locale string can
-        never walk the filesystem."""
-        available = set(self.locales())
-        return next((c for c in candidates if c in available), FALLBACK_LOCALE)
+    def resolve_locale(self, *tags: str | None) -> str:
+        """The locale folder for these BCP 47 tags (the user's, then the tenant's): the first
+        folder found along their fallback chains, else ``en`` (:func:`reconciler.locales.resolve`).
+        Only listed folders qualify, so a locale string can never walk the filesystem."""
+        return resolve(tags, self.locales())
 
     def environment(self, locale: str) -> Environment:
         """The Jinja2 environment of one locale (created once, then cached)."""
@@ -285,16 +305,17 @@ class TemplateSet:
     def render(self, locale: str, email_type: str, context: dict[str, Any]) -> tuple[str, str, str]:
         """``(subject, text, html)`` of one email; an unknown locale falls back to ``en``.
 
+        The text part is wrapped to 78 columns (:func:`reconciler.emails.plaintext.wrap_text`).
         Raises ValueError for an unknown type and ConfigError, located in the template and
         never quoting a rendered value, for a template that cannot render this email.
         """
-        if email_type not in EMAIL_TYPES:
+        if email_type not in TEMPLATE_TYPES:
             raise ValueError(f"unknown email type {email_type!r}")
         locale = self.resolve_locale(locale)
         subject, text, html = (
             _render_checked(self.load(locale, f"{email_type}.{part}"), context) for part in PARTS
         )
-        return subject, text, html
+        return subject, wrap_text(text), html
 
     def load(self, locale: str, name: str) -> Template:
         """A loaded template, or ConfigError saying why it cannot be loaded."""
@@ -393,7 +414,7 @@ def check_templates(directory: Path | None) -> list[Problem]:
     templates = TemplateSet(directory)
     problems: set[Problem] = set()
     for locale in templates.locales():
-        for email_type in EMAIL_TYPES:
+        for email_type in TEMPLATE_TYPES:
             for part in PARTS:
                 name = f"{email_type}.{part}"
                 try:
@@ -456,31 +477,43 @@ def _pin_references(
         pending.extend(ref for ref in meta.find_referenced_templates(tree) if ref)
 
 
+SAMPLE_DIAL_IN = PhoneNumber("+14255550100", "+1 425-555-0100", "Redmond, WA")
+SAMPLE_TOLL_FREE = PhoneNumber("+18005550199", "+1 800-555-0199", None)
+
+
+def sample_context(
+    email_type: str,
+    *,
+    toll_free: bool = True,
+    unique_conference_ids: bool = True,
+    display_name: str | None = "Alice Martin",
+    preview: bool = False,
+) -> dict[str, Any]:
+    """A realistic context of ``email_type`` with made-up values, for checking templates and
+    showing them to reviewers: every branch a template takes can be chosen here."""
+    details = email_type in DETAIL_TYPES
+    return build_context(
+        email_type,
+        display_name=display_name,
+        upn="alice@contoso.com",
+        email="alice@contoso.com",
+        meeting_update_tool_url="https://aka.ms/meetingupdatetool",
+        unique_conference_ids=unique_conference_ids,
+        preview=preview,
+        conference_id="8412345" if details else None,
+        dial_in=SAMPLE_DIAL_IN if details else None,
+        toll_free=SAMPLE_TOLL_FREE if details and toll_free else None,
+        pin=("••••••" if preview else "48151") if email_type in PIN_TYPES else None,
+    )
+
+
 def _sample_contexts(email_type: str) -> Iterator[dict[str, Any]]:
-    """Realistic contexts for ``email_type`` over every combination templates branch on."""
+    """Contexts for ``email_type`` over every combination templates branch on."""
     for toll_free, unique_ids, display_name, preview in itertools.product(
-        (PhoneNumber("+18005550199", "+1 800-555-0199", None), None),
-        (True, False),
-        ("Alice Martin", None),
-        (False, True),
+        (True, False), (True, False), ("Alice Martin", None), (False, True)
     ):
-        yield build_context(
-            email_type,
-            display_name=display_name,
-            upn="alice@contoso.com",
-            email="alice@contoso.com",
-            meeting_update_tool_url="https://aka.ms/meetingupdatetool",
-            unique_conference_ids=unique_ids,
-            preview=preview,
-            conference_id="8412345" if email_type in DETAIL_TYPES else None,
-            dial_in=(
-                PhoneNumber("+14255550100", "+1 425-555-0100", "Redmond, WA")
-                if email_type in DETAIL_TYPES
-                else None
-            ),
-            toll_free=toll_free if email_type in DETAIL_TYPES else None,
-            pin=("••••••" if preview else "48151") if email_type in PIN_TYPES else None,
-        )
+        yield sample_context(email_type, toll_free=toll_free, unique_conference_ids=unique_ids,
+                             display_name=display_name, preview=preview)
 
 
 def _display(filename: str | None) -> str:

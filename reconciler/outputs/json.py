@@ -39,7 +39,8 @@ def _tenant(t: TenantPlan) -> dict[str, Any]:
         ],
         "emails": [
             {"user": e.user, "to": e.to, "type": e.type, "reasons": list(e.reasons),
-             "suppressed": e.suppressed}
+             "suppressed": e.suppressed, "locale": e.locale,
+             "requested_locale": e.requested_locale}
             for e in t.emails
         ],
         "warnings": list(t.warnings),

@@ -130,8 +130,10 @@ def _setting_row(c: Change) -> list[str]:
 
 
 def _email_row(e: PlannedEmail) -> list[str]:
+    language = (f" in {code_span(e.locale)}, for locale {code_span(e.requested_locale)}"
+                if e.falls_back else "")
     return [code_span(e.user), code_span(e.to),
-            code_span(e.type) + (" (suppressed)" if e.suppressed else ""),
+            code_span(e.type) + (" (suppressed)" if e.suppressed else "") + language,
             markdown_text("; ".join(e.reasons))]
 
 

@@ -55,8 +55,11 @@ def _tenant(t: TenantPlan, style: Any) -> list[str]:
         lines.append(f"  Emails ({len(t.emails)}: {kinds}):")
         for e in t.emails:
             flag = style(" [suppressed]", fg="red") if e.suppressed else ""
+            language = (f" (in {visible(e.locale)}, for locale {visible(e.requested_locale)})"
+                        if e.falls_back else "")
             lines.append(f"    {style('@', fg='cyan')} {visible(e.user)} <{visible(e.to)}> "
-                         f"{style(e.type, bold=True)}{flag}: {visible('; '.join(e.reasons))}")
+                         f"{style(e.type, bold=True)}{flag}{language}: "
+                         f"{visible('; '.join(e.reasons))}")
     lines.extend("  " + style("! " + visible(w), fg="yellow") for w in t.warnings)
     if not (t.has_changes or t.missing):
         lines.append("  no changes")
