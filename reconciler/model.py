@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 EmailType = Literal["enabled", "details-changed", "pin-reset", "conference-info", "disabled"]
+MessageType = EmailType | Literal["test-message"]
+"""What a message delivered by the reconciler can be: a planned email, or ``test-email``'s."""
 EMAIL_TYPES: tuple[EmailType, ...] = (
     "enabled",
     "details-changed",

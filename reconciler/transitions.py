@@ -13,12 +13,15 @@ record ("after"). Pure functions of two effective user records; ``None`` is an a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from reconciler.model import EmailType, UserRecord, is_enabled
 
-DETAILS = {"conference_id": "conference ID changed",
-           "dial_in_number": "default dial-in number changed"}
-REQUESTS = ("pin_reset", "send_conference_info")
+DetailField = Literal["conference_id", "dial_in_number"]
+RequestField = Literal["pin_reset", "send_conference_info"]
+DETAILS: dict[DetailField, str] = {"conference_id": "conference ID changed",
+                                   "dial_in_number": "default dial-in number changed"}
+REQUESTS: tuple[RequestField, ...] = ("pin_reset", "send_conference_info")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ def emails_for(before: UserRecord | None, after: UserRecord | None) -> list[Emai
     return emails
 
 
-def is_new_request(before: UserRecord | None, after: UserRecord, field: str) -> bool:
+def is_new_request(before: UserRecord | None, after: UserRecord, field: RequestField) -> bool:
     """A request is a value different from the one last applied (clearing it asks nothing)."""
     value = after[field]
     return value is not None and value != (before[field] if before else None)

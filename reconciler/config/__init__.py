@@ -44,8 +44,9 @@ class UsersCache(Protocol):
     bytes (and ``tenant.yaml``'s, and the reconciler's) are unchanged since it was applied
     yields the same effective users, so they are taken from the state instead of parsed."""
 
-    files: Mapping[str, str]
-    """What ``TenantConfig.files`` was at the last apply."""
+    @property
+    def files(self) -> Mapping[str, str]:
+        """What ``TenantConfig.files`` was at the last apply."""
 
     def users(self, files: Collection[str]) -> dict[str, dict[str, UserRecord]] | None:
         """Their users by file, or None if the state moved meanwhile (then nothing is reused)."""

@@ -124,7 +124,7 @@ def check(data: Any, name: str, file: str, prefix: tuple = (), definition: str |
     fast = fast_check(name, definition)
     if fast is not None and fast(data):
         return []
-    findings = []
+    findings: list[Finding] = []
     for error in validator(name, definition).iter_errors(data):
         findings.extend(_explain(error, file, prefix))
     return findings
@@ -223,7 +223,8 @@ def _is_integer(value: Any) -> bool:
 
 def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Finding]:
     path = prefix + tuple(error.absolute_path)
-    schema, kind, value = error.schema, error.validator, error.instance
+    schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    kind, value = error.validator, error.instance
     name = f"{path[-1]}: " if path and isinstance(path[-1], str) else ""
     if "propertyNames" in error.absolute_schema_path:  # a key is wrong: point at it
         path, name = (*path, value), ""
@@ -237,7 +238,7 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
         yield Finding(file, path, f"missing required key {missing!r} in {where}", at_key=True)
     elif kind == "type":
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        wanted = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+        wanted = " or ".join(_TYPE_WORDS.get(t) or t for t in types)
         hint = ""
         if "boolean" in types and isinstance(value, str):
             hint = " (only true and false are booleans; yes/no/on/off are not)"

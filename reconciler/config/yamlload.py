@@ -189,7 +189,7 @@ class _Builder:
                     f"duplicate key {key!r} (first defined on line {seen_at[key]}); "
                     "each key may appear once")).problem)
                 continue
-            seen_at[key] = key_event.start_mark.line + 1
+            seen_at[key] = _line(key_event)
             result[key] = value
 
     def check_scalar_tag(self, event: Any) -> None:
@@ -206,6 +206,11 @@ class _Builder:
     def check_tag(self, event: Any) -> None:
         if event.tag is not None and not event.implicit:
             raise self.fail(event, f"YAML tags such as {event.tag!r} are not allowed")
+
+
+def _line(event: Any) -> int:
+    """The 1-based line an event starts on (libyaml always marks events)."""
+    return event.start_mark.line + 1 if event.start_mark is not None else 0
 
 
 def locate(text: str | bytes, findings: Iterable[Finding]) -> list[Problem]:

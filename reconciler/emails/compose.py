@@ -32,7 +32,7 @@ from reconciler.emails.templates import (
     TemplateSet,
     build_context,
 )
-from reconciler.model import header_text_problem
+from reconciler.model import TenantRecord, UserRecord, header_text_problem
 
 DEFAULT_DISPLAY_NAME = "Office 365"
 """Microsoft's sender name when SendEmailFromOverride is off."""
@@ -101,8 +101,8 @@ def message_id(tenant: str, lineage: str, serial: int, upn: str, email_type: str
 def compose(
     *,
     tenant_name: str,
-    tenant: dict[str, Any],
-    user: dict[str, Any],
+    tenant: TenantRecord,
+    user: UserRecord,
     email_type: str,
     pin: str | None,
     sender: Sender,
@@ -167,7 +167,7 @@ def compose(
 def compose_test_message(
     *,
     tenant_name: str,
-    tenant: dict[str, Any],
+    tenant: TenantRecord,
     to: str,
     sender: Sender,
     message_id: str,
@@ -186,9 +186,11 @@ def compose_test_message(
     numbers = {kind: [n["number"] for n in bridge["numbers"] if n["type"] == kind]
                for kind in ("toll", "toll_free")}
     dial_in = bridge["default_number"] or next(iter(numbers["toll"]), SAMPLE_NUMBER)
-    user = {"upn": to, "display_name": None, "conference_id": SAMPLE_CONFERENCE_ID,
-            "dial_in_number": dial_in, "toll_free_number": next(iter(numbers["toll_free"]), None),
-            "email": to, "locale": tenant["email"]["locale"]}
+    user = UserRecord(upn=to, display_name=None, license=True, provider="Microsoft",
+                      conference_id=SAMPLE_CONFERENCE_ID, dial_in_number=dial_in,
+                      toll_free_number=next(iter(numbers["toll_free"]), None), email=to,
+                      locale=tenant["email"]["locale"], pin_reset=None,
+                      send_conference_info=None)
     return compose(tenant_name=tenant_name, tenant=tenant, user=user, email_type=TEST_MESSAGE,
                    pin=None, sender=sender, message_id=message_id, date=date, templates=templates)
 

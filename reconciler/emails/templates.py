@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from jinja2 import (
     Environment,
@@ -49,7 +49,7 @@ from reconciler.locales import locale_folders, resolve
 from reconciler.model import EMAIL_TYPES
 from reconciler.resources import default_templates
 
-TEST_MESSAGE = "test-message"
+TEST_MESSAGE: Final = "test-message"
 """The template type of ``reconciler test-email``: a real message to an administrator, with
 sample details marked as such. Not one of SPEC §4's email types, so no plan ever sends it."""
 TEMPLATE_TYPES: tuple[str, ...] = (*EMAIL_TYPES, TEST_MESSAGE)

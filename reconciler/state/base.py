@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.errors import UserError
-from reconciler.model import Applied, EmailType, TenantRecord, UserRecord, tenant_name_problem
+from reconciler.model import Applied, MessageType, TenantRecord, UserRecord, tenant_name_problem
 from reconciler.redaction import mask_password, userinfo_password
 
 
@@ -90,7 +90,7 @@ class NewMessage:
     """A composed message to put in the outbox, in the same transaction as the state."""
 
     user: str
-    type: EmailType
+    type: MessageType
     message_id: str
     sender: str
     recipients: list[str]
