@@ -4,13 +4,22 @@ the run, a permanently refused recipient, a dead server and the queue it leaves,
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
 from tests.fixtures.smtp import SMTPTestServer
 from tests.helpers.mail import parse_mail, sequence
-from tests.helpers.tenants import enabled_users, tenant_doc, user_doc, write_tenant
-from tests.helpers.workspace import Workspace
+from tests.helpers.tenants import (
+    USERS,
+    enabled_users,
+    make_tenant,
+    tenant_doc,
+    user_doc,
+    with_user,
+    write_tenant,
+)
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 DEFAULT_FROM = "Deploy Bot <deploy@example.org>"
 OVERRIDE = ("Contoso Conferencing", "conferencing@contoso.com")
@@ -195,3 +204,30 @@ def test_mail_queued_before_emails_were_turned_off_is_kept_not_sent(
     assert len(kept) == 2 and all(Path(p).is_file() for p in kept)
     assert set(outbox_status(ws).values()) == {"delivered"}
 
+
+def test_the_queue_of_a_tenant_whose_folder_vanished_is_left_alone(
+        new_workspace: NewWorkspace, dead_smtp_url: str, smtp_server: SMTPTestServer) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config)
+    sending = ["--default-from", "noreply@acme.com"]
+    result = ws.apply(*sending, "--retry-backoff", "0", mail=dead_smtp_url, expect=None)
+    assert result.code == 1 and "1 queued" in result.stdout
+    shutil.rmtree(ws.config / "acme")
+    make_tenant(ws.config, "other", users=None)
+    result = ws.apply(*sending, mail=smtp_server.url, expect=None)
+    assert smtp_server.received == []
+    assert "missing from the configuration" in result.stdout
+    outbox = ws.tenant_state("acme")["outbox"]  # type: ignore[index]
+    assert [m["status"] for m in outbox] == ["queued"]
+
+
+def test_a_refused_sender_keeps_every_message_queued_with_its_pin(
+        new_workspace: NewWorkspace, smtp_server: SMTPTestServer) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config, users=USERS + with_user(
+        'license: true\nconference_id: "7654321"\n', "bob@acme.com").removeprefix("users:\n"))
+    smtp_server.refuse_sender("550 5.7.1 not allowed to send as this address")
+    result = ws.apply("--default-from", "noreply@acme.com", "--retry-backoff", "0",
+                      mail=smtp_server.url, expect=1)
+    assert "2 queued" in result.stdout and "0 failed" in result.stdout
+    assert "refused the sender noreply@acme.com" in result.stderr

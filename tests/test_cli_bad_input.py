@@ -12,9 +12,17 @@ from pathlib import Path
 import pytest
 
 from reconciler import cli
-from tests.helpers.cli import Result
+from tests.helpers.cli import Result, assert_clean_error
 from tests.helpers.problems import PROBLEM_LINE
-from tests.helpers.tenants import EXAMPLE, TENANT, USERS, with_settings, with_user, write_files
+from tests.helpers.tenants import (
+    EXAMPLE,
+    TENANT,
+    USERS,
+    make_tenant,
+    with_settings,
+    with_user,
+    write_files,
+)
 from tests.helpers.workspace import NewWorkspace, Workspace
 
 SUMMARY = "problem(s) found; nothing was planned, applied or sent."
@@ -321,3 +329,31 @@ def test_shipped_example_validates_through_the_cli(work):
     assert result.stdout.startswith("Configuration valid: 1 tenant(s), ")
     assert not (work.root / ".reconciler").exists()  # validate needs no state
 
+
+# --- more bad input, one command at a time ------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["josé@acme.com", "alice@exämple.com"])
+def test_non_ascii_address_is_refused_by_validate_not_crashing_apply(
+        new_workspace: NewWorkspace, key: str) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config, users=with_user(ENABLED, key))
+    result = ws.cli("validate", "--config", str(ws.config))
+    assert_clean_error(result, "acme/users.yaml:2:3:", "ASCII")
+    result = ws.run("apply", "--auto-approve")
+    assert_clean_error(result, "acme/users.yaml:2:3:")
+    assert not ws.maildir.exists()
+
+
+def test_validate_of_a_tenant_without_folder_fails(new_workspace: NewWorkspace) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config)
+    result = ws.cli("validate", "--config", str(ws.config), "--tenant", "nosuch")
+    assert_clean_error(result, "nosuch")
+
+
+def test_an_unknown_key_with_two_letters_swapped_gets_a_hint(new_workspace: NewWorkspace) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config, users=with_user('lisence: true\nconference_id: "1234567"\n'))
+    result = ws.run("validate")
+    assert result.code == 1
+    assert "unknown key 'lisence' (did you mean 'license'?)" in result.stderr

@@ -7,8 +7,11 @@ emails the table says, in send order.
 
 from __future__ import annotations
 
+import contextlib
 import email
+import fcntl
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -19,7 +22,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.helpers.cli import Result
+from reconciler.state.sqlite import SQLiteStore
+from tests.helpers.cli import Result, assert_clean_error
+from tests.helpers.tenants import make_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -398,6 +403,12 @@ def test_out_saves_valid_json_with_no_pin(ws: Workspace) -> None:
     assert not _keys(document) & {"pin", "pins", "new_pin"}
 
 
+def test_plan_out_to_an_unwritable_place_is_one_line(ws: Workspace) -> None:
+    make_tenant(ws.config)
+    result = ws.run("plan", "--out", str(ws.root / "no" / "such" / "dir" / "x.plan"))
+    assert_clean_error(result, "cannot write saved plan")
+
+
 def _digit_runs(config: Path) -> set[str]:
     return {run for path in config.rglob("*.yaml")
             for run in re.findall(r"\d+", path.read_text(encoding="utf-8"))}
@@ -476,6 +487,38 @@ def test_import_refuses_to_overwrite_without_force_and_sends_nothing(ws: Workspa
     assert tenant["emails"] == [] and tenant["user_changes"] == []
     shown = json.loads(ok(ws, "state", "show").stdout)
     assert set(shown["tenants"][0]["users"]) == {A}
+
+
+def test_import_while_locked_is_one_line(ws: Workspace) -> None:
+    make_tenant(ws.config)
+    fd = os.open(Path(ws.state).with_name("state.db.acme.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        result = ws.run("import")
+    finally:
+        os.close(fd)
+    assert_clean_error(result, "locked")
+
+
+def test_import_does_not_overwrite_state_an_apply_wrote_after_its_check(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """import checks for existing state, then takes the lock: an apply that committed in
+    between must not be overwritten without --force."""
+    make_tenant(ws.config)
+    original = SQLiteStore.lock
+
+    @contextlib.contextmanager
+    def lock_after_an_apply(self, tenant, timeout=0.0):
+        monkeypatch.setattr(SQLiteStore, "lock", original)
+        assert ws.run("apply", "--auto-approve", "-q").code == 0
+        with original(self, tenant, timeout):
+            yield
+
+    monkeypatch.setattr(SQLiteStore, "lock", lock_after_an_apply)
+    result = ws.run("import")
+    assert_clean_error(result, "already has applied state")
+    store = SQLiteStore(Path(ws.state))
+    assert [h["kind"] for h in store.history("acme")] == ["apply"]
 
 
 def test_state_show_is_json_without_message_bodies_or_pins(ws: Workspace) -> None:

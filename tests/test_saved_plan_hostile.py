@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from reconciler.manager import MAX_SAVED_PLAN_BYTES
-from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from reconciler.state.sqlite import SQLiteStore
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.tenants import enabled_users, make_tenant, tenant_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace
 
 Edit = Callable[[Path], None]
@@ -212,3 +214,22 @@ def test_a_tenant_option_that_is_not_a_name_is_refused_in_one_line(
     assert not (tmp_path / "state" / "state.db").exists() and not ws.maildir.exists()
     assert not (ws.root / "preview").exists()
 
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"kind": "audio-conferencing-reconciler saved plan", "format_version": "1", "plan": {}}',
+        '{"kind": "audio-conferencing-reconciler saved plan", "format_version": "1",'
+        ' "configs": {"acme": {"tenant": {}}}, "plan": {"tenants": []}}',
+        '{"kind": "audio-conferencing-reconciler saved plan", "format_version": "1",'
+        ' "configs": [], "plan": {"tenants": []}}',
+    ],
+)
+def test_incomplete_saved_plan_is_one_line(new_workspace: NewWorkspace, document: str) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config)
+    (ws.root / "x.plan").write_text(document)
+    result = ws.run("apply", str(ws.root / "x.plan"))
+    assert_clean_error(result, "saved plan")
+    state = Path(ws.state)
+    assert not state.exists() or SQLiteStore(state).load("acme") is None
