@@ -148,15 +148,17 @@ def test_text_and_json_plans_show_hostile_values_as_written(hostile: Workspace) 
     assert after["bridge.numbers[0].location"] == HOSTILE and after["bridge.numbers[3]"] == TACOMA
 
 
-def test_pr_comment_of_a_hostile_plan_has_no_live_markup(hostile: Workspace,
-                                                         forge_api: Api) -> None:
+def test_pr_comment_of_a_hostile_plan_has_no_live_markup(
+    hostile: Workspace, forge_api: Api
+) -> None:
     """The CI's two steps, each a command: render the markdown plan, then post it."""
     rendered = hostile.run("plan", "--format", "markdown")
     assert rendered.code == 0, str(rendered)
     (hostile.root / "plan.md").write_text(rendered.stdout, encoding="utf-8")
     command = ["pr-comment", "--body-file", "plan.md", "--platform", "github", "--repo", REPO]
-    posted = hostile.cli(*command, "--api-url", forge_api.url, "--number", str(PR),
-                         env={"GITHUB_TOKEN": TOKEN})
+    posted = hostile.cli(
+        *command, "--api-url", forge_api.url, "--number", str(PR), env={"GITHUB_TOKEN": TOKEN}
+    )
     assert posted.code == 0, str(posted)
     (comment,) = forge_api.comments
     assert comment["body"] == rendered.stdout and live_markup(comment["body"]) == []

@@ -139,7 +139,8 @@ def test_a_conference_id_with_a_trailing_newline_or_foreign_digits_is_refused(va
 
 
 def test_two_users_cannot_share_a_conference_id_through_a_trailing_newline(
-        new_workspace: NewWorkspace) -> None:
+    new_workspace: NewWorkspace,
+) -> None:
     ws = new_workspace()
     users = (
         'users:\n  a@acme.com: {license: true, conference_id: "1234567\\n"}\n'

@@ -52,8 +52,16 @@ def test_a_libpq_keyword_string_is_refused_with_a_hint_and_never_echoed(
 ) -> None:
     before = tree(tmp_path)
     extra = ["--auto-approve"] if command == "apply" else []
-    result = ws.cli(command, *extra, "--config", str(config), "--state", state,
-                    "--mail", f"maildir:{tmp_path / 'mail'}")
+    result = ws.cli(
+        command,
+        *extra,
+        "--config",
+        str(config),
+        "--state",
+        state,
+        "--mail",
+        f"maildir:{tmp_path / 'mail'}",
+    )
     assert result.code == 1, str(result)
     assert result.stderr.startswith("error: --state looks like a PostgreSQL connection string")
     assert "postgresql://USER@HOST:PORT/DBNAME" in result.stderr
@@ -98,8 +106,16 @@ def test_a_state_folder_that_does_not_exist_is_refused(
     tmp_path: Path, ws: Workspace, config: Path
 ) -> None:
     state = tmp_path / "typo" / "state.db"
-    result = ws.cli("apply", "--auto-approve", "--config", str(config), "--state", str(state),
-                    "--mail", f"maildir:{tmp_path / 'mail'}")
+    result = ws.cli(
+        "apply",
+        "--auto-approve",
+        "--config",
+        str(config),
+        "--state",
+        str(state),
+        "--mail",
+        f"maildir:{tmp_path / 'mail'}",
+    )
     assert result.code == 1, str(result)
     assert result.stderr.startswith(f"error: state folder {state.parent} does not exist")
     assert not state.parent.exists() and not (tmp_path / "mail").exists()
@@ -173,8 +189,9 @@ def test_ten_emails_or_an_existing_state_need_nothing(new_workspace: NewWorkspac
     assert len(ws.mails()) == 40
 
 
-def test_the_guard_applies_on_postgresql_too(new_workspace: NewWorkspace,
-                                             postgres_url: str) -> None:
+def test_the_guard_applies_on_postgresql_too(
+    new_workspace: NewWorkspace, postgres_url: str
+) -> None:
     ws = new_workspace(postgres_url)
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(12, domain="acme.com"))
     result = ws.apply(expect=1)

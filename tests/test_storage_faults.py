@@ -73,8 +73,14 @@ def tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
         subprocess.run([*_ADMIN, "umount", "-l", str(mount)], check=False)
 
 
-def on_tmpfs(tmp_path: Path, new_workspace: NewWorkspace, tmpfs: Tmpfs, users: int,
-             mail: str = "", mode: Mode = "in-process") -> Workspace:
+def on_tmpfs(
+    tmp_path: Path,
+    new_workspace: NewWorkspace,
+    tmpfs: Tmpfs,
+    users: int,
+    mail: str = "",
+    mode: Mode = "in-process",
+) -> Workspace:
     ws = new_workspace(str(tmpfs.path / "state.db"), root=tmp_path / "ws", mail=mail, mode=mode)
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(users, domain="acme.com"))
     return ws
