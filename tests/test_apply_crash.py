@@ -7,33 +7,20 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
-
-from tests.helpers import (
-    GateSMTPServer,
-    Mail,
-    Workspace,
-    enabled_users,
-    tenant_doc,
-    write_tenant,
-)
+from tests.fixtures.smtp import SMTPTestServer
+from tests.helpers.mail import Mail
+from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from tests.helpers.workspace import Workspace
 
 USERS = 8
 
 
-@pytest.fixture
-def gate() -> Iterator[GateSMTPServer]:
-    server = GateSMTPServer()
-    yield server
-    server.stop()
-
-
-def workspace(tmp_path: Path, state_location: str, url: str) -> Workspace:
-    return Workspace(tmp_path, state_location, mail=url,
-                     env={"RECONCILER_DEFAULT_FROM": "deploy@example.org"})
+def sending_to(ws: Workspace, server: SMTPTestServer) -> Workspace:
+    ws.mail = server.url
+    ws.env["RECONCILER_DEFAULT_FROM"] = "deploy@example.org"
+    return ws
 
 
 def check_delivered_once(mails: list[Mail], planned: int, *, in_flight: str | None = None
@@ -59,10 +46,11 @@ def check_state(ws: Workspace, serial: int, emails: int) -> None:
     assert [h["serial"] for h in ws.history()] == list(range(1, serial + 1))
 
 
-def test_kill_with_a_message_in_flight(tmp_path: Path, state_location: str,
-                                       gate: GateSMTPServer) -> None:
+def test_kill_with_a_message_in_flight(process_workspace: Workspace,
+                                       smtp_server: SMTPTestServer) -> None:
     """The server has message 3 but its reply never reaches apply: at most that one twice."""
-    ws = workspace(tmp_path, state_location, gate.url)
+    gate = smtp_server
+    ws = sending_to(process_workspace, gate)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(USERS))
     gate.hold(3, accepted=True)
     apply = ws.spawn("apply", "--auto-approve")
@@ -83,11 +71,12 @@ def test_kill_with_a_message_in_flight(tmp_path: Path, state_location: str,
     assert len(gate.mails) == USERS + 1, "nothing more afterwards"
 
 
-def test_kill_after_the_commit_before_any_delivery(tmp_path: Path, state_location: str,
-                                                   gate: GateSMTPServer) -> None:
+def test_kill_after_the_commit_before_any_delivery(process_workspace: Workspace,
+                                                   smtp_server: SMTPTestServer) -> None:
     """Killed while the first message is being refused: the state and the whole outbox are
     committed; the re-run sends every message exactly once and plans nothing new."""
-    ws = workspace(tmp_path, state_location, gate.url)
+    gate = smtp_server
+    ws = sending_to(process_workspace, gate)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(USERS))
     gate.hold(0, accepted=False)
     apply = ws.spawn("apply", "--auto-approve")
@@ -106,47 +95,45 @@ def test_kill_after_the_commit_before_any_delivery(tmp_path: Path, state_locatio
     check_state(ws, serial=1, emails=USERS)
 
 
-def test_kill_at_random_points(tmp_path: Path, state_location: str) -> None:
+def test_kill_at_random_points(process_workspace: Workspace,
+                               new_smtp_server: Callable[..., SMTPTestServer]) -> None:
     """A slow server (20 ms a message); each round asks every user for a PIN reset and kills
     apply at a random point — a random instant after the start (planning, commit, first
     connection), or once a random number of messages has arrived plus a random fraction of a
     message — then re-runs it."""
-    gate = GateSMTPServer(delay=0.02)
-    try:
-        ws = workspace(tmp_path, state_location, gate.url)
-        users = enabled_users(USERS)
-        write_tenant(ws.config, "contoso", tenant_doc(), users)
-        ws.apply()
-        check_delivered_once(gate.mails, USERS)
+    gate = new_smtp_server(delay=0.02)
+    ws = sending_to(process_workspace, gate)
+    users = enabled_users(USERS)
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    ws.apply()
+    check_delivered_once(gate.mails, USERS)
 
-        seed = random.randrange(1 << 30)
-        rng = random.Random(seed)
-        kills = 0
-        for round_ in range(1, 7):
-            for user in users.values():
-                user["pin_reset"] = f"round {round_}"
-            write_tenant(ws.config, "contoso", tenant_doc(), users)
-            before = len(gate.mails)
-            arrived = rng.randrange(-1, USERS)  # -1: by the clock from the start
-            pause = rng.uniform(0.0, 0.3 if arrived < 0 else 0.03)
-            apply = ws.spawn("apply", "--auto-approve")
-            if arrived >= 0:
-                gate.wait_for(before + arrived)
-            time.sleep(pause)
-            apply.kill()
-            kills += apply.wait().code == -9
-            ws.apply()
-            where = (f"seed {seed}, round {round_}: killed {pause:.3f} s after "
-                     + (f"{arrived} message(s) arrived" if arrived >= 0 else "the start"))
-            new = gate.mails[before:]
-            try:
-                assert all(m.type == "pin-reset" for m in new)
-                check_delivered_once(new, USERS)
-                check_state(ws, serial=round_ + 1, emails=USERS * (round_ + 1))
-            except AssertionError as error:
-                raise AssertionError(f"{where}: {error}") from error
-        assert kills >= 3, f"seed {seed}: only {kills} of 6 applies were still running to kill"
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    kills = 0
+    for round_ in range(1, 7):
+        for user in users.values():
+            user["pin_reset"] = f"round {round_}"
+        write_tenant(ws.config, "contoso", tenant_doc(), users)
+        before = len(gate.mails)
+        arrived = rng.randrange(-1, USERS)  # -1: by the clock from the start
+        pause = rng.uniform(0.0, 0.3 if arrived < 0 else 0.03)
+        apply = ws.spawn("apply", "--auto-approve")
+        if arrived >= 0:
+            gate.wait_for(before + arrived)
+        time.sleep(pause)
+        apply.kill()
+        kills += apply.wait().code == -9
         ws.apply()
-        assert len(gate.mails) == before + len(new), "nothing left over after the last round"
-    finally:
-        gate.stop()
+        where = (f"seed {seed}, round {round_}: killed {pause:.3f} s after "
+                 + (f"{arrived} message(s) arrived" if arrived >= 0 else "the start"))
+        new = gate.mails[before:]
+        try:
+            assert all(m.type == "pin-reset" for m in new)
+            check_delivered_once(new, USERS)
+            check_state(ws, serial=round_ + 1, emails=USERS * (round_ + 1))
+        except AssertionError as error:
+            raise AssertionError(f"{where}: {error}") from error
+    assert kills >= 3, f"seed {seed}: only {kills} of 6 applies were still running to kill"
+    ws.apply()
+    assert len(gate.mails) == before + len(new), "nothing left over after the last round"

@@ -11,22 +11,18 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import (
+from tests.helpers.mail import Mail, is_trivial_pin, parse_mail, read_maildir, sequence
+from tests.helpers.tenants import (
     MEETING_UPDATE_TOOL_URL,
     TOLL,
     TOLL_2,
     TOLL_FREE,
-    Mail,
-    Workspace,
     enabled_users,
-    is_trivial_pin,
-    read_maildir,
-    sequence,
-    state_file,
     tenant_doc,
     user_doc,
     write_tenant,
 )
+from tests.helpers.workspace import Workspace, state_file
 
 OVERRIDE = ("Contoso Conferencing", "conferencing@contoso.com")
 OTHER = {"en": "fr", "fr": "en"}
@@ -216,9 +212,9 @@ def check_message(mail: Mail, user: dict[str, Any], locale: str, pin_length: int
 
 
 @pytest.mark.parametrize("locale", ["en", "fr"])
-def test_every_email_rule_and_combination(tmp_path: Path, state_location: str,
+def test_every_email_rule_and_combination(workspace: Workspace,
                                           locale: str) -> None:
-    ws = Workspace(tmp_path, state_location)
+    ws = workspace
     pins: set[str] = set()
     delivered: list[Mail] = []
     for step, expected in ((1, EXPECTED_1), (2, EXPECTED_2), (3, EXPECTED_3)):
@@ -279,8 +275,8 @@ def test_every_email_rule_and_combination(tmp_path: Path, state_location: str,
         assert mail.path is not None and stat.S_IMODE(mail.path.stat().st_mode) == 0o600
 
 
-def test_request_for_a_user_not_enabled_is_refused(tmp_path: Path, state_location: str) -> None:
-    ws = Workspace(tmp_path, state_location)
+def test_request_for_a_user_not_enabled_is_refused(workspace: Workspace) -> None:
+    ws = workspace
     write_tenant(ws.config, "contoso", tenant_doc(), {
         "a@contoso.com": user_doc("1000001"),
         "b@contoso.com": user_doc("1000002", license=False, pin_reset="now"),
@@ -295,11 +291,11 @@ def test_request_for_a_user_not_enabled_is_refused(tmp_path: Path, state_locatio
     ("Platform Team <platform@example.org>", ("Platform Team", "platform@example.org")),
     ("platform@example.org", ("Office 365", "platform@example.org")),
 ])
-def test_default_sender(tmp_path: Path, state_location: str, default_from: str,
+def test_default_sender(workspace: Workspace, default_from: str,
                         expected: tuple[str, str]) -> None:
     """Without the tenant override, From is the deployment's sender (option or environment);
     with it, the tenant's own."""
-    ws = Workspace(tmp_path, state_location)
+    ws = workspace
     write_tenant(ws.config, "plain", tenant_doc(), {"a@plain.com": user_doc("1000001")})
     write_tenant(ws.config, "custom", tenant_doc(override=OVERRIDE),
                  {"a@custom.com": user_doc("1000001")})
@@ -311,8 +307,8 @@ def test_default_sender(tmp_path: Path, state_location: str, default_from: str,
 
 
 def test_suppressed_emails_are_kept_for_the_operator_and_never_sent(
-        tmp_path: Path, state_location: str) -> None:
-    ws = Workspace(tmp_path, state_location)
+        workspace: Workspace) -> None:
+    ws = workspace
     users = enabled_users(3)
     write_tenant(ws.config, "quiet", tenant_doc(send=False), users)
 
@@ -325,14 +321,14 @@ def test_suppressed_emails_are_kept_for_the_operator_and_never_sent(
     assert ws.mails() == [], "nothing is sent while automatically_send_emails_to_users is false"
     kept = printed_paths(result.stdout)
     assert len(kept) == 3
-    check_suppressed_files(kept, state_location, "quiet", ["enabled"] * 3, pin_length=5)
+    check_suppressed_files(kept, ws.state, "quiet", ["enabled"] * 3, pin_length=5)
 
     users["u001@contoso.com"]["pin_reset"] = "again"
     write_tenant(ws.config, "quiet", tenant_doc(send=False), users)
     result = ws.apply()
     more = printed_paths(result.stdout)
     assert len(more) == 1 and not set(more) & set(kept)
-    check_suppressed_files(more, state_location, "quiet", ["pin-reset"], pin_length=5)
+    check_suppressed_files(more, ws.state, "quiet", ["pin-reset"], pin_length=5)
     assert [h["suppressed"] for h in ws.history()] == [3, 1]
     outbox = ws.tenant_state("quiet")["outbox"]  # type: ignore[index]
     assert {m["status"] for m in outbox} == {"delivered"} and all(m["suppressed"] for m in outbox)
@@ -358,8 +354,6 @@ def check_suppressed_files(paths: list[Path], state_location: str, tenant: str,
     for path, email_type in zip(paths, types, strict=True):
         assert path.suffix == ".eml" and path.is_file(), path
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-        from tests.helpers import parse_mail
-
         mail = parse_mail(path.read_bytes(), path)
         assert mail.type == email_type and mail.tenant == tenant
         assert len(mail.pins) == 1 and len(mail.pins[0]) == pin_length, "the admin needs it"
@@ -374,8 +368,8 @@ def check_suppressed_files(paths: list[Path], state_location: str, tenant: str,
     assert not [p for p in folder.iterdir() if p.name.startswith(".")], "no temporary files left"
 
 
-def test_test_email_into_a_maildir(tmp_path: Path, state_location: str) -> None:
-    ws = Workspace(tmp_path, state_location)
+def test_test_email_into_a_maildir(workspace: Workspace) -> None:
+    ws = workspace
     write_tenant(ws.config, "contoso", tenant_doc(locale="fr", pin_length=6, override=OVERRIDE),
                  {"a@contoso.com": user_doc("1000001")})
     result = ws.run("test-email", "--tenant", "contoso", "--to", "admin@contoso.com")
@@ -401,16 +395,14 @@ def test_test_email_into_a_maildir(tmp_path: Path, state_location: str) -> None:
     assert len(ws.mails()) == 1
 
 
-def test_apply_through_the_python_entry_point(tmp_path: Path, state_location: str) -> None:
+def test_apply_through_the_python_entry_point(workspace: Workspace) -> None:
     """`python -m reconciler` with settings from the environment (RECONCILER_*)."""
-    from tests.helpers import run_exec
-
-    ws = Workspace(tmp_path, state_location)
+    ws = workspace
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(2))
-    env = {"RECONCILER_CONFIG": str(ws.config), "RECONCILER_STATE": state_location,
-           "RECONCILER_MAIL_URL": f"maildir:{tmp_path / 'env-mail'}"}
-    result = run_exec(["apply", "--auto-approve"], cwd=tmp_path, env=env)
+    env = {"RECONCILER_CONFIG": str(ws.config), "RECONCILER_STATE": ws.state,
+           "RECONCILER_MAIL_URL": f"maildir:{ws.root / 'env-mail'}"}
+    result = ws.python_m("apply", "--auto-approve", env=env)
     assert result.code == 0, str(result)
-    assert sequence(read_maildir(tmp_path / "env-mail")) == [
+    assert sequence(read_maildir(ws.root / "env-mail")) == [
         ("u000@contoso.com", "enabled"), ("u001@contoso.com", "enabled")]
-    assert os.path.exists(tmp_path / "env-mail" / "new")
+    assert os.path.exists(ws.root / "env-mail" / "new")

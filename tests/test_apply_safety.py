@@ -4,41 +4,24 @@ the mass-disable guard, PINs that never leak, private files."""
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import stat
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    GateSMTPServer,
-    Result,
-    Workspace,
-    enabled_users,
-    run,
-    sequence,
-    spawn,
-    state_file,
-    tenant_doc,
-    user_doc,
-    write_tenant,
-)
+from tests.fixtures.smtp import SMTPTestServer
+from tests.helpers.cli import Result
+from tests.helpers.mail import sequence
+from tests.helpers.processes import Terminal
+from tests.helpers.tenants import enabled_users, tenant_doc, user_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace, Workspace, state_file
 
 
-@pytest.fixture
-def gate() -> Iterator[GateSMTPServer]:
-    server = GateSMTPServer()
-    yield server
-    server.stop()
-
-
-def smtp_workspace(tmp_path: Path, state_location: str, url: str) -> Workspace:
-    return Workspace(tmp_path, state_location, mail=url,
-                     env={"RECONCILER_DEFAULT_FROM": "deploy@example.org"})
+def sending_to(ws: Workspace, server: SMTPTestServer) -> Workspace:
+    ws.mail = server.url
+    ws.env["RECONCILER_DEFAULT_FROM"] = "deploy@example.org"
+    return ws
 
 
 # --- the tenant lock -------------------------------------------------------------------------
@@ -47,8 +30,9 @@ LOCKED = re.compile(r"locked by .+ since \d{4}-\d\d-\d\d")
 
 
 def test_second_apply_is_refused_at_once_or_waits_with_lock_timeout(
-        tmp_path: Path, state_location: str, gate: GateSMTPServer) -> None:
-    ws = smtp_workspace(tmp_path, state_location, gate.url)
+        process_workspace: Workspace, smtp_server: SMTPTestServer) -> None:
+    gate = smtp_server
+    ws = sending_to(process_workspace, gate)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(4))
     gate.hold(1)  # the first apply holds the lock while delivering
     first = ws.spawn("apply", "--auto-approve")
@@ -74,9 +58,10 @@ def test_second_apply_is_refused_at_once_or_waits_with_lock_timeout(
     assert [h["serial"] for h in ws.history()] == [1]
 
 
-def test_a_killed_apply_does_not_block_the_next(tmp_path: Path, state_location: str,
-                                                gate: GateSMTPServer) -> None:
-    ws = smtp_workspace(tmp_path, state_location, gate.url)
+def test_a_killed_apply_does_not_block_the_next(process_workspace: Workspace,
+                                                smtp_server: SMTPTestServer) -> None:
+    gate = smtp_server
+    ws = sending_to(process_workspace, gate)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(4))
     gate.hold(1)
     first = ws.spawn("apply", "--auto-approve")
@@ -93,16 +78,15 @@ def test_a_killed_apply_does_not_block_the_next(tmp_path: Path, state_location: 
 # --- saved plans -----------------------------------------------------------------------------
 
 
-def test_saved_plan_is_applied_exactly_even_if_the_config_changed(
-        tmp_path: Path, state_location: str) -> None:
-    ws = Workspace(tmp_path, state_location)
+def test_saved_plan_is_applied_exactly_even_if_the_config_changed(workspace: Workspace) -> None:
+    ws = workspace
     users = enabled_users(4)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
     ws.apply()
 
     users["u001@contoso.com"]["pin_reset"] = "planned"
     write_tenant(ws.config, "contoso", tenant_doc(), users)
-    plan_file = tmp_path / "reviewed.plan"
+    plan_file = ws.root / "reviewed.plan"
     made = ws.run("plan", "--out", str(plan_file))
     assert made.code == 0, str(made)
 
@@ -129,12 +113,11 @@ def test_saved_plan_is_applied_exactly_even_if_the_config_changed(
     assert len(ws.mails()) == 5
 
 
-def test_stale_saved_plan_is_refused_and_changes_nothing(tmp_path: Path,
-                                                         state_location: str) -> None:
-    ws = Workspace(tmp_path, state_location)
+def test_stale_saved_plan_is_refused_and_changes_nothing(workspace: Workspace) -> None:
+    ws = workspace
     users = enabled_users(2)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
-    plan_file = tmp_path / "old.plan"
+    plan_file = ws.root / "old.plan"
     assert ws.run("plan", "--out", str(plan_file)).code == 0  # made against no state at all
     ws.apply()  # the state moves on
     before = ws.state_show()
@@ -149,8 +132,8 @@ def test_stale_saved_plan_is_refused_and_changes_nothing(tmp_path: Path,
 # --- confirmation ----------------------------------------------------------------------------
 
 
-def test_without_a_terminal_apply_needs_auto_approve(tmp_path: Path, state_location: str) -> None:
-    ws = Workspace(tmp_path, state_location)
+def test_without_a_terminal_apply_needs_auto_approve(workspace: Workspace) -> None:
+    ws = workspace
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(2))
     refused = ws.run("apply")
     assert refused.code == 1 and "--auto-approve" in refused.stderr
@@ -159,18 +142,16 @@ def test_without_a_terminal_apply_needs_auto_approve(tmp_path: Path, state_locat
 
 def answer_on_a_terminal(ws: Workspace, answer: str) -> Result:
     """`apply` with a terminal on stdin that types ``answer``."""
-    controller, terminal = pty.openpty()
+    terminal = Terminal()
     try:
-        os.write(controller, answer.encode() + b"\n")
-        return spawn(ws.args(["apply"]), cwd=ws.root, stdin=os.ttyname(terminal)).wait()
+        terminal.type(answer + "\n")
+        return ws.spawn("apply", stdin=terminal.path).wait()
     finally:
-        os.close(terminal)
-        os.close(controller)
+        terminal.close()
 
 
-def test_on_a_terminal_apply_asks_and_only_yes_applies(tmp_path: Path,
-                                                       state_location: str) -> None:
-    ws = Workspace(tmp_path, state_location)
+def test_on_a_terminal_apply_asks_and_only_yes_applies(process_workspace: Workspace) -> None:
+    ws = process_workspace
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(2))
     declined = answer_on_a_terminal(ws, "y")
     assert declined.code == 1 and "cancelled" in declined.stderr, str(declined)
@@ -184,9 +165,9 @@ def test_on_a_terminal_apply_asks_and_only_yes_applies(tmp_path: Path,
 # --- mass-disable guard ----------------------------------------------------------------------
 
 
-def test_mass_disable_guard(tmp_path: Path, state_location: str) -> None:
+def test_mass_disable_guard(workspace: Workspace) -> None:
     """A deleted users file must not email the whole company."""
-    ws = Workspace(tmp_path, state_location)
+    ws = workspace
     files = {"users/team-a.yaml": enabled_users(8), "users/team-b.yaml": enabled_users(2, start=8)}
     write_tenant(ws.config, "contoso", tenant_doc(), user_files=strip(files))
     ws.apply()
@@ -205,10 +186,10 @@ def test_mass_disable_guard(tmp_path: Path, state_location: str) -> None:
 
 
 @pytest.mark.parametrize(("enabled", "disabled"), [(10, 1), (9, 9)])
-def test_mass_disable_guard_thresholds(tmp_path: Path, state_location: str, enabled: int,
+def test_mass_disable_guard_thresholds(workspace: Workspace, enabled: int,
                                        disabled: int) -> None:
     """10% of 10 is not more than 10%; a tenant under 10 enabled users is not guarded."""
-    ws = Workspace(tmp_path, state_location)
+    ws = workspace
     users = enabled_users(enabled)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
     ws.apply()
@@ -258,8 +239,8 @@ def pin_scenario(ws: Workspace, dead_url: str) -> tuple[list[Result], list[str],
 
 
 def test_pins_never_appear_in_output_plans_state_or_history(
-        tmp_path: Path, state_location: str, dead_smtp_url: str) -> None:
-    ws = Workspace(tmp_path, state_location)
+        workspace: Workspace, dead_smtp_url: str) -> None:
+    ws = workspace
     results, pins, _ = pin_scenario(ws, dead_smtp_url)
     texts = {f"{' '.join(r.argv[:2])} ({stream})": getattr(r, stream)
              for r in results for stream in ("stdout", "stderr")}
@@ -273,10 +254,10 @@ def test_pins_never_appear_in_output_plans_state_or_history(
 
 
 def test_pins_are_erased_from_the_sqlite_file_once_delivered(
-        tmp_path: Path, sqlite_location: str, dead_smtp_url: str) -> None:
+        new_workspace: NewWorkspace, sqlite_location: str, dead_smtp_url: str) -> None:
     database = state_file(sqlite_location)
     assert database is not None
-    ws = Workspace(tmp_path, sqlite_location)
+    ws = new_workspace(sqlite_location)
     _, pins, queued_snapshot = pin_scenario(ws, dead_smtp_url)
     assert queued_snapshot is not None
     first = pins[:3]
@@ -293,13 +274,13 @@ def test_pins_are_erased_from_the_sqlite_file_once_delivered(
 # --- private files ---------------------------------------------------------------------------
 
 
-def test_sqlite_state_file_is_private(tmp_path: Path, sqlite_location: str) -> None:
+def test_sqlite_state_file_is_private(new_workspace: NewWorkspace, sqlite_location: str) -> None:
     database = state_file(sqlite_location)
     assert database is not None
-    ws = Workspace(tmp_path, sqlite_location)
+    ws = new_workspace(sqlite_location)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(1))
     # the most permissive umask must not matter
-    result = run(ws.args(["apply", "--auto-approve"]), cwd=ws.root, umask=0)
+    result = ws.run("apply", "--auto-approve", umask=0)
     assert result.code == 0, str(result)
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
     for mail in ws.mails():

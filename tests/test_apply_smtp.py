@@ -4,27 +4,31 @@ the run, a permanently refused recipient, a dead server and the queue it leaves,
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
 from tests.fixtures.smtp import SMTPTestServer
-from tests.helpers import (
-    Workspace,
+from tests.helpers.mail import parse_mail, sequence
+from tests.helpers.tenants import (
+    USERS,
     enabled_users,
-    parse_mail,
-    sequence,
+    make_tenant,
     tenant_doc,
     user_doc,
+    with_user,
     write_tenant,
 )
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 DEFAULT_FROM = "Deploy Bot <deploy@example.org>"
 OVERRIDE = ("Contoso Conferencing", "conferencing@contoso.com")
 
 
-def workspace(tmp_path: Path, state_location: str, url: str) -> Workspace:
-    return Workspace(tmp_path, state_location, mail=url,
-                     env={"RECONCILER_DEFAULT_FROM": DEFAULT_FROM})
+def sending_to(ws: Workspace, url: str) -> Workspace:
+    ws.mail = url
+    ws.env["RECONCILER_DEFAULT_FROM"] = DEFAULT_FROM
+    return ws
 
 
 def received(server: SMTPTestServer) -> list[tuple[str, str]]:
@@ -37,9 +41,9 @@ def outbox_status(ws: Workspace, tenant: str = "contoso") -> dict[str, str]:
     return {f"{m['user']} {m['type']}": m["status"] for m in state["outbox"]}
 
 
-def test_smtp_delivery_envelope_and_headers(tmp_path: Path, state_location: str,
+def test_smtp_delivery_envelope_and_headers(workspace: Workspace,
                                             smtp_server: SMTPTestServer) -> None:
-    ws = workspace(tmp_path, state_location, smtp_server.url)
+    ws = sending_to(workspace, smtp_server.url)
     write_tenant(ws.config, "contoso", tenant_doc(override=OVERRIDE), {
         **enabled_users(2),
         "alias@contoso.com": user_doc("7100000", email="Other.Box@Contoso.com"),
@@ -61,9 +65,9 @@ def test_smtp_delivery_envelope_and_headers(tmp_path: Path, state_location: str,
     assert smtp_server.connections <= 2, "one connection per tenant's delivery, not per message"
 
 
-def test_temporary_failures_are_retried_within_the_run(tmp_path: Path, state_location: str,
+def test_temporary_failures_are_retried_within_the_run(workspace: Workspace,
                                                        smtp_server: SMTPTestServer) -> None:
-    ws = workspace(tmp_path, state_location, smtp_server.url)
+    ws = sending_to(workspace, smtp_server.url)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(3))
     smtp_server.fail_next(2)  # the first message gets two 451s, then goes through
     started = time.monotonic()
@@ -76,9 +80,9 @@ def test_temporary_failures_are_retried_within_the_run(tmp_path: Path, state_loc
     assert set(outbox_status(ws).values()) == {"delivered"}
 
 
-def test_permanent_refusal_of_one_recipient(tmp_path: Path, state_location: str,
+def test_permanent_refusal_of_one_recipient(workspace: Workspace,
                                             smtp_server: SMTPTestServer) -> None:
-    ws = workspace(tmp_path, state_location, smtp_server.url)
+    ws = sending_to(workspace, smtp_server.url)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(3))
     smtp_server.reject_recipient("u001@contoso.com")
     result = ws.apply(expect=1)
@@ -102,9 +106,9 @@ def test_permanent_refusal_of_one_recipient(tmp_path: Path, state_location: str,
 
 
 def test_dead_server_leaves_mail_queued_and_next_apply_sends_it_first(
-        tmp_path: Path, state_location: str, dead_smtp_url: str,
+        workspace: Workspace, dead_smtp_url: str,
         smtp_server: SMTPTestServer) -> None:
-    ws = workspace(tmp_path, state_location, dead_smtp_url)
+    ws = sending_to(workspace, dead_smtp_url)
     users = enabled_users(3)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
     started = time.monotonic()
@@ -142,9 +146,9 @@ def test_dead_server_leaves_mail_queued_and_next_apply_sends_it_first(
     assert len(smtp_server.received) == 5
 
 
-def test_test_email_over_smtp(tmp_path: Path, state_location: str,
+def test_test_email_over_smtp(workspace: Workspace,
                               smtp_server: SMTPTestServer, dead_smtp_url: str) -> None:
-    ws = workspace(tmp_path, state_location, smtp_server.url)
+    ws = sending_to(workspace, smtp_server.url)
     write_tenant(ws.config, "contoso", tenant_doc(override=OVERRIDE, pin_length=8),
                  enabled_users(1))
     write_tenant(ws.config, "plain", tenant_doc(), enabled_users(1, domain="plain.com"))
@@ -164,9 +168,9 @@ def test_test_email_over_smtp(tmp_path: Path, state_location: str,
 
 
 def test_a_refused_apply_sends_nothing_not_even_earlier_leftovers(
-        tmp_path: Path, state_location: str, dead_smtp_url: str,
+        workspace: Workspace, dead_smtp_url: str,
         smtp_server: SMTPTestServer) -> None:
-    ws = workspace(tmp_path, state_location, dead_smtp_url)
+    ws = sending_to(workspace, dead_smtp_url)
     users = enabled_users(10)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
     ws.apply(expect=1)  # server down: ten `enabled` emails stay queued
@@ -186,9 +190,9 @@ def test_a_refused_apply_sends_nothing_not_even_earlier_leftovers(
 
 
 def test_mail_queued_before_emails_were_turned_off_is_kept_not_sent(
-        tmp_path: Path, state_location: str, dead_smtp_url: str,
+        workspace: Workspace, dead_smtp_url: str,
         smtp_server: SMTPTestServer) -> None:
-    ws = workspace(tmp_path, state_location, dead_smtp_url)
+    ws = sending_to(workspace, dead_smtp_url)
     users = enabled_users(2)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
     ws.apply(expect=1)  # queued while sending was on
@@ -199,3 +203,31 @@ def test_mail_queued_before_emails_were_turned_off_is_kept_not_sent(
     kept = re.findall(r"^suppressed: .*?: (\S+\.eml)$", result.stdout, re.M)
     assert len(kept) == 2 and all(Path(p).is_file() for p in kept)
     assert set(outbox_status(ws).values()) == {"delivered"}
+
+
+def test_the_queue_of_a_tenant_whose_folder_vanished_is_left_alone(
+        new_workspace: NewWorkspace, dead_smtp_url: str, smtp_server: SMTPTestServer) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config)
+    sending = ["--default-from", "noreply@acme.com"]
+    result = ws.apply(*sending, "--retry-backoff", "0", mail=dead_smtp_url, expect=None)
+    assert result.code == 1 and "1 queued" in result.stdout
+    shutil.rmtree(ws.config / "acme")
+    make_tenant(ws.config, "other", users=None)
+    result = ws.apply(*sending, mail=smtp_server.url, expect=None)
+    assert smtp_server.received == []
+    assert "missing from the configuration" in result.stdout
+    outbox = ws.tenant_state("acme")["outbox"]  # type: ignore[index]
+    assert [m["status"] for m in outbox] == ["queued"]
+
+
+def test_a_refused_sender_keeps_every_message_queued_with_its_pin(
+        new_workspace: NewWorkspace, smtp_server: SMTPTestServer) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config, users=USERS + with_user(
+        'license: true\nconference_id: "7654321"\n', "bob@acme.com").removeprefix("users:\n"))
+    smtp_server.refuse_sender("550 5.7.1 not allowed to send as this address")
+    result = ws.apply("--default-from", "noreply@acme.com", "--retry-backoff", "0",
+                      mail=smtp_server.url, expect=1)
+    assert "2 queued" in result.stdout and "0 failed" in result.stdout
+    assert "refused the sender noreply@acme.com" in result.stderr

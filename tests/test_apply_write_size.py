@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler.apply import run_apply
 from reconciler.manager import Manager, Options
-from reconciler.plan import Plan
 from reconciler.state import Commit
-from tests.helpers import enabled_users, tenant_doc, write_tenant
-
-
-class SilentUI:
-    def show_plan(self, plan: Plan) -> None:
-        """Nothing to show in a test."""
-
-    def confirm(self, plan: Plan) -> bool:
-        return True
-
-    def echo(self, message: str, err: bool = False) -> None:
-        """Nothing to say in a test."""
-
-    @contextlib.contextmanager
-    def progress(self, total: int, label: str) -> Iterator[Callable[[object], None]]:
-        yield lambda _message: None
+from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from tests.helpers.ui import SilentUI
 
 
 def apply(options: Options, commits: list[Commit], monkeypatch: pytest.MonkeyPatch) -> None:

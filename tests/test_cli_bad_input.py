@@ -6,27 +6,25 @@ existing state database keeps its exact bytes."""
 from __future__ import annotations
 
 import functools
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from reconciler import cli
-from reconciler.cli import main
-from tests.test_config_semantic import (
-    PROBLEM_LINE,
+from tests.helpers.cli import Result, assert_clean_error
+from tests.helpers.problems import PROBLEM_LINE
+from tests.helpers.tenants import (
+    EXAMPLE,
     TENANT,
     USERS,
+    make_tenant,
     with_settings,
     with_user,
     write_files,
 )
+from tests.helpers.workspace import NewWorkspace, Workspace
 
-REPO = Path(__file__).resolve().parent.parent
 SUMMARY = "problem(s) found; nothing was planned, applied or sent."
 ENABLED = 'license: true\nconference_id: "1234567"\n'
 
@@ -178,21 +176,14 @@ COMMANDS = {
     "import": ["import"],
 }
 
-_ENV = ("RECONCILER_CONFIG", "RECONCILER_STATE", "RECONCILER_MAIL_URL", "RECONCILER_DEFAULT_FROM",
-        "RECONCILER_TEMPLATES")
-
-
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """An empty working directory (so no `templates/` or `.reconciler/` of the checkout is
-    used), with no RECONCILER_* variables, and `validate`'s template check computed once."""
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    for name in _ENV:
-        monkeypatch.delenv(name, raising=False)
+def work(new_workspace: NewWorkspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+         ) -> Workspace:
+    """An in-process workspace in an empty folder (so no `templates/` or `.reconciler/` of the
+    checkout is used) whose state folder does not exist yet, with `validate`'s template check
+    computed once."""
     monkeypatch.setattr(cli, "check_templates", _cached_template_check)
-    return work
+    return new_workspace(str(tmp_path / "work" / "state" / "state.db"), root=tmp_path / "work")
 
 
 @functools.cache
@@ -207,16 +198,9 @@ def _cached_template_check(directory):
 _real_check_templates = cli.check_templates
 
 
-def run(work: Path, args: list[str]):
-    argv = [*args, "--config", str(work / "config"), "--state", str(work / "state" / "state.db"),
-            "--mail", f"maildir:{work / 'mail'}"]
-    return CliRunner().invoke(main, argv)
-
-
-def assert_refused(result, expected: str) -> None:
-    assert result.exit_code == 1, (result.stdout, result.stderr)
-    assert isinstance(result.exception, SystemExit)  # a clean exit, not a crash
-    assert "Traceback" not in result.output and "Traceback" not in result.stderr
+def assert_refused(result: Result, expected: str) -> None:
+    assert result.code == 1, str(result)
+    assert "Traceback" not in result.output  # a clean exit, not a crash
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert lines[-1].endswith(SUMMARY)
@@ -232,39 +216,39 @@ def _sort_key(line: str):
     return file, int(line_no), int(col)
 
 
-def assert_nothing_written(work: Path) -> None:
-    assert not (work / "state").exists()
-    assert not (work / "mail").exists()
-    assert not (work / "plan.json").exists()
-    assert not (work / ".reconciler").exists()
+def assert_nothing_written(work: Workspace) -> None:
+    assert not Path(work.state).parent.exists()
+    assert not work.maildir.exists()
+    assert not (work.root / "plan.json").exists()
+    assert not (work.root / ".reconciler").exists()
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("kind", BAD_INPUTS)
-def test_bad_input_is_refused_located_and_nothing_is_written(workdir, kind, command):
+def test_bad_input_is_refused_located_and_nothing_is_written(work, kind, command):
     files, expected = BAD_INPUTS[kind]
-    write_files(workdir / "config", files)
-    result = run(workdir, COMMANDS[command])
+    write_files(work.config, files)
+    result = work.run(*COMMANDS[command])
     assert_refused(result, expected)
-    assert_nothing_written(workdir)
+    assert_nothing_written(work)
 
 
-def test_good_input_passes_the_same_checks(workdir):
+def test_good_input_passes_the_same_checks(work):
     """The matrix above is not vacuous: the base files it breaks are valid."""
-    write_files(workdir / "config", case())
-    result = run(workdir, ["validate"])
-    assert result.exit_code == 0, result.stderr
+    write_files(work.config, case())
+    result = work.run("validate")
+    assert result.code == 0, result.stderr
     assert result.stdout == "Configuration valid: 1 tenant(s), 1 user(s).\n"
 
 
-def test_many_problems_are_all_printed_sorted(workdir):
-    write_files(workdir / "config", {
+def test_many_problems_are_all_printed_sorted(work):
+    write_files(work.config, {
         **case(with_user("license: yes\n"),
                tenant=TENANT.replace("pin_length: 5", "pin_length: 3")),
         **case(with_user("license: true\n", "bob@globex.com"), name="globex"),
         "globex/users/b.yaml": "users:\n  x: {license: false}\n",
     })
-    result = run(workdir, ["plan"])
+    result = work.run("plan")
     assert_refused(result, "acme/tenant.yaml:2:15: pin_length: 3 is out of range; allowed: 4 "
                            "to 12")
     assert result.stderr.splitlines()[:-1] == [
@@ -282,16 +266,14 @@ def test_many_problems_are_all_printed_sorted(workdir):
 # --- an existing state database is left exactly as it was ---------------------------------------
 
 @pytest.fixture(scope="module")
-def applied_state(tmp_path_factory) -> Path:
+def applied_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A state folder where the base config was imported (one tenant, serial 1)."""
-    base = tmp_path_factory.mktemp("applied")
-    (base / "state").mkdir()
-    write_files(base / "config", case())
-    result = CliRunner().invoke(main, ["import", "--config", str(base / "config"),
-                                       "--state", str(base / "state" / "state.db")])
-    assert result.exit_code == 0, result.output
-    assert (base / "state" / "state.db").is_file()
-    return base / "state"
+    base = Workspace.create(tmp_path_factory.mktemp("applied"))
+    write_files(base.config, case())
+    result = base.cli("import", "--config", str(base.config), "--state", base.state)
+    assert result.code == 0, str(result)
+    assert Path(base.state).is_file()
+    return Path(base.state).parent
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -305,31 +287,29 @@ def snapshot(folder: Path) -> dict[str, bytes]:
                                   "missing-tenant-yaml", "dial-in-toll-free",
                                   "conference-id-duplicate", "pin-length-too-short",
                                   "crlf-in-display-name", "user-in-two-files"])
-def test_existing_state_is_unchanged_by_bad_input(workdir, applied_state, kind, command):
-    shutil.copytree(applied_state, workdir / "state")
-    before = snapshot(workdir / "state")
+def test_existing_state_is_unchanged_by_bad_input(work, applied_state, kind, command):
+    folder = Path(work.state).parent
+    shutil.copytree(applied_state, folder)
+    before = snapshot(folder)
     files, expected = BAD_INPUTS[kind]
-    write_files(workdir / "config", files)
-    result = run(workdir, [*COMMANDS[command], *(["--force"] if command == "import" else [])])
+    write_files(work.config, files)
+    result = work.run(*COMMANDS[command], *(["--force"] if command == "import" else []))
     assert_refused(result, expected)
-    assert snapshot(workdir / "state") == before
-    assert not (workdir / "mail").exists()
-    assert not (workdir / "state" / "suppressed").exists()
+    assert snapshot(folder) == before
+    assert not work.maildir.exists()
+    assert not (folder / "suppressed").exists()
 
 
 # --- the installed entry point, as CI runs it ---------------------------------------------------
 
 @pytest.mark.parametrize("command", [["validate"], ["plan"], ["apply", "--auto-approve"]])
-def test_python_m_reconciler_refuses_bad_input(tmp_path, command):
-    write_files(tmp_path / "config", BAD_INPUTS["duplicate-key"][0])
-    write_files(tmp_path / "config", {"globex/tenant.yaml": TENANT,
-                                      "globex/users/x.yaml": with_user("license: on\n")})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "reconciler", *command, "--config", "config",
-         "--state", "state/state.db", "--mail", "maildir:mail"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1, proc.stderr
+def test_python_m_reconciler_refuses_bad_input(work, command):
+    write_files(work.config, BAD_INPUTS["duplicate-key"][0])
+    write_files(work.config, {"globex/tenant.yaml": TENANT,
+                              "globex/users/x.yaml": with_user("license: on\n")})
+    proc = work.python_m(*command, "--config", "tenants", "--state", "state/state.db",
+                         "--mail", "maildir:mail", timeout=120)
+    assert proc.code == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
@@ -338,14 +318,42 @@ def test_python_m_reconciler_refuses_bad_input(tmp_path, command):
         "false are booleans; yes/no/on/off are not)",
         f"2 {SUMMARY}",
     ]
-    assert not (tmp_path / "state").exists()
-    assert not (tmp_path / "mail").exists()
-    assert not (tmp_path / ".reconciler").exists()
+    assert not (work.root / "state").exists()
+    assert not (work.root / "mail").exists()
+    assert not (work.root / ".reconciler").exists()
 
 
-def test_shipped_example_validates_through_the_cli(workdir):
-    result = CliRunner().invoke(main, ["validate", "--config", str(REPO / "tenants"),
-                                       "--tenant", "contoso"])
-    assert result.exit_code == 0, result.stderr
+def test_shipped_example_validates_through_the_cli(work):
+    result = work.cli("validate", "--config", str(EXAMPLE), "--tenant", "contoso")
+    assert result.code == 0, result.stderr
     assert result.stdout.startswith("Configuration valid: 1 tenant(s), ")
-    assert not (workdir / ".reconciler").exists()  # validate needs no state
+    assert not (work.root / ".reconciler").exists()  # validate needs no state
+
+
+# --- more bad input, one command at a time ------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["josé@acme.com", "alice@exämple.com"])
+def test_non_ascii_address_is_refused_by_validate_not_crashing_apply(
+        new_workspace: NewWorkspace, key: str) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config, users=with_user(ENABLED, key))
+    result = ws.cli("validate", "--config", str(ws.config))
+    assert_clean_error(result, "acme/users.yaml:2:3:", "ASCII")
+    result = ws.run("apply", "--auto-approve")
+    assert_clean_error(result, "acme/users.yaml:2:3:")
+    assert not ws.maildir.exists()
+
+
+def test_validate_of_a_tenant_without_folder_fails(new_workspace: NewWorkspace) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config)
+    result = ws.cli("validate", "--config", str(ws.config), "--tenant", "nosuch")
+    assert_clean_error(result, "nosuch")
+
+
+def test_an_unknown_key_with_two_letters_swapped_gets_a_hint(new_workspace: NewWorkspace) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config, users=with_user('lisence: true\nconference_id: "1234567"\n'))
+    result = ws.run("validate")
+    assert result.code == 1
+    assert "unknown key 'lisence' (did you mean 'license'?)" in result.stderr

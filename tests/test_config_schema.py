@@ -15,7 +15,8 @@ from reconciler.config import load_config, schema
 from reconciler.config.yamlload import load
 from reconciler.model import DEFAULT_MEETING_UPDATE_TOOL_URL, PROVIDERS, SETTINGS_DEFAULTS
 from reconciler.resources import schema_path
-from tests.test_config_semantic import TENANT, USERS, assert_one, make_tenant, problems, with_user
+from tests.helpers.problems import assert_one, problems
+from tests.helpers.tenants import TENANT, USERS, make_tenant, with_user
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO / "schemas"

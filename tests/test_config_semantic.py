@@ -1,97 +1,19 @@
 """Semantic checks (SPEC §3 "Semantic checks") and the shape of every error: exact
 ``path:line:column: message`` lines, path relative to the config root, all of them, sorted.
 
-Also home of the small helpers the other config test modules import: tiny tenant folders are
-written as YAML text into ``tmp_path`` so line and column numbers can be asserted exactly.
+Tiny tenant folders are written as YAML text into ``tmp_path`` (``tests/helpers/tenants.py``) so
+line and column numbers can be asserted exactly.
 """
 
 from __future__ import annotations
 
-import re
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from reconciler.config import load_config
-from reconciler.errors import ConfigError
-
-# Line numbers below are relied on by tests: keep this text as it is.
-TENANT = """\
-settings:
-  pin_length: 5
-bridge:
-  numbers:
-    - {number: "+14255550100", type: toll, location: "Redmond, WA"}
-    - {number: "+12065550123", type: toll}
-    - {number: "+18005550199", type: toll_free}
-  default_number: "+14255550100"
-"""
-
-USERS = """\
-users:
-  alice@acme.com:
-    license: true
-    conference_id: "1234567"
-"""
-
-PROBLEM_LINE = re.compile(
-    r"^(?P<file>[^:\s][^:]*):(?P<line>[1-9]\d*):(?P<col>[1-9]\d*): (?P<msg>\S.*)$")
-
-
-def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
-    """Write ``{relative path: YAML text}`` under ``root`` (text is dedented); return root."""
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(text, bytes):
-            path.write_bytes(text)
-        else:
-            path.write_text(textwrap.dedent(text), encoding="utf-8", newline="\n")
-    return root
-
-
-def make_tenant(root: Path, name: str = "acme", tenant: str | None = TENANT,
-                users: str | None = USERS, **files: str) -> Path:
-    """A tenant folder ``root/name``: tenant.yaml, users.yaml and extra files given as
-    keyword ``users__sales_yaml="..."`` (``__`` is ``/``, the last ``_`` before yaml is ``.``)."""
-    contents: dict[str, str] = {}
-    if tenant is not None:
-        contents[f"{name}/tenant.yaml"] = tenant
-    if users is not None:
-        contents[f"{name}/users.yaml"] = users
-    for key, text in files.items():
-        rel = key.replace("__", "/")
-        rel = rel[: rel.rfind("_")] + "." + rel[rel.rfind("_") + 1:]
-        contents[f"{name}/{rel}"] = text
-    write_files(root, contents)
-    return root
-
-
-def problems(root: Path, **kwargs) -> list[str]:
-    """Every problem ``load_config`` reports, as printed; fails if it reports none."""
-    with pytest.raises(ConfigError) as caught:
-        load_config(root, **kwargs)
-    lines = [str(p) for p in caught.value.problems]
-    assert lines, "ConfigError without problems"
-    return lines
-
-
-def assert_one(root: Path, expected: str, **kwargs) -> None:
-    """The run reports exactly one problem, this one."""
-    assert problems(root, **kwargs) == [expected]
-
-
-def with_user(body: str, key: str = "alice@acme.com") -> str:
-    """A users.yaml holding one user whose mapping is ``body`` (indented by the helper)."""
-    return f"users:\n  {key}:\n" + textwrap.indent(textwrap.dedent(body), "    ")
-
-
-def with_settings(extra: str) -> str:
-    """TENANT with lines added at the end of ``settings:`` (they start at line 3)."""
-    return TENANT.replace("  pin_length: 5\n",
-                          "  pin_length: 5\n" + textwrap.indent(textwrap.dedent(extra), "  "))
-
+from tests.helpers.problems import PROBLEM_LINE, assert_one, problems
+from tests.helpers.tenants import TENANT, make_tenant, with_settings, with_user
 
 # --- the good case and effective values ---------------------------------------------------------
 

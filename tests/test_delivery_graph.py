@@ -13,24 +13,29 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.graph import CLIENT_SECRET, SENDER, FakeCloud
-from tests.helpers import Workspace, enabled_users, tenant_doc, write_tenant
+from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 pytest.importorskip("azure.identity")
 
 
-def workspace(
-    tmp_path: Path, state: str, cloud: FakeCloud, trust: dict[str, str], users: int = 3, **env: str
+def sending_through_graph(
+    ws: Workspace, cloud: FakeCloud, trust: dict[str, str], users: int = 3, **env: str
 ) -> Workspace:
-    ws = Workspace(tmp_path, state, mail=f"graph://{SENDER}")
+    ws.mail = f"graph://{SENDER}"
     ws.env.update({**cloud.env(**env), **trust})
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(users, domain="acme.com"))
     return ws
 
 
 def test_graph_sends_exactly_the_message_a_maildir_gets(
-    tmp_path: Path, state_location: str, fake_cloud: FakeCloud, trust_env: dict[str, str]
+    tmp_path: Path,
+    workspace: Workspace,
+    new_workspace: NewWorkspace,
+    fake_cloud: FakeCloud,
+    trust_env: dict[str, str],
 ) -> None:
-    ws = workspace(tmp_path, state_location, fake_cloud, trust_env)
+    ws = sending_through_graph(workspace, fake_cloud, trust_env)
     result = ws.apply("--allow-new-state")
     assert "3 email(s) delivered" in result.stdout
     assert fake_cloud.senders == [SENDER] * 3
@@ -42,7 +47,7 @@ def test_graph_sends_exactly_the_message_a_maildir_gets(
     ]
     assert all(m["From"].addresses[0].addr_spec == SENDER for m in graph)
     # the same apply into a Maildir composes the same message (but its own PIN and date)
-    maildir = Workspace(tmp_path / "m", str(tmp_path / "m" / "state.db"))
+    maildir = new_workspace(root=tmp_path / "m")
     write_tenant(maildir.config, "acme", tenant_doc(), enabled_users(3, domain="acme.com"))
     maildir.apply("--default-from", SENDER)
     for sent, kept in zip(graph, (m.message for m in maildir.mails()), strict=True):
@@ -58,11 +63,11 @@ def test_graph_sends_exactly_the_message_a_maildir_gets(
 
 
 def test_tokens_are_cached_and_renewed_when_they_expire(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
 ) -> None:
     fake_cloud.token_lifetime = 1  # every token is close to expiry: azure-identity renews it
     fake_cloud.delay = 0.6
-    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, users=4)
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env, users=4)
     ws.apply("--allow-new-state")
     assert len(fake_cloud.messages) == 4
     assert len(fake_cloud.tokens) >= 2  # renewed during the run, never sent expired
@@ -72,11 +77,11 @@ def test_tokens_are_cached_and_renewed_when_they_expire(
 
 
 def test_throttling_waits_for_retry_after_then_delivers(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
 ) -> None:
     busy = {"error": {"code": "ApplicationThrottled", "message": "Too many requests"}}
     fake_cloud.script = [(429, {"Retry-After": "1"}, busy), (503, {"Retry-After": "0"}, busy)]
-    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env)
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
     started = time.monotonic()
     ws.apply()
     assert time.monotonic() - started >= 1.0  # Retry-After was honoured
@@ -84,11 +89,11 @@ def test_throttling_waits_for_retry_after_then_delivers(
 
 
 def test_throttling_that_does_not_end_stops_the_run_with_exit_3_and_keeps_the_rest(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
 ) -> None:
     busy = {"error": {"code": "ErrorExceededMessageLimit", "message": "quota"}}
     fake_cloud.script = [(429, {"Retry-After": "3600"}, busy)]
-    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env)
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
     result = ws.apply(expect=3)
     assert "held back: 3 email(s) by a sending limit" in result.stderr
     assert fake_cloud.messages == []
@@ -98,11 +103,14 @@ def test_throttling_that_does_not_end_stops_the_run_with_exit_3_and_keeps_the_re
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_missing_permission_is_a_setup_failure_and_everything_stays_queued(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str], status: int
+    new_workspace: NewWorkspace,
+    fake_cloud: FakeCloud,
+    trust_env: dict[str, str],
+    status: int,
 ) -> None:
     denied = {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}
     fake_cloud.script = [(status, {}, denied)]
-    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env)
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
     result = ws.apply(expect=1)
     assert "Mail.Send application permission" in result.stderr
     assert f"{status} ErrorAccessDenied: Access is denied." in result.stderr
@@ -111,11 +119,10 @@ def test_a_missing_permission_is_a_setup_failure_and_everything_stays_queued(
 
 
 def test_a_wrong_secret_is_one_line_without_the_secret(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
 ) -> None:
-    ws = workspace(
-        tmp_path,
-        str(tmp_path / "s" / "state.db"),
+    ws = sending_through_graph(
+        new_workspace(),
         fake_cloud,
         trust_env,
         AZURE_CLIENT_SECRET="wrong-secret-xyz",
@@ -126,11 +133,9 @@ def test_a_wrong_secret_is_one_line_without_the_secret(
 
 
 def test_missing_credentials_are_named(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
 ) -> None:
-    ws = workspace(
-        tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, AZURE_CLIENT_SECRET=""
-    )
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env, AZURE_CLIENT_SECRET="")
     result = ws.apply(expect=1)
     assert (
         "set AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
@@ -139,10 +144,10 @@ def test_missing_credentials_are_named(
 
 
 def test_kill_during_graph_delivery_loses_nothing(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
 ) -> None:
     fake_cloud.delay = 0.15
-    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, users=8)
+    ws = sending_through_graph(new_workspace(mode="process"), fake_cloud, trust_env, users=8)
     running = ws.spawn("apply", "--auto-approve", "--allow-new-state")
     deadline = time.monotonic() + 20
     while len(fake_cloud.sent) < 3:
@@ -156,9 +161,9 @@ def test_kill_during_graph_delivery_loses_nothing(
 
 
 def test_max_messages_leaves_the_rest_for_the_next_apply_which_sends_it_first(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
 ) -> None:
-    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, users=5)
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env, users=5)
     first = ws.apply("--allow-new-state", "--max-messages", "2", expect=3)
     assert (
         "held back: 3 email(s) by a sending limit: the apply's --max-messages is reached"
@@ -172,11 +177,11 @@ def test_max_messages_leaves_the_rest_for_the_next_apply_which_sends_it_first(
 
 
 def test_max_rate_spaces_the_messages(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
 ) -> None:
     """Measured where the messages arrive, as a ratio of the spacing asked for: slowness of the
     machine can only make the gaps longer, never shorter."""
-    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env, users=6)
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env, users=6)
     ws.apply("--max-rate", "120/min")  # one every 0.5 s
     gaps = [b - a for a, b in zip(fake_cloud.arrivals, fake_cloud.arrivals[1:], strict=False)]
     assert len(gaps) == 5
@@ -188,10 +193,8 @@ def test_max_rate_spaces_the_messages(
     assert len(fake_cloud.arrivals) == 6 and len(fake_cloud.messages) == 12
 
 
-def test_graph_urls_are_checked(tmp_path: Path) -> None:
-    ws = Workspace(
-        tmp_path, str(tmp_path / "s" / "state.db"), mail="graph://app:secret@contoso.com"
-    )
+def test_graph_urls_are_checked(new_workspace: NewWorkspace) -> None:
+    ws = new_workspace(mail="graph://app:secret@contoso.com")
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(1, domain="acme.com"))
     result = ws.apply(expect=1)
     assert "must be graph://SENDER" in result.stderr and "secret" not in result.stderr
@@ -205,11 +208,14 @@ def test_parsed_message_round_trips(fake_cloud: FakeCloud) -> None:
 
 
 def test_smtp_with_oauth_uses_xoauth2_over_starttls(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str], xoauth2_smtp_server
+    new_workspace: NewWorkspace,
+    fake_cloud: FakeCloud,
+    trust_env: dict[str, str],
+    xoauth2_smtp_server,
 ) -> None:
     server = xoauth2_smtp_server
     url = f"smtp+starttls://{SENDER}@127.0.0.1:{server.port}?auth=xoauth2"
-    ws = Workspace(tmp_path, str(tmp_path / "s" / "state.db"), mail=url)
+    ws = new_workspace(mail=url)
     ws.env.update(
         {**fake_cloud.env(RECONCILER_SMTP_OAUTH_SCOPE="https://outlook.test/.default"), **trust_env}
     )
@@ -222,12 +228,13 @@ def test_smtp_with_oauth_uses_xoauth2_over_starttls(
 
 
 def test_smtp_oauth_refused_is_a_setup_failure(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str], xoauth2_smtp_server
+    new_workspace: NewWorkspace,
+    fake_cloud: FakeCloud,
+    trust_env: dict[str, str],
+    xoauth2_smtp_server,
 ) -> None:
     url = f"smtp+starttls://other@contoso.com@127.0.0.1:{xoauth2_smtp_server.port}?auth=xoauth2"
-    ws = Workspace(
-        tmp_path,
-        str(tmp_path / "s" / "state.db"),
+    ws = new_workspace(
         mail=url.replace("other@contoso.com", "other%40contoso.com"),
     )
     ws.env.update({**fake_cloud.env(), **trust_env})
@@ -238,9 +245,9 @@ def test_smtp_oauth_refused_is_a_setup_failure(
 
 
 def test_test_email_goes_through_graph_and_reports_the_real_reason(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str]
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
 ) -> None:
-    ws = workspace(tmp_path, str(tmp_path / "s" / "state.db"), fake_cloud, trust_env)
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
     sent = ws.run("test-email", "--tenant", "acme", "--to", "admin@acme.com")
     assert sent.code == 0, str(sent)
     assert [m["To"].addresses[0].addr_spec for m in fake_cloud.messages] == ["admin@acme.com"]
@@ -254,12 +261,15 @@ def test_test_email_goes_through_graph_and_reports_the_real_reason(
 
 @pytest.mark.parametrize("setting", ["AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE"])
 def test_a_missing_certificate_or_token_file_is_one_line_and_mail_stays_queued(
-    tmp_path: Path, fake_cloud: FakeCloud, trust_env: dict[str, str], setting: str
+    tmp_path: Path,
+    new_workspace: NewWorkspace,
+    fake_cloud: FakeCloud,
+    trust_env: dict[str, str],
+    setting: str,
 ) -> None:
     missing = str(tmp_path / "nowhere.pem")
-    ws = workspace(
-        tmp_path,
-        str(tmp_path / "s" / "state.db"),
+    ws = sending_through_graph(
+        new_workspace(),
         fake_cloud,
         trust_env,
         AZURE_CLIENT_SECRET="",

@@ -5,72 +5,65 @@ Message-ID), and an apply never delivers for longer than its budget."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    GateSMTPServer,
-    acme,
-    copies_by_message_id,
-)
+from tests.fixtures.smtp import SMTPTestServer
+from tests.helpers.mail import copies_by_message_id
+from tests.helpers.workspace import Workspace, with_acme
 
 FROM = ["--default-from", "noreply@acme.com", "--retry-backoff", "0.01"]
 
 
-@pytest.fixture
-def server() -> GateSMTPServer:
-    smtp = GateSMTPServer()
-    yield smtp
-    smtp.stop()
-
-
+def acme(ws: Workspace, users: int, mail: str) -> Workspace:
+    ws.mail = mail
+    return with_acme(ws, users)
 
 
 def test_a_message_without_a_final_reply_is_in_doubt_and_never_resent_in_the_same_apply(
-    tmp_path: Path, state_location: str, server: GateSMTPServer
+    workspace: Workspace, smtp_server: SMTPTestServer
 ) -> None:
-    ws = acme(tmp_path, state_location, 4, server.url + "?final_reply_timeout=1")
-    server.hold(0)  # the server takes the first message and does not answer the final dot
+    ws = acme(workspace, 4, smtp_server.url + "?final_reply_timeout=1")
+    smtp_server.hold(0)  # the server takes the first message and does not answer the final dot
     result = ws.run("apply", "--auto-approve", *FROM, timeout=60)
     assert result.code == 1, str(result)
     assert "in doubt" in result.output and "Traceback" not in result.output
-    assert server.count() == 1, "sent once, never retried in the same apply"
-    in_doubt = str(server.mails[0].message["Message-ID"])
-    server.release()
+    assert smtp_server.count() == 1, "sent once, never retried in the same apply"
+    in_doubt = str(smtp_server.mails[0].message["Message-ID"])
+    smtp_server.release()
 
-    server.delay = 0.0
+    smtp_server.delay = 0.0
     again = ws.run("apply", "--auto-approve", *FROM, timeout=60)
     assert again.code == 0, str(again)
-    sent = copies_by_message_id(server.mails)
+    sent = copies_by_message_id(smtp_server.mails)
     assert len(sent) == 4 and sent[in_doubt] == 2  # the next apply sends it again, same id
     assert [n for mid, n in sent.items() if mid != in_doubt] == [1, 1, 1]
 
 
 def test_delivery_stops_at_its_time_budget_and_the_rest_stays_queued(
-    tmp_path: Path, state_location: str, server: GateSMTPServer
+    workspace: Workspace, smtp_server: SMTPTestServer
 ) -> None:
-    ws = acme(tmp_path, state_location, 10, server.url)
-    server.delay = 0.4
+    ws = acme(workspace, 10, smtp_server.url)
+    smtp_server.delay = 0.4
     started = time.monotonic()
     result = ws.run("apply", "--auto-approve", *FROM, "--delivery-timeout", "1", timeout=60)
     assert time.monotonic() - started < 8
     assert result.code == 3, str(result)  # only a limit stopped it: a pause, not a failure
     assert "by a sending limit: the delivery time budget is used up" in result.stderr
-    first = server.count()
+    first = smtp_server.count()
     assert 1 <= first < 10
 
-    server.delay = 0.0
+    smtp_server.delay = 0.0
     again = ws.run("apply", "--auto-approve", *FROM, timeout=60)
     assert again.code == 0, str(again)
-    sent = copies_by_message_id(server.mails)
+    sent = copies_by_message_id(smtp_server.mails)
     assert len(sent) == 10 and set(sent.values()) == {1}
 
 
 def test_the_budget_bounds_a_server_that_defers_every_message(
-    tmp_path: Path, state_location: str, smtp_server
+    workspace: Workspace, smtp_server: SMTPTestServer
 ) -> None:
-    ws = acme(tmp_path, state_location, 8, smtp_server.url)
+    ws = acme(workspace, 8, smtp_server.url)
     smtp_server.fail_next(10_000)  # 451 to everything: 4 tries each would take long
     started = time.monotonic()
     result = ws.run(
@@ -96,9 +89,9 @@ def test_the_budget_bounds_a_server_that_defers_every_message(
     ],
 )
 def test_an_exchange_quota_reply_stops_the_run_with_exit_3_and_fails_nothing(
-    tmp_path: Path, state_location: str, smtp_server, reply: str
+    workspace: Workspace, smtp_server: SMTPTestServer, reply: str
 ) -> None:
-    ws = acme(tmp_path, state_location, 3, smtp_server.url)
+    ws = acme(workspace, 3, smtp_server.url)
     smtp_server.fail_next(1, reply)
     result = ws.run("apply", "--auto-approve", "--default-from", "noreply@acme.com", timeout=60)
     assert result.code == 3, str(result)

@@ -33,7 +33,7 @@ from reconciler.emails.plaintext import columns
 from reconciler.locales import SHIPPED_LOCALES
 from reconciler.model import EMAIL_TYPES, SETTINGS_DEFAULTS
 from reconciler.resources import default_templates
-from tests.helpers import visible_text
+from tests.helpers.mail import visible_text
 
 LOCALES = SHIPPED_LOCALES
 APOSTROPHE = "\u2019"  # French typography, as in the shipped templates

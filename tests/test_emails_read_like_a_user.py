@@ -33,7 +33,8 @@ from reconciler.emails import (
 )
 from reconciler.emails.compose import SAMPLE_CONFERENCE_ID
 from reconciler.locales import SHIPPED_LOCALES
-from tests.helpers import MEETING_UPDATE_TOOL_URL, tenant_doc, user_doc, visible_text
+from tests.helpers.mail import visible_text
+from tests.helpers.tenants import MEETING_UPDATE_TOOL_URL, tenant_doc, user_doc
 
 PIN = "48151"
 CONFERENCE_ID = "8412345"

@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.cli import main
 from reconciler.config import load_config
 from reconciler.config.fmt import FormatError, format_yaml, plain_is_safe, quoted
 from reconciler.config.yamlload import load
+from tests.helpers.workspace import NewWorkspace
 
 EXAMPLE_ROOT = Path(__file__).resolve().parent.parent / "tenants"
 
@@ -250,7 +249,7 @@ def _comment_texts(text: str) -> list[str]:
 
 def messy_example(root: Path) -> Path:
     """The example tenant re-typed by someone else: other indentation, order and quoting."""
-    shutil.copytree(EXAMPLE_ROOT, root / "tenants")
+    shutil.copytree(EXAMPLE_ROOT, root / "tenants", dirs_exist_ok=True)
     sales = root / "tenants" / "contoso" / "users" / "sales.yaml"
     text = sales.read_text(encoding="utf-8").replace("  ", "    ")
     text = text.replace('conference_id: "5550101"', "conference_id: '5550101'")
@@ -264,22 +263,22 @@ def messy_example(root: Path) -> Path:
 
 
 def test_fmt_rewrites_only_what_is_not_canonical_and_the_tenant_means_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    new_workspace: NewWorkspace,
 ) -> None:
-    config = messy_example(tmp_path)
-    monkeypatch.chdir(tmp_path)
+    ws = new_workspace()
+    config = messy_example(ws.root)
     before = load_config(config).tenants["contoso"]
     untouched = (config / "contoso" / "users" / "paris.yaml").stat().st_mtime_ns
     os.chmod(config / "contoso" / "tenant.yaml", 0o640)
 
-    check = CliRunner().invoke(main, ["fmt", "--check"])
-    assert check.exit_code == 1
+    check = ws.cli("fmt", "--check")
+    assert check.code == 1
     assert check.stdout.splitlines() == ["would reformat tenants/contoso/tenant.yaml",
                                          "would reformat tenants/contoso/users/sales.yaml"]
     assert load_config(config).tenants["contoso"].files == before.files  # nothing written
 
-    result = CliRunner().invoke(main, ["fmt"])
-    assert result.exit_code == 0, result.output
+    result = ws.cli("fmt")
+    assert result.code == 0, str(result)
     assert "2 file(s) reformatted, 2 already formatted." in result.stderr
     after = load_config(config).tenants["contoso"]
     assert (after.tenant, after.users) == (before.tenant, before.users)
@@ -287,21 +286,21 @@ def test_fmt_rewrites_only_what_is_not_canonical_and_the_tenant_means_the_same(
     assert stat.S_IMODE((config / "contoso" / "tenant.yaml").stat().st_mode) == 0o640
     assert (config / "contoso" / "tenant.yaml").read_bytes() == (
         EXAMPLE_ROOT / "contoso" / "tenant.yaml").read_bytes()
-    assert CliRunner().invoke(main, ["fmt", "--check"]).exit_code == 0
+    assert ws.cli("fmt", "--check").code == 0
 
 
 def test_fmt_with_any_problem_lists_them_all_and_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    new_workspace: NewWorkspace,
 ) -> None:
-    config = messy_example(tmp_path)
-    monkeypatch.chdir(tmp_path)
+    ws = new_workspace()
+    config = messy_example(ws.root)
     broken = config / "contoso" / "users" / "paris.yaml"
     broken.write_text("users:\n  a@b.c: &a {license: true}\n  b@b.c: *a\n", encoding="utf-8")
     (config / "contoso" / "users" / "link.yaml").symlink_to(broken)
-    (tmp_path / "README.md").write_text("# notes\n", encoding="utf-8")
+    (ws.root / "README.md").write_text("# notes\n", encoding="utf-8")
     snapshot = {p: p.read_bytes() for p in config.rglob("*.yaml") if not p.is_symlink()}
-    result = CliRunner().invoke(main, ["fmt", "tenants/contoso", "README.md", "gone.yaml"])
-    assert result.exit_code == 1
+    result = ws.cli("fmt", "tenants/contoso", "README.md", "gone.yaml")
+    assert result.code == 1
     assert result.stderr.splitlines() == [
         "README.md:1:1: not a tenant or users file (tenant.yaml, users.yaml or users/**/*.yaml)",
         "gone.yaml:1:1: no such file or folder",

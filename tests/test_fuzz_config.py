@@ -21,7 +21,8 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import Workspace, enabled_users, tenant_doc, write_tenant
+from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from tests.helpers.workspace import Workspace
 
 EXAMPLES = int(os.environ.get("RECONCILER_FUZZ_EXAMPLES", "10"))
 FUZZ = settings(
@@ -186,9 +187,9 @@ KINDS = ["values", "alias-bomb", "deep", "tag", "duplicate", "anchor", "bytes", 
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    root = tmp_path_factory.mktemp("fuzz")
-    ws = Workspace(root, str(root / "state" / "state.db"))
+def applied(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The base tenant, applied once for all the examples of the module (in-process)."""
+    ws = Workspace.create(tmp_path_factory.mktemp("fuzz"))
     write_tenant(ws.config, "acme", base_tenant(), base_users()["users"])
     ws.apply()
     return ws
@@ -197,31 +198,31 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("target", ["tenant.yaml", "users.yaml"])
 def test_fuzzed_yaml_never_crashes_runs_code_or_changes_state_on_failure(
-    workspace: Workspace, kind: str, target: str
+    applied: Workspace, kind: str, target: str
 ) -> None:
     base = base_tenant() if target == "tenant.yaml" else base_users()
 
     @FUZZ
     @given(data=damaged_text(kind, base))
     def check(data: bytes) -> None:
-        path = workspace.config / "acme" / target
+        path = applied.config / "acme" / target
         original = path.read_bytes()
         path.write_bytes(data)
         try:
-            before = workspace.snapshot()
+            before = applied.snapshot()
             for command in (
                 ["fmt", "--check"],
                 ["validate"],
                 ["plan", "--format", "markdown"],
                 ["apply", "--auto-approve"],
             ):
-                result = workspace.run(*command, timeout=60)
+                result = applied.run(*command, timeout=60)
                 assert result.code in (0, 1), str(result)
                 assert "Traceback" not in result.output, str(result)
-                assert not (workspace.root / "MARKER").exists()
+                assert not (applied.root / "MARKER").exists()
                 assert path.read_bytes() == data  # fmt --check writes nothing
                 if result.code == 1:
-                    assert workspace.snapshot() == before, str(result)
+                    assert applied.snapshot() == before, str(result)
                     assert all(
                         line.count(":") >= 3
                         for line in result.stderr.splitlines()[:-1]
@@ -229,6 +230,6 @@ def test_fuzzed_yaml_never_crashes_runs_code_or_changes_state_on_failure(
                     ), str(result)
         finally:
             path.write_bytes(original)
-            workspace.apply(expect=None)  # back to the base state for the next example
+            applied.apply(expect=None)  # back to the base state for the next example
 
     check()

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +15,9 @@ import pytest
 from reconciler import config as config_module
 from reconciler.config import load_config
 from reconciler.errors import ConfigError
-from tests.helpers import Workspace, enabled_users, tenant_doc, write_tenant
+from tests.helpers.cli import Result
+from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 SECRET = "s3cr3t-value-Zq7vX"
 ALIAS_BOMB = "".join(
@@ -28,9 +28,9 @@ ALIAS_BOMB = "".join(
 
 
 @pytest.fixture
-def applied(tmp_path: Path) -> Workspace:
+def applied(new_workspace: NewWorkspace) -> Workspace:
     """A tenant applied once (its users got their emails), state and mail on disk."""
-    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+    ws = new_workspace()
     write_tenant(
         ws.config,
         "acme",
@@ -145,27 +145,29 @@ def test_damaged_config_is_one_located_error_and_changes_nothing(
         assert applied.snapshot() == before
 
 
-def test_an_unreadable_users_file_is_a_located_error(tmp_path: Path) -> None:
-    write_tenant(tmp_path, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
-    private = tmp_path / "acme" / "users" / "private.yaml"
+def test_an_unreadable_users_file_is_a_located_error(new_workspace: NewWorkspace) -> None:
+    ws = new_workspace()
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
+    private = ws.config / "acme" / "users" / "private.yaml"
     private.parent.mkdir()
     private.write_text("users: {}\n", encoding="utf-8")
     private.chmod(0)
-    result = run_without_file_override(["validate", "--config", str(tmp_path)], cwd=tmp_path)
-    assert result.returncode == 1, result
+    result = run_without_file_override(ws, "validate", "--config", str(ws.config))
+    assert result.code == 1, str(result)
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[0] == (
         "acme/users/private.yaml:1:1: cannot use this file: unreadable: permission denied"
     )
 
 
-def run_without_file_override(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The CLI with file modes in force: as root, without the capabilities that bypass them."""
-    command = [sys.executable, "-m", "reconciler", *args]
+def run_without_file_override(ws: Workspace, *args: str) -> Result:
+    """The CLI with file modes in force: as root, a process without the capabilities that
+    bypass them."""
+    wrapper: list[str] = []
     if os.geteuid() == 0:
         caps = "-dac_override,-dac_read_search"
-        command = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--", *command]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+        wrapper = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--"]
+    return ws.python_m(*args, wrapper=wrapper)
 
 
 def test_a_file_larger_than_the_limit_is_refused_before_parsing(

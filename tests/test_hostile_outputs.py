@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +19,9 @@ from reconciler.outputs import render
 from reconciler.outputs.escape import code_span, json_text, markdown_text, visible
 from reconciler.outputs.text import _value
 from reconciler.plan import Change, Plan, PlannedEmail, TenantPlan, UserChange
-from tests.helpers import Workspace, enabled_users, run, tenant_doc, user_doc, write_tenant
-from tests.test_pr_comment import PR, REPO, TOKEN, serve
+from tests.fixtures.forge import PR, REPO, TOKEN, Api
+from tests.helpers.tenants import enabled_users, tenant_doc, user_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 GFM = MarkdownIt("gfm-like")
 OUR_TAGS = {
@@ -112,10 +112,10 @@ TACOMA = {"number": "+12065550177", "type": "toll", "location": "Tacoma `WA`"}
 
 
 @pytest.fixture
-def hostile(tmp_path: Path) -> Workspace:
+def hostile(new_workspace: NewWorkspace) -> Workspace:
     """An applied tenant whose pull request puts :data:`HOSTILE` (which validates) in a bridge
     location, the From display name, a user's display name and ``send_conference_info``."""
-    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+    ws = new_workspace()
     users = enabled_users(2, domain="acme.com")
     write_tenant(ws.config, "acme", tenant_doc(), users)
     ws.apply()
@@ -148,22 +148,21 @@ def test_text_and_json_plans_show_hostile_values_as_written(hostile: Workspace) 
     assert after["bridge.numbers[0].location"] == HOSTILE and after["bridge.numbers[3]"] == TACOMA
 
 
-def test_pr_comment_of_a_hostile_plan_has_no_live_markup(hostile: Workspace) -> None:
-    """The CI's two steps, each a process: render the markdown plan, then post it."""
+def test_pr_comment_of_a_hostile_plan_has_no_live_markup(
+    hostile: Workspace, forge_api: Api
+) -> None:
+    """The CI's two steps, each a command: render the markdown plan, then post it."""
     rendered = hostile.run("plan", "--format", "markdown")
     assert rendered.code == 0, str(rendered)
     (hostile.root / "plan.md").write_text(rendered.stdout, encoding="utf-8")
     command = ["pr-comment", "--body-file", "plan.md", "--platform", "github", "--repo", REPO]
-    for api in serve():
-        posted = run(
-            [*command, "--api-url", api.url, "--number", str(PR)],
-            cwd=hostile.root,
-            env={"GITHUB_TOKEN": TOKEN},
-        )
-        assert posted.code == 0, str(posted)
-        (comment,) = api.comments
-        assert comment["body"] == rendered.stdout and live_markup(comment["body"]) == []
-        assert HOSTILE in code_contents(comment["body"])
+    posted = hostile.cli(
+        *command, "--api-url", forge_api.url, "--number", str(PR), env={"GITHUB_TOKEN": TOKEN}
+    )
+    assert posted.code == 0, str(posted)
+    (comment,) = forge_api.comments
+    assert comment["body"] == rendered.stdout and live_markup(comment["body"]) == []
+    assert HOSTILE in code_contents(comment["body"])
 
 
 def test_terminal_escapes_in_the_configuration_are_refused_without_reaching_the_terminal(
@@ -250,8 +249,8 @@ def test_no_output_format_lets_a_value_act(value: str) -> None:
     }
 
 
-def test_error_lines_are_printed_without_escapes(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+def test_error_lines_are_printed_without_escapes(new_workspace: NewWorkspace) -> None:
+    ws = new_workspace()
     write_tenant(
         ws.config,
         "acme",

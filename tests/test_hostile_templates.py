@@ -16,7 +16,8 @@ import pytest
 
 from reconciler.emails.templates import FILTERS, check_templates
 from reconciler.resources import default_templates
-from tests.helpers import Workspace, enabled_users, tenant_doc, write_tenant
+from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 SECRET = "s3cr3t-token-Zq7vX"
 
@@ -41,8 +42,9 @@ ATTACKS = {
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+def acme(new_workspace: NewWorkspace) -> Workspace:
+    """acme (2 users) not applied yet, and a secret in the commands' environment."""
+    ws = new_workspace()
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
     ws.env["SECRET"] = SECRET
     return ws
@@ -63,18 +65,18 @@ def files_under(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("attack", ATTACKS, ids=list(ATTACKS))
 def test_a_hostile_template_is_refused_by_every_command_and_runs_nothing(
-    workspace: Workspace, attack: str
+    acme: Workspace, attack: str
 ) -> None:
-    marker = workspace.root / "MARKER"
-    templates = hostile_templates(workspace, ATTACKS[attack].replace("{marker}", str(marker)))
-    preview = workspace.root / "preview"
-    state = workspace.root / "state"
+    marker = acme.root / "MARKER"
+    templates = hostile_templates(acme, ATTACKS[attack].replace("{marker}", str(marker)))
+    preview = acme.root / "preview"
+    state = acme.root / "state"
     for command in (
         ["validate"],
         ["preview", "--out", str(preview)],
         ["apply", "--auto-approve"],
     ):
-        result = workspace.run(*command, "--templates", str(templates))
+        result = acme.run(*command, "--templates", str(templates))
         assert result.code == 1, str(result)
         assert "Traceback" not in result.output
         errors = [line for line in result.stderr.splitlines() if line.startswith("templates/")]
@@ -82,32 +84,32 @@ def test_a_hostile_template_is_refused_by_every_command_and_runs_nothing(
         assert all(line.startswith("templates/en/enabled.txt:2:1: ") for line in errors), errors
         assert SECRET not in result.output
         assert not marker.exists()
-        assert files_under(state) == {} and files_under(workspace.maildir) == {}
+        assert files_under(state) == {} and files_under(acme.maildir) == {}
         assert not any(SECRET.encode() in data for data in files_under(preview).values())
 
 
 def test_a_template_symlink_cannot_read_files_outside_the_templates_folder(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+    acme: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outside = workspace.root / "secret.txt"
+    outside = acme.root / "secret.txt"
     outside.write_text(f"{SECRET}\n", encoding="utf-8")
-    templates = hostile_templates(workspace, '{% include "leak.txt" %}')
+    templates = hostile_templates(acme, '{% include "leak.txt" %}')
     (templates / "en" / "leak.txt").symlink_to(outside)
     (templates / "en" / "disabled.txt").unlink()
     (templates / "en" / "disabled.txt").symlink_to("/proc/self/environ")
-    preview = workspace.root / "preview"
+    preview = acme.root / "preview"
     for command in (["validate"], ["preview", "--out", str(preview)], ["apply", "--auto-approve"]):
-        result = workspace.run(*command, "--templates", str(templates))
+        result = acme.run(*command, "--templates", str(templates))
         assert result.code == 1, str(result)
         assert "Traceback" not in result.output and SECRET not in result.output
         assert "resolves outside its templates folder" in result.stderr
-        assert files_under(workspace.maildir) == {}
+        assert files_under(acme.maildir) == {}
         assert not any(SECRET.encode() in data for data in files_under(preview).values())
     outside_message = (
         "template file resolves outside its templates folder (a symlink?); templates must be "
         "files inside the folder"
     )
-    monkeypatch.chdir(workspace.root)
+    monkeypatch.chdir(acme.root)
     assert [str(p) for p in check_templates(Path("templates"))] == [
         f"templates/en/disabled.txt:1:1: {outside_message}",
         f"templates/en/leak.txt:1:1: {outside_message}",

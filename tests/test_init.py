@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.config.export import e164
-from tests.helpers import run
+from tests.helpers.cli import Result
+from tests.helpers.workspace import Workspace
 
 HEADER = (
     '"UserPrincipalName","DisplayName","ConferenceId","ServiceNumber",'
@@ -37,17 +38,23 @@ def csv_export(
     return path
 
 
+def reconciler(folder: Path, *argv: str) -> Result:
+    """``reconciler ARGV`` typed in ``folder``, where nothing is prepared (init makes the
+    configuration folder)."""
+    return Workspace(folder, str(folder / "state" / "state.db")).cli(*argv)
+
+
 def adopt(tmp_path: Path, *args: str) -> None:
-    init = run(["init", "contoso", *args, "--config", "tenants"], cwd=tmp_path)
+    init = reconciler(tmp_path, "init", "contoso", *args, "--config", "tenants")
     assert init.code == 0, str(init)
     assert "Next: `reconciler import --tenant contoso`" in init.stdout
-    layout = run(["fmt", "--check", "--config", "tenants"], cwd=tmp_path)
+    layout = reconciler(tmp_path, "fmt", "--check", "--config", "tenants")
     assert layout.code == 0, str(layout)  # init writes what fmt would write
     (tmp_path / "state").mkdir(exist_ok=True)
     state = ["--config", "tenants", "--state", "state/state.db"]
-    assert run(["validate", *state], cwd=tmp_path).code == 0
-    assert run(["import", *state], cwd=tmp_path).code == 0
-    plan = run(["plan", "--detailed-exitcode", *state], cwd=tmp_path)
+    assert reconciler(tmp_path, "validate", *state).code == 0
+    assert reconciler(tmp_path, "import", *state).code == 0
+    plan = reconciler(tmp_path, "plan", "--detailed-exitcode", *state)
     assert plan.code == 0 and "No changes" in plan.stdout, str(plan)  # 0: nothing to do
 
 
@@ -139,7 +146,7 @@ def test_bad_rows_are_all_located_and_nothing_is_written(tmp_path: Path) -> None
         '"A@contoso.com","A again","7000006","14255550100","","Microsoft","True"\n',
         encoding="utf-8",
     )
-    result = run(["init", "contoso", "--from", "users.csv", "--config", "tenants"], cwd=tmp_path)
+    result = reconciler(tmp_path, "init", "contoso", "--from", "users.csv", "--config", "tenants")
     assert result.code == 1
     assert result.stderr.splitlines() == [
         "users.csv:3: no UserPrincipalName (or SipAddress)",
@@ -157,7 +164,7 @@ def test_a_written_tenant_that_does_not_validate_is_not_kept(tmp_path: Path) -> 
         HEADER + '\n"a@contoso.com","A","123","14255550100","","Microsoft","True"\n',
         encoding="utf-8",
     )
-    result = run(["init", "contoso", "--from", "users.csv", "--config", "tenants"], cwd=tmp_path)
+    result = reconciler(tmp_path, "init", "contoso", "--from", "users.csv", "--config", "tenants")
     assert result.code == 1 and "conference_id: '123' must be exactly 7 digits" in result.stderr
     assert list((tmp_path / "tenants").iterdir()) == []
 
@@ -165,7 +172,7 @@ def test_a_written_tenant_that_does_not_validate_is_not_kept(tmp_path: Path) -> 
 def test_init_never_overwrites_a_tenant(tmp_path: Path) -> None:
     csv_export(tmp_path / "users.csv", 3)
     (tmp_path / "tenants" / "contoso").mkdir(parents=True)
-    result = run(["init", "contoso", "--from", "users.csv", "--config", "tenants"], cwd=tmp_path)
+    result = reconciler(tmp_path, "init", "contoso", "--from", "users.csv", "--config", "tenants")
     assert result.code == 1 and "already exists; init never overwrites" in result.stderr
     assert list((tmp_path / "tenants" / "contoso").iterdir()) == []
 

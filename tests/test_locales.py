@@ -20,7 +20,8 @@ from reconciler.locales import (
     resolve,
 )
 from reconciler.resources import data_dir, default_templates
-from tests.helpers import Workspace, tenant_doc, user_doc, write_tenant
+from tests.helpers.tenants import tenant_doc, user_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace
 
 TEN = ("en", "fr", "de", "es", "it", "nl", "pt-BR", "ja", "zh-CN", "pl")
 """Locale folders to resolve against (the shipped ten)."""
@@ -127,8 +128,9 @@ def test_the_schemas_publish_the_same_tag_pattern() -> None:
 
 # --------------------------------------------------------------------- through the CLI
 
-def test_validate_accepts_any_tag_and_the_plan_names_the_locale_used(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path, str(tmp_path / "state.db"))
+def test_validate_accepts_any_tag_and_the_plan_names_the_locale_used(
+        new_workspace: NewWorkspace) -> None:
+    ws = new_workspace()
     write_tenant(ws.config, "contoso", tenant_doc(locale="fr-CA"), {
         "a@contoso.com": user_doc("1000001", locale="fr-BE"),
         "b@contoso.com": user_doc("1000002", locale="ko"),
@@ -158,8 +160,8 @@ def test_validate_accepts_any_tag_and_the_plan_names_the_locale_used(tmp_path: P
                          "d@contoso.com": "fr"}
 
 
-def test_a_malformed_tag_is_one_located_error(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path, str(tmp_path / "state.db"))
+def test_a_malformed_tag_is_one_located_error(new_workspace: NewWorkspace) -> None:
+    ws = new_workspace()
     write_tenant(ws.config, "contoso", tenant_doc(), {
         "a@contoso.com": user_doc("1000001", locale="fr_CA")})
     result = ws.run("validate")

@@ -6,39 +6,31 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests.fixtures.smtp import SMTPTestServer
 from tests.fixtures.state import PostgresServer
-from tests.helpers import (
-    GateSMTPServer,
-    Workspace,
-    acme,
-    copies_by_message_id,
-    enabled_users,
-    tenant_doc,
-    write_tenant,
-)
+from tests.helpers.mail import copies_by_message_id
+from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace, with_acme
 
 USERS = 30
 FROM = ["--default-from", "noreply@acme.com", "--allow-new-state", "--retry-backoff", "0.01"]
 
 
 @pytest.fixture
-def slow_smtp() -> GateSMTPServer:
-    server = GateSMTPServer(delay=0.06)
-    yield server
-    server.stop()
-
-
+def slow_smtp(new_smtp_server: Callable[..., SMTPTestServer]) -> SMTPTestServer:
+    return new_smtp_server(delay=0.06)
 
 
 def test_a_terminated_lock_connection_stops_delivery_and_nothing_is_sent_twice(
-    tmp_path: Path, postgres_url: str, slow_smtp: GateSMTPServer
+    new_workspace: NewWorkspace, postgres_url: str, slow_smtp: SMTPTestServer
 ) -> None:
-    ws = acme(tmp_path, postgres_url, USERS, slow_smtp.url)
+    ws = with_acme(new_workspace(postgres_url, mail=slow_smtp.url, mode="process"), USERS)
     first = ws.spawn("apply", "--auto-approve", *FROM)
     slow_smtp.wait_for(5)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
@@ -57,28 +49,26 @@ def test_a_terminated_lock_connection_stops_delivery_and_nothing_is_sent_twice(
 
 
 def test_a_server_idle_session_timeout_never_ends_the_lock_or_the_delivery(
-    tmp_path: Path, postgres_server: PostgresServer
+    new_workspace: NewWorkspace, postgres_server: PostgresServer,
+    new_smtp_server: Callable[..., SMTPTestServer],
 ) -> None:
     database = postgres_server.new_database()
     with postgres_server.admin() as conn:
         conn.execute(f"ALTER DATABASE {database} SET idle_session_timeout = '300ms'")
-    smtp = GateSMTPServer(delay=0.5)  # each message leaves both connections idle 0.5 s
-    try:
-        ws = acme(tmp_path, postgres_server.url(database), USERS, smtp.url)
-        write_tenant(ws.config, "acme", tenant_doc(), enabled_users(6, domain="acme.com"))
-        result = ws.run("apply", "--auto-approve", *FROM, timeout=60)
-        assert result.code == 0, str(result)
-        ids = copies_by_message_id(smtp.mails)
-        assert len(ids) == 6 and set(ids.values()) == {1}
-    finally:
-        smtp.stop()
+    smtp = new_smtp_server(delay=0.5)  # each message leaves both connections idle 0.5 s
+    ws = new_workspace(postgres_server.url(database), mail=smtp.url)
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(6, domain="acme.com"))
+    result = ws.run("apply", "--auto-approve", *FROM, timeout=60)
+    assert result.code == 0, str(result)
+    ids = copies_by_message_id(smtp.mails)
+    assert len(ids) == 6 and set(ids.values()) == {1}
 
 
 def test_a_replaced_sqlite_lock_file_stops_delivery(
-    tmp_path: Path, slow_smtp: GateSMTPServer
+    tmp_path: Path, new_workspace: NewWorkspace, slow_smtp: SMTPTestServer
 ) -> None:
     state = tmp_path / "state" / "state.db"
-    ws = acme(tmp_path, str(state), USERS, slow_smtp.url)
+    ws = with_acme(new_workspace(mail=slow_smtp.url, mode="process"), USERS)
     first = ws.spawn("apply", "--auto-approve", *FROM)
     slow_smtp.wait_for(3)
     lock = state.with_name("state.db.acme.lock")
@@ -93,9 +83,11 @@ def test_a_replaced_sqlite_lock_file_stops_delivery(
     assert len(ids) == USERS and sum(n - 1 for n in ids.values()) <= 1, ids.most_common(3)
 
 
-def test_a_symlinked_lock_file_is_refused_never_truncated(tmp_path: Path) -> None:
+def test_a_symlinked_lock_file_is_refused_never_truncated(
+    tmp_path: Path, new_workspace: NewWorkspace
+) -> None:
     state = tmp_path / "state" / "state.db"
-    ws = Workspace(tmp_path, str(state))
+    ws = new_workspace()
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")

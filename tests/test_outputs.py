@@ -11,9 +11,7 @@ from typing import Any
 import click.testing
 import jsonschema
 import pytest
-from click.testing import CliRunner
 
-from reconciler.cli import main
 from reconciler.config.semantic import effective_tenant, effective_user
 from reconciler.model import EMAIL_TYPES, Applied, TenantConfig
 from reconciler.outputs import RENDERERS, markdown, render, text
@@ -27,6 +25,8 @@ from reconciler.plan import (
     plan_missing,
     plan_tenant,
 )
+from tests.helpers.cli import Env
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_SCHEMA = json.loads((ROOT / "schemas" / "plan.schema.json").read_text(encoding="utf-8"))
@@ -140,41 +140,36 @@ def test_text_no_changes_and_missing_and_no_state() -> None:
     assert "    + alice@contoso.com" in first.splitlines()
 
 
-class _Cli:
-    def __init__(self, tmp_path: Path):
-        folder = tmp_path / "tenants" / "contoso"
-        folder.mkdir(parents=True)
-        (folder / "tenant.yaml").write_text(json.dumps(tenant_doc()), encoding="utf-8")
-        (folder / "users.yaml").write_text(json.dumps({"users": AFTER}), encoding="utf-8")
-        self.args = ["--config", str(tmp_path / "tenants"), "--state",
-                     str(tmp_path / "state.db"), "--mail", f"maildir:{tmp_path / 'mail'}"]
-
-    def plan(self, env: dict[str, str | None] | None = None) -> str:
-        result = CliRunner().invoke(main, ["plan", *self.args], env=env)
-        assert result.exit_code == 0, result.output
-        assert "+ alice@contoso.com" in ANSI.sub("", result.stdout)
-        return result.stdout
-
-
 @pytest.fixture
-def plan_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> _Cli:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    return _Cli(tmp_path)
+def plan_cli(new_workspace: NewWorkspace) -> Workspace:
+    """contoso in an in-process workspace whose commands run without NO_COLOR."""
+    ws = new_workspace(env={"NO_COLOR": None})
+    folder = ws.config / "contoso"
+    folder.mkdir()
+    (folder / "tenant.yaml").write_text(json.dumps(tenant_doc()), encoding="utf-8")
+    (folder / "users.yaml").write_text(json.dumps({"users": AFTER}), encoding="utf-8")
+    return ws
 
 
-def test_cli_text_has_no_color_when_not_a_tty(plan_cli: _Cli) -> None:
-    assert not ANSI.search(plan_cli.plan())
+def plan_text(ws: Workspace, env: Env | None = None) -> str:
+    result = ws.run("plan", env=env)
+    assert result.code == 0, str(result)
+    assert "+ alice@contoso.com" in ANSI.sub("", result.stdout)
+    return result.stdout
 
 
-def test_cli_text_colors_a_tty_unless_no_color(plan_cli: _Cli,
+def test_cli_text_has_no_color_when_not_a_tty(plan_cli: Workspace) -> None:
+    assert not ANSI.search(plan_text(plan_cli))
+
+
+def test_cli_text_colors_a_tty_unless_no_color(plan_cli: Workspace,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    # CliRunner's stdout pretends to be a terminal
+    # the in-process stdout (CliRunner's) pretends to be a terminal
     monkeypatch.setattr(click.testing._NamedTextIOWrapper, "isatty", lambda self: True,
                         raising=False)
-    assert ANSI.search(plan_cli.plan())
-    assert not ANSI.search(plan_cli.plan(env={"NO_COLOR": "1"}))
-    assert not ANSI.search(plan_cli.plan(env={"NO_COLOR": ""}))  # set at all: no colour
+    assert ANSI.search(plan_text(plan_cli))
+    assert not ANSI.search(plan_text(plan_cli, env={"NO_COLOR": "1"}))
+    assert not ANSI.search(plan_text(plan_cli, env={"NO_COLOR": ""}))  # set at all: no colour
 
 
 # --------------------------------------------------------------------------- markdown

@@ -11,7 +11,7 @@ from reconciler.config.semantic import effective_tenant, effective_user
 from reconciler.model import Applied, TenantConfig
 from reconciler.plan import Change, Plan, UnsafePlan, plan_missing, plan_tenant
 from reconciler.state.base import StoredUsers, encode_record
-from tests.helpers import TOLL, TOLL_2, TOLL_FREE, tenant_doc
+from tests.helpers.tenants import TOLL, TOLL_2, TOLL_FREE, tenant_doc
 
 DEFAULT, OTHER_TOLL = TOLL, TOLL_2
 

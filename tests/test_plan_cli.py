@@ -7,9 +7,11 @@ emails the table says, in send order.
 
 from __future__ import annotations
 
+import contextlib
 import email
+import fcntl
 import json
-import mailbox
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -19,9 +21,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from click.testing import CliRunner, Result
 
-from reconciler.cli import main
+from reconciler.state.sqlite import SQLiteStore
+from tests.helpers.cli import Result, assert_clean_error
+from tests.helpers.tenants import make_tenant
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_SCHEMA = json.loads((ROOT / "schemas" / "plan.schema.json").read_text(encoding="utf-8"))
@@ -90,47 +94,24 @@ def write_tenant(config: Path, users: dict[str, dict[str, Any]], name: str = "co
     return folder
 
 
-class Cli:
-    """The CLI with --config/--state/--mail pointing into one tmp_path."""
-
-    def __init__(self, tmp_path: Path):
-        self.tmp = tmp_path
-        self.config = tmp_path / "tenants"
-        self.state = tmp_path / "state" / "state.db"
-        self.state.parent.mkdir()
-        self.mail = tmp_path / "mail"
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        command, *rest = args
-        sub = [command] if command not in ("state",) else [command, rest.pop(0)]
-        return self.runner.invoke(main, [*sub, "--config", str(self.config),
-                                         "--state", str(self.state),
-                                         "--mail", f"maildir:{self.mail}", *rest], env=env)
-
-    def ok(self, *args: str) -> Result:
-        result = self(*args)
-        assert result.exit_code == 0, (result.output, result.exception)
-        return result
-
-    def plan_json(self, *extra: str) -> dict[str, Any]:
-        result = self.ok("plan", "--format", "json", *extra)
-        document = json.loads(result.stdout)
-        jsonschema.validate(document, PLAN_SCHEMA)
-        return document
-
-    def mails(self) -> list[Any]:
-        if not self.mail.exists():
-            return []
-        return list(mailbox.Maildir(self.mail, create=False))
-
-
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    monkeypatch.chdir(tmp_path)  # no ./templates or ./tenants from the checkout
-    for name in ("RECONCILER_CONFIG", "RECONCILER_STATE", "RECONCILER_MAIL_URL", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    yield Cli(tmp_path)
+def ws(new_workspace: NewWorkspace) -> Workspace:
+    """An in-process workspace whose commands run without NO_COLOR (no ./templates or
+    ./tenants of the checkout: they run in its folder)."""
+    return new_workspace(env={"NO_COLOR": None})
+
+
+def ok(ws: Workspace, *args: str) -> Result:
+    result = ws.run(*args)
+    assert result.code == 0, str(result)
+    return result
+
+
+def plan_json(ws: Workspace) -> dict[str, Any]:
+    result = ok(ws, "plan", "--format", "json")
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, PLAN_SCHEMA)
+    return document
 
 
 # --------------------------------------------------------------------------- the SPEC §4 matrix
@@ -246,33 +227,33 @@ def _matrix_params(case: tuple[Any, ...]) -> Any:
 @pytest.mark.parametrize(
     ("before", "after", "expected", "settings_before", "settings_after", "default_after"),
     [_matrix_params(case) for case in MATRIX])
-def test_spec4_matrix(cli: Cli, before: dict, after: dict, expected: list,
+def test_spec4_matrix(ws: Workspace, before: dict, after: dict, expected: list,
                       settings_before: dict | None, settings_after: dict | None,
                       default_after: str | None) -> None:
-    write_tenant(cli.config, {**before, **BYSTANDERS}, settings=settings_before)
-    cli.ok("import")
-    write_tenant(cli.config, {**after, **BYSTANDERS}, settings=settings_after,
+    write_tenant(ws.config, {**before, **BYSTANDERS}, settings=settings_before)
+    ok(ws, "import")
+    write_tenant(ws.config, {**after, **BYSTANDERS}, settings=settings_after,
                  default_number=default_after or DEFAULT)
-    plan = cli.plan_json()
+    plan = plan_json(ws)
     (tenant,) = plan["tenants"]
     assert [(e["user"], e["to"], e["type"]) for e in tenant["emails"]] == expected
     assert all(e["reasons"] and not e["suppressed"] for e in tenant["emails"])
     assert plan["summary"]["emails"] == len(expected)
     assert plan["summary"]["suppressed"] == 0
-    assert cli.mails() == []  # planning sends nothing
+    assert ws.mails() == []  # planning sends nothing
 
 
 @pytest.mark.parametrize("case", [c for c in MATRIX if c[3]], ids=lambda c: c[0])
-def test_spec4_matrix_suppressed(cli: Cli, case: tuple[Any, ...]) -> None:
+def test_spec4_matrix_suppressed(ws: Workspace, case: tuple[Any, ...]) -> None:
     """The same emails are planned, all flagged suppressed, when automatic emails are off."""
     _, before, after, expected, *rest = case
     default_after = rest[2] if len(rest) > 2 else None
-    write_tenant(cli.config, {**before, **BYSTANDERS})
-    cli.ok("import")
-    write_tenant(cli.config, {**after, **BYSTANDERS},
+    write_tenant(ws.config, {**before, **BYSTANDERS})
+    ok(ws, "import")
+    write_tenant(ws.config, {**after, **BYSTANDERS},
                  settings={"automatically_send_emails_to_users": False},
                  default_number=default_after or DEFAULT)
-    plan = cli.plan_json()
+    plan = plan_json(ws)
     (tenant,) = plan["tenants"]
     assert [(e["user"], e["to"], e["type"]) for e in tenant["emails"]] == expected
     assert all(e["suppressed"] for e in tenant["emails"])
@@ -280,58 +261,58 @@ def test_spec4_matrix_suppressed(cli: Cli, case: tuple[Any, ...]) -> None:
     assert any("suppressed" in w for w in tenant["warnings"])
 
 
-def test_apply_then_plan_is_empty_for_a_request(cli: Cli) -> None:
+def test_apply_then_plan_is_empty_for_a_request(ws: Workspace) -> None:
     """A request satisfied by an apply is not asked again (the state keeps its value)."""
-    write_tenant(cli.config, {A: on()})
-    cli.ok("import")
-    write_tenant(cli.config, {A: on(pin_reset=PIN)})
-    assert [e["type"] for e in cli.plan_json()["tenants"][0]["emails"]] == ["pin-reset"]
-    cli.ok("apply", "--auto-approve")
-    assert len(cli.mails()) == 1
-    plan = cli.plan_json()
+    write_tenant(ws.config, {A: on()})
+    ok(ws, "import")
+    write_tenant(ws.config, {A: on(pin_reset=PIN)})
+    assert [e["type"] for e in plan_json(ws)["tenants"][0]["emails"]] == ["pin-reset"]
+    ok(ws, "apply", "--auto-approve")
+    assert len(ws.mails()) == 1
+    plan = plan_json(ws)
     assert plan["tenants"][0]["emails"] == [] and plan["summary"]["user_changes"] == 0
 
 
 # --------------------------------------------------------------------------- summary and state
 
-def test_summary_counts(cli: Cli) -> None:
-    write_tenant(cli.config, {A: on(), B: on("8412399"), C: on("8412398")})
-    cli.ok("import")
-    write_tenant(cli.config, {A: on("8412346", pin_reset=PIN), B: off("8412399"),
+def test_summary_counts(ws: Workspace) -> None:
+    write_tenant(ws.config, {A: on(), B: on("8412399"), C: on("8412398")})
+    ok(ws, "import")
+    write_tenant(ws.config, {A: on("8412346", pin_reset=PIN), B: off("8412399"),
                               C: on("8412398", display_name="Carol")},
                  settings={"automatically_send_emails_to_users": False, "pin_length": 6})
-    plan = cli.plan_json()
+    plan = plan_json(ws)
     assert plan["summary"] == {"settings_changes": 2, "user_changes": 3, "emails": 3,
                                "suppressed": 3}
     assert {c["path"] for c in plan["tenants"][0]["settings_changes"]} == {
         "settings.automatically_send_emails_to_users", "settings.pin_length"}
 
 
-def test_summary_counts_across_tenants(cli: Cli) -> None:
-    write_tenant(cli.config, {A: on()}, name="contoso")
-    write_tenant(cli.config, {B: on()}, name="fabrikam")
-    cli.ok("import")
-    write_tenant(cli.config, {A: on(pin_reset=PIN)}, name="contoso")
-    write_tenant(cli.config, {B: on(pin_reset=PIN)}, name="fabrikam",
+def test_summary_counts_across_tenants(ws: Workspace) -> None:
+    write_tenant(ws.config, {A: on()}, name="contoso")
+    write_tenant(ws.config, {B: on()}, name="fabrikam")
+    ok(ws, "import")
+    write_tenant(ws.config, {A: on(pin_reset=PIN)}, name="contoso")
+    write_tenant(ws.config, {B: on(pin_reset=PIN)}, name="fabrikam",
                  settings={"automatically_send_emails_to_users": False})
-    plan = cli.plan_json()
+    plan = plan_json(ws)
     assert [t["name"] for t in plan["tenants"]] == ["contoso", "fabrikam"]
     assert plan["summary"] == {"settings_changes": 1, "user_changes": 2, "emails": 2,
                                "suppressed": 1}
     assert [e["suppressed"] for t in plan["tenants"] for e in t["emails"]] == [False, True]
 
 
-def test_lineage_null_and_serial_zero_before_any_state_then_serial_one(cli: Cli) -> None:
-    write_tenant(cli.config, {A: on()})
-    plan = cli.plan_json()
+def test_lineage_null_and_serial_zero_before_any_state_then_serial_one(ws: Workspace) -> None:
+    write_tenant(ws.config, {A: on()})
+    plan = plan_json(ws)
     (tenant,) = plan["tenants"]
     assert tenant["state"] == {"lineage": None, "serial": 0}
     assert [(e["user"], e["type"]) for e in tenant["emails"]] == [(A, "enabled")]
     assert plan["summary"]["settings_changes"] > 0
-    assert not cli.state.exists() or cli.ok("state", "show").stdout.count('"name"') == 0
+    assert not Path(ws.state).exists() or ok(ws, "state", "show").stdout.count('"name"') == 0
 
-    cli.ok("import")
-    (tenant,) = cli.plan_json()["tenants"]
+    ok(ws, "import")
+    (tenant,) = plan_json(ws)["tenants"]
     assert tenant["state"]["serial"] == 1
     assert isinstance(tenant["state"]["lineage"], str) and tenant["state"]["lineage"]
     assert tenant["emails"] == [] and tenant["settings_changes"] == []
@@ -339,28 +320,28 @@ def test_lineage_null_and_serial_zero_before_any_state_then_serial_one(cli: Cli)
 
 # --------------------------------------------------------------------------- exit codes
 
-def test_detailed_exitcode(cli: Cli) -> None:
-    write_tenant(cli.config, {A: on()})
-    assert cli("plan", "--detailed-exitcode").exit_code == 2  # no state: everything is new
-    cli.ok("import")
-    assert cli("plan", "--detailed-exitcode").exit_code == 0
-    assert cli("plan").exit_code == 0
-    write_tenant(cli.config, {A: on(display_name="Alice")})  # a change without an email
-    assert cli("plan", "--detailed-exitcode").exit_code == 2
-    assert cli("plan", "--detailed-exitcode", "--format", "json").exit_code == 2
-    assert cli("plan").exit_code == 0  # without the flag, changes are not an error
-    write_tenant(cli.config, {A: on("84123")})  # not 7 digits
-    result = cli("plan", "--detailed-exitcode")
-    assert result.exit_code == 1
+def test_detailed_exitcode(ws: Workspace) -> None:
+    write_tenant(ws.config, {A: on()})
+    assert ws.run("plan", "--detailed-exitcode").code == 2  # no state: everything is new
+    ok(ws, "import")
+    assert ws.run("plan", "--detailed-exitcode").code == 0
+    assert ws.run("plan").code == 0
+    write_tenant(ws.config, {A: on(display_name="Alice")})  # a change without an email
+    assert ws.run("plan", "--detailed-exitcode").code == 2
+    assert ws.run("plan", "--detailed-exitcode", "--format", "json").code == 2
+    assert ws.run("plan").code == 0  # without the flag, changes are not an error
+    write_tenant(ws.config, {A: on("84123")})  # not 7 digits
+    result = ws.run("plan", "--detailed-exitcode")
+    assert result.code == 1
     assert "contoso/users.yaml:4:" in result.stderr and "7 digits" in result.stderr
     assert result.stdout == ""
 
 
-def test_detailed_exitcode_on_a_refused_request_is_one(cli: Cli) -> None:
-    write_tenant(cli.config, {A: on()})
-    cli.ok("import")
-    write_tenant(cli.config, {A: off(pin_reset=PIN)})
-    assert cli("plan", "--detailed-exitcode").exit_code == 1
+def test_detailed_exitcode_on_a_refused_request_is_one(ws: Workspace) -> None:
+    write_tenant(ws.config, {A: on()})
+    ok(ws, "import")
+    write_tenant(ws.config, {A: off(pin_reset=PIN)})
+    assert ws.run("plan", "--detailed-exitcode").code == 1
 
 
 # --------------------------------------------------------------------------- requests refused
@@ -374,52 +355,58 @@ def test_detailed_exitcode_on_a_refused_request_is_one(cli: Cli) -> None:
                  "send_conference_info", id="new-not-enabled-user"),
 ])
 def test_request_for_a_not_enabled_user_is_an_error_at_the_key(
-        cli: Cli, before: dict, after: dict, key: str) -> None:
-    write_tenant(cli.config, {**before, **BYSTANDERS})
-    cli.ok("import")
-    folder = write_tenant(cli.config, {**after, **BYSTANDERS})
+        ws: Workspace, before: dict, after: dict, key: str) -> None:
+    write_tenant(ws.config, {**before, **BYSTANDERS})
+    ok(ws, "import")
+    folder = write_tenant(ws.config, {**after, **BYSTANDERS})
     lines = (folder / "users.yaml").read_text(encoding="utf-8").splitlines()
     line = next(i for i, text in enumerate(lines, 1) if text.startswith(f"    {key}:"))
     for fmt in ("text", "json"):
-        result = cli("plan", "--format", fmt)
-        assert result.exit_code == 1
+        result = ws.run("plan", "--format", fmt)
+        assert result.code == 1
         assert result.stdout == ""  # nothing planned
         assert f"contoso/users.yaml:{line}:5: " in result.stderr, result.stderr
         assert key in result.stderr and A in result.stderr and "not enabled" in result.stderr
         assert "Traceback" not in result.output
-    assert cli("apply", "--auto-approve").exit_code == 1  # apply refuses it too
-    assert cli.mails() == []
+    assert ws.run("apply", "--auto-approve").code == 1  # apply refuses it too
+    assert ws.mails() == []
 
 
 # --------------------------------------------------------------------------- saved plans
 
-def test_out_saves_valid_json_with_no_pin(cli: Cli) -> None:
-    write_tenant(cli.config, {A: on(), B: on("0123456"), C: off("8412398")},
+def test_out_saves_valid_json_with_no_pin(ws: Workspace) -> None:
+    write_tenant(ws.config, {A: on(), B: on("0123456"), C: off("8412398")},
                  settings={"pin_length": 4})
-    cli.ok("import")
+    ok(ws, "import")
     # No PIN exists at plan time: every run of 4-12 digits comes from the configuration
     # (before or after) and none from anywhere else.
-    allowed = _digit_runs(cli.config)
-    write_tenant(cli.config, {A: on("8412346", pin_reset=PIN), B: off("0123456"),
+    allowed = _digit_runs(ws.config)
+    write_tenant(ws.config, {A: on("8412346", pin_reset=PIN), B: off("0123456"),
                               C: on("8412398", send_conference_info=INFO),
                               D: on("5550101", dial_in_number=OTHER_TOLL,
                                     toll_free_number=TOLL_FREE)},
                  settings={"pin_length": 4})
-    out = cli.tmp / "plan.json"
-    result = cli.ok("plan", "--format", "json", "--out", str(out))
+    out = ws.root / "plan.json"
+    result = ok(ws, "plan", "--format", "json", "--out", str(out))
     document = json.loads(out.read_text(encoding="utf-8"))
     jsonschema.validate(document["plan"], PLAN_SCHEMA)
     assert document["plan"] == json.loads(result.stdout)
     assert [e["type"] for e in document["plan"]["tenants"][0]["emails"]] == [
         "details-changed", "pin-reset", "disabled", "enabled", "enabled"]
 
-    allowed |= _digit_runs(cli.config)
+    allowed |= _digit_runs(ws.config)
     runs = [run for value in _strings(document) for run in re.findall(r"(?<!\d)\d{4,12}(?!\d)",
                                                                          value)]
     assert runs, "the plan shows conference IDs and numbers"
     stray = {run for run in runs if not any(run in digits for digits in allowed)}
     assert stray == set()
     assert not _keys(document) & {"pin", "pins", "new_pin"}
+
+
+def test_plan_out_to_an_unwritable_place_is_one_line(ws: Workspace) -> None:
+    make_tenant(ws.config)
+    result = ws.run("plan", "--out", str(ws.root / "no" / "such" / "dir" / "x.plan"))
+    assert_clean_error(result, "cannot write saved plan")
 
 
 def _digit_runs(config: Path) -> set[str]:
@@ -451,12 +438,12 @@ def _keys(value: Any) -> set[str]:
 
 # --------------------------------------------------------------------------- vanished folder
 
-def test_vanished_tenant_folder_is_missing_not_disabled(cli: Cli) -> None:
-    write_tenant(cli.config, {A: on()}, name="contoso")
-    write_tenant(cli.config, {B: on(), C: on("8412399")}, name="fabrikam")
-    cli.ok("import")
-    shutil.rmtree(cli.config / "fabrikam")
-    plan = cli.plan_json()
+def test_vanished_tenant_folder_is_missing_not_disabled(ws: Workspace) -> None:
+    write_tenant(ws.config, {A: on()}, name="contoso")
+    write_tenant(ws.config, {B: on(), C: on("8412399")}, name="fabrikam")
+    ok(ws, "import")
+    shutil.rmtree(ws.config / "fabrikam")
+    plan = plan_json(ws)
     by_name = {t["name"]: t for t in plan["tenants"]}
     assert list(by_name) == ["contoso", "fabrikam"]
     gone = by_name["fabrikam"]
@@ -467,53 +454,85 @@ def test_vanished_tenant_folder_is_missing_not_disabled(cli: Cli) -> None:
     assert by_name["contoso"]["missing_from_config"] is False
     assert plan["summary"] == {"settings_changes": 0, "user_changes": 0, "emails": 0,
                                "suppressed": 0}
-    text = cli.ok("plan").stdout
+    text = ok(ws, "plan").stdout
     assert "fabrikam" in text and "missing" in text
     # apply leaves it alone
-    cli.ok("apply", "--auto-approve")
-    assert cli.mails() == []
-    assert cli.plan_json()["tenants"][1]["missing_from_config"] is True
+    ok(ws, "apply", "--auto-approve")
+    assert ws.mails() == []
+    assert plan_json(ws)["tenants"][1]["missing_from_config"] is True
 
 
 # --------------------------------------------------------------------------- import and state show
 
-def test_import_refuses_to_overwrite_without_force_and_sends_nothing(cli: Cli) -> None:
-    write_tenant(cli.config, {A: on(), B: on("8412399")})
-    first = cli.ok("import")
+def test_import_refuses_to_overwrite_without_force_and_sends_nothing(ws: Workspace) -> None:
+    write_tenant(ws.config, {A: on(), B: on("8412399")})
+    first = ok(ws, "import")
     assert "no email" in first.stdout
-    assert cli.mails() == []
-    state_before = cli.state.read_bytes()
+    assert ws.mails() == []
+    state_before = Path(ws.state).read_bytes()
 
-    write_tenant(cli.config, {A: on("8412346", pin_reset=PIN)})  # B removed, A changed
-    refused = cli("import")
-    assert refused.exit_code == 1
+    write_tenant(ws.config, {A: on("8412346", pin_reset=PIN)})  # B removed, A changed
+    refused = ws.run("import")
+    assert refused.code == 1
     assert "--force" in refused.stderr and "contoso" in refused.stderr
-    assert cli.state.read_bytes() == state_before
-    assert cli.plan_json()["tenants"][0]["state"]["serial"] == 1
+    assert Path(ws.state).read_bytes() == state_before
+    assert plan_json(ws)["tenants"][0]["state"]["serial"] == 1
 
-    forced = cli.ok("import", "--force")
+    forced = ok(ws, "import", "--force")
     assert "no email" in forced.stdout
-    assert cli.mails() == []
-    plan = cli.plan_json()
+    assert ws.mails() == []
+    plan = plan_json(ws)
     (tenant,) = plan["tenants"]
     assert tenant["state"]["serial"] == 2
     assert tenant["emails"] == [] and tenant["user_changes"] == []
-    shown = json.loads(cli.ok("state", "show").stdout)
+    shown = json.loads(ok(ws, "state", "show").stdout)
     assert set(shown["tenants"][0]["users"]) == {A}
 
 
-def test_state_show_is_json_without_message_bodies_or_pins(cli: Cli) -> None:
-    write_tenant(cli.config, {A: on()}, settings={"pin_length": 8})
-    cli.ok("import")
-    write_tenant(cli.config, {A: on(), B: on("8412399")}, settings={"pin_length": 8})
-    cli.ok("apply", "--auto-approve")
-    (message,) = cli.mails()
-    parsed = email.message_from_bytes(bytes(message), policy=policy.default)
+def test_import_while_locked_is_one_line(ws: Workspace) -> None:
+    make_tenant(ws.config)
+    fd = os.open(Path(ws.state).with_name("state.db.acme.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        result = ws.run("import")
+    finally:
+        os.close(fd)
+    assert_clean_error(result, "locked")
+
+
+def test_import_does_not_overwrite_state_an_apply_wrote_after_its_check(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """import checks for existing state, then takes the lock: an apply that committed in
+    between must not be overwritten without --force."""
+    make_tenant(ws.config)
+    original = SQLiteStore.lock
+
+    @contextlib.contextmanager
+    def lock_after_an_apply(self, tenant, timeout=0.0):
+        monkeypatch.setattr(SQLiteStore, "lock", original)
+        assert ws.run("apply", "--auto-approve", "-q").code == 0
+        with original(self, tenant, timeout):
+            yield
+
+    monkeypatch.setattr(SQLiteStore, "lock", lock_after_an_apply)
+    result = ws.run("import")
+    assert_clean_error(result, "already has applied state")
+    store = SQLiteStore(Path(ws.state))
+    assert [h["kind"] for h in store.history("acme")] == ["apply"]
+
+
+def test_state_show_is_json_without_message_bodies_or_pins(ws: Workspace) -> None:
+    write_tenant(ws.config, {A: on()}, settings={"pin_length": 8})
+    ok(ws, "import")
+    write_tenant(ws.config, {A: on(), B: on("8412399")}, settings={"pin_length": 8})
+    ok(ws, "apply", "--auto-approve")
+    (message,) = ws.mails()
+    parsed = email.message_from_bytes(message.raw, policy=policy.default)
     body = parsed.get_body(("plain",)).get_content()
     pins = set(re.findall(r"(?<!\d)\d{8}(?!\d)", body))
     assert len(pins) == 1, body  # the delivered message carries the PIN
 
-    result = cli.ok("state", "show")
+    result = ok(ws, "state", "show")
     shown = json.loads(result.stdout)
     (tenant,) = shown["tenants"]
     assert tenant["name"] == "contoso" and tenant["serial"] == 2

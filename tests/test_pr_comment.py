@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from click.testing import CliRunner
 
-from reconciler.cli import main
 from reconciler.errors import UserError
 from reconciler.outputs.markdown import MARKER
 from reconciler.pr_comment import (
@@ -24,272 +19,156 @@ from reconciler.pr_comment import (
     upsert_comment,
     with_marker,
 )
-from tests.fixtures.http import JSONHandler, serving
-from tests.helpers import run
-
-TOKEN = "t0ken-secret"
-REPO = "contoso/audio-config"
-PR = 7
+from tests.fixtures.forge import PR, REPO, TOKEN, Api
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 
-@dataclass
-class Api:
-    """The slice of the GitHub and GitLab REST APIs the command uses, with page-based lists."""
-
-    kind: str = "github"
-    comments: list[dict[str, Any]] = field(default_factory=list)
-    requests: list[tuple[str, str]] = field(default_factory=list)
-    auth: list[str] = field(default_factory=list)
-    fail: int | None = None
-    next_link: str | None = None
-    """Force this URL as the ``rel="next"`` link of the first page."""
-    url: str = ""
-    next_id: int = 1000
-    redirect: str | None = None
-    """Answer the next request with a 307 to this URL + the request's path."""
-
-    def add(self, body: str, author: str = "someone") -> dict[str, Any]:
-        self.next_id += 1
-        comment = {"id": self.next_id, "body": body, "user": {"login": author},
-                   "html_url": f"https://github.example/{REPO}/pull/{PR}#c{self.next_id}"}
-        self.comments.append(comment)
-        return comment
-
-
-class Handler(JSONHandler):
-    api: Api
-
-    def _handle(self, method: str) -> None:
-        api = self.api
-        parts = urlsplit(self.path)
-        api.requests.append((method, parts.path))
-        api.auth.append(self.headers.get("Authorization") or
-                        f"PRIVATE-TOKEN {self.headers.get('PRIVATE-TOKEN')}")
-        if api.fail:
-            self._reply(api.fail, {"message": "Resource not accessible by integration"})
-            return
-        if api.redirect:
-            target, api.redirect = api.redirect + self.path, None
-            self._reply(307, {}, {"Location": target})
-            return
-        if api.kind == "github":
-            expected = self.headers.get("Authorization") == f"Bearer {TOKEN}"
-            listing = f"/repos/{REPO}/issues/{PR}/comments"
-            item = f"/repos/{REPO}/issues/comments/"
-        else:
-            expected = self.headers.get("PRIVATE-TOKEN") == TOKEN
-            listing = f"/api/v4/projects/42/merge_requests/{PR}/notes"
-            item = listing + "/"
-        if not expected:
-            self._reply(401, {"message": "Bad credentials"})
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        payload = json.loads(self.rfile.read(length)) if length else None
-        if method == "GET" and parts.path == listing:
-            query = parse_qs(parts.query)
-            per_page = int(query.get("per_page", ["30"])[0])
-            page = int(query.get("page", ["1"])[0])
-            chunk = api.comments[(page - 1) * per_page: page * per_page]
-            headers = {}
-            if page * per_page < len(api.comments):
-                headers["Link"] = (f'<{api.url}{listing}?per_page={per_page}&page={page + 1}>; '
-                                   f'rel="next", <{api.url}{listing}?page=99>; rel="last"')
-            if api.next_link and page == 1:
-                headers["Link"] = f'<{api.next_link}>; rel="next"'
-            self._reply(200, chunk, headers)
-        elif method == "POST" and parts.path == listing:
-            self._reply(201, api.add(payload["body"], "github-actions[bot]"))
-        elif method in ("PATCH", "PUT") and parts.path.startswith(item):
-            if (method == "PATCH") != (api.kind == "github"):
-                self._reply(405, {"message": "wrong method"})
-                return
-            wanted = int(parts.path.rsplit("/", 1)[1])
-            for comment in api.comments:
-                if comment["id"] == wanted:
-                    comment["body"] = payload["body"]
-                    self._reply(200, comment)
-                    return
-            self._reply(404, {"message": "Not Found"})
-        else:
-            self._reply(404, {"message": f"no route {method} {parts.path}"})
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-
-@pytest.fixture
-def api() -> Iterator[Api]:
-    yield from serve()
-
-
-@pytest.fixture
-def elsewhere() -> Iterator[Api]:
-    """A second server on another port: another origin, whatever its host name."""
-    yield from serve()
-
-
-def serve() -> Iterator[Api]:
-    state = Api()
-    with serving(type("BoundHandler", (Handler,), {"api": state})) as url:
-        state.url = url
-        yield state
-
-
-def github(api: Api) -> Forge:
-    return Forge("github", api.url, REPO, PR, TOKEN)
+def github(forge_api: Api) -> Forge:
+    return Forge("github", forge_api.url, REPO, PR, TOKEN)
 
 
 def plan_body(text: str) -> str:
     return f"{MARKER}\n## Audio Conferencing plan\n\n{text}\n"
 
 
-def test_creates_the_comment_when_none_has_the_marker(api: Api) -> None:
-    api.add("LGTM")
-    api.add("the plan is in the comment below")  # mentions the plan, but carries no marker
-    result = upsert_comment(github(api), plan_body("3 emails"))
+def test_creates_the_comment_when_none_has_the_marker(forge_api: Api) -> None:
+    forge_api.add("LGTM")
+    forge_api.add("the plan is in the comment below")  # mentions the plan, but carries no marker
+    result = upsert_comment(github(forge_api), plan_body("3 emails"))
     assert result.action == "created"
-    assert [c["body"] for c in api.comments][-1] == plan_body("3 emails")
-    assert ("POST", f"/repos/{REPO}/issues/{PR}/comments") in api.requests
-    assert set(api.auth) == {f"Bearer {TOKEN}"}
+    assert [c["body"] for c in forge_api.comments][-1] == plan_body("3 emails")
+    assert ("POST", f"/repos/{REPO}/issues/{PR}/comments") in forge_api.requests
+    assert set(forge_api.auth) == {f"Bearer {TOKEN}"}
 
 
-def test_updates_the_marked_comment_in_place_across_pages(api: Api) -> None:
+def test_updates_the_marked_comment_in_place_across_pages(forge_api: Api) -> None:
     for i in range(130):
-        api.add(f"discussion {i}")
-    marked = api.add(plan_body("old plan"), "github-actions[bot]")
+        forge_api.add(f"discussion {i}")
+    marked = forge_api.add(plan_body("old plan"), "github-actions[bot]")
     for i in range(50):
-        api.add(f"more discussion {i}")
-    result = upsert_comment(github(api), plan_body("new plan"))
+        forge_api.add(f"more discussion {i}")
+    result = upsert_comment(github(forge_api), plan_body("new plan"))
     assert result.action == "updated" and result.comment_id == marked["id"]
     assert marked["body"] == plan_body("new plan")
-    assert len(api.comments) == 181  # nothing new posted
-    gets = [path for method, path in api.requests if method == "GET"]
+    assert len(forge_api.comments) == 181  # nothing new posted
+    gets = [path for method, path in forge_api.requests if method == "GET"]
     assert len(gets) == 2  # the marker was on page 2 of 100; pages were followed
-    assert ("PATCH", f"/repos/{REPO}/issues/comments/{marked['id']}") in api.requests
-    assert not any(method == "POST" for method, _ in api.requests)
+    assert ("PATCH", f"/repos/{REPO}/issues/comments/{marked['id']}") in forge_api.requests
+    assert not any(method == "POST" for method, _ in forge_api.requests)
 
 
-def test_every_push_keeps_one_comment(api: Api) -> None:
-    forge = github(api)
+def test_every_push_keeps_one_comment(forge_api: Api) -> None:
+    forge = github(forge_api)
     for n in range(4):
         upsert_comment(forge, plan_body(f"push {n}"))
-    marked = [c for c in api.comments if MARKER in c["body"]]
+    marked = [c for c in forge_api.comments if MARKER in c["body"]]
     assert len(marked) == 1 and marked[0]["body"] == plan_body("push 3")
     again = upsert_comment(forge, plan_body("push 3"))
     assert again.action == "unchanged"  # identical plan: no edit, no notification
 
 
-def test_marker_added_and_body_capped(api: Api) -> None:
-    result = upsert_comment(github(api), "no marker here\n" + "x" * (GITHUB_LIMIT + 5_000))
-    body = api.comments[-1]["body"]
+def test_marker_added_and_body_capped(forge_api: Api) -> None:
+    result = upsert_comment(github(forge_api), "no marker here\n" + "x" * (GITHUB_LIMIT + 5_000))
+    body = forge_api.comments[-1]["body"]
     assert result.action == "created"
     assert body.startswith(MARKER) and len(body) <= GITHUB_LIMIT
     assert body.rstrip().endswith("_(comment truncated: the full plan is in the artifacts)_")
 
 
-def test_duplicates_are_reported_and_the_oldest_kept(api: Api) -> None:
-    first = api.add(plan_body("a"))
-    second = api.add(plan_body("b"))
-    result = upsert_comment(github(api), plan_body("c"))
+def test_duplicates_are_reported_and_the_oldest_kept(forge_api: Api) -> None:
+    first = forge_api.add(plan_body("a"))
+    second = forge_api.add(plan_body("b"))
+    result = upsert_comment(github(forge_api), plan_body("c"))
     assert result.comment_id == first["id"] and result.duplicates == 1
     assert second["body"] == plan_body("b")
 
 
-def test_api_errors_are_one_line_and_never_show_the_token(api: Api) -> None:
-    api.fail = 403
+def test_api_errors_are_one_line_and_never_show_the_token(forge_api: Api) -> None:
+    forge_api.fail = 403
     with pytest.raises(UserError) as error:
-        upsert_comment(github(api), plan_body("x"))
+        upsert_comment(github(forge_api), plan_body("x"))
     message = str(error.value)
     assert "403" in message and "pull-requests: write" in message
     assert TOKEN not in message
 
-    api.fail = None
-    bad = Forge("github", api.url, REPO, PR, "wrong")
+    forge_api.fail = None
+    bad = Forge("github", forge_api.url, REPO, PR, "wrong")
     with pytest.raises(UserError, match="401 Bad credentials"):
         upsert_comment(bad, plan_body("x"))
 
 
-def test_token_never_follows_a_link_to_another_host(api: Api) -> None:
+def test_token_never_follows_a_link_to_another_host(forge_api: Api) -> None:
     for i in range(3):
-        api.add(f"c{i}")
-    api.next_link = "http://attacker.invalid/steal?page=2"
+        forge_api.add(f"c{i}")
+    forge_api.next_link = "http://attacker.invalid/steal?page=2"
     with pytest.raises(UserError, match="another host"):
-        upsert_comment(github(api), plan_body("x"))
-    assert not any(m == "POST" for m, _ in api.requests)
+        upsert_comment(github(forge_api), plan_body("x"))
+    assert not any(m == "POST" for m, _ in forge_api.requests)
 
 
 @pytest.mark.parametrize("kind", ["github", "gitlab"])
 def test_token_never_follows_a_redirect_to_another_host(
-    api: Api, elsewhere: Api, kind: str
+    forge_api: Api, other_forge_api: Api, kind: str
 ) -> None:
-    api.kind = elsewhere.kind = kind
-    api.redirect = elsewhere.url
-    forge = Forge(kind, api.url, "42" if kind == "gitlab" else REPO, PR, TOKEN)
+    forge_api.kind = other_forge_api.kind = kind
+    forge_api.redirect = other_forge_api.url
+    forge = Forge(kind, forge_api.url, "42" if kind == "gitlab" else REPO, PR, TOKEN)
     with pytest.raises(UserError, match=r"redirect .* to another host .* refused") as error:
         upsert_comment(forge, plan_body("x"))
     assert TOKEN not in str(error.value)
-    assert elsewhere.requests == [] and elsewhere.auth == []
+    assert other_forge_api.requests == [] and other_forge_api.auth == []
 
 
 @pytest.mark.parametrize("kind", ["github", "gitlab"])
 def test_cli_refuses_a_redirect_to_another_port_in_one_line_without_the_token(
-    api: Api, elsewhere: Api, kind: str, tmp_path: Path
+    forge_api: Api, other_forge_api: Api, kind: str, new_workspace: NewWorkspace
 ) -> None:
-    """Through the command, in its own process: the API answers 307 to a second server on
-    another port of the same host; that server never sees a request, let alone the token."""
-    api.kind = elsewhere.kind = kind
-    api.redirect = elsewhere.url
-    (tmp_path / "plan.md").write_text(plan_body("x"), encoding="utf-8")
-    api_url, repo = (api.url, REPO) if kind == "github" else (f"{api.url}/api/v4", "42")
-    result = run(
-        ["pr-comment", "--body-file", "plan.md", "--platform", kind, "--api-url", api_url,
-         "--repo", repo, "--number", str(PR)],
-        cwd=tmp_path,
-        env={"GITHUB_TOKEN": TOKEN, "GITLAB_TOKEN": TOKEN},
-    )
+    """Through the command: the API answers 307 to a second server on another port of the same
+    host; that server never sees a request, let alone the token."""
+    ws = new_workspace()
+    forge_api.kind = other_forge_api.kind = kind
+    forge_api.redirect = other_forge_api.url
+    (ws.root / "plan.md").write_text(plan_body("x"), encoding="utf-8")
+    api_url, repo = (
+        (forge_api.url, REPO) if kind == "github" else (f"{forge_api.url}/api/v4", "42"))
+    result = ws.cli("pr-comment", "--body-file", "plan.md", "--platform", kind,
+                    "--api-url", api_url, "--repo", repo, "--number", str(PR),
+                    env={"GITHUB_TOKEN": TOKEN, "GITLAB_TOKEN": TOKEN})
     assert result.code == 1 and result.stdout == "", str(result)
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: API redirect from /") and "to another host" in line, line
     assert "Traceback" not in result.stderr and TOKEN not in result.stderr
-    assert elsewhere.requests == [] and elsewhere.auth == [] and api.comments == []
+    assert other_forge_api.requests == [] and other_forge_api.auth == []
+    assert forge_api.comments == []
 
 
-def test_a_redirect_within_the_api_is_followed(api: Api, elsewhere: Api) -> None:
-    api.redirect = api.url + "/moved"
+def test_a_redirect_within_the_api_is_followed(forge_api: Api, other_forge_api: Api) -> None:
+    forge_api.redirect = forge_api.url + "/moved"
     with pytest.raises(UserError, match="404 no route GET /moved/repos/"):
-        upsert_comment(github(api), plan_body("x"))
-    assert [path for _, path in api.requests] == [
+        upsert_comment(github(forge_api), plan_body("x"))
+    assert [path for _, path in forge_api.requests] == [
         f"/repos/{REPO}/issues/{PR}/comments", f"/moved/repos/{REPO}/issues/{PR}/comments"]
-    assert api.auth == [f"Bearer {TOKEN}"] * 2 and elsewhere.requests == []
+    assert forge_api.auth == [f"Bearer {TOKEN}"] * 2 and other_forge_api.requests == []
 
 
-def test_unreachable_api(api: Api) -> None:
+def test_unreachable_api(forge_api: Api) -> None:
     dead = Forge("github", "http://127.0.0.1:9", REPO, PR, TOKEN)
     with pytest.raises(UserError, match="unreachable"):
         upsert_comment(dead, plan_body("x"))
 
 
-def test_gitlab_notes(api: Api) -> None:
-    api.kind = "gitlab"
+def test_gitlab_notes(forge_api: Api) -> None:
+    forge_api.kind = "gitlab"
     forge = forge_from_env(None, env={
-        "GITLAB_CI": "true", "CI_API_V4_URL": f"{api.url}/api/v4", "CI_PROJECT_ID": "42",
+        "GITLAB_CI": "true", "CI_API_V4_URL": f"{forge_api.url}/api/v4", "CI_PROJECT_ID": "42",
         "CI_MERGE_REQUEST_IID": str(PR), "GITLAB_TOKEN": TOKEN})
     assert forge.kind == "gitlab"
     assert upsert_comment(forge, plan_body("one")).action == "created"
     assert upsert_comment(forge, plan_body("two")).action == "updated"
-    assert [c["body"] for c in api.comments] == [plan_body("two")]
-    assert ("PUT", f"/api/v4/projects/42/merge_requests/{PR}/notes/{api.comments[0]['id']}"
-            ) in api.requests
-    assert set(api.auth) == {f"PRIVATE-TOKEN {TOKEN}"}
+    assert [c["body"] for c in forge_api.comments] == [plan_body("two")]
+    assert ("PUT", f"/api/v4/projects/42/merge_requests/{PR}/notes/{forge_api.comments[0]['id']}"
+            ) in forge_api.requests
+    assert set(forge_api.auth) == {f"PRIVATE-TOKEN {TOKEN}"}
 
 
 def test_settings_from_the_github_actions_environment(tmp_path: Path) -> None:
@@ -307,38 +186,29 @@ def test_settings_from_the_github_actions_environment(tmp_path: Path) -> None:
                                               "GITHUB_TOKEN": TOKEN}, number=1)
 
 
-def test_cli_posts_the_rendered_plan(api: Api, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_posts_the_rendered_plan(forge_api: Api, example_workspace: Workspace) -> None:
     """The workflow's two steps: render the markdown plan, then post it; twice = one comment."""
-    import shutil
-
-    root = Path(__file__).resolve().parent.parent
-    shutil.copytree(root / "tenants", tmp_path / "tenants")
-    monkeypatch.chdir(tmp_path)
-    for name in ("GITHUB_EVENT_PATH", "GITLAB_CI", "RECONCILER_STATE", "RECONCILER_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO, "GITHUB_TOKEN": TOKEN}
-    runner = CliRunner()
-    rendered = runner.invoke(main, ["plan", "--format", "markdown", "--artifacts-url",
-                                    "https://github.example/run/1/artifacts/9"])
-    assert rendered.exit_code == 0, rendered.output
-    (tmp_path / "plan.md").write_text(rendered.output, encoding="utf-8")
+    ws = example_workspace
+    env = {"GITHUB_API_URL": forge_api.url, "GITHUB_REPOSITORY": REPO, "GITHUB_TOKEN": TOKEN,
+           "GITHUB_EVENT_PATH": None, "GITLAB_CI": None}
+    rendered = ws.cli("plan", "--format", "markdown", "--artifacts-url",
+                      "https://github.example/run/1/artifacts/9")
+    assert rendered.code == 0, str(rendered)
+    (ws.root / "plan.md").write_text(rendered.output, encoding="utf-8")
     for expected in ("created", "updated"):
         if expected == "updated":  # the next push changes the plan
-            (tmp_path / "plan.md").write_text(rendered.output + "\n_edited_\n")
-        result = runner.invoke(main, ["pr-comment", "--body-file", "plan.md", "--number",
-                                      str(PR)], env=env)
-        assert result.exit_code == 0, result.output
+            (ws.root / "plan.md").write_text(rendered.output + "\n_edited_\n")
+        result = ws.cli("pr-comment", "--body-file", "plan.md", "--number", str(PR), env=env)
+        assert result.code == 0, str(result)
         assert f"Plan comment {expected}: https://github.example/" in result.output
-    (comment,) = api.comments
+    (comment,) = forge_api.comments
     assert comment["body"].startswith(MARKER)
     assert "[JSON plan and email previews](https://github.example/run/1/artifacts/9)" in (
         comment["body"])
     assert "| contoso |" in comment["body"] and comment["body"].endswith("_edited_\n")
 
-    failed = runner.invoke(main, ["pr-comment", "--body-file", "plan.md"],
-                           env={**env, "GITHUB_TOKEN": ""})
-    assert failed.exit_code == 1 and "--number or a pull_request event" in failed.output
+    failed = ws.cli("pr-comment", "--body-file", "plan.md", env={**env, "GITHUB_TOKEN": ""})
+    assert failed.code == 1 and "--number or a pull_request event" in failed.output
 
 
 # ------------------------------------------------------------ the comment's markdown (render)

@@ -4,30 +4,34 @@ place) and the pull request status ``reconciler/plan``."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import pytest
 
 from reconciler.outputs.markdown import MARKER
 from tests.fixtures.azure_devops import PREFIX, FakeAzureRepos, pipeline_env
-from tests.helpers import run
+from tests.helpers.cli import Result
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 
-def post(tmp_path: Path, api: FakeAzureRepos, body: str, *extra: str, **env: str):
-    plan = tmp_path / "plan.md"
+@pytest.fixture
+def ws(new_workspace: NewWorkspace) -> Workspace:
+    return new_workspace()
+
+
+def post(ws: Workspace, api: FakeAzureRepos, body: str, *extra: str, **env: str) -> Result:
+    plan = ws.root / "plan.md"
     plan.write_text(body, encoding="utf-8")
-    return run(
-        ["pr-comment", "--body-file", str(plan), *extra], cwd=tmp_path, env=pipeline_env(api, **env)
-    )
+    return ws.cli("pr-comment", "--body-file", str(plan), *extra, env=pipeline_env(api, **env))
 
 
 def test_one_thread_is_created_then_its_comment_updated_in_place_with_a_status(
-    tmp_path: Path, azure: FakeAzureRepos
+    ws: Workspace, azure: FakeAzureRepos
 ) -> None:
     azure.threads.append({"id": 7, "comments": [{"id": 1, "content": "LGTM"}]})
-    first = post(tmp_path, azure, f"{MARKER}\n## Audio Conferencing plan\n\none\n")
+    first = post(ws, azure, f"{MARKER}\n## Audio Conferencing plan\n\none\n")
     assert first.code == 0, str(first)
     assert "Plan comment created: thread 101" in first.stdout
-    assert f"##vso[task.uploadsummary]{tmp_path / 'plan.md'}" in first.stdout
-    second = post(tmp_path, azure, f"{MARKER}\n## Audio Conferencing plan\n\ntwo\n")
+    assert f"##vso[task.uploadsummary]{ws.root / 'plan.md'}" in first.stdout
+    second = post(ws, azure, f"{MARKER}\n## Audio Conferencing plan\n\ntwo\n")
     assert second.code == 0 and "Plan comment updated: thread 101" in second.stdout
     assert len(azure.threads) == 2  # never a second plan thread
     assert azure.threads[1]["comments"][0]["content"].endswith("two\n")
@@ -46,10 +50,10 @@ def test_one_thread_is_created_then_its_comment_updated_in_place_with_a_status(
 
 
 def test_a_failed_validation_sets_the_status_to_failed(
-    tmp_path: Path, azure: FakeAzureRepos
+    ws: Workspace, azure: FakeAzureRepos
 ) -> None:
     result = post(
-        tmp_path,
+        ws,
         azure,
         "The configuration is invalid:\n\n    acme/users.yaml:3:5: x\n",
         "--status",
@@ -61,11 +65,11 @@ def test_a_failed_validation_sets_the_status_to_failed(
 
 
 def test_missing_variables_and_a_refused_token_are_one_line(
-    tmp_path: Path, azure: FakeAzureRepos
+    ws: Workspace, azure: FakeAzureRepos
 ) -> None:
-    missing = post(tmp_path, azure, "x", SYSTEM_ACCESSTOKEN="")
+    missing = post(ws, azure, "x", SYSTEM_ACCESSTOKEN="")
     assert missing.code == 1 and "set SYSTEM_ACCESSTOKEN" in missing.stderr
-    refused = post(tmp_path, azure, "x", SYSTEM_ACCESSTOKEN="wrong")
+    refused = post(ws, azure, "x", SYSTEM_ACCESSTOKEN="wrong")
     assert refused.code == 1
     assert refused.stderr.splitlines() == [
         f"error: Azure DevOps API: 401 TF400813: The user is not authorized (GET "

@@ -14,33 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from reconciler.cli import main
 from reconciler.emails import PIN_TYPES, TEMPLATE_TYPES
 from reconciler.locales import SHIPPED_LOCALES
+from tests.helpers.workspace import Workspace
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "tenants"
 MASK = "••••••"  # the example tenant's pin_length is 6
 FIRST_RUN = ["alice@contoso.com", "bob@contoso.com", "chloe@contoso.com", "dan@contoso.com"]
 
 
 @pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A scratch copy of the example configuration, as the working directory (so the packaged
-    templates are used and nothing lands in the checkout)."""
-    shutil.copytree(EXAMPLE, tmp_path / "tenants")
-    monkeypatch.chdir(tmp_path)
-    for name in ("RECONCILER_CONFIG", "RECONCILER_STATE", "RECONCILER_MAIL_URL",
-                 "RECONCILER_DEFAULT_FROM", "RECONCILER_TEMPLATES"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
+def ws(example_workspace: Workspace) -> Workspace:
+    return example_workspace
 
 
-def run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == code, result.output
+def run(ws: Workspace, *args: str, code: int = 0) -> str:
+    """``reconciler ARGS`` typed in the workspace (the example configuration, as the working
+    directory: the packaged templates are used and nothing lands in the checkout)."""
+    result = ws.cli(*args)
+    assert result.code == code, str(result)
     return result.output
 
 
@@ -101,14 +93,14 @@ def set_user(work: Path, file: str, upn: str, key: str, value: Any) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def test_first_run_previews_every_planned_email(work: Path) -> None:
-    output = run("preview", "--out", "previews")
-    out = work / "previews"
+def test_first_run_previews_every_planned_email(ws: Workspace) -> None:
+    output = run(ws, "preview", "--out", "previews")
+    out = ws.root / "previews"
     assert "4 email preview(s) written; open previews/index.html" in output
     found = messages(out)
     assert [p.name for p, _ in found] == [
         f"{n:04d}-{u}-enabled.eml" for n, u in enumerate(FIRST_RUN, start=1)]
-    plan = json.loads(run("plan", "--format", "json"))
+    plan = json.loads(run(ws, "plan", "--format", "json"))
     planned = [(e["user"], e["type"]) for t in plan["tenants"] for e in t["emails"]]
     # the index lists exactly the plan's emails, in send order
     assert index_rows(out).rows == planned == [(u, "enabled") for u in FIRST_RUN]
@@ -131,14 +123,14 @@ def test_first_run_previews_every_planned_email(work: Path) -> None:
         assert (out / link).is_file(), link
 
 
-def test_no_pin_is_ever_generated(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_pin_is_ever_generated(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_pins(*_: object, **__: object) -> str:
         raise AssertionError("preview generated a PIN")
 
     monkeypatch.setattr("reconciler.emails.outbox.generate_pin", no_pins)
     monkeypatch.setattr("reconciler.emails.generate_pin", no_pins)
-    run("preview", "--out", "previews")
-    for path, message in messages(work / "previews"):
+    run(ws, "preview", "--out", "previews")
+    for path, message in messages(ws.root / "previews"):
         text, html = bodies(message)
         # the PIN line shows the mask and no digit
         pin_line = next(line for line in text.splitlines() if "PIN" in line and MASK in line)
@@ -148,25 +140,25 @@ def test_no_pin_is_ever_generated(work: Path, monkeypatch: pytest.MonkeyPatch) -
         assert MASK in page
 
 
-def test_preview_writes_no_state_and_sends_nothing(work: Path) -> None:
-    state = work / ".reconciler" / "state.db"
-    run("preview", "--out", "previews")
-    assert not (work / ".reconciler").exists()  # no state created, no Maildir, no lock
+def test_preview_writes_no_state_and_sends_nothing(ws: Workspace) -> None:
+    state = ws.root / ".reconciler" / "state.db"
+    run(ws, "preview", "--out", "previews")
+    assert not (ws.root / ".reconciler").exists()  # no state created, no Maildir, no lock
 
-    run("apply", "--auto-approve")
-    mail = work / ".reconciler" / "mail" / "new"
+    run(ws, "apply", "--auto-approve")
+    mail = ws.root / ".reconciler" / "mail" / "new"
     sent = sorted(p.name for p in mail.iterdir())
     assert len(sent) == 4
     before = hashlib.sha256(state.read_bytes()).hexdigest()
-    files_before = sorted(p.name for p in (work / ".reconciler").iterdir())
+    files_before = sorted(p.name for p in (ws.root / ".reconciler").iterdir())
 
-    set_user(work, "engineering.yaml", "alice@contoso.com", "conference_id", "8412346")
-    set_user(work, "engineering.yaml", "bob@contoso.com", "pin_reset", "2026-11-29 #1")
-    set_user(work, "sales.yaml", "dan@contoso.com", "license", False)
-    set_user(work, "paris.yaml", "chloe@contoso.com", "send_conference_info", "2026-11-29")
-    run("preview", "--out", "previews")
+    set_user(ws.root, "engineering.yaml", "alice@contoso.com", "conference_id", "8412346")
+    set_user(ws.root, "engineering.yaml", "bob@contoso.com", "pin_reset", "2026-11-29 #1")
+    set_user(ws.root, "sales.yaml", "dan@contoso.com", "license", False)
+    set_user(ws.root, "paris.yaml", "chloe@contoso.com", "send_conference_info", "2026-11-29")
+    run(ws, "preview", "--out", "previews")
 
-    found = messages(work / "previews")
+    found = messages(ws.root / "previews")
     assert [(str(m["X-Reconciler-Email-Type"]), m["To"].addresses[0].addr_spec)
             for _, m in found] == [
         ("details-changed", "alice@contoso.com"),
@@ -181,25 +173,25 @@ def test_preview_writes_no_state_and_sends_nothing(work: Path) -> None:
     assert "8412346" in by_type["details-changed"][0]
     # the state is byte for byte what apply left, nothing more was sent or queued
     assert hashlib.sha256(state.read_bytes()).hexdigest() == before
-    assert sorted(p.name for p in (work / ".reconciler").iterdir()) == files_before
+    assert sorted(p.name for p in (ws.root / ".reconciler").iterdir()) == files_before
     assert sorted(p.name for p in mail.iterdir()) == sent
-    assert json.loads(run("state", "show"))["tenants"][0]["serial"] == 1
+    assert json.loads(run(ws, "state", "show"))["tenants"][0]["serial"] == 1
     # a preview's Message-ID is never the one apply will give the real email
-    real = json.loads(run("plan", "--format", "json"))
+    real = json.loads(run(ws, "plan", "--format", "json"))
     assert real["summary"]["emails"] == 4
     ids = {str(m["Message-ID"]) for _, m in found}
-    run("apply", "--auto-approve")
+    run(ws, "apply", "--auto-approve")
     delivered = [BytesParser(policy=policy.default).parsebytes(p.read_bytes())
                  for p in mail.iterdir() if p.name not in sent]
     assert len(delivered) == 4
     assert ids.isdisjoint(str(m["Message-ID"]) for m in delivered)
 
 
-def test_pages_escape_configuration_values(work: Path) -> None:
+def test_pages_escape_configuration_values(ws: Workspace) -> None:
     hostile = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
-    set_user(work, "sales.yaml", "dan@contoso.com", "display_name", hostile)
-    run("preview", "--out", "previews")
-    out = work / "previews"
+    set_user(ws.root, "sales.yaml", "dan@contoso.com", "display_name", hostile)
+    run(ws, "preview", "--out", "previews")
+    out = ws.root / "previews"
     page = (out / "contoso" / "0004-dan@contoso.com-enabled.html").read_text(encoding="utf-8")
     assert hostile not in page and "<script>" not in page and "<img" not in page
     assert "&lt;img src=x" in page  # shown as text, in the To header row
@@ -207,15 +199,15 @@ def test_pages_escape_configuration_values(work: Path) -> None:
     assert "default-src &#39;none&#39;" in page  # restrictive CSP on every page
 
 
-def test_suppressed_tenant_is_previewed_and_flagged(work: Path) -> None:
-    tenant = work / "tenants" / "contoso" / "tenant.yaml"
+def test_suppressed_tenant_is_previewed_and_flagged(ws: Workspace) -> None:
+    tenant = ws.root / "tenants" / "contoso" / "tenant.yaml"
     text = tenant.read_text(encoding="utf-8")
     tenant.write_text(text.replace("automatically_send_emails_to_users: true",
                                    "automatically_send_emails_to_users: false"), encoding="utf-8")
-    run("preview", "--out", "previews")
-    index = (work / "previews" / "index.html").read_text(encoding="utf-8")
+    run(ws, "preview", "--out", "previews")
+    index = (ws.root / "previews" / "index.html").read_text(encoding="utf-8")
     assert "4 suppressed" in index and "automatically_send_emails_to_users is false" in index
-    assert len(messages(work / "previews")) == 4
+    assert len(messages(ws.root / "previews")) == 4
 
 
 @pytest.mark.parametrize(("mail", "sender"), [
@@ -224,55 +216,55 @@ def test_suppressed_tenant_is_previewed_and_flagged(work: Path) -> None:
     # the mailbox Graph sends as, the From apply will use
     ("graph://conferencing@contoso.com", "Office 365 <conferencing@contoso.com>"),
 ])
-def test_preview_shows_the_default_sender(work: Path, mail: str, sender: str) -> None:
+def test_preview_shows_the_default_sender(ws: Workspace, mail: str, sender: str) -> None:
     """The same default From as apply (one implementation), without demanding what only
     sending needs."""
-    tenant = work / "tenants" / "contoso" / "tenant.yaml"
+    tenant = ws.root / "tenants" / "contoso" / "tenant.yaml"
     text = tenant.read_text(encoding="utf-8")
     tenant.write_text(text.replace("send_email_from_override: true",
                                    "send_email_from_override: false"), encoding="utf-8")
-    run("preview", "--out", "previews", "--mail", mail)
-    assert {str(m["From"]) for _, m in messages(work / "previews")} == {sender}
+    run(ws, "preview", "--out", "previews", "--mail", mail)
+    assert {str(m["From"]) for _, m in messages(ws.root / "previews")} == {sender}
 
 
-def test_nothing_to_send(work: Path) -> None:
-    run("apply", "--auto-approve")
-    output = run("preview", "--out", "previews", "--quiet")
+def test_nothing_to_send(ws: Workspace) -> None:
+    run(ws, "apply", "--auto-approve")
+    output = run(ws, "preview", "--out", "previews", "--quiet")
     assert output == ""
-    index = (work / "previews" / "index.html").read_text(encoding="utf-8")
+    index = (ws.root / "previews" / "index.html").read_text(encoding="utf-8")
     assert "No email would be sent." in index
-    assert messages(work / "previews") == []
+    assert messages(ws.root / "previews") == []
 
 
-def test_output_folder_rules(work: Path) -> None:
-    run("preview", "--out", "previews")
-    stale = work / "previews" / "contoso" / "9999-old@contoso.com-enabled.eml"
+def test_output_folder_rules(ws: Workspace) -> None:
+    run(ws, "preview", "--out", "previews")
+    stale = ws.root / "previews" / "contoso" / "9999-old@contoso.com-enabled.eml"
     stale.write_text("stale", encoding="utf-8")
-    run("preview", "--out", "previews")  # an earlier preview is replaced whole
-    assert not stale.exists() and len(messages(work / "previews")) == 4
+    run(ws, "preview", "--out", "previews")  # an earlier preview is replaced whole
+    assert not stale.exists() and len(messages(ws.root / "previews")) == 4
 
-    (work / "notes").mkdir()
-    (work / "notes" / "keep.txt").write_text("mine", encoding="utf-8")
-    output = run("preview", "--out", "notes", code=1)
+    (ws.root / "notes").mkdir()
+    (ws.root / "notes" / "keep.txt").write_text("mine", encoding="utf-8")
+    output = run(ws, "preview", "--out", "notes", code=1)
     assert "not empty" in output
-    assert sorted(p.name for p in (work / "notes").iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in (ws.root / "notes").iterdir()) == ["keep.txt"]
 
 
-def test_tenant_filter_and_config_errors(work: Path) -> None:
-    shutil.copytree(work / "tenants" / "contoso", work / "tenants" / "fabrikam")
-    run("preview", "--out", "previews", "--tenant", "fabrikam")
-    assert {p.parent.name for p, _ in messages(work / "previews")} == {"fabrikam"}
+def test_tenant_filter_and_config_errors(ws: Workspace) -> None:
+    shutil.copytree(ws.root / "tenants" / "contoso", ws.root / "tenants" / "fabrikam")
+    run(ws, "preview", "--out", "previews", "--tenant", "fabrikam")
+    assert {p.parent.name for p, _ in messages(ws.root / "previews")} == {"fabrikam"}
 
-    set_user(work, "sales.yaml", "dan@contoso.com", "conference_id", "12")
-    output = run("preview", "--out", "again", code=1)
+    set_user(ws.root, "sales.yaml", "dan@contoso.com", "conference_id", "12")
+    output = run(ws, "preview", "--out", "again", code=1)
     assert "sales.yaml:" in output and "nothing was planned" in output
-    assert not (work / "again").exists()
+    assert not (ws.root / "again").exists()
 
 
-def test_every_email_type_in_every_locale_is_previewed(work: Path) -> None:
+def test_every_email_type_in_every_locale_is_previewed(ws: Workspace) -> None:
     """The plan only reaches en and fr users; the preview still shows all ten languages."""
-    run("preview", "--out", "previews")
-    out = work / "previews"
+    run(ws, "preview", "--out", "previews")
+    out = ws.root / "previews"
     index = (out / "index.html").read_text(encoding="utf-8")
     for locale in SHIPPED_LOCALES:
         assert f'data-locale="{locale}"' in index

@@ -5,15 +5,14 @@ takes screenshots and dumps the DOM (helpers in ``tests/fixtures/browser.py``).
 from __future__ import annotations
 
 import html
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from reconciler.cli import main
 from tests.fixtures.browser import WINDOW, Frame, is_blank, load, measure_widths, screenshot
+from tests.helpers.tenants import copy_example
+from tests.helpers.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL_BANNER = (0xFD, 0xE7, 0xE9)  # the PREVIEW banner inside the email's own HTML body
@@ -24,15 +23,12 @@ PAGE_HEADER = (0xA4, 0x26, 0x2C)  # the preview pages' red header bar
 
 @pytest.fixture(scope="module")
 def previews(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("browser")
-    shutil.copytree(ROOT / "tenants", work / "tenants")
-    out = work / "previews"
-    result = CliRunner().invoke(main, ["preview", "--out", str(out),
-                                       "--config", str(work / "tenants"),
-                                       "--state", str(work / "state" / "state.db"),
-                                       "--templates", str(ROOT / "templates")],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    ws = Workspace.create(tmp_path_factory.mktemp("browser"))
+    copy_example(ws.config)
+    out = ws.root / "previews"
+    result = ws.cli("preview", "--out", str(out), "--config", str(ws.config),
+                    "--state", ws.state, "--templates", str(ROOT / "templates"))
+    assert result.code == 0, str(result)
     return out
 
 

@@ -11,8 +11,8 @@ import pytest
 from reconciler.errors import ConfigError
 from reconciler.manager import Manager, Options
 from reconciler.outputs.json import plan_to_dict
-from tests.helpers import TOLL, TOLL_2, tenant_doc, user_doc, write_tenant
-from tests.test_apply_write_size import SilentUI
+from tests.helpers.tenants import TOLL, TOLL_2, tenant_doc, user_doc, write_tenant
+from tests.helpers.ui import SilentUI
 
 FILES = 6
 

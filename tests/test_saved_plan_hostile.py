@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 
 from reconciler.manager import MAX_SAVED_PLAN_BYTES
-from tests.helpers import Workspace, enabled_users, tenant_doc, write_tenant
+from reconciler.state.sqlite import SQLiteStore
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.tenants import enabled_users, make_tenant, tenant_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace
 
 Edit = Callable[[Path], None]
 
@@ -148,9 +151,9 @@ def tree(root: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("edit", EDITS, ids=list(EDITS))
 def test_an_edited_saved_plan_is_refused_and_nothing_is_written(
-    tmp_path: Path, state_location: str, edit: str
+    tmp_path: Path, new_workspace: NewWorkspace, state_location: str, edit: str
 ) -> None:
-    ws = Workspace(tmp_path / "ws", state_location)
+    ws = new_workspace(state_location, root=tmp_path / "ws")
     # Emails held back: an apply would write suppressed copies beside the state.
     write_tenant(ws.config, "acme", tenant_doc(send=False), enabled_users(3, domain="acme.com"))
     planfile = ws.root / "plan.json"
@@ -171,8 +174,8 @@ def test_an_edited_saved_plan_is_refused_and_nothing_is_written(
     assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
 
 
-def test_an_unedited_saved_plan_still_applies(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+def test_an_unedited_saved_plan_still_applies(tmp_path: Path, new_workspace: NewWorkspace) -> None:
+    ws = new_workspace()
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(3, domain="acme.com"))
     planfile = tmp_path / "plan.json"
     assert ws.run("plan", "--out", str(planfile)).code == 0
@@ -197,9 +200,9 @@ def test_an_unedited_saved_plan_still_applies(tmp_path: Path) -> None:
     ids=lambda command: command[0],
 )
 def test_a_tenant_option_that_is_not_a_name_is_refused_in_one_line(
-    tmp_path: Path, name: str, command: list[str]
+    tmp_path: Path, new_workspace: NewWorkspace, name: str, command: list[str]
 ) -> None:
-    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+    ws = new_workspace()
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(1, domain="acme.com"))
     result = ws.run(*command, "--tenant", name)
     assert result.code == 1, str(result)
@@ -210,3 +213,23 @@ def test_a_tenant_option_that_is_not_a_name_is_refused_in_one_line(
     assert "\x1b" not in result.output
     assert not (tmp_path / "state" / "state.db").exists() and not ws.maildir.exists()
     assert not (ws.root / "preview").exists()
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"kind": "audio-conferencing-reconciler saved plan", "format_version": "1", "plan": {}}',
+        '{"kind": "audio-conferencing-reconciler saved plan", "format_version": "1",'
+        ' "configs": {"acme": {"tenant": {}}}, "plan": {"tenants": []}}',
+        '{"kind": "audio-conferencing-reconciler saved plan", "format_version": "1",'
+        ' "configs": [], "plan": {"tenants": []}}',
+    ],
+)
+def test_incomplete_saved_plan_is_one_line(new_workspace: NewWorkspace, document: str) -> None:
+    ws = new_workspace()
+    make_tenant(ws.config)
+    (ws.root / "x.plan").write_text(document)
+    result = ws.run("apply", str(ws.root / "x.plan"))
+    assert_clean_error(result, "saved plan")
+    state = Path(ws.state)
+    assert not state.exists() or SQLiteStore(state).load("acme") is None

@@ -8,21 +8,19 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from reconciler.cli import main
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["tenant.schema.json", "users.schema.json", "plan.schema.json"]
 
 
 @pytest.fixture
-def exported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
-    monkeypatch.chdir(tmp_path)  # any folder: the schemas come with the package
-    result = CliRunner().invoke(main, ["schema", "--out", "editor/schemas"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return tmp_path / "editor" / "schemas", result.output
+def exported(new_workspace: NewWorkspace) -> tuple[Path, str]:
+    ws = new_workspace()  # any folder: the schemas come with the package
+    result = ws.cli("schema", "--out", "editor/schemas")
+    assert result.code == 0, str(result)
+    return ws.root / "editor" / "schemas", result.output
 
 
 def test_exports_every_schema_byte_for_byte(exported: tuple[Path, str]) -> None:
@@ -66,20 +64,19 @@ def test_editor_view_of_the_example_is_valid(exported: tuple[Path, str]) -> None
     assert len(errors) == 2
 
 
-def test_plan_schema_describes_the_json_plan(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "tenants").symlink_to(ROOT / "tenants")
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    assert runner.invoke(main, ["schema", "--out", "s", "-q"]).output == ""
-    plan = runner.invoke(main, ["plan", "--format", "json"], catch_exceptions=False)
-    schema = json.loads((tmp_path / "s" / "plan.schema.json").read_text(encoding="utf-8"))
+def test_plan_schema_describes_the_json_plan(example_workspace: Workspace) -> None:
+    ws = example_workspace
+    assert ws.cli("schema", "--out", "s", "-q").output == ""
+    plan = ws.cli("plan", "--format", "json")
+    assert plan.code == 0, str(plan)
+    schema = json.loads((ws.root / "s" / "plan.schema.json").read_text(encoding="utf-8"))
     jsonschema.validate(json.loads(plan.output), schema)
 
 
-def test_refuses_a_file_as_folder(tmp_path: Path) -> None:
-    target = tmp_path / "schemas"
+def test_refuses_a_file_as_folder(new_workspace: NewWorkspace) -> None:
+    ws = new_workspace()
+    target = ws.root / "schemas"
     target.write_text("not a folder")
-    result = CliRunner().invoke(main, ["schema", "--out", str(target)])
-    assert result.exit_code != 0
+    result = ws.cli("schema", "--out", str(target))
+    assert result.code != 0
     assert target.read_text() == "not a folder"

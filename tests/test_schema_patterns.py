@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from reconciler.config.schema import check, ecma_regex, fast_check
 from reconciler.resources import data_dir
-from tests.helpers import Workspace, tenant_doc, write_tenant
+from tests.helpers.tenants import tenant_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace
 
 
 def published_patterns() -> list[str]:
@@ -137,8 +138,10 @@ def test_a_conference_id_with_a_trailing_newline_or_foreign_digits_is_refused(va
     assert predicate is not None and not predicate(user)
 
 
-def test_two_users_cannot_share_a_conference_id_through_a_trailing_newline(tmp_path) -> None:
-    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+def test_two_users_cannot_share_a_conference_id_through_a_trailing_newline(
+    new_workspace: NewWorkspace,
+) -> None:
+    ws = new_workspace()
     users = (
         'users:\n  a@acme.com: {license: true, conference_id: "1234567\\n"}\n'
         "  b@acme.com: {license: true, conference_id: '1234567'}\n"

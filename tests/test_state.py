@@ -24,6 +24,7 @@ from reconciler.state import (
     StateStore,
     open_store,
 )
+from reconciler.state.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = {"settings": {"pin_length": 6}, "bridge": {"numbers": [], "default_number": None}}
@@ -383,6 +384,17 @@ def test_a_killed_holders_lock_does_not_block(state_location: str) -> None:
             child.kill()
             child.wait()
         store.close()
+
+
+def test_a_symlinked_state_path_shares_the_lock_of_the_real_file(tmp_path: Path) -> None:
+    real = tmp_path / "state.db"
+    store = SQLiteStore(real)
+    (tmp_path / "alias.db").symlink_to(real)
+    alias = SQLiteStore(tmp_path / "alias.db")
+    with store.lock("acme"), pytest.raises(Exception, match="locked by"):
+        alias.lock("acme").__enter__()
+    store.close()
+    alias.close()
 
 
 # --- schema versions -----------------------------------------------------------------------------

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import Workspace, enabled_users, tenant_doc, write_tenant
+from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 
-def applied(tmp_path: Path, state: str, mail: str = "") -> Workspace:
-    ws = Workspace(tmp_path, state, mail=mail)
+def with_two_tenants(ws: Workspace) -> Workspace:
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(3, domain="acme.com"))
     write_tenant(ws.config, "other", tenant_doc(), enabled_users(2, domain="other.com"))
     return ws
 
 
 def test_forget_removes_the_state_keeps_history_and_the_tenant_can_be_adopted_again(
-    tmp_path: Path, state_location: str
+    workspace: Workspace,
 ) -> None:
-    ws = applied(tmp_path, state_location)
+    ws = with_two_tenants(workspace)
     ws.apply()
     refused = ws.run("state", "forget", "acme")
     assert refused.code == 1 and "pass --yes" in refused.stderr  # no terminal to ask on
@@ -41,9 +41,10 @@ def test_forget_removes_the_state_keeps_history_and_the_tenant_can_be_adopted_ag
 
 
 def test_forget_refuses_while_mail_is_queued_unless_dropped(
-    tmp_path: Path, state_location: str, dead_smtp_url: str
+    workspace: Workspace, dead_smtp_url: str
 ) -> None:
-    ws = applied(tmp_path, state_location, mail=dead_smtp_url)
+    ws = with_two_tenants(workspace)
+    ws.mail = dead_smtp_url
     result = ws.run("apply", "--auto-approve", "--default-from", "noreply@acme.com",
                     "--retry-backoff", "0")
     assert result.code == 1 and "still queued" in result.stderr
@@ -56,15 +57,15 @@ def test_forget_refuses_while_mail_is_queued_unless_dropped(
     assert dropped.code == 0 and "3 queued email(s) dropped" in dropped.stdout, str(dropped)
 
 
-def test_forget_takes_the_tenant_lock_and_checks_the_name(tmp_path: Path) -> None:
-    ws = applied(tmp_path, str(tmp_path / "state" / "state.db"))
+def test_forget_takes_the_tenant_lock_and_checks_the_name(new_workspace: NewWorkspace) -> None:
+    ws = with_two_tenants(new_workspace())
     ws.apply()
     bad = ws.run("state", "forget", "../x", "--yes")
     assert bad.code == 1 and "must be 1-63 lowercase" in bad.stderr
     import fcntl
     import os
 
-    lock = tmp_path / "state" / "state.db.acme.lock"
+    lock = Path(ws.state).with_name("state.db.acme.lock")
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Workspace, enabled_users, run, tenant_doc, write_tenant
+from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 PASSWORD = "Sup3r-S3cret"
 
@@ -25,9 +26,16 @@ def tree(root: Path) -> dict[str, tuple[int, bytes]]:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
-    write_tenant(tmp_path / "tenants", "acme", tenant_doc(), enabled_users(3, domain="acme.com"))
-    return tmp_path / "tenants"
+def ws(new_workspace: NewWorkspace) -> Workspace:
+    """A workspace whose configuration holds acme (3 users); commands give every option."""
+    ws = new_workspace()
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(3, domain="acme.com"))
+    return ws
+
+
+@pytest.fixture
+def config(ws: Workspace) -> Path:
+    return ws.config
 
 
 @pytest.mark.parametrize(
@@ -40,22 +48,19 @@ def config(tmp_path: Path) -> Path:
 )
 @pytest.mark.parametrize("command", ["apply", "plan"])
 def test_a_libpq_keyword_string_is_refused_with_a_hint_and_never_echoed(
-    tmp_path: Path, config: Path, state: str, command: str
+    tmp_path: Path, ws: Workspace, config: Path, state: str, command: str
 ) -> None:
     before = tree(tmp_path)
     extra = ["--auto-approve"] if command == "apply" else []
-    result = run(
-        [
-            command,
-            *extra,
-            "--config",
-            str(config),
-            "--state",
-            state,
-            "--mail",
-            f"maildir:{tmp_path / 'mail'}",
-        ],
-        cwd=tmp_path,
+    result = ws.cli(
+        command,
+        *extra,
+        "--config",
+        str(config),
+        "--state",
+        state,
+        "--mail",
+        f"maildir:{tmp_path / 'mail'}",
     )
     assert result.code == 1, str(result)
     assert result.stderr.startswith("error: --state looks like a PostgreSQL connection string")
@@ -72,12 +77,10 @@ def test_a_libpq_keyword_string_is_refused_with_a_hint_and_never_echoed(
     ],
 )
 def test_an_unknown_scheme_is_refused_without_the_password(
-    tmp_path: Path, config: Path, state: str
+    tmp_path: Path, ws: Workspace, config: Path, state: str
 ) -> None:
     before = tree(tmp_path)
-    result = run(
-        ["apply", "--auto-approve", "--config", str(config), "--state", state], cwd=tmp_path
-    )
+    result = ws.cli("apply", "--auto-approve", "--config", str(config), "--state", state)
     assert result.code == 1 and "unsupported state URL scheme" in result.stderr, str(result)
     assert PASSWORD not in result.output
     assert tree(tmp_path) == before
@@ -91,48 +94,47 @@ def test_an_unknown_scheme_is_refused_without_the_password(
     ],
 )
 def test_a_password_with_unencoded_characters_never_appears(
-    tmp_path: Path, config: Path, url: str
+    tmp_path: Path, ws: Workspace, config: Path, url: str
 ) -> None:
-    result = run(["apply", "--auto-approve", "--config", str(config), "--state", url], cwd=tmp_path)
+    result = ws.cli("apply", "--auto-approve", "--config", str(config), "--state", url)
     assert result.code == 1 and "Traceback" not in result.output, str(result)
     for fragment in ("p@ss", "ss/w", "w@rd", "w?rd", "rd#x"):
         assert fragment not in result.output, result.output
 
 
-def test_a_state_folder_that_does_not_exist_is_refused(tmp_path: Path, config: Path) -> None:
+def test_a_state_folder_that_does_not_exist_is_refused(
+    tmp_path: Path, ws: Workspace, config: Path
+) -> None:
     state = tmp_path / "typo" / "state.db"
-    result = run(
-        [
-            "apply",
-            "--auto-approve",
-            "--config",
-            str(config),
-            "--state",
-            str(state),
-            "--mail",
-            f"maildir:{tmp_path / 'mail'}",
-        ],
-        cwd=tmp_path,
+    result = ws.cli(
+        "apply",
+        "--auto-approve",
+        "--config",
+        str(config),
+        "--state",
+        str(state),
+        "--mail",
+        f"maildir:{tmp_path / 'mail'}",
     )
     assert result.code == 1, str(result)
     assert result.stderr.startswith(f"error: state folder {state.parent} does not exist")
     assert not state.parent.exists() and not (tmp_path / "mail").exists()
 
 
-def test_the_default_state_folder_is_created(tmp_path: Path, config: Path) -> None:
-    result = run(["apply", "--auto-approve", "--config", str(config)], cwd=tmp_path)
+def test_the_default_state_folder_is_created(tmp_path: Path, ws: Workspace, config: Path) -> None:
+    result = ws.cli("apply", "--auto-approve", "--config", str(config))
     assert result.code == 0, str(result)
     assert (tmp_path / ".reconciler" / "state.db").is_file()
 
 
-def test_a_symlinked_state_file_is_refused(tmp_path: Path, config: Path) -> None:
+def test_a_symlinked_state_file_is_refused(tmp_path: Path, ws: Workspace, config: Path) -> None:
     real = tmp_path / "real.db"
     sqlite3.connect(real).close()
     real.chmod(0o644)
     link = tmp_path / "state.db"
     link.symlink_to(real)
     for command in (["plan"], ["apply", "--auto-approve"]):
-        result = run([*command, "--config", str(config), "--state", str(link)], cwd=tmp_path)
+        result = ws.cli(*command, "--config", str(config), "--state", str(link))
         assert result.code == 1 and "is a symbolic link" in result.stderr, str(result)
     assert stat.S_IMODE(real.stat().st_mode) == 0o644
 
@@ -140,14 +142,16 @@ def test_a_symlinked_state_file_is_refused(tmp_path: Path, config: Path) -> None
 # --- first contact ------------------------------------------------------------------------
 
 
-def new_tenant(tmp_path: Path, users: int) -> Workspace:
-    ws = Workspace(tmp_path, str(tmp_path / "state" / "state.db"))
+def new_tenant(new_workspace: NewWorkspace, users: int) -> Workspace:
+    ws = new_workspace()
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(users, domain="acme.com"))
     return ws
 
 
-def test_an_apply_that_would_email_many_users_of_a_new_state_is_refused(tmp_path: Path) -> None:
-    ws = new_tenant(tmp_path, 11)
+def test_an_apply_that_would_email_many_users_of_a_new_state_is_refused(
+    tmp_path: Path, new_workspace: NewWorkspace
+) -> None:
+    ws = new_tenant(new_workspace, 11)
     result = ws.apply(expect=1)
     assert result.stderr.splitlines() == [
         f"error: no applied state for acme (11 emails) in {ws.state}: is --state right? If "
@@ -159,8 +163,8 @@ def test_an_apply_that_would_email_many_users_of_a_new_state_is_refused(tmp_path
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
-def test_allow_new_state_emails_them_all(tmp_path: Path, how: str) -> None:
-    ws = new_tenant(tmp_path, 11)
+def test_allow_new_state_emails_them_all(new_workspace: NewWorkspace, how: str) -> None:
+    ws = new_tenant(new_workspace, 11)
     if how == "flag":
         ws.apply("--allow-new-state")
     else:
@@ -168,23 +172,27 @@ def test_allow_new_state_emails_them_all(tmp_path: Path, how: str) -> None:
     assert len(ws.mails()) == 11
 
 
-def test_import_adopts_without_emails_and_the_next_apply_needs_nothing(tmp_path: Path) -> None:
-    ws = new_tenant(tmp_path, 11)
+def test_import_adopts_without_emails_and_the_next_apply_needs_nothing(
+    new_workspace: NewWorkspace,
+) -> None:
+    ws = new_tenant(new_workspace, 11)
     assert ws.run("import").code == 0
     ws.apply()
     assert ws.mails() == []
 
 
-def test_ten_emails_or_an_existing_state_need_nothing(tmp_path: Path) -> None:
-    ws = new_tenant(tmp_path, 10)
+def test_ten_emails_or_an_existing_state_need_nothing(new_workspace: NewWorkspace) -> None:
+    ws = new_tenant(new_workspace, 10)
     ws.apply()
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(40, domain="acme.com"))
     ws.apply()  # the state knows the tenant now: 30 more users are ordinary changes
     assert len(ws.mails()) == 40
 
 
-def test_the_guard_applies_on_postgresql_too(tmp_path: Path, postgres_url: str) -> None:
-    ws = Workspace(tmp_path, postgres_url)
+def test_the_guard_applies_on_postgresql_too(
+    new_workspace: NewWorkspace, postgres_url: str
+) -> None:
+    ws = new_workspace(postgres_url)
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(12, domain="acme.com"))
     result = ws.apply(expect=1)
     assert "no applied state for acme (12 emails)" in result.stderr
@@ -195,8 +203,10 @@ def test_the_guard_applies_on_postgresql_too(tmp_path: Path, postgres_url: str) 
 # --- read-only commands, foreign databases ---------------------------------------------------
 
 
-def test_read_only_commands_never_change_the_state_file(tmp_path: Path) -> None:
-    ws = new_tenant(tmp_path, 3)
+def test_read_only_commands_never_change_the_state_file(
+    tmp_path: Path, new_workspace: NewWorkspace
+) -> None:
+    ws = new_tenant(new_workspace, 3)
     ws.apply()
     state = Path(ws.state)
     state.chmod(0o640)
@@ -217,9 +227,9 @@ def test_read_only_commands_never_change_the_state_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", [["plan"], ["apply", "--auto-approve"], ["state", "show"]])
 def test_a_foreign_sqlite_database_is_refused_and_left_alone(
-    tmp_path: Path, command: list[str]
+    tmp_path: Path, new_workspace: NewWorkspace, command: list[str]
 ) -> None:
-    ws = new_tenant(tmp_path, 3)
+    ws = new_tenant(new_workspace, 3)
     foreign = Path(ws.state)
     with sqlite3.connect(foreign) as db:
         db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")

@@ -4,7 +4,6 @@ existing state without ``--force``."""
 from __future__ import annotations
 
 import mailbox
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,19 @@ import pytest
 from reconciler.errors import UserError
 from reconciler.state import Commit, NewMessage, StateStore, open_store
 from reconciler.state.migrate import migrate
-from tests.fixtures.state import example_config, reconciler_args, reconciler_env
+from tests.helpers.cli import Result
+from tests.helpers.tenants import copy_example
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 
-def cli(workdir: Path, command: list[str], state: str) -> subprocess.CompletedProcess[str]:
-    args = reconciler_args(command, config=workdir / "tenants", state=state,
-                           mail=workdir / "mail")
-    return subprocess.run(args, capture_output=True, text=True, cwd=workdir, timeout=120,
-                          env=reconciler_env())
+@pytest.fixture
+def ws(new_workspace: NewWorkspace) -> Workspace:
+    """The CLI on this folder's configuration and Maildir; each command names its state."""
+    return new_workspace()
+
+
+def cli(ws: Workspace, command: list[str], state: str) -> Result:
+    return ws.run(*command, state=state, timeout=120)
 
 
 @pytest.fixture
@@ -54,16 +58,16 @@ def dumps(store: StateStore) -> dict[str, object]:
 
 @pytest.mark.parametrize(("source", "target"), [("sqlite", "postgresql"),
                                                 ("postgresql", "sqlite")])
-def test_migrate_copies_everything_exactly(tmp_path: Path, locations: dict[str, str],
+def test_migrate_copies_everything_exactly(ws: Workspace, locations: dict[str, str],
                                            source: str, target: str) -> None:
     src, dst = locations[source], locations[target]
     store = open_store(src)
     populate(store, "contoso", "lineage-c")
     original = dumps(store)
     store.close()
-    shown = cli(tmp_path, ["state", "show"], src)
-    done = cli(tmp_path, ["state", "migrate", "--to", dst], src)
-    assert done.returncode == 0, done.stderr
+    shown = cli(ws, ["state", "show"], src)
+    done = cli(ws, ["state", "migrate", "--to", dst], src)
+    assert done.code == 0, done.stderr
     assert "Copied 1 tenant(s) (contoso)" in done.stdout
     assert ("4 user(s), 3 outbox message(s) (1 still queued), 2 history entries"
             in done.stdout)
@@ -75,7 +79,7 @@ def test_migrate_copies_everything_exactly(tmp_path: Path, locations: dict[str, 
         assert b"Your new PIN is 471103" in queued[0].data
     finally:
         copied.close()
-    assert cli(tmp_path, ["state", "show"], dst).stdout == shown.stdout
+    assert cli(ws, ["state", "show"], dst).stdout == shown.stdout
     again = open_store(src)  # the source is unchanged
     try:
         assert dumps(again) == original
@@ -83,12 +87,12 @@ def test_migrate_copies_everything_exactly(tmp_path: Path, locations: dict[str, 
         again.close()
 
 
-def test_round_trip_and_the_next_apply_delivers_what_was_queued(tmp_path: Path,
+def test_round_trip_and_the_next_apply_delivers_what_was_queued(ws: Workspace,
                                                                sqlite_location: str,
                                                                postgres_url: str) -> None:
-    example_config(tmp_path, "contoso")
-    imported = cli(tmp_path, ["import"], sqlite_location)
-    assert imported.returncode == 0, imported.stderr
+    copy_example(ws.config, "contoso")
+    imported = cli(ws, ["import"], sqlite_location)
+    assert imported.code == 0, imported.stderr
     store = open_store(sqlite_location)
     applied = store.load("contoso")
     assert applied is not None
@@ -96,10 +100,10 @@ def test_round_trip_and_the_next_apply_delivers_what_was_queued(tmp_path: Path,
                  Commit(applied.tenant, {}, [], applied.files,
                         [message(7, "alice@contoso.com")], applied.lineage))
     store.close()
-    moved = cli(tmp_path, ["state", "migrate", "--to", postgres_url], sqlite_location)
-    assert moved.returncode == 0, moved.stderr
-    (tmp_path / "back").mkdir()
-    back = open_store(str(tmp_path / "back" / "state.db"))
+    moved = cli(ws, ["state", "migrate", "--to", postgres_url], sqlite_location)
+    assert moved.code == 0, moved.stderr
+    (ws.root / "back").mkdir()
+    back = open_store(str(ws.root / "back" / "state.db"))
     source, target = open_store(sqlite_location), open_store(postgres_url)
     try:
         migrate(target, back)
@@ -107,10 +111,10 @@ def test_round_trip_and_the_next_apply_delivers_what_was_queued(tmp_path: Path,
     finally:
         source.close()
         back.close()
-    delivered = cli(tmp_path, ["apply", "--auto-approve"], postgres_url)
-    assert delivered.returncode == 0, delivered.stderr
+    delivered = cli(ws, ["apply", "--auto-approve"], postgres_url)
+    assert delivered.code == 0, delivered.stderr
     assert "1 email(s) delivered" in delivered.stdout
-    (sent,) = mailbox.Maildir(tmp_path / "mail", create=False)
+    (sent,) = mailbox.Maildir(ws.maildir, create=False)
     assert sent["Message-ID"] == "<migrate-7@contoso.reconciler>"
     try:
         assert [m["status"] for m in target.messages("contoso")] == ["delivered"]
@@ -120,7 +124,7 @@ def test_round_trip_and_the_next_apply_delivers_what_was_queued(tmp_path: Path,
 
 
 @pytest.mark.parametrize("target_backend", ["sqlite", "postgresql"])
-def test_a_non_empty_target_needs_force(tmp_path: Path, locations: dict[str, str],
+def test_a_non_empty_target_needs_force(ws: Workspace, locations: dict[str, str],
                                         target_backend: str) -> None:
     dst = locations[target_backend]
     src = locations["postgresql" if target_backend == "sqlite" else "sqlite"]
@@ -133,8 +137,8 @@ def test_a_non_empty_target_needs_force(tmp_path: Path, locations: dict[str, str
     before = dumps(existing)
     existing.close()
 
-    refused = cli(tmp_path, ["state", "migrate", "--to", dst], src)
-    assert refused.returncode == 1
+    refused = cli(ws, ["state", "migrate", "--to", dst], src)
+    assert refused.code == 1
     assert refused.stderr.splitlines() == [
         f"error: {dst} already holds state (contoso, fabrikam); refusing to overwrite it (pass "
         "--force to replace the copied tenants there); nothing was copied"]
@@ -142,8 +146,8 @@ def test_a_non_empty_target_needs_force(tmp_path: Path, locations: dict[str, str
     assert dumps(target) == before
     target.close()
 
-    forced = cli(tmp_path, ["state", "migrate", "--to", dst, "--force"], src)
-    assert forced.returncode == 0, forced.stderr
+    forced = cli(ws, ["state", "migrate", "--to", dst, "--force"], src)
+    assert forced.code == 0, forced.stderr
     assert "Replaced the previous state of contoso there." in forced.stdout
     assert "Left fabrikam there as it was." in forced.stdout
     target, source = open_store(dst), open_store(src)

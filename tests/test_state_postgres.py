@@ -5,104 +5,97 @@ from __future__ import annotations
 
 import mailbox
 import os
-import pty
-import select
-import signal
-import subprocess
 import threading
-import time
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from reconciler.errors import UserError
 from reconciler.state import Commit, LockLost, open_store, redact
-from tests.fixtures.state import (
-    PostgresServer,
-    example_config,
-    free_port,
-    reconciler_args,
-    reconciler_env,
-)
+from tests.fixtures.ports import free_port
+from tests.fixtures.state import PostgresServer
+from tests.helpers.cli import Env, Result
+from tests.helpers.processes import Running, Terminal
+from tests.helpers.tenants import copy_example
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 PROMPT = "Only 'yes' is accepted"
 EMAILS_PER_APPLY = 4  # the example tenant's first apply: four "enabled" emails
 
 
-class Interactive:
-    """A CLI subprocess on a pseudo-terminal: ``apply`` without ``--auto-approve`` holds its
-    tenants' locks while it waits at the confirmation prompt."""
+@pytest.fixture
+def ws(new_workspace: NewWorkspace) -> Workspace:
+    """The example tenant twice (alpha, beta); each command names its state."""
+    ws = new_workspace()
+    copy_example(ws.config, "alpha", "beta")
+    return ws
 
-    def __init__(self, args: list[str], cwd: Path):
-        master, slave = pty.openpty()
-        self.process = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
-                                        env=reconciler_env(), close_fds=True)
-        os.close(slave)
-        self.master = master
-        self.output = b""
 
-    def expect(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.output:
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([self.master], [], [], max(0.0, remaining))
-            chunk = self._read() if ready else b""
-            if not chunk:
-                raise AssertionError(f"no {text!r} from the CLI; it said: {self.text}")
-            self.output += chunk
-
-    def answer(self, line: str) -> int:
-        os.write(self.master, line.encode() + b"\r")
-        while chunk := self._read():
-            self.output += chunk
-        return self.process.wait(60)
-
-    def _read(self) -> bytes:
-        try:
-            return os.read(self.master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            return b""
-
-    @property
-    def text(self) -> str:
-        return self.output.decode(errors="replace")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        os.close(self.master)
+def run(ws: Workspace, command: list[str], state: str | None, *tenants: str,
+        env: Env | None = None) -> Result:
+    """``reconciler COMMAND`` on ``state`` (None: none given, the environment's) and on
+    ``tenants`` (default all)."""
+    args = [*command, "--config", str(ws.config), "--mail", ws.mail,
+            *(["--state", state] if state is not None else []),
+            *(a for tenant in tenants for a in ("--tenant", tenant))]
+    return ws.cli(*args, env=env, timeout=120)
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    example_config(tmp_path, "alpha", "beta")
-    return tmp_path
+def process_ws(ws: Workspace) -> Workspace:
+    """The same workspace, each command a process of its own (lock contention, kill -9)."""
+    return ws.in_mode("process")
 
 
-def run(workdir: Path, command: list[str], state: str | None, *tenants: str,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    args = reconciler_args(command, config=workdir / "tenants", state=state,
-                           mail=workdir / "mail", tenants=tenants)
-    return subprocess.run(args, capture_output=True, text=True, cwd=workdir, timeout=120,
-                          env=env or reconciler_env())
+def start_apply(ws: Workspace, state: str, *tenants: str) -> Running:
+    """``apply --auto-approve`` in a process of its own, returning at once."""
+    return ws.spawn(
+        "apply", "--auto-approve", "--config", str(ws.config), "--mail", ws.mail,
+        "--state", state, *(a for tenant in tenants for a in ("--tenant", tenant)),
+        options=False)
 
 
-def interactive_apply(workdir: Path, state: str, tenant: str) -> Interactive:
-    args = reconciler_args(["apply"], config=workdir / "tenants", state=state,
-                           mail=workdir / "mail", tenants=(tenant,))
-    session = Interactive(args, workdir)
-    session.expect(PROMPT)
-    return session
+class Interactive:
+    """``apply`` (without ``--auto-approve``) in a process on a terminal: it holds its
+    tenant's lock while it waits at the confirmation prompt."""
+
+    def __init__(self, ws: Workspace, state: str, tenant: str):
+        self.terminal = Terminal()
+        path = self.terminal.path
+        self.running = ws.spawn(
+            "apply", "--config", str(ws.config), "--mail", ws.mail, "--state", state,
+            "--tenant", tenant, options=False, stdin=path, stdout=path, stderr=path)
+        self.terminal.expect(PROMPT)
+
+    @property
+    def pid(self) -> int:
+        return self.running.pid
+
+    def answer(self, line: str) -> int:
+        self.terminal.type(line + "\r")
+        while self.running.alive():
+            Terminal.read_any([self.terminal], 0.05)
+        code = self.running.wait(60).code
+        self.terminal.drain()
+        return code
+
+    @property
+    def text(self) -> str:
+        return self.terminal.text
+
+    def close(self) -> None:
+        if self.running.alive():
+            self.running.kill()
+            self.running.wait(10)
+        self.terminal.close()
 
 
-def delivered(workdir: Path) -> list[str]:
+def delivered(ws: Workspace) -> list[str]:
     """Message-IDs in the test's Maildir."""
-    if not (workdir / "mail").exists():
+    if not ws.maildir.exists():
         return []
-    return sorted(m["Message-ID"] for m in mailbox.Maildir(workdir / "mail", create=False))
+    return sorted(m["Message-ID"] for m in mailbox.Maildir(ws.maildir, create=False))
 
 
 def serial(url: str, tenant: str) -> int | None:
@@ -116,70 +109,67 @@ def serial(url: str, tenant: str) -> int | None:
 
 # --- two applies at once ----------------------------------------------------------------------
 
-def test_applies_for_different_tenants_run_at_the_same_time(workdir: Path,
+def test_applies_for_different_tenants_run_at_the_same_time(process_ws: Workspace,
                                                            postgres_url: str) -> None:
-    first = interactive_apply(workdir, postgres_url, "alpha")  # holds alpha's lock...
+    ws = process_ws
+    first = Interactive(ws, postgres_url, "alpha")  # holds alpha's lock...
     try:
-        second = run(workdir, ["apply", "--auto-approve"], postgres_url, "beta")
-        assert second.returncode == 0, second.stderr  # ...and beta does not wait for it
+        second = run(ws, ["apply", "--auto-approve"], postgres_url, "beta")
+        assert second.code == 0, second.stderr  # ...and beta does not wait for it
         assert "Applied: beta (serial 1)" in second.stdout
-        assert len(delivered(workdir)) == EMAILS_PER_APPLY
-        assert first.process.poll() is None
+        assert len(delivered(ws)) == EMAILS_PER_APPLY
+        assert first.running.alive()
         assert first.answer("yes") == 0, first.text
     finally:
         first.close()
     assert "Applied: alpha (serial 1)" in first.text
-    assert len(delivered(workdir)) == 2 * EMAILS_PER_APPLY
+    assert len(delivered(ws)) == 2 * EMAILS_PER_APPLY
     assert (serial(postgres_url, "alpha"), serial(postgres_url, "beta")) == (1, 1)
 
 
-def test_simultaneous_auto_approved_applies_for_different_tenants(workdir: Path,
+def test_simultaneous_auto_approved_applies_for_different_tenants(process_ws: Workspace,
                                                                  postgres_url: str) -> None:
-    processes = [
-        subprocess.Popen(reconciler_args(["apply", "--auto-approve"], config=workdir / "tenants",
-                                         state=postgres_url, mail=workdir / "mail",
-                                         tenants=(name,)),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         cwd=workdir, env=reconciler_env())
-        for name in ("alpha", "beta")
-    ]
-    results = [(p.wait(120), *p.communicate()) for p in processes]
-    assert [r[0] for r in results] == [0, 0], results
-    assert len(delivered(workdir)) == 2 * EMAILS_PER_APPLY
+    ws = process_ws
+    processes = [start_apply(ws, postgres_url, name) for name in ("alpha", "beta")]
+    results = [p.wait(120) for p in processes]
+    assert [r.code for r in results] == [0, 0], [str(r) for r in results]
+    assert len(delivered(ws)) == 2 * EMAILS_PER_APPLY
     assert (serial(postgres_url, "alpha"), serial(postgres_url, "beta")) == (1, 1)
 
 
-def test_applies_for_the_same_tenant_exclude_each_other(workdir: Path,
+def test_applies_for_the_same_tenant_exclude_each_other(process_ws: Workspace,
                                                         postgres_url: str) -> None:
-    first = interactive_apply(workdir, postgres_url, "alpha")
+    ws = process_ws
+    first = Interactive(ws, postgres_url, "alpha")
     try:
-        second = run(workdir, ["apply", "--auto-approve"], postgres_url, "alpha")
-        assert second.returncode == 1
+        second = run(ws, ["apply", "--auto-approve"], postgres_url, "alpha")
+        assert second.code == 1
         (line,) = second.stderr.splitlines()
         assert line.startswith("error: alpha: state locked by ")
-        assert f"(pid {first.process.pid}) since 20" in line
-        assert delivered(workdir) == []
+        assert f"(pid {first.pid}) since 20" in line
+        assert delivered(ws) == []
         assert first.answer("yes") == 0, first.text
     finally:
         first.close()
-    assert len(delivered(workdir)) == EMAILS_PER_APPLY
-    again = run(workdir, ["apply", "--auto-approve"], postgres_url, "alpha")
-    assert again.returncode == 0 and "nothing to change" in again.stdout
-    assert len(delivered(workdir)) == EMAILS_PER_APPLY
+    assert len(delivered(ws)) == EMAILS_PER_APPLY
+    again = run(ws, ["apply", "--auto-approve"], postgres_url, "alpha")
+    assert again.code == 0 and "nothing to change" in again.stdout
+    assert len(delivered(ws)) == EMAILS_PER_APPLY
 
 
-def test_a_killed_apply_does_not_block_the_next(workdir: Path, postgres_url: str) -> None:
-    first = interactive_apply(workdir, postgres_url, "alpha")
+def test_a_killed_apply_does_not_block_the_next(process_ws: Workspace, postgres_url: str) -> None:
+    ws = process_ws
+    first = Interactive(ws, postgres_url, "alpha")
     try:
-        os.kill(first.process.pid, signal.SIGKILL)
-        first.process.wait(10)
+        first.running.kill()
+        first.running.wait(10)
     finally:
         first.close()
     # The server ends the dead session (and its lock) as soon as it sees the socket close.
-    after = run(workdir, ["apply", "--auto-approve", "--lock-timeout", "10"], postgres_url,
+    after = run(ws, ["apply", "--auto-approve", "--lock-timeout", "10"], postgres_url,
                 "alpha")
-    assert after.returncode == 0, after.stderr
-    assert len(delivered(workdir)) == EMAILS_PER_APPLY
+    assert after.code == 0, after.stderr
+    assert len(delivered(ws)) == EMAILS_PER_APPLY
 
 
 def test_the_lock_records_its_holder_and_leaves_no_trace(postgres_url: str) -> None:
@@ -236,10 +226,10 @@ def test_first_runs_at_once_create_the_tables_once(postgres_url: str) -> None:
 # --- schema ----------------------------------------------------------------------------------
 
 def test_a_fresh_database_gets_versioned_tables(postgres_server: PostgresServer,
-                                                workdir: Path) -> None:
+                                                ws: Workspace) -> None:
     url = postgres_server.url(postgres_server.new_database())
-    done = run(workdir, ["apply", "--auto-approve"], url)
-    assert done.returncode == 0, done.stderr
+    done = run(ws, ["apply", "--auto-approve"], url)
+    assert done.code == 0, done.stderr
     with psycopg.connect(url) as conn:
         tables = {r[0] for r in conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
@@ -253,17 +243,17 @@ def test_a_fresh_database_gets_versioned_tables(postgres_server: PostgresServer,
                             ).fetchone()[0] == 0
 
 
-def test_a_newer_schema_is_refused_on_one_line(workdir: Path, postgres_url: str) -> None:
+def test_a_newer_schema_is_refused_on_one_line(ws: Workspace, postgres_url: str) -> None:
     open_store(postgres_url).close()
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("UPDATE reconciler_meta SET value = '7' WHERE key = 'schema_version'")
-    done = run(workdir, ["apply", "--auto-approve"], postgres_url)
-    assert done.returncode == 1
+    done = run(ws, ["apply", "--auto-approve"], postgres_url)
+    assert done.code == 1
     assert done.stderr.splitlines() == [
         f"error: state {postgres_url} has schema version 7, this reconciler understands "
         "version 3; it was written by a newer reconciler: upgrade this one to use it (the "
         "state was left untouched)"]
-    assert delivered(workdir) == []
+    assert delivered(ws) == []
 
 
 # --- connection failures -----------------------------------------------------------------------
@@ -271,8 +261,8 @@ def test_a_newer_schema_is_refused_on_one_line(workdir: Path, postgres_url: str)
 SECRET = "Pa55-w0rd-never-printed"
 
 
-def assert_one_line_failure(done: subprocess.CompletedProcess[str], *expected: str) -> str:
-    assert done.returncode == 1
+def assert_one_line_failure(done: Result, *expected: str) -> str:
+    assert done.code == 1
     assert SECRET not in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.splitlines()
@@ -282,13 +272,13 @@ def assert_one_line_failure(done: subprocess.CompletedProcess[str], *expected: s
     return lines[0]
 
 
-def test_an_unreachable_server_is_one_line(workdir: Path) -> None:
+def test_an_unreachable_server_is_one_line(ws: Workspace) -> None:
     url = f"postgresql://reconciler:{SECRET}@127.0.0.1:{free_port()}/state"
-    done = run(workdir, ["apply", "--auto-approve"], url)
+    done = run(ws, ["apply", "--auto-approve"], url)
     line = assert_one_line_failure(done, "cannot connect to state postgresql://reconciler:***@",
                                    "Connection refused")
     assert line.endswith("nothing was done")
-    assert delivered(workdir) == []
+    assert delivered(ws) == []
 
 
 @pytest.fixture(scope="module")
@@ -300,40 +290,39 @@ def password_role(postgres_server: PostgresServer) -> tuple[str, str]:
     return role, postgres_server.new_database(owner=role)
 
 
-def test_bad_credentials_are_one_line(workdir: Path, postgres_server: PostgresServer,
+def test_bad_credentials_are_one_line(ws: Workspace, postgres_server: PostgresServer,
                                       password_role: tuple[str, str]) -> None:
     role, database = password_role
     wrong = postgres_server.url(database, user=role, password=SECRET[::-1])
-    done = run(workdir, ["apply", "--auto-approve"], wrong)
+    done = run(ws, ["apply", "--auto-approve"], wrong)
     line = assert_one_line_failure(done, "password authentication failed", f"{role}:***@")
     assert SECRET[::-1] not in line
     # from the environment too, and with the password as a parameter
-    env = reconciler_env(RECONCILER_STATE=postgres_server.url(database, user=role) +
-                         f"?password={SECRET}x")
-    done = run(workdir, ["apply", "--auto-approve"], None, env=env)
+    env = {"RECONCILER_STATE": postgres_server.url(database, user=role) + f"?password={SECRET}x"}
+    done = run(ws, ["apply", "--auto-approve"], None, env=env)
     line = assert_one_line_failure(done, "password authentication failed", "password=***")
     assert f"{SECRET}x" not in line
-    assert delivered(workdir) == []
+    assert delivered(ws) == []
 
 
-def test_the_right_password_works_and_is_never_printed(workdir: Path,
+def test_the_right_password_works_and_is_never_printed(ws: Workspace,
                                                        postgres_server: PostgresServer,
                                                        password_role: tuple[str, str]) -> None:
     role, database = password_role
     url = postgres_server.url(database, user=role, password=SECRET)
-    done = run(workdir, ["apply", "--auto-approve"], url, "alpha")
-    assert done.returncode == 0, done.stderr
-    assert len(delivered(workdir)) == EMAILS_PER_APPLY
+    done = run(ws, ["apply", "--auto-approve"], url, "alpha")
+    assert done.code == 0, done.stderr
+    assert len(delivered(ws)) == EMAILS_PER_APPLY
     assert SECRET not in done.stdout + done.stderr
-    shown = run(workdir, ["history"], url)
-    assert shown.returncode == 0 and SECRET not in shown.stdout + shown.stderr
+    shown = run(ws, ["history"], url)
+    assert shown.code == 0 and SECRET not in shown.stdout + shown.stderr
 
 
-def test_a_missing_database_is_one_line(workdir: Path, postgres_server: PostgresServer) -> None:
+def test_a_missing_database_is_one_line(ws: Workspace, postgres_server: PostgresServer) -> None:
     url = postgres_server.url("no_such_database", password=SECRET)
-    done = run(workdir, ["apply", "--auto-approve"], url)
+    done = run(ws, ["apply", "--auto-approve"], url)
     assert_one_line_failure(done, 'database "no_such_database" does not exist')
-    assert delivered(workdir) == []
+    assert delivered(ws) == []
 
 
 def test_other_schemes_are_refused() -> None:
@@ -352,20 +341,20 @@ def test_urls_are_printed_without_passwords(url: str, shown: str) -> None:
     assert redact(url) == shown
 
 
-def test_a_read_only_role_can_plan_but_not_apply(workdir: Path, postgres_server: PostgresServer
+def test_a_read_only_role_can_plan_but_not_apply(ws: Workspace, postgres_server: PostgresServer
                                                  ) -> None:
     """Pull-request pipelines may plan with a role that can only read the state."""
     database = postgres_server.new_database()
     owner_url = postgres_server.url(database)
-    assert run(workdir, ["apply", "--auto-approve"], owner_url, "alpha").returncode == 0
+    assert run(ws, ["apply", "--auto-approve"], owner_url, "alpha").code == 0
     reader = f"{postgres_server.database}_ro_{uuid.uuid4().hex[:6]}"
     with postgres_server.admin(database) as conn:
         conn.execute(f"CREATE ROLE {reader} LOGIN PASSWORD '{SECRET}'")
         conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}")
     url = postgres_server.url(database, user=reader, password=SECRET)
-    planned = run(workdir, ["plan", "--detailed-exitcode"], url)
-    assert planned.returncode == 2, planned.stderr  # beta is new, alpha is applied
+    planned = run(ws, ["plan", "--detailed-exitcode"], url)
+    assert planned.code == 2, planned.stderr  # beta is new, alpha is applied
     assert "beta" in planned.stdout and SECRET not in planned.stdout + planned.stderr
-    refused = run(workdir, ["apply", "--auto-approve"], url, "beta")
+    refused = run(ws, ["apply", "--auto-approve"], url, "beta")
     assert_one_line_failure(refused, "permission denied")
-    assert len(delivered(workdir)) == EMAILS_PER_APPLY  # alpha's, nothing for beta
+    assert len(delivered(ws)) == EMAILS_PER_APPLY  # alpha's, nothing for beta

@@ -15,14 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    GateSMTPServer,
-    Workspace,
-    copies_by_message_id,
-    enabled_users,
-    tenant_doc,
-    write_tenant,
-)
+from tests.fixtures.smtp import SMTPTestServer
+from tests.helpers.cli import Result
+from tests.helpers.mail import copies_by_message_id
+from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
+from tests.helpers.workspace import Mode, NewWorkspace, Workspace
 
 FROM = ["--default-from", "noreply@acme.com", "--retry-backoff", "0.01", "--allow-new-state"]
 
@@ -76,13 +73,20 @@ def tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
         subprocess.run([*_ADMIN, "umount", "-l", str(mount)], check=False)
 
 
-def workspace(tmp_path: Path, tmpfs: Tmpfs, users: int, mail: str = "") -> Workspace:
-    ws = Workspace(tmp_path / "ws", str(tmpfs.path / "state.db"), mail=mail)
+def on_tmpfs(
+    tmp_path: Path,
+    new_workspace: NewWorkspace,
+    tmpfs: Tmpfs,
+    users: int,
+    mail: str = "",
+    mode: Mode = "in-process",
+) -> Workspace:
+    ws = new_workspace(str(tmpfs.path / "state.db"), root=tmp_path / "ws", mail=mail, mode=mode)
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(users, domain="acme.com"))
     return ws
 
 
-def one_line(result) -> str:
+def one_line(result: Result) -> str:
     assert "Traceback" not in result.output, str(result)
     lines = result.stderr.splitlines()
     assert len(lines) == 1, str(result)
@@ -90,9 +94,9 @@ def one_line(result) -> str:
 
 
 def test_a_full_disk_at_commit_is_one_line_and_nothing_is_sent(
-    tmp_path: Path, tmpfs: Tmpfs
+    tmp_path: Path, new_workspace: NewWorkspace, tmpfs: Tmpfs
 ) -> None:
-    ws = workspace(tmp_path, tmpfs, 150)
+    ws = on_tmpfs(tmp_path, new_workspace, tmpfs, 150)
     result = ws.run("apply", "--auto-approve", *FROM)
     assert result.code == 1
     line = one_line(result)
@@ -106,36 +110,33 @@ def test_a_full_disk_at_commit_is_one_line_and_nothing_is_sent(
 
 
 def test_a_full_disk_during_delivery_stops_with_the_real_cause_and_resumes(
-    tmp_path: Path, tmpfs: Tmpfs
+    tmp_path: Path, new_workspace: NewWorkspace, tmpfs: Tmpfs, smtp_server: SMTPTestServer
 ) -> None:
     tmpfs.remount("size=4m")
-    smtp = GateSMTPServer()
-    try:
-        ws = workspace(tmp_path, tmpfs, 20, mail=smtp.url)
-        smtp.hold(5)
-        running = ws.spawn("apply", "--auto-approve", *FROM)
-        assert smtp.held.wait(30)
-        filler = tmpfs.fill()
-        smtp.release()
-        result = running.wait(60)
-        assert result.code == 1
-        line = one_line(result)
-        assert "full" in line or "no space" in line, line
-        assert "cannot rollback" not in line
+    smtp = smtp_server
+    ws = on_tmpfs(tmp_path, new_workspace, tmpfs, 20, mail=smtp.url, mode="process")
+    smtp.hold(5)
+    running = ws.spawn("apply", "--auto-approve", *FROM)
+    assert smtp.held.wait(30)
+    filler = tmpfs.fill()
+    smtp.release()
+    result = running.wait(60)
+    assert result.code == 1
+    line = one_line(result)
+    assert "full" in line or "no space" in line, line
+    assert "cannot rollback" not in line
 
-        filler.unlink()
-        again = ws.run("apply", "--auto-approve", *FROM, timeout=60)
-        assert again.code == 0, str(again)
-        sent = copies_by_message_id(smtp.mails)
-        assert len(sent) == 20 and sum(n - 1 for n in sent.values()) <= 1, sent.most_common(2)
-    finally:
-        smtp.stop()
+    filler.unlink()
+    again = ws.run("apply", "--auto-approve", *FROM, timeout=60)
+    assert again.code == 0, str(again)
+    sent = copies_by_message_id(smtp.mails)
+    assert len(sent) == 20 and sum(n - 1 for n in sent.values()) <= 1, sent.most_common(2)
 
 
 def test_a_read_only_state_is_one_line_for_apply_and_fine_for_plan(
-    tmp_path: Path, tmpfs: Tmpfs
+    tmp_path: Path, new_workspace: NewWorkspace, tmpfs: Tmpfs
 ) -> None:
-    ws = workspace(tmp_path, tmpfs, 3)
+    ws = on_tmpfs(tmp_path, new_workspace, tmpfs, 3)
     ws.apply("--allow-new-state")
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(4, domain="acme.com"))
     tmpfs.remount("ro")
@@ -147,8 +148,10 @@ def test_a_read_only_state_is_one_line_for_apply_and_fine_for_plan(
     assert len(ws.mails()) == 3
 
 
-def test_a_full_disk_at_lock_time_is_one_line(tmp_path: Path, tmpfs: Tmpfs) -> None:
-    ws = workspace(tmp_path, tmpfs, 3)
+def test_a_full_disk_at_lock_time_is_one_line(
+    tmp_path: Path, new_workspace: NewWorkspace, tmpfs: Tmpfs
+) -> None:
+    ws = on_tmpfs(tmp_path, new_workspace, tmpfs, 3)
     ws.apply("--allow-new-state")
     (tmpfs.path / "state.db.acme.lock").unlink()
     tmpfs.fill()

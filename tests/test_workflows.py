@@ -20,18 +20,17 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from reconciler.cli import main
 from reconciler.outputs.markdown import MARKER
-from tests.fixtures.http import JSONHandler, serving
+from tests.fixtures.forge import Api
+from tests.helpers.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -135,7 +134,7 @@ PRE_COMMIT_LANGUAGES = {"conda", "coursier", "dart", "docker", "docker_image", "
                         "unsupported_script"}
 
 
-def test_pre_commit_hook_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pre_commit_hook_manifest(example_workspace: Workspace) -> None:
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
     assert isinstance(hooks, list) and [h["id"] for h in hooks] == [
         "reconciler-validate", "reconciler-fmt"]
@@ -151,20 +150,19 @@ def test_pre_commit_hook_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert command[0] == "reconciler"  # the console script the package installs
 
     # the entry works as pre-commit runs it: in the repository, no state, exit 0 / 1
-    shutil.copytree(ROOT / "tenants", tmp_path / "tenants")
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, command[1:], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    sales = tmp_path / "tenants" / "contoso" / "users" / "sales.yaml"
+    ws = example_workspace
+    result = ws.cli(*command[1:])
+    assert result.code == 0, str(result)
+    sales = ws.config / "contoso" / "users" / "sales.yaml"
     sales.write_text(sales.read_text(encoding="utf-8").replace('"5550101"', '"55501"'),
                      encoding="utf-8")
-    result = CliRunner().invoke(main, command[1:])
-    assert result.exit_code == 1 and "sales.yaml:" in result.output
-    assert not (tmp_path / ".reconciler").exists()
+    result = ws.cli(*command[1:])
+    assert result.code == 1 and "sales.yaml:" in result.output
+    assert not (ws.root / ".reconciler").exists()
 
 
 def test_pre_commit_fmt_hook_checks_the_files_a_commit_touches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    example_workspace: Workspace,
 ) -> None:
     """As pre-commit runs it: the entry plus the staged files its pattern selects; exit 1 and
     the file named when one is not canonical, nothing rewritten by the check."""
@@ -175,17 +173,16 @@ def test_pre_commit_fmt_hook_checks_the_files_a_commit_touches(
               "templates/fr/enabled.html", "tenants/contoso/users/deep/x.yml"]
     selected = [f for f in staged if re.search(hook["files"], f)]
     assert selected == [*staged[:2], staged[-1]]
-    shutil.copytree(ROOT / "tenants", tmp_path / "tenants")
-    monkeypatch.chdir(tmp_path)
+    ws = example_workspace
     command = shlex.split(hook["entry"])
     assert command[0] == "reconciler"
-    result = CliRunner().invoke(main, [*command[1:], *selected[:2]], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    sales = tmp_path / "tenants" / "contoso" / "users" / "sales.yaml"
+    result = ws.cli(*command[1:], *selected[:2])
+    assert result.code == 0, str(result)
+    sales = ws.config / "contoso" / "users" / "sales.yaml"
     messy = sales.read_text(encoding="utf-8").replace("    license: true\n", "    license:  true\n")
     sales.write_text(messy, encoding="utf-8")
-    result = CliRunner().invoke(main, [*command[1:], *selected[:2]])
-    assert result.exit_code == 1
+    result = ws.cli(*command[1:], *selected[:2])
+    assert result.code == 1
     assert result.output.splitlines()[0] == "would reformat tenants/contoso/users/sales.yaml"
     assert sales.read_text(encoding="utf-8") == messy
 
@@ -376,35 +373,6 @@ def is_install(step: dict[str, Any]) -> bool:
     return "pip install" in step.get("run", "")  # the package is installed already
 
 
-class FakeGitHub(JSONHandler):
-    comments: list[dict[str, Any]]
-
-    def _json(self) -> dict[str, Any]:
-        return json.loads(self._body())
-
-    def do_GET(self) -> None:
-        assert self.headers["Authorization"] == "Bearer gh-token"
-        self._reply(200, self.comments)
-
-    def do_POST(self) -> None:
-        comment = {"id": len(self.comments) + 1, "body": self._json()["body"],
-                   "html_url": f"https://github.example/c/{len(self.comments) + 1}"}
-        self.comments.append(comment)
-        self._reply(201, comment)
-
-    def do_PATCH(self) -> None:
-        comment = self.comments[int(self.path.rsplit("/", 1)[1]) - 1]
-        comment["body"] = self._json()["body"]
-        self._reply(200, comment)
-
-
-@pytest.fixture
-def github_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    comments: list[dict[str, Any]] = []
-    with serving(type("Bound", (FakeGitHub,), {"comments": comments})) as url:
-        yield url, comments
-
-
 def git(cwd: Path, *args: str) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
@@ -428,9 +396,10 @@ def repo(tmp_path: Path) -> Path:
     return work
 
 
-def test_plan_workflow_runs_locally(repo: Path, tmp_path: Path,
-                                    github_api: tuple[str, list[dict[str, Any]]]) -> None:
-    api_url, comments = github_api
+def test_plan_workflow_runs_locally(repo: Path, tmp_path: Path, forge_api: Api) -> None:
+    # the pull request the job's context names, and the job's token
+    forge_api.repo, forge_api.number, forge_api.token = "contoso/audio", 12, "gh-token"
+    api_url, comments = forge_api.url, forge_api.comments
     artifacts = tmp_path / "uploaded"
     event = {"number": 12, "pull_request": {"number": 12, "head": {
         "sha": "abc1234", "repo": {"full_name": "contoso/audio"}}}}
