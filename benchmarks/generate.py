@@ -1,6 +1,6 @@
 """Synthetic tenants for benchmarks: N users over F files, and a copy with a fraction changed.
 
-    python benchmarks/generate.py OUT --users 100000 --files 20 --change 0.01
+python benchmarks/generate.py OUT --users 100000 --files 20 --change 0.01
 """
 
 from __future__ import annotations
@@ -47,8 +47,14 @@ def user_yaml(i: int, changed: bool, enabled_fraction: float = 0.9) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tenant(root: Path, users: int, files: int, changed: set[int],
-                 enabled_fraction: float = 0.9, name: str = "big") -> Path:
+def write_tenant(
+    root: Path,
+    users: int,
+    files: int,
+    changed: set[int],
+    enabled_fraction: float = 0.9,
+    name: str = "big",
+) -> Path:
     folder = root / name
     if folder.exists():
         shutil.rmtree(folder)
@@ -74,8 +80,7 @@ def main() -> None:
     parser.add_argument("--change", type=float, default=0.01)
     args = parser.parse_args()
     write_tenant(args.out / "before", args.users, args.files, set())
-    write_tenant(args.out / "after", args.users, args.files,
-                 changed_users(args.users, args.change))
+    write_tenant(args.out / "after", args.users, args.files, changed_users(args.users, args.change))
 
 
 if __name__ == "__main__":

@@ -91,8 +91,9 @@ class Run:
     peak_mb: float
 
 
-def measure(argv: list[str], cwd: Path | None = None, env: dict | None = None,
-            ok: tuple[int, ...] = (0,)) -> Run:
+def measure(
+    argv: list[str], cwd: Path | None = None, env: dict | None = None, ok: tuple[int, ...] = (0,)
+) -> Run:
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty run must not block
         start = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -131,9 +132,12 @@ def main() -> None:
 
     def compare(label: str, run: Run, base: Run, target: float, mem_target: float = 0) -> None:
         rows.append((label, run, base, target, mem_target))
-        print(f"  {label}: {run.seconds:.2f}s / {base.seconds:.2f}s = "
-              f"{run.seconds / base.seconds:.2f}x time, {run.peak_mb:.0f}/{base.peak_mb:.0f} MB = "
-              f"{run.peak_mb / base.peak_mb:.2f}x memory", flush=True)
+        print(
+            f"  {label}: {run.seconds:.2f}s / {base.seconds:.2f}s = "
+            f"{run.seconds / base.seconds:.2f}x time, {run.peak_mb:.0f}/{base.peak_mb:.0f} MB = "
+            f"{run.peak_mb / base.peak_mb:.2f}x memory",
+            flush=True,
+        )
 
     print(f"Generating {args.users} users over {args.files} files in {work} ...", flush=True)
     before, after = work / "before", work / "after"
@@ -145,18 +149,35 @@ def main() -> None:
 
     base = measure([PY, "-c", BARE_LOAD, *files])
     print(f"Bare CSafeLoader load: {base.seconds:.2f}s, {base.peak_mb:.0f} MB", flush=True)
-    compare("validate", measure(reconciler("validate", "--config", str(after), *common)), base,
-            1.3, 1.5)
+    compare(
+        "validate", measure(reconciler("validate", "--config", str(after), *common)), base, 1.3, 1.5
+    )
     state.unlink(missing_ok=True)
-    compare("import", measure(reconciler("import", "--config", str(before), *common)), base,
-            1.3, 1.5)
-    compare("plan (1% changed)", measure(reconciler("plan", "--config", str(after), *common,
-                                                    "--format", "json")), base, 1.3, 1.5)
-    compare("plan (no change)", measure(reconciler("plan", "--config", str(before), *common)),
-            base, 1.3, 1.5)
+    compare(
+        "import", measure(reconciler("import", "--config", str(before), *common)), base, 1.3, 1.5
+    )
+    compare(
+        "plan (1% changed)",
+        measure(reconciler("plan", "--config", str(after), *common, "--format", "json")),
+        base,
+        1.3,
+        1.5,
+    )
+    compare(
+        "plan (no change)",
+        measure(reconciler("plan", "--config", str(before), *common)),
+        base,
+        1.3,
+        1.5,
+    )
     # fmt lays out and re-reads every file (exit 1: the generated files are not canonical).
-    compare("fmt --check", measure(reconciler("fmt", "--check", "--config", str(before)),
-                                   ok=(0, 1)), base, 3.0, 2.0)
+    compare(
+        "fmt --check",
+        measure(reconciler("fmt", "--check", "--config", str(before)), ok=(0, 1)),
+        base,
+        3.0,
+        2.0,
+    )
 
     n = args.apply_users
     small = work / "apply"
@@ -164,30 +185,59 @@ def main() -> None:
     base_mail = measure([PY, "-c", BARE_COMPOSE, str(work / "bare-mail"), str(n)])
     state.unlink(missing_ok=True)
     shutil.rmtree(work / "mail", ignore_errors=True)
-    compare(f"first apply, {n} users, Maildir",
-            measure(reconciler("apply", "--auto-approve", "--allow-new-state", "--config",
-                               str(small), *common)),
-            base_mail, 3.0)
+    compare(
+        f"first apply, {n} users, Maildir",
+        measure(
+            reconciler(
+                "apply", "--auto-approve", "--allow-new-state", "--config", str(small), *common
+            )
+        ),
+        base_mail,
+        3.0,
+    )
 
     port = free_port()
-    sink = subprocess.Popen([PY, "-c", SMTP_SINK, str(port)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    sink = subprocess.Popen(
+        [PY, "-c", SMTP_SINK, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
         base_smtp = measure([PY, "-c", BARE_SMTP, "127.0.0.1", str(port), str(n)])
         # Queue everything against a dead port, then time the apply that only delivers.
         state.unlink(missing_ok=True)
-        smtp_args = ["--config", str(small), "--state", str(state),
-                     "--default-from", "noreply@contoso.com", "--allow-new-state"]
-        measure(reconciler("apply", "--auto-approve", "--retry-backoff", "0", *smtp_args,
-                           "--mail", f"smtp://127.0.0.1:{free_port()}"), ok=(1,))
-        smtp = measure(reconciler("apply", "--auto-approve", *smtp_args, "--mail",
-                                  f"smtp://127.0.0.1:{port}"))
+        smtp_args = [
+            "--config",
+            str(small),
+            "--state",
+            str(state),
+            "--default-from",
+            "noreply@contoso.com",
+            "--allow-new-state",
+        ]
+        measure(
+            reconciler(
+                "apply",
+                "--auto-approve",
+                "--retry-backoff",
+                "0",
+                *smtp_args,
+                "--mail",
+                f"smtp://127.0.0.1:{free_port()}",
+            ),
+            ok=(1,),
+        )
+        smtp = measure(
+            reconciler("apply", "--auto-approve", *smtp_args, "--mail", f"smtp://127.0.0.1:{port}")
+        )
         throughput = base_smtp.seconds / smtp.seconds
-        rows.append((f"deliver {n} queued messages over SMTP vs a bare smtplib loop", smtp,
-                     base_smtp, 0, 0))
-        print(f"  SMTP delivery: {smtp.seconds:.2f}s vs bare smtplib {base_smtp.seconds:.2f}s: "
-              f"throughput {throughput:.0%} of the bare loop (target >= 80%)", flush=True)
+        rows.append(
+            (f"deliver {n} queued messages over SMTP vs a bare smtplib loop", smtp, base_smtp, 0, 0)
+        )
+        print(
+            f"  SMTP delivery: {smtp.seconds:.2f}s vs bare smtplib {base_smtp.seconds:.2f}s: "
+            f"throughput {throughput:.0%} of the bare loop (target >= 80%)",
+            flush=True,
+        )
     finally:
         if sink.stdin:
             sink.stdin.close()
@@ -196,9 +246,11 @@ def main() -> None:
     print("\n| Measurement | Reconciler | Baseline | Ratio (time) | Ratio (peak memory) |")
     print("|---|---:|---:|---:|---:|")
     for label, run, b, _target, _mem in rows:
-        print(f"| {label} | {run.seconds:.2f} s, {run.peak_mb:.0f} MB | {b.seconds:.2f} s, "
-              f"{b.peak_mb:.0f} MB | {run.seconds / b.seconds:.2f}x | "
-              f"{run.peak_mb / b.peak_mb:.2f}x |")
+        print(
+            f"| {label} | {run.seconds:.2f} s, {run.peak_mb:.0f} MB | {b.seconds:.2f} s, "
+            f"{b.peak_mb:.0f} MB | {run.seconds / b.seconds:.2f}x | "
+            f"{run.peak_mb / b.peak_mb:.2f}x |"
+        )
     if args.out is None:
         shutil.rmtree(work, ignore_errors=True)
 

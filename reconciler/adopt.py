@@ -35,9 +35,17 @@ def run_import(manager: Manager, force: bool = False) -> list[Imported]:
             applied = store.load(name)
             _refuse_overwrite([name] if applied is not None else [], force)
             expected = (applied.lineage, applied.serial) if applied else (None, 0)
-            change = Commit(config.tenant, config.users, [], config.files, [],
-                            uuid.uuid4().hex, kind="import", replace=True,
-                            sources=config.source_files())
+            change = Commit(
+                config.tenant,
+                config.users,
+                [],
+                config.files,
+                [],
+                uuid.uuid4().hex,
+                kind="import",
+                replace=True,
+                sources=config.source_files(),
+            )
             try:
                 _, serial = store.commit(name, expected, change)
             except StaleState as exc:
@@ -48,5 +56,7 @@ def run_import(manager: Manager, force: bool = False) -> list[Imported]:
 
 def _refuse_overwrite(existing: list[str], force: bool) -> None:
     if existing and not force:
-        raise UserError(f"{', '.join(existing)} already has applied state; importing would "
-                        "overwrite it (pass --force to do so on purpose)")
+        raise UserError(
+            f"{', '.join(existing)} already has applied state; importing would "
+            "overwrite it (pass --force to do so on purpose)"
+        )

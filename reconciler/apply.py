@@ -54,9 +54,11 @@ class DeliveryLimits:
 
     def pace(self) -> Pace:
         """The limits of one apply's delivery, starting now."""
-        return Pace(deadline=time.monotonic() + self.timeout,
-                    interval=60.0 / self.max_rate if self.max_rate else 0.0,
-                    remaining=self.max_messages)
+        return Pace(
+            deadline=time.monotonic() + self.timeout,
+            interval=60.0 / self.max_rate if self.max_rate else 0.0,
+            remaining=self.max_messages,
+        )
 
 
 class UI(Protocol):
@@ -65,8 +67,9 @@ class UI(Protocol):
     def show_plan(self, plan: Plan) -> None: ...
     def confirm(self, plan: Plan) -> bool: ...
     def echo(self, message: str, err: bool = False) -> None: ...
-    def progress(self, total: int, label: str) -> contextlib.AbstractContextManager[
-        Callable[[object], None]]: ...
+    def progress(
+        self, total: int, label: str
+    ) -> contextlib.AbstractContextManager[Callable[[object], None]]: ...
 
 
 @dataclass
@@ -88,8 +91,9 @@ class Outcome:
         self.why_queued.update(report.queued_reasons)
         if report.limited is not None:
             held = (report.limited, f"not attempted: {report.limited}")
-            self.held_back.update({mid: report.limited for mid, why
-                                   in report.queued_reasons.items() if why in held})
+            self.held_back.update(
+                {mid: report.limited for mid, why in report.queued_reasons.items() if why in held}
+            )
         self.failed.update(report.failed)
 
     @property
@@ -102,10 +106,16 @@ class Outcome:
         return not self.queued and not self.failed
 
 
-def run_apply(manager: Manager, ui: UI, *, saved: Path | None = None,
-              auto_approve: bool = False, allow_mass_disable: bool = False,
-              allow_new_state: bool = False, limits: DeliveryLimits = DeliveryLimits()
-              ) -> Outcome:
+def run_apply(
+    manager: Manager,
+    ui: UI,
+    *,
+    saved: Path | None = None,
+    auto_approve: bool = False,
+    allow_mass_disable: bool = False,
+    allow_new_state: bool = False,
+    limits: DeliveryLimits = DeliveryLimits(),
+) -> Outcome:
     """Apply: lock, plan (or re-check a saved plan), guard, commit, deliver within ``limits``."""
     options = manager.options
     sender = default_sender(options.mail, options.default_from)
@@ -139,23 +149,35 @@ class _Source:
 
 def _saved(manager: Manager, path: Path) -> _Source:
     shown, configs, expected = read_saved_plan(path)
-    return _Source(sorted(configs),
-                   lambda: _replan_saved(manager, configs, expected, shown), False)
+    return _Source(sorted(configs), lambda: _replan_saved(manager, configs, expected, shown), False)
 
 
 def _live(manager: Manager, allow_new_state: bool) -> _Source:
     loaded = manager.load(reuse_state=True)  # unchanged files: no parse, no file update
     if not allow_new_state:  # before anything is created where a wrong --state points
         known = manager.known_tenants()
-        _first_contact_guard(Plan([plan_tenant(config, None)[0] for name, config
-                                   in sorted(loaded.tenants.items()) if name not in known]),
-                             manager.options.state)
+        _first_contact_guard(
+            Plan(
+                [
+                    plan_tenant(config, None)[0]
+                    for name, config in sorted(loaded.tenants.items())
+                    if name not in known
+                ]
+            ),
+            manager.options.state,
+        )
     names = manager.tenant_names(loaded)
     return _Source(names, lambda: manager.plan(loaded, names), True)
 
 
-def _commit_and_deliver(manager: Manager, plan: Plan, sender: Sender, transport: Transport,
-                        ui: UI, limits: DeliveryLimits) -> Outcome:
+def _commit_and_deliver(
+    manager: Manager,
+    plan: Plan,
+    sender: Sender,
+    transport: Transport,
+    ui: UI,
+    limits: DeliveryLimits,
+) -> Outcome:
     """Every tenant's messages are composed before the first commit, so a failure there leaves
     every tenant as it was. Only then is anything sent: earlier leftovers go first (the outbox
     is delivered in the order it was written), then this apply's messages. A tenant whose
@@ -171,17 +193,23 @@ def _commit_and_deliver(manager: Manager, plan: Plan, sender: Sender, transport:
     return outcome
 
 
-def _replan_saved(manager: Manager, configs: dict[str, TenantConfig],
-                  expected: dict[str, tuple[str | None, int]], shown: dict) -> Plan:
+def _replan_saved(
+    manager: Manager,
+    configs: dict[str, TenantConfig],
+    expected: dict[str, tuple[str | None, int]],
+    shown: dict,
+) -> Plan:
     """The saved plan, re-derived from its configs against the state it was made for."""
     tenants = []
     for name, config in sorted(configs.items()):
         applied = manager.store.load(name)
         current = (applied.lineage, applied.serial) if applied else (None, 0)
         if current != expected[name]:
-            raise UserError(f"saved plan is stale: {name} was planned at serial "
-                            f"{expected[name][1]} but the state is now at serial {current[1]}; "
-                            "make a new plan")
+            raise UserError(
+                f"saved plan is stale: {name} was planned at serial "
+                f"{expected[name][1]} but the state is now at serial {current[1]}; "
+                "make a new plan"
+            )
         tenant_plan, _ = plan_tenant(config, applied, manager.locales())
         tenants.append(tenant_plan)
     plan = Plan(tenants)
@@ -200,8 +228,7 @@ def _change(manager: Manager, plan: TenantPlan, default: Sender) -> Commit:
         upserts={u.user: config.users[u.user] for u in plan.user_changes if u.action != "delete"},
         deletes=[u.user for u in plan.user_changes if u.action == "delete"],
         files=config.files,
-        messages=compose_messages(manager.templates, plan, lineage, plan.serial + 1,
-                                  default),
+        messages=compose_messages(manager.templates, plan, lineage, plan.serial + 1, default),
         lineage=lineage,
         sources=config.source_files(),
     )
@@ -222,8 +249,11 @@ def _first_contact_guard(plan: Plan, state: str) -> None:
     """Refuse to email many users of a tenant the state has never seen: an empty state is more
     often a wrong ``--state``, a missing secret or a fresh disk than a real first rollout, and
     every user would get ``enabled`` with a new PIN."""
-    new = {t.name: sum(not e.suppressed for e in t.emails) for t in plan.tenants
-           if t.lineage is None and not t.missing}
+    new = {
+        t.name: sum(not e.suppressed for e in t.emails)
+        for t in plan.tenants
+        if t.lineage is None and not t.missing
+    }
     crowded = {name: count for name, count in new.items() if count > NEW_STATE_LIMIT}
     if crowded:
         listed = ", ".join(f"{name} ({count} emails)" for name, count in sorted(crowded.items()))
@@ -231,11 +261,19 @@ def _first_contact_guard(plan: Plan, state: str) -> None:
             f"no applied state for {listed} in {printable(state)}: is --state right? If these "
             "users already have Audio Conferencing, adopt the configuration without emails "
             "with `reconciler import`; to really email them all, pass --allow-new-state; "
-            "nothing was written or sent")
+            "nothing was written or sent"
+        )
 
 
-def _deliver(manager: Manager, plan: TenantPlan, transport: Transport, ui: UI,
-             outcome: Outcome, retry_backoff: float, pace: Pace) -> None:
+def _deliver(
+    manager: Manager,
+    plan: TenantPlan,
+    transport: Transport,
+    ui: UI,
+    outcome: Outcome,
+    retry_backoff: float,
+    pace: Pace,
+) -> None:
     """Deliver the tenant's outbox. While the configuration being applied says not to email
     users, even messages queued earlier are kept for the operator instead of sent."""
     store, tenant = manager.store, plan.name
@@ -243,30 +281,41 @@ def _deliver(manager: Manager, plan: TenantPlan, transport: Transport, ui: UI,
     if not queued:
         return
     outcome.about.update({m.message_id: f"{m.user} {m.type}" for m in queued})
-    hold = plan.config is not None and not plan.config.tenant["settings"][
-        "automatically_send_emails_to_users"]
+    hold = (
+        plan.config is not None
+        and not plan.config.tenant["settings"]["automatically_send_emails_to_users"]
+    )
     kept = [m for m in queued if m.suppressed or hold]
     to_send = [m for m in queued if not (m.suppressed or hold)]
 
-    def send(batch: list[QueuedMessage], sink: Transport, label: str,
-             pace: Pace | None) -> DeliveryReport:
+    def send(
+        batch: list[QueuedMessage], sink: Transport, label: str, pace: Pace | None
+    ) -> DeliveryReport:
         with ui.progress(len(batch), f"{tenant}: {label}") as step, sink:
             try:
                 report = deliver(
-                    batch, sink, on_delivered=lambda m: store.mark_delivered(m.message_id),
+                    batch,
+                    sink,
+                    on_delivered=lambda m: store.mark_delivered(m.message_id),
                     on_failed=lambda m, why: store.mark_failed(m.message_id, why),
-                    progress=step, backoff=retry_backoff,
-                    precondition=lambda: store.check_lock(tenant), pace=pace)
+                    progress=step,
+                    backoff=retry_backoff,
+                    precondition=lambda: store.check_lock(tenant),
+                    pace=pace,
+                )
             except LockLost as exc:
-                raise UserError(f"lock lost: {exc}; stopped at once: what was not sent stays "
-                                "queued for the next apply") from None
+                raise UserError(
+                    f"lock lost: {exc}; stopped at once: what was not sent stays "
+                    "queued for the next apply"
+                ) from None
         outcome.record(report)
         return report
 
     if kept:
         files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))
         report = send(kept, files, "keeping suppressed", None)
-        outcome.suppressed.extend(files.path_for(m) for m in kept
-                                  if m.message_id in report.delivered)
+        outcome.suppressed.extend(
+            files.path_for(m) for m in kept if m.message_id in report.delivered
+        )
     if to_send:
         outcome.delivered += len(send(to_send, transport, "sending", pace).delivered)

@@ -53,8 +53,9 @@ class _Rate(click.ParamType):
 
     name = "rate"
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         if isinstance(value, float):
             return value
         text = str(value).strip().lower().removesuffix("/min").strip()
@@ -73,44 +74,77 @@ RATE = _Rate()
 def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command accepts after its name (SPEC §5)."""
     decorators = [
-        click.option("--config", "config", type=click.Path(path_type=Path), default="tenants",
-                     envvar="RECONCILER_CONFIG", show_default=True,
-                     help="Folder holding one folder per tenant."),
-        click.option("--state", default=".reconciler/state.db", envvar="RECONCILER_STATE",
-                     show_default=True,
-                     help="State: an SQLite path or a postgresql:// URL (docs/STATE.md)."),
-        click.option("--mail", default="maildir:.reconciler/mail", envvar="RECONCILER_MAIL_URL",
-                     show_default=True,
-                     help="maildir:PATH, graph://SENDER (Exchange Online), smtp://, "
-                          "smtp+starttls:// or smtps:// URL (?auth=xoauth2 for OAuth)."),
-        click.option("--default-from", envvar="RECONCILER_DEFAULT_FROM",
-                     help="Default sender ('Name <address>' or address); required for SMTP."),
-        click.option("--templates", type=click.Path(path_type=Path), envvar="RECONCILER_TEMPLATES",
-                     help="Email templates folder (default ./templates, else the packaged copy)."),
-        click.option("--tenant", "tenants", multiple=True,
-                     help="Only this tenant (repeatable; default all)."),
+        click.option(
+            "--config",
+            "config",
+            type=click.Path(path_type=Path),
+            default="tenants",
+            envvar="RECONCILER_CONFIG",
+            show_default=True,
+            help="Folder holding one folder per tenant.",
+        ),
+        click.option(
+            "--state",
+            default=".reconciler/state.db",
+            envvar="RECONCILER_STATE",
+            show_default=True,
+            help="State: an SQLite path or a postgresql:// URL (docs/STATE.md).",
+        ),
+        click.option(
+            "--mail",
+            default="maildir:.reconciler/mail",
+            envvar="RECONCILER_MAIL_URL",
+            show_default=True,
+            help="maildir:PATH, graph://SENDER (Exchange Online), smtp://, "
+            "smtp+starttls:// or smtps:// URL (?auth=xoauth2 for OAuth).",
+        ),
+        click.option(
+            "--default-from",
+            envvar="RECONCILER_DEFAULT_FROM",
+            help="Default sender ('Name <address>' or address); required for SMTP.",
+        ),
+        click.option(
+            "--templates",
+            type=click.Path(path_type=Path),
+            envvar="RECONCILER_TEMPLATES",
+            help="Email templates folder (default ./templates, else the packaged copy).",
+        ),
+        click.option(
+            "--tenant", "tenants", multiple=True, help="Only this tenant (repeatable; default all)."
+        ),
     ]
 
     @functools.wraps(command)
-    def wrapper(config: Path, state: str, mail: str, default_from: str | None,
-                templates: Path | None, tenants: tuple[str, ...], **kwargs: Any) -> Any:
+    def wrapper(
+        config: Path,
+        state: str,
+        mail: str,
+        default_from: str | None,
+        templates: Path | None,
+        tenants: tuple[str, ...],
+        **kwargs: Any,
+    ) -> Any:
         for name in tenants:
             if why := tenant_name_problem(name):
-                click.echo(f"error: --tenant {name!r} {why}; a tenant is named by its folder",
-                           err=True)
+                click.echo(
+                    f"error: --tenant {name!r} {why}; a tenant is named by its folder", err=True
+                )
                 sys.exit(EXIT_ERROR)
         if templates is None and Path("templates").is_dir():
             templates = Path("templates")
-        options = Options(config, state, mail, default_from, templates, tenants,
-                          kwargs.pop("lock_timeout", 0.0))
+        options = Options(
+            config, state, mail, default_from, templates, tenants, kwargs.pop("lock_timeout", 0.0)
+        )
         manager = Manager(options)
         try:
             return command(manager, **kwargs)
         except ConfigError as exc:
             for problem in exc.problems:
                 click.echo(visible(str(problem)), err=True)
-            click.echo(f"{len(exc.problems)} problem(s) found; nothing was planned, applied "
-                       "or sent.", err=True)
+            click.echo(
+                f"{len(exc.problems)} problem(s) found; nothing was planned, applied or sent.",
+                err=True,
+            )
             sys.exit(EXIT_ERROR)
         except UserError as exc:
             click.echo(f"error: {visible(str(exc))}", err=True)
@@ -124,16 +158,26 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def lock_timeout_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--lock-timeout", type=float, default=0.0, show_default=True,
-                        help="Seconds to wait for another apply's lock.")(command)
+    return click.option(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Seconds to wait for another apply's lock.",
+    )(command)
 
 
 def retry_backoff_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--retry-backoff", type=click.FloatRange(min=0), default=DEFAULT_RETRY_BACKOFF,
-        envvar="RECONCILER_RETRY_BACKOFF", show_default=True, metavar="SECONDS",
+        "--retry-backoff",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_RETRY_BACKOFF,
+        envvar="RECONCILER_RETRY_BACKOFF",
+        show_default=True,
+        metavar="SECONDS",
         help="Pause before retrying a temporary delivery failure (SMTP 4xx, server "
-             "unreachable), doubled at each retry (env RECONCILER_RETRY_BACKOFF).")(command)
+        "unreachable), doubled at each retry (env RECONCILER_RETRY_BACKOFF).",
+    )(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -154,24 +198,42 @@ def validate(manager: Manager) -> None:
     if problems:
         raise ConfigError(problems)
     if loaded.missing:
-        raise UserError(f"no tenant folder {', '.join(loaded.missing)} under "
-                        f"{manager.options.config}")
+        raise UserError(
+            f"no tenant folder {', '.join(loaded.missing)} under {manager.options.config}"
+        )
     users = sum(len(t.users) for t in loaded.tenants.values())
     click.echo(f"Configuration valid: {len(loaded.tenants)} tenant(s), {users} user(s).")
 
 
 @main.command()
 @common_options
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]),
-              default="text", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Save the plan for `apply FILE`.")
-@click.option("--detailed-exitcode", is_flag=True,
-              help="Exit 0 when nothing changes, 2 when something does, 1 on error.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when nothing changes, 2 when something does, 1 on error.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--artifacts-url", metavar="URL",
-              help="markdown: link the comment to the CI artifacts (JSON plan, previews).")
-def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
-         quiet: bool, artifacts_url: str | None) -> None:
+@click.option(
+    "--artifacts-url",
+    metavar="URL",
+    help="markdown: link the comment to the CI artifacts (JSON plan, previews).",
+)
+def plan(
+    manager: Manager,
+    fmt: str,
+    out: Path | None,
+    detailed_exitcode: bool,
+    quiet: bool,
+    artifacts_url: str | None,
+) -> None:
     """Show what apply would change and which emails each user would get."""
     manager.read_only = True
     loaded = manager.load(reuse_state=True)
@@ -179,8 +241,9 @@ def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
     if out is not None:
         save_plan(result, out)
     if not quiet:
-        click.echo(render(result, fmt, color=_color(), artifacts=artifacts_url), nl=False,
-                   color=_color())
+        click.echo(
+            render(result, fmt, color=_color(), artifacts=artifacts_url), nl=False, color=_color()
+        )
     if detailed_exitcode and result.has_changes:
         sys.exit(EXIT_CHANGES)
 
@@ -191,28 +254,61 @@ def plan(manager: Manager, fmt: str, out: Path | None, detailed_exitcode: bool,
 @retry_backoff_option
 @click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
-@click.option("--allow-mass-disable", is_flag=True,
-              help="Allow disabling more than 10% of a tenant's enabled users.")
-@click.option("--allow-new-state", is_flag=True, envvar="RECONCILER_ALLOW_NEW_STATE",
-              help="Allow emailing more than 10 users of a tenant that has no applied state "
-                   "(otherwise refused: a wrong --state would re-onboard everyone; adopt "
-                   "existing users with `import`).")
-@click.option("--delivery-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
-              default=DEFAULT_DELIVERY_TIMEOUT, show_default=True,
-              envvar="RECONCILER_DELIVERY_TIMEOUT",
-              help="Stop delivering after this long; the rest stays queued for the next apply.")
-@click.option("--max-rate", type=RATE, metavar="N/min", envvar="RECONCILER_MAX_RATE",
-              help="Send at most N messages a minute (Exchange Online SMTP submission: 30).")
-@click.option("--max-messages", type=click.IntRange(min=0), metavar="N",
-              envvar="RECONCILER_MAX_MESSAGES",
-              help="Send at most N messages in this apply; the rest stays queued for the next.")
-@click.option("--quiet", "-q", is_flag=True,
-              help="No plan, progress or summary: only errors and the paths of suppressed "
-                   "messages (the operator must act on those).")
-def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
-          allow_mass_disable: bool, allow_new_state: bool, delivery_timeout: float,
-          max_rate: float | None, max_messages: int | None, quiet: bool,
-          retry_backoff: float) -> None:
+@click.option(
+    "--allow-mass-disable",
+    is_flag=True,
+    help="Allow disabling more than 10% of a tenant's enabled users.",
+)
+@click.option(
+    "--allow-new-state",
+    is_flag=True,
+    envvar="RECONCILER_ALLOW_NEW_STATE",
+    help="Allow emailing more than 10 users of a tenant that has no applied state "
+    "(otherwise refused: a wrong --state would re-onboard everyone; adopt "
+    "existing users with `import`).",
+)
+@click.option(
+    "--delivery-timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    default=DEFAULT_DELIVERY_TIMEOUT,
+    show_default=True,
+    envvar="RECONCILER_DELIVERY_TIMEOUT",
+    help="Stop delivering after this long; the rest stays queued for the next apply.",
+)
+@click.option(
+    "--max-rate",
+    type=RATE,
+    metavar="N/min",
+    envvar="RECONCILER_MAX_RATE",
+    help="Send at most N messages a minute (Exchange Online SMTP submission: 30).",
+)
+@click.option(
+    "--max-messages",
+    type=click.IntRange(min=0),
+    metavar="N",
+    envvar="RECONCILER_MAX_MESSAGES",
+    help="Send at most N messages in this apply; the rest stays queued for the next.",
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No plan, progress or summary: only errors and the paths of suppressed "
+    "messages (the operator must act on those).",
+)
+def apply(
+    manager: Manager,
+    planfile: Path | None,
+    auto_approve: bool,
+    allow_mass_disable: bool,
+    allow_new_state: bool,
+    delivery_timeout: float,
+    max_rate: float | None,
+    max_messages: int | None,
+    quiet: bool,
+    retry_backoff: float,
+) -> None:
     """Send exactly the planned emails and record the new state.
 
     Exit codes: 0 everything delivered; 1 an error, a refusal, or mail still queued or failed;
@@ -220,32 +316,53 @@ def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
     next apply sends it first).
     """
     if planfile is None and not auto_approve and not sys.stdin.isatty():
-        raise UserError("no terminal to confirm on: review with `plan` and pass --auto-approve, "
-                        "or apply a saved plan file; nothing was done")
-    outcome = run_apply(manager, ClickUI(quiet=quiet), saved=planfile, auto_approve=auto_approve,
-                        allow_mass_disable=allow_mass_disable, allow_new_state=allow_new_state,
-                        limits=DeliveryLimits(retry_backoff, delivery_timeout, max_rate,
-                                              max_messages))
+        raise UserError(
+            "no terminal to confirm on: review with `plan` and pass --auto-approve, "
+            "or apply a saved plan file; nothing was done"
+        )
+    outcome = run_apply(
+        manager,
+        ClickUI(quiet=quiet),
+        saved=planfile,
+        auto_approve=auto_approve,
+        allow_mass_disable=allow_mass_disable,
+        allow_new_state=allow_new_state,
+        limits=DeliveryLimits(retry_backoff, delivery_timeout, max_rate, max_messages),
+    )
     for path in outcome.suppressed:
         click.echo(f"suppressed: kept for the operator (inform the user yourself): {path}")
     applied = ", ".join(f"{name} (serial {serial})" for name, serial in outcome.applied)
     if not quiet:
-        click.echo(f"Applied: {applied or 'nothing to change'}. {outcome.delivered} email(s) "
-                   f"delivered, {len(outcome.suppressed)} suppressed, {len(outcome.queued)} "
-                   f"queued, {len(outcome.failed)} failed.")
+        click.echo(
+            f"Applied: {applied or 'nothing to change'}. {outcome.delivered} email(s) "
+            f"delivered, {len(outcome.suppressed)} suppressed, {len(outcome.queued)} "
+            f"queued, {len(outcome.failed)} failed."
+        )
     for mid, reason in sorted(outcome.failed.items()):
-        click.echo(visible(f"failed: {outcome.about.get(mid, '')} {mid}: {reason} (refused for "
-                           "good: not retried)"), err=True)
+        click.echo(
+            visible(
+                f"failed: {outcome.about.get(mid, '')} {mid}: {reason} (refused for "
+                "good: not retried)"
+            ),
+            err=True,
+        )
     for mid in outcome.queued:
         if mid not in outcome.held_back:
-            click.echo(visible(f"queued: {outcome.about.get(mid, '')} {mid}: "
-                               f"{outcome.why_queued.get(mid, 'not delivered')}"), err=True)
+            click.echo(
+                visible(
+                    f"queued: {outcome.about.get(mid, '')} {mid}: "
+                    f"{outcome.why_queued.get(mid, 'not delivered')}"
+                ),
+                err=True,
+            )
     for limit in sorted(set(outcome.held_back.values())):
         held = sum(1 for why in outcome.held_back.values() if why == limit)
         click.echo(visible(f"held back: {held} email(s) by a sending limit: {limit}"), err=True)
     if outcome.queued:
-        click.echo(f"{len(outcome.queued)} email(s) still queued: the next apply delivers them "
-                   "first.", err=True)
+        click.echo(
+            f"{len(outcome.queued)} email(s) still queued: the next apply delivers them first.",
+            err=True,
+        )
     if outcome.only_limited:
         sys.exit(EXIT_LIMITED)
     if not outcome.ok:
@@ -255,20 +372,37 @@ def apply(manager: Manager, planfile: Path | None, auto_approve: bool,
 @main.command()
 @common_options
 @click.argument("name", metavar="TENANT")
-@click.option("--from", "source", required=True,
-              type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Users export: CSV (Export-Csv) or JSON (ConvertTo-Json) of "
-                   "Get-CsOnlineDialInConferencingUser, one row per user.")
-@click.option("--bridge", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Export of Get-CsOnlineDialInConferencingBridge (ServiceNumbers, "
-                   "DefaultServiceNumber); default: the numbers the users have.")
-@click.option("--settings", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Export of Get-CsOnlineDialInConferencingTenantSettings; default: the "
-                   "documented defaults.")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Users export: CSV (Export-Csv) or JSON (ConvertTo-Json) of "
+    "Get-CsOnlineDialInConferencingUser, one row per user.",
+)
+@click.option(
+    "--bridge",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Export of Get-CsOnlineDialInConferencingBridge (ServiceNumbers, "
+    "DefaultServiceNumber); default: the numbers the users have.",
+)
+@click.option(
+    "--settings",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Export of Get-CsOnlineDialInConferencingTenantSettings; default: the "
+    "documented defaults.",
+)
 @click.option("--default-number", help="The bridge's default toll number.")
 @click.option("--users-per-file", type=click.IntRange(min=1), default=1000, show_default=True)
-def init(manager: Manager, name: str, source: Path, bridge: Path | None,
-         settings: Path | None, default_number: str | None, users_per_file: int) -> None:
+def init(
+    manager: Manager,
+    name: str,
+    source: Path,
+    bridge: Path | None,
+    settings: Path | None,
+    default_number: str | None,
+    users_per_file: int,
+) -> None:
     """Write a new tenant folder from a Teams export, then validate it (adopt a tenant)."""
     from reconciler.config import export, fmt
 
@@ -279,7 +413,8 @@ def init(manager: Manager, name: str, source: Path, bridge: Path | None,
         raise UserError(f"{config / name} already exists; init never overwrites a tenant")
     users, problems = export.users_from(export.read_export(source))
     bridge_doc, more = export.bridge_from(
-        users, export.read_export(bridge) if bridge else None, default_number)
+        users, export.read_export(bridge) if bridge else None, default_number
+    )
     settings_doc, most = export.settings_from(export.read_export(settings) if settings else None)
     problems += more + most
     if problems:
@@ -297,20 +432,26 @@ def init(manager: Manager, name: str, source: Path, bridge: Path | None,
         files = export.users_files(users, users_per_file)
         for number, chunk in enumerate(files, start=1):
             (folder / "users" / f"users-{number:03d}.yaml").write_text(
-                fmt.dump({"users": chunk}, "users"), encoding="utf-8")
+                fmt.dump({"users": chunk}, "users"), encoding="utf-8"
+            )
         load_config(staging, [name])  # ConfigError: nothing kept
         folder.rename(config / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    click.echo(f"Wrote {config / name}: tenant.yaml and {len(files)} users file(s), "
-               f"{len(users)} user(s). Next: `reconciler import --tenant {name}` records it as "
-               "applied without sending any email; `reconciler plan` then shows no change.")
+    click.echo(
+        f"Wrote {config / name}: tenant.yaml and {len(files)} users file(s), "
+        f"{len(users)} user(s). Next: `reconciler import --tenant {name}` records it as "
+        "applied without sending any email; `reconciler plan` then shows no change."
+    )
 
 
 @main.command("fmt")
 @common_options
-@click.option("--check", is_flag=True,
-              help="Change nothing: list the files fmt would change, exit 1 if there are any.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: list the files fmt would change, exit 1 if there are any.",
+)
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[PATH]...")
 def fmt_(manager: Manager, check: bool, paths: tuple[Path, ...]) -> None:
     """Lay out tenant and users files canonically, keeping comments and meaning.
@@ -330,8 +471,9 @@ def fmt_(manager: Manager, check: bool, paths: tuple[Path, ...]) -> None:
             fmt.write(path, text)
         click.echo(visible(f"{'would reformat' if check else 'reformatted'} {path}"))
     verb = "would be reformatted" if check else "reformatted"
-    click.echo(f"{len(changes)} file(s) {verb}, {looked_at - len(changes)} already formatted.",
-               err=True)
+    click.echo(
+        f"{len(changes)} file(s) {verb}, {looked_at - len(changes)} already formatted.", err=True
+    )
     if check and changes:
         sys.exit(EXIT_ERROR)
 
@@ -345,8 +487,9 @@ def import_(manager: Manager, force: bool) -> None:
     from reconciler.adopt import run_import
 
     for done in run_import(manager, force):
-        click.echo(f"Imported {done.tenant}: {done.users} user(s), serial {done.serial}; "
-                   "no email sent.")
+        click.echo(
+            f"Imported {done.tenant}: {done.users} user(s), serial {done.serial}; no email sent."
+        )
 
 
 @main.group()
@@ -360,25 +503,43 @@ def state_show(manager: Manager) -> None:
     """The applied state as JSON (message bodies and PINs are never shown)."""
     manager.read_only = True
     store = manager.store
-    names = [n for n in store.tenants() if not manager.options.tenants
-             or n in manager.options.tenants]
+    names = [
+        n for n in store.tenants() if not manager.options.tenants or n in manager.options.tenants
+    ]
     tenants = []
     for name in names:
         applied = store.load(name)
         assert applied is not None
-        tenants.append({"name": name, "lineage": applied.lineage, "serial": applied.serial,
-                        **applied.tenant, "users": dict(applied.users), "files": applied.files,
-                        "outbox": list(store.messages(name)), "history": store.history(name)})
+        tenants.append(
+            {
+                "name": name,
+                "lineage": applied.lineage,
+                "serial": applied.serial,
+                **applied.tenant,
+                "users": dict(applied.users),
+                "files": applied.files,
+                "outbox": list(store.messages(name)),
+                "history": store.history(name),
+            }
+        )
     click.echo(json_text({"tenants": tenants}, indent=2))
 
 
 @state.command("migrate")
 @common_options
 @lock_timeout_option
-@click.option("--to", "target", required=True, metavar="PATH|URL",
-              help="Destination state: an SQLite path or a postgresql:// URL.")
-@click.option("--force", is_flag=True,
-              help="Replace the copied tenants' state in a destination that already has some.")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="PATH|URL",
+    help="Destination state: an SQLite path or a postgresql:// URL.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the copied tenants' state in a destination that already has some.",
+)
 def state_migrate(manager: Manager, target: str, force: bool) -> None:
     """Copy every tenant's state, outbox and history to another backend (--state is the
     source, left unchanged)."""
@@ -387,20 +548,29 @@ def state_migrate(manager: Manager, target: str, force: bool) -> None:
 
     destination = open_store(target)
     try:
-        done = migrate(manager.store, destination, only=manager.options.tenants, force=force,
-                       lock_timeout=manager.options.lock_timeout)
+        done = migrate(
+            manager.store,
+            destination,
+            only=manager.options.tenants,
+            force=force,
+            lock_timeout=manager.options.lock_timeout,
+        )
     finally:
         destination.close()
-    click.echo(f"Copied {len(done.tenants)} tenant(s) ({', '.join(done.tenants)}) from "
-               f"{manager.store.description} to {destination.description}: {done.users} "
-               f"user(s), {done.messages} outbox message(s) ({done.queued} still queued), "
-               f"{done.history} history entries.")
+    click.echo(
+        f"Copied {len(done.tenants)} tenant(s) ({', '.join(done.tenants)}) from "
+        f"{manager.store.description} to {destination.description}: {done.users} "
+        f"user(s), {done.messages} outbox message(s) ({done.queued} still queued), "
+        f"{done.history} history entries."
+    )
     if done.replaced:
         click.echo(f"Replaced the previous state of {', '.join(done.replaced)} there.")
     if done.untouched:
         click.echo(f"Left {', '.join(done.untouched)} there as it was.")
-    click.echo("Point --state (RECONCILER_STATE) at the destination from now on; do not apply "
-               "against the source again.")
+    click.echo(
+        "Point --state (RECONCILER_STATE) at the destination from now on; do not apply "
+        "against the source again."
+    )
 
 
 @state.command("forget")
@@ -408,8 +578,11 @@ def state_migrate(manager: Manager, target: str, force: bool) -> None:
 @lock_timeout_option
 @click.argument("name", metavar="TENANT")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--drop-queued", is_flag=True,
-              help="Also drop the tenant's queued emails (they are never sent).")
+@click.option(
+    "--drop-queued",
+    is_flag=True,
+    help="Also drop the tenant's queued emails (they are never sent).",
+)
 def state_forget(manager: Manager, name: str, yes: bool, drop_queued: bool) -> None:
     """Remove a tenant's applied state on purpose (a tenant you stopped managing here).
 
@@ -424,40 +597,56 @@ def state_forget(manager: Manager, name: str, yes: bool, drop_queued: bool) -> N
         raise UserError(f"{name} has no applied state in {store.description}; nothing to forget")
     if not yes:
         if not sys.stdin.isatty():
-            raise UserError("no terminal to confirm on: pass --yes to forget "
-                            f"{name}; nothing was done")
-        click.confirm(f"Forget the applied state of {name} (serial {applied.serial}, "
-                      f"{len(applied.users)} user(s))?", abort=True)
+            raise UserError(
+                f"no terminal to confirm on: pass --yes to forget {name}; nothing was done"
+            )
+        click.confirm(
+            f"Forget the applied state of {name} (serial {applied.serial}, "
+            f"{len(applied.users)} user(s))?",
+            abort=True,
+        )
     try:
         with manager.locked([name]):
             done = store.forget(name, drop_queued=drop_queued)
     except MailQueued as exc:
-        raise UserError(f"{name}: {exc}; run apply to deliver them, or pass --drop-queued "
-                        "(they would never be sent); nothing was done") from None
+        raise UserError(
+            f"{name}: {exc}; run apply to deliver them, or pass --drop-queued "
+            "(they would never be sent); nothing was done"
+        ) from None
     if done is None:
         raise UserError(f"{name} has no applied state any more; nothing to forget")
     dropped = f", {done.dropped} queued email(s) dropped" if done.dropped else ""
-    click.echo(f"Forgot {name} (serial {done.serial}, {done.users} user(s){dropped}); its "
-               "history stays. The next apply treats it as new: `reconciler import` adopts "
-               "its users without emails.")
+    click.echo(
+        f"Forgot {name} (serial {done.serial}, {done.users} user(s){dropped}); its "
+        "history stays. The next apply treats it as new: `reconciler import` adopts "
+        "its users without emails."
+    )
 
 
 @main.command()
 @common_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 def history(manager: Manager, fmt: str) -> None:
     """Past applies and imports: time, serial, emails by type."""
     manager.read_only = True
-    rows = [r for r in manager.store.history()
-            if not manager.options.tenants or r["tenant"] in manager.options.tenants]
+    rows = [
+        r
+        for r in manager.store.history()
+        if not manager.options.tenants or r["tenant"] in manager.options.tenants
+    ]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
         emails = ", ".join(f"{n} {k}" for k, n in sorted(r["emails"].items())) or "no email"
-        click.echo(visible(f"{r['applied_at']}  {r['tenant']}  serial {r['serial']}  {r['kind']}  "
-                           f"{emails}  ({r['suppressed']} suppressed)  by {r['actor']}"))
+        click.echo(
+            visible(
+                f"{r['applied_at']}  {r['tenant']}  serial {r['serial']}  {r['kind']}  "
+                f"{emails}  ({r['suppressed']} suppressed)  by {r['actor']}"
+            )
+        )
 
 
 @main.command("test-email")
@@ -473,32 +662,53 @@ def test_email(manager: Manager, to: str, retry_backoff: float) -> None:
     if name not in loaded.tenants:
         raise UserError(f"no tenant folder {name} under {manager.options.config}")
     tenant = loaded.tenants[name].tenant
-    sender = sender_for(tenant["settings"], default_sender(manager.options.mail,
-                                                           manager.options.default_from))
+    sender = sender_for(
+        tenant["settings"], default_sender(manager.options.mail, manager.options.default_from)
+    )
     mid = message_id(name, uuid.uuid4().hex, 0, to, TEST_MESSAGE)
     try:
-        message = compose_test_message(tenant_name=name, tenant=tenant, to=to, sender=sender,
-                                       message_id=mid, date=datetime.now(UTC),
-                                       templates=manager.templates)
+        message = compose_test_message(
+            tenant_name=name,
+            tenant=tenant,
+            to=to,
+            sender=sender,
+            message_id=mid,
+            date=datetime.now(UTC),
+            templates=manager.templates,
+        )
     except ValueError as exc:  # the header classes refuse a malformed --to
         raise UserError(f"--to {to!r}: {exc}") from None
-    sample = NewMessage(to, TEST_MESSAGE, mid, sender.address, [to],
-                        message.as_bytes(policy=policy.SMTP), False)
+    sample = NewMessage(
+        to, TEST_MESSAGE, mid, sender.address, [to], message.as_bytes(policy=policy.SMTP), False
+    )
     with mail_transport(manager.options.mail, sender.address) as transport:
-        report = deliver([sample], transport, on_delivered=lambda m: None,
-                         on_failed=lambda m, r: None, backoff=retry_backoff)
+        report = deliver(
+            [sample],
+            transport,
+            on_delivered=lambda m: None,
+            on_failed=lambda m, r: None,
+            backoff=retry_backoff,
+        )
     if not report.delivered:
         reason = report.failed.get(mid) or report.queued_reasons.get(mid, "not delivered")
         raise UserError(f"sample not delivered to {to}: {reason}")
-    click.echo(visible(f"Sample sent to {to} from {sender.display_name} <{sender.address}> via "
-                       f"{transport.description}."))
+    click.echo(
+        visible(
+            f"Sample sent to {to} from {sender.display_name} <{sender.address}> via "
+            f"{transport.description}."
+        )
+    )
 
 
 @main.command()
 @common_options
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Folder for index.html and one .eml + .html per email (an older preview "
-                   "there is replaced).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder for index.html and one .eml + .html per email (an older preview "
+    "there is replaced).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def preview(manager: Manager, out: Path, quiet: bool) -> None:
     """Render every email the plan would send, PIN masked, without sending or recording."""
@@ -510,8 +720,12 @@ def preview(manager: Manager, out: Path, quiet: bool) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Folder to write tenant, users and plan JSON Schemas to.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder to write tenant, users and plan JSON Schemas to.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def schema(out: Path, quiet: bool) -> None:
     """Export the JSON Schemas (tenant.yaml, users files, JSON plan) for editors and CI."""
@@ -530,25 +744,49 @@ def schema(out: Path, quiet: bool) -> None:
 
 
 @main.command("pr-comment")
-@click.option("--body-file", type=click.File("r", encoding="utf-8"), default="-",
-              show_default=True, help="The markdown plan (`plan --format markdown`).")
-@click.option("--platform", type=click.Choice(["github", "gitlab", "azure"]),
-              help="Default: azure in Azure Pipelines (TF_BUILD set), gitlab under GitLab CI "
-                   "(GITLAB_CI set), else github.")
-@click.option("--repo", help="owner/name (GitHub; env GITHUB_REPOSITORY) or project id "
-                             "(GitLab; env CI_PROJECT_ID).")
-@click.option("--number", type=click.IntRange(min=1),
-              help="Pull request number (default: from the GitHub event, "
-                   "SYSTEM_PULLREQUEST_PULLREQUESTID) or merge request IID "
-                   "(env CI_MERGE_REQUEST_IID).")
+@click.option(
+    "--body-file",
+    type=click.File("r", encoding="utf-8"),
+    default="-",
+    show_default=True,
+    help="The markdown plan (`plan --format markdown`).",
+)
+@click.option(
+    "--platform",
+    type=click.Choice(["github", "gitlab", "azure"]),
+    help="Default: azure in Azure Pipelines (TF_BUILD set), gitlab under GitLab CI "
+    "(GITLAB_CI set), else github.",
+)
+@click.option(
+    "--repo",
+    help="owner/name (GitHub; env GITHUB_REPOSITORY) or project id (GitLab; env CI_PROJECT_ID).",
+)
+@click.option(
+    "--number",
+    type=click.IntRange(min=1),
+    help="Pull request number (default: from the GitHub event, "
+    "SYSTEM_PULLREQUEST_PULLREQUESTID) or merge request IID "
+    "(env CI_MERGE_REQUEST_IID).",
+)
 @click.option("--api-url", help="env GITHUB_API_URL / CI_API_V4_URL.")
-@click.option("--status", type=click.Choice(["succeeded", "failed"]), default="succeeded",
-              show_default=True,
-              help="Azure DevOps: the pull request status reconciler/plan to set (failed when "
-                   "validate or plan failed and the body holds the errors).")
+@click.option(
+    "--status",
+    type=click.Choice(["succeeded", "failed"]),
+    default="succeeded",
+    show_default=True,
+    help="Azure DevOps: the pull request status reconciler/plan to set (failed when "
+    "validate or plan failed and the body holds the errors).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def pr_comment(body_file: Any, platform: str | None, repo: str | None, number: int | None,
-               api_url: str | None, status: str, quiet: bool) -> None:
+def pr_comment(
+    body_file: Any,
+    platform: str | None,
+    repo: str | None,
+    number: int | None,
+    api_url: str | None,
+    status: str,
+    quiet: bool,
+) -> None:
     """Post the plan as the pull request's plan comment, or update it in place.
 
     The token comes from GITHUB_TOKEN, GITLAB_TOKEN or SYSTEM_ACCESSTOKEN (never a command-line
@@ -567,8 +805,13 @@ def pr_comment(body_file: Any, platform: str | None, repo: str | None, number: i
         if platform == "azure":
             azure = azure_from_env(number=number)
             result = upsert_thread(azure, body)
-            set_status(azure, status, "Audio Conferencing plan" if status == "succeeded"
-                       else "The configuration is invalid or could not be planned")
+            set_status(
+                azure,
+                status,
+                "Audio Conferencing plan"
+                if status == "succeeded"
+                else "The configuration is invalid or could not be planned",
+            )
         else:
             forge = forge_from_env(platform, api_url=api_url, project=repo, number=number)
             result = upsert_comment(forge, body)
@@ -579,12 +822,16 @@ def pr_comment(body_file: Any, platform: str | None, repo: str | None, number: i
         # Azure Pipelines shows the markdown in the run's summary too.
         click.echo(f"##vso[task.uploadsummary]{os.path.abspath(body_file.name)}")
     if not quiet:
-        where = result.url or f"{'thread' if platform == 'azure' else 'comment'} " \
-                              f"{result.comment_id}"
+        where = (
+            result.url or f"{'thread' if platform == 'azure' else 'comment'} {result.comment_id}"
+        )
         click.echo(f"Plan comment {result.action}: {where}")
         if result.duplicates:
-            click.echo(f"note: {result.duplicates} older plan comment(s) also carry the marker; "
-                       "only the first is kept up to date", err=True)
+            click.echo(
+                f"note: {result.duplicates} older plan comment(s) also carry the marker; "
+                "only the first is kept up to date",
+                err=True,
+            )
 
 
 class ClickUI:
@@ -600,8 +847,11 @@ class ClickUI:
         click.echo(render(plan, "text", color=_color()), nl=False, color=_color())
 
     def confirm(self, plan: Plan) -> bool:
-        answer = click.prompt("Apply this plan and send these emails? Only 'yes' is accepted",
-                              default="", show_default=False)
+        answer = click.prompt(
+            "Apply this plan and send these emails? Only 'yes' is accepted",
+            default="",
+            show_default=False,
+        )
         return answer.strip() == "yes"
 
     def echo(self, message: str, err: bool = False) -> None:

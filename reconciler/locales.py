@@ -52,8 +52,18 @@ _PARTS = re.compile(
     r"(?P<language>[a-z]{2,3}(?:-[a-z]{3}){0,3})(?:-(?P<script>[a-z]{4}))?"
     r"(?:-(?P<region>[a-z]{2}|[0-9]{3}))?(?=-|\Z)"
 )
-_USUAL_SCRIPT = {"en": "Latn", "fr": "Latn", "de": "Latn", "es": "Latn", "it": "Latn",
-                 "nl": "Latn", "pt": "Latn", "pl": "Latn", "ja": "Jpan", "zh": "Hans"}
+_USUAL_SCRIPT = {
+    "en": "Latn",
+    "fr": "Latn",
+    "de": "Latn",
+    "es": "Latn",
+    "it": "Latn",
+    "nl": "Latn",
+    "pt": "Latn",
+    "pl": "Latn",
+    "ja": "Jpan",
+    "zh": "Hans",
+}
 """The script a language is written in when a tag does not say (CLDR likely subtags) — for
 the languages this table knows; another language's script is never assumed."""
 _TRADITIONAL_CHINESE_REGIONS = frozenset({"TW", "HK", "MO"})
@@ -147,13 +157,15 @@ def locale_folders(*roots: Path | None) -> list[str]:
     """The locale folders of templates folders (an administrator's, the packaged copy): folder
     names not starting with ``_`` or ``.``; files such as a ``GLOSSARY.md`` beside them are not
     locales."""
-    return sorted({
-        child.name
-        for root in roots
-        if root is not None and root.is_dir()
-        for child in root.iterdir()
-        if child.is_dir() and not child.name.startswith(("_", "."))
-    })
+    return sorted(
+        {
+            child.name
+            for root in roots
+            if root is not None and root.is_dir()
+            for child in root.iterdir()
+            if child.is_dir() and not child.name.startswith(("_", "."))
+        }
+    )
 
 
 def differs(tag: str, locale: str) -> bool:

@@ -99,15 +99,17 @@ class Manager:
         """
         caches = None
         if reuse_state:
-            store = self._store or open_store(self.options.state, create=False,
-                                              read_only=self.read_only)
+            store = self._store or open_store(
+                self.options.state, create=False, read_only=self.read_only
+            )
             if not isinstance(store, EmptyState):  # looking must not create a state
                 self._store = store
-                caches = {name: _StateCache(store, name, *applied)
-                          for name in store.tenants()
-                          if (applied := store.applied_files(name)) is not None}
+                caches = {
+                    name: _StateCache(store, name, *applied)
+                    for name in store.tenants()
+                    if (applied := store.applied_files(name)) is not None
+                }
         return load_config(self.options.config, self.options.tenants or None, caches)
-
 
     @contextlib.contextmanager
     def locked(self, names: Collection[str]) -> Iterator[None]:
@@ -128,8 +130,10 @@ class Manager:
         if self.options.tenants:
             unknown = [n for n in loaded.missing if n not in in_state]
             if unknown:
-                raise UserError(f"no tenant folder {', '.join(unknown)} under "
-                                f"{self.options.config} and no applied state for it")
+                raise UserError(
+                    f"no tenant folder {', '.join(unknown)} under "
+                    f"{self.options.config} and no applied state for it"
+                )
             names |= set(self.options.tenants) & in_state
         else:
             names |= in_state
@@ -176,20 +180,28 @@ def save_plan(plan: Plan, path: Path) -> None:
         "format_version": FORMAT_VERSION,
         "plan": plan_to_dict(plan),
         "configs": {
-            t.name: {"lineage": t.lineage, "serial": t.serial, "tenant": t.config.tenant,
-                     "users": t.config.users, "files": t.config.files}
-            for t in plan.tenants if t.config is not None
+            t.name: {
+                "lineage": t.lineage,
+                "serial": t.serial,
+                "tenant": t.config.tenant,
+                "users": t.config.users,
+                "files": t.config.files,
+            }
+            for t in plan.tenants
+            if t.config is not None
         },
     }
     try:
-        path.write_text(json.dumps(document, ensure_ascii=False, separators=(",", ":")),
-                        encoding="utf-8")
+        path.write_text(
+            json.dumps(document, ensure_ascii=False, separators=(",", ":")), encoding="utf-8"
+        )
     except OSError as exc:
         raise UserError(f"cannot write saved plan {path}: {exc.strerror or exc}") from None
 
 
-def read_saved_plan(path: Path) -> tuple[dict[str, Any], dict[str, TenantConfig],
-                                         dict[str, tuple[str | None, int]]]:
+def read_saved_plan(
+    path: Path,
+) -> tuple[dict[str, Any], dict[str, TenantConfig], dict[str, tuple[str | None, int]]]:
     """The saved plan's JSON plan, its configs and the (lineage, serial) each was made against.
 
     A plan file is data from outside, perhaps edited: it must match the ``saved_plan`` schema
@@ -201,17 +213,22 @@ def read_saved_plan(path: Path) -> tuple[dict[str, Any], dict[str, TenantConfig]
     if not isinstance(document, dict) or document.get("kind") != SAVED_PLAN_KIND:
         raise UserError(f"{path}: not a saved plan (make one with `reconciler plan --out`)")
     if document.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{path}: plan format {document.get('format_version')!r}; this "
-                        f"reconciler reads format {FORMAT_VERSION!r}")
+        raise UserError(
+            f"{path}: plan format {document.get('format_version')!r}; this "
+            f"reconciler reads format {FORMAT_VERSION!r}"
+        )
     findings = schema.check(document, "plan.schema.json", str(path), definition="saved_plan")
     problems = [".".join(map(str, f.path)) + ": " * bool(f.path) + f.message for f in findings]
     for name, saved in ({} if findings else document["configs"]).items():
-        problems.extend(saved_config_problems(name, saved["tenant"], saved["users"],
-                                              saved["files"]))
+        problems.extend(
+            saved_config_problems(name, saved["tenant"], saved["users"], saved["files"])
+        )
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UserError(f"{path}: not a valid saved plan, was it edited? {problems[0]}{more}; "
-                        "make a new one with `reconciler plan --out`")
+        raise UserError(
+            f"{path}: not a valid saved plan, was it edited? {problems[0]}{more}; "
+            "make a new one with `reconciler plan --out`"
+        )
     configs, expected = {}, {}
     for name, saved in document["configs"].items():
         configs[name] = TenantConfig(name, saved["tenant"], saved["users"], {}, saved["files"])
@@ -225,8 +242,10 @@ def _saved_document(path: Path) -> Any:
         if not stat.S_ISREG(path.stat().st_mode):  # before opening: a FIFO would block
             raise ValueError("not a regular file")
         with path.open("rb") as file:
-            if os.fstat(file.fileno()).st_size > MAX_SAVED_PLAN_BYTES or len(
-                    data := file.read(MAX_SAVED_PLAN_BYTES + 1)) > MAX_SAVED_PLAN_BYTES:
+            if (
+                os.fstat(file.fileno()).st_size > MAX_SAVED_PLAN_BYTES
+                or len(data := file.read(MAX_SAVED_PLAN_BYTES + 1)) > MAX_SAVED_PLAN_BYTES
+            ):
                 raise ValueError(f"larger than {MAX_SAVED_PLAN_BYTES // 2**20} MiB")
         return json.loads(data)
     except (OSError, ValueError, RecursionError) as exc:

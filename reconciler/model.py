@@ -51,8 +51,10 @@ def text_problem(value: str) -> str | None:
     """Why ``value`` cannot be shown to people as written (emails, PR comments, terminals)."""
     for char in value:
         if unicodedata.category(char) in _INVISIBLE and char not in _JOINERS:
-            return (f"must not contain control or invisible characters such as line breaks "
-                    f"or bidi overrides (found U+{ord(char):04X})")
+            return (
+                f"must not contain control or invisible characters such as line breaks "
+                f"or bidi overrides (found U+{ord(char):04X})"
+            )
     return None
 
 

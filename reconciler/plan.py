@@ -37,7 +37,8 @@ class UnsafePlan(UserError):
         super().__init__(
             f"refusing to disable more than {MASS_DISABLE_FRACTION:.0%} of the enabled users of "
             f"{', '.join(tenants)}; check the configuration (a deleted users file?) or pass "
-            "--allow-mass-disable")
+            "--allow-mass-disable"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +102,10 @@ class TenantPlan:
     def mass_disable(self) -> bool:
         """SPEC §6: more than :data:`MASS_DISABLE_FRACTION` of at least
         :data:`MASS_DISABLE_MIN_ENABLED` enabled users would be disabled."""
-        return (self.enabled_before >= MASS_DISABLE_MIN_ENABLED
-                and self.disabling > MASS_DISABLE_FRACTION * self.enabled_before)
+        return (
+            self.enabled_before >= MASS_DISABLE_MIN_ENABLED
+            and self.disabling > MASS_DISABLE_FRACTION * self.enabled_before
+        )
 
     def check_safe(self, *, allow_mass_disable: bool = False) -> None:
         """Raise :class:`UnsafePlan` when applying this tenant's plan needs the operator's
@@ -141,19 +144,26 @@ class Plan:
         }
 
 
-def plan_tenant(config: TenantConfig, applied: Applied | None,
-                locales: Collection[str] = SHIPPED_LOCALES) -> tuple[TenantPlan, list[Finding]]:
+def plan_tenant(
+    config: TenantConfig, applied: Applied | None, locales: Collection[str] = SHIPPED_LOCALES
+) -> tuple[TenantPlan, list[Finding]]:
     """What applying ``config`` over ``applied`` changes and sends, and the requests it refuses.
 
     ``locales``: the locale folders of the templates, to name the language of each email.
     """
     before_users: Mapping[str, UserRecord] = applied.users if applied else {}
     unchanged = _unchanged(before_users)
-    result = TenantPlan(config.name, applied.lineage if applied else None,
-                        applied.serial if applied else 0, config=config, applied=applied)
+    result = TenantPlan(
+        config.name,
+        applied.lineage if applied else None,
+        applied.serial if applied else 0,
+        config=config,
+        applied=applied,
+    )
     if applied is None or applied.tenant != config.tenant:
-        result.settings_changes = _record_changes(applied.tenant if applied else None,
-                                                  config.tenant)
+        result.settings_changes = _record_changes(
+            applied.tenant if applied else None, config.tenant
+        )
     suppressed = not config.tenant["settings"]["automatically_send_emails_to_users"]
     findings: list[Finding] = []
     after_users = config.users
@@ -170,18 +180,31 @@ def plan_tenant(config: TenantConfig, applied: Applied | None,
         result.user_changes.append(_user_change(upn, before, after))
         for request in refused_requests(before, after):
             file, key = config.sources[upn]
-            findings.append(Finding(file, ("users", key, request),
-                                    f"{request} is set for {upn}, who is not enabled after this "
-                                    "change (needs license: true and provider: Microsoft)",
-                                    at_key=True))
+            findings.append(
+                Finding(
+                    file,
+                    ("users", key, request),
+                    f"{request} is set for {upn}, who is not enabled after this "
+                    "change (needs license: true and provider: Microsoft)",
+                    at_key=True,
+                )
+            )
         for email in emails_for(before, after):
             user = after or before
             assert user is not None  # an email needs a user before or after
             tenant_tag = config.tenant["email"]["locale"]
             tag = user.get("locale") or tenant_tag
-            result.emails.append(PlannedEmail(
-                upn, user.get("email", upn), email.type, email.reasons, suppressed,
-                resolve((tag, tenant_tag), locales), tag))
+            result.emails.append(
+                PlannedEmail(
+                    upn,
+                    user.get("email", upn),
+                    email.type,
+                    email.reasons,
+                    suppressed,
+                    resolve((tag, tenant_tag), locales),
+                    tag,
+                )
+            )
             enabled_now += (email.type == "disabled") - (email.type == "enabled")
             if email.type == "disabled":
                 result.disabling += 1
@@ -192,9 +215,16 @@ def plan_tenant(config: TenantConfig, applied: Applied | None,
 
 def plan_missing(name: str, applied: Applied) -> TenantPlan:
     """A tenant in the state whose folder is gone: not a license removal for all its users."""
-    return TenantPlan(name, applied.lineage, applied.serial, missing=True, warnings=[
-        f"tenant {name} is in the state but its folder is missing from the configuration; "
-        "nothing is planned or sent for it (restore the folder, or remove its state on purpose)"])
+    return TenantPlan(
+        name,
+        applied.lineage,
+        applied.serial,
+        missing=True,
+        warnings=[
+            f"tenant {name} is in the state but its folder is missing from the configuration; "
+            "nothing is planned or sent for it (restore the folder, or remove its state on purpose)"
+        ],
+    )
 
 
 def _unchanged(users: Mapping[str, UserRecord]) -> Callable[[str, UserRecord], bool]:
@@ -210,28 +240,37 @@ def _warnings(plan: TenantPlan, suppressed: bool) -> list[str]:
         warnings.append(
             f"automatically_send_emails_to_users is false: {len(plan.emails)} email(s) will be "
             "suppressed, not sent; inform these users some other way (apply keeps each message "
-            "for the operator)")
+            "for the operator)"
+        )
     if plan.mass_disable:
         warnings.append(
             f"{plan.disabling} of {plan.enabled_before} enabled users would be disabled "
-            f"(over {MASS_DISABLE_FRACTION:.0%}); apply refuses without --allow-mass-disable")
+            f"(over {MASS_DISABLE_FRACTION:.0%}); apply refuses without --allow-mass-disable"
+        )
     return warnings
 
 
 def _user_change(upn: str, before: UserRecord | None, after: UserRecord | None) -> UserChange:
     if before is None:
         assert after is not None
-        changes = tuple(Change(k, None, v) for k, v in after.items()
-                        if v is not None and k != "upn")
+        changes = tuple(
+            Change(k, None, v) for k, v in after.items() if v is not None and k != "upn"
+        )
         return UserChange(upn, "create", changes)
     if after is None:
-        changes = tuple(Change(k, v, None) for k, v in before.items()
-                        if v is not None and k != "upn")
+        changes = tuple(
+            Change(k, v, None) for k, v in before.items() if v is not None and k != "upn"
+        )
         return UserChange(upn, "delete", changes)
-    return UserChange(upn, "update", tuple(
-        Change(key, before.get(key), after.get(key))
-        for key in sorted(before.keys() | after.keys())
-        if before.get(key) != after.get(key)))
+    return UserChange(
+        upn,
+        "update",
+        tuple(
+            Change(key, before.get(key), after.get(key))
+            for key in sorted(before.keys() | after.keys())
+            if before.get(key) != after.get(key)
+        ),
+    )
 
 
 def _blank(record: Any) -> Any:
@@ -252,7 +291,11 @@ def _record_changes(before: TenantRecord | None, after: TenantRecord) -> list[Ch
     for level in (lvl for kind in diff.values() for lvl in kind):
         steps = level.path(output_format="list")
         path = ".".join(str(s) if isinstance(s, str) else f"[{s}]" for s in steps)
-        changes.append(Change(path.replace(".[", "["),
-                              None if isinstance(level.t1, NotPresent) else level.t1,
-                              None if isinstance(level.t2, NotPresent) else level.t2))
+        changes.append(
+            Change(
+                path.replace(".[", "["),
+                None if isinstance(level.t1, NotPresent) else level.t1,
+                None if isinstance(level.t2, NotPresent) else level.t2,
+            )
+        )
     return sorted(changes, key=lambda c: c.path)

@@ -61,10 +61,14 @@ class Forge:
 
     def list_url(self) -> str:
         if self.kind == "github":
-            return (f"{self._base()}/repos/{self.project}/issues/{self.number}/comments"
-                    f"?per_page={PER_PAGE}")
-        return (f"{self._base()}/projects/{self._project_id()}/merge_requests/{self.number}"
-                f"/notes?per_page={PER_PAGE}&sort=asc&order_by=created_at")
+            return (
+                f"{self._base()}/repos/{self.project}/issues/{self.number}/comments"
+                f"?per_page={PER_PAGE}"
+            )
+        return (
+            f"{self._base()}/projects/{self._project_id()}/merge_requests/{self.number}"
+            f"/notes?per_page={PER_PAGE}&sort=asc&order_by=created_at"
+        )
 
     def create_url(self) -> str:
         if self.kind == "github":
@@ -75,16 +79,24 @@ class Forge:
         """``(method, url)`` that edits one comment."""
         if self.kind == "github":
             return "PATCH", f"{self._base()}/repos/{self.project}/issues/comments/{comment_id}"
-        return "PUT", (f"{self._base()}/projects/{self._project_id()}/merge_requests/"
-                       f"{self.number}/notes/{comment_id}")
+        return "PUT", (
+            f"{self._base()}/projects/{self._project_id()}/merge_requests/"
+            f"{self.number}/notes/{comment_id}"
+        )
 
     def headers(self) -> dict[str, str]:
-        common = {"User-Agent": f"audio-conferencing-reconciler/{__version__}",
-                  "Accept": "application/json", "Content-Type": "application/json"}
+        common = {
+            "User-Agent": f"audio-conferencing-reconciler/{__version__}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
         if self.kind == "github":
-            return {**common, "Accept": "application/vnd.github+json",
-                    "X-GitHub-Api-Version": "2022-11-28",
-                    "Authorization": f"Bearer {self.token}"}
+            return {
+                **common,
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "Authorization": f"Bearer {self.token}",
+            }
         return {**common, "PRIVATE-TOKEN": self.token}
 
     def _base(self) -> str:
@@ -120,8 +132,10 @@ class AzureDevOps:
     def _url(self, tail: str = "") -> str:
         project = urllib.parse.quote(self.project, safe="")
         repository = urllib.parse.quote(self.repository_id, safe="")
-        return (f"{self.collection_url.rstrip('/')}/{project}/_apis/git/repositories/"
-                f"{repository}/pullRequests/{self.number}{tail}?api-version={AZURE_API_VERSION}")
+        return (
+            f"{self.collection_url.rstrip('/')}/{project}/_apis/git/repositories/"
+            f"{repository}/pullRequests/{self.number}{tail}?api-version={AZURE_API_VERSION}"
+        )
 
     def threads_url(self) -> str:
         return self._url("/threads")
@@ -133,34 +147,51 @@ class AzureDevOps:
         return self._url("/statuses")
 
     def headers(self) -> dict[str, str]:
-        return {"User-Agent": f"audio-conferencing-reconciler/{__version__}",
-                "Accept": "application/json", "Content-Type": "application/json",
-                "Authorization": f"Bearer {self.token}"}
+        return {
+            "User-Agent": f"audio-conferencing-reconciler/{__version__}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.token}",
+        }
 
 
-def azure_from_env(env: Mapping[str, str] = os.environ, *, number: int | None = None
-                   ) -> AzureDevOps:
+def azure_from_env(
+    env: Mapping[str, str] = os.environ, *, number: int | None = None
+) -> AzureDevOps:
     """The pull request of an Azure Pipelines run: ``SYSTEM_COLLECTIONURI``,
     ``SYSTEM_TEAMPROJECT``, ``BUILD_REPOSITORY_ID``, ``SYSTEM_PULLREQUEST_PULLREQUESTID`` and
     the job's token ``SYSTEM_ACCESSTOKEN`` (map it in the step: ``env: SYSTEM_ACCESSTOKEN:
     $(System.AccessToken)``)."""
-    values = {name: env.get(name, "") for name in (
-        "SYSTEM_COLLECTIONURI", "SYSTEM_TEAMPROJECT", "BUILD_REPOSITORY_ID",
-        "SYSTEM_PULLREQUEST_PULLREQUESTID", "SYSTEM_ACCESSTOKEN")}
+    values = {
+        name: env.get(name, "")
+        for name in (
+            "SYSTEM_COLLECTIONURI",
+            "SYSTEM_TEAMPROJECT",
+            "BUILD_REPOSITORY_ID",
+            "SYSTEM_PULLREQUEST_PULLREQUESTID",
+            "SYSTEM_ACCESSTOKEN",
+        )
+    }
     if number is not None:
         values["SYSTEM_PULLREQUEST_PULLREQUESTID"] = str(number)
     missing = [name for name, value in values.items() if not value]
     if missing:
-        raise UserError(f"cannot post the plan to Azure DevOps: set {', '.join(missing)} (a "
-                        "pull request validation run, with SYSTEM_ACCESSTOKEN mapped in the step)")
+        raise UserError(
+            f"cannot post the plan to Azure DevOps: set {', '.join(missing)} (a "
+            "pull request validation run, with SYSTEM_ACCESSTOKEN mapped in the step)"
+        )
     if not values["SYSTEM_PULLREQUEST_PULLREQUESTID"].isdigit():
         raise UserError("SYSTEM_PULLREQUEST_PULLREQUESTID must be a number")
     collection = values["SYSTEM_COLLECTIONURI"]
     if not collection.startswith(("https://", "http://")):
         raise UserError(f"SYSTEM_COLLECTIONURI {collection!r} must start with https://")
-    return AzureDevOps(collection, values["SYSTEM_TEAMPROJECT"], values["BUILD_REPOSITORY_ID"],
-                       int(values["SYSTEM_PULLREQUEST_PULLREQUESTID"]),
-                       values["SYSTEM_ACCESSTOKEN"])
+    return AzureDevOps(
+        collection,
+        values["SYSTEM_TEAMPROJECT"],
+        values["BUILD_REPOSITORY_ID"],
+        int(values["SYSTEM_PULLREQUEST_PULLREQUESTID"]),
+        values["SYSTEM_ACCESSTOKEN"],
+    )
 
 
 def upsert_thread(azure: AzureDevOps, body: str) -> Result:
@@ -170,37 +201,55 @@ def upsert_thread(azure: AzureDevOps, body: str) -> Result:
     threads = listing.get("value") if isinstance(listing, dict) else None
     if not isinstance(threads, list):
         raise UserError("Azure DevOps API: unexpected answer listing pull request threads")
-    found = [(t, c) for t in threads if isinstance(t, dict)
-             for c in (t.get("comments") or [])[:1]
-             if isinstance(c, dict) and MARKER in str(c.get("content") or "")]
+    found = [
+        (t, c)
+        for t in threads
+        if isinstance(t, dict)
+        for c in (t.get("comments") or [])[:1]
+        if isinstance(c, dict) and MARKER in str(c.get("content") or "")
+    ]
     if not found:
-        created = _request(azure, "POST", azure.threads_url(), {
-            "comments": [{"parentCommentId": 0, "content": body, "commentType": 1}],
-            "status": 1})
+        created = _request(
+            azure,
+            "POST",
+            azure.threads_url(),
+            {"comments": [{"parentCommentId": 0, "content": body, "commentType": 1}], "status": 1},
+        )
         return Result("created", int(created["id"]), None)
     thread, comment = found[0]
     if comment.get("content") == body:
         return Result("unchanged", int(thread["id"]), None, len(found) - 1)
-    _request(azure, "PATCH", azure.comment_url(int(thread["id"]), int(comment["id"])),
-             {"content": body})
+    _request(
+        azure, "PATCH", azure.comment_url(int(thread["id"]), int(comment["id"])), {"content": body}
+    )
     return Result("updated", int(thread["id"]), None, len(found) - 1)
 
 
-def set_status(azure: AzureDevOps, state: str, description: str,
-               target_url: str | None = None) -> None:
+def set_status(
+    azure: AzureDevOps, state: str, description: str, target_url: str | None = None
+) -> None:
     """The pull request status ``reconciler/plan`` (genre ``reconciler``, name ``plan``)."""
     if state not in STATUS_STATES:
         raise ValueError(f"unknown status {state!r}")
-    status: dict[str, Any] = {"state": state, "description": description[:400],
-                              "context": {"genre": "reconciler", "name": "plan"}}
+    status: dict[str, Any] = {
+        "state": state,
+        "description": description[:400],
+        "context": {"genre": "reconciler", "name": "plan"},
+    }
     if target_url:
         status["targetUrl"] = target_url
     _request(azure, "POST", azure.statuses_url(), status)
 
 
-def forge_from_env(kind: str | None = None, *, api_url: str | None = None,
-                   project: str | None = None, number: int | None = None,
-                   token: str | None = None, env: Mapping[str, str] = os.environ) -> Forge:
+def forge_from_env(
+    kind: str | None = None,
+    *,
+    api_url: str | None = None,
+    project: str | None = None,
+    number: int | None = None,
+    token: str | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> Forge:
     """A :class:`Forge` from explicit values, completed from the CI's environment.
 
     GitHub Actions: ``GITHUB_API_URL``, ``GITHUB_REPOSITORY``, ``GITHUB_TOKEN`` (passed to the
@@ -214,20 +263,27 @@ def forge_from_env(kind: str | None = None, *, api_url: str | None = None,
         project = project or env.get("GITHUB_REPOSITORY")
         token = token or env.get("GITHUB_TOKEN")
         number = number or _github_event_number(env.get("GITHUB_EVENT_PATH"))
-        hints = ("--repo or GITHUB_REPOSITORY", "--number or a pull_request event",
-                 "--token or GITHUB_TOKEN")
+        hints = (
+            "--repo or GITHUB_REPOSITORY",
+            "--number or a pull_request event",
+            "--token or GITHUB_TOKEN",
+        )
     elif kind == "gitlab":
         api_url = api_url or env.get("CI_API_V4_URL") or "https://gitlab.com/api/v4"
         project = project or env.get("CI_PROJECT_ID")
         token = token or env.get("GITLAB_TOKEN")
         iid = env.get("CI_MERGE_REQUEST_IID")
         number = number or (int(iid) if iid and iid.isdigit() else None)
-        hints = ("--repo or CI_PROJECT_ID", "--number or CI_MERGE_REQUEST_IID (a merge request "
-                 "pipeline)", "--token or GITLAB_TOKEN")
+        hints = (
+            "--repo or CI_PROJECT_ID",
+            "--number or CI_MERGE_REQUEST_IID (a merge request pipeline)",
+            "--token or GITLAB_TOKEN",
+        )
     else:
         raise UserError(f"unknown platform {kind!r}: use github or gitlab")
-    missing = [hint for hint, value in zip(hints, (project, number, token), strict=True)
-               if not value]
+    missing = [
+        hint for hint, value in zip(hints, (project, number, token), strict=True) if not value
+    ]
     if missing:
         raise UserError(f"cannot post the plan comment: set {', '.join(missing)}")
     assert project is not None and number is not None and token is not None
@@ -279,8 +335,12 @@ def upsert_comment(forge: Forge, body: str) -> Result:
         return Result("unchanged", int(first["id"]), _link(first), len(found) - 1)
     method, url = forge.update(int(first["id"]))
     updated = _request(forge, method, url, {"body": body})
-    return Result("updated", int(updated.get("id", first["id"])), _link(updated) or _link(first),
-                  len(found) - 1)
+    return Result(
+        "updated",
+        int(updated.get("id", first["id"])),
+        _link(updated) or _link(first),
+        len(found) - 1,
+    )
 
 
 def _link(comment: Mapping[str, Any]) -> str | None:
@@ -314,21 +374,30 @@ def _origin(url: str) -> tuple[str, str]:
 class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
     """Follows a redirect only within the request's origin."""
 
-    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
-                         headers: Any, newurl: str) -> urllib.request.Request | None:
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
         target = urllib.parse.urljoin(req.full_url, newurl)
         if _origin(target) != _origin(req.full_url):
-            raise UserError(f"API redirect from {_path(req.full_url)} to another host "
-                            f"({_origin(target)[1] or target}) refused: the token is only sent "
-                            "to the API's own host")
+            raise UserError(
+                f"API redirect from {_path(req.full_url)} to another host "
+                f"({_origin(target)[1] or target}) refused: the token is only sent "
+                "to the API's own host"
+            )
         return super().redirect_request(req, fp, code, msg, headers, target)
 
 
 _OPENER = urllib.request.build_opener(_SameOriginRedirects())
 
 
-def _request(forge: Forge | AzureDevOps, method: str, url: str,
-             payload: Mapping[str, Any] | None, *, with_headers: bool = False) -> Any:
+def _request(
+    forge: Forge | AzureDevOps,
+    method: str,
+    url: str,
+    payload: Mapping[str, Any] | None,
+    *,
+    with_headers: bool = False,
+) -> Any:
     data = json.dumps(payload).encode("utf-8") if payload is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=forge.headers())
     try:
@@ -339,18 +408,17 @@ def _request(forge: Forge | AzureDevOps, method: str, url: str,
         raise UserError(_http_error(forge, method, url, exc)) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise UserError(f"{forge.name} API unreachable ({method} {_path(url)}): {reason}"
-                        ) from None
+        raise UserError(f"{forge.name} API unreachable ({method} {_path(url)}): {reason}") from None
     try:
         value = json.loads(raw.decode("utf-8")) if raw else {}
     except ValueError:
-        raise UserError(f"{forge.name} API: answer to {method} {_path(url)} is not JSON"
-                        ) from None
+        raise UserError(f"{forge.name} API: answer to {method} {_path(url)} is not JSON") from None
     return (value, headers) if with_headers else value
 
 
-def _http_error(forge: Forge | AzureDevOps, method: str, url: str,
-                exc: urllib.error.HTTPError) -> str:
+def _http_error(
+    forge: Forge | AzureDevOps, method: str, url: str, exc: urllib.error.HTTPError
+) -> str:
     try:
         detail = json.loads(exc.read().decode("utf-8")).get("message", "")
     except (ValueError, AttributeError, OSError):
@@ -359,11 +427,15 @@ def _http_error(forge: Forge | AzureDevOps, method: str, url: str,
     message = f"{forge.name} API: {exc.code} {said} ({method} {_path(url)})"
     if exc.code in (401, 403, 404):
         if forge.kind == "github":
-            message += ("; the workflow needs `permissions: pull-requests: write` (pull requests "
-                        "from forks only get a read-only token)")
+            message += (
+                "; the workflow needs `permissions: pull-requests: write` (pull requests "
+                "from forks only get a read-only token)"
+            )
         elif forge.kind == "azure":
-            message += ("; map SYSTEM_ACCESSTOKEN: $(System.AccessToken) in the step and give "
-                        "the project's build service 'Contribute to pull requests'")
+            message += (
+                "; map SYSTEM_ACCESSTOKEN: $(System.AccessToken) in the step and give "
+                "the project's build service 'Contribute to pull requests'"
+            )
         else:
             message += "; GITLAB_TOKEN needs the api scope and at least the Reporter role"
     return message

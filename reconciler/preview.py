@@ -116,22 +116,31 @@ def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResu
         # forwarded by hand must not make a downstream system drop the real email as a duplicate.
         lineage = f"{PREVIEW_LINEAGE}:{applied.lineage if applied else '-'}"
         serial = (applied.serial if applied else 0) + 1
-        messages = compose_messages(manager.templates, tenant_plan, lineage, serial, default,
-                                    preview=True)
+        messages = compose_messages(
+            manager.templates, tenant_plan, lineage, serial, default, preview=True
+        )
         folder = out / tenant_plan.name
         folder.mkdir(exist_ok=True)
-        for number, (planned, message) in enumerate(zip(tenant_plan.emails, messages,
-                                                        strict=True), start=1):
+        for number, (planned, message) in enumerate(
+            zip(tenant_plan.emails, messages, strict=True), start=1
+        ):
             stem = f"{number:04d}-{_safe(planned.user)}-{planned.type}"
             (folder / f"{stem}.eml").write_bytes(message.data)
             parsed = BytesParser(policy=policy.default).parsebytes(message.data)
             assert isinstance(parsed, EmailMessage)
             entry = PreviewEmail(
-                tenant=tenant_plan.name, user=planned.user, to=planned.to, type=planned.type,
-                reasons=planned.reasons, suppressed=planned.suppressed,
-                subject=str(parsed["Subject"]), sender=str(parsed["From"]),
-                eml=f"{tenant_plan.name}/{stem}.eml", page=f"{tenant_plan.name}/{stem}.html",
-                locale=planned.locale)
+                tenant=tenant_plan.name,
+                user=planned.user,
+                to=planned.to,
+                type=planned.type,
+                reasons=planned.reasons,
+                suppressed=planned.suppressed,
+                subject=str(parsed["Subject"]),
+                sender=str(parsed["From"]),
+                eml=f"{tenant_plan.name}/{stem}.eml",
+                page=f"{tenant_plan.name}/{stem}.html",
+                locale=planned.locale,
+            )
             emails.append(entry)
             pages.append((entry, parsed))
     for entry, parsed in pages:
@@ -153,12 +162,15 @@ def _write_samples(templates: TemplateSet, out: Path) -> list[SamplePage]:
         folder.mkdir(parents=True, exist_ok=True)
         for email_type in TEMPLATE_TYPES:
             subject, text, html = templates.render(
-                locale, email_type, sample_context(email_type, preview=True))
-            sample = SamplePage(locale, email_type, subject,
-                                f"{SAMPLES_DIR}/{_safe(locale)}/{email_type}.html")
+                locale, email_type, sample_context(email_type, preview=True)
+            )
+            sample = SamplePage(
+                locale, email_type, subject, f"{SAMPLES_DIR}/{_safe(locale)}/{email_type}.html"
+            )
             (out / sample.page).write_text(
                 _SAMPLE.render(s=sample, html=html, text=text, csp=_CSP, style=_STYLE),
-                encoding="utf-8")
+                encoding="utf-8",
+            )
             samples.append(sample)
     return samples
 
@@ -171,11 +183,14 @@ def _prepare(out: Path) -> None:
         if (out / MARKER_FILE).is_file():
             shutil.rmtree(out)
         elif any(out.iterdir()):
-            raise UserError(f"{out} is not empty and holds no earlier preview; choose an empty "
-                            "or new folder (nothing was written)")
+            raise UserError(
+                f"{out} is not empty and holds no earlier preview; choose an empty "
+                "or new folder (nothing was written)"
+            )
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER_FILE).write_text("written by `reconciler preview`; replaced on every run\n",
-                                   encoding="utf-8")
+    (out / MARKER_FILE).write_text(
+        "written by `reconciler preview`; replaced on every run\n", encoding="utf-8"
+    )
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._-]+")
@@ -195,8 +210,10 @@ def _parts(message: EmailMessage) -> tuple[str, str]:
     return html, text
 
 
-_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src 'self'; "
-        "base-uri 'none'; form-action 'none'")
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src 'self'; "
+    "base-uri 'none'; form-action 'none'"
+)
 
 _STYLE = """
 body { margin: 0; font-family: 'Segoe UI', Helvetica, Arial, sans-serif; color: #201f1e;
@@ -355,22 +372,46 @@ and the PIN masked.{% endblock %}
 {% endblock %}
 """
 
-_ENV = Environment(autoescape=True, keep_trailing_newline=True, loader=DictLoader(
-    {"base": _BASE, "index": _INDEX_BODY, "page": _PAGE_BODY, "bodies": _BODIES,
-     "sample": _SAMPLE_BODY}))
+_ENV = Environment(
+    autoescape=True,
+    keep_trailing_newline=True,
+    loader=DictLoader(
+        {
+            "base": _BASE,
+            "index": _INDEX_BODY,
+            "page": _PAGE_BODY,
+            "bodies": _BODIES,
+            "sample": _SAMPLE_BODY,
+        }
+    ),
+)
 _INDEX = _ENV.get_template("index")
 _PAGE = _ENV.get_template("page")
 _SAMPLE = _ENV.get_template("sample")
 
-_SHOWN_HEADERS = ("From", "To", "Subject", "Message-ID", "Content-Language",
-                  "X-Reconciler-Tenant", "X-Reconciler-Email-Type")
+_SHOWN_HEADERS = (
+    "From",
+    "To",
+    "Subject",
+    "Message-ID",
+    "Content-Language",
+    "X-Reconciler-Tenant",
+    "X-Reconciler-Email-Type",
+)
 
 
 def _email_page(entry: PreviewEmail, message: EmailMessage) -> str:
     html, text = _parts(message)
     headers = [(name, str(message[name])) for name in _SHOWN_HEADERS if message[name] is not None]
-    return _PAGE.render(e=entry, headers=headers, html=html, text=text, csp=_CSP, style=_STYLE,
-                        eml_name=Path(entry.eml).name)
+    return _PAGE.render(
+        e=entry,
+        headers=headers,
+        html=html,
+        text=text,
+        csp=_CSP,
+        style=_STYLE,
+        eml_name=Path(entry.eml).name,
+    )
 
 
 def _index_page(plan: Plan, emails: list[PreviewEmail], samples: list[SamplePage]) -> str:
@@ -378,15 +419,23 @@ def _index_page(plan: Plan, emails: list[PreviewEmail], samples: list[SamplePage
     for tenant_plan in plan.tenants:
         mine = [e for e in emails if e.tenant == tenant_plan.name]
         counts = Counter(e.type for e in mine)
-        tenants.append({
-            "name": tenant_plan.name,
-            "warnings": tenant_plan.warnings,
-            "emails": mine,
-            "counts": ", ".join(f"{counts[t]} {t}" for t in EMAIL_TYPES if counts[t]),
-        })
+        tenants.append(
+            {
+                "name": tenant_plan.name,
+                "warnings": tenant_plan.warnings,
+                "emails": mine,
+                "counts": ", ".join(f"{counts[t]} {t}" for t in EMAIL_TYPES if counts[t]),
+            }
+        )
     by_locale: dict[str, list[SamplePage]] = {}
     for sample in samples:
         by_locale.setdefault(sample.locale, []).append(sample)
-    return _INDEX.render(tenants=tenants, emails=emails, csp=_CSP, style=_STYLE,
-                         suppressed=sum(e.suppressed for e in emails),
-                         types=TEMPLATE_TYPES, samples=list(by_locale.items()))
+    return _INDEX.render(
+        tenants=tenants,
+        emails=emails,
+        csp=_CSP,
+        style=_STYLE,
+        suppressed=sum(e.suppressed for e in emails),
+        types=TEMPLATE_TYPES,
+        samples=list(by_locale.items()),
+    )

@@ -17,4 +17,4 @@ def mask_password(url: str) -> str:
 def userinfo_password(url: str) -> str | None:
     """The password of ``url``'s user info as written, or None."""
     match = _USERINFO_PASSWORD.match(url)
-    return match.group(0)[len(match.group(1)) + 1:-1] if match else None
+    return match.group(0)[len(match.group(1)) + 1 : -1] if match else None

@@ -19,8 +19,10 @@ from reconciler.model import EmailType, UserRecord, is_enabled
 
 DetailField = Literal["conference_id", "dial_in_number"]
 RequestField = Literal["pin_reset", "send_conference_info"]
-DETAILS: dict[DetailField, str] = {"conference_id": "conference ID changed",
-                                   "dial_in_number": "default dial-in number changed"}
+DETAILS: dict[DetailField, str] = {
+    "conference_id": "conference ID changed",
+    "dial_in_number": "default dial-in number changed",
+}
 REQUESTS: tuple[RequestField, ...] = ("pin_reset", "send_conference_info")
 
 
@@ -48,8 +50,11 @@ def emails_for(before: UserRecord | None, after: UserRecord | None) -> list[Emai
     if is_new_request(before, after, "pin_reset"):
         emails.append(Email("pin-reset", (f"PIN reset requested ({after['pin_reset']})",)))
     if is_new_request(before, after, "send_conference_info") and not details:
-        emails.append(Email("conference-info",
-                            (f"conference info requested ({after['send_conference_info']})",)))
+        emails.append(
+            Email(
+                "conference-info", (f"conference info requested ({after['send_conference_info']})",)
+            )
+        )
     return emails
 
 

@@ -20,14 +20,25 @@ from tests.helpers.cli import Env
 from tests.helpers.tenants import copy_example
 from tests.helpers.workspace import Mode, NewWorkspace, Workspace
 
-pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.state", "tests.fixtures.graph",
-                  "tests.fixtures.azure_devops", "tests.fixtures.forge"]
+pytest_plugins = [
+    "tests.fixtures.smtp",
+    "tests.fixtures.state",
+    "tests.fixtures.graph",
+    "tests.fixtures.azure_devops",
+    "tests.fixtures.forge",
+]
 
 
 @pytest.fixture
 def new_workspace(tmp_path: Path) -> NewWorkspace:
-    def make(state: str | None = None, *, root: Path | None = None, mail: str = "",
-             env: Env | None = None, mode: Mode = "in-process") -> Workspace:
+    def make(
+        state: str | None = None,
+        *,
+        root: Path | None = None,
+        mail: str = "",
+        env: Env | None = None,
+        mode: Mode = "in-process",
+    ) -> Workspace:
         return Workspace.create(root or tmp_path, state, mail=mail, env=env, mode=mode)
 
     return make

@@ -23,8 +23,7 @@ def sending_to(ws: Workspace, server: SMTPTestServer) -> Workspace:
     return ws
 
 
-def check_delivered_once(mails: list[Mail], planned: int, *, in_flight: str | None = None
-                         ) -> None:
+def check_delivered_once(mails: list[Mail], planned: int, *, in_flight: str | None = None) -> None:
     """``planned`` distinct messages; at most one of them twice (``in_flight`` when given),
     and a doubled message is byte-for-byte the same email (same Message-ID, same PIN)."""
     counts = Counter(m.message_id for m in mails)
@@ -46,8 +45,9 @@ def check_state(ws: Workspace, serial: int, emails: int) -> None:
     assert [h["serial"] for h in ws.history()] == list(range(1, serial + 1))
 
 
-def test_kill_with_a_message_in_flight(process_workspace: Workspace,
-                                       smtp_server: SMTPTestServer) -> None:
+def test_kill_with_a_message_in_flight(
+    process_workspace: Workspace, smtp_server: SMTPTestServer
+) -> None:
     """The server has message 3 but its reply never reaches apply: at most that one twice."""
     gate = smtp_server
     ws = sending_to(process_workspace, gate)
@@ -71,8 +71,9 @@ def test_kill_with_a_message_in_flight(process_workspace: Workspace,
     assert len(gate.mails) == USERS + 1, "nothing more afterwards"
 
 
-def test_kill_after_the_commit_before_any_delivery(process_workspace: Workspace,
-                                                   smtp_server: SMTPTestServer) -> None:
+def test_kill_after_the_commit_before_any_delivery(
+    process_workspace: Workspace, smtp_server: SMTPTestServer
+) -> None:
     """Killed while the first message is being refused: the state and the whole outbox are
     committed; the re-run sends every message exactly once and plans nothing new."""
     gate = smtp_server
@@ -95,8 +96,9 @@ def test_kill_after_the_commit_before_any_delivery(process_workspace: Workspace,
     check_state(ws, serial=1, emails=USERS)
 
 
-def test_kill_at_random_points(process_workspace: Workspace,
-                               new_smtp_server: Callable[..., SMTPTestServer]) -> None:
+def test_kill_at_random_points(
+    process_workspace: Workspace, new_smtp_server: Callable[..., SMTPTestServer]
+) -> None:
     """A slow server (20 ms a message); each round asks every user for a PIN reset and kills
     apply at a random point — a random instant after the start (planning, commit, first
     connection), or once a random number of messages has arrived plus a random fraction of a
@@ -125,8 +127,9 @@ def test_kill_at_random_points(process_workspace: Workspace,
         apply.kill()
         kills += apply.wait().code == -9
         ws.apply()
-        where = (f"seed {seed}, round {round_}: killed {pause:.3f} s after "
-                 + (f"{arrived} message(s) arrived" if arrived >= 0 else "the start"))
+        where = f"seed {seed}, round {round_}: killed {pause:.3f} s after " + (
+            f"{arrived} message(s) arrived" if arrived >= 0 else "the start"
+        )
         new = gate.mails[before:]
         try:
             assert all(m.type == "pin-reset" for m in new)

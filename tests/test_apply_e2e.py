@@ -36,8 +36,9 @@ UPDATE_TOOL_TYPES = {"enabled", "details-changed", "disabled"}
 def contoso_users_1() -> dict[str, Any]:
     """Before: one user per starting point the rules distinguish (UPN order = send order)."""
     return {
-        "a-new@contoso.com": user_doc("1000001", display_name="Ana New",
-                                      toll_free_number=TOLL_FREE),
+        "a-new@contoso.com": user_doc(
+            "1000001", display_name="Ana New", toll_free_number=TOLL_FREE
+        ),
         "b-lic@contoso.com": user_doc("1000002", license=False),
         "c-prov@contoso.com": user_doc("1000003", provider="ThirdParty"),
         "d-none@contoso.com": user_doc("1000004", provider="None"),
@@ -62,51 +63,76 @@ def contoso_users_1() -> dict[str, Any]:
 def contoso_users_2(locale: str) -> dict[str, Any]:
     """After: every row of SPEC §4 and every combination rule, in one apply."""
     users = contoso_users_1()
-    users.update({
-        "b-lic@contoso.com": user_doc("1000002"),                          # license assigned
-        "c-prov@contoso.com": user_doc("1000003"),                         # ThirdParty -> MS
-        "d-none@contoso.com": user_doc("1000004"),                         # None -> Microsoft
-        "e-det@contoso.com": user_doc("2000005"),                          # conference ID
-        "f-dial@contoso.com": user_doc("1000006", dial_in_number=TOLL_2),  # default number
-        "g-pin@contoso.com": user_doc("1000007", pin_reset="2026-11-29 #1"),
-        "h-info@contoso.com": user_doc("1000008", toll_free_number=TOLL_FREE,
-                                       send_conference_info="2026-11-29"),
-        "i-combo@contoso.com": user_doc("2000009", pin_reset="r1", send_conference_info="c1"),
-        "j-pininfo@contoso.com": user_doc("1000010", pin_reset="r1", send_conference_info="c1"),
-        "k-off@contoso.com": user_doc("1000011", license=False),           # license removed
-        "l-tp@contoso.com": user_doc("1000012", provider="ThirdParty"),
-        "m-pn@contoso.com": user_doc("1000013", provider="None"),
-        # display name, locale, recipient override, toll-free number: no email
-        "o-quiet@contoso.com": user_doc("1000015", display_name="Olga Renamed",
-                                        locale=OTHER[locale], email="olga@contoso.com",
-                                        toll_free_number=TOLL_FREE),
-        "p-never@contoso.com": user_doc("2000016", license=False, display_name="Pat Changed"),
-        "q-discombo@contoso.com": user_doc("2000017", license=False),
-        "r-encombo@contoso.com": user_doc("1000018", pin_reset="r1", send_conference_info="c1"),
-        "t-other@contoso.com": user_doc("1000020", locale=OTHER[locale]),  # new, other locale
-    })
-    del users["n-gone@contoso.com"]                                        # removed
+    users.update(
+        {
+            "b-lic@contoso.com": user_doc("1000002"),  # license assigned
+            "c-prov@contoso.com": user_doc("1000003"),  # ThirdParty -> MS
+            "d-none@contoso.com": user_doc("1000004"),  # None -> Microsoft
+            "e-det@contoso.com": user_doc("2000005"),  # conference ID
+            "f-dial@contoso.com": user_doc("1000006", dial_in_number=TOLL_2),  # default number
+            "g-pin@contoso.com": user_doc("1000007", pin_reset="2026-11-29 #1"),
+            "h-info@contoso.com": user_doc(
+                "1000008", toll_free_number=TOLL_FREE, send_conference_info="2026-11-29"
+            ),
+            "i-combo@contoso.com": user_doc("2000009", pin_reset="r1", send_conference_info="c1"),
+            "j-pininfo@contoso.com": user_doc("1000010", pin_reset="r1", send_conference_info="c1"),
+            "k-off@contoso.com": user_doc("1000011", license=False),  # license removed
+            "l-tp@contoso.com": user_doc("1000012", provider="ThirdParty"),
+            "m-pn@contoso.com": user_doc("1000013", provider="None"),
+            # display name, locale, recipient override, toll-free number: no email
+            "o-quiet@contoso.com": user_doc(
+                "1000015",
+                display_name="Olga Renamed",
+                locale=OTHER[locale],
+                email="olga@contoso.com",
+                toll_free_number=TOLL_FREE,
+            ),
+            "p-never@contoso.com": user_doc("2000016", license=False, display_name="Pat Changed"),
+            "q-discombo@contoso.com": user_doc("2000017", license=False),
+            "r-encombo@contoso.com": user_doc("1000018", pin_reset="r1", send_conference_info="c1"),
+            "t-other@contoso.com": user_doc("1000020", locale=OTHER[locale]),  # new, other locale
+        }
+    )
+    del users["n-gone@contoso.com"]  # removed
     return users
 
 
 def contoso_users_3(locale: str) -> dict[str, Any]:
     """Requests: a repeated value asks nothing, a cleared one asks nothing, a new one asks."""
     users = contoso_users_2(locale)
-    users.update({
-        "g-pin@contoso.com": user_doc("1000007", pin_reset="2026-11-29 #2"),
-        "h-info@contoso.com": user_doc("1000008", toll_free_number=TOLL_FREE,
-                                       send_conference_info="2026-11-29"),   # same: nothing
-        "j-pininfo@contoso.com": user_doc("1000010"),                         # cleared
-        "s-rcpt@contoso.com": user_doc("1000019", email="s.alias@contoso.com",
-                                       send_conference_info="again"),
-    })
+    users.update(
+        {
+            "g-pin@contoso.com": user_doc("1000007", pin_reset="2026-11-29 #2"),
+            "h-info@contoso.com": user_doc(
+                "1000008", toll_free_number=TOLL_FREE, send_conference_info="2026-11-29"
+            ),  # same: nothing
+            "j-pininfo@contoso.com": user_doc("1000010"),  # cleared
+            "s-rcpt@contoso.com": user_doc(
+                "1000019", email="s.alias@contoso.com", send_conference_info="again"
+            ),
+        }
+    )
     return users
 
 
-EXPECTED_1 = [(f"{u}@contoso.com", "enabled") for u in (
-    "a-new", "e-det", "f-dial", "g-pin", "h-info", "i-combo", "j-pininfo", "k-off", "l-tp",
-    "m-pn", "n-gone", "o-quiet", "q-discombo")] + [("s.alias@contoso.com", "enabled"),
-                                                   ("x-dyn@fabrikam.com", "enabled")]
+EXPECTED_1 = [
+    (f"{u}@contoso.com", "enabled")
+    for u in (
+        "a-new",
+        "e-det",
+        "f-dial",
+        "g-pin",
+        "h-info",
+        "i-combo",
+        "j-pininfo",
+        "k-off",
+        "l-tp",
+        "m-pn",
+        "n-gone",
+        "o-quiet",
+        "q-discombo",
+    )
+] + [("s.alias@contoso.com", "enabled"), ("x-dyn@fabrikam.com", "enabled")]
 EXPECTED_2 = [
     ("b-lic@contoso.com", "enabled"),
     ("c-prov@contoso.com", "enabled"),
@@ -143,9 +169,12 @@ def contoso_users(locale: str, step: int) -> dict[str, Any]:
 
 def write_config(ws: Workspace, locale: str, step: int) -> None:
     settings = {"enable_name_recording": step == 1}  # a tenant setting change sends nothing
-    write_tenant(ws.config, "contoso",
-                 tenant_doc(locale=locale, pin_length=6, override=OVERRIDE, **settings),
-                 contoso_users(locale, step))
+    write_tenant(
+        ws.config,
+        "contoso",
+        tenant_doc(locale=locale, pin_length=6, override=OVERRIDE, **settings),
+        contoso_users(locale, step),
+    )
     fabrikam = tenant_doc(locale=locale, pin_length=4, unique_ids=True)
     if step == 3:
         fabrikam["bridge"]["default_number"] = TOLL_2  # changes x-dyn's effective number
@@ -153,8 +182,11 @@ def write_config(ws: Workspace, locale: str, step: int) -> None:
 
 
 def fabrikam_users(step: int) -> dict[str, Any]:
-    return {"x-dyn@fabrikam.com": user_doc("3000001", display_name="Xavier Dyn",
-                                           pin_reset=None if step == 1 else "first")}
+    return {
+        "x-dyn@fabrikam.com": user_doc(
+            "3000001", display_name="Xavier Dyn", pin_reset=None if step == 1 else "first"
+        )
+    }
 
 
 def effective(ws_config: dict[str, Any], mail: Mail) -> dict[str, Any]:
@@ -167,13 +199,23 @@ def effective(ws_config: dict[str, Any], mail: Mail) -> dict[str, Any]:
 
 def conference_ids(locale: str) -> set[str]:
     """Every conference ID any configuration of the scenario uses."""
-    return {user["conference_id"] for step in (1, 2, 3)
-            for user in [*contoso_users(locale, step).values(), *fabrikam_users(step).values()]}
+    return {
+        user["conference_id"]
+        for step in (1, 2, 3)
+        for user in [*contoso_users(locale, step).values(), *fabrikam_users(step).values()]
+    }
 
 
-def check_message(mail: Mail, user: dict[str, Any], locale: str, pin_length: int,
-                  known_pins: set[str], unique_ids: bool, default_number: str,
-                  all_conference_ids: set[str]) -> str | None:
+def check_message(
+    mail: Mail,
+    user: dict[str, Any],
+    locale: str,
+    pin_length: int,
+    known_pins: set[str],
+    unique_ids: bool,
+    default_number: str,
+    all_conference_ids: set[str],
+) -> str | None:
     """Everything SPEC §4 says about one message; returns its PIN, if it carries one."""
     message = mail.message
     assert message.get_content_type() == "multipart/alternative"
@@ -191,7 +233,10 @@ def check_message(mail: Mail, user: dict[str, Any], locale: str, pin_length: int
         dial_in = user.get("dial_in_number") or default_number
         assert mail.contains(dial_in), (mail.to, mail.type, mail.text)
         assert mail.contains(TOLL_FREE) == bool(user.get("toll_free_number")), (
-            mail.to, mail.type, mail.text)
+            mail.to,
+            mail.type,
+            mail.text,
+        )
     else:  # disabled: no conference ID at all, neither the last nor any other
         assert not any(mail.contains(cid) for cid in all_conference_ids), (mail.to, mail.text)
     if mail.type in UPDATE_TOOL_TYPES:
@@ -212,8 +257,7 @@ def check_message(mail: Mail, user: dict[str, Any], locale: str, pin_length: int
 
 
 @pytest.mark.parametrize("locale", ["en", "fr"])
-def test_every_email_rule_and_combination(workspace: Workspace,
-                                          locale: str) -> None:
+def test_every_email_rule_and_combination(workspace: Workspace, locale: str) -> None:
     ws = workspace
     pins: set[str] = set()
     delivered: list[Mail] = []
@@ -221,12 +265,11 @@ def test_every_email_rule_and_combination(workspace: Workspace,
         write_config(ws, locale, step)
         # step 1 onboards 14 users into an empty state; step 2 disables 5 of them
         result = ws.apply("--allow-mass-disable", "--allow-new-state")
-        new = ws.mails()[len(delivered):]
+        new = ws.mails()[len(delivered) :]
         assert sequence(new) == expected, f"step {step}:\n{result}"
         assert all(m.message["X-Reconciler-Tenant"] == m.tenant for m in new)
         assert [m.tenant for m in new] == sorted(m.tenant for m in new), "tenants by name"
-        config = {"contoso": contoso_users(locale, step),
-                  "fabrikam": fabrikam_users(step)}
+        config = {"contoso": contoso_users(locale, step), "fabrikam": fabrikam_users(step)}
         # a removed user's email is about them as they were
         config["contoso"].setdefault("n-gone@contoso.com", contoso_users_1()["n-gone@contoso.com"])
         for mail in new:
@@ -234,18 +277,25 @@ def test_every_email_rule_and_combination(workspace: Workspace,
             user_locale = user.get("locale", locale)
             pin_length = 6 if mail.tenant == "contoso" else 4
             default_number = TOLL_2 if (mail.tenant, step) == ("fabrikam", 3) else TOLL
-            pin = check_message(mail, user, user_locale, pin_length, pins,
-                                unique_ids=mail.tenant == "fabrikam",
-                                default_number=default_number,
-                                all_conference_ids=conference_ids(locale))
+            pin = check_message(
+                mail,
+                user,
+                user_locale,
+                pin_length,
+                pins,
+                unique_ids=mail.tenant == "fabrikam",
+                default_number=default_number,
+                all_conference_ids=conference_ids(locale),
+            )
             if pin:
                 pins.add(pin)
         delivered += new
         assert f"{len(new)} email(s) delivered" in result.stdout
 
     # the two locales really differ: same type, other language, other subject
-    subjects = {(m.message["Content-Language"], m.type): str(m.message["Subject"])
-                for m in delivered}
+    subjects = {
+        (m.message["Content-Language"], m.type): str(m.message["Subject"]) for m in delivered
+    }
     assert subjects[("en", "enabled")] != subjects[("fr", "enabled")]
     assert len({m.message_id for m in delivered}) == len(delivered)
 
@@ -257,13 +307,23 @@ def test_every_email_rule_and_combination(workspace: Workspace,
     assert ws.state_show() == before
 
     history = ws.history()
-    counts = [(r["tenant"], r["serial"], r["kind"], r["emails"], r["suppressed"])
-              for r in history]
+    counts = [(r["tenant"], r["serial"], r["kind"], r["emails"], r["suppressed"]) for r in history]
     assert counts == [
         ("contoso", 1, "apply", {"enabled": 14}, 0),
         ("fabrikam", 1, "apply", {"enabled": 1}, 0),
-        ("contoso", 2, "apply", {"enabled": 5, "details-changed": 3, "pin-reset": 3,
-                                 "conference-info": 2, "disabled": 5}, 0),
+        (
+            "contoso",
+            2,
+            "apply",
+            {
+                "enabled": 5,
+                "details-changed": 3,
+                "pin-reset": 3,
+                "conference-info": 2,
+                "disabled": 5,
+            },
+            0,
+        ),
         ("fabrikam", 2, "apply", {"pin-reset": 1}, 0),
         ("contoso", 3, "apply", {"pin-reset": 1, "conference-info": 1}, 0),
         ("fabrikam", 3, "apply", {"details-changed": 1}, 0),
@@ -277,37 +337,47 @@ def test_every_email_rule_and_combination(workspace: Workspace,
 
 def test_request_for_a_user_not_enabled_is_refused(workspace: Workspace) -> None:
     ws = workspace
-    write_tenant(ws.config, "contoso", tenant_doc(), {
-        "a@contoso.com": user_doc("1000001"),
-        "b@contoso.com": user_doc("1000002", license=False, pin_reset="now"),
-    })
+    write_tenant(
+        ws.config,
+        "contoso",
+        tenant_doc(),
+        {
+            "a@contoso.com": user_doc("1000001"),
+            "b@contoso.com": user_doc("1000002", license=False, pin_reset="now"),
+        },
+    )
     result = ws.apply(expect=1)
     assert "pin_reset" in result.stderr and "b@contoso.com" in result.stderr
     assert "users.yaml:" in result.stderr, "the error is located in the file"
     assert ws.state_show()["tenants"] == [] and ws.mails() == []
 
 
-@pytest.mark.parametrize(("default_from", "expected"), [
-    ("Platform Team <platform@example.org>", ("Platform Team", "platform@example.org")),
-    ("platform@example.org", ("Office 365", "platform@example.org")),
-])
-def test_default_sender(workspace: Workspace, default_from: str,
-                        expected: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("default_from", "expected"),
+    [
+        ("Platform Team <platform@example.org>", ("Platform Team", "platform@example.org")),
+        ("platform@example.org", ("Office 365", "platform@example.org")),
+    ],
+)
+def test_default_sender(workspace: Workspace, default_from: str, expected: tuple[str, str]) -> None:
     """Without the tenant override, From is the deployment's sender (option or environment);
     with it, the tenant's own."""
     ws = workspace
     write_tenant(ws.config, "plain", tenant_doc(), {"a@plain.com": user_doc("1000001")})
-    write_tenant(ws.config, "custom", tenant_doc(override=OVERRIDE),
-                 {"a@custom.com": user_doc("1000001")})
+    write_tenant(
+        ws.config, "custom", tenant_doc(override=OVERRIDE), {"a@custom.com": user_doc("1000001")}
+    )
     ws.apply("--default-from", default_from)
     write_tenant(ws.config, "plain", tenant_doc(), {"a@plain.com": user_doc("1000002")})
     ws.apply(env={"RECONCILER_DEFAULT_FROM": default_from})
     assert [(m.to, m.sender) for m in ws.mails()] == [
-        ("a@custom.com", OVERRIDE), ("a@plain.com", expected), ("a@plain.com", expected)]
+        ("a@custom.com", OVERRIDE),
+        ("a@plain.com", expected),
+        ("a@plain.com", expected),
+    ]
 
 
-def test_suppressed_emails_are_kept_for_the_operator_and_never_sent(
-        workspace: Workspace) -> None:
+def test_suppressed_emails_are_kept_for_the_operator_and_never_sent(workspace: Workspace) -> None:
     ws = workspace
     users = enabled_users(3)
     write_tenant(ws.config, "quiet", tenant_doc(send=False), users)
@@ -345,12 +415,16 @@ def test_suppressed_emails_are_kept_for_the_operator_and_never_sent(
 
 
 def printed_paths(stdout: str) -> list[Path]:
-    return [Path(line.rsplit(": ", 1)[1]) for line in stdout.splitlines()
-            if line.startswith("suppressed:")]
+    return [
+        Path(line.rsplit(": ", 1)[1])
+        for line in stdout.splitlines()
+        if line.startswith("suppressed:")
+    ]
 
 
-def check_suppressed_files(paths: list[Path], state_location: str, tenant: str,
-                           types: list[str], pin_length: int) -> None:
+def check_suppressed_files(
+    paths: list[Path], state_location: str, tenant: str, types: list[str], pin_length: int
+) -> None:
     for path, email_type in zip(paths, types, strict=True):
         assert path.suffix == ".eml" and path.is_file(), path
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -370,8 +444,12 @@ def check_suppressed_files(paths: list[Path], state_location: str, tenant: str,
 
 def test_test_email_into_a_maildir(workspace: Workspace) -> None:
     ws = workspace
-    write_tenant(ws.config, "contoso", tenant_doc(locale="fr", pin_length=6, override=OVERRIDE),
-                 {"a@contoso.com": user_doc("1000001")})
+    write_tenant(
+        ws.config,
+        "contoso",
+        tenant_doc(locale="fr", pin_length=6, override=OVERRIDE),
+        {"a@contoso.com": user_doc("1000001")},
+    )
     result = ws.run("test-email", "--tenant", "contoso", "--to", "admin@contoso.com")
     assert result.code == 0, str(result)
     assert "conferencing@contoso.com" in result.stdout
@@ -399,10 +477,15 @@ def test_apply_through_the_python_entry_point(workspace: Workspace) -> None:
     """`python -m reconciler` with settings from the environment (RECONCILER_*)."""
     ws = workspace
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(2))
-    env = {"RECONCILER_CONFIG": str(ws.config), "RECONCILER_STATE": ws.state,
-           "RECONCILER_MAIL_URL": f"maildir:{ws.root / 'env-mail'}"}
+    env = {
+        "RECONCILER_CONFIG": str(ws.config),
+        "RECONCILER_STATE": ws.state,
+        "RECONCILER_MAIL_URL": f"maildir:{ws.root / 'env-mail'}",
+    }
     result = ws.python_m("apply", "--auto-approve", env=env)
     assert result.code == 0, str(result)
     assert sequence(read_maildir(ws.root / "env-mail")) == [
-        ("u000@contoso.com", "enabled"), ("u001@contoso.com", "enabled")]
+        ("u000@contoso.com", "enabled"),
+        ("u001@contoso.com", "enabled"),
+    ]
     assert os.path.exists(ws.root / "env-mail" / "new")

@@ -30,7 +30,8 @@ LOCKED = re.compile(r"locked by .+ since \d{4}-\d\d-\d\d")
 
 
 def test_second_apply_is_refused_at_once_or_waits_with_lock_timeout(
-        process_workspace: Workspace, smtp_server: SMTPTestServer) -> None:
+    process_workspace: Workspace, smtp_server: SMTPTestServer
+) -> None:
     gate = smtp_server
     ws = sending_to(process_workspace, gate)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(4))
@@ -58,8 +59,9 @@ def test_second_apply_is_refused_at_once_or_waits_with_lock_timeout(
     assert [h["serial"] for h in ws.history()] == [1]
 
 
-def test_a_killed_apply_does_not_block_the_next(process_workspace: Workspace,
-                                                smtp_server: SMTPTestServer) -> None:
+def test_a_killed_apply_does_not_block_the_next(
+    process_workspace: Workspace, smtp_server: SMTPTestServer
+) -> None:
     gate = smtp_server
     ws = sending_to(process_workspace, gate)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(4))
@@ -106,7 +108,9 @@ def test_saved_plan_is_applied_exactly_even_if_the_config_changed(workspace: Wor
     assert state["users"]["u003@contoso.com"]["conference_id"] == "7000003"
     pending = ws.plan_json()["tenants"][0]["emails"]
     assert [(e["user"], e["type"]) for e in pending] == [
-        ("u002@contoso.com", "pin-reset"), ("u003@contoso.com", "details-changed")]
+        ("u002@contoso.com", "pin-reset"),
+        ("u003@contoso.com", "details-changed"),
+    ]
 
     replay = ws.run("apply", str(plan_file))
     assert replay.code == 1 and "stale" in replay.stderr, "a plan is applied once"
@@ -173,21 +177,26 @@ def test_mass_disable_guard(workspace: Workspace) -> None:
     ws.apply()
     before = ws.state_show()
 
-    write_tenant(ws.config, "contoso", tenant_doc(), user_files=strip(
-        {"users/team-a.yaml": files["users/team-a.yaml"]}))  # 2 of 10 (20%)
+    write_tenant(
+        ws.config,
+        "contoso",
+        tenant_doc(),
+        user_files=strip({"users/team-a.yaml": files["users/team-a.yaml"]}),
+    )  # 2 of 10 (20%)
     refused = ws.apply(expect=1)
     assert "--allow-mass-disable" in refused.stderr
     assert ws.state_show() == before and len(ws.mails()) == 10
 
     allowed = ws.apply("--allow-mass-disable")
     assert "2 email(s) delivered" in allowed.stdout
-    assert sequence(ws.mails()[10:]) == [("u008@contoso.com", "disabled"),
-                                         ("u009@contoso.com", "disabled")]
+    assert sequence(ws.mails()[10:]) == [
+        ("u008@contoso.com", "disabled"),
+        ("u009@contoso.com", "disabled"),
+    ]
 
 
 @pytest.mark.parametrize(("enabled", "disabled"), [(10, 1), (9, 9)])
-def test_mass_disable_guard_thresholds(workspace: Workspace, enabled: int,
-                                       disabled: int) -> None:
+def test_mass_disable_guard_thresholds(workspace: Workspace, enabled: int, disabled: int) -> None:
     """10% of 10 is not more than 10%; a tenant under 10 enabled users is not guarded."""
     ws = workspace
     users = enabled_users(enabled)
@@ -218,8 +227,9 @@ def pin_scenario(ws: Workspace, dead_url: str) -> tuple[list[Result], list[str],
     users["odd@contoso.com"] = user_doc("7100000", license=False)
     write_tenant(ws.config, "contoso", tenant_doc(pin_length=PIN_LENGTH), users)
     results = [ws.run("plan", "--out", str(ws.root / "saved.plan"))]
-    results.append(ws.apply(mail=dead_url, expect=1,
-                            env={"RECONCILER_DEFAULT_FROM": "deploy@example.org"}))
+    results.append(
+        ws.apply(mail=dead_url, expect=1, env={"RECONCILER_DEFAULT_FROM": "deploy@example.org"})
+    )
     assert "3 email(s) still queued" in results[-1].stderr, str(results[-1])
     database = state_file(ws.state)
     queued_snapshot = database.read_bytes() if database is not None else None
@@ -239,11 +249,15 @@ def pin_scenario(ws: Workspace, dead_url: str) -> tuple[list[Result], list[str],
 
 
 def test_pins_never_appear_in_output_plans_state_or_history(
-        workspace: Workspace, dead_smtp_url: str) -> None:
+    workspace: Workspace, dead_smtp_url: str
+) -> None:
     ws = workspace
     results, pins, _ = pin_scenario(ws, dead_smtp_url)
-    texts = {f"{' '.join(r.argv[:2])} ({stream})": getattr(r, stream)
-             for r in results for stream in ("stdout", "stderr")}
+    texts = {
+        f"{' '.join(r.argv[:2])} ({stream})": getattr(r, stream)
+        for r in results
+        for stream in ("stdout", "stderr")
+    }
     texts["saved plan"] = (ws.root / "saved.plan").read_text(encoding="utf-8")
     texts["saved plan 2"] = (ws.root / "saved2.plan").read_text(encoding="utf-8")
     for where, text in texts.items():
@@ -254,7 +268,8 @@ def test_pins_never_appear_in_output_plans_state_or_history(
 
 
 def test_pins_are_erased_from_the_sqlite_file_once_delivered(
-        new_workspace: NewWorkspace, sqlite_location: str, dead_smtp_url: str) -> None:
+    new_workspace: NewWorkspace, sqlite_location: str, dead_smtp_url: str
+) -> None:
     database = state_file(sqlite_location)
     assert database is not None
     ws = new_workspace(sqlite_location)
@@ -262,8 +277,8 @@ def test_pins_are_erased_from_the_sqlite_file_once_delivered(
     assert queued_snapshot is not None
     first = pins[:3]
     assert all(pin.encode() in queued_snapshot for pin in first), (
-        "control: while queued, the outbox holds the message (PIN included), and this scan "
-        "finds it")
+        "control: while queued, the outbox holds the message (PIN included), and this scan finds it"
+    )
     for path in database.parent.rglob("*"):
         if path.is_file() and "suppressed" not in path.parts:
             data = path.read_bytes()

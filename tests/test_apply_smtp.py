@@ -41,32 +41,40 @@ def outbox_status(ws: Workspace, tenant: str = "contoso") -> dict[str, str]:
     return {f"{m['user']} {m['type']}": m["status"] for m in state["outbox"]}
 
 
-def test_smtp_delivery_envelope_and_headers(workspace: Workspace,
-                                            smtp_server: SMTPTestServer) -> None:
+def test_smtp_delivery_envelope_and_headers(
+    workspace: Workspace, smtp_server: SMTPTestServer
+) -> None:
     ws = sending_to(workspace, smtp_server.url)
-    write_tenant(ws.config, "contoso", tenant_doc(override=OVERRIDE), {
-        **enabled_users(2),
-        "alias@contoso.com": user_doc("7100000", email="Other.Box@Contoso.com"),
-    })
+    write_tenant(
+        ws.config,
+        "contoso",
+        tenant_doc(override=OVERRIDE),
+        {
+            **enabled_users(2),
+            "alias@contoso.com": user_doc("7100000", email="Other.Box@Contoso.com"),
+        },
+    )
     write_tenant(ws.config, "fabrikam", tenant_doc(), enabled_users(1, domain="fabrikam.com"))
     result = ws.apply()
     assert "4 email(s) delivered" in result.stdout
-    assert received(smtp_server) == [("other.box@contoso.com", "enabled"),
-                                     ("u000@contoso.com", "enabled"),
-                                     ("u001@contoso.com", "enabled"),
-                                     ("u000@fabrikam.com", "enabled")]
+    assert received(smtp_server) == [
+        ("other.box@contoso.com", "enabled"),
+        ("u000@contoso.com", "enabled"),
+        ("u001@contoso.com", "enabled"),
+        ("u000@fabrikam.com", "enabled"),
+    ]
     for envelope, mail in zip(smtp_server.received, smtp_server.messages, strict=True):
         tenant = mail["X-Reconciler-Tenant"]
         expected_from = OVERRIDE[1] if tenant == "contoso" else "deploy@example.org"
         assert envelope.mail_from == expected_from
-        assert [a.lower() for a in envelope.rcpt_tos] == [mail["To"].addresses[0].addr_spec
-                                                          .lower()]
+        assert [a.lower() for a in envelope.rcpt_tos] == [mail["To"].addresses[0].addr_spec.lower()]
     assert str(smtp_server.messages[3]["From"]) == DEFAULT_FROM
     assert smtp_server.connections <= 2, "one connection per tenant's delivery, not per message"
 
 
-def test_temporary_failures_are_retried_within_the_run(workspace: Workspace,
-                                                       smtp_server: SMTPTestServer) -> None:
+def test_temporary_failures_are_retried_within_the_run(
+    workspace: Workspace, smtp_server: SMTPTestServer
+) -> None:
     ws = sending_to(workspace, smtp_server.url)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(3))
     smtp_server.fail_next(2)  # the first message gets two 451s, then goes through
@@ -80,22 +88,31 @@ def test_temporary_failures_are_retried_within_the_run(workspace: Workspace,
     assert set(outbox_status(ws).values()) == {"delivered"}
 
 
-def test_permanent_refusal_of_one_recipient(workspace: Workspace,
-                                            smtp_server: SMTPTestServer) -> None:
+def test_permanent_refusal_of_one_recipient(
+    workspace: Workspace, smtp_server: SMTPTestServer
+) -> None:
     ws = sending_to(workspace, smtp_server.url)
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(3))
     smtp_server.reject_recipient("u001@contoso.com")
     result = ws.apply(expect=1)
-    assert received(smtp_server) == [("u000@contoso.com", "enabled"),
-                                     ("u002@contoso.com", "enabled")]
+    assert received(smtp_server) == [
+        ("u000@contoso.com", "enabled"),
+        ("u002@contoso.com", "enabled"),
+    ]
     assert "1 failed" in result.stdout
     assert re.search(r"^failed: u001@contoso.com enabled <.+>: .*550", result.stderr, re.M), (
-        result.stderr)
-    assert outbox_status(ws) == {"u000@contoso.com enabled": "delivered",
-                                 "u001@contoso.com enabled": "failed",
-                                 "u002@contoso.com enabled": "delivered"}
-    failed = [m for m in ws.tenant_state("contoso")["outbox"]  # type: ignore[index]
-              if m["status"] == "failed"]
+        result.stderr
+    )
+    assert outbox_status(ws) == {
+        "u000@contoso.com enabled": "delivered",
+        "u001@contoso.com enabled": "failed",
+        "u002@contoso.com enabled": "delivered",
+    }
+    failed = [
+        m
+        for m in ws.tenant_state("contoso")["outbox"]  # type: ignore[index]
+        if m["status"] == "failed"
+    ]
     assert "550" in failed[0]["error"]
 
     # not retried: the next apply sends nothing and has nothing to report
@@ -106,8 +123,8 @@ def test_permanent_refusal_of_one_recipient(workspace: Workspace,
 
 
 def test_dead_server_leaves_mail_queued_and_next_apply_sends_it_first(
-        workspace: Workspace, dead_smtp_url: str,
-        smtp_server: SMTPTestServer) -> None:
+    workspace: Workspace, dead_smtp_url: str, smtp_server: SMTPTestServer
+) -> None:
     ws = sending_to(workspace, dead_smtp_url)
     users = enabled_users(3)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
@@ -134,11 +151,13 @@ def test_dead_server_leaves_mail_queued_and_next_apply_sends_it_first(
     write_tenant(ws.config, "contoso", tenant_doc(), users)
     result = ws.apply(mail=smtp_server.url)
     assert "5 email(s) delivered" in result.stdout and "0 queued" in result.stdout
-    assert received(smtp_server) == [("u000@contoso.com", "enabled"),
-                                     ("u001@contoso.com", "enabled"),
-                                     ("u002@contoso.com", "enabled"),
-                                     ("u001@contoso.com", "pin-reset"),
-                                     ("u002@contoso.com", "conference-info")]
+    assert received(smtp_server) == [
+        ("u000@contoso.com", "enabled"),
+        ("u001@contoso.com", "enabled"),
+        ("u002@contoso.com", "enabled"),
+        ("u001@contoso.com", "pin-reset"),
+        ("u002@contoso.com", "conference-info"),
+    ]
     assert set(outbox_status(ws).values()) == {"delivered"}
     assert ws.tenant_state("contoso")["serial"] == 3  # type: ignore[index]
 
@@ -146,11 +165,13 @@ def test_dead_server_leaves_mail_queued_and_next_apply_sends_it_first(
     assert len(smtp_server.received) == 5
 
 
-def test_test_email_over_smtp(workspace: Workspace,
-                              smtp_server: SMTPTestServer, dead_smtp_url: str) -> None:
+def test_test_email_over_smtp(
+    workspace: Workspace, smtp_server: SMTPTestServer, dead_smtp_url: str
+) -> None:
     ws = sending_to(workspace, smtp_server.url)
-    write_tenant(ws.config, "contoso", tenant_doc(override=OVERRIDE, pin_length=8),
-                 enabled_users(1))
+    write_tenant(
+        ws.config, "contoso", tenant_doc(override=OVERRIDE, pin_length=8), enabled_users(1)
+    )
     write_tenant(ws.config, "plain", tenant_doc(), enabled_users(1, domain="plain.com"))
     for tenant in ("contoso", "plain"):
         result = ws.run("test-email", "--tenant", tenant, "--to", "postmaster@example.org")
@@ -162,14 +183,15 @@ def test_test_email_over_smtp(workspace: Workspace,
         assert mail.to == "postmaster@example.org" and mail.pins == []
     assert ws.state_show()["tenants"] == [], "test-email records nothing"
 
-    down = ws.run("test-email", "--tenant", "plain", "--to", "postmaster@example.org",
-                  mail=dead_smtp_url)
+    down = ws.run(
+        "test-email", "--tenant", "plain", "--to", "postmaster@example.org", mail=dead_smtp_url
+    )
     assert down.code == 1 and "not delivered" in down.stderr and "Traceback" not in down.stderr
 
 
 def test_a_refused_apply_sends_nothing_not_even_earlier_leftovers(
-        workspace: Workspace, dead_smtp_url: str,
-        smtp_server: SMTPTestServer) -> None:
+    workspace: Workspace, dead_smtp_url: str, smtp_server: SMTPTestServer
+) -> None:
     ws = sending_to(workspace, dead_smtp_url)
     users = enabled_users(10)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
@@ -190,8 +212,8 @@ def test_a_refused_apply_sends_nothing_not_even_earlier_leftovers(
 
 
 def test_mail_queued_before_emails_were_turned_off_is_kept_not_sent(
-        workspace: Workspace, dead_smtp_url: str,
-        smtp_server: SMTPTestServer) -> None:
+    workspace: Workspace, dead_smtp_url: str, smtp_server: SMTPTestServer
+) -> None:
     ws = sending_to(workspace, dead_smtp_url)
     users = enabled_users(2)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
@@ -206,7 +228,8 @@ def test_mail_queued_before_emails_were_turned_off_is_kept_not_sent(
 
 
 def test_the_queue_of_a_tenant_whose_folder_vanished_is_left_alone(
-        new_workspace: NewWorkspace, dead_smtp_url: str, smtp_server: SMTPTestServer) -> None:
+    new_workspace: NewWorkspace, dead_smtp_url: str, smtp_server: SMTPTestServer
+) -> None:
     ws = new_workspace()
     make_tenant(ws.config)
     sending = ["--default-from", "noreply@acme.com"]
@@ -222,12 +245,19 @@ def test_the_queue_of_a_tenant_whose_folder_vanished_is_left_alone(
 
 
 def test_a_refused_sender_keeps_every_message_queued_with_its_pin(
-        new_workspace: NewWorkspace, smtp_server: SMTPTestServer) -> None:
+    new_workspace: NewWorkspace, smtp_server: SMTPTestServer
+) -> None:
     ws = new_workspace()
-    make_tenant(ws.config, users=USERS + with_user(
-        'license: true\nconference_id: "7654321"\n', "bob@acme.com").removeprefix("users:\n"))
+    make_tenant(
+        ws.config,
+        users=USERS
+        + with_user('license: true\nconference_id: "7654321"\n', "bob@acme.com").removeprefix(
+            "users:\n"
+        ),
+    )
     smtp_server.refuse_sender("550 5.7.1 not allowed to send as this address")
-    result = ws.apply("--default-from", "noreply@acme.com", "--retry-backoff", "0",
-                      mail=smtp_server.url, expect=1)
+    result = ws.apply(
+        "--default-from", "noreply@acme.com", "--retry-backoff", "0", mail=smtp_server.url, expect=1
+    )
     assert "2 queued" in result.stdout and "0 failed" in result.stdout
     assert "refused the sender noreply@acme.com" in result.stderr

@@ -10,7 +10,8 @@ from tests.helpers.workspace import Workspace
 
 
 def test_apply_refuses_a_broken_template_with_its_place_and_writes_nothing(
-        example_workspace: Workspace) -> None:
+    example_workspace: Workspace,
+) -> None:
     ws = example_workspace
     templates = ws.root / "templates"
     shutil.copytree(default_templates(), templates)

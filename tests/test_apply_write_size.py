@@ -31,7 +31,8 @@ def apply(options: Options, commits: list[Commit], monkeypatch: pytest.MonkeyPat
 
 
 def test_the_state_write_of_an_apply_is_proportional_to_the_change(
-        tmp_path: Path, state_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, state_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "tenants"
     users = enabled_users(300)
     write_tenant(config, "contoso", tenant_doc(), users)
@@ -49,11 +50,14 @@ def test_the_state_write_of_an_apply_is_proportional_to_the_change(
     assert list(second[0].upserts) == ["u007@contoso.com"]
     assert second[0].deletes == ["u008@contoso.com"]
     assert [(m.user, m.type) for m in second[0].messages] == [
-        ("u007@contoso.com", "details-changed"), ("u008@contoso.com", "disabled")]
+        ("u007@contoso.com", "details-changed"),
+        ("u008@contoso.com", "disabled"),
+    ]
 
 
 def test_an_apply_records_source_files_only_for_files_it_read(
-        tmp_path: Path, state_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, state_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "tenants"
     files = {"a.yaml": enabled_users(50), "b.yaml": enabled_users(50, start=50)}
     write_tenant(config, "contoso", tenant_doc(), user_files=files)

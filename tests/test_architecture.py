@@ -15,11 +15,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ("reconciler.errors", "reconciler.model", "reconciler.locales", "reconciler.transitions",
-        "reconciler.plan")
-EDGES = ("reconciler.config", "reconciler.state", "reconciler.emails", "reconciler.delivery",
-         "reconciler.outputs", "reconciler.cli", "reconciler.manager", "reconciler.apply",
-         "reconciler.preview")
+CORE = (
+    "reconciler.errors",
+    "reconciler.model",
+    "reconciler.locales",
+    "reconciler.transitions",
+    "reconciler.plan",
+)
+EDGES = (
+    "reconciler.config",
+    "reconciler.state",
+    "reconciler.emails",
+    "reconciler.delivery",
+    "reconciler.outputs",
+    "reconciler.cli",
+    "reconciler.manager",
+    "reconciler.apply",
+    "reconciler.preview",
+)
 LIBRARIES = ("yaml", "jsonschema", "phonenumbers", "jinja2", "click", "psycopg", "deepdiff")
 LAZY = {("reconciler.plan", "deepdiff"), ("reconciler.plan", "deepdiff.helper")}
 """The one exception: a pure diffing library, imported inside the function that describes a
@@ -31,10 +44,10 @@ def _within(module: str, packages: tuple[str, ...]) -> bool:
 
 
 def test_importing_the_core_loads_no_edge_and_no_library() -> None:
-    script = (f"import json, sys\nimport {', '.join(CORE)}\n"
-              "print(json.dumps(sorted(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            cwd=ROOT, check=True)
+    script = f"import json, sys\nimport {', '.join(CORE)}\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     loaded = json.loads(result.stdout)
     assert [m for m in loaded if _within(m, EDGES + LIBRARIES)] == []
     assert {m for m in loaded if _within(m, ("reconciler",))} == {"reconciler", *CORE}
@@ -74,7 +87,11 @@ def _imports(module: str) -> list[tuple[str, bool]]:
 @pytest.mark.parametrize("module", CORE)
 def test_the_core_imports_only_the_standard_library_and_itself(module: str) -> None:
     """Read from the source, so an import under ``TYPE_CHECKING`` or inside a function counts."""
-    outside = [name for name, lazy in _imports(module)
-               if name.partition(".")[0] not in sys.stdlib_module_names
-               and not _within(name, CORE) and not (lazy and (module, name) in LAZY)]
+    outside = [
+        name
+        for name, lazy in _imports(module)
+        if name.partition(".")[0] not in sys.stdlib_module_names
+        and not _within(name, CORE)
+        and not (lazy and (module, name) in LAZY)
+    ]
     assert outside == []

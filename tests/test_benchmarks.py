@@ -12,20 +12,48 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_benchmark_runs_every_measurement_at_a_tiny_size(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--users", "300", "--files", "3",
-         "--apply-users", "30", "--out", str(tmp_path / "bench")],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--users",
+            "300",
+            "--files",
+            "3",
+            "--apply-users",
+            "30",
+            "--out",
+            str(tmp_path / "bench"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0].lstrip("| ") for row in rows] == [
-        "validate", "import", "plan (1% changed)", "plan (no change)", "fmt --check",
+        "validate",
+        "import",
+        "plan (1% changed)",
+        "plan (no change)",
+        "fmt --check",
         "first apply, 30 users, Maildir",
-        "deliver 30 queued messages over SMTP vs a bare smtplib loop"]
+        "deliver 30 queued messages over SMTP vs a bare smtplib loop",
+    ]
 
 
 def test_the_graph_benchmark_runs_at_a_tiny_size() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "graph.py"), "--messages", "20", "--rate",
-         "1200"], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "graph.py"),
+            "--messages",
+            "20",
+            "--rate",
+            "1200",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| --max-rate 1200/min |" in result.stdout and "pacing floor" in result.stdout

@@ -29,8 +29,9 @@ SUMMARY = "problem(s) found; nothing was planned, applied or sent."
 ENABLED = 'license: true\nconference_id: "1234567"\n'
 
 
-def case(users: str | None = USERS, tenant: str | None = TENANT, name: str = "acme",
-         **extra: str) -> dict[str, str | bytes]:
+def case(
+    users: str | None = USERS, tenant: str | None = TENANT, name: str = "acme", **extra: str
+) -> dict[str, str | bytes]:
     files: dict[str, str | bytes] = {}
     if tenant is not None:
         files[f"{name}/tenant.yaml"] = tenant
@@ -45,127 +46,168 @@ BAD_INPUTS: dict[str, tuple[dict[str, str | bytes], str]] = {
     "yes-is-not-a-boolean": (
         case(with_user("license: yes\n")),
         "acme/users.yaml:3:14: license: expected true or false, got 'yes' (only true and false "
-        "are booleans; yes/no/on/off are not)"),
+        "are booleans; yes/no/on/off are not)",
+    ),
     "explicit-tag": (
         case(with_user("license: !!python/object/apply:os.system ['true']\n")),
         "acme/users.yaml:3:14: YAML tags such as 'tag:yaml.org,2002:python/object/apply:"
-        "os.system' are not allowed"),
+        "os.system' are not allowed",
+    ),
     "int-tag": (
-        case(with_user('license: true\nconference_id: !!int 1234567\n')),
+        case(with_user("license: true\nconference_id: !!int 1234567\n")),
         "acme/users.yaml:4:20: YAML tags such as 'tag:yaml.org,2002:int' are not allowed; "
-        "write plain values"),
+        "write plain values",
+    ),
     "two-documents": (
         case(USERS + "---\nusers: {}\n"),
-        "acme/users.yaml:5:1: only one YAML document is allowed per file"),
+        "acme/users.yaml:5:1: only one YAML document is allowed per file",
+    ),
     "not-a-mapping": (
         case("- alice@acme.com\n"),
-        'acme/users.yaml:1:1: expected a mapping of keys to values, got ["alice@acme.com"]'),
+        'acme/users.yaml:1:1: expected a mapping of keys to values, got ["alice@acme.com"]',
+    ),
     "duplicate-key": (
         case(with_user(ENABLED + "license: false\n")),
         "acme/users.yaml:5:5: duplicate key 'license' (first defined on line 3); each key may "
-        "appear once"),
+        "appear once",
+    ),
     "syntax-error": (
         case("users:\n  alice@acme.com: {license: true\n"),
         "acme/users.yaml:3:1: invalid YAML: while parsing a flow mapping did not find expected "
-        "',' or '}'"),
+        "',' or '}'",
+    ),
     "not-utf8": (
         case(b"users:\n  alice@acme.com:\n    display_name: Ren\xe9\n    license: false\n"),
         "acme/users.yaml:3:22: invalid YAML: the file is not UTF-8 text (byte 0xe9: invalid "
-        "continuation byte); save it as UTF-8"),
+        "continuation byte); save it as UTF-8",
+    ),
     "unknown-key": (
         case(with_user(ENABLED + "licence: true\n")),
         "acme/users.yaml:5:5: unknown key 'licence' (did you mean 'license'?); allowed: "
         "conference_id, dial_in_number, display_name, email, license, locale, pin_reset, "
-        "provider, send_conference_info, toll_free_number"),
+        "provider, send_conference_info, toll_free_number",
+    ),
     "missing-required-key": (
         case("users:\n  alice@acme.com:\n    display_name: Alice\n"),
-        "acme/users.yaml:2:3: missing required key 'license' in this entry"),
+        "acme/users.yaml:2:3: missing required key 'license' in this entry",
+    ),
     "missing-tenant-yaml": (
         case(tenant=None),
         "acme/tenant.yaml:1:1: missing tenant.yaml: every tenant folder needs one (settings "
-        "and bridge)"),
+        "and bridge)",
+    ),
     "missing-settings": (
-        case(tenant=TENANT[TENANT.index("bridge:"):]),
-        "acme/tenant.yaml:1:1: missing required key 'settings' in the file"),
+        case(tenant=TENANT[TENANT.index("bridge:") :]),
+        "acme/tenant.yaml:1:1: missing required key 'settings' in the file",
+    ),
     "missing-bridge": (
         case(tenant="settings:\n  pin_length: 5\n"),
-        "acme/tenant.yaml:1:1: missing required key 'bridge' in the file"),
+        "acme/tenant.yaml:1:1: missing required key 'bridge' in the file",
+    ),
     "invalid-e164": (
         case(tenant=TENANT.replace('"+12065550123"', '"+11234567890"')),
         "acme/tenant.yaml:6:16: bridge number '+11234567890' is not a valid phone number for "
-        "its country code"),
+        "its country code",
+    ),
     "duplicate-bridge-number": (
         case(tenant=TENANT.replace('"+12065550123"', '"+14255550100"')),
-        "acme/tenant.yaml:6:16: bridge number '+14255550100' is listed twice"),
+        "acme/tenant.yaml:6:16: bridge number '+14255550100' is listed twice",
+    ),
     "default-number-toll-free": (
-        case(tenant=TENANT.replace('default_number: "+14255550100"',
-                                   'default_number: "+18005550199"')),
+        case(
+            tenant=TENANT.replace(
+                'default_number: "+14255550100"', 'default_number: "+18005550199"'
+            )
+        ),
         "acme/tenant.yaml:8:19: default_number '+18005550199' is not a toll number of the "
-        "bridge; allowed: +12065550123, +14255550100"),
+        "bridge; allowed: +12065550123, +14255550100",
+    ),
     "dial-in-toll-free": (
         case(with_user(ENABLED + 'dial_in_number: "+18005550199"\n')),
         "acme/users.yaml:5:21: dial_in_number '+18005550199' is not a toll number of the "
-        "bridge; allowed: +12065550123, +14255550100"),
+        "bridge; allowed: +12065550123, +14255550100",
+    ),
     "toll-free-number-toll": (
         case(with_user(ENABLED + 'toll_free_number: "+12065550123"\n')),
         "acme/users.yaml:5:23: toll_free_number '+12065550123' is not a toll_free number of "
-        "the bridge; allowed: +18005550199"),
+        "the bridge; allowed: +18005550199",
+    ),
     "conference-id-six-digits": (
         case(with_user("license: true\nconference_id: 123456\n")),
-        "acme/users.yaml:4:20: conference_id: '123456' must be exactly 7 digits, e.g. "
-        "\"8412345\""),
+        "acme/users.yaml:4:20: conference_id: '123456' must be exactly 7 digits, e.g. \"8412345\"",
+    ),
     "conference-id-duplicate": (
         case(USERS, **{"users/b.yaml": with_user(ENABLED, "bob@acme.com")}),
         "acme/users/b.yaml:4:20: conference_id '1234567' is defined more than once: also in "
-        "acme/users.yaml (alice@acme.com)"),
+        "acme/users.yaml (alice@acme.com)",
+    ),
     "enabled-without-conference-id": (
         case(with_user("license: true\n")),
         "acme/users.yaml:2:3: an enabled user (license: true, provider: Microsoft) needs a "
-        "conference_id (7 digits)"),
+        "conference_id (7 digits)",
+    ),
     "enabled-without-dial-in": (
         case(tenant=TENANT.replace('  default_number: "+14255550100"\n', "")),
         "acme/users.yaml:2:3: an enabled user needs a dial_in_number, and the bridge has no "
-        "default_number"),
+        "default_number",
+    ),
     "from-override-incomplete": (
-        case(tenant=with_settings("send_email_from_override: true\n"
-                                  "send_email_from_display_name: Acme\n")),
+        case(
+            tenant=with_settings(
+                "send_email_from_override: true\nsend_email_from_display_name: Acme\n"
+            )
+        ),
         "acme/tenant.yaml:1:1: send_email_from_override is true, so send_email_from_address "
-        "is required"),
+        "is required",
+    ),
     "crlf-in-display-name": (
         case(with_user(ENABLED + 'display_name: "Alice\\r\\nBcc: evil@example.com"\n')),
         "acme/users.yaml:5:19: display_name must not contain control or invisible characters "
-        "such as line breaks or bidi overrides (found U+000D)"),
+        "such as line breaks or bidi overrides (found U+000D)",
+    ),
     "crlf-in-from-display-name": (
-        case(tenant=with_settings("send_email_from_override: true\n"
-                                  "send_email_from_address: conf@acme.com\n"
-                                  'send_email_from_display_name: "A\\nB"\n')),
+        case(
+            tenant=with_settings(
+                "send_email_from_override: true\n"
+                "send_email_from_address: conf@acme.com\n"
+                'send_email_from_display_name: "A\\nB"\n'
+            )
+        ),
         "acme/tenant.yaml:5:33: send_email_from_display_name must not contain control or "
-        "invisible characters such as line breaks or bidi overrides (found U+000A)"),
+        "invisible characters such as line breaks or bidi overrides (found U+000A)",
+    ),
     "invalid-upn": (
         case(with_user(ENABLED, "alice.acme.com")),
         "acme/users.yaml:2:3: user key 'alice.acme.com' is not a valid sign-in address: An "
-        "email address must have an @-sign."),
+        "email address must have an @-sign.",
+    ),
     "invalid-email-override": (
         case(with_user(ENABLED + "email: alice@\n")),
-        "acme/users.yaml:5:12: email There must be something after the @-sign."),
+        "acme/users.yaml:5:12: email There must be something after the @-sign.",
+    ),
     "pin-length-too-short": (
         case(tenant=TENANT.replace("pin_length: 5", "pin_length: 3")),
-        "acme/tenant.yaml:2:15: pin_length: 3 is out of range; allowed: 4 to 12"),
+        "acme/tenant.yaml:2:15: pin_length: 3 is out of range; allowed: 4 to 12",
+    ),
     "pin-length-too-long": (
         case(tenant=TENANT.replace("pin_length: 5", "pin_length: 13")),
-        "acme/tenant.yaml:2:15: pin_length: 13 is out of range; allowed: 4 to 12"),
+        "acme/tenant.yaml:2:15: pin_length: 13 is out of range; allowed: 4 to 12",
+    ),
     "tenant-folder-name": (
         case(name="Acme_Corp"),
         "Acme_Corp/tenant.yaml:1:1: tenant folder name 'Acme_Corp' must be 1-63 lowercase "
-        "letters, digits or '-'"),
+        "letters, digits or '-'",
+    ),
     "user-in-two-files": (
         case(USERS, **{"users/more.yaml": with_user("license: false\n", "Alice@Acme.com")}),
         "acme/users.yaml:2:3: user 'alice@acme.com' is defined more than once: also in "
-        "acme/users/more.yaml (Alice@Acme.com)"),
+        "acme/users/more.yaml (Alice@Acme.com)",
+    ),
     "malformed-locale": (
         case(with_user(ENABLED + "locale: fr_CA\n")),
         "acme/users.yaml:5:13: locale: 'fr_CA' must be a BCP 47 language tag such as en, fr-CA "
-        "or zh-Hans-CN"),
+        "or zh-Hans-CN",
+    ),
 }
 
 COMMANDS = {
@@ -176,9 +218,9 @@ COMMANDS = {
     "import": ["import"],
 }
 
+
 @pytest.fixture
-def work(new_workspace: NewWorkspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-         ) -> Workspace:
+def work(new_workspace: NewWorkspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     """An in-process workspace in an empty folder (so no `templates/` or `.reconciler/` of the
     checkout is used) whose state folder does not exist yet, with `validate`'s template check
     computed once."""
@@ -242,15 +284,18 @@ def test_good_input_passes_the_same_checks(work):
 
 
 def test_many_problems_are_all_printed_sorted(work):
-    write_files(work.config, {
-        **case(with_user("license: yes\n"),
-               tenant=TENANT.replace("pin_length: 5", "pin_length: 3")),
-        **case(with_user("license: true\n", "bob@globex.com"), name="globex"),
-        "globex/users/b.yaml": "users:\n  x: {license: false}\n",
-    })
+    write_files(
+        work.config,
+        {
+            **case(
+                with_user("license: yes\n"), tenant=TENANT.replace("pin_length: 5", "pin_length: 3")
+            ),
+            **case(with_user("license: true\n", "bob@globex.com"), name="globex"),
+            "globex/users/b.yaml": "users:\n  x: {license: false}\n",
+        },
+    )
     result = work.run("plan")
-    assert_refused(result, "acme/tenant.yaml:2:15: pin_length: 3 is out of range; allowed: 4 "
-                           "to 12")
+    assert_refused(result, "acme/tenant.yaml:2:15: pin_length: 3 is out of range; allowed: 4 to 12")
     assert result.stderr.splitlines()[:-1] == [
         "acme/tenant.yaml:2:15: pin_length: 3 is out of range; allowed: 4 to 12",
         "acme/users.yaml:3:14: license: expected true or false, got 'yes' (only true and "
@@ -265,6 +310,7 @@ def test_many_problems_are_all_printed_sorted(work):
 
 # --- an existing state database is left exactly as it was ---------------------------------------
 
+
 @pytest.fixture(scope="module")
 def applied_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A state folder where the base config was imported (one tenant, serial 1)."""
@@ -278,15 +324,28 @@ def applied_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file's bytes, lock files aside (a lock beside the state is not state)."""
-    return {p.name: p.read_bytes() for p in folder.iterdir()
-            if p.is_file() and not p.name.endswith(".lock")}
+    return {
+        p.name: p.read_bytes()
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.endswith(".lock")
+    }
 
 
 @pytest.mark.parametrize("command", ["validate", "plan", "apply", "import"])
-@pytest.mark.parametrize("kind", ["yes-is-not-a-boolean", "duplicate-key", "syntax-error",
-                                  "missing-tenant-yaml", "dial-in-toll-free",
-                                  "conference-id-duplicate", "pin-length-too-short",
-                                  "crlf-in-display-name", "user-in-two-files"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "yes-is-not-a-boolean",
+        "duplicate-key",
+        "syntax-error",
+        "missing-tenant-yaml",
+        "dial-in-toll-free",
+        "conference-id-duplicate",
+        "pin-length-too-short",
+        "crlf-in-display-name",
+        "user-in-two-files",
+    ],
+)
 def test_existing_state_is_unchanged_by_bad_input(work, applied_state, kind, command):
     folder = Path(work.state).parent
     shutil.copytree(applied_state, folder)
@@ -302,13 +361,24 @@ def test_existing_state_is_unchanged_by_bad_input(work, applied_state, kind, com
 
 # --- the installed entry point, as CI runs it ---------------------------------------------------
 
+
 @pytest.mark.parametrize("command", [["validate"], ["plan"], ["apply", "--auto-approve"]])
 def test_python_m_reconciler_refuses_bad_input(work, command):
     write_files(work.config, BAD_INPUTS["duplicate-key"][0])
-    write_files(work.config, {"globex/tenant.yaml": TENANT,
-                              "globex/users/x.yaml": with_user("license: on\n")})
-    proc = work.python_m(*command, "--config", "tenants", "--state", "state/state.db",
-                         "--mail", "maildir:mail", timeout=120)
+    write_files(
+        work.config,
+        {"globex/tenant.yaml": TENANT, "globex/users/x.yaml": with_user("license: on\n")},
+    )
+    proc = work.python_m(
+        *command,
+        "--config",
+        "tenants",
+        "--state",
+        "state/state.db",
+        "--mail",
+        "maildir:mail",
+        timeout=120,
+    )
     assert proc.code == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stdout == ""
@@ -332,9 +402,11 @@ def test_shipped_example_validates_through_the_cli(work):
 
 # --- more bad input, one command at a time ------------------------------------------------------
 
+
 @pytest.mark.parametrize("key", ["josé@acme.com", "alice@exämple.com"])
 def test_non_ascii_address_is_refused_by_validate_not_crashing_apply(
-        new_workspace: NewWorkspace, key: str) -> None:
+    new_workspace: NewWorkspace, key: str
+) -> None:
     ws = new_workspace()
     make_tenant(ws.config, users=with_user(ENABLED, key))
     result = ws.cli("validate", "--config", str(ws.config))

@@ -35,8 +35,6 @@ from tests.fixtures.smtp import SMTPTestServer
 FROM = "noreply@contoso.com"
 
 
-
-
 @dataclass
 class Run:
     """deliver() with recording callbacks and a fake sleep."""
@@ -156,8 +154,7 @@ def test_password_comes_from_the_environment_when_the_url_has_none() -> None:
         open_transport("smtp+starttls://relay@host", default_from=FROM, env={})
     assert "'relay'" in str(error.value)
     transport = open_transport(
-        "smtp+starttls://relay@host", default_from=FROM,
-        env={"RECONCILER_SMTP_PASSWORD": "hunter2"}
+        "smtp+starttls://relay@host", default_from=FROM, env={"RECONCILER_SMTP_PASSWORD": "hunter2"}
     )
     assert transport.username == "relay"
 

@@ -31,8 +31,11 @@ def email_html(locale: str, email_type: str, *, preview: bool = False) -> str:
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, int]]:
     frames = [
-        Frame(f"{locale} {email_type}{' preview' if preview else ''} @{width}", width,
-              email_html(locale, email_type, preview=preview))
+        Frame(
+            f"{locale} {email_type}{' preview' if preview else ''} @{width}",
+            width,
+            email_html(locale, email_type, preview=preview),
+        )
         for locale in LOCALES
         for email_type in TEMPLATE_TYPES
         for preview in (False, True)
@@ -55,8 +58,9 @@ def test_no_email_is_wider_than_a_phone_screen(
     assert len(mine) == len(TEMPLATE_TYPES) * 2 * len(WIDTHS)
     for name, (inner, _) in mine.items():
         assert inner == int(name.rsplit("@", 1)[1]), name
-    overflowing = {name: f"{scroll} px in {inner}" for name, (inner, scroll) in mine.items()
-                   if scroll > inner}
+    overflowing = {
+        name: f"{scroll} px in {inner}" for name, (inner, scroll) in mine.items() if scroll > inner
+    }
     assert overflowing == {}
 
 
@@ -65,8 +69,9 @@ def test_screenshots_at_every_width_show_the_email(locale: str, tmp_path: Path) 
     page = tmp_path / "widths.html"
     frames = [Frame(str(width), width, email_html(locale, "enabled")) for width in WIDTHS]
     page.write_text(frames_page(frames, 1000), encoding="utf-8")
-    image = screenshot(page.as_uri(), tmp_path / f"{locale}.png",
-                       window=(sum(WIDTHS) + GAP * len(WIDTHS), 1000))
+    image = screenshot(
+        page.as_uri(), tmp_path / f"{locale}.png", window=(sum(WIDTHS) + GAP * len(WIDTHS), 1000)
+    )
     left = 0
     for width in WIDTHS:
         frame = crop(image, left, left + width)

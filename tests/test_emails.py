@@ -44,19 +44,29 @@ MESSAGE_ID = "<0123abcd@reconciler.invalid>"
 SENDER = Sender("Office 365", "noreply@contoso.com")
 FW_OPEN, FW_CLOSE, FW_COLON = "\uff08", "\uff09", "\uff1a"  # fullwidth ( ) : of ja and zh-CN
 DYNAMIC_ID_NOTE = {
-    "en": "dynamic conference IDs", "fr": "ID de conférence dynamiques",
-    "de": "dynamische Konferenz-IDs", "es": "identificadores de conferencia dinámicos",
-    "it": "ID conferenza dinamici", "nl": "dynamische conferentie-id",
-    "pt-BR": "IDs de conferência dinâmicos", "ja": "動的な会議 ID", "zh-CN": "动态会议 ID",
+    "en": "dynamic conference IDs",
+    "fr": "ID de conférence dynamiques",
+    "de": "dynamische Konferenz-IDs",
+    "es": "identificadores de conferencia dinámicos",
+    "it": "ID conferenza dinamici",
+    "nl": "dynamische conferentie-id",
+    "pt-BR": "IDs de conferência dinâmicos",
+    "ja": "動的な会議 ID",
+    "zh-CN": "动态会议 ID",
     "pl": "dynamicznych identyfikatorów konferencji",
 }
 DASH = "\u2013"  # the en dash of most banners
 PREVIEW_BANNER = {
-    "en": "PREVIEW — not sent", "fr": "APERÇU — non envoyé",
-    "de": f"VORSCHAU {DASH} nicht gesendet", "es": "VISTA PREVIA: no enviado",
+    "en": "PREVIEW — not sent",
+    "fr": "APERÇU — non envoyé",
+    "de": f"VORSCHAU {DASH} nicht gesendet",
+    "es": "VISTA PREVIA: no enviado",
     "it": f"ANTEPRIMA {DASH} non inviato",
-    "nl": f"VOORBEELD {DASH} niet verzonden", "pt-BR": f"VISUALIZAÇÃO {DASH} não enviado",
-    "ja": "プレビュー — 未送信", "zh-CN": "预览 — 未发送", "pl": f"PODGLĄD {DASH} nie wysłano",
+    "nl": f"VOORBEELD {DASH} niet verzonden",
+    "pt-BR": f"VISUALIZAÇÃO {DASH} não enviado",
+    "ja": "プレビュー — 未送信",
+    "zh-CN": "预览 — 未发送",
+    "pl": f"PODGLĄD {DASH} nie wysłano",
 }
 
 
@@ -64,6 +74,8 @@ def squeezed(text: str) -> str:
     """``text`` without any whitespace: wrapping moved line breaks, and Japanese or Chinese
     lines break between any two characters."""
     return re.sub(r"\s+", "", text)
+
+
 PIN_TYPES_ORDERED = [t for t in EMAIL_TYPES if t in PIN_TYPES]
 PINLESS_TYPES = [t for t in EMAIL_TYPES if t not in PIN_TYPES]
 DETAIL_TYPES = [t for t in EMAIL_TYPES if t != "disabled"]
@@ -337,30 +349,66 @@ def test_line_breaks_in_sender_and_tenant_cannot_inject_headers(packaged: Templa
 
 
 HEADER_NAMES = [
-    "From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "X-Reconciler-Tenant",
-    "X-Reconciler-Email-Type", "MIME-Version", "Content-Type", "Content-Language",
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Auto-Submitted",
+    "X-Reconciler-Tenant",
+    "X-Reconciler-Email-Type",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Language",
 ]
 HOSTILE_NAMES = st.one_of(
     st.text(max_size=60),
-    st.sampled_from([
-        "=?utf-8?q?Bob=0D=0AReply-To:_attacker@evil.example?=",
-        "=?utf-8?b?Qm9iDQpCY2M6IHhAeQ==?=",
-        'Bob" <x@evil.example>, "Eve',
-        "Bob\r\nBcc: x@evil.example",
-        "Bob\u2028Bcc: x@evil.example",
-        "Bob\x00",
-        "Bob, Eve <eve@evil.example>",
-        "Bob; Bcc: x@y",
-        "B\u202eob",
-    ]),
-    st.lists(st.sampled_from(["=?", "?=", "utf-8", "?q?", "=0A", "\r", "\n", "Bcc:", '"',
-                              "<", ">", "@", ",", ";", " ", "\\", "é"]),
-             max_size=12).map("".join),
+    st.sampled_from(
+        [
+            "=?utf-8?q?Bob=0D=0AReply-To:_attacker@evil.example?=",
+            "=?utf-8?b?Qm9iDQpCY2M6IHhAeQ==?=",
+            'Bob" <x@evil.example>, "Eve',
+            "Bob\r\nBcc: x@evil.example",
+            "Bob\u2028Bcc: x@evil.example",
+            "Bob\x00",
+            "Bob, Eve <eve@evil.example>",
+            "Bob; Bcc: x@y",
+            "B\u202eob",
+        ]
+    ),
+    st.lists(
+        st.sampled_from(
+            [
+                "=?",
+                "?=",
+                "utf-8",
+                "?q?",
+                "=0A",
+                "\r",
+                "\n",
+                "Bcc:",
+                '"',
+                "<",
+                ">",
+                "@",
+                ",",
+                ";",
+                " ",
+                "\\",
+                "é",
+            ]
+        ),
+        max_size=12,
+    ).map("".join),
 )
 
 
-@settings(max_examples=300, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(to_name=HOSTILE_NAMES, from_name=HOSTILE_NAMES)
 def test_no_display_name_becomes_a_header_line_even_past_validation(
     packaged: TemplateSet, to_name: str, from_name: str
@@ -573,8 +621,11 @@ def test_check_locates_errors_in_shared_macros(copied: Path) -> None:
         macros.read_text(encoding="utf-8").replace("{{ phone.e164 }}", "{{ phone.nope }}"),
         encoding="utf-8",
     )
-    line = 1 + next(i for i, text in enumerate(macros.read_text(encoding="utf-8").splitlines())
-                    if "phone.nope" in text)
+    line = 1 + next(
+        i
+        for i, text in enumerate(macros.read_text(encoding="utf-8").splitlines())
+        if "phone.nope" in text
+    )
     problems = check_templates(copied)
     assert {p.file for p in problems} == {"templates/en/_macros.html"}
     assert all(p.line == line and "nope" in p.message for p in problems)
@@ -643,17 +694,27 @@ def test_partial_override_falls_back_to_packaged_files(
 # --- wording, test message, MIME structure, plain text ------------------------------------------
 
 ONE_NUMBER = {
-    "en": "call the number below", "fr": "appeler le numéro ci-dessous",
-    "de": "die unten stehende Nummer", "es": "al número que aparece a continuación",
-    "it": "il numero indicato di seguito", "nl": "het onderstaande nummer",
-    "pt-BR": "o número abaixo", "ja": "下記の番号", "zh-CN": "下方号码", "pl": "poniższy numer",
+    "en": "call the number below",
+    "fr": "appeler le numéro ci-dessous",
+    "de": "die unten stehende Nummer",
+    "es": "al número que aparece a continuación",
+    "it": "il numero indicato di seguito",
+    "nl": "het onderstaande nummer",
+    "pt-BR": "o número abaixo",
+    "ja": "下記の番号",
+    "zh-CN": "下方号码",
+    "pl": "poniższy numer",
 }
 SEVERAL_NUMBERS = {
-    "en": "call one of the numbers below", "fr": f"appeler l{APOSTROPHE}un des numéros ci-dessous",
+    "en": "call one of the numbers below",
+    "fr": f"appeler l{APOSTROPHE}un des numéros ci-dessous",
     "de": "eine der unten stehenden Nummern",
     "es": "a uno de los números que aparecen a continuación",
-    "it": "uno dei numeri indicati di seguito", "nl": "een van de onderstaande nummers",
-    "pt-BR": "um dos números abaixo", "ja": "下記のいずれかの番号", "zh-CN": "下方任一号码",
+    "it": "uno dei numeri indicati di seguito",
+    "nl": "een van de onderstaande nummers",
+    "pt-BR": "um dos números abaixo",
+    "ja": "下記のいずれかの番号",
+    "zh-CN": "下方任一号码",
     "pl": "jeden z poniższych numerów",
 }
 """How the ``enabled`` email points at the numbers listed: one dial-in number, or dial-in and
@@ -673,16 +734,23 @@ def test_wording_is_singular_or_plural_by_the_numbers_listed(
 
 def test_templates_are_told_how_many_numbers_are_listed() -> None:
     common: dict[str, Any] = {
-        "display_name": None, "upn": "a@b.c", "email": "a@b.c",
-        "meeting_update_tool_url": "https://x", "unique_conference_ids": False, "preview": False,
-        "conference_id": CONFERENCE_ID, "dial_in": PhoneNumber("+14255550100", "+1 425-555-0100"),
+        "display_name": None,
+        "upn": "a@b.c",
+        "email": "a@b.c",
+        "meeting_update_tool_url": "https://x",
+        "unique_conference_ids": False,
+        "preview": False,
+        "conference_id": CONFERENCE_ID,
+        "dial_in": PhoneNumber("+14255550100", "+1 425-555-0100"),
     }
     assert build_context("conference-info", **common)["number_count"] == 1
-    both = build_context("conference-info", **common,
-                         toll_free=PhoneNumber("+18005550199", "+1 800-555-0199"))
+    both = build_context(
+        "conference-info", **common, toll_free=PhoneNumber("+18005550199", "+1 800-555-0199")
+    )
     assert both["number_count"] == 2
-    assert "number_count" not in build_context("disabled", **{
-        k: v for k, v in common.items() if k not in ("conference_id", "dial_in")})
+    assert "number_count" not in build_context(
+        "disabled", **{k: v for k, v in common.items() if k not in ("conference_id", "dial_in")}
+    )
 
 
 @pytest.mark.parametrize("display", ["+1 425-555-0100", "+33 1 44 55 66 77", "+4930123"])
@@ -695,10 +763,12 @@ def test_phone_number_groups_join_back_into_the_number(display: str) -> None:
 
 def test_a_phone_number_wraps_between_digit_groups_only(packaged: TemplateSet) -> None:
     _, html = bodies(build(packaged, "conference-info"))
-    assert ('<span style="white-space:nowrap;">+1</span><wbr>'
-            '<span style="white-space:nowrap;"> 425-</span><wbr>'
-            '<span style="white-space:nowrap;">555-</span><wbr>'
-            '<span style="white-space:nowrap;">0100</span>') in html
+    assert (
+        '<span style="white-space:nowrap;">+1</span><wbr>'
+        '<span style="white-space:nowrap;"> 425-</span><wbr>'
+        '<span style="white-space:nowrap;">555-</span><wbr>'
+        '<span style="white-space:nowrap;">0100</span>'
+    ) in html
     assert html.count("white-space:nowrap") == 8, "two numbers of four groups; nothing else"
 
 
@@ -715,18 +785,31 @@ TEST_SUBJECT = {
     "pl": "Wiadomość testowa: e-maile o audiokonferencjach",
 }
 SAMPLE_MARK = {
-    "en": "(sample)", "fr": "(exemple)", "de": "(Beispiel)", "es": "(ejemplo)", "it": "(esempio)",
-    "nl": "(voorbeeld)", "pt-BR": "(exemplo)", "ja": f"{FW_OPEN}サンプル{FW_CLOSE}",
-    "zh-CN": f"{FW_OPEN}示例{FW_CLOSE}", "pl": "(przykład)",
+    "en": "(sample)",
+    "fr": "(exemple)",
+    "de": "(Beispiel)",
+    "es": "(ejemplo)",
+    "it": "(esempio)",
+    "nl": "(voorbeeld)",
+    "pt-BR": "(exemplo)",
+    "ja": f"{FW_OPEN}サンプル{FW_CLOSE}",
+    "zh-CN": f"{FW_OPEN}示例{FW_CLOSE}",
+    "pl": "(przykład)",
 }
 
 
 def sent_test_message(templates: TemplateSet, locale: str, **bridge: Any) -> EmailMessage:
     tenant = tenant_record(locale=locale)
     tenant["bridge"].update(bridge)
-    message = compose_test_message(tenant_name="contoso", tenant=tenant, to="admin@contoso.com",
-                                   sender=SENDER, message_id=MESSAGE_ID, date=DATE,
-                                   templates=templates)
+    message = compose_test_message(
+        tenant_name="contoso",
+        tenant=tenant,
+        to="admin@contoso.com",
+        sender=SENDER,
+        message_id=MESSAGE_ID,
+        date=DATE,
+        templates=templates,
+    )
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
@@ -763,9 +846,15 @@ def test_one_mime_version_header_in_the_whole_message(
     packaged: TemplateSet, email_type: str, locale: str
 ) -> None:
     message = compose(
-        tenant_name="contoso", tenant=tenant_record(), user=user_record(locale=locale),
-        email_type=email_type, pin=PIN if email_type in PIN_TYPES else None, sender=SENDER,
-        message_id=MESSAGE_ID, date=DATE, templates=packaged,
+        tenant_name="contoso",
+        tenant=tenant_record(),
+        user=user_record(locale=locale),
+        email_type=email_type,
+        pin=PIN if email_type in PIN_TYPES else None,
+        sender=SENDER,
+        message_id=MESSAGE_ID,
+        date=DATE,
+        templates=packaged,
     )
     raw = message.as_bytes(policy=email.policy.SMTP)
     assert raw.count(b"MIME-Version:") == 1
@@ -781,8 +870,9 @@ def test_plain_text_is_wrapped_without_entities_and_links_stand_alone(
     packaged: TemplateSet, email_type: str, locale: str
 ) -> None:
     long_name = "Maximiliane Alexandra Konstantinopoulou-Vanderbergh de la Tour d'Auvergne"
-    text, _ = bodies(build(packaged, email_type, locale=locale, display_name=long_name,
-                           unique_ids=True))
+    text, _ = bodies(
+        build(packaged, email_type, locale=locale, display_name=long_name, unique_ids=True)
+    )
     for line in text.splitlines():
         if LINK.search(line):
             assert LINK.fullmatch(line.strip()), f"a link shares its line: {line!r}"

@@ -43,16 +43,77 @@ TOLL_FREE = "+1 800-555-0199"
 UPDATE_TOOL_TYPES = frozenset({"enabled", "details-changed", "disabled"})
 """SPEC §4: Meeting Update Tool instructions and link."""
 DYNAMIC_NOTE_TYPES = frozenset({"enabled", "details-changed", "pin-reset"})
-ENGLISH = frozenset({
-    "the", "your", "you", "yours", "hello", "please", "note", "meeting", "meetings", "conference",
-    "number", "numbers", "dial-in", "toll-free", "details", "update", "review", "select",
-    "install", "sign", "sample", "automated", "organization", "organize", "organizer", "phone",
-    "schedule", "scheduled", "reply", "questions", "now", "turned", "reset", "new",
-    "private", "keep", "people", "join", "call", "enter", "below", "changed", "previous",
-    "these", "those", "them", "their", "they", "with", "from", "this", "that", "have", "has",
-    "been", "will", "can", "may", "not", "don't", "didn't", "aren't", "existing", "here", "and",
-    "for", "preview",
-})
+ENGLISH = frozenset(
+    {
+        "the",
+        "your",
+        "you",
+        "yours",
+        "hello",
+        "please",
+        "note",
+        "meeting",
+        "meetings",
+        "conference",
+        "number",
+        "numbers",
+        "dial-in",
+        "toll-free",
+        "details",
+        "update",
+        "review",
+        "select",
+        "install",
+        "sign",
+        "sample",
+        "automated",
+        "organization",
+        "organize",
+        "organizer",
+        "phone",
+        "schedule",
+        "scheduled",
+        "reply",
+        "questions",
+        "now",
+        "turned",
+        "reset",
+        "new",
+        "private",
+        "keep",
+        "people",
+        "join",
+        "call",
+        "enter",
+        "below",
+        "changed",
+        "previous",
+        "these",
+        "those",
+        "them",
+        "their",
+        "they",
+        "with",
+        "from",
+        "this",
+        "that",
+        "have",
+        "has",
+        "been",
+        "will",
+        "can",
+        "may",
+        "not",
+        "don't",
+        "didn't",
+        "aren't",
+        "existing",
+        "here",
+        "and",
+        "for",
+        "preview",
+    }
+)
 """Words of the English templates that no other language writes (short words and words other
 languages spell the same, like "a", "to", the Italian "account", the French "message", the Dutch
 "contact" or the Brazilian "emails", are left out)."""
@@ -79,16 +140,23 @@ def written(email_type: str, locale: str, *, unique_ids: bool = True) -> EmailMe
     tenant: Any = effective_tenant(tenant_doc(locale=locale, unique_ids=unique_ids))
     sender = Sender("Office 365", "noreply@contoso.com")
     common: dict[str, Any] = {
-        "tenant_name": "contoso", "tenant": tenant, "sender": sender,
-        "message_id": "<1@reconciler.invalid>", "date": datetime(2026, 12, 3, tzinfo=UTC),
+        "tenant_name": "contoso",
+        "tenant": tenant,
+        "sender": sender,
+        "message_id": "<1@reconciler.invalid>",
+        "date": datetime(2026, 12, 3, tzinfo=UTC),
         "templates": TemplateSet(),
     }
     if email_type == TEST_MESSAGE:
         return compose_test_message(to="admin@contoso.com", **common)
-    user = effective_user("alice@contoso.com", user_doc(
-        CONFERENCE_ID, display_name="Alice Martin", toll_free_number="+18005550199"), tenant)
-    return compose(user=user, email_type=email_type,
-                   pin=PIN if email_type in PIN_TYPES else None, **common)
+    user = effective_user(
+        "alice@contoso.com",
+        user_doc(CONFERENCE_ID, display_name="Alice Martin", toll_free_number="+18005550199"),
+        tenant,
+    )
+    return compose(
+        user=user, email_type=email_type, pin=PIN if email_type in PIN_TYPES else None, **common
+    )
 
 
 CASES = [(email_type, locale) for locale in SHIPPED_LOCALES for email_type in TEMPLATE_TYPES]
@@ -112,7 +180,8 @@ def test_it_carries_exactly_what_its_type_may_show(reading: tuple[str, ...]) -> 
     assert PIN not in subject and conference_id not in subject
     if email_type in UPDATE_TOOL_TYPES:
         assert any(line.strip() == MEETING_UPDATE_TOOL_URL for line in text.splitlines()), (
-            "the link, alone on its line")
+            "the link, alone on its line"
+        )
 
 
 @pytest.mark.parametrize("locale", SHIPPED_LOCALES)
@@ -120,8 +189,9 @@ def test_it_carries_exactly_what_its_type_may_show(reading: tuple[str, ...]) -> 
 def test_the_dynamic_conference_id_note_is_where_the_setting_puts_it(
     email_type: str, locale: str
 ) -> None:
-    with_note, without = (read(written(email_type, locale, unique_ids=flag))
-                          for flag in (True, False))
+    with_note, without = (
+        read(written(email_type, locale, unique_ids=flag)) for flag in (True, False)
+    )
     assert (with_note != without) == (email_type in DYNAMIC_NOTE_TYPES)
 
 
@@ -150,7 +220,8 @@ def test_no_label_is_left_without_its_value(reading: tuple[str, ...]) -> None:
             following = paragraphs[index + 1] if index + 1 < len(paragraphs) else []
             introduces = bool(following) and (
                 re.match(r"\d+\. ", following[0]) is not None
-                or any(value in line for line in following for value in values))
+                or any(value in line for line in following for value in values)
+            )
             assert introduces, f"{email_type}: {line!r} introduces nothing"
     for value in (v for v in values if v in text):
         for line in (line for line in text.splitlines() if value in line):

@@ -100,18 +100,57 @@ def test_keys_follow_the_documented_order_and_integers_stay_plain() -> None:
     )
     assert fmt(tenant, "tenant") == (
         "settings:\n  automatically_send_emails_to_users: false\n  pin_length: 6\n\n"
-        "bridge:\n  numbers:\n    - number: \"+14255550100\"\n      type: toll\n"
-        "      location: Redmond\n  default_number: \"+14255550100\"\n\n"
+        'bridge:\n  numbers:\n    - number: "+14255550100"\n      type: toll\n'
+        '      location: Redmond\n  default_number: "+14255550100"\n\n'
         "email: {locale: en}\n"
     )
 
 
 @pytest.mark.parametrize(
     "text",
-    ["0123456", "+14255550100", "yes", "No", "on", "y", "true", "False", "null", "~", "",
-     "1:30", "2024-01-01", "0o17", "0x1F", ".inf", "1e3", "<<", "=", " lead", "trail ",
-     "a: b", "a #b", "-x", "#x", "@x", "`x", "!x", "&x", "*x", "|x", ">x", "%x", "'x", '"x',
-     "...", "---", "line\nbreak", "tab\there", "nel\x85", "ls\u2028"],
+    [
+        "0123456",
+        "+14255550100",
+        "yes",
+        "No",
+        "on",
+        "y",
+        "true",
+        "False",
+        "null",
+        "~",
+        "",
+        "1:30",
+        "2024-01-01",
+        "0o17",
+        "0x1F",
+        ".inf",
+        "1e3",
+        "<<",
+        "=",
+        " lead",
+        "trail ",
+        "a: b",
+        "a #b",
+        "-x",
+        "#x",
+        "@x",
+        "`x",
+        "!x",
+        "&x",
+        "*x",
+        "|x",
+        ">x",
+        "%x",
+        "'x",
+        '"x',
+        "...",
+        "---",
+        "line\nbreak",
+        "tab\there",
+        "nel\x85",
+        "ls\u2028",
+    ],
 )
 def test_a_string_any_yaml_reader_could_misread_is_double_quoted(text: str) -> None:
     assert not plain_is_safe(text)
@@ -120,8 +159,21 @@ def test_a_string_any_yaml_reader_could_misread_is_double_quoted(text: str) -> N
     assert yaml.safe_load(out)["users"]["a@b.c"]["display_name"] == text  # YAML 1.1 too
 
 
-@pytest.mark.parametrize("text", ["Alice Martin", "O'Brien", 'say "hi"', "a#b", "Chloé Dubois",
-                                  "None", "Redmond, WA", "https://aka.ms/x", "a@b.c", "8412345x"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Alice Martin",
+        "O'Brien",
+        'say "hi"',
+        "a#b",
+        "Chloé Dubois",
+        "None",
+        "Redmond, WA",
+        "https://aka.ms/x",
+        "a@b.c",
+        "8412345x",
+    ],
+)
 def test_a_string_every_reader_reads_the_same_is_plain(text: str) -> None:
     assert plain_is_safe(text)
     out = fmt(f"users:\n  a@b.c:\n    license: true\n    display_name: {quoted(text)}\n")
@@ -146,8 +198,9 @@ def test_crlf_bom_utf16_and_indentation_become_utf8_lf_two_spaces(encoding: str)
         ("\ufeffusers: [\udc00]".encode("utf-16-le", "surrogatepass"), "invalid YAML"),
     ],
 )
-def test_files_fmt_cannot_rewrite_safely_are_located_errors(text: str | bytes,
-                                                           message: str) -> None:
+def test_files_fmt_cannot_rewrite_safely_are_located_errors(
+    text: str | bytes, message: str
+) -> None:
     with pytest.raises(FormatError) as caught:
         format_yaml(text, "users.yaml", "users")
     (problem,) = caught.value.problems
@@ -156,17 +209,59 @@ def test_files_fmt_cannot_rewrite_safely_are_located_errors(text: str | bytes,
 
 # ----------------------------------------------------------------- randomized: meaning kept
 
-TRICKY = ["0?", "a?b", "yes", "no", "on", "0123456", "+14255550100", "true", "null", "~", "",
-          "a: b", "a #b", "#x", "-x", "1:30", "2024-01-01", "Chloé", "O'Brien", "x,y", "{x}", "[x]",
-          "...", "  pad  ", "None", "é\u200d", "ünïcødé", "@team", "tab\there"]
-texts = st.one_of(st.sampled_from(TRICKY),
-                  st.text(st.characters(exclude_categories=["Cs"]), max_size=12))
+TRICKY = [
+    "0?",
+    "a?b",
+    "yes",
+    "no",
+    "on",
+    "0123456",
+    "+14255550100",
+    "true",
+    "null",
+    "~",
+    "",
+    "a: b",
+    "a #b",
+    "#x",
+    "-x",
+    "1:30",
+    "2024-01-01",
+    "Chloé",
+    "O'Brien",
+    "x,y",
+    "{x}",
+    "[x]",
+    "...",
+    "  pad  ",
+    "None",
+    "é\u200d",
+    "ünïcødé",
+    "@team",
+    "tab\there",
+]
+texts = st.one_of(
+    st.sampled_from(TRICKY), st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+)
 values = st.one_of(st.booleans(), st.none(), texts)
 users_data = st.dictionaries(
     st.from_regex(r"[a-z]{1,6}@[a-z]{1,5}\.com", fullmatch=True),
-    st.dictionaries(st.sampled_from(["display_name", "license", "provider", "conference_id",
-                                     "dial_in_number", "email", "locale", "nickname"]),
-                    values, max_size=6),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "display_name",
+                "license",
+                "provider",
+                "conference_id",
+                "dial_in_number",
+                "email",
+                "locale",
+                "nickname",
+            ]
+        ),
+        values,
+        max_size=6,
+    ),
     max_size=6,
 )
 
@@ -219,9 +314,12 @@ def written(draw: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=int(os.environ.get("RECONCILER_FMT_EXAMPLES", "150")), deadline=None,
-          derandomize=os.environ.get("RECONCILER_FUZZ_RANDOM") != "1",
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("RECONCILER_FMT_EXAMPLES", "150")),
+    deadline=None,
+    derandomize=os.environ.get("RECONCILER_FUZZ_RANDOM") != "1",
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(written())
 def test_formatting_any_users_file_keeps_meaning_comments_and_is_a_fixed_point(text: str) -> None:
     before = load(text, "f", [])
@@ -230,7 +328,8 @@ def test_formatting_any_users_file_keeps_meaning_comments_and_is_a_fixed_point(t
     assert fmt(out) == out  # idempotent
     assert sorted(_comment_texts(out)) == sorted(_comment_texts(text))
     assert list(out and (load(out, "f", [])["users"] or {})) == sorted(
-        before["users"] or {}, key=lambda u: (u.casefold(), u))
+        before["users"] or {}, key=lambda u: (u.casefold(), u)
+    )
     assert yaml.safe_load(out) == before  # and a YAML 1.1 reader reads the same values
 
 
@@ -247,6 +346,7 @@ def _comment_texts(text: str) -> list[str]:
 
 # ------------------------------------------------------------------------------- the command
 
+
 def messy_example(root: Path) -> Path:
     """The example tenant re-typed by someone else: other indentation, order and quoting."""
     shutil.copytree(EXAMPLE_ROOT, root / "tenants", dirs_exist_ok=True)
@@ -257,8 +357,9 @@ def messy_example(root: Path) -> Path:
     tenant = root / "tenants" / "contoso" / "tenant.yaml"
     head, _, rest = tenant.read_text(encoding="utf-8").partition("settings:")
     settings_part, _, bridge = rest.partition("\nbridge:")
-    tenant.write_text(head + "bridge:" + bridge + "\nsettings:" + settings_part + "\n",
-                      encoding="utf-8")
+    tenant.write_text(
+        head + "bridge:" + bridge + "\nsettings:" + settings_part + "\n", encoding="utf-8"
+    )
     return root / "tenants"
 
 
@@ -273,8 +374,10 @@ def test_fmt_rewrites_only_what_is_not_canonical_and_the_tenant_means_the_same(
 
     check = ws.cli("fmt", "--check")
     assert check.code == 1
-    assert check.stdout.splitlines() == ["would reformat tenants/contoso/tenant.yaml",
-                                         "would reformat tenants/contoso/users/sales.yaml"]
+    assert check.stdout.splitlines() == [
+        "would reformat tenants/contoso/tenant.yaml",
+        "would reformat tenants/contoso/users/sales.yaml",
+    ]
     assert load_config(config).tenants["contoso"].files == before.files  # nothing written
 
     result = ws.cli("fmt")
@@ -285,7 +388,8 @@ def test_fmt_rewrites_only_what_is_not_canonical_and_the_tenant_means_the_same(
     assert (config / "contoso" / "users" / "paris.yaml").stat().st_mtime_ns == untouched
     assert stat.S_IMODE((config / "contoso" / "tenant.yaml").stat().st_mode) == 0o640
     assert (config / "contoso" / "tenant.yaml").read_bytes() == (
-        EXAMPLE_ROOT / "contoso" / "tenant.yaml").read_bytes()
+        EXAMPLE_ROOT / "contoso" / "tenant.yaml"
+    ).read_bytes()
     assert ws.cli("fmt", "--check").code == 0
 
 

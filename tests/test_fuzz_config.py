@@ -185,7 +185,6 @@ def damaged_text(draw: st.DrawFn, kind: str, base: dict[str, Any]) -> bytes:
 KINDS = ["values", "alias-bomb", "deep", "tag", "duplicate", "anchor", "bytes", "truncate", "bom"]
 
 
-
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """The base tenant, applied once for all the examples of the module (in-process)."""

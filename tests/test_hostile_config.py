@@ -26,7 +26,6 @@ ALIAS_BOMB = "".join(
 )
 
 
-
 @pytest.fixture
 def applied(new_workspace: NewWorkspace) -> Workspace:
     """A tenant applied once (its users got their emails), state and mail on disk."""

@@ -190,13 +190,22 @@ def test_the_export_script_writes_the_columns_init_reads(tmp_path: Path) -> None
     """The PowerShell cannot run here; its output is a CSV with these columns, which init
     reads (the rows below are what Export-Csv -Append -NoTypeInformation writes)."""
     script = (Path(__file__).resolve().parent.parent / "scripts" / "export-teams.ps1").read_text()
-    for column in ("UserPrincipalName", "DisplayName", "ConferenceId", "ServiceNumber",
-                   "TollFreeServiceNumber", "Provider", "License"):
+    for column in (
+        "UserPrincipalName",
+        "DisplayName",
+        "ConferenceId",
+        "ServiceNumber",
+        "TollFreeServiceNumber",
+        "Provider",
+        "License",
+    ):
         assert f"{column} " in script or f"{column}=" in script.replace(" ", "")
     assert "Set-Cs" not in script and "New-Cs" not in script and "Remove-" not in script
     (tmp_path / "users.csv").write_text(
         '"UserPrincipalName","DisplayName","ConferenceId","ServiceNumber",'
         '"TollFreeServiceNumber","Provider","License"\n'
         '"ann@contoso.com","Ann","8412345","+14255550100","","Microsoft","True"\n'
-        '"bob@contoso.com","Bob","","","","ThirdParty","False"\n', encoding="utf-8")
+        '"bob@contoso.com","Bob","","","","ThirdParty","False"\n',
+        encoding="utf-8",
+    )
     adopt(tmp_path, "--from", "users.csv")

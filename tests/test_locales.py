@@ -25,12 +25,47 @@ from tests.helpers.workspace import NewWorkspace
 
 TEN = ("en", "fr", "de", "es", "it", "nl", "pt-BR", "ja", "zh-CN", "pl")
 """Locale folders to resolve against (the shipped ten)."""
-WELL_FORMED = ["en", "fr-CA", "zh-Hans-CN", "pt-BR", "PT-br", "es-419", "sr-Latn-RS", "de-CH-1996",
-               "sl-rozaj-biske", "en-US-x-twain", "x-contoso", "zh-yue-HK", "de-DE-u-co-phonebk",
-               "en-a-bbb-x-a-ccc", "ast", "yue-HK"]
-MALFORMED = ["", "French", "english", "en_US", "e", "en-", "-en", "en--US", "123", "en-US-",
-             "en-x", "en-a", "fr-CA\n", " fr", "i-klingon", "en-GB-oed", "fr-CA-toolongvariant",
-             "../fr", "fr/../../etc", "zh-Hans-CN-", "x"]
+WELL_FORMED = [
+    "en",
+    "fr-CA",
+    "zh-Hans-CN",
+    "pt-BR",
+    "PT-br",
+    "es-419",
+    "sr-Latn-RS",
+    "de-CH-1996",
+    "sl-rozaj-biske",
+    "en-US-x-twain",
+    "x-contoso",
+    "zh-yue-HK",
+    "de-DE-u-co-phonebk",
+    "en-a-bbb-x-a-ccc",
+    "ast",
+    "yue-HK",
+]
+MALFORMED = [
+    "",
+    "French",
+    "english",
+    "en_US",
+    "e",
+    "en-",
+    "-en",
+    "en--US",
+    "123",
+    "en-US-",
+    "en-x",
+    "en-a",
+    "fr-CA\n",
+    " fr",
+    "i-klingon",
+    "en-GB-oed",
+    "fr-CA-toolongvariant",
+    "../fr",
+    "fr/../../etc",
+    "zh-Hans-CN-",
+    "x",
+]
 
 
 @pytest.mark.parametrize("tag", WELL_FORMED)
@@ -45,51 +80,65 @@ def test_malformed_tags_and_paths_are_refused(tag: str) -> None:
         chain(tag)
 
 
-@pytest.mark.parametrize(("tag", "canonical"), [
-    ("EN", "en"), ("fr-ca", "fr-CA"), ("ZH-hans-cn", "zh-Hans-CN"), ("es-419", "es-419"),
-    ("en-us-X-Twain", "en-US-x-twain"), ("de-de-U-CO-phonebk", "de-DE-u-co-phonebk")])
+@pytest.mark.parametrize(
+    ("tag", "canonical"),
+    [
+        ("EN", "en"),
+        ("fr-ca", "fr-CA"),
+        ("ZH-hans-cn", "zh-Hans-CN"),
+        ("es-419", "es-419"),
+        ("en-us-X-Twain", "en-US-x-twain"),
+        ("de-de-U-CO-phonebk", "de-DE-u-co-phonebk"),
+    ],
+)
 def test_canonical_case(tag: str, canonical: str) -> None:
     assert canonical_case(tag) == canonical
 
 
-@pytest.mark.parametrize(("tag", "expected"), [
-    ("fr-CA", ("fr-CA", "fr")),
-    ("fr-CA-x-qc", ("fr-CA-x-qc", "fr-CA", "fr")),
-    ("de-CH-1996", ("de-CH-1996", "de-CH", "de")),
-    ("en-Latn-US", ("en-Latn-US", "en-US", "en-Latn", "en")),
-    ("zh-Hans-CN", ("zh-Hans-CN", "zh-CN", "zh-Hans", "zh")),
-    ("zh", ("zh", "zh-CN")),
-    ("zh-SG", ("zh-SG", "zh", "zh-CN")),
-    ("zh-TW", ("zh-TW",)),
-    ("zh-Hant", ("zh-Hant", "zh-TW")),
-    ("zh-HK", ("zh-HK", "zh-TW")),
-    ("pt-PT", ("pt-PT", "pt")),
-    ("sr-Latn-RS", ("sr-Latn-RS", "sr-Latn")),
-    ("x-contoso", ("x-contoso",)),
-])
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("fr-CA", ("fr-CA", "fr")),
+        ("fr-CA-x-qc", ("fr-CA-x-qc", "fr-CA", "fr")),
+        ("de-CH-1996", ("de-CH-1996", "de-CH", "de")),
+        ("en-Latn-US", ("en-Latn-US", "en-US", "en-Latn", "en")),
+        ("zh-Hans-CN", ("zh-Hans-CN", "zh-CN", "zh-Hans", "zh")),
+        ("zh", ("zh", "zh-CN")),
+        ("zh-SG", ("zh-SG", "zh", "zh-CN")),
+        ("zh-TW", ("zh-TW",)),
+        ("zh-Hant", ("zh-Hant", "zh-TW")),
+        ("zh-HK", ("zh-HK", "zh-TW")),
+        ("pt-PT", ("pt-PT", "pt")),
+        ("sr-Latn-RS", ("sr-Latn-RS", "sr-Latn")),
+        ("x-contoso", ("x-contoso",)),
+    ],
+)
 def test_the_chain_of_a_tag(tag: str, expected: tuple[str, ...]) -> None:
     assert chain(tag) == expected
 
 
-@pytest.mark.parametrize(("user", "tenant", "used"), [
-    ("fr-CA", "en", "fr"),
-    ("fr-ca", "de", "fr"),
-    ("zh-Hans-CN", "en", "zh-CN"),
-    ("zh-CN", "en", "zh-CN"),
-    ("zh", "en", "zh-CN"),
-    ("pt-br", "en", "pt-BR"),
-    ("es-419", "en", "es"),
-    ("ja-JP", "en", "ja"),
-    ("de-AT", "fr", "de"),
-    ("ko", "fr-CA", "fr"),  # the user's language has no templates: the tenant's chain
-    ("ko", "ko-KR", "en"),  # neither has: English
-    ("pt", "it", "it"),  # pt is not pt-BR: a language is never guessed from a neighbour
-    ("pt-PT", "en", "en"),
-    ("zh-TW", "en", "en"),  # traditional Chinese never gets simplified
-    ("zh-Hant-HK", "ja", "ja"),
-    (None, "nl-BE", "nl"),
-    ("../fr", "..", "en"),
-])
+@pytest.mark.parametrize(
+    ("user", "tenant", "used"),
+    [
+        ("fr-CA", "en", "fr"),
+        ("fr-ca", "de", "fr"),
+        ("zh-Hans-CN", "en", "zh-CN"),
+        ("zh-CN", "en", "zh-CN"),
+        ("zh", "en", "zh-CN"),
+        ("pt-br", "en", "pt-BR"),
+        ("es-419", "en", "es"),
+        ("ja-JP", "en", "ja"),
+        ("de-AT", "fr", "de"),
+        ("ko", "fr-CA", "fr"),  # the user's language has no templates: the tenant's chain
+        ("ko", "ko-KR", "en"),  # neither has: English
+        ("pt", "it", "it"),  # pt is not pt-BR: a language is never guessed from a neighbour
+        ("pt-PT", "en", "en"),
+        ("zh-TW", "en", "en"),  # traditional Chinese never gets simplified
+        ("zh-Hant-HK", "ja", "ja"),
+        (None, "nl-BE", "nl"),
+        ("../fr", "..", "en"),
+    ],
+)
 def test_resolve_walks_the_users_chain_then_the_tenants_then_english(
     user: str | None, tenant: str, used: str
 ) -> None:
@@ -128,24 +177,37 @@ def test_the_schemas_publish_the_same_tag_pattern() -> None:
 
 # --------------------------------------------------------------------- through the CLI
 
+
 def test_validate_accepts_any_tag_and_the_plan_names_the_locale_used(
-        new_workspace: NewWorkspace) -> None:
+    new_workspace: NewWorkspace,
+) -> None:
     ws = new_workspace()
-    write_tenant(ws.config, "contoso", tenant_doc(locale="fr-CA"), {
-        "a@contoso.com": user_doc("1000001", locale="fr-BE"),
-        "b@contoso.com": user_doc("1000002", locale="ko"),
-        "c@contoso.com": user_doc("1000003", locale="en"),
-        "d@contoso.com": user_doc("1000004"),
-    })
+    write_tenant(
+        ws.config,
+        "contoso",
+        tenant_doc(locale="fr-CA"),
+        {
+            "a@contoso.com": user_doc("1000001", locale="fr-BE"),
+            "b@contoso.com": user_doc("1000002", locale="ko"),
+            "c@contoso.com": user_doc("1000003", locale="en"),
+            "d@contoso.com": user_doc("1000004"),
+        },
+    )
     validated = ws.run("validate")
     assert validated.code == 0, str(validated)
 
     planned = ws.run("plan", "--format", "json")
     assert planned.code == 0, str(planned)
-    emails = {e["user"]: (e["locale"], e["requested_locale"])
-              for e in json.loads(planned.stdout)["tenants"][0]["emails"]}
-    assert emails == {"a@contoso.com": ("fr", "fr-BE"), "b@contoso.com": ("fr", "ko"),
-                      "c@contoso.com": ("en", "en"), "d@contoso.com": ("fr", "fr-CA")}
+    emails = {
+        e["user"]: (e["locale"], e["requested_locale"])
+        for e in json.loads(planned.stdout)["tenants"][0]["emails"]
+    }
+    assert emails == {
+        "a@contoso.com": ("fr", "fr-BE"),
+        "b@contoso.com": ("fr", "ko"),
+        "c@contoso.com": ("en", "en"),
+        "d@contoso.com": ("fr", "fr-CA"),
+    }
 
     text = ws.run("plan").stdout
     assert "a@contoso.com <a@contoso.com> enabled (in fr, for locale fr-BE)" in text
@@ -156,17 +218,24 @@ def test_validate_accepts_any_tag_and_the_plan_names_the_locale_used(
 
     ws.apply()
     languages = {mail.to: mail.message["Content-Language"] for mail in ws.mails()}
-    assert languages == {"a@contoso.com": "fr", "b@contoso.com": "fr", "c@contoso.com": "en",
-                         "d@contoso.com": "fr"}
+    assert languages == {
+        "a@contoso.com": "fr",
+        "b@contoso.com": "fr",
+        "c@contoso.com": "en",
+        "d@contoso.com": "fr",
+    }
 
 
 def test_a_malformed_tag_is_one_located_error(new_workspace: NewWorkspace) -> None:
     ws = new_workspace()
-    write_tenant(ws.config, "contoso", tenant_doc(), {
-        "a@contoso.com": user_doc("1000001", locale="fr_CA")})
+    write_tenant(
+        ws.config, "contoso", tenant_doc(), {"a@contoso.com": user_doc("1000001", locale="fr_CA")}
+    )
     result = ws.run("validate")
     assert result.code == 1
     first, *rest = result.stderr.strip().splitlines()
-    assert first == ("contoso/users.yaml:6:13: locale: 'fr_CA' must be a BCP 47 language tag "
-                     "such as en, fr-CA or zh-Hans-CN")
+    assert first == (
+        "contoso/users.yaml:6:13: locale: 'fr_CA' must be a BCP 47 language tag "
+        "such as en, fr-CA or zh-Hans-CN"
+    )
     assert rest == ["1 problem(s) found; nothing was planned, applied or sent."]

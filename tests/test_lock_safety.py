@@ -49,7 +49,8 @@ def test_a_terminated_lock_connection_stops_delivery_and_nothing_is_sent_twice(
 
 
 def test_a_server_idle_session_timeout_never_ends_the_lock_or_the_delivery(
-    new_workspace: NewWorkspace, postgres_server: PostgresServer,
+    new_workspace: NewWorkspace,
+    postgres_server: PostgresServer,
     new_smtp_server: Callable[..., SMTPTestServer],
 ) -> None:
     database = postgres_server.new_database()

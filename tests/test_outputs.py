@@ -36,19 +36,29 @@ DEFAULT, OTHER, TOLL_FREE = "+14255550100", "+12065550123", "+18005550199"
 
 
 def tenant_doc(**settings: Any) -> dict[str, Any]:
-    return {"settings": settings,
-            "bridge": {"numbers": [{"number": DEFAULT, "type": "toll"},
-                                   {"number": OTHER, "type": "toll"},
-                                   {"number": TOLL_FREE, "type": "toll_free"}],
-                       "default_number": DEFAULT}}
+    return {
+        "settings": settings,
+        "bridge": {
+            "numbers": [
+                {"number": DEFAULT, "type": "toll"},
+                {"number": OTHER, "type": "toll"},
+                {"number": TOLL_FREE, "type": "toll_free"},
+            ],
+            "default_number": DEFAULT,
+        },
+    }
 
 
-def config(users: dict[str, dict[str, Any]], name: str = "contoso", **settings: Any
-           ) -> TenantConfig:
+def config(
+    users: dict[str, dict[str, Any]], name: str = "contoso", **settings: Any
+) -> TenantConfig:
     tenant = effective_tenant(tenant_doc(**settings))
-    return TenantConfig(name, tenant,
-                        {k: effective_user(k, raw, tenant) for k, raw in users.items()},
-                        {k: (f"{name}/users.yaml", k) for k in users})
+    return TenantConfig(
+        name,
+        tenant,
+        {k: effective_user(k, raw, tenant) for k, raw in users.items()},
+        {k: (f"{name}/users.yaml", k) for k in users},
+    )
 
 
 def state_of(cfg: TenantConfig, serial: int = 3) -> Applied:
@@ -62,10 +72,16 @@ BEFORE = {
 }
 AFTER = {
     "alice@contoso.com": {"license": True, "conference_id": "8412346", "pin_reset": "r1"},
-    "carol@contoso.com": {"license": True, "conference_id": "8412347",
-                          "email": "carol.x@contoso.com"},
-    "dan@contoso.com": {"license": True, "conference_id": "8412398",
-                        "display_name": "Dan | Sales <team>"},
+    "carol@contoso.com": {
+        "license": True,
+        "conference_id": "8412347",
+        "email": "carol.x@contoso.com",
+    },
+    "dan@contoso.com": {
+        "license": True,
+        "conference_id": "8412398",
+        "display_name": "Dan | Sales <team>",
+    },
 }
 
 
@@ -84,6 +100,7 @@ def no_change_plan() -> Plan:
 
 
 # --------------------------------------------------------------------------- text
+
 
 def test_text_symbols_and_values() -> None:
     out = text.render(sample_plan())
@@ -104,8 +121,7 @@ def test_text_symbols_and_values() -> None:
         "@ carol@contoso.com <carol.x@contoso.com> enabled",
     ]
     assert "conference ID changed" in out and "user removed from the configuration" in out
-    assert lines[-1] == ("Plan: 1 setting change(s), 4 user change(s), 4 email(s) "
-                         "(0 suppressed).")
+    assert lines[-1] == ("Plan: 1 setting change(s), 4 user change(s), 4 email(s) (0 suppressed).")
     assert "[suppressed]" not in out
 
 
@@ -162,11 +178,13 @@ def test_cli_text_has_no_color_when_not_a_tty(plan_cli: Workspace) -> None:
     assert not ANSI.search(plan_text(plan_cli))
 
 
-def test_cli_text_colors_a_tty_unless_no_color(plan_cli: Workspace,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_text_colors_a_tty_unless_no_color(
+    plan_cli: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the in-process stdout (CliRunner's) pretends to be a terminal
-    monkeypatch.setattr(click.testing._NamedTextIOWrapper, "isatty", lambda self: True,
-                        raising=False)
+    monkeypatch.setattr(
+        click.testing._NamedTextIOWrapper, "isatty", lambda self: True, raising=False
+    )
     assert ANSI.search(plan_text(plan_cli))
     assert not ANSI.search(plan_text(plan_cli, env={"NO_COLOR": "1"}))
     assert not ANSI.search(plan_text(plan_cli, env={"NO_COLOR": ""}))  # set at all: no colour
@@ -174,11 +192,11 @@ def test_cli_text_colors_a_tty_unless_no_color(plan_cli: Workspace,
 
 # --------------------------------------------------------------------------- markdown
 
+
 def test_markdown_summary_counts_and_tables() -> None:
     out = markdown.render(sample_plan())
     assert out.startswith(markdown.MARKER + "\n## Audio Conferencing plan\n")
-    assert ("**1** setting change(s), **4** user change(s), **4** email(s), **0** suppressed."
-            in out)
+    assert "**1** setting change(s), **4** user change(s), **4** email(s), **0** suppressed." in out
     header = "| Tenant | Settings | Users | " + " | ".join(EMAIL_TYPES) + " | Suppressed |"
     assert header in out
     # enabled, details-changed, pin-reset, conference-info, disabled
@@ -186,8 +204,10 @@ def test_markdown_summary_counts_and_tables() -> None:
     assert "| User | To | Email | Why |" in out
     assert "| `carol@contoso.com` | `carol.x@contoso.com` | `enabled` |" in out
     assert "| `settings.pin_length` | `5` | `6` |" in out
-    assert ("| ~ | `alice@contoso.com` | `conference_id`: `8412345` → `8412346`, "
-            "`pin_reset`: — → `r1` |") in out
+    assert (
+        "| ~ | `alice@contoso.com` | `conference_id`: `8412345` → `8412346`, "
+        "`pin_reset`: — → `r1` |"
+    ) in out
     assert "| - | `bob@contoso.com` | delete |" in out
     assert "| + | `carol@contoso.com` | create |" in out
     # a cell value cannot break the table, and HTML stays inside its code span
@@ -197,8 +217,9 @@ def test_markdown_summary_counts_and_tables() -> None:
 
 def test_markdown_counts_per_tenant_and_suppressed() -> None:
     plan = sample_plan(automatically_send_emails_to_users=False)
-    other = config({"erin@contoso.com": {"license": True, "conference_id": "1234567"}},
-                   name="fabrikam")
+    other = config(
+        {"erin@contoso.com": {"license": True, "conference_id": "1234567"}}, name="fabrikam"
+    )
     plan.tenants.append(plan_tenant(other, state_of(config({}, name="fabrikam")))[0])
     out = markdown.render(plan)
     assert "| contoso | 2 | 4 | 1 | 1 | 1 | 0 | 1 | 4 |" in out
@@ -220,9 +241,11 @@ def big_plan(n: int) -> Plan:
     tenant = TenantPlan("contoso", "0f1e2d3c", 9)
     tenant.user_changes = [
         UserChange(u, "update", (Change("conference_id", f"{i:07}", f"{i + 1:07}"),))
-        for i, u in enumerate(users)]
-    tenant.emails = [PlannedEmail(u, u, "details-changed", ("conference ID changed",), False)
-                     for u in users]
+        for i, u in enumerate(users)
+    ]
+    tenant.emails = [
+        PlannedEmail(u, u, "details-changed", ("conference ID changed",), False) for u in users
+    ]
     tenant.settings_changes = [Change(f"settings.s{i}", i, i + 1) for i in range(300)]
     return Plan([tenant])
 
@@ -231,9 +254,9 @@ def test_markdown_truncates_in_the_middle_with_a_count() -> None:
     out = markdown.render(big_plan(500))
     assert "| `user00000@contoso.com` | `user00000@contoso.com` |" in out  # head kept
     assert "| `user00499@contoso.com` | `user00499@contoso.com` |" in out  # tail kept
-    assert "user00250@contoso.com" not in out                          # middle cut
+    assert "user00250@contoso.com" not in out  # middle cut
     assert out.count("*300 more row(s) not shown*") == 2  # emails and user changes
-    assert "*100 more row(s) not shown*" in out            # settings (300 rows)
+    assert "*100 more row(s) not shown*" in out  # settings (300 rows)
     # the cut is between head and tail
     head = out.index("| `user00099@contoso.com` | `user00099")
     gap = out.index("*300 more row(s) not shown*")
@@ -268,8 +291,15 @@ def test_markdown_artifacts_link() -> None:
 
 # --------------------------------------------------------------------------- json
 
-TENANT_KEYS = {"name", "state", "missing_from_config", "settings_changes", "user_changes",
-               "emails", "warnings"}
+TENANT_KEYS = {
+    "name",
+    "state",
+    "missing_from_config",
+    "settings_changes",
+    "user_changes",
+    "emails",
+    "warnings",
+}
 
 
 def test_json_has_exactly_the_spec_fields() -> None:
@@ -277,27 +307,40 @@ def test_json_has_exactly_the_spec_fields() -> None:
     jsonschema.validate(document, PLAN_SCHEMA)
     assert list(document) == ["format_version", "tenants", "summary"]
     assert document["format_version"] == "1"
-    assert document["summary"] == {"settings_changes": 1, "user_changes": 4, "emails": 4,
-                                   "suppressed": 0}
+    assert document["summary"] == {
+        "settings_changes": 1,
+        "user_changes": 4,
+        "emails": 4,
+        "suppressed": 0,
+    }
     (tenant,) = document["tenants"]
     assert set(tenant) == TENANT_KEYS
     assert tenant["name"] == "contoso"
     assert tenant["state"] == {"lineage": "0f1e2d3c", "serial": 3}
     assert tenant["missing_from_config"] is False
-    assert tenant["settings_changes"] == [
-        {"path": "settings.pin_length", "before": 5, "after": 6}]
+    assert tenant["settings_changes"] == [{"path": "settings.pin_length", "before": 5, "after": 6}]
     alice = tenant["user_changes"][0]
-    assert alice == {"user": "alice@contoso.com", "action": "update", "changes": [
-        {"path": "conference_id", "before": "8412345", "after": "8412346"},
-        {"path": "pin_reset", "before": None, "after": "r1"}]}
-    assert [u["action"] for u in tenant["user_changes"]] == [
-        "update", "delete", "create", "update"]
-    assert tenant["emails"][0] == {"user": "alice@contoso.com", "to": "alice@contoso.com",
-                                   "type": "details-changed",
-                                   "reasons": ["conference ID changed"], "suppressed": False,
-                                   "locale": "en", "requested_locale": "en"}
+    assert alice == {
+        "user": "alice@contoso.com",
+        "action": "update",
+        "changes": [
+            {"path": "conference_id", "before": "8412345", "after": "8412346"},
+            {"path": "pin_reset", "before": None, "after": "r1"},
+        ],
+    }
+    assert [u["action"] for u in tenant["user_changes"]] == ["update", "delete", "create", "update"]
+    assert tenant["emails"][0] == {
+        "user": "alice@contoso.com",
+        "to": "alice@contoso.com",
+        "type": "details-changed",
+        "reasons": ["conference ID changed"],
+        "suppressed": False,
+        "locale": "en",
+        "requested_locale": "en",
+    }
     assert [set(e) for e in tenant["emails"]] == [
-        {"user", "to", "type", "reasons", "suppressed", "locale", "requested_locale"}] * 4
+        {"user", "to", "type", "reasons", "suppressed", "locale", "requested_locale"}
+    ] * 4
     assert tenant["warnings"] == []
 
 

@@ -14,15 +14,32 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_wheel_carries_the_schemas_templates_and_entry_point(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(tmp_path), str(ROOT)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for schema in ("tenant", "users", "plan"):
         assert f"reconciler/_data/schemas/{schema}.schema.json" in names
-    shipped = {path.relative_to(ROOT).as_posix() for path in (ROOT / "templates").rglob("*")
-               if path.is_file()}
+    shipped = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "templates").rglob("*")
+        if path.is_file()
+    }
     assert len(shipped) == len(SHIPPED_LOCALES) * (len(TEMPLATE_TYPES) * 3 + 5)
     for locale in SHIPPED_LOCALES:
         for kind in TEMPLATE_TYPES:

@@ -58,8 +58,10 @@ def test_french_spaces_before_punctuation_and_inside_guillemets_do_not_break() -
                 assert not line.endswith("«"), (filler, line)
 
 
-JAPANESE = ("電話会議がお使いのアカウントで利用できるようになりました。参加者は、下記の番号に電話を"
-            "かけて会議 ID を入力すると、あなたが開催する会議に電話で参加できます。")
+JAPANESE = (
+    "電話会議がお使いのアカウントで利用できるようになりました。参加者は、下記の番号に電話を"
+    "かけて会議 ID を入力すると、あなたが開催する会議に電話で参加できます。"
+)
 
 
 def test_japanese_wraps_between_characters_counting_two_columns_each() -> None:

@@ -20,8 +20,9 @@ def enabled(cid: str, **extra: Any) -> dict[str, Any]:
     return {"license": True, "conference_id": cid, **extra}
 
 
-def config(users: dict[str, dict[str, Any]], doc: dict[str, Any] | None = None,
-           name: str = "contoso") -> TenantConfig:
+def config(
+    users: dict[str, dict[str, Any]], doc: dict[str, Any] | None = None, name: str = "contoso"
+) -> TenantConfig:
     tenant = effective_tenant(doc if doc is not None else tenant_doc())
     records = {key.lower(): effective_user(key.lower(), raw, tenant) for key, raw in users.items()}
     sources = {key.lower(): (f"{name}/users.yaml", key) for key in users}
@@ -43,18 +44,22 @@ def emails(result) -> list[tuple[str, str, str]]:
 
 
 def test_emails_in_send_order_users_by_upn_then_spec_order() -> None:
-    before = config({
-        "zed@contoso.com": enabled("1000001"),
-        "bob@contoso.com": enabled("1000002"),
-        "alice@contoso.com": enabled("1000003"),
-        "carol@contoso.com": enabled("1000004"),
-    })
-    after = config({  # written out of order on purpose
-        "zed@contoso.com": enabled("1000001", pin_reset="r1", send_conference_info="i1"),
-        "dave@contoso.com": enabled("1000005"),
-        "bob@contoso.com": enabled("1000009", pin_reset="r1", send_conference_info="i1"),
-        "alice@contoso.com": enabled("1000003", send_conference_info="i1"),
-    })
+    before = config(
+        {
+            "zed@contoso.com": enabled("1000001"),
+            "bob@contoso.com": enabled("1000002"),
+            "alice@contoso.com": enabled("1000003"),
+            "carol@contoso.com": enabled("1000004"),
+        }
+    )
+    after = config(
+        {  # written out of order on purpose
+            "zed@contoso.com": enabled("1000001", pin_reset="r1", send_conference_info="i1"),
+            "dave@contoso.com": enabled("1000005"),
+            "bob@contoso.com": enabled("1000009", pin_reset="r1", send_conference_info="i1"),
+            "alice@contoso.com": enabled("1000003", send_conference_info="i1"),
+        }
+    )
     result, findings = plan_between(before, after)
     assert findings == []
     assert [(u, t) for u, _, t in emails(result)] == [
@@ -69,16 +74,26 @@ def test_emails_in_send_order_users_by_upn_then_spec_order() -> None:
 
 
 def test_upn_is_case_insensitive_and_sorted_lowercase() -> None:
-    result, _ = plan_between(config({}), config({"Bob@Contoso.com": enabled("1000002"),
-                                                 "alice@contoso.com": enabled("1000003")}))
+    result, _ = plan_between(
+        config({}),
+        config({"Bob@Contoso.com": enabled("1000002"), "alice@contoso.com": enabled("1000003")}),
+    )
     assert [e.user for e in result.emails] == ["alice@contoso.com", "bob@contoso.com"]
 
 
 def test_to_is_the_recipient_override_else_the_upn() -> None:
-    before = config({"alice@contoso.com": enabled("1000001", email="alice.m@contoso.com"),
-                     "bob@contoso.com": enabled("1000002")})
-    after = config({"alice@contoso.com": enabled("1000009", email="alice.m@contoso.com"),
-                    "bob@contoso.com": enabled("1000008")})
+    before = config(
+        {
+            "alice@contoso.com": enabled("1000001", email="alice.m@contoso.com"),
+            "bob@contoso.com": enabled("1000002"),
+        }
+    )
+    after = config(
+        {
+            "alice@contoso.com": enabled("1000009", email="alice.m@contoso.com"),
+            "bob@contoso.com": enabled("1000008"),
+        }
+    )
     result, _ = plan_between(before, after)
     assert emails(result) == [
         ("alice@contoso.com", "alice.m@contoso.com", "details-changed"),
@@ -93,21 +108,32 @@ def test_removed_user_is_written_to_at_their_last_applied_address() -> None:
 
 
 def test_suppressed_when_automatic_emails_are_off() -> None:
-    before = config({"alice@contoso.com": enabled("1000001"),
-                     "bob@contoso.com": enabled("1000002")})
-    after = config({"alice@contoso.com": enabled("1000009"),
-                    "bob@contoso.com": enabled("1000002", pin_reset="r1")},
-                   tenant_doc(automatically_send_emails_to_users=False))
+    before = config(
+        {"alice@contoso.com": enabled("1000001"), "bob@contoso.com": enabled("1000002")}
+    )
+    after = config(
+        {
+            "alice@contoso.com": enabled("1000009"),
+            "bob@contoso.com": enabled("1000002", pin_reset="r1"),
+        },
+        tenant_doc(automatically_send_emails_to_users=False),
+    )
     result, _ = plan_between(before, after)
     assert [e.suppressed for e in result.emails] == [True, True]
     assert any("suppressed" in w and "2 email" in w for w in result.warnings)
-    assert Plan([result]).summary() == {"settings_changes": 1, "user_changes": 2,
-                                        "emails": 2, "suppressed": 2}
+    assert Plan([result]).summary() == {
+        "settings_changes": 1,
+        "user_changes": 2,
+        "emails": 2,
+        "suppressed": 2,
+    }
 
 
 def test_not_suppressed_when_automatic_emails_are_on() -> None:
-    before = config({"alice@contoso.com": enabled("1000001")},
-                    tenant_doc(automatically_send_emails_to_users=False))
+    before = config(
+        {"alice@contoso.com": enabled("1000001")},
+        tenant_doc(automatically_send_emails_to_users=False),
+    )
     after = config({"alice@contoso.com": enabled("1000009")})
     result, _ = plan_between(before, after)
     assert [e.suppressed for e in result.emails] == [False]
@@ -115,17 +141,21 @@ def test_not_suppressed_when_automatic_emails_are_on() -> None:
 
 
 def test_no_suppression_warning_without_emails() -> None:
-    cfg = config({"alice@contoso.com": {"license": False}},
-                 tenant_doc(automatically_send_emails_to_users=False))
+    cfg = config(
+        {"alice@contoso.com": {"license": False}},
+        tenant_doc(automatically_send_emails_to_users=False),
+    )
     result, _ = plan_between(None, cfg)
     assert result.emails == [] and result.warnings == []
 
 
 def test_default_number_change_reaches_only_users_on_the_default() -> None:
-    users = {"alice@contoso.com": enabled("1000001"),                     # uses the default
-             "bob@contoso.com": enabled("1000002", dial_in_number=OTHER_TOLL),  # own number
-             "carol@contoso.com": enabled("1000003", dial_in_number=DEFAULT),   # own = old default
-             "dan@contoso.com": {"license": False}}                           # not enabled
+    users = {
+        "alice@contoso.com": enabled("1000001"),  # uses the default
+        "bob@contoso.com": enabled("1000002", dial_in_number=OTHER_TOLL),  # own number
+        "carol@contoso.com": enabled("1000003", dial_in_number=DEFAULT),  # own = old default
+        "dan@contoso.com": {"license": False},
+    }  # not enabled
     doc = tenant_doc()
     doc["bridge"]["default_number"] = OTHER_TOLL
     result, _ = plan_between(config(users), config(users, doc))
@@ -135,15 +165,22 @@ def test_default_number_change_reaches_only_users_on_the_default() -> None:
     assert result.settings_changes == [Change("bridge.default_number", DEFAULT, OTHER_TOLL)]
     changed = {u.user: u for u in result.user_changes}
     assert set(changed) == {"alice@contoso.com", "dan@contoso.com"}
-    assert changed["alice@contoso.com"].changes == (
-        Change("dial_in_number", DEFAULT, OTHER_TOLL),)
+    assert changed["alice@contoso.com"].changes == (Change("dial_in_number", DEFAULT, OTHER_TOLL),)
 
 
 def test_user_changes_create_update_delete() -> None:
-    before = config({"alice@contoso.com": enabled("1000001"),
-                     "bob@contoso.com": enabled("1000002", display_name="Bob")})
-    after = config({"alice@contoso.com": enabled("1000009", display_name="Alice"),
-                    "carol@contoso.com": enabled("1000003", toll_free_number=TOLL_FREE)})
+    before = config(
+        {
+            "alice@contoso.com": enabled("1000001"),
+            "bob@contoso.com": enabled("1000002", display_name="Bob"),
+        }
+    )
+    after = config(
+        {
+            "alice@contoso.com": enabled("1000009", display_name="Alice"),
+            "carol@contoso.com": enabled("1000003", toll_free_number=TOLL_FREE),
+        }
+    )
     result, _ = plan_between(before, after)
     by_user = {u.user: u for u in result.user_changes}
     assert [u.user for u in result.user_changes] == sorted(by_user)
@@ -155,17 +192,24 @@ def test_user_changes_create_update_delete() -> None:
     create = by_user["carol@contoso.com"]
     assert create.action == "create"
     assert {c.path: (c.before, c.after) for c in create.changes} == {
-        "license": (None, True), "provider": (None, "Microsoft"),
-        "conference_id": (None, "1000003"), "dial_in_number": (None, DEFAULT),
-        "toll_free_number": (None, TOLL_FREE), "email": (None, "carol@contoso.com"),
+        "license": (None, True),
+        "provider": (None, "Microsoft"),
+        "conference_id": (None, "1000003"),
+        "dial_in_number": (None, DEFAULT),
+        "toll_free_number": (None, TOLL_FREE),
+        "email": (None, "carol@contoso.com"),
         "locale": (None, "en"),
     }
     delete = by_user["bob@contoso.com"]
     assert delete.action == "delete"
     assert {c.path: (c.before, c.after) for c in delete.changes} == {
-        "display_name": ("Bob", None), "license": (True, None), "provider": ("Microsoft", None),
-        "conference_id": ("1000002", None), "dial_in_number": (DEFAULT, None),
-        "email": ("bob@contoso.com", None), "locale": ("en", None),
+        "display_name": ("Bob", None),
+        "license": (True, None),
+        "provider": ("Microsoft", None),
+        "conference_id": ("1000002", None),
+        "dial_in_number": (DEFAULT, None),
+        "email": ("bob@contoso.com", None),
+        "locale": ("en", None),
     }
 
 
@@ -205,22 +249,37 @@ def test_lineage_and_serial_come_from_the_state() -> None:
 
 
 def test_no_change_plan() -> None:
-    cfg = config({"alice@contoso.com": enabled("1000001", pin_reset="r1"),
-                  "bob@contoso.com": {"license": False, "provider": "ThirdParty"}})
-    result, findings = plan_between(cfg, config({
-        "alice@contoso.com": enabled("1000001", pin_reset="r1"),
-        "bob@contoso.com": {"license": False, "provider": "ThirdParty"}}))
+    cfg = config(
+        {
+            "alice@contoso.com": enabled("1000001", pin_reset="r1"),
+            "bob@contoso.com": {"license": False, "provider": "ThirdParty"},
+        }
+    )
+    result, findings = plan_between(
+        cfg,
+        config(
+            {
+                "alice@contoso.com": enabled("1000001", pin_reset="r1"),
+                "bob@contoso.com": {"license": False, "provider": "ThirdParty"},
+            }
+        ),
+    )
     assert findings == []
     assert (result.settings_changes, result.user_changes, result.emails, result.warnings) == (
-        [], [], [], [])
+        [],
+        [],
+        [],
+        [],
+    )
     assert not result.has_changes
     assert not Plan([result]).has_changes
 
 
 def test_refused_request_is_a_finding_at_the_key() -> None:
     before = config({"alice@contoso.com": enabled("1000001")})
-    after = config({"Alice@contoso.com": {"license": False, "conference_id": "1000001",
-                                          "pin_reset": "r1"}})
+    after = config(
+        {"Alice@contoso.com": {"license": False, "conference_id": "1000001", "pin_reset": "r1"}}
+    )
     result, findings = plan_between(before, after)
     assert len(findings) == 1
     finding = findings[0]
@@ -239,15 +298,18 @@ def _many(n_enabled: int, disabled: int, extra_unlicensed: int = 0):
     return plan_between(config(users), config(after))[0]
 
 
-@pytest.mark.parametrize(("n_enabled", "disabled", "mass"), [
-    (10, 2, True),
-    (10, 1, False),     # exactly 10% is not more than 10%
-    (10, 0, False),
-    (20, 3, True),
-    (20, 2, False),
-    (9, 9, False),      # fewer than 10 enabled users: never
-    (9, 2, False),
-])
+@pytest.mark.parametrize(
+    ("n_enabled", "disabled", "mass"),
+    [
+        (10, 2, True),
+        (10, 1, False),  # exactly 10% is not more than 10%
+        (10, 0, False),
+        (20, 3, True),
+        (20, 2, False),
+        (9, 9, False),  # fewer than 10 enabled users: never
+        (9, 2, False),
+    ],
+)
 def test_mass_disable_threshold(n_enabled: int, disabled: int, mass: bool) -> None:
     result = _many(n_enabled, disabled, extra_unlicensed=5)
     assert result.enabled_before == n_enabled
@@ -270,8 +332,9 @@ def test_check_safe_names_every_unsafe_tenant() -> None:
     with pytest.raises(UnsafePlan) as refused:
         Plan(unsafe).check_safe()
     assert refused.value.tenants == ["alpha", "beta"]
-    assert str(refused.value).startswith("refusing to disable more than 10% of the enabled users "
-                                         "of alpha, beta;")
+    assert str(refused.value).startswith(
+        "refusing to disable more than 10% of the enabled users of alpha, beta;"
+    )
     with pytest.raises(UnsafePlan):
         unsafe[0].check_safe()
     Plan(unsafe).check_safe(allow_mass_disable=True)

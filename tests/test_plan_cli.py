@@ -38,8 +38,13 @@ PIN2 = "2026-12-02 #4412"
 INFO = "2026-11-29"
 INFO2 = "2026-12-02"
 
-A, B, C, D, Z = ("alice@contoso.com", "bob@contoso.com", "carol@contoso.com", "dan@contoso.com",
-                 "zoe@contoso.com")
+A, B, C, D, Z = (
+    "alice@contoso.com",
+    "bob@contoso.com",
+    "carol@contoso.com",
+    "dan@contoso.com",
+    "zoe@contoso.com",
+)
 BYSTANDERS = {  # always present and unchanged: never emailed
     Z: {"license": True, "conference_id": "9999999", "dial_in_number": OTHER_TOLL},
     "yann@contoso.com": {"license": False, "provider": "ThirdParty"},
@@ -58,19 +63,22 @@ def off(cid: str = "8412345", **extra: Any) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- tenant folders
 
+
 def tenant_yaml(settings: dict[str, Any] | None = None, default_number: str = DEFAULT) -> str:
-    return "\n".join([
-        f"settings: {json.dumps(settings or {})}",
-        "bridge:",
-        "  numbers:",
-        f'    - {{number: "{DEFAULT}", type: toll, location: "Redmond, WA"}}',
-        f'    - {{number: "{OTHER_TOLL}", type: toll, location: "Seattle, WA"}}',
-        f'    - {{number: "{TOLL_FREE}", type: toll_free}}',
-        f'  default_number: "{default_number}"',
-        "email:",
-        "  locale: en",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"settings: {json.dumps(settings or {})}",
+            "bridge:",
+            "  numbers:",
+            f'    - {{number: "{DEFAULT}", type: toll, location: "Redmond, WA"}}',
+            f'    - {{number: "{OTHER_TOLL}", type: toll, location: "Seattle, WA"}}',
+            f'    - {{number: "{TOLL_FREE}", type: toll_free}}',
+            f'  default_number: "{default_number}"',
+            "email:",
+            "  locale: en",
+            "",
+        ]
+    )
 
 
 def users_yaml(users: dict[str, dict[str, Any]]) -> str:
@@ -80,13 +88,19 @@ def users_yaml(users: dict[str, dict[str, Any]]) -> str:
     lines = ["users:"]
     for upn, fields in users.items():
         lines.append(f"  {upn}:")
-        lines.extend(f"    {key}: {json.dumps(value, ensure_ascii=False)}"
-                     for key, value in fields.items())
+        lines.extend(
+            f"    {key}: {json.dumps(value, ensure_ascii=False)}" for key, value in fields.items()
+        )
     return "\n".join(lines) + "\n"
 
 
-def write_tenant(config: Path, users: dict[str, dict[str, Any]], name: str = "contoso",
-                 settings: dict[str, Any] | None = None, default_number: str = DEFAULT) -> Path:
+def write_tenant(
+    config: Path,
+    users: dict[str, dict[str, Any]],
+    name: str = "contoso",
+    settings: dict[str, Any] | None = None,
+    default_number: str = DEFAULT,
+) -> Path:
     folder = config / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tenant.yaml").write_text(tenant_yaml(settings, default_number), encoding="utf-8")
@@ -121,100 +135,201 @@ def plan_json(ws: Workspace) -> dict[str, Any]:
 MATRIX: list[tuple[Any, ...]] = [
     # rows: not enabled -> enabled
     ("enabled/license-assigned", {A: off()}, {A: on()}, [(A, A, "enabled")]),
-    ("enabled/provider-ThirdParty-to-Microsoft", {A: on(provider="ThirdParty")},
-     {A: on(provider="Microsoft")}, [(A, A, "enabled")]),
-    ("enabled/provider-None-to-Microsoft", {A: on(provider="None")}, {A: on()},
-     [(A, A, "enabled")]),
+    (
+        "enabled/provider-ThirdParty-to-Microsoft",
+        {A: on(provider="ThirdParty")},
+        {A: on(provider="Microsoft")},
+        [(A, A, "enabled")],
+    ),
+    (
+        "enabled/provider-None-to-Microsoft",
+        {A: on(provider="None")},
+        {A: on()},
+        [(A, A, "enabled")],
+    ),
     ("enabled/new-user", {}, {A: on()}, [(A, A, "enabled")]),
     # rows: enabled -> enabled, details
-    ("details-changed/conference-id", {A: on()}, {A: on("8412346")},
-     [(A, A, "details-changed")]),
-    ("details-changed/dial-in-number", {A: on()}, {A: on(dial_in_number=OTHER_TOLL)},
-     [(A, A, "details-changed")]),
-    ("details-changed/both", {A: on()}, {A: on("8412346", dial_in_number=OTHER_TOLL)},
-     [(A, A, "details-changed")]),
-    ("details-changed/own-number-equal-to-default-is-no-change", {A: on()},
-     {A: on(dial_in_number=DEFAULT)}, []),
+    ("details-changed/conference-id", {A: on()}, {A: on("8412346")}, [(A, A, "details-changed")]),
+    (
+        "details-changed/dial-in-number",
+        {A: on()},
+        {A: on(dial_in_number=OTHER_TOLL)},
+        [(A, A, "details-changed")],
+    ),
+    (
+        "details-changed/both",
+        {A: on()},
+        {A: on("8412346", dial_in_number=OTHER_TOLL)},
+        [(A, A, "details-changed")],
+    ),
+    (
+        "details-changed/own-number-equal-to-default-is-no-change",
+        {A: on()},
+        {A: on(dial_in_number=DEFAULT)},
+        [],
+    ),
     # rows: requests
     ("pin-reset", {A: on()}, {A: on(pin_reset=PIN)}, [(A, A, "pin-reset")]),
-    ("conference-info", {A: on()}, {A: on(send_conference_info=INFO)},
-     [(A, A, "conference-info")]),
+    ("conference-info", {A: on()}, {A: on(send_conference_info=INFO)}, [(A, A, "conference-info")]),
     # rows: enabled -> not enabled
     ("disabled/license-removed", {A: on()}, {A: off()}, [(A, A, "disabled")]),
-    ("disabled/provider-ThirdParty", {A: on()}, {A: on(provider="ThirdParty")},
-     [(A, A, "disabled")]),
+    (
+        "disabled/provider-ThirdParty",
+        {A: on()},
+        {A: on(provider="ThirdParty")},
+        [(A, A, "disabled")],
+    ),
     ("disabled/provider-None", {A: on()}, {A: on(provider="None")}, [(A, A, "disabled")]),
     ("disabled/user-removed", {A: on()}, {}, [(A, A, "disabled")]),
     # combinations
-    ("enabled-alone/with-requests", {A: off()},
-     {A: on(pin_reset=PIN, send_conference_info=INFO)}, [(A, A, "enabled")]),
-    ("enabled-alone/new-user-with-requests-and-details", {},
-     {A: on("8412346", dial_in_number=OTHER_TOLL, pin_reset=PIN, send_conference_info=INFO)},
-     [(A, A, "enabled")]),
-    ("disabled-alone/with-details-change", {A: on()}, {A: off("8412346")},
-     [(A, A, "disabled")]),
-    ("disabled-alone/with-earlier-request", {A: on(pin_reset=PIN, send_conference_info=INFO)},
-     {A: off(pin_reset=PIN, send_conference_info=INFO)}, [(A, A, "disabled")]),
-    ("details-changed-then-pin-reset", {A: on()}, {A: on("8412346", pin_reset=PIN)},
-     [(A, A, "details-changed"), (A, A, "pin-reset")]),
-    ("pin-reset-then-conference-info", {A: on()},
-     {A: on(pin_reset=PIN, send_conference_info=INFO)},
-     [(A, A, "pin-reset"), (A, A, "conference-info")]),
-    ("conference-info-suppressed-by-details-changed", {A: on()},
-     {A: on(dial_in_number=OTHER_TOLL, send_conference_info=INFO)},
-     [(A, A, "details-changed")]),
-    ("details-pin-info", {A: on()},
-     {A: on("8412346", pin_reset=PIN, send_conference_info=INFO)},
-     [(A, A, "details-changed"), (A, A, "pin-reset")]),
+    (
+        "enabled-alone/with-requests",
+        {A: off()},
+        {A: on(pin_reset=PIN, send_conference_info=INFO)},
+        [(A, A, "enabled")],
+    ),
+    (
+        "enabled-alone/new-user-with-requests-and-details",
+        {},
+        {A: on("8412346", dial_in_number=OTHER_TOLL, pin_reset=PIN, send_conference_info=INFO)},
+        [(A, A, "enabled")],
+    ),
+    ("disabled-alone/with-details-change", {A: on()}, {A: off("8412346")}, [(A, A, "disabled")]),
+    (
+        "disabled-alone/with-earlier-request",
+        {A: on(pin_reset=PIN, send_conference_info=INFO)},
+        {A: off(pin_reset=PIN, send_conference_info=INFO)},
+        [(A, A, "disabled")],
+    ),
+    (
+        "details-changed-then-pin-reset",
+        {A: on()},
+        {A: on("8412346", pin_reset=PIN)},
+        [(A, A, "details-changed"), (A, A, "pin-reset")],
+    ),
+    (
+        "pin-reset-then-conference-info",
+        {A: on()},
+        {A: on(pin_reset=PIN, send_conference_info=INFO)},
+        [(A, A, "pin-reset"), (A, A, "conference-info")],
+    ),
+    (
+        "conference-info-suppressed-by-details-changed",
+        {A: on()},
+        {A: on(dial_in_number=OTHER_TOLL, send_conference_info=INFO)},
+        [(A, A, "details-changed")],
+    ),
+    (
+        "details-pin-info",
+        {A: on()},
+        {A: on("8412346", pin_reset=PIN, send_conference_info=INFO)},
+        [(A, A, "details-changed"), (A, A, "pin-reset")],
+    ),
     # nothing else sends an email
-    ("nothing/display-name", {A: on(display_name="Alice")}, {A: on(display_name="Alice M.")},
-     []),
+    ("nothing/display-name", {A: on(display_name="Alice")}, {A: on(display_name="Alice M.")}, []),
     ("nothing/locale", {A: on()}, {A: on(locale="fr")}, []),
     ("nothing/recipient-override", {A: on()}, {A: on(email="alice.m@contoso.com")}, []),
     ("nothing/toll-free-number", {A: on()}, {A: on(toll_free_number=TOLL_FREE)}, []),
-    ("nothing/tenant-settings", {A: on()}, {A: on()}, [], {},
-     {"pin_length": 6, "use_unique_conference_ids": True}),
-    ("nothing/not-enabled-details", {A: off()}, {A: off("8412346", dial_in_number=OTHER_TOLL)},
-     []),
-    ("nothing/ThirdParty-to-None", {A: on(provider="ThirdParty")}, {A: on(provider="None")},
-     []),
+    (
+        "nothing/tenant-settings",
+        {A: on()},
+        {A: on()},
+        [],
+        {},
+        {"pin_length": 6, "use_unique_conference_ids": True},
+    ),
+    ("nothing/not-enabled-details", {A: off()}, {A: off("8412346", dial_in_number=OTHER_TOLL)}, []),
+    ("nothing/ThirdParty-to-None", {A: on(provider="ThirdParty")}, {A: on(provider="None")}, []),
     ("nothing/new-unlicensed-user", {}, {A: off()}, []),
     ("nothing/unlicensed-user-removed", {A: off()}, {}, []),
-    ("nothing/ThirdParty-gets-license-removed", {A: on(provider="ThirdParty")},
-     {A: off(provider="ThirdParty")}, []),
+    (
+        "nothing/ThirdParty-gets-license-removed",
+        {A: on(provider="ThirdParty")},
+        {A: off(provider="ThirdParty")},
+        [],
+    ),
     # requests: only a new value asks
     ("request/unchanged-pin-reset", {A: on(pin_reset=PIN)}, {A: on(pin_reset=PIN)}, []),
-    ("request/unchanged-conference-info", {A: on(send_conference_info=INFO)},
-     {A: on(send_conference_info=INFO)}, []),
+    (
+        "request/unchanged-conference-info",
+        {A: on(send_conference_info=INFO)},
+        {A: on(send_conference_info=INFO)},
+        [],
+    ),
     ("request/cleared", {A: on(pin_reset=PIN, send_conference_info=INFO)}, {A: on()}, []),
-    ("request/changed-pin-reset", {A: on(pin_reset=PIN)}, {A: on(pin_reset=PIN2)},
-     [(A, A, "pin-reset")]),
-    ("request/changed-conference-info", {A: on(send_conference_info=INFO)},
-     {A: on(send_conference_info=INFO2)}, [(A, A, "conference-info")]),
-    ("request/unchanged-request-on-not-enabled-user", {A: off(pin_reset=PIN)},
-     {A: off(pin_reset=PIN, display_name="Alice")}, []),
+    (
+        "request/changed-pin-reset",
+        {A: on(pin_reset=PIN)},
+        {A: on(pin_reset=PIN2)},
+        [(A, A, "pin-reset")],
+    ),
+    (
+        "request/changed-conference-info",
+        {A: on(send_conference_info=INFO)},
+        {A: on(send_conference_info=INFO2)},
+        [(A, A, "conference-info")],
+    ),
+    (
+        "request/unchanged-request-on-not-enabled-user",
+        {A: off(pin_reset=PIN)},
+        {A: off(pin_reset=PIN, display_name="Alice")},
+        [],
+    ),
     # recipients and effective values
-    ("to/recipient-override", {A: on(email="alice.m@contoso.com")},
-     {A: on("8412346", email="alice.m@contoso.com")},
-     [(A, "alice.m@contoso.com", "details-changed")]),
-    ("to/override-of-removed-user", {A: on(email="alice.m@contoso.com")}, {},
-     [(A, "alice.m@contoso.com", "disabled")]),
-    ("to/new-override-used-at-once", {A: on()}, {A: on(email="alice.m@contoso.com",
-                                                       pin_reset=PIN)},
-     [(A, "alice.m@contoso.com", "pin-reset")]),
-    ("effective/default-number-changed", {A: on(), B: on("8412399", dial_in_number=DEFAULT),
-                                          C: on("8412398", dial_in_number=OTHER_TOLL)},
-     {A: on(), B: on("8412399", dial_in_number=DEFAULT),
-      C: on("8412398", dial_in_number=OTHER_TOLL)},
-     [(A, A, "details-changed")], None, None, OTHER_TOLL),
+    (
+        "to/recipient-override",
+        {A: on(email="alice.m@contoso.com")},
+        {A: on("8412346", email="alice.m@contoso.com")},
+        [(A, "alice.m@contoso.com", "details-changed")],
+    ),
+    (
+        "to/override-of-removed-user",
+        {A: on(email="alice.m@contoso.com")},
+        {},
+        [(A, "alice.m@contoso.com", "disabled")],
+    ),
+    (
+        "to/new-override-used-at-once",
+        {A: on()},
+        {A: on(email="alice.m@contoso.com", pin_reset=PIN)},
+        [(A, "alice.m@contoso.com", "pin-reset")],
+    ),
+    (
+        "effective/default-number-changed",
+        {
+            A: on(),
+            B: on("8412399", dial_in_number=DEFAULT),
+            C: on("8412398", dial_in_number=OTHER_TOLL),
+        },
+        {
+            A: on(),
+            B: on("8412399", dial_in_number=DEFAULT),
+            C: on("8412398", dial_in_number=OTHER_TOLL),
+        },
+        [(A, A, "details-changed")],
+        None,
+        None,
+        OTHER_TOLL,
+    ),
     # several users: users by UPN, then SPEC §4 order
-    ("order/users-by-upn", {D: off("8412304"), C: on("8412303"), B: on("8412302"),
-                            A: on("8412301")},
-     {D: on("8412304"), C: off("8412303"),
-      B: on("8412302", pin_reset=PIN, send_conference_info=INFO),
-      A: on("8412309", pin_reset=PIN)},
-     [(A, A, "details-changed"), (A, A, "pin-reset"), (B, B, "pin-reset"),
-      (B, B, "conference-info"), (C, C, "disabled"), (D, D, "enabled")]),
+    (
+        "order/users-by-upn",
+        {D: off("8412304"), C: on("8412303"), B: on("8412302"), A: on("8412301")},
+        {
+            D: on("8412304"),
+            C: off("8412303"),
+            B: on("8412302", pin_reset=PIN, send_conference_info=INFO),
+            A: on("8412309", pin_reset=PIN),
+        },
+        [
+            (A, A, "details-changed"),
+            (A, A, "pin-reset"),
+            (B, B, "pin-reset"),
+            (B, B, "conference-info"),
+            (C, C, "disabled"),
+            (D, D, "enabled"),
+        ],
+    ),
 ]
 
 
@@ -226,14 +341,25 @@ def _matrix_params(case: tuple[Any, ...]) -> Any:
 
 @pytest.mark.parametrize(
     ("before", "after", "expected", "settings_before", "settings_after", "default_after"),
-    [_matrix_params(case) for case in MATRIX])
-def test_spec4_matrix(ws: Workspace, before: dict, after: dict, expected: list,
-                      settings_before: dict | None, settings_after: dict | None,
-                      default_after: str | None) -> None:
+    [_matrix_params(case) for case in MATRIX],
+)
+def test_spec4_matrix(
+    ws: Workspace,
+    before: dict,
+    after: dict,
+    expected: list,
+    settings_before: dict | None,
+    settings_after: dict | None,
+    default_after: str | None,
+) -> None:
     write_tenant(ws.config, {**before, **BYSTANDERS}, settings=settings_before)
     ok(ws, "import")
-    write_tenant(ws.config, {**after, **BYSTANDERS}, settings=settings_after,
-                 default_number=default_after or DEFAULT)
+    write_tenant(
+        ws.config,
+        {**after, **BYSTANDERS},
+        settings=settings_after,
+        default_number=default_after or DEFAULT,
+    )
     plan = plan_json(ws)
     (tenant,) = plan["tenants"]
     assert [(e["user"], e["to"], e["type"]) for e in tenant["emails"]] == expected
@@ -250,9 +376,12 @@ def test_spec4_matrix_suppressed(ws: Workspace, case: tuple[Any, ...]) -> None:
     default_after = rest[2] if len(rest) > 2 else None
     write_tenant(ws.config, {**before, **BYSTANDERS})
     ok(ws, "import")
-    write_tenant(ws.config, {**after, **BYSTANDERS},
-                 settings={"automatically_send_emails_to_users": False},
-                 default_number=default_after or DEFAULT)
+    write_tenant(
+        ws.config,
+        {**after, **BYSTANDERS},
+        settings={"automatically_send_emails_to_users": False},
+        default_number=default_after or DEFAULT,
+    )
     plan = plan_json(ws)
     (tenant,) = plan["tenants"]
     assert [(e["user"], e["to"], e["type"]) for e in tenant["emails"]] == expected
@@ -275,17 +404,30 @@ def test_apply_then_plan_is_empty_for_a_request(ws: Workspace) -> None:
 
 # --------------------------------------------------------------------------- summary and state
 
+
 def test_summary_counts(ws: Workspace) -> None:
     write_tenant(ws.config, {A: on(), B: on("8412399"), C: on("8412398")})
     ok(ws, "import")
-    write_tenant(ws.config, {A: on("8412346", pin_reset=PIN), B: off("8412399"),
-                              C: on("8412398", display_name="Carol")},
-                 settings={"automatically_send_emails_to_users": False, "pin_length": 6})
+    write_tenant(
+        ws.config,
+        {
+            A: on("8412346", pin_reset=PIN),
+            B: off("8412399"),
+            C: on("8412398", display_name="Carol"),
+        },
+        settings={"automatically_send_emails_to_users": False, "pin_length": 6},
+    )
     plan = plan_json(ws)
-    assert plan["summary"] == {"settings_changes": 2, "user_changes": 3, "emails": 3,
-                               "suppressed": 3}
+    assert plan["summary"] == {
+        "settings_changes": 2,
+        "user_changes": 3,
+        "emails": 3,
+        "suppressed": 3,
+    }
     assert {c["path"] for c in plan["tenants"][0]["settings_changes"]} == {
-        "settings.automatically_send_emails_to_users", "settings.pin_length"}
+        "settings.automatically_send_emails_to_users",
+        "settings.pin_length",
+    }
 
 
 def test_summary_counts_across_tenants(ws: Workspace) -> None:
@@ -293,12 +435,20 @@ def test_summary_counts_across_tenants(ws: Workspace) -> None:
     write_tenant(ws.config, {B: on()}, name="fabrikam")
     ok(ws, "import")
     write_tenant(ws.config, {A: on(pin_reset=PIN)}, name="contoso")
-    write_tenant(ws.config, {B: on(pin_reset=PIN)}, name="fabrikam",
-                 settings={"automatically_send_emails_to_users": False})
+    write_tenant(
+        ws.config,
+        {B: on(pin_reset=PIN)},
+        name="fabrikam",
+        settings={"automatically_send_emails_to_users": False},
+    )
     plan = plan_json(ws)
     assert [t["name"] for t in plan["tenants"]] == ["contoso", "fabrikam"]
-    assert plan["summary"] == {"settings_changes": 1, "user_changes": 2, "emails": 2,
-                               "suppressed": 1}
+    assert plan["summary"] == {
+        "settings_changes": 1,
+        "user_changes": 2,
+        "emails": 2,
+        "suppressed": 1,
+    }
     assert [e["suppressed"] for t in plan["tenants"] for e in t["emails"]] == [False, True]
 
 
@@ -319,6 +469,7 @@ def test_lineage_null_and_serial_zero_before_any_state_then_serial_one(ws: Works
 
 
 # --------------------------------------------------------------------------- exit codes
+
 
 def test_detailed_exitcode(ws: Workspace) -> None:
     write_tenant(ws.config, {A: on()})
@@ -346,16 +497,29 @@ def test_detailed_exitcode_on_a_refused_request_is_one(ws: Workspace) -> None:
 
 # --------------------------------------------------------------------------- requests refused
 
-@pytest.mark.parametrize(("before", "after", "key"), [
-    pytest.param({A: on()}, {A: off(pin_reset=PIN)}, "pin_reset", id="disabled+pin_reset"),
-    pytest.param({A: on()}, {A: on(provider="ThirdParty", send_conference_info=INFO)},
-                 "send_conference_info", id="disabled+send_conference_info"),
-    pytest.param({A: off()}, {A: off(pin_reset=PIN2)}, "pin_reset", id="unlicensed+pin_reset"),
-    pytest.param({}, {A: on(provider="None", send_conference_info=INFO)},
-                 "send_conference_info", id="new-not-enabled-user"),
-])
+
+@pytest.mark.parametrize(
+    ("before", "after", "key"),
+    [
+        pytest.param({A: on()}, {A: off(pin_reset=PIN)}, "pin_reset", id="disabled+pin_reset"),
+        pytest.param(
+            {A: on()},
+            {A: on(provider="ThirdParty", send_conference_info=INFO)},
+            "send_conference_info",
+            id="disabled+send_conference_info",
+        ),
+        pytest.param({A: off()}, {A: off(pin_reset=PIN2)}, "pin_reset", id="unlicensed+pin_reset"),
+        pytest.param(
+            {},
+            {A: on(provider="None", send_conference_info=INFO)},
+            "send_conference_info",
+            id="new-not-enabled-user",
+        ),
+    ],
+)
 def test_request_for_a_not_enabled_user_is_an_error_at_the_key(
-        ws: Workspace, before: dict, after: dict, key: str) -> None:
+    ws: Workspace, before: dict, after: dict, key: str
+) -> None:
     write_tenant(ws.config, {**before, **BYSTANDERS})
     ok(ws, "import")
     folder = write_tenant(ws.config, {**after, **BYSTANDERS})
@@ -374,29 +538,42 @@ def test_request_for_a_not_enabled_user_is_an_error_at_the_key(
 
 # --------------------------------------------------------------------------- saved plans
 
+
 def test_out_saves_valid_json_with_no_pin(ws: Workspace) -> None:
-    write_tenant(ws.config, {A: on(), B: on("0123456"), C: off("8412398")},
-                 settings={"pin_length": 4})
+    write_tenant(
+        ws.config, {A: on(), B: on("0123456"), C: off("8412398")}, settings={"pin_length": 4}
+    )
     ok(ws, "import")
     # No PIN exists at plan time: every run of 4-12 digits comes from the configuration
     # (before or after) and none from anywhere else.
     allowed = _digit_runs(ws.config)
-    write_tenant(ws.config, {A: on("8412346", pin_reset=PIN), B: off("0123456"),
-                              C: on("8412398", send_conference_info=INFO),
-                              D: on("5550101", dial_in_number=OTHER_TOLL,
-                                    toll_free_number=TOLL_FREE)},
-                 settings={"pin_length": 4})
+    write_tenant(
+        ws.config,
+        {
+            A: on("8412346", pin_reset=PIN),
+            B: off("0123456"),
+            C: on("8412398", send_conference_info=INFO),
+            D: on("5550101", dial_in_number=OTHER_TOLL, toll_free_number=TOLL_FREE),
+        },
+        settings={"pin_length": 4},
+    )
     out = ws.root / "plan.json"
     result = ok(ws, "plan", "--format", "json", "--out", str(out))
     document = json.loads(out.read_text(encoding="utf-8"))
     jsonschema.validate(document["plan"], PLAN_SCHEMA)
     assert document["plan"] == json.loads(result.stdout)
     assert [e["type"] for e in document["plan"]["tenants"][0]["emails"]] == [
-        "details-changed", "pin-reset", "disabled", "enabled", "enabled"]
+        "details-changed",
+        "pin-reset",
+        "disabled",
+        "enabled",
+        "enabled",
+    ]
 
     allowed |= _digit_runs(ws.config)
-    runs = [run for value in _strings(document) for run in re.findall(r"(?<!\d)\d{4,12}(?!\d)",
-                                                                         value)]
+    runs = [
+        run for value in _strings(document) for run in re.findall(r"(?<!\d)\d{4,12}(?!\d)", value)
+    ]
     assert runs, "the plan shows conference IDs and numbers"
     stray = {run for run in runs if not any(run in digits for digits in allowed)}
     assert stray == set()
@@ -410,8 +587,11 @@ def test_plan_out_to_an_unwritable_place_is_one_line(ws: Workspace) -> None:
 
 
 def _digit_runs(config: Path) -> set[str]:
-    return {run for path in config.rglob("*.yaml")
-            for run in re.findall(r"\d+", path.read_text(encoding="utf-8"))}
+    return {
+        run
+        for path in config.rglob("*.yaml")
+        for run in re.findall(r"\d+", path.read_text(encoding="utf-8"))
+    }
 
 
 def _strings(value: Any, key: str | None = None) -> Iterator[str]:
@@ -438,6 +618,7 @@ def _keys(value: Any) -> set[str]:
 
 # --------------------------------------------------------------------------- vanished folder
 
+
 def test_vanished_tenant_folder_is_missing_not_disabled(ws: Workspace) -> None:
     write_tenant(ws.config, {A: on()}, name="contoso")
     write_tenant(ws.config, {B: on(), C: on("8412399")}, name="fabrikam")
@@ -452,8 +633,12 @@ def test_vanished_tenant_folder_is_missing_not_disabled(ws: Workspace) -> None:
     assert gone["state"]["serial"] == 1
     assert len(gone["warnings"]) == 1 and "missing" in gone["warnings"][0]
     assert by_name["contoso"]["missing_from_config"] is False
-    assert plan["summary"] == {"settings_changes": 0, "user_changes": 0, "emails": 0,
-                               "suppressed": 0}
+    assert plan["summary"] == {
+        "settings_changes": 0,
+        "user_changes": 0,
+        "emails": 0,
+        "suppressed": 0,
+    }
     text = ok(ws, "plan").stdout
     assert "fabrikam" in text and "missing" in text
     # apply leaves it alone
@@ -463,6 +648,7 @@ def test_vanished_tenant_folder_is_missing_not_disabled(ws: Workspace) -> None:
 
 
 # --------------------------------------------------------------------------- import and state show
+
 
 def test_import_refuses_to_overwrite_without_force_and_sends_nothing(ws: Workspace) -> None:
     write_tenant(ws.config, {A: on(), B: on("8412399")})
@@ -501,7 +687,8 @@ def test_import_while_locked_is_one_line(ws: Workspace) -> None:
 
 
 def test_import_does_not_overwrite_state_an_apply_wrote_after_its_check(
-        ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """import checks for existing state, then takes the lock: an apply that committed in
     between must not be overwritten without --force."""
     make_tenant(ws.config)

@@ -129,11 +129,21 @@ def test_cli_refuses_a_redirect_to_another_port_in_one_line_without_the_token(
     forge_api.kind = other_forge_api.kind = kind
     forge_api.redirect = other_forge_api.url
     (ws.root / "plan.md").write_text(plan_body("x"), encoding="utf-8")
-    api_url, repo = (
-        (forge_api.url, REPO) if kind == "github" else (f"{forge_api.url}/api/v4", "42"))
-    result = ws.cli("pr-comment", "--body-file", "plan.md", "--platform", kind,
-                    "--api-url", api_url, "--repo", repo, "--number", str(PR),
-                    env={"GITHUB_TOKEN": TOKEN, "GITLAB_TOKEN": TOKEN})
+    api_url, repo = (forge_api.url, REPO) if kind == "github" else (f"{forge_api.url}/api/v4", "42")
+    result = ws.cli(
+        "pr-comment",
+        "--body-file",
+        "plan.md",
+        "--platform",
+        kind,
+        "--api-url",
+        api_url,
+        "--repo",
+        repo,
+        "--number",
+        str(PR),
+        env={"GITHUB_TOKEN": TOKEN, "GITLAB_TOKEN": TOKEN},
+    )
     assert result.code == 1 and result.stdout == "", str(result)
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: API redirect from /") and "to another host" in line, line
@@ -147,7 +157,9 @@ def test_a_redirect_within_the_api_is_followed(forge_api: Api, other_forge_api: 
     with pytest.raises(UserError, match="404 no route GET /moved/repos/"):
         upsert_comment(github(forge_api), plan_body("x"))
     assert [path for _, path in forge_api.requests] == [
-        f"/repos/{REPO}/issues/{PR}/comments", f"/moved/repos/{REPO}/issues/{PR}/comments"]
+        f"/repos/{REPO}/issues/{PR}/comments",
+        f"/moved/repos/{REPO}/issues/{PR}/comments",
+    ]
     assert forge_api.auth == [f"Bearer {TOKEN}"] * 2 and other_forge_api.requests == []
 
 
@@ -159,40 +171,65 @@ def test_unreachable_api(forge_api: Api) -> None:
 
 def test_gitlab_notes(forge_api: Api) -> None:
     forge_api.kind = "gitlab"
-    forge = forge_from_env(None, env={
-        "GITLAB_CI": "true", "CI_API_V4_URL": f"{forge_api.url}/api/v4", "CI_PROJECT_ID": "42",
-        "CI_MERGE_REQUEST_IID": str(PR), "GITLAB_TOKEN": TOKEN})
+    forge = forge_from_env(
+        None,
+        env={
+            "GITLAB_CI": "true",
+            "CI_API_V4_URL": f"{forge_api.url}/api/v4",
+            "CI_PROJECT_ID": "42",
+            "CI_MERGE_REQUEST_IID": str(PR),
+            "GITLAB_TOKEN": TOKEN,
+        },
+    )
     assert forge.kind == "gitlab"
     assert upsert_comment(forge, plan_body("one")).action == "created"
     assert upsert_comment(forge, plan_body("two")).action == "updated"
     assert [c["body"] for c in forge_api.comments] == [plan_body("two")]
-    assert ("PUT", f"/api/v4/projects/42/merge_requests/{PR}/notes/{forge_api.comments[0]['id']}"
-            ) in forge_api.requests
+    assert (
+        "PUT",
+        f"/api/v4/projects/42/merge_requests/{PR}/notes/{forge_api.comments[0]['id']}",
+    ) in forge_api.requests
     assert set(forge_api.auth) == {f"PRIVATE-TOKEN {TOKEN}"}
 
 
 def test_settings_from_the_github_actions_environment(tmp_path: Path) -> None:
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"number": PR, "pull_request": {"number": PR}}))
-    forge = forge_from_env(env={"GITHUB_API_URL": "https://api.github.com",
-                                "GITHUB_REPOSITORY": REPO, "GITHUB_TOKEN": TOKEN,
-                                "GITHUB_EVENT_PATH": str(event)})
+    forge = forge_from_env(
+        env={
+            "GITHUB_API_URL": "https://api.github.com",
+            "GITHUB_REPOSITORY": REPO,
+            "GITHUB_TOKEN": TOKEN,
+            "GITHUB_EVENT_PATH": str(event),
+        }
+    )
     assert forge == Forge("github", "https://api.github.com", REPO, PR, TOKEN)
     with pytest.raises(UserError) as error:
         forge_from_env(env={"GITHUB_REPOSITORY": REPO})
     assert "GITHUB_TOKEN" in str(error.value) and "pull_request" in str(error.value)
     with pytest.raises(UserError, match="https"):
-        forge_from_env(api_url="ftp://x", env={"GITHUB_REPOSITORY": REPO,
-                                              "GITHUB_TOKEN": TOKEN}, number=1)
+        forge_from_env(
+            api_url="ftp://x", env={"GITHUB_REPOSITORY": REPO, "GITHUB_TOKEN": TOKEN}, number=1
+        )
 
 
 def test_cli_posts_the_rendered_plan(forge_api: Api, example_workspace: Workspace) -> None:
     """The workflow's two steps: render the markdown plan, then post it; twice = one comment."""
     ws = example_workspace
-    env = {"GITHUB_API_URL": forge_api.url, "GITHUB_REPOSITORY": REPO, "GITHUB_TOKEN": TOKEN,
-           "GITHUB_EVENT_PATH": None, "GITLAB_CI": None}
-    rendered = ws.cli("plan", "--format", "markdown", "--artifacts-url",
-                      "https://github.example/run/1/artifacts/9")
+    env = {
+        "GITHUB_API_URL": forge_api.url,
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_EVENT_PATH": None,
+        "GITLAB_CI": None,
+    }
+    rendered = ws.cli(
+        "plan",
+        "--format",
+        "markdown",
+        "--artifacts-url",
+        "https://github.example/run/1/artifacts/9",
+    )
     assert rendered.code == 0, str(rendered)
     (ws.root / "plan.md").write_text(rendered.output, encoding="utf-8")
     for expected in ("created", "updated"):
@@ -203,8 +240,10 @@ def test_cli_posts_the_rendered_plan(forge_api: Api, example_workspace: Workspac
         assert f"Plan comment {expected}: https://github.example/" in result.output
     (comment,) = forge_api.comments
     assert comment["body"].startswith(MARKER)
-    assert "[JSON plan and email previews](https://github.example/run/1/artifacts/9)" in (
-        comment["body"])
+    assert (
+        "[JSON plan and email previews](https://github.example/run/1/artifacts/9)"
+        in (comment["body"])
+    )
     assert "| contoso |" in comment["body"] and comment["body"].endswith("_edited_\n")
 
     failed = ws.cli("pr-comment", "--body-file", "plan.md", env={**env, "GITHUB_TOKEN": ""})
@@ -213,17 +252,19 @@ def test_cli_posts_the_rendered_plan(forge_api: Api, example_workspace: Workspac
 
 # ------------------------------------------------------------ the comment's markdown (render)
 
-def tenant_plan(name: str, users: int, kind: str = "details-changed",
-                suppressed: bool = False) -> Any:
+
+def tenant_plan(
+    name: str, users: int, kind: str = "details-changed", suppressed: bool = False
+) -> Any:
     from reconciler.plan import Change, PlannedEmail, TenantPlan, UserChange
 
     upns = [f"user{i:06}@{name}.example" for i in range(users)]
     plan = TenantPlan(name, "0f1e2d3c", 4)
-    plan.user_changes = [UserChange(u, "update", (Change("conference_id", "1000000",
-                                                         f"{2000000 + i}"),))
-                         for i, u in enumerate(upns)]
-    plan.emails = [PlannedEmail(u, u, kind, ("conference ID changed",), suppressed)
-                   for u in upns]
+    plan.user_changes = [
+        UserChange(u, "update", (Change("conference_id", "1000000", f"{2000000 + i}"),))
+        for i, u in enumerate(upns)
+    ]
+    plan.emails = [PlannedEmail(u, u, kind, ("conference ID changed",), suppressed) for u in upns]
     return plan
 
 
@@ -237,12 +278,14 @@ def test_comment_counts_per_tenant_and_folds_long_tables() -> None:
 
     small, large = tenant_plan("alpha", 3), tenant_plan("beta", 25, "disabled", suppressed=True)
     out = markdown.render(Plan([small, large]))
-    assert "**3** email(s): 3 details-changed · **3** user change(s) · **0** setting change(s)" \
-        in out
-    assert ("**25** email(s): 25 disabled · **25** suppressed (not sent) · **25** user change(s)"
-            in out)
+    assert (
+        "**3** email(s): 3 details-changed · **3** user change(s) · **0** setting change(s)" in out
+    )
+    assert (
+        "**25** email(s): 25 disabled · **25** suppressed (not sent) · **25** user change(s)" in out
+    )
     assert "<details open><summary>Emails (3)</summary>" in out  # short: unfolded
-    assert "<details><summary>Emails (25)</summary>" in out      # long: folded
+    assert "<details><summary>Emails (25)</summary>" in out  # long: folded
     assert balanced(out)
 
 

@@ -82,9 +82,8 @@ def set_user(work: Path, file: str, upn: str, key: str, value: Any) -> None:
     path = work / "tenants" / "contoso" / "users" / file
     lines = path.read_text(encoding="utf-8").splitlines()
     start = lines.index(f"  {upn}:")
-    end = next((i for i in range(start + 1, len(lines)) if re.match(r"  \S", lines[i])),
-               len(lines))
-    block = [line for line in lines[start + 1:end] if not line.startswith(f"    {key}:")]
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"  \S", lines[i])), len(lines))
+    block = [line for line in lines[start + 1 : end] if not line.startswith(f"    {key}:")]
     rest = [line for line in block if line.strip()]
     new = [f"  {upn}:", *rest]
     if value is not None:
@@ -99,7 +98,8 @@ def test_first_run_previews_every_planned_email(ws: Workspace) -> None:
     assert "4 email preview(s) written; open previews/index.html" in output
     found = messages(out)
     assert [p.name for p, _ in found] == [
-        f"{n:04d}-{u}-enabled.eml" for n, u in enumerate(FIRST_RUN, start=1)]
+        f"{n:04d}-{u}-enabled.eml" for n, u in enumerate(FIRST_RUN, start=1)
+    ]
     plan = json.loads(run(ws, "plan", "--format", "json"))
     planned = [(e["user"], e["type"]) for t in plan["tenants"] for e in t["emails"]]
     # the index lists exactly the plan's emails, in send order
@@ -159,8 +159,9 @@ def test_preview_writes_no_state_and_sends_nothing(ws: Workspace) -> None:
     run(ws, "preview", "--out", "previews")
 
     found = messages(ws.root / "previews")
-    assert [(str(m["X-Reconciler-Email-Type"]), m["To"].addresses[0].addr_spec)
-            for _, m in found] == [
+    assert [
+        (str(m["X-Reconciler-Email-Type"]), m["To"].addresses[0].addr_spec) for _, m in found
+    ] == [
         ("details-changed", "alice@contoso.com"),
         ("pin-reset", "bob.kelly@contoso.com"),
         ("conference-info", "chloe@contoso.com"),
@@ -181,8 +182,11 @@ def test_preview_writes_no_state_and_sends_nothing(ws: Workspace) -> None:
     assert real["summary"]["emails"] == 4
     ids = {str(m["Message-ID"]) for _, m in found}
     run(ws, "apply", "--auto-approve")
-    delivered = [BytesParser(policy=policy.default).parsebytes(p.read_bytes())
-                 for p in mail.iterdir() if p.name not in sent]
+    delivered = [
+        BytesParser(policy=policy.default).parsebytes(p.read_bytes())
+        for p in mail.iterdir()
+        if p.name not in sent
+    ]
     assert len(delivered) == 4
     assert ids.isdisjoint(str(m["Message-ID"]) for m in delivered)
 
@@ -202,27 +206,36 @@ def test_pages_escape_configuration_values(ws: Workspace) -> None:
 def test_suppressed_tenant_is_previewed_and_flagged(ws: Workspace) -> None:
     tenant = ws.root / "tenants" / "contoso" / "tenant.yaml"
     text = tenant.read_text(encoding="utf-8")
-    tenant.write_text(text.replace("automatically_send_emails_to_users: true",
-                                   "automatically_send_emails_to_users: false"), encoding="utf-8")
+    tenant.write_text(
+        text.replace(
+            "automatically_send_emails_to_users: true", "automatically_send_emails_to_users: false"
+        ),
+        encoding="utf-8",
+    )
     run(ws, "preview", "--out", "previews")
     index = (ws.root / "previews" / "index.html").read_text(encoding="utf-8")
     assert "4 suppressed" in index and "automatically_send_emails_to_users is false" in index
     assert len(messages(ws.root / "previews")) == 4
 
 
-@pytest.mark.parametrize(("mail", "sender"), [
-    # nothing is sent, so SMTP's required --default-from is not demanded
-    ("smtp://relay.contoso.com", "Office 365 <noreply@localhost>"),
-    # the mailbox Graph sends as, the From apply will use
-    ("graph://conferencing@contoso.com", "Office 365 <conferencing@contoso.com>"),
-])
+@pytest.mark.parametrize(
+    ("mail", "sender"),
+    [
+        # nothing is sent, so SMTP's required --default-from is not demanded
+        ("smtp://relay.contoso.com", "Office 365 <noreply@localhost>"),
+        # the mailbox Graph sends as, the From apply will use
+        ("graph://conferencing@contoso.com", "Office 365 <conferencing@contoso.com>"),
+    ],
+)
 def test_preview_shows_the_default_sender(ws: Workspace, mail: str, sender: str) -> None:
     """The same default From as apply (one implementation), without demanding what only
     sending needs."""
     tenant = ws.root / "tenants" / "contoso" / "tenant.yaml"
     text = tenant.read_text(encoding="utf-8")
-    tenant.write_text(text.replace("send_email_from_override: true",
-                                   "send_email_from_override: false"), encoding="utf-8")
+    tenant.write_text(
+        text.replace("send_email_from_override: true", "send_email_from_override: false"),
+        encoding="utf-8",
+    )
     run(ws, "preview", "--out", "previews", "--mail", mail)
     assert {str(m["From"]) for _, m in messages(ws.root / "previews")} == {sender}
 
@@ -279,5 +292,4 @@ def test_every_email_type_in_every_locale_is_previewed(ws: Workspace) -> None:
     german = (out / "_locales" / "de" / "enabled.html").read_text(encoding="utf-8")
     assert "Audiokonferenzen sind jetzt für Sie eingerichtet" in german
     assert not list((out / "_locales").rglob("*.eml")), "samples are pages, not messages"
-    assert "<span class=\"type\">enabled</span> in fr" in index, "each email names its locale"
-
+    assert '<span class="type">enabled</span> in fr' in index, "each email names its locale"

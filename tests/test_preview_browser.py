@@ -21,13 +21,23 @@ PAGE_HEADER = (0xA4, 0x26, 0x2C)  # the preview pages' red header bar
 
 # ------------------------------------------------------------------------------- the tests
 
+
 @pytest.fixture(scope="module")
 def previews(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = Workspace.create(tmp_path_factory.mktemp("browser"))
     copy_example(ws.config)
     out = ws.root / "previews"
-    result = ws.cli("preview", "--out", str(out), "--config", str(ws.config),
-                    "--state", ws.state, "--templates", str(ROOT / "templates"))
+    result = ws.cli(
+        "preview",
+        "--out",
+        str(out),
+        "--config",
+        str(ws.config),
+        "--state",
+        ws.state,
+        "--templates",
+        str(ROOT / "templates"),
+    )
     assert result.code == 0, str(result)
     return out
 
@@ -76,8 +86,10 @@ def test_index_renders_in_chromium(previews: Path, tmp_path: Path) -> None:
     text = " ".join(document.text)
     assert "PREVIEW: Audio Conferencing emails" in text
     assert "Tenant contoso" in text and "4 email(s) in 1 tenant(s)" in text
-    assert document.rows == [(u, "enabled") for u in (
-        "alice@contoso.com", "bob@contoso.com", "chloe@contoso.com", "dan@contoso.com")]
+    assert document.rows == [
+        (u, "enabled")
+        for u in ("alice@contoso.com", "bob@contoso.com", "chloe@contoso.com", "dan@contoso.com")
+    ]
     assert "new user with Audio Conferencing" in text
 
 
@@ -106,13 +118,18 @@ def test_preview_pages_fit_a_phone_screen(previews: Path, tmp_path: Path) -> Non
     """The index (wide tables), an email page (long Message-ID, the email in a frame) and a
     sample page at 320, 375 and 600 px: nothing wider than the screen; a wide table scrolls
     inside its box."""
-    pages = {"index": previews / "index.html",
-             "email": previews / "contoso" / "0003-chloe@contoso.com-enabled.html",
-             "sample": previews / "_locales" / "de" / "enabled.html"}
-    frames = [Frame(f"{name} @{width}", width, path.read_text(encoding="utf-8"))
-              for name, path in pages.items() for width in (320, 375, 600)]
+    pages = {
+        "index": previews / "index.html",
+        "email": previews / "contoso" / "0003-chloe@contoso.com-enabled.html",
+        "sample": previews / "_locales" / "de" / "enabled.html",
+    }
+    frames = [
+        Frame(f"{name} @{width}", width, path.read_text(encoding="utf-8"))
+        for name, path in pages.items()
+        for width in (320, 375, 600)
+    ]
     measured = measure_widths(frames, tmp_path)
     assert {name: inner for name, (inner, _) in measured.items()} == {
-        f.name: f.width for f in frames}
+        f.name: f.width for f in frames
+    }
     assert {name: scroll for name, (inner, scroll) in measured.items() if scroll > inner} == {}
-

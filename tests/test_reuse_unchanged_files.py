@@ -42,29 +42,36 @@ def apply(options: Options) -> None:
 
     manager = Manager(options)
     try:
-        run_apply(manager, SilentUI(), auto_approve=True, allow_mass_disable=True,
-                  allow_new_state=True)
+        run_apply(
+            manager, SilentUI(), auto_approve=True, allow_mass_disable=True, allow_new_state=True
+        )
     finally:
         manager.close()
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_reusing_unchanged_files_plans_exactly_like_reading_them(
-        tmp_path: Path, state_location: str, seed: int) -> None:
+    tmp_path: Path, state_location: str, seed: int
+) -> None:
     rng = random.Random(seed)
     config = tmp_path / "tenants"
     options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
     tenant = tenant_doc()
-    layout = {f"part{f}.yaml": {f"u{f}{i}@acme.com": user_doc(f"{1000000 + f * 100 + i}")
-                                for i in range(8)} for f in range(FILES)}
+    layout = {
+        f"part{f}.yaml": {
+            f"u{f}{i}@acme.com": user_doc(f"{1000000 + f * 100 + i}") for i in range(8)
+        }
+        for f in range(FILES)
+    }
     write(config, tenant, layout)
     apply(options)
     reused_some = False
     for _step in range(25):
         file = rng.choice(sorted(layout))
         users = layout[file]
-        action = rng.choice(["edit", "move", "add", "remove", "request", "tenant", "error",
-                             "apply", "apply"])
+        action = rng.choice(
+            ["edit", "move", "add", "remove", "request", "tenant", "error", "apply", "apply"]
+        )
         if action == "edit" and users:
             upn = rng.choice(sorted(users))
             users[upn] = {**users[upn], "conference_id": f"{rng.randrange(2000000, 9999999)}"}
@@ -73,7 +80,8 @@ def test_reusing_unchanged_files_plans_exactly_like_reading_them(
             layout[rng.choice(sorted(layout))][upn] = users.pop(upn)
         elif action == "add":
             users[f"n{rng.randrange(10**6)}@acme.com"] = user_doc(
-                f"{rng.randrange(2000000, 9999999)}", license=rng.random() < 0.8)
+                f"{rng.randrange(2000000, 9999999)}", license=rng.random() < 0.8
+            )
         elif action == "remove" and users:
             users.pop(rng.choice(sorted(users)))
         elif action == "request" and users:
@@ -103,11 +111,14 @@ def test_reusing_unchanged_files_plans_exactly_like_reading_them(
 
 
 def test_a_problem_touching_a_reused_file_is_located_as_without_reuse(
-        tmp_path: Path, state_location: str) -> None:
+    tmp_path: Path, state_location: str
+) -> None:
     config = tmp_path / "tenants"
     options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
-    layout = {"a.yaml": {"Alice@acme.com": user_doc("1000001")},
-              "b.yaml": {"bob@acme.com": user_doc("1000002")}}
+    layout = {
+        "a.yaml": {"Alice@acme.com": user_doc("1000001")},
+        "b.yaml": {"bob@acme.com": user_doc("1000002")},
+    }
     write(config, tenant_doc(), layout)
     apply(options)
     layout["b.yaml"]["carol@acme.com"] = user_doc("1000001")  # a.yaml unchanged: reused
@@ -135,11 +146,14 @@ def forget_source_files(location: str) -> None:
 
 
 def test_a_state_that_does_not_know_its_users_files_is_never_reused(
-        tmp_path: Path, state_location: str) -> None:
+    tmp_path: Path, state_location: str
+) -> None:
     config = tmp_path / "tenants"
     options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
-    layout = {"a.yaml": {"alice@acme.com": user_doc("1000001")},
-              "b.yaml": {"bob@acme.com": user_doc("1000002")}}
+    layout = {
+        "a.yaml": {"alice@acme.com": user_doc("1000001")},
+        "b.yaml": {"bob@acme.com": user_doc("1000002")},
+    }
     write(config, tenant_doc(), layout)
     apply(options)
     forget_source_files(state_location)

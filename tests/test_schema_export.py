@@ -34,18 +34,19 @@ def test_exports_every_schema_byte_for_byte(exported: tuple[Path, str]) -> None:
         assert f"wrote editor/schemas/{name}" in output
 
 
-def test_prints_a_vscode_mapping_that_matches_the_config_files(
-        exported: tuple[Path, str]) -> None:
+def test_prints_a_vscode_mapping_that_matches_the_config_files(exported: tuple[Path, str]) -> None:
     _, output = exported
-    settings = json.loads(output[output.index("{"):])
+    settings = json.loads(output[output.index("{") :])
     mapping = settings["yaml.schemas"]
     assert mapping["./editor/schemas/tenant.schema.json"] == ["tenants/*/tenant.yaml"]
     users_globs = mapping["./editor/schemas/users.schema.json"]
     matched = sorted({p.relative_to(ROOT).as_posix() for g in users_globs for p in ROOT.glob(g)})
-    assert matched == sorted(p.relative_to(ROOT).as_posix()
-                             for p in (ROOT / "tenants").glob("*/users/*.yaml"))
-    assert [p.name for g in mapping["./editor/schemas/tenant.schema.json"]
-            for p in ROOT.glob(g)] == ["tenant.yaml"]
+    assert matched == sorted(
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "tenants").glob("*/users/*.yaml")
+    )
+    assert [
+        p.name for g in mapping["./editor/schemas/tenant.schema.json"] for p in ROOT.glob(g)
+    ] == ["tenant.yaml"]
 
 
 def test_editor_view_of_the_example_is_valid(exported: tuple[Path, str]) -> None:
@@ -57,10 +58,10 @@ def test_editor_view_of_the_example_is_valid(exported: tuple[Path, str]) -> None
     jsonschema.validate(tenant, schemas["tenant.schema.json"])
     for path in (ROOT / "tenants").glob("*/users/*.yaml"):
         jsonschema.validate(yaml.safe_load(path.read_text()), schemas["users.schema.json"])
-    broken = {"users": {"x@contoso.com": {"license": True, "conference_id": "12",
-                                          "provder": "Microsoft"}}}
-    errors = list(jsonschema.Draft202012Validator(schemas["users.schema.json"])
-                  .iter_errors(broken))
+    broken = {
+        "users": {"x@contoso.com": {"license": True, "conference_id": "12", "provder": "Microsoft"}}
+    }
+    errors = list(jsonschema.Draft202012Validator(schemas["users.schema.json"]).iter_errors(broken))
     assert len(errors) == 2
 
 

@@ -8,10 +8,41 @@ import pytest
 
 from reconciler.config import schema
 
-VALUES = [None, True, False, "", "x", "8412345", "0123456", "123", "+14255550100", "+1425",
-          "Microsoft", "ThirdParty", "None", "microsoft", "fr", "en", "de-DE", "EN", "5", "4",
-          "12", "13", "3", "yes", "true", [], ["a"], {}, {"a": 1}, "https://x.example/a",
-          "ftp://x", "toll", "toll_free"]
+VALUES = [
+    None,
+    True,
+    False,
+    "",
+    "x",
+    "8412345",
+    "0123456",
+    "123",
+    "+14255550100",
+    "+1425",
+    "Microsoft",
+    "ThirdParty",
+    "None",
+    "microsoft",
+    "fr",
+    "en",
+    "de-DE",
+    "EN",
+    "5",
+    "4",
+    "12",
+    "13",
+    "3",
+    "yes",
+    "true",
+    [],
+    ["a"],
+    {},
+    {"a": 1},
+    "https://x.example/a",
+    "ftp://x",
+    "toll",
+    "toll_free",
+]
 
 
 def random_record(rng: random.Random, keys: list[str]) -> dict:
@@ -32,8 +63,10 @@ def test_fast_path_never_accepts_what_jsonschema_rejects():
             accepted += 1
             assert full.is_valid(record), record
         elif full.is_valid(record):
-            pytest.fail(f"fast path rejected a valid record (only costs time, but says the "
-                        f"compiler is wrong): {record}")
+            pytest.fail(
+                f"fast path rejected a valid record (only costs time, but says the "
+                f"compiler is wrong): {record}"
+            )
     assert accepted > 0
 
 

@@ -39,19 +39,43 @@ def store(state_location: str):
     opened.close()
 
 
-def message(n: int, user: str = "alice@contoso.com", type_: str = "enabled",
-            suppressed: bool = False) -> NewMessage:
-    return NewMessage(user, type_, f"<m{n}.{type_}@contoso.reconciler>", "noreply@contoso.com",
-                      [user], f"Subject: {n}\r\n\r\nYour PIN is 90{n:04d}\r\n".encode(),
-                      suppressed)
+def message(
+    n: int, user: str = "alice@contoso.com", type_: str = "enabled", suppressed: bool = False
+) -> NewMessage:
+    return NewMessage(
+        user,
+        type_,
+        f"<m{n}.{type_}@contoso.reconciler>",
+        "noreply@contoso.com",
+        [user],
+        f"Subject: {n}\r\n\r\nYour PIN is 90{n:04d}\r\n".encode(),
+        suppressed,
+    )
 
 
-def commit(store: StateStore, name: str = "contoso", *, expected=(None, 0), users=None,
-           deletes=(), messages=(), replace=False, kind="apply", lineage="lineage-1",
-           tenant=None) -> tuple[str, int]:
-    change = Commit(tenant=tenant or TENANT, upserts=users if users is not None else {},
-                    deletes=list(deletes), files={"tenant.yaml": "sha256:abc"},
-                    messages=list(messages), lineage=lineage, kind=kind, replace=replace)
+def commit(
+    store: StateStore,
+    name: str = "contoso",
+    *,
+    expected=(None, 0),
+    users=None,
+    deletes=(),
+    messages=(),
+    replace=False,
+    kind="apply",
+    lineage="lineage-1",
+    tenant=None,
+) -> tuple[str, int]:
+    change = Commit(
+        tenant=tenant or TENANT,
+        upserts=users if users is not None else {},
+        deletes=list(deletes),
+        files={"tenant.yaml": "sha256:abc"},
+        messages=list(messages),
+        lineage=lineage,
+        kind=kind,
+        replace=replace,
+    )
     return store.commit(name, expected, change)
 
 
@@ -73,8 +97,9 @@ def set_schema_version(location: str, version: str) -> None:
         import psycopg
 
         with psycopg.connect(location, autocommit=True) as conn:
-            conn.execute("UPDATE reconciler_meta SET value = %s WHERE key = 'schema_version'",
-                         (version,))
+            conn.execute(
+                "UPDATE reconciler_meta SET value = %s WHERE key = 'schema_version'", (version,)
+            )
     else:
         with sqlite3.connect(location) as conn:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
@@ -94,6 +119,7 @@ def downgrade_to_version_1(location: str) -> None:
 
 
 # --- applied state: lineage, serial, users -----------------------------------------------------
+
 
 def test_empty_store(store: StateStore) -> None:
     assert store.tenants() == []
@@ -118,11 +144,13 @@ def test_first_commit_starts_the_lineage_at_serial_1(store: StateStore) -> None:
 def test_serial_grows_by_one_and_lineage_stays(store: StateStore) -> None:
     commit(store, users={"alice@contoso.com": ALICE})
     changed = {**ALICE, "conference_id": "7654321"}
-    assert commit(store, expected=("lineage-1", 1), users={"alice@contoso.com": changed,
-                                                          "bob@contoso.com": BOB},
-                  lineage="ignored") == ("lineage-1", 2)
-    assert commit(store, expected=("lineage-1", 2), deletes=["bob@contoso.com"]) == (
-        "lineage-1", 3)
+    assert commit(
+        store,
+        expected=("lineage-1", 1),
+        users={"alice@contoso.com": changed, "bob@contoso.com": BOB},
+        lineage="ignored",
+    ) == ("lineage-1", 2)
+    assert commit(store, expected=("lineage-1", 2), deletes=["bob@contoso.com"]) == ("lineage-1", 3)
     applied = store.load("contoso")
     assert applied is not None
     assert applied.serial == 3
@@ -147,8 +175,7 @@ def test_stale_commit_is_refused_and_writes_nothing(store: StateStore) -> None:
     commit(store, users={"alice@contoso.com": ALICE})
     for expected in [(None, 0), ("lineage-1", 0), ("lineage-1", 2), ("other", 1)]:
         with pytest.raises(StaleState, match="serial"):
-            commit(store, expected=expected, users={"bob@contoso.com": BOB},
-                   messages=[message(9)])
+            commit(store, expected=expected, users={"bob@contoso.com": BOB}, messages=[message(9)])
     applied = store.load("contoso")
     assert applied is not None and applied.serial == 1
     assert "bob@contoso.com" not in applied.users
@@ -158,8 +185,14 @@ def test_stale_commit_is_refused_and_writes_nothing(store: StateStore) -> None:
 
 def test_replace_starts_a_new_lineage_and_drops_old_users(store: StateStore) -> None:
     commit(store, users={"alice@contoso.com": ALICE, "bob@contoso.com": BOB})
-    assert commit(store, expected=("whatever", 99), users={"bob@contoso.com": BOB},
-                  replace=True, kind="import", lineage="lineage-2") == ("lineage-2", 2)
+    assert commit(
+        store,
+        expected=("whatever", 99),
+        users={"bob@contoso.com": BOB},
+        replace=True,
+        kind="import",
+        lineage="lineage-2",
+    ) == ("lineage-2", 2)
     applied = store.load("contoso")
     assert applied is not None
     assert applied.lineage == "lineage-2"
@@ -188,18 +221,27 @@ def test_json_values_round_trip_exactly(store: StateStore) -> None:
 
 # --- the transactional outbox ------------------------------------------------------------------
 
+
 def test_messages_are_queued_with_the_state_oldest_first(store: StateStore) -> None:
-    commit(store, users={"alice@contoso.com": ALICE},
-           messages=[message(2), message(1, "bob@contoso.com", "conference-info",
-                                         suppressed=True)])
+    commit(
+        store,
+        users={"alice@contoso.com": ALICE},
+        messages=[message(2), message(1, "bob@contoso.com", "conference-info", suppressed=True)],
+    )
     commit(store, expected=("lineage-1", 1), messages=[message(3, type_="pin-reset")])
     queued = store.queued("contoso")
-    assert [m.message_id for m in queued] == [message(2).message_id,
-                                              message(1, type_="conference-info").message_id,
-                                              message(3, type_="pin-reset").message_id]
+    assert [m.message_id for m in queued] == [
+        message(2).message_id,
+        message(1, type_="conference-info").message_id,
+        message(3, type_="pin-reset").message_id,
+    ]
     first = queued[0]
     assert (first.tenant, first.serial, first.user, first.type) == (
-        "contoso", 1, "alice@contoso.com", "enabled")
+        "contoso",
+        1,
+        "alice@contoso.com",
+        "enabled",
+    )
     assert first.sender == "noreply@contoso.com"
     assert first.recipients == ["alice@contoso.com"]
     assert first.data == message(2).data and isinstance(first.data, bytes)
@@ -233,8 +275,9 @@ def test_mark_delivered_erases_the_body(store: StateStore, state_location: str) 
     assert rows[message(2).message_id]["done_at"] is None
 
 
-def test_mark_failed_erases_the_body_and_keeps_the_reason(store: StateStore,
-                                                          state_location: str) -> None:
+def test_mark_failed_erases_the_body_and_keeps_the_reason(
+    store: StateStore, state_location: str
+) -> None:
     commit(store, messages=[message(1)])
     store.mark_failed(message(1).message_id, "550 5.1.1 no such mailbox")
     assert store.queued("contoso") == []
@@ -247,8 +290,17 @@ def test_mark_failed_erases_the_body_and_keeps_the_reason(store: StateStore,
 def test_messages_show_metadata_never_bodies(store: StateStore) -> None:
     commit(store, messages=[message(1, suppressed=True)])
     (row,) = store.messages("contoso")
-    assert set(row) == {"serial", "user", "type", "message_id", "status", "suppressed", "error",
-                        "created_at", "done_at"}
+    assert set(row) == {
+        "serial",
+        "user",
+        "type",
+        "message_id",
+        "status",
+        "suppressed",
+        "error",
+        "created_at",
+        "done_at",
+    }
     assert row["serial"] == 1 and row["user"] == "alice@contoso.com"
     assert row["type"] == "enabled" and row["suppressed"] is True
     assert row["status"] == "queued" and row["error"] is None
@@ -257,14 +309,24 @@ def test_messages_show_metadata_never_bodies(store: StateStore) -> None:
 
 # --- history -----------------------------------------------------------------------------------
 
+
 def test_history_records_every_commit(store: StateStore) -> None:
-    commit(store, messages=[message(1), message(2, "bob@contoso.com"),
-                            message(3, type_="conference-info", suppressed=True)])
+    commit(
+        store,
+        messages=[
+            message(1),
+            message(2, "bob@contoso.com"),
+            message(3, type_="conference-info", suppressed=True),
+        ],
+    )
     commit(store, "fabrikam", lineage="f", kind="import")
     commit(store, expected=("lineage-1", 1))
     history = store.history()
     assert [(h["tenant"], h["serial"], h["kind"]) for h in history] == [
-        ("contoso", 1, "apply"), ("fabrikam", 1, "import"), ("contoso", 2, "apply")]
+        ("contoso", 1, "apply"),
+        ("fabrikam", 1, "import"),
+        ("contoso", 2, "apply"),
+    ]
     first = history[0]
     assert first["emails"] == {"enabled": 2, "conference-info": 1}
     assert first["suppressed"] == 1
@@ -275,6 +337,7 @@ def test_history_records_every_commit(store: StateStore) -> None:
 
 
 # --- locks -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["../../x", "/abs/path", "a/b", "", "Contoso", "a\x1b[31m"])
 def test_a_tenant_name_that_is_not_a_name_never_reaches_the_state(
@@ -333,8 +396,7 @@ def test_lock_timeout_waits_then_gives_up_or_gets_it(state_location: str) -> Non
     try:
         with first.lock("contoso"):
             started = time.monotonic()
-            with pytest.raises(StateLocked, match="locked by"), second.lock("contoso",
-                                                                             timeout=0.6):
+            with pytest.raises(StateLocked, match="locked by"), second.lock("contoso", timeout=0.6):
                 pass
             assert time.monotonic() - started >= 0.5
         release = threading.Event()
@@ -366,8 +428,12 @@ with store.lock(sys.argv[2]):
 
 
 def test_a_killed_holders_lock_does_not_block(state_location: str) -> None:
-    child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, state_location, "contoso"],
-                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, state_location, "contoso"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     store = open_store(state_location)
     try:
         assert child.stdout is not None
@@ -398,6 +464,7 @@ def test_a_symlinked_state_path_shares_the_lock_of_the_real_file(tmp_path: Path)
 
 
 # --- schema versions -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("version", ["9", "0"])
 def test_another_schema_version_is_refused_clearly(state_location: str, version: str) -> None:
@@ -483,12 +550,17 @@ def test_a_version_2_sqlite_state_gets_the_constraints_and_keeps_everything(
         dump = store.export("contoso")
         assert dump is not None and dump.applied.serial == 4 and dump.updated_at
         assert [(m["message_id"], m["status"], m["data"]) for m in dump.outbox] == [
-            ("<m1>", "queued", b"PIN"), ("<m0>", "delivered", None)]
+            ("<m1>", "queued", b"PIN"),
+            ("<m0>", "delivered", None),
+        ]
         assert [h["emails"] for h in dump.history] == [{"enabled": 1}]
         assert store.file_users("contoso", ["c/u.yaml"], 4) == {
-            "c/u.yaml": {"a@contoso.com": {"upn": "a@contoso.com"}}}
-        assert store.db.execute("SELECT value FROM meta WHERE key='schema_version'"
-                                ).fetchone()[0] == "3"
+            "c/u.yaml": {"a@contoso.com": {"upn": "a@contoso.com"}}
+        }
+        assert (
+            store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+            == "3"
+        )
         with pytest.raises(sqlite3.IntegrityError):
             store.db.execute("UPDATE outbox SET status = 'delivered' WHERE message_id = '<m1>'")
     finally:
@@ -499,16 +571,32 @@ def test_users_are_recorded_with_the_file_that_defines_them(state_location: str)
     store = open_store(state_location)
     alice = {"upn": "alice@contoso.com", "license": True}
     bob = {"upn": "bob@contoso.com", "license": False}
-    change = Commit(tenant=TENANT, upserts={"alice@contoso.com": alice, "bob@contoso.com": bob},
-                    deletes=[], files={}, messages=[], lineage="l",
-                    sources={"alice@contoso.com": "c/a.yaml", "bob@contoso.com": "c/b.yaml"})
+    change = Commit(
+        tenant=TENANT,
+        upserts={"alice@contoso.com": alice, "bob@contoso.com": bob},
+        deletes=[],
+        files={},
+        messages=[],
+        lineage="l",
+        sources={"alice@contoso.com": "c/a.yaml", "bob@contoso.com": "c/b.yaml"},
+    )
     store.commit("contoso", (None, 0), change)
     assert store.file_users("contoso", ["c/a.yaml", "c/b.yaml"], 1) == {
-        "c/a.yaml": {"alice@contoso.com": alice}, "c/b.yaml": {"bob@contoso.com": bob}}
-    moved = Commit(tenant=TENANT, upserts={}, deletes=[], files={}, messages=[], lineage="l",
-                   sources={"bob@contoso.com": "c/a.yaml"})  # bob moved, unchanged
+        "c/a.yaml": {"alice@contoso.com": alice},
+        "c/b.yaml": {"bob@contoso.com": bob},
+    }
+    moved = Commit(
+        tenant=TENANT,
+        upserts={},
+        deletes=[],
+        files={},
+        messages=[],
+        lineage="l",
+        sources={"bob@contoso.com": "c/a.yaml"},
+    )  # bob moved, unchanged
     store.commit("contoso", ("l", 1), moved)
     assert store.file_users("contoso", ["c/a.yaml"], 2) == {
-        "c/a.yaml": {"alice@contoso.com": alice, "bob@contoso.com": bob}}
+        "c/a.yaml": {"alice@contoso.com": alice, "bob@contoso.com": bob}
+    }
     assert store.file_users("contoso", ["c/a.yaml"], 1) is None  # the state moved on
     store.close()

@@ -45,13 +45,16 @@ def test_forget_refuses_while_mail_is_queued_unless_dropped(
 ) -> None:
     ws = with_two_tenants(workspace)
     ws.mail = dead_smtp_url
-    result = ws.run("apply", "--auto-approve", "--default-from", "noreply@acme.com",
-                    "--retry-backoff", "0")
+    result = ws.run(
+        "apply", "--auto-approve", "--default-from", "noreply@acme.com", "--retry-backoff", "0"
+    )
     assert result.code == 1 and "still queued" in result.stderr
     refused = ws.run("state", "forget", "acme", "--yes")
     assert refused.code == 1
-    assert "acme: 3 email(s) still queued; run apply to deliver them, or pass --drop-queued" \
+    assert (
+        "acme: 3 email(s) still queued; run apply to deliver them, or pass --drop-queued"
         in refused.stderr
+    )
     assert "acme" in [t["name"] for t in ws.state_show()["tenants"]]
     dropped = ws.run("state", "forget", "acme", "--yes", "--drop-queued")
     assert dropped.code == 0 and "3 queued email(s) dropped" in dropped.stdout, str(dropped)

@@ -32,22 +32,54 @@ def locations(sqlite_location: str, postgres_url: str) -> dict[str, str]:
 
 
 def message(n: int, user: str) -> NewMessage:
-    return NewMessage(user, "pin-reset", f"<migrate-{n}@contoso.reconciler>", "it@contoso.com",
-                      [user], f"Subject: PIN {n}\r\nMessage-ID: <migrate-{n}@contoso.reconciler>"
-                      f"\r\n\r\nYour new PIN is 4711{n:02d}\r\n".encode(), False)
+    return NewMessage(
+        user,
+        "pin-reset",
+        f"<migrate-{n}@contoso.reconciler>",
+        "it@contoso.com",
+        [user],
+        f"Subject: PIN {n}\r\nMessage-ID: <migrate-{n}@contoso.reconciler>"
+        f"\r\n\r\nYour new PIN is 4711{n:02d}\r\n".encode(),
+        False,
+    )
 
 
 def populate(store: StateStore, name: str, lineage: str) -> None:
     """Two serials, users, history, and an outbox with delivered, failed and queued messages."""
-    users = {f"user{i}@contoso.com": {"upn": f"user{i}@contoso.com", "license": True,
-                                      "display_name": f"Usér {i}", "n": i} for i in range(5)}
-    store.commit(name, (None, 0), Commit({"settings": {"pin_length": 6}, "z": [1, "a"]}, users,
-                                         [], {"tenant.yaml": "h1"},
-                                         [message(1, "user1@contoso.com"),
-                                          message(2, "user2@contoso.com")], lineage))
-    store.commit(name, (lineage, 1), Commit({"settings": {"pin_length": 7}}, {},
-                                            ["user4@contoso.com"], {"tenant.yaml": "h2"},
-                                            [message(3, "user3@contoso.com")], "x", kind="apply"))
+    users = {
+        f"user{i}@contoso.com": {
+            "upn": f"user{i}@contoso.com",
+            "license": True,
+            "display_name": f"Usér {i}",
+            "n": i,
+        }
+        for i in range(5)
+    }
+    store.commit(
+        name,
+        (None, 0),
+        Commit(
+            {"settings": {"pin_length": 6}, "z": [1, "a"]},
+            users,
+            [],
+            {"tenant.yaml": "h1"},
+            [message(1, "user1@contoso.com"), message(2, "user2@contoso.com")],
+            lineage,
+        ),
+    )
+    store.commit(
+        name,
+        (lineage, 1),
+        Commit(
+            {"settings": {"pin_length": 7}},
+            {},
+            ["user4@contoso.com"],
+            {"tenant.yaml": "h2"},
+            [message(3, "user3@contoso.com")],
+            "x",
+            kind="apply",
+        ),
+    )
     store.mark_delivered("<migrate-1@contoso.reconciler>")
     store.mark_failed("<migrate-2@contoso.reconciler>", "550 no such user")
 
@@ -56,10 +88,10 @@ def dumps(store: StateStore) -> dict[str, object]:
     return {name: store.export(name) for name in store.tenants()}
 
 
-@pytest.mark.parametrize(("source", "target"), [("sqlite", "postgresql"),
-                                                ("postgresql", "sqlite")])
-def test_migrate_copies_everything_exactly(ws: Workspace, locations: dict[str, str],
-                                           source: str, target: str) -> None:
+@pytest.mark.parametrize(("source", "target"), [("sqlite", "postgresql"), ("postgresql", "sqlite")])
+def test_migrate_copies_everything_exactly(
+    ws: Workspace, locations: dict[str, str], source: str, target: str
+) -> None:
     src, dst = locations[source], locations[target]
     store = open_store(src)
     populate(store, "contoso", "lineage-c")
@@ -69,8 +101,7 @@ def test_migrate_copies_everything_exactly(ws: Workspace, locations: dict[str, s
     done = cli(ws, ["state", "migrate", "--to", dst], src)
     assert done.code == 0, done.stderr
     assert "Copied 1 tenant(s) (contoso)" in done.stdout
-    assert ("4 user(s), 3 outbox message(s) (1 still queued), 2 history entries"
-            in done.stdout)
+    assert "4 user(s), 3 outbox message(s) (1 still queued), 2 history entries" in done.stdout
     copied = open_store(dst)
     try:
         assert dumps(copied) == original  # state, users, outbox rows, queued bodies, history
@@ -87,18 +118,27 @@ def test_migrate_copies_everything_exactly(ws: Workspace, locations: dict[str, s
         again.close()
 
 
-def test_round_trip_and_the_next_apply_delivers_what_was_queued(ws: Workspace,
-                                                               sqlite_location: str,
-                                                               postgres_url: str) -> None:
+def test_round_trip_and_the_next_apply_delivers_what_was_queued(
+    ws: Workspace, sqlite_location: str, postgres_url: str
+) -> None:
     copy_example(ws.config, "contoso")
     imported = cli(ws, ["import"], sqlite_location)
     assert imported.code == 0, imported.stderr
     store = open_store(sqlite_location)
     applied = store.load("contoso")
     assert applied is not None
-    store.commit("contoso", (applied.lineage, applied.serial),
-                 Commit(applied.tenant, {}, [], applied.files,
-                        [message(7, "alice@contoso.com")], applied.lineage))
+    store.commit(
+        "contoso",
+        (applied.lineage, applied.serial),
+        Commit(
+            applied.tenant,
+            {},
+            [],
+            applied.files,
+            [message(7, "alice@contoso.com")],
+            applied.lineage,
+        ),
+    )
     store.close()
     moved = cli(ws, ["state", "migrate", "--to", postgres_url], sqlite_location)
     assert moved.code == 0, moved.stderr
@@ -124,8 +164,9 @@ def test_round_trip_and_the_next_apply_delivers_what_was_queued(ws: Workspace,
 
 
 @pytest.mark.parametrize("target_backend", ["sqlite", "postgresql"])
-def test_a_non_empty_target_needs_force(ws: Workspace, locations: dict[str, str],
-                                        target_backend: str) -> None:
+def test_a_non_empty_target_needs_force(
+    ws: Workspace, locations: dict[str, str], target_backend: str
+) -> None:
     dst = locations[target_backend]
     src = locations["postgresql" if target_backend == "sqlite" else "sqlite"]
     with_source = open_store(src)
@@ -141,7 +182,8 @@ def test_a_non_empty_target_needs_force(ws: Workspace, locations: dict[str, str]
     assert refused.code == 1
     assert refused.stderr.splitlines() == [
         f"error: {dst} already holds state (contoso, fabrikam); refusing to overwrite it (pass "
-        "--force to replace the copied tenants there); nothing was copied"]
+        "--force to replace the copied tenants there); nothing was copied"
+    ]
     target = open_store(dst)
     assert dumps(target) == before
     target.close()

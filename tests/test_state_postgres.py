@@ -32,13 +32,20 @@ def ws(new_workspace: NewWorkspace) -> Workspace:
     return ws
 
 
-def run(ws: Workspace, command: list[str], state: str | None, *tenants: str,
-        env: Env | None = None) -> Result:
+def run(
+    ws: Workspace, command: list[str], state: str | None, *tenants: str, env: Env | None = None
+) -> Result:
     """``reconciler COMMAND`` on ``state`` (None: none given, the environment's) and on
     ``tenants`` (default all)."""
-    args = [*command, "--config", str(ws.config), "--mail", ws.mail,
-            *(["--state", state] if state is not None else []),
-            *(a for tenant in tenants for a in ("--tenant", tenant))]
+    args = [
+        *command,
+        "--config",
+        str(ws.config),
+        "--mail",
+        ws.mail,
+        *(["--state", state] if state is not None else []),
+        *(a for tenant in tenants for a in ("--tenant", tenant)),
+    ]
     return ws.cli(*args, env=env, timeout=120)
 
 
@@ -51,9 +58,17 @@ def process_ws(ws: Workspace) -> Workspace:
 def start_apply(ws: Workspace, state: str, *tenants: str) -> Running:
     """``apply --auto-approve`` in a process of its own, returning at once."""
     return ws.spawn(
-        "apply", "--auto-approve", "--config", str(ws.config), "--mail", ws.mail,
-        "--state", state, *(a for tenant in tenants for a in ("--tenant", tenant)),
-        options=False)
+        "apply",
+        "--auto-approve",
+        "--config",
+        str(ws.config),
+        "--mail",
+        ws.mail,
+        "--state",
+        state,
+        *(a for tenant in tenants for a in ("--tenant", tenant)),
+        options=False,
+    )
 
 
 class Interactive:
@@ -64,8 +79,20 @@ class Interactive:
         self.terminal = Terminal()
         path = self.terminal.path
         self.running = ws.spawn(
-            "apply", "--config", str(ws.config), "--mail", ws.mail, "--state", state,
-            "--tenant", tenant, options=False, stdin=path, stdout=path, stderr=path)
+            "apply",
+            "--config",
+            str(ws.config),
+            "--mail",
+            ws.mail,
+            "--state",
+            state,
+            "--tenant",
+            tenant,
+            options=False,
+            stdin=path,
+            stdout=path,
+            stderr=path,
+        )
         self.terminal.expect(PROMPT)
 
     @property
@@ -109,8 +136,10 @@ def serial(url: str, tenant: str) -> int | None:
 
 # --- two applies at once ----------------------------------------------------------------------
 
-def test_applies_for_different_tenants_run_at_the_same_time(process_ws: Workspace,
-                                                           postgres_url: str) -> None:
+
+def test_applies_for_different_tenants_run_at_the_same_time(
+    process_ws: Workspace, postgres_url: str
+) -> None:
     ws = process_ws
     first = Interactive(ws, postgres_url, "alpha")  # holds alpha's lock...
     try:
@@ -127,8 +156,9 @@ def test_applies_for_different_tenants_run_at_the_same_time(process_ws: Workspac
     assert (serial(postgres_url, "alpha"), serial(postgres_url, "beta")) == (1, 1)
 
 
-def test_simultaneous_auto_approved_applies_for_different_tenants(process_ws: Workspace,
-                                                                 postgres_url: str) -> None:
+def test_simultaneous_auto_approved_applies_for_different_tenants(
+    process_ws: Workspace, postgres_url: str
+) -> None:
     ws = process_ws
     processes = [start_apply(ws, postgres_url, name) for name in ("alpha", "beta")]
     results = [p.wait(120) for p in processes]
@@ -137,8 +167,9 @@ def test_simultaneous_auto_approved_applies_for_different_tenants(process_ws: Wo
     assert (serial(postgres_url, "alpha"), serial(postgres_url, "beta")) == (1, 1)
 
 
-def test_applies_for_the_same_tenant_exclude_each_other(process_ws: Workspace,
-                                                        postgres_url: str) -> None:
+def test_applies_for_the_same_tenant_exclude_each_other(
+    process_ws: Workspace, postgres_url: str
+) -> None:
     ws = process_ws
     first = Interactive(ws, postgres_url, "alpha")
     try:
@@ -166,8 +197,7 @@ def test_a_killed_apply_does_not_block_the_next(process_ws: Workspace, postgres_
     finally:
         first.close()
     # The server ends the dead session (and its lock) as soon as it sees the socket close.
-    after = run(ws, ["apply", "--auto-approve", "--lock-timeout", "10"], postgres_url,
-                "alpha")
+    after = run(ws, ["apply", "--auto-approve", "--lock-timeout", "10"], postgres_url, "alpha")
     assert after.code == 0, after.stderr
     assert len(delivered(ws)) == EMAILS_PER_APPLY
 
@@ -179,9 +209,11 @@ def test_the_lock_records_its_holder_and_leaves_no_trace(postgres_url: str) -> N
             with store.lock("alpha"):
                 (row,) = conn.execute("SELECT tenant, holder FROM reconciler_locks").fetchall()
                 assert row[0] == "alpha" and f"(pid {os.getpid()})" in row[1]
-                held = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                                    " AND granted AND database = (SELECT oid FROM pg_database"
-                                    " WHERE datname = current_database())").fetchone()[0]
+                held = conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND granted AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
+                ).fetchone()[0]
                 assert held == 1
             assert conn.execute("SELECT count(*) FROM reconciler_locks").fetchone()[0] == 0
     finally:
@@ -225,22 +257,37 @@ def test_first_runs_at_once_create_the_tables_once(postgres_url: str) -> None:
 
 # --- schema ----------------------------------------------------------------------------------
 
-def test_a_fresh_database_gets_versioned_tables(postgres_server: PostgresServer,
-                                                ws: Workspace) -> None:
+
+def test_a_fresh_database_gets_versioned_tables(
+    postgres_server: PostgresServer, ws: Workspace
+) -> None:
     url = postgres_server.url(postgres_server.new_database())
     done = run(ws, ["apply", "--auto-approve"], url)
     assert done.code == 0, done.stderr
     with psycopg.connect(url) as conn:
-        tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
         version = conn.execute(
-            "SELECT value FROM reconciler_meta WHERE key = 'schema_version'").fetchone()[0]
-    assert tables == {"reconciler_meta", "reconciler_tenants", "reconciler_users",
-                      "reconciler_outbox", "reconciler_history", "reconciler_locks"}
+            "SELECT value FROM reconciler_meta WHERE key = 'schema_version'"
+        ).fetchone()[0]
+    assert tables == {
+        "reconciler_meta",
+        "reconciler_tenants",
+        "reconciler_users",
+        "reconciler_outbox",
+        "reconciler_history",
+        "reconciler_locks",
+    }
     assert version == "3"
     with psycopg.connect(url) as conn:  # delivered: no body, so no PIN, is left
-        assert conn.execute("SELECT count(*) FROM reconciler_outbox WHERE data IS NOT NULL"
-                            ).fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM reconciler_outbox WHERE data IS NOT NULL"
+            ).fetchone()[0]
+            == 0
+        )
 
 
 def test_a_newer_schema_is_refused_on_one_line(ws: Workspace, postgres_url: str) -> None:
@@ -252,7 +299,8 @@ def test_a_newer_schema_is_refused_on_one_line(ws: Workspace, postgres_url: str)
     assert done.stderr.splitlines() == [
         f"error: state {postgres_url} has schema version 7, this reconciler understands "
         "version 3; it was written by a newer reconciler: upgrade this one to use it (the "
-        "state was left untouched)"]
+        "state was left untouched)"
+    ]
     assert delivered(ws) == []
 
 
@@ -275,8 +323,9 @@ def assert_one_line_failure(done: Result, *expected: str) -> str:
 def test_an_unreachable_server_is_one_line(ws: Workspace) -> None:
     url = f"postgresql://reconciler:{SECRET}@127.0.0.1:{free_port()}/state"
     done = run(ws, ["apply", "--auto-approve"], url)
-    line = assert_one_line_failure(done, "cannot connect to state postgresql://reconciler:***@",
-                                   "Connection refused")
+    line = assert_one_line_failure(
+        done, "cannot connect to state postgresql://reconciler:***@", "Connection refused"
+    )
     assert line.endswith("nothing was done")
     assert delivered(ws) == []
 
@@ -290,8 +339,9 @@ def password_role(postgres_server: PostgresServer) -> tuple[str, str]:
     return role, postgres_server.new_database(owner=role)
 
 
-def test_bad_credentials_are_one_line(ws: Workspace, postgres_server: PostgresServer,
-                                      password_role: tuple[str, str]) -> None:
+def test_bad_credentials_are_one_line(
+    ws: Workspace, postgres_server: PostgresServer, password_role: tuple[str, str]
+) -> None:
     role, database = password_role
     wrong = postgres_server.url(database, user=role, password=SECRET[::-1])
     done = run(ws, ["apply", "--auto-approve"], wrong)
@@ -305,9 +355,9 @@ def test_bad_credentials_are_one_line(ws: Workspace, postgres_server: PostgresSe
     assert delivered(ws) == []
 
 
-def test_the_right_password_works_and_is_never_printed(ws: Workspace,
-                                                       postgres_server: PostgresServer,
-                                                       password_role: tuple[str, str]) -> None:
+def test_the_right_password_works_and_is_never_printed(
+    ws: Workspace, postgres_server: PostgresServer, password_role: tuple[str, str]
+) -> None:
     role, database = password_role
     url = postgres_server.url(database, user=role, password=SECRET)
     done = run(ws, ["apply", "--auto-approve"], url, "alpha")
@@ -330,19 +380,25 @@ def test_other_schemes_are_refused() -> None:
         open_store(f"mysql://root:{SECRET}@localhost/state")
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("postgresql://u:p%40ss@db.example:5432/state", "postgresql://u:***@db.example:5432/state"),
-    ("postgres://u@db/state?sslmode=require", "postgres://u@db/state?sslmode=require"),
-    ("postgresql://db/state?user=u&password=pw&sslmode=verify-full",
-     "postgresql://db/state?user=u&password=***&sslmode=verify-full"),
-    ("postgresql://u:pw@h1:5432,h2:5433/state", "postgresql://u:***@h1:5432,h2:5433/state"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:p%40ss@db.example:5432/state", "postgresql://u:***@db.example:5432/state"),
+        ("postgres://u@db/state?sslmode=require", "postgres://u@db/state?sslmode=require"),
+        (
+            "postgresql://db/state?user=u&password=pw&sslmode=verify-full",
+            "postgresql://db/state?user=u&password=***&sslmode=verify-full",
+        ),
+        ("postgresql://u:pw@h1:5432,h2:5433/state", "postgresql://u:***@h1:5432,h2:5433/state"),
+    ],
+)
 def test_urls_are_printed_without_passwords(url: str, shown: str) -> None:
     assert redact(url) == shown
 
 
-def test_a_read_only_role_can_plan_but_not_apply(ws: Workspace, postgres_server: PostgresServer
-                                                 ) -> None:
+def test_a_read_only_role_can_plan_but_not_apply(
+    ws: Workspace, postgres_server: PostgresServer
+) -> None:
     """Pull-request pipelines may plan with a role that can only read the state."""
     database = postgres_server.new_database()
     owner_url = postgres_server.url(database)

@@ -24,8 +24,9 @@ PLAIN: Env = {"NO_COLOR": None, "FORCE_COLOR": None}
 """Colour is the command's own choice: no NO_COLOR or FORCE_COLOR from the test's environment."""
 
 
-def run(ws: Workspace, *args: str, tty_out: bool = False, tty_err: bool = False,
-        env: Env | None = None) -> Result:
+def run(
+    ws: Workspace, *args: str, tty_out: bool = False, tty_err: bool = False, env: Env | None = None
+) -> Result:
     """``reconciler ARGS`` typed in the workspace, with stdout and/or stderr on a terminal of
     its own (a real process); without any terminal, in-process (its streams are not
     terminals)."""
@@ -33,8 +34,11 @@ def run(ws: Workspace, *args: str, tty_out: bool = False, tty_err: bool = False,
     if not terminals:
         return ws.cli(*args, env={**PLAIN, **(env or {})})
     return ws.in_mode("process").cli(
-        *args, env={**PLAIN, "TERM": "xterm-256color", "COLUMNS": "100", **(env or {})},
-        terminals=terminals, timeout=60)
+        *args,
+        env={**PLAIN, "TERM": "xterm-256color", "COLUMNS": "100", **(env or {})},
+        terminals=terminals,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -49,8 +53,11 @@ def bulk_tenant(work: Path, users: int) -> None:
     shutil.copy(work / "tenants" / "contoso" / "tenant.yaml", folder / "tenant.yaml")
     lines = ["users:"]
     for i in range(users):
-        lines += [f"  user{i:03}@bulk.example:", "    license: true",
-                  f'    conference_id: "{7000000 + i}"']
+        lines += [
+            f"  user{i:03}@bulk.example:",
+            "    license: true",
+            f'    conference_id: "{7000000 + i}"',
+        ]
     (folder / "users.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -59,17 +66,19 @@ def test_plan_is_coloured_on_a_terminal_only(ws: Workspace) -> None:
     (ws.root / "tenants" / "contoso" / "users" / "sales.yaml").unlink()
     run(ws, "apply", "--auto-approve", "--tenant", "contoso")
     # now: fabrikam creates users (+), contoso updates (~) once sales.yaml is back and deletes (-)
-    shutil.copy(EXAMPLE / "contoso" / "users" / "sales.yaml",
-                ws.root / "tenants" / "contoso" / "users" / "sales.yaml")
+    shutil.copy(
+        EXAMPLE / "contoso" / "users" / "sales.yaml",
+        ws.root / "tenants" / "contoso" / "users" / "sales.yaml",
+    )
     (ws.root / "tenants" / "contoso" / "users" / "paris.yaml").unlink()
 
     coloured = run(ws, "plan", tty_out=True)
     assert coloured.code == 0, coloured.stderr
     assert ANSI.search(coloured.stdout)
     plain_symbols = ANSI.sub("", coloured.stdout)
-    assert "+ dan@contoso.com" in plain_symbols          # created (from sales.yaml)
-    assert "- chloe@contoso.com" in plain_symbols        # deleted (paris.yaml removed)
-    assert "+ alice@contoso.com" in plain_symbols        # fabrikam, new tenant
+    assert "+ dan@contoso.com" in plain_symbols  # created (from sales.yaml)
+    assert "- chloe@contoso.com" in plain_symbols  # deleted (paris.yaml removed)
+    assert "+ alice@contoso.com" in plain_symbols  # fabrikam, new tenant
     assert click.style("+", fg="green", bold=False) + " dan@contoso.com" in coloured.stdout
     assert click.style("-", fg="red", bold=False) + " chloe@contoso.com" in coloured.stdout
 
@@ -90,8 +99,16 @@ def test_quiet_plan_and_detailed_exit_code(ws: Workspace) -> None:
 
 def test_apply_shows_a_progress_bar_on_a_terminal(ws: Workspace) -> None:
     bulk_tenant(ws.root, 25)
-    result = run(ws, "apply", "--auto-approve", "--allow-new-state", "--tenant", "bulk",
-                 tty_out=True, tty_err=True)
+    result = run(
+        ws,
+        "apply",
+        "--auto-approve",
+        "--allow-new-state",
+        "--tenant",
+        "bulk",
+        tty_out=True,
+        tty_err=True,
+    )
     assert result.code == 0, result.stderr
     assert "bulk: sending" in result.stderr and "100%" in result.stderr
     assert "Applied: bulk (serial 1). 25 email(s) delivered" in ANSI.sub("", result.stdout)
@@ -108,8 +125,9 @@ def test_no_progress_bar_when_not_a_terminal_or_few_emails(ws: Workspace) -> Non
 
 def test_quiet_apply(ws: Workspace) -> None:
     bulk_tenant(ws.root, 25)
-    result = run(ws, "apply", "--auto-approve", "--allow-new-state", "--quiet", tty_out=True,
-                 tty_err=True)
+    result = run(
+        ws, "apply", "--auto-approve", "--allow-new-state", "--quiet", tty_out=True, tty_err=True
+    )
     assert result.code == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""  # no plan, no bar, no summary
     assert len(list((ws.root / ".reconciler" / "mail" / "new").iterdir())) == 29
@@ -119,9 +137,12 @@ def test_quiet_apply(ws: Workspace) -> None:
 
 def test_quiet_apply_still_prints_suppressed_paths(ws: Workspace) -> None:
     tenant = ws.root / "tenants" / "contoso" / "tenant.yaml"
-    tenant.write_text(tenant.read_text(encoding="utf-8").replace(
-        "automatically_send_emails_to_users: true", "automatically_send_emails_to_users: false"),
-        encoding="utf-8")
+    tenant.write_text(
+        tenant.read_text(encoding="utf-8").replace(
+            "automatically_send_emails_to_users: true", "automatically_send_emails_to_users: false"
+        ),
+        encoding="utf-8",
+    )
     result = run(ws, "apply", "--auto-approve", "--quiet")
     assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -47,11 +47,23 @@ def load(path: Path) -> dict[str, Any]:
 
 def check_jsonschema(*files: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-         *map(str, files)], capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 # ------------------------------------------------------------------------- schema and shape
+
 
 def test_workflows_match_the_github_workflow_schema(tmp_path: Path) -> None:
     result = check_jsonschema(PLAN, APPLY)
@@ -81,8 +93,9 @@ def test_scripts_are_valid_bash_without_expressions(path: Path) -> None:
     for script in scripts(document):
         # expressions go through env: so PR-controlled text is never pasted into a script
         assert "${{" not in script, script
-        check = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True,
-                               check=False)
+        check = subprocess.run(
+            ["bash", "-n"], input=script, text=True, capture_output=True, check=False
+        )
         assert check.returncode == 0, check.stderr
     for job in document["jobs"]:
         for step in steps(document, job):
@@ -94,8 +107,7 @@ def test_plan_workflow_shape() -> None:
     document = load(PLAN)
     assert set(document["on"]) == {"pull_request"}
     assert document["permissions"] == {}  # job-level only
-    assert document["jobs"]["plan"]["permissions"] == {"contents": "read",
-                                                       "pull-requests": "write"}
+    assert document["jobs"]["plan"]["permissions"] == {"contents": "read", "pull-requests": "write"}
     text = "\n".join(scripts(document))
     assert "reconciler validate" in text
     assert "reconciler plan --detailed-exitcode --format json > artifacts/plan.json" in text
@@ -128,16 +140,39 @@ def test_apply_workflow_shape() -> None:
 
 # ------------------------------------------------------------------------------- pre-commit
 
-PRE_COMMIT_LANGUAGES = {"conda", "coursier", "dart", "docker", "docker_image", "dotnet", "fail",
-                        "golang", "haskell", "julia", "lua", "node", "perl", "pygrep", "python",
-                        "r", "ruby", "rust", "script", "swift", "system", "unsupported",
-                        "unsupported_script"}
+PRE_COMMIT_LANGUAGES = {
+    "conda",
+    "coursier",
+    "dart",
+    "docker",
+    "docker_image",
+    "dotnet",
+    "fail",
+    "golang",
+    "haskell",
+    "julia",
+    "lua",
+    "node",
+    "perl",
+    "pygrep",
+    "python",
+    "r",
+    "ruby",
+    "rust",
+    "script",
+    "swift",
+    "system",
+    "unsupported",
+    "unsupported_script",
+}
 
 
 def test_pre_commit_hook_manifest(example_workspace: Workspace) -> None:
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
     assert isinstance(hooks, list) and [h["id"] for h in hooks] == [
-        "reconciler-validate", "reconciler-fmt"]
+        "reconciler-validate",
+        "reconciler-fmt",
+    ]
     hook = hooks[0]
     assert {"id", "name", "entry", "language"} <= set(hook)
     assert hook["id"] == "reconciler-validate"
@@ -154,8 +189,9 @@ def test_pre_commit_hook_manifest(example_workspace: Workspace) -> None:
     result = ws.cli(*command[1:])
     assert result.code == 0, str(result)
     sales = ws.config / "contoso" / "users" / "sales.yaml"
-    sales.write_text(sales.read_text(encoding="utf-8").replace('"5550101"', '"55501"'),
-                     encoding="utf-8")
+    sales.write_text(
+        sales.read_text(encoding="utf-8").replace('"5550101"', '"55501"'), encoding="utf-8"
+    )
     result = ws.cli(*command[1:])
     assert result.code == 1 and "sales.yaml:" in result.output
     assert not (ws.root / ".reconciler").exists()
@@ -166,11 +202,19 @@ def test_pre_commit_fmt_hook_checks_the_files_a_commit_touches(
 ) -> None:
     """As pre-commit runs it: the entry plus the staged files its pattern selects; exit 1 and
     the file named when one is not canonical, nothing rewritten by the check."""
-    (hook,) = [h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(
-        encoding="utf-8")) if h["id"] == "reconciler-fmt"]
+    (hook,) = [
+        h
+        for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+        if h["id"] == "reconciler-fmt"
+    ]
     assert hook.get("pass_filenames", True) is True
-    staged = ["tenants/contoso/tenant.yaml", "tenants/contoso/users/sales.yaml", "README.md",
-              "templates/fr/enabled.html", "tenants/contoso/users/deep/x.yml"]
+    staged = [
+        "tenants/contoso/tenant.yaml",
+        "tenants/contoso/users/sales.yaml",
+        "README.md",
+        "templates/fr/enabled.html",
+        "tenants/contoso/users/deep/x.yml",
+    ]
     selected = [f for f in staged if re.search(hook["files"], f)]
     assert selected == [*staged[:2], staged[-1]]
     ws = example_workspace
@@ -190,7 +234,7 @@ def test_pre_commit_fmt_hook_checks_the_files_a_commit_touches(
 def test_the_documented_local_pre_commit_hook_matches_the_published_one() -> None:
     """docs/PIPELINES.md's snippet works as written: no made-up tag, the same hook locally."""
     guide = (ROOT / "docs" / "PIPELINES.md").read_text(encoding="utf-8")
-    section = guide[guide.index("## pre-commit"):]
+    section = guide[guide.index("## pre-commit") :]
     snippet = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S)[1])
     (repo,) = snippet["repos"]
     assert repo["repo"] == "local" and "rev" not in repo
@@ -205,6 +249,7 @@ def test_the_documented_local_pre_commit_hook_matches_the_published_one() -> Non
 
 # --------------------------------------------------------------------------- a local runner
 
+
 class Context:
     """The ``${{ }}`` contexts: dotted names looked up in nested dicts (missing = empty)."""
 
@@ -216,16 +261,25 @@ class Context:
         value: Any = self.values
         for part in name.split("."):
             if not isinstance(value, dict) or part not in value:
-                if name.split(".")[0] not in {"github", "secrets", "vars", "steps", "inputs",
-                                              "env", "runner"}:
+                if name.split(".")[0] not in {
+                    "github",
+                    "secrets",
+                    "vars",
+                    "steps",
+                    "inputs",
+                    "env",
+                    "runner",
+                }:
                     raise AssertionError(f"unknown context in {name}")
                 return ""
             value = value[part]
         return value
 
-    _TOKEN = re.compile(r"\s*(?:(?P<str>'[^']*')|(?P<op>==|!=|&&|\|\||!|\(|\))|"
-                        r"(?P<fn>always|failure|success|cancelled)\(\)|"
-                        r"(?P<num>\d+)|(?P<name>[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*))")
+    _TOKEN = re.compile(
+        r"\s*(?:(?P<str>'[^']*')|(?P<op>==|!=|&&|\|\||!|\(|\))|"
+        r"(?P<fn>always|failure|success|cancelled)\(\)|"
+        r"(?P<num>\d+)|(?P<name>[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*))"
+    )
 
     def evaluate(self, expression: str) -> Any:
         """A subset of GitHub's expression language: enough for these workflows."""
@@ -238,11 +292,20 @@ class Context:
             if match["str"]:
                 code.append(repr(match["str"][1:-1]))
             elif match["op"]:
-                code.append({"&&": " and ", "||": " or ", "!": " not "}.get(match["op"],
-                                                                          match["op"]))
+                code.append(
+                    {"&&": " and ", "||": " or ", "!": " not "}.get(match["op"], match["op"])
+                )
             elif match["fn"]:
-                code.append(repr({"always": True, "failure": self.failed,
-                                  "success": not self.failed, "cancelled": False}[match["fn"]]))
+                code.append(
+                    repr(
+                        {
+                            "always": True,
+                            "failure": self.failed,
+                            "success": not self.failed,
+                            "cancelled": False,
+                        }[match["fn"]]
+                    )
+                )
             elif match["num"]:
                 code.append(match["num"])
             elif match["name"] in ("true", "false"):
@@ -255,8 +318,14 @@ class Context:
     def substitute(self, text: Any) -> str:
         def one(match: re.Match[str]) -> str:
             value = self.evaluate(match.group(1))
-            return "" if value is None else str(value).lower() if isinstance(value, bool) \
+            return (
+                ""
+                if value is None
+                else str(value).lower()
+                if isinstance(value, bool)
                 else str(value)
+            )
+
         return re.sub(r"\$\{\{(.*?)\}\}", one, str(text))
 
 
@@ -268,13 +337,15 @@ class StepRun:
     output: str = ""
 
 
-def github_shell(document: dict[str, Any], job: dict[str, Any],
-                 step: dict[str, Any]) -> list[str]:
+def github_shell(document: dict[str, Any], job: dict[str, Any], step: dict[str, Any]) -> list[str]:
     """The command GitHub runs a ``run:`` step with on Linux: ``shell: bash`` (from the step, the
     job's or the workflow's ``defaults``) is ``bash --noprofile --norc -eo pipefail``; with no
     shell given it is ``bash -e``, where a pipe hides a failing command."""
-    shell = (step.get("shell") or ((job.get("defaults") or {}).get("run") or {}).get("shell")
-             or ((document.get("defaults") or {}).get("run") or {}).get("shell"))
+    shell = (
+        step.get("shell")
+        or ((job.get("defaults") or {}).get("run") or {}).get("shell")
+        or ((document.get("defaults") or {}).get("run") or {}).get("shell")
+    )
     if shell == "bash":
         return ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
     assert shell is None, f"unexpected shell {shell!r}"
@@ -318,16 +389,30 @@ class LocalRunner:
             else:
                 output_file = self.workdir.parent / f"output-{index}"
                 output_file.write_text("")
-                env = {**self.environment, **job_env,
-                       **{k: context.substitute(v) for k, v in (step.get("env") or {}).items()},
-                       "GITHUB_OUTPUT": str(output_file), "GITHUB_STEP_SUMMARY": str(summary)}
-                result = subprocess.run([*github_shell(document, job, step), step["run"]],
-                                        cwd=self.workdir, env=env, capture_output=True,
-                                        text=True, timeout=300, check=False)
-                self.runs.append(StepRun(name, True, result.returncode,
-                                         result.stdout + result.stderr))
-                outputs = dict(line.split("=", 1) for line in
-                               output_file.read_text().splitlines() if "=" in line)
+                env = {
+                    **self.environment,
+                    **job_env,
+                    **{k: context.substitute(v) for k, v in (step.get("env") or {}).items()},
+                    "GITHUB_OUTPUT": str(output_file),
+                    "GITHUB_STEP_SUMMARY": str(summary),
+                }
+                result = subprocess.run(
+                    [*github_shell(document, job, step), step["run"]],
+                    cwd=self.workdir,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=False,
+                )
+                self.runs.append(
+                    StepRun(name, True, result.returncode, result.stdout + result.stderr)
+                )
+                outputs = dict(
+                    line.split("=", 1)
+                    for line in output_file.read_text().splitlines()
+                    if "=" in line
+                )
                 if result.returncode != 0:
                     context.failed = True
             if "id" in step:
@@ -349,10 +434,18 @@ def tool_path(tmp: Path) -> str:
 
 
 def base_environment(tmp: Path) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items()
-            if not k.startswith(("RECONCILER_", "GITHUB_", "GITLAB", "CI_"))}
-    return {**keep, "PATH": tool_path(tmp), "PYTHONPATH": str(ROOT), "CI": "true",
-            "GITHUB_ACTIONS": "true"}
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RECONCILER_", "GITHUB_", "GITLAB", "CI_"))
+    }
+    return {
+        **keep,
+        "PATH": tool_path(tmp),
+        "PYTHONPATH": str(ROOT),
+        "CI": "true",
+        "GITHUB_ACTIONS": "true",
+    }
 
 
 def upload_artifact(store: Path) -> Callable[[dict[str, Any], Context, Path], dict[str, str]]:
@@ -363,6 +456,7 @@ def upload_artifact(store: Path) -> Callable[[dict[str, Any], Context, Path], di
         elif with_.get("if-no-files-found") != "ignore":
             raise AssertionError(f"nothing to upload at {source}")
         return {"artifact-url": f"https://github.example/artifacts/{with_['name']}"}
+
     return upload
 
 
@@ -374,10 +468,16 @@ def is_install(step: dict[str, Any]) -> bool:
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -401,19 +501,40 @@ def test_plan_workflow_runs_locally(repo: Path, tmp_path: Path, forge_api: Api) 
     forge_api.repo, forge_api.number, forge_api.token = "contoso/audio", 12, "gh-token"
     api_url, comments = forge_api.url, forge_api.comments
     artifacts = tmp_path / "uploaded"
-    event = {"number": 12, "pull_request": {"number": 12, "head": {
-        "sha": "abc1234", "repo": {"full_name": "contoso/audio"}}}}
-    context = {"github": {"event": event, "repository": "contoso/audio", "run_id": "99",
-                          "server_url": "https://github.example", "token": "gh-token"},
-               "secrets": {"RECONCILER_PLAN_STATE": str(tmp_path / "state" / "state.db")},
-               "vars": {}}
-    environment = {**base_environment(tmp_path), "GITHUB_API_URL": api_url,
-                   "GITHUB_REPOSITORY": "contoso/audio"}
+    event = {
+        "number": 12,
+        "pull_request": {
+            "number": 12,
+            "head": {"sha": "abc1234", "repo": {"full_name": "contoso/audio"}},
+        },
+    }
+    context = {
+        "github": {
+            "event": event,
+            "repository": "contoso/audio",
+            "run_id": "99",
+            "server_url": "https://github.example",
+            "token": "gh-token",
+        },
+        "secrets": {"RECONCILER_PLAN_STATE": str(tmp_path / "state" / "state.db")},
+        "vars": {},
+    }
+    environment = {
+        **base_environment(tmp_path),
+        "GITHUB_API_URL": api_url,
+        "GITHUB_REPOSITORY": "contoso/audio",
+    }
 
     def runner() -> LocalRunner:
-        return LocalRunner(PLAN, "plan", repo, context, environment,
-                           {**NO_OP, "actions/upload-artifact": upload_artifact(artifacts)},
-                           skip=is_install)
+        return LocalRunner(
+            PLAN,
+            "plan",
+            repo,
+            context,
+            environment,
+            {**NO_OP, "actions/upload-artifact": upload_artifact(artifacts)},
+            skip=is_install,
+        )
 
     first = runner()
     result = first.run()
@@ -427,8 +548,10 @@ def test_plan_workflow_runs_locally(repo: Path, tmp_path: Path, forge_api: Api) 
     assert len(list((uploaded / "previews" / "contoso").glob("*.eml"))) == 4
     (comment,) = comments
     assert comment["body"].startswith(MARKER)
-    assert "[JSON plan and email previews](https://github.example/artifacts/plan-pr-12)" in (
-        comment["body"])
+    assert (
+        "[JSON plan and email previews](https://github.example/artifacts/plan-pr-12)"
+        in (comment["body"])
+    )
     # tenant, settings, users, then enabled, details-changed, pin-reset, conference-info,
     # disabled, suppressed
     assert re.search(r"\| contoso \| \d+ \| 8 \| 4 \| 0 \| 0 \| 0 \| 0 \| 0 \|", comment["body"])
@@ -449,27 +572,39 @@ def test_plan_workflow_runs_locally(repo: Path, tmp_path: Path, forge_api: Api) 
     assert "contoso/users/sales.yaml:" in comment["body"]
 
 
-def apply_context(repo: Path, tmp_path: Path, mail_url: str, **variables: str
-                  ) -> tuple[dict[str, Any], dict[str, str]]:
+def apply_context(
+    repo: Path, tmp_path: Path, mail_url: str, **variables: str
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The ``${{ }}`` context and the environment of a push to main applying ``repo``'s HEAD,
     with an SQLite state under ``tmp_path``."""
     state = tmp_path / "state" / "state.db"
     state.parent.mkdir(exist_ok=True)
     head = git(repo, "rev-parse", "HEAD")
-    context = {"github": {"sha": head, "ref_name": "main"},
-               "secrets": {"RECONCILER_STATE": str(state), "RECONCILER_MAIL_URL": mail_url,
-                           "RECONCILER_SMTP_PASSWORD": ""},
-               "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>",
-                        **variables},
-               "inputs": {}}
+    context = {
+        "github": {"sha": head, "ref_name": "main"},
+        "secrets": {
+            "RECONCILER_STATE": str(state),
+            "RECONCILER_MAIL_URL": mail_url,
+            "RECONCILER_SMTP_PASSWORD": "",
+        },
+        "vars": {"RECONCILER_DEFAULT_FROM": "Office 365 <noreply@contoso.com>", **variables},
+        "inputs": {},
+    }
     return context, {**base_environment(tmp_path), "GITHUB_SHA": head}
 
 
-def apply_runner(repo: Path, context: dict[str, Any], environment: dict[str, str],
-                 artifacts: Path) -> LocalRunner:
-    return LocalRunner(APPLY, "apply", repo, context, environment,
-                       {**NO_OP, "actions/upload-artifact": upload_artifact(artifacts)},
-                       skip=is_install)
+def apply_runner(
+    repo: Path, context: dict[str, Any], environment: dict[str, str], artifacts: Path
+) -> LocalRunner:
+    return LocalRunner(
+        APPLY,
+        "apply",
+        repo,
+        context,
+        environment,
+        {**NO_OP, "actions/upload-artifact": upload_artifact(artifacts)},
+        skip=is_install,
+    )
 
 
 def test_apply_workflow_runs_locally(repo: Path, tmp_path: Path, smtp_server: Any) -> None:
@@ -485,8 +620,9 @@ def test_apply_workflow_runs_locally(repo: Path, tmp_path: Path, smtp_server: An
     assert not result.failed, [(r.name, r.output) for r in first.runs if r.code]
     assert "Applied: contoso (serial 1). 4 email(s) delivered" in first.step("Apply it").output
     assert sorted(m["X-Reconciler-Email-Type"] for m in smtp_server.messages) == ["enabled"] * 4
-    assert all(m["From"] == "Contoso Conferencing <conferencing@contoso.com>"
-               for m in smtp_server.messages)
+    assert all(
+        m["From"] == "Contoso Conferencing <conferencing@contoso.com>" for m in smtp_server.messages
+    )
     saved = json.loads((artifacts / f"applied-{head}" / "plan.saved.json").read_text())
     assert saved["plan"]["summary"]["emails"] == 4
 
@@ -499,8 +635,10 @@ def test_apply_workflow_runs_locally(repo: Path, tmp_path: Path, smtp_server: An
     stale = runner(context)
     result = stale.run()
     assert not result.failed
-    assert "the run for that commit applies it" in stale.step(
-        "Skip if a newer commit is on the branch").output
+    assert (
+        "the run for that commit applies it"
+        in stale.step("Skip if a newer commit is on the branch").output
+    )
     assert not stale.step("Apply it").ran and len(smtp_server.messages) == 4
 
     # missing settings stop the job before anything is planned
@@ -515,12 +653,18 @@ def test_apply_workflow_runs_locally(repo: Path, tmp_path: Path, smtp_server: An
     assert not failing.step("Apply it").ran
 
 
-def test_apply_workflow_first_rollout_needs_the_manual_input(repo: Path, tmp_path: Path,
-                                                             smtp_server: Any) -> None:
+def test_apply_workflow_first_rollout_needs_the_manual_input(
+    repo: Path, tmp_path: Path, smtp_server: Any
+) -> None:
     users = repo / "tenants" / "contoso" / "users" / "bulk.yaml"
-    users.write_text("users:\n" + "".join(
-        f"  bulk{i}@contoso.com: {{license: true, conference_id: '55000{i:02d}'}}\n"
-        for i in range(12)), encoding="utf-8")
+    users.write_text(
+        "users:\n"
+        + "".join(
+            f"  bulk{i}@contoso.com: {{license: true, conference_id: '55000{i:02d}'}}\n"
+            for i in range(12)
+        ),
+        encoding="utf-8",
+    )
     git(repo, "add", "tenants")
     git(repo, "commit", "-q", "-m", "a first rollout of 12 more users")
     git(repo, "push", "-q", "origin", "main")
@@ -540,10 +684,12 @@ def test_apply_workflow_first_rollout_needs_the_manual_input(repo: Path, tmp_pat
     assert len(smtp_server.messages) == 16
 
 
-def test_apply_workflow_treats_a_sending_limit_as_come_back_later(repo: Path, tmp_path: Path,
-                                                                  smtp_server: Any) -> None:
-    context, environment = apply_context(repo, tmp_path, smtp_server.url,
-                                         RECONCILER_MAX_MESSAGES="1")
+def test_apply_workflow_treats_a_sending_limit_as_come_back_later(
+    repo: Path, tmp_path: Path, smtp_server: Any
+) -> None:
+    context, environment = apply_context(
+        repo, tmp_path, smtp_server.url, RECONCILER_MAX_MESSAGES="1"
+    )
     job = apply_runner(repo, context, environment, tmp_path / "up")
     result = job.run()
     assert not result.failed, [(r.name, r.output) for r in job.runs if r.code]
@@ -557,8 +703,12 @@ def test_workflows_are_zizmor_clean_offline(path: Path) -> None:
     to commits, least permissions, no credentials in uploaded artifacts."""
     zizmor = shutil.which("zizmor")
     assert zizmor is not None, "zizmor is a test dependency (pip install -e '.[test]')"
-    done = subprocess.run([zizmor, "--offline", "--min-severity", "medium", str(path)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [zizmor, "--offline", "--min-severity", "medium", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -569,7 +719,12 @@ def test_every_step_that_pipes_runs_with_pipefail(path: Path) -> None:
         for step in job["steps"]:
             if "|" in step.get("run", ""):
                 assert github_shell(document, job, step)[:5] == [
-                    "bash", "--noprofile", "--norc", "-eo", "pipefail"], step
+                    "bash",
+                    "--noprofile",
+                    "--norc",
+                    "-eo",
+                    "pipefail",
+                ], step
 
 
 def test_github_default_shell_hides_a_failing_command_before_a_pipe() -> None:
@@ -580,8 +735,7 @@ def test_github_default_shell_hides_a_failing_command_before_a_pipe() -> None:
     assert plain.returncode == 0 and explicit.returncode == 1
 
 
-def test_a_failing_apply_fails_the_workflow(repo: Path, tmp_path: Path,
-                                            dead_smtp_url: str) -> None:
+def test_a_failing_apply_fails_the_workflow(repo: Path, tmp_path: Path, dead_smtp_url: str) -> None:
     context, environment = apply_context(repo, tmp_path, dead_smtp_url)
     environment["RECONCILER_RETRY_BACKOFF"] = "0"
     job = apply_runner(repo, context, environment, tmp_path / "up")
@@ -592,13 +746,25 @@ def test_a_failing_apply_fails_the_workflow(repo: Path, tmp_path: Path,
 
 def test_the_gitlab_example_matches_gitlab_ci_schema(tmp_path: Path) -> None:
     guide = (ROOT / "docs" / "PIPELINES.md").read_text(encoding="utf-8")
-    section = guide[guide.index("## GitLab CI"):guide.index("## Azure DevOps")]
+    section = guide[guide.index("## GitLab CI") : guide.index("## Azure DevOps")]
     example = tmp_path / ".gitlab-ci.yml"
     example.write_text(re.search(r"```yaml\n(.*?)```", section, re.S)[1], encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--regex-variant", "python",
-         "--builtin-schema", "vendor.gitlab-ci", str(example)],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--regex-variant",
+            "python",
+            "--builtin-schema",
+            "vendor.gitlab-ci",
+            str(example),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     document = yaml.safe_load(example.read_text(encoding="utf-8"))
     assert document["apply"]["allow_failure"] == {"exit_codes": [3]}

@@ -30,8 +30,9 @@ def loader(request, monkeypatch):
 @pytest.mark.parametrize("loader", ["libyaml"], indirect=True)
 def test_the_c_loader_is_used_when_present(loader):
     code = "from reconciler.config import yamlload; print(yamlload._Loader.__name__)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "CSafeLoader"
 
 
@@ -54,34 +55,55 @@ def failure(text: str | bytes) -> str:
 
 # --- values as written --------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("scalar", "expected"), [
-    ("0123456", "0123456"),            # never octal
-    ("0o17", "0o17"),
-    ("0x1F", "0x1F"),
-    ("+14255550100", "+14255550100"),  # E.164 keeps its +
-    ("+33 1 44 55 66 77", "+33 1 44 55 66 77"),
-    ("12:30", "12:30"),                # never sexagesimal
-    ("1:30:00", "1:30:00"),
-    ("5", "5"),                        # numbers stay text; the schema types them
-    ("-5", "-5"),
-    ("1.5", "1.5"),
-    ("1e3", "1e3"),
-    ("1_000", "1_000"),
-    (".inf", ".inf"),
-    (".nan", ".nan"),
-    ("2026-11-29", "2026-11-29"),      # never a date
-    ("2026-11-29 #4411", "2026-11-29"),  # (a comment, as YAML says)
-    ('"2026-11-29 #4411"', "2026-11-29 #4411"),
-    ("None", "None"),                  # the provider value, not null
-    ("Microsoft", "Microsoft"),
-])
+
+@pytest.mark.parametrize(
+    ("scalar", "expected"),
+    [
+        ("0123456", "0123456"),  # never octal
+        ("0o17", "0o17"),
+        ("0x1F", "0x1F"),
+        ("+14255550100", "+14255550100"),  # E.164 keeps its +
+        ("+33 1 44 55 66 77", "+33 1 44 55 66 77"),
+        ("12:30", "12:30"),  # never sexagesimal
+        ("1:30:00", "1:30:00"),
+        ("5", "5"),  # numbers stay text; the schema types them
+        ("-5", "-5"),
+        ("1.5", "1.5"),
+        ("1e3", "1e3"),
+        ("1_000", "1_000"),
+        (".inf", ".inf"),
+        (".nan", ".nan"),
+        ("2026-11-29", "2026-11-29"),  # never a date
+        ("2026-11-29 #4411", "2026-11-29"),  # (a comment, as YAML says)
+        ('"2026-11-29 #4411"', "2026-11-29 #4411"),
+        ("None", "None"),  # the provider value, not null
+        ("Microsoft", "Microsoft"),
+    ],
+)
 def test_plain_scalars_are_taken_as_written(scalar, expected):
     value = value_of(scalar)
     assert value == expected and type(value) is str
 
 
-@pytest.mark.parametrize("word", ["yes", "no", "on", "off", "y", "n", "Yes", "NO", "On", "OFF",
-                                  "True", "TRUE", "False", "FALSE"])
+@pytest.mark.parametrize(
+    "word",
+    [
+        "yes",
+        "no",
+        "on",
+        "off",
+        "y",
+        "n",
+        "Yes",
+        "NO",
+        "On",
+        "OFF",
+        "True",
+        "TRUE",
+        "False",
+        "FALSE",
+    ],
+)
 def test_only_lowercase_true_and_false_are_booleans(word):
     assert value_of(word) == word
 
@@ -101,64 +123,87 @@ def test_other_spellings_of_null_are_text(scalar):
     assert value_of(scalar) == scalar
 
 
-@pytest.mark.parametrize(("scalar", "expected"), [
-    ('"true"', "true"), ("'false'", "false"), ('"null"', "null"), ("'~'", "~"), ('""', ""),
-    ("'0123456'", "0123456"), ('"+14255550100"', "+14255550100"), ("! 5", "5"),
-    ("!!str 5", "5"), ("!!str true", "true"),
-])
+@pytest.mark.parametrize(
+    ("scalar", "expected"),
+    [
+        ('"true"', "true"),
+        ("'false'", "false"),
+        ('"null"', "null"),
+        ("'~'", "~"),
+        ('""', ""),
+        ("'0123456'", "0123456"),
+        ('"+14255550100"', "+14255550100"),
+        ("! 5", "5"),
+        ("!!str 5", "5"),
+        ("!!str true", "true"),
+    ],
+)
 def test_quoted_and_str_tagged_scalars_are_text(scalar, expected):
     assert value_of(scalar) == expected
 
 
 def test_block_scalars_keep_their_text():
     assert read("a: |\n  line one\n  line two\nb: >\n  folded\n  text\n") == {
-        "a": "line one\nline two\n", "b": "folded text\n"}
+        "a": "line one\nline two\n",
+        "b": "folded text\n",
+    }
 
 
 def test_nested_structures_and_flow_style():
     text = "users:\n  a@b.co:\n    license: true\nlist: [1, two, {x: no}]\n"
-    assert read(text) == {"users": {"a@b.co": {"license": True}},
-                          "list": ["1", "two", {"x": "no"}]}
+    assert read(text) == {"users": {"a@b.co": {"license": True}}, "list": ["1", "two", {"x": "no"}]}
 
 
 def test_keys_are_text_too():
-    assert read("1: a\ntrue: b\nnull: c\n0123: d\n") == {"1": "a", "true": "b", "null": "c",
-                                                         "0123": "d"}
+    assert read("1: a\ntrue: b\nnull: c\n0123: d\n") == {
+        "1": "a",
+        "true": "b",
+        "null": "c",
+        "0123": "d",
+    }
 
 
 # --- explicit tags ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("scalar", "tag"), [
-    ("!!python/object:os.system x", "tag:yaml.org,2002:python/object:os.system"),
-    ("!!python/object/apply:os.system ['echo hi']",
-     "tag:yaml.org,2002:python/object/apply:os.system"),
-    ("!!python/name:os.system ''", "tag:yaml.org,2002:python/name:os.system"),
-    ("!!binary aGVsbG8=", "tag:yaml.org,2002:binary"),
-    ("!!int 5", "tag:yaml.org,2002:int"),
-    ("!!float 5", "tag:yaml.org,2002:float"),
-    ("!!bool yes", "tag:yaml.org,2002:bool"),
-    ("!!null x", "tag:yaml.org,2002:null"),
-    ("!!timestamp 2026-01-01", "tag:yaml.org,2002:timestamp"),
-    ("!!map {a: 1}", "tag:yaml.org,2002:map"),
-    ("!!seq [1]", "tag:yaml.org,2002:seq"),
-    ("!!set {a, b}", "tag:yaml.org,2002:set"),
-    ("!!omap [a: 1]", "tag:yaml.org,2002:omap"),
-    ("!custom x", "!custom"),
-])
+
+@pytest.mark.parametrize(
+    ("scalar", "tag"),
+    [
+        ("!!python/object:os.system x", "tag:yaml.org,2002:python/object:os.system"),
+        (
+            "!!python/object/apply:os.system ['echo hi']",
+            "tag:yaml.org,2002:python/object/apply:os.system",
+        ),
+        ("!!python/name:os.system ''", "tag:yaml.org,2002:python/name:os.system"),
+        ("!!binary aGVsbG8=", "tag:yaml.org,2002:binary"),
+        ("!!int 5", "tag:yaml.org,2002:int"),
+        ("!!float 5", "tag:yaml.org,2002:float"),
+        ("!!bool yes", "tag:yaml.org,2002:bool"),
+        ("!!null x", "tag:yaml.org,2002:null"),
+        ("!!timestamp 2026-01-01", "tag:yaml.org,2002:timestamp"),
+        ("!!map {a: 1}", "tag:yaml.org,2002:map"),
+        ("!!seq [1]", "tag:yaml.org,2002:seq"),
+        ("!!set {a, b}", "tag:yaml.org,2002:set"),
+        ("!!omap [a: 1]", "tag:yaml.org,2002:omap"),
+        ("!custom x", "!custom"),
+    ],
+)
 def test_explicit_tags_are_rejected_where_they_stand(scalar, tag):
     message = failure(f"ok: 1\nkey: {scalar}\n")
     assert message.startswith(f"f.yaml:2:6: YAML tags such as {tag!r} are not allowed")
 
 
-@pytest.mark.parametrize("text", ["!!int 1: x\n", "? !!python/name:os.system\n: x\n",
-                                  "!!binary aGk=: x\n"])
+@pytest.mark.parametrize(
+    "text", ["!!int 1: x\n", "? !!python/name:os.system\n: x\n", "!!binary aGk=: x\n"]
+)
 def test_explicit_tags_on_keys_are_rejected(text):
     assert "YAML tags such as" in failure(text)
 
 
 def test_a_tagged_document_root_is_rejected():
     assert failure("--- !!python/object:collections.OrderedDict\na: 1\n").startswith(
-        "f.yaml:1:5: YAML tags such as 'tag:yaml.org,2002:python/object:collections.OrderedDict'")
+        "f.yaml:1:5: YAML tags such as 'tag:yaml.org,2002:python/object:collections.OrderedDict'"
+    )
 
 
 def test_tagged_sequence_item_is_rejected():
@@ -167,11 +212,14 @@ def test_tagged_sequence_item_is_rejected():
 
 # --- anchors and aliases ------------------------------------------------------------------------
 
+
 def test_aliases_repeat_scalars_mappings_and_sequences():
-    text = ("number: &main +14255550100\n"
-            "defaults: &d {license: true, provider: Microsoft}\n"
-            "list: &l [a, b]\n"
-            "a: *main\nb: *d\nc: *l\n")
+    text = (
+        "number: &main +14255550100\n"
+        "defaults: &d {license: true, provider: Microsoft}\n"
+        "list: &l [a, b]\n"
+        "a: *main\nb: *d\nc: *l\n"
+    )
     data = read(text)
     assert data["a"] == "+14255550100"
     assert data["b"] == {"license": True, "provider": "Microsoft"}
@@ -202,9 +250,11 @@ def test_complex_keys_are_rejected(text):
 
 # --- one document, any root ---------------------------------------------------------------------
 
+
 def test_a_second_document_is_rejected_at_its_start():
-    assert failure("a: 1\n---\nb: 2\n") == ("f.yaml:2:1: only one YAML document is allowed "
-                                           "per file")
+    assert failure("a: 1\n---\nb: 2\n") == (
+        "f.yaml:2:1: only one YAML document is allowed per file"
+    )
 
 
 def test_a_second_empty_document_is_rejected_too():
@@ -220,9 +270,10 @@ def test_empty_documents_are_null(text):
     assert read(text) is None
 
 
-@pytest.mark.parametrize(("text", "expected"), [("- a\n- b\n", ["a", "b"]),
-                                                ("just text\n", "just text"),
-                                                ("0123\n", "0123")])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("- a\n- b\n", ["a", "b"]), ("just text\n", "just text"), ("0123\n", "0123")],
+)
 def test_roots_that_are_not_mappings_are_returned_for_the_schema_to_judge(text, expected):
     assert read(text) == expected
 
@@ -233,16 +284,19 @@ def test_bytes_with_a_utf8_bom_are_read():
 
 # --- duplicate keys -----------------------------------------------------------------------------
 
+
 def test_duplicate_keys_are_reported_at_the_second_naming_the_first_line():
-    text = ("users:\n"                       # 1
-            "  alice@acme.com:\n"            # 2
-            "    license: true\n"            # 3
-            "    conference_id: '1234567'\n"  # 4
-            "    license: false\n"           # 5
-            "  bob@acme.com: {license: true}\n"  # 6
-            "  alice@acme.com: {license: false}\n"  # 7
-            "other: [{a: 1, a: 2}]\n"        # 8
-            "users: {}\n")                   # 9
+    text = (
+        "users:\n"  # 1
+        "  alice@acme.com:\n"  # 2
+        "    license: true\n"  # 3
+        "    conference_id: '1234567'\n"  # 4
+        "    license: false\n"  # 5
+        "  bob@acme.com: {license: true}\n"  # 6
+        "  alice@acme.com: {license: false}\n"  # 7
+        "other: [{a: 1, a: 2}]\n"  # 8
+        "users: {}\n"
+    )  # 9
     duplicates: list[Problem] = []
     data = load(text, "t/users.yaml", duplicates)
     assert [str(p) for p in duplicates] == [
@@ -250,8 +304,7 @@ def test_duplicate_keys_are_reported_at_the_second_naming_the_first_line():
         "appear once",
         "t/users.yaml:7:3: duplicate key 'alice@acme.com' (first defined on line 2); each key "
         "may appear once",
-        "t/users.yaml:8:16: duplicate key 'a' (first defined on line 8); each key may appear "
-        "once",
+        "t/users.yaml:8:16: duplicate key 'a' (first defined on line 8); each key may appear once",
         "t/users.yaml:9:1: duplicate key 'users' (first defined on line 1); each key may "
         "appear once",
     ]
@@ -273,15 +326,19 @@ def test_keys_differing_only_in_case_are_not_yaml_duplicates():
 
 # --- syntax errors ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "where"), [
-    ("a: 1\n b: 2\n", "f.yaml:2:3:"),          # bad indentation
-    ("a: [1, 2\nb: 3\n", "f.yaml:2:2:"),       # unclosed flow sequence
-    ("a: 'open\n", "f.yaml:2:1:"),             # unclosed quote
-    ("a:\n\t- b\n", "f.yaml:2:1:"),            # tab indentation
-    ("a: b: c\n", "f.yaml:1:5:"),
-    ("- a\nb: c\n", "f.yaml:2:1:"),
-    ("a: @x\n", "f.yaml:1:4:"),                # reserved indicator
-])
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("a: 1\n b: 2\n", "f.yaml:2:3:"),  # bad indentation
+        ("a: [1, 2\nb: 3\n", "f.yaml:2:2:"),  # unclosed flow sequence
+        ("a: 'open\n", "f.yaml:2:1:"),  # unclosed quote
+        ("a:\n\t- b\n", "f.yaml:2:1:"),  # tab indentation
+        ("a: b: c\n", "f.yaml:1:5:"),
+        ("- a\nb: c\n", "f.yaml:2:1:"),
+        ("a: @x\n", "f.yaml:1:4:"),  # reserved indicator
+    ],
+)
 def test_syntax_errors_name_line_and_column(text, where):
     message = failure(text)
     assert message.startswith(f"{where} invalid YAML: ")
@@ -291,9 +348,11 @@ def test_syntax_errors_name_line_and_column(text, where):
 def test_invalid_utf8_is_located_on_one_line():
     assert failure(b"a: 1\nbb: caf\xe9\n") == (
         "f.yaml:2:8: invalid YAML: the file is not UTF-8 text (byte 0xe9: invalid continuation "
-        "byte); save it as UTF-8")
+        "byte); save it as UTF-8"
+    )
     assert failure("a: 1\nb: é".encode() + b"\xff\n").startswith(
-        "f.yaml:2:5: invalid YAML: the file is not UTF-8 text (byte 0xff: ")
+        "f.yaml:2:5: invalid YAML: the file is not UTF-8 text (byte 0xff: "
+    )
 
 
 def test_utf16_with_a_bom_is_still_read():
@@ -308,27 +367,32 @@ def test_control_character_in_the_file_is_located_after_multibyte_text():
 
 # --- locate -------------------------------------------------------------------------------------
 
-LOCATE_TEXT = ("# comment\n"                       # 1
-               "bridge:\n"                          # 2
-               "  numbers:\n"                       # 3
-               "    - {number: '+1', type: toll}\n"  # 4
-               "    - number: '+2'\n"               # 5
-               "users:\n"                           # 6
-               "  a@b.co:\n"                        # 7
-               "    license: yes\n")                # 8
+LOCATE_TEXT = (
+    "# comment\n"  # 1
+    "bridge:\n"  # 2
+    "  numbers:\n"  # 3
+    "    - {number: '+1', type: toll}\n"  # 4
+    "    - number: '+2'\n"  # 5
+    "users:\n"  # 6
+    "  a@b.co:\n"  # 7
+    "    license: yes\n"
+)  # 8
 
 
-@pytest.mark.parametrize(("path", "at_key", "where"), [
-    (("users", "a@b.co", "license"), False, (8, 14)),
-    (("users", "a@b.co", "license"), True, (8, 5)),
-    (("users", "a@b.co"), True, (7, 3)),
-    (("bridge", "numbers", 0, "type"), False, (4, 28)),
-    (("bridge", "numbers", 1), True, (5, 7)),
-    (("bridge", "numbers", 1, "type"), False, (5, 7)),   # missing key: its entry
-    (("bridge", "numbers", 7), False, (4, 5)),           # no such item: the list
-    (("nothing", "here"), False, (2, 1)),                # the document
-    ((), True, (2, 1)),
-])
+@pytest.mark.parametrize(
+    ("path", "at_key", "where"),
+    [
+        (("users", "a@b.co", "license"), False, (8, 14)),
+        (("users", "a@b.co", "license"), True, (8, 5)),
+        (("users", "a@b.co"), True, (7, 3)),
+        (("bridge", "numbers", 0, "type"), False, (4, 28)),
+        (("bridge", "numbers", 1), True, (5, 7)),
+        (("bridge", "numbers", 1, "type"), False, (5, 7)),  # missing key: its entry
+        (("bridge", "numbers", 7), False, (4, 5)),  # no such item: the list
+        (("nothing", "here"), False, (2, 1)),  # the document
+        ((), True, (2, 1)),
+    ],
+)
 def test_locate_points_at_the_value_or_the_key(path, at_key, where):
     [problem] = locate(LOCATE_TEXT, [Finding("f.yaml", path, "msg", at_key)])
     assert (problem.line, problem.column) == where

@@ -29,8 +29,15 @@ from reconciler.model import (
     text_problem,
 )
 
-__all__ = ["LoadedConfig", "UsersCache", "load_config", "locate_findings",
-           "saved_config_problems", "tenant_files", "tenant_names"]
+__all__ = [
+    "LoadedConfig",
+    "UsersCache",
+    "load_config",
+    "locate_findings",
+    "saved_config_problems",
+    "tenant_files",
+    "tenant_names",
+]
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Larger YAML files are refused: 100,000 users take about 15 MB."""
@@ -77,7 +84,8 @@ def tenant_files(root: Path, name: str) -> tuple[list[str], list[Problem]]:
 
 
 def load_config(
-    root: Path, only: Sequence[str] | None = None,
+    root: Path,
+    only: Sequence[str] | None = None,
     caches: Mapping[str, UsersCache] | None = None,
 ) -> LoadedConfig:
     """Load the tenants under ``root`` (or only the named ones); raise ConfigError with every
@@ -89,8 +97,16 @@ def load_config(
     """
     names = list(only) if only else tenant_names(root)
     if not only and not names:
-        raise ConfigError([Problem(str(root), 1, 1, "no tenant folders found (expected "
-                                   "<config>/<tenant>/tenant.yaml)")])
+        raise ConfigError(
+            [
+                Problem(
+                    str(root),
+                    1,
+                    1,
+                    "no tenant folders found (expected <config>/<tenant>/tenant.yaml)",
+                )
+            ]
+        )
     result = LoadedConfig(root, {})
     problems: list[Problem] = []
     for name in names:
@@ -122,8 +138,7 @@ def locate_findings(root: Path, findings: Iterable[Finding]) -> list[Problem]:
     return problems
 
 
-def saved_config_problems(name: str, tenant: Any, users: Any, files: Collection[str]
-                          ) -> list[str]:
+def saved_config_problems(name: str, tenant: Any, users: Any, files: Collection[str]) -> list[str]:
     """Every reason the records of a saved plan are not what loading a tenant folder could have
     produced, as ``path: message``. A saved plan is a file anyone could have edited, so its
     records pass the YAML's shape and meaning checks, and must be their own effective form
@@ -147,8 +162,11 @@ def saved_config_problems(name: str, tenant: Any, users: Any, files: Collection[
     for upn, user in users.items():
         raw = {k: v for k, v in user.items() if k != "upn"} if isinstance(user, dict) else user
         found = schema.check(raw, "users.schema.json", where, ("users", upn), "user")
-        if not found and (upn != semantic.lower(upn) or user.get("upn") != upn
-                          or semantic.effective_user(upn, raw, tenant) != user):
+        if not found and (
+            upn != semantic.lower(upn)
+            or user.get("upn") != upn
+            or semantic.effective_user(upn, raw, tenant) != user
+        ):
             problems.append(f"{where}.users.{upn}: not a complete effective user record")
             continue
         found = found or list(semantic.check_user(user, raw, upn, where, tenant, numbers))
@@ -162,8 +180,12 @@ def saved_config_problems(name: str, tenant: Any, users: Any, files: Collection[
 def _tenant_file(name: str, file: str) -> bool:
     """``file`` could be a configuration file of tenant ``name``, as the loader names them."""
     head, *parts = file.split("/")
-    return (head == name and PurePosixPath(file).match(USERS_PATTERN) and text_problem(file) is None
-            and all(part not in ("", ".", "..") and "\\" not in part for part in parts))
+    return (
+        head == name
+        and PurePosixPath(file).match(USERS_PATTERN)
+        and text_problem(file) is None
+        and all(part not in ("", ".", "..") and "\\" not in part for part in parts)
+    )
 
 
 def _dotted(prefix: str, findings: Iterable[Finding]) -> list[str]:
@@ -196,16 +218,24 @@ class _TenantReader:
     def read(self) -> TenantConfig | None:
         tenant_file = f"{self.name}/tenant.yaml"
         if why := tenant_name_problem(self.name):
-            self.located.append(Problem(tenant_file, 1, 1, f"tenant folder name {self.name!r} "
-                                        f"{why}"))
+            self.located.append(
+                Problem(tenant_file, 1, 1, f"tenant folder name {self.name!r} {why}")
+            )
         if not self.folder.is_relative_to(_resolved(self.root)):
-            self._unusable(f"{self.name}", "a symbolic link that leaves the configuration "
-                           "folder", "folder")
+            self._unusable(
+                f"{self.name}", "a symbolic link that leaves the configuration folder", "folder"
+            )
             return None
         doc = self._read(tenant_file, "tenant.schema.json")
         if doc is _MISSING:
-            self.located.append(Problem(tenant_file, 1, 1, "missing tenant.yaml: every tenant "
-                                        "folder needs one (settings and bridge)"))
+            self.located.append(
+                Problem(
+                    tenant_file,
+                    1,
+                    1,
+                    "missing tenant.yaml: every tenant folder needs one (settings and bridge)",
+                )
+            )
         tenant_ok = isinstance(doc, dict) and not self.findings and not self.located
         tenant = semantic.effective_tenant(doc if tenant_ok else {})
         if tenant_ok:
@@ -213,8 +243,7 @@ class _TenantReader:
         users, sources = self._read_users(tenant, check_numbers=tenant_ok)
         if self.findings or self.located:
             return None
-        return TenantConfig(self.name, tenant, users, sources, self.hashes,
-                            frozenset(self.cached))
+        return TenantConfig(self.name, tenant, users, sources, self.hashes, frozenset(self.cached))
 
     def _read(self, file: str, schema_name: str) -> Any:
         text = self._bytes(file)
@@ -294,8 +323,9 @@ class _TenantReader:
             current = pending.pop()
             relative = current.relative_to(self.root).as_posix()
             if current.is_symlink():
-                self._unusable(relative, "a symbolic link (users folders must be real "
-                               "folders)", "folder")
+                self._unusable(
+                    relative, "a symbolic link (users folders must be real folders)", "folder"
+                )
                 continue
             try:
                 entries = list(os.scandir(current))
@@ -304,16 +334,15 @@ class _TenantReader:
                 continue
             for entry in entries:
                 path = Path(entry.path)
-                if entry.is_dir(follow_symlinks=False) or (
-                    entry.is_symlink() and path.is_dir()
-                ):
+                if entry.is_dir(follow_symlinks=False) or (entry.is_symlink() and path.is_dir()):
                     pending.append(path)
                 elif path.match(USERS_PATTERN):
                     found.append(path.relative_to(self.root).as_posix())
         return files + sorted(found)
 
-    def _read_users(self, tenant: TenantRecord, check_numbers: bool
-                    ) -> tuple[dict[str, UserRecord], dict[str, tuple[str, str]]]:
+    def _read_users(
+        self, tenant: TenantRecord, check_numbers: bool
+    ) -> tuple[dict[str, UserRecord], dict[str, tuple[str, str]]]:
         users: dict[str, UserRecord] = {}
         sources: dict[str, tuple[str, str]] = {}
         places: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -339,8 +368,7 @@ class _TenantReader:
                 upn = semantic.lower(key)
                 places[upn].append((file, key))
                 user = semantic.effective_user(upn, raw, tenant)
-                self.findings.extend(
-                    semantic.check_user(user, raw, key, file, tenant, numbers))
+                self.findings.extend(semantic.check_user(user, raw, key, file, tenant, numbers))
                 if user["conference_id"] is not None:
                     ids[user["conference_id"]].append((file, key))
                 users[upn] = user
@@ -353,8 +381,9 @@ class _TenantReader:
         """The users files unchanged since the last apply, with their users from the state."""
         recorded = self.cache.files if self.cache is not None else {}
         tenant_file = f"{self.name}/tenant.yaml"
-        if not recorded or any(recorded.get(k) != self.hashes.get(k)
-                               for k in (CACHE_KEY, tenant_file)):
+        if not recorded or any(
+            recorded.get(k) != self.hashes.get(k) for k in (CACHE_KEY, tenant_file)
+        ):
             return {}
         unchanged = []
         for file in files:

@@ -50,16 +50,27 @@ _YAML_1_1_BOOLS = re.compile(r"^(?:y|Y|n|N)$")
 _YAML_1_2_CORE = re.compile(
     r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+"
     r"|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|null|Null|NULL|~|true|True|TRUE|false|False|FALSE)$")
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|null|Null|NULL|~|true|True|TRUE|false|False|FALSE)$"
+)
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_NO_ANCHORS = (
+    "fmt does not rewrite files that use anchors and aliases; write the values out, or leave "
+    "this file out of fmt"
+)
 MAX_KEY = 1024
 """YAML's limit for a ``key: value`` key; longer keys need the explicit ``? key`` form."""
 _NUMERAL = re.compile(r"^[-+]?[0-9]+$")
 _INDICATORS = "-?:,[]{}#&*!|>'\"%@`"
 _FLOW_INDICATORS = ",[]{}:?"
 """End a plain scalar inside ``{…}`` for some reader (PyYAML stops at ``?`` and ``:``)."""
-_ZERO_WIDTH = (yaml.StreamStartToken, yaml.StreamEndToken, yaml.BlockEndToken, yaml.KeyToken,
-               yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken)
+_ZERO_WIDTH = (
+    yaml.StreamStartToken,
+    yaml.StreamEndToken,
+    yaml.BlockEndToken,
+    yaml.KeyToken,
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+)
 
 
 class FormatError(Exception):
@@ -92,19 +103,40 @@ def format_yaml(text: str | bytes, file: str, kind: Kind) -> str:
     root = yaml.compose(text, Loader=_Loader)
     if root is not None and not isinstance(root, yaml.MappingNode):
         mark = root.start_mark
-        raise FormatError([Problem(file, mark.line + 1, mark.column + 1,
-                                   "expected a mapping of keys at the top of the file")])
+        raise FormatError(
+            [
+                Problem(
+                    file,
+                    mark.line + 1,
+                    mark.column + 1,
+                    "expected a mapping of keys at the top of the file",
+                )
+            ]
+        )
     output = _Emitter(source, kind).document(root, data)
     again: list[Problem] = []
     try:
-        same = load(output, file, again) == data and not again and not (
-            ("#" in output or comments) and _comments(output) != comments)
+        same = (
+            load(output, file, again) == data
+            and not again
+            and not (("#" in output or comments) and _comments(output) != comments)
+        )
     except YAMLProblem:
         same = False
     if not same:
-        raise FormatError([Problem(file, 1, 1, (
-            "cannot format this file without moving a comment or changing a value; "
-            "put each comment on its own line above a key, or leave the file as it is"))])
+        raise FormatError(
+            [
+                Problem(
+                    file,
+                    1,
+                    1,
+                    (
+                        "cannot format this file without moving a comment or changing a value; "
+                        "put each comment on its own line above a key, or leave the file as it is"
+                    ),
+                )
+            ]
+        )
     return output
 
 
@@ -113,8 +145,9 @@ def dump(data: dict[str, Any], kind: Kind) -> str:
     return format_yaml(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "-", kind)
 
 
-def changed_files(paths: Sequence[Path], config: Path
-                  ) -> tuple[list[tuple[Path, str]], int, list[Problem]]:
+def changed_files(
+    paths: Sequence[Path], config: Path
+) -> tuple[list[tuple[Path, str]], int, list[Problem]]:
     """What ``fmt`` would write: (file, canonical text) for every file not already canonical,
     how many files were looked at, and every problem (then nothing may be written).
 
@@ -148,16 +181,23 @@ def _files_under(path: Path) -> tuple[list[tuple[Path, Kind]], list[Problem]]:
     if not path.is_dir():
         kind = kind_of(path)
         if kind is None:
-            return [], [Problem(str(path), 1, 1, (
-                "not a tenant or users file (tenant.yaml, users.yaml or users/**/*.yaml)"))]
+            return [], [
+                Problem(
+                    str(path),
+                    1,
+                    1,
+                    ("not a tenant or users file (tenant.yaml, users.yaml or users/**/*.yaml)"),
+                )
+            ]
         return [(path, kind)], []
     if (path / "tenant.yaml").exists() or (path / "users").is_dir():
         folders = [(path.parent, path.name)]
     else:
         folders = [(path, name) for name in tenant_names(path)]
         if not folders:
-            return [], [Problem(str(path), 1, 1, (
-                "no tenant folders here (expected TENANT/tenant.yaml)"))]
+            return [], [
+                Problem(str(path), 1, 1, ("no tenant folders here (expected TENANT/tenant.yaml)"))
+            ]
     found: list[tuple[Path, Kind]] = []
     problems: list[Problem] = []
     for root, name in folders:
@@ -255,9 +295,8 @@ class _Source:
         for token in yaml.scan(self.text, Loader=_Loader):
             if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
                 mark = token.start_mark
-                raise FormatError([Problem(self.file, mark.line + 1, mark.column + 1, (
-                    "fmt does not rewrite files that use anchors and aliases; write the values "
-                    "out, or leave this file out of fmt"))])
+                problem = Problem(self.file, mark.line + 1, mark.column + 1, _NO_ANCHORS)
+                raise FormatError([problem])
             if isinstance(token, _ZERO_WIDTH):
                 continue
             start, end = token.start_mark, token.end_mark
@@ -268,7 +307,7 @@ class _Source:
         for number, line in enumerate(self.lines):
             if number in content:
                 if number in last_end:
-                    rest = line[last_end[number]:]
+                    rest = line[last_end[number] :]
                     if rest.strip().startswith("#"):
                         column = last_end[number] + len(rest) - len(rest.lstrip())
                         self.end_of_line[number] = (column, rest.strip())
@@ -355,8 +394,14 @@ class _Emitter:
         pad = " " * indent
         self.out.extend((f"{pad}{text}" if text else "", set()) for text in comments)
 
-    def mapping(self, node: yaml.MappingNode, data: dict[str, Any], indent: int,
-                path: tuple[str | int, ...], rules: dict[str, Any]) -> None:
+    def mapping(
+        self,
+        node: yaml.MappingNode,
+        data: dict[str, Any],
+        indent: int,
+        path: tuple[str | int, ...],
+        rules: dict[str, Any],
+    ) -> None:
         rules = self.resolve(rules)
         entries = {key.value: (key, value) for key, value in node.value}
         for position, name in enumerate(self.order(list(entries), path, rules)):
@@ -371,14 +416,30 @@ class _Emitter:
             written = self.scalar(name, child_rules, flow=False, key=True)
             if len(written) > MAX_KEY:
                 mark = key.start_mark
-                raise FormatError([Problem(self.source.file, mark.line + 1, mark.column + 1, (
-                    f"a key longer than {MAX_KEY} characters cannot be laid out as "
-                    "`key: value`; fmt leaves this file as it is"))])
+                raise FormatError(
+                    [
+                        Problem(
+                            self.source.file,
+                            mark.line + 1,
+                            mark.column + 1,
+                            (
+                                f"a key longer than {MAX_KEY} characters cannot be laid out as "
+                                "`key: value`; fmt leaves this file as it is"
+                            ),
+                        )
+                    ]
+                )
             head = f"{' ' * indent}{written}:"
             self.value(head, key, value, data[name], indent, (*path, name), child_rules)
 
-    def sequence(self, node: yaml.SequenceNode, data: list[Any], indent: int,
-                 path: tuple[str | int, ...], rules: dict[str, Any]) -> None:
+    def sequence(
+        self,
+        node: yaml.SequenceNode,
+        data: list[Any],
+        indent: int,
+        path: tuple[str | int, ...],
+        rules: dict[str, Any],
+    ) -> None:
         item_rules = self.resolve(rules).get("items", {})
         for index, (item, value) in enumerate(zip(node.value, data, strict=True)):
             self.comments_above(item.start_mark.line, indent, None if index else False)
@@ -386,13 +447,22 @@ class _Emitter:
                 start = len(self.out)
                 self.mapping(item, value, indent + 2, (*path, index), item_rules)
                 text, covered = self.out[start]
-                self.out[start] = (f"{' ' * indent}- {text[indent + 2:]}", covered)
+                self.out[start] = (f"{' ' * indent}- {text[indent + 2 :]}", covered)
             else:
-                self.value(f"{' ' * indent}-", item, item, value, indent, (*path, index),
-                           item_rules)
+                self.value(
+                    f"{' ' * indent}-", item, item, value, indent, (*path, index), item_rules
+                )
 
-    def value(self, head: str, key: yaml.Node, node: yaml.Node, data: Any, indent: int,
-              path: tuple[str | int, ...], rules: dict[str, Any]) -> None:
+    def value(
+        self,
+        head: str,
+        key: yaml.Node,
+        node: yaml.Node,
+        data: Any,
+        indent: int,
+        path: tuple[str | int, ...],
+        rules: dict[str, Any],
+    ) -> None:
         if isinstance(node, yaml.ScalarNode) or not node.value or self.one_line(node):
             for line in range(key.start_mark.line + 1, node.end_mark.line + 1):
                 self.comments_above(line, indent, False)
@@ -414,17 +484,26 @@ class _Emitter:
             return "[" + ", ".join(self.scalar(v, items, flow=True) for v in data) + "]"
         rules = self.resolve(rules)
         names = self.order([k.value for k, _ in node.value], (), rules)
-        return "{" + ", ".join(
-            f"{self.scalar(n, {}, flow=True, key=True)}: "
-            f"{self.scalar(data[n], self.child(rules, n), flow=True)}" for n in names) + "}"
+        return (
+            "{"
+            + ", ".join(
+                f"{self.scalar(n, {}, flow=True, key=True)}: "
+                f"{self.scalar(data[n], self.child(rules, n), flow=True)}"
+                for n in names
+            )
+            + "}"
+        )
 
     @staticmethod
     def one_line(node: yaml.Node) -> bool:
         """A flow collection of scalars the author wrote on one line keeps that form."""
         if not getattr(node, "flow_style", False) or node.start_mark.line != node.end_mark.line:
             return False
-        children = node.value if isinstance(node, yaml.SequenceNode) else [
-            part for pair in node.value for part in pair]
+        children = (
+            node.value
+            if isinstance(node, yaml.SequenceNode)
+            else [part for pair in node.value for part in pair]
+        )
         return all(isinstance(child, yaml.ScalarNode) for child in children)
 
     @staticmethod

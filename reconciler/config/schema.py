@@ -118,8 +118,9 @@ def validator(name: str, definition: str | None = None) -> Any:
     return _Validator({"$ref": f"{schema['$id']}#/$defs/{definition}"}, registry=registry)
 
 
-def check(data: Any, name: str, file: str, prefix: tuple = (), definition: str | None = None
-          ) -> list[Finding]:
+def check(
+    data: Any, name: str, file: str, prefix: tuple = (), definition: str | None = None
+) -> list[Finding]:
     """Every way ``data`` breaks the schema, as findings at their paths."""
     fast = fast_check(name, definition)
     if fast is not None and fast(data):
@@ -130,10 +131,23 @@ def check(data: Any, name: str, file: str, prefix: tuple = (), definition: str |
     return findings
 
 
-_ANNOTATIONS = frozenset({"description", "default", "patternErrorMessage", "title", "$schema",
-                          "$id", "$defs", "examples"})
+_ANNOTATIONS = frozenset(
+    {
+        "description",
+        "default",
+        "patternErrorMessage",
+        "title",
+        "$schema",
+        "$id",
+        "$defs",
+        "examples",
+    }
+)
 _PY_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "boolean": (bool,), "null": (type(None),), "object": (dict,),
+    "string": (str,),
+    "boolean": (bool,),
+    "null": (type(None),),
+    "object": (dict,),
     "array": (list,),
 }
 Predicate = Callable[[Any], bool]
@@ -153,8 +167,17 @@ def _compile(schema: dict[str, Any]) -> Predicate | None:
     keywords = set(schema) - _ANNOTATIONS
     if set(schema.get("propertyNames", {})) <= _ANNOTATIONS:  # keys only described
         keywords.discard("propertyNames")
-    if not keywords <= {"type", "properties", "additionalProperties", "required", "enum",
-                        "pattern", "minimum", "maximum", "maxLength"}:
+    if not keywords <= {
+        "type",
+        "properties",
+        "additionalProperties",
+        "required",
+        "enum",
+        "pattern",
+        "minimum",
+        "maximum",
+        "maxLength",
+    }:
         return None
     if {"properties", "additionalProperties", "required"} & keywords:
         return _compile_object(schema)
@@ -247,16 +270,24 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
         options = schema["enum"]
         near = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        yield Finding(file, path, f"{name}{_show(value)} is not allowed{hint}; allowed: "
-                                  + ", ".join(map(str, options)))
+        yield Finding(
+            file,
+            path,
+            f"{name}{_show(value)} is not allowed{hint}; allowed: " + ", ".join(map(str, options)),
+        )
     elif kind == "pattern":
         reason = schema.get("patternErrorMessage", f"must match {schema['pattern']}")
         yield Finding(file, path, f"{name}{_show(value)} {reason}")
     elif kind in ("minimum", "maximum"):
         low, high = schema.get("minimum"), schema.get("maximum")
         shown = value if isinstance(value, str) else _show(value)  # a numeral: no quotes
-        bounds = (f"{low} to {high}" if low is not None and high is not None
-                  else f"{low} or more" if low is not None else f"{high} or less")
+        bounds = (
+            f"{low} to {high}"
+            if low is not None and high is not None
+            else f"{low} or more"
+            if low is not None
+            else f"{high} or less"
+        )
         yield Finding(file, path, f"{name}{shown} is out of range; allowed: {bounds}")
     elif kind == "maxLength":
         yield Finding(file, path, f"{name}is longer than {schema['maxLength']} characters")

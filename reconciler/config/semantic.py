@@ -134,28 +134,48 @@ def check_tenant(tenant: TenantRecord, file: str) -> Iterator[Finding]:
             yield Finding(file, ("bridge", "numbers", index, "location"), f"location {why}")
     default = bridge["default_number"]
     if default is not None and default not in _numbers(tenant, "toll"):
-        yield Finding(file, ("bridge", "default_number"),
-                      f"default_number {default!r} {_not_in_bridge(tenant, 'toll')}")
+        yield Finding(
+            file,
+            ("bridge", "default_number"),
+            f"default_number {default!r} {_not_in_bridge(tenant, 'toll')}",
+        )
     if settings["send_email_from_override"]:
         address = settings["send_email_from_address"]
         if not address:
-            yield Finding(file, ("settings",), "send_email_from_override is true, so "
-                          "send_email_from_address is required", at_key=True)
+            yield Finding(
+                file,
+                ("settings",),
+                "send_email_from_override is true, so send_email_from_address is required",
+                at_key=True,
+            )
         if not settings["send_email_from_display_name"]:
-            yield Finding(file, ("settings",), "send_email_from_override is true, so "
-                          "send_email_from_display_name is required", at_key=True)
+            yield Finding(
+                file,
+                ("settings",),
+                "send_email_from_override is true, so send_email_from_display_name is required",
+                at_key=True,
+            )
     for key in ("send_email_from_address", "send_email_from_display_name"):
         value = settings[key]
         if not value:
             continue
-        why = (address_problem(value) if key == "send_email_from_address"
-               else header_text_problem(value))
+        why = (
+            address_problem(value)
+            if key == "send_email_from_address"
+            else header_text_problem(value)
+        )
         if why:
             yield Finding(file, ("settings", key), f"{key} {why}")
 
 
-def check_user(user: UserRecord, raw: dict[str, Any], key: str, file: str, tenant: TenantRecord,
-               numbers: dict[str, set[str]] | None) -> Iterator[Finding]:
+def check_user(
+    user: UserRecord,
+    raw: dict[str, Any],
+    key: str,
+    file: str,
+    tenant: TenantRecord,
+    numbers: dict[str, set[str]] | None,
+) -> Iterator[Finding]:
     """Problems with one user on its own; uniqueness across users is :func:`check_unique`.
 
     ``numbers`` is :func:`bridge_numbers` of the tenant, computed once for all its users, or
@@ -163,8 +183,9 @@ def check_user(user: UserRecord, raw: dict[str, Any], key: str, file: str, tenan
     """
     here = ("users", key)
     if (why := address_problem(key)) is not None:
-        yield Finding(file, here, f"user key {key!r} is not a valid sign-in address: {why}",
-                      at_key=True)
+        yield Finding(
+            file, here, f"user key {key!r} is not a valid sign-in address: {why}", at_key=True
+        )
     if raw.get("email") and (why := address_problem(raw["email"])) is not None:
         yield Finding(file, (*here, "email"), f"email {why}")
     if raw.get("display_name") and (why := header_text_problem(raw["display_name"])):
@@ -175,19 +196,34 @@ def check_user(user: UserRecord, raw: dict[str, Any], key: str, file: str, tenan
     if numbers is not None:
         number = raw.get("dial_in_number")
         if number is not None and number not in numbers["toll"]:
-            yield Finding(file, (*here, "dial_in_number"),
-                          f"dial_in_number {number!r} {_not_in_bridge(tenant, 'toll')}")
+            yield Finding(
+                file,
+                (*here, "dial_in_number"),
+                f"dial_in_number {number!r} {_not_in_bridge(tenant, 'toll')}",
+            )
         number = raw.get("toll_free_number")
         if number is not None and number not in numbers["toll_free"]:
-            yield Finding(file, (*here, "toll_free_number"),
-                          f"toll_free_number {number!r} {_not_in_bridge(tenant, 'toll_free')}")
+            yield Finding(
+                file,
+                (*here, "toll_free_number"),
+                f"toll_free_number {number!r} {_not_in_bridge(tenant, 'toll_free')}",
+            )
     if is_enabled(user):
         if user["conference_id"] is None:
-            yield Finding(file, here, "an enabled user (license: true, provider: Microsoft) "
-                          "needs a conference_id (7 digits)", at_key=True)
+            yield Finding(
+                file,
+                here,
+                "an enabled user (license: true, provider: Microsoft) "
+                "needs a conference_id (7 digits)",
+                at_key=True,
+            )
         if user["dial_in_number"] is None and numbers is not None:
-            yield Finding(file, here, "an enabled user needs a dial_in_number, and the bridge "
-                          "has no default_number", at_key=True)
+            yield Finding(
+                file,
+                here,
+                "an enabled user needs a dial_in_number, and the bridge has no default_number",
+                at_key=True,
+            )
 
 
 def check_unique(
@@ -202,9 +238,12 @@ def check_unique(
             continue
         for file, key in where:
             others = ", ".join(sorted({f"{f} ({k})" for f, k in where if (f, k) != (file, key)}))
-            yield Finding(file, ("users", key, *path_tail),
-                          f"{label} {value!r} is defined more than once: also in {others}",
-                          at_key=not path_tail)
+            yield Finding(
+                file,
+                ("users", key, *path_tail),
+                f"{label} {value!r} is defined more than once: also in {others}",
+                at_key=not path_tail,
+            )
 
 
 def bridge_numbers(tenant: TenantRecord) -> dict[str, set[str]]:
@@ -222,4 +261,3 @@ def _numbers(tenant: TenantRecord, kind: str) -> set[str]:
 def _not_in_bridge(tenant: TenantRecord, kind: str) -> str:
     allowed = sorted(_numbers(tenant, kind))
     return f"is not a {kind} number of the bridge; allowed: {', '.join(allowed) or 'none'}"
-

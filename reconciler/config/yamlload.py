@@ -55,9 +55,17 @@ def load(text: str | bytes, file: str, duplicates: list[Problem]) -> Any:
             text.decode("utf-8")
         except UnicodeDecodeError as exc:  # located here: libyaml's offsets vary by loader
             line, col = _place(text[: exc.start].decode("utf-8"))
-            raise YAMLProblem(Problem(file, line, col, (
-                f"invalid YAML: the file is not UTF-8 text (byte 0x{text[exc.start]:02x}: "
-                f"{exc.reason}); save it as UTF-8"))) from None
+            raise YAMLProblem(
+                Problem(
+                    file,
+                    line,
+                    col,
+                    (
+                        f"invalid YAML: the file is not UTF-8 text (byte 0x{text[exc.start]:02x}: "
+                        f"{exc.reason}); save it as UTF-8"
+                    ),
+                )
+            ) from None
     loader = None
     try:
         loader = _Loader(text)  # the pure-Python reader already checks characters here
@@ -70,9 +78,17 @@ def load(text: str | bytes, file: str, duplicates: list[Problem]) -> Any:
     except yaml.reader.ReaderError as exc:
         line, col = _reader_place(text, exc.position)
         what = f"character #x{exc.character:04x}" if exc.character >= 0 else "text"
-        raise YAMLProblem(Problem(file, line, col, (
-            f"invalid YAML: unacceptable {what} ({exc.reason}); "
-            "files must be UTF-8 text without control characters"))) from None
+        raise YAMLProblem(
+            Problem(
+                file,
+                line,
+                col,
+                (
+                    f"invalid YAML: unacceptable {what} ({exc.reason}); "
+                    "files must be UTF-8 text without control characters"
+                ),
+            )
+        ) from None
     except yaml.YAMLError as exc:
         message = " ".join(str(exc).split())
         raise YAMLProblem(Problem(file, 1, 1, f"invalid YAML: {message}")) from None
@@ -163,9 +179,13 @@ class _Builder:
         self.values += size - 1
         self.aliased += size
         if self.aliased > MAX_ALIASED_VALUES:
-            raise self.fail(event, (
-                f"aliases repeat more than {MAX_ALIASED_VALUES} values in this file; "
-                "write the values out"))
+            raise self.fail(
+                event,
+                (
+                    f"aliases repeat more than {MAX_ALIASED_VALUES} values in this file; "
+                    "write the values out"
+                ),
+            )
         return result
 
     def next_item(self) -> Any:
@@ -185,9 +205,15 @@ class _Builder:
             key = key_event.value
             value = self.value(self.next())
             if key in seen_at:
-                self.duplicates.append(self.fail(key_event, (
-                    f"duplicate key {key!r} (first defined on line {seen_at[key]}); "
-                    "each key may appear once")).problem)
+                self.duplicates.append(
+                    self.fail(
+                        key_event,
+                        (
+                            f"duplicate key {key!r} (first defined on line {seen_at[key]}); "
+                            "each key may appear once"
+                        ),
+                    ).problem
+                )
                 continue
             seen_at[key] = _line(key_event)
             result[key] = value

@@ -59,8 +59,10 @@ __all__ = [
 
 PASSWORD_ENV = "RECONCILER_SMTP_PASSWORD"
 _MODES: dict[str, Mode] = {scheme: mode for mode, scheme in SCHEMES.items()}
-_USAGE = ("use maildir:PATH, graph://SENDER, smtp://[USER@]HOST[:PORT], smtp+starttls://... or "
-          "smtps://...")
+_USAGE = (
+    "use maildir:PATH, graph://SENDER, smtp://[USER@]HOST[:PORT], smtp+starttls://... or "
+    "smtps://..."
+)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
@@ -100,10 +102,18 @@ def graph_sender(url: str) -> str:
     """The mailbox of ``graph://SENDER``; credentials never go in this URL."""
     parts = urlsplit(url)
     sender = unquote(parts.netloc)
-    if parts.path not in ("", "/") or parts.query or parts.fragment or sender.count("@") != 1 \
-            or ":" in sender or not all(sender.split("@")):
-        raise ValueError(f"mail URL {redact(url)} must be graph://SENDER, the mailbox that "
-                         "sends (credentials come from AZURE_* variables, never the URL)")
+    if (
+        parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or sender.count("@") != 1
+        or ":" in sender
+        or not all(sender.split("@"))
+    ):
+        raise ValueError(
+            f"mail URL {redact(url)} must be graph://SENDER, the mailbox that "
+            "sends (credentials come from AZURE_* variables, never the URL)"
+        )
     return sender
 
 
@@ -149,9 +159,11 @@ def _smtp_transport(
     token = None
     if params.auth == "xoauth2":
         if username is None or parts.password:
-            raise ValueError(f"mail URL {shown}: ?auth=xoauth2 needs the sending mailbox as the "
-                             "user (smtp+starttls://SENDER@host) and no password: the token "
-                             "comes from the AZURE_* variables")
+            raise ValueError(
+                f"mail URL {shown}: ?auth=xoauth2 needs the sending mailbox as the "
+                "user (smtp+starttls://SENDER@host) and no password: the token "
+                "comes from the AZURE_* variables"
+            )
         token = _oauth_token(env)
     elif username is not None and password is None:
         password = env.get(PASSWORD_ENV)
@@ -214,8 +226,10 @@ def _parameters(query: str, shown: str) -> _Parameters:
     found = _Parameters()
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in _PARAMETERS:
-            raise ValueError(f"mail URL {shown}: unknown parameter {key!r}; known: "
-                             f"{', '.join(sorted(_PARAMETERS))}")
+            raise ValueError(
+                f"mail URL {shown}: unknown parameter {key!r}; known: "
+                f"{', '.join(sorted(_PARAMETERS))}"
+            )
         expected, convert = _PARAMETERS[key]
         try:
             parsed = convert(value.lower())

@@ -77,8 +77,10 @@ class SuppressedFiles(Transport):
         try:
             make_private_dir(self.directory)
             if self.directory.is_symlink() or self.directory.parent.is_symlink():
-                raise SetupFailure(f"{self.directory} is or is under a symbolic link: suppressed "
-                                   "messages are only written into a real folder")
+                raise SetupFailure(
+                    f"{self.directory} is or is under a symbolic link: suppressed "
+                    "messages are only written into a real folder"
+                )
             write_atomically(message.data, tmp, target)
         except OSError as error:
             raise ConnectionFailure(f"cannot write {target}: {error.strerror or error}") from error

@@ -29,8 +29,9 @@ def default_sender(mail_url: str, value: str | None, *, sending: bool = True) ->
     if value is None:
         scheme = mail_url.partition(":")[0].lower()
         if sending and scheme in SMTP_SCHEMES.values():
-            raise UserError("--default-from (or RECONCILER_DEFAULT_FROM) is required for SMTP "
-                            "delivery")
+            raise UserError(
+                "--default-from (or RECONCILER_DEFAULT_FROM) is required for SMTP delivery"
+            )
         value = MAILDIR_DEFAULT_FROM
         if scheme == "graph":  # Graph sends as that mailbox
             try:

@@ -149,9 +149,10 @@ class SMTPTransport(Transport):
             # for good would erase every PIN over one setup problem. Keep them all queued.
             self._reset()
             if error.smtp_code >= 500:
-                raise SetupFailure(f"{self.description} refused the sender {sender}: "
-                                   f"{error.smtp_code} {error.smtp_error.decode(errors='replace')}"
-                                   ) from error
+                raise SetupFailure(
+                    f"{self.description} refused the sender {sender}: "
+                    f"{error.smtp_code} {error.smtp_error.decode(errors='replace')}"
+                ) from error
             raise _reply_failure(self.description, error.smtp_code, error.smtp_error) from error
         except smtplib.SMTPResponseException as error:
             self._reset()
@@ -270,8 +271,7 @@ class SMTPTransport(Transport):
                 connection.ehlo_or_helo_if_needed()  # STARTTLS forgot what EHLO said
             if self.username is not None and self._token is not None:
                 bearer = f"user={self.username}\x01auth=Bearer {self._token()}\x01\x01"
-                connection.auth("XOAUTH2", lambda challenge=None: bearer,
-                                initial_response_ok=True)
+                connection.auth("XOAUTH2", lambda challenge=None: bearer, initial_response_ok=True)
             elif self.username is not None:
                 connection.login(self.username, self._password or "")
         except BaseException:

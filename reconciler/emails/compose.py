@@ -183,16 +183,35 @@ def compose_test_message(
     ``to`` cannot be a header.
     """
     bridge = tenant["bridge"]
-    numbers = {kind: [n["number"] for n in bridge["numbers"] if n["type"] == kind]
-               for kind in ("toll", "toll_free")}
+    numbers = {
+        kind: [n["number"] for n in bridge["numbers"] if n["type"] == kind]
+        for kind in ("toll", "toll_free")
+    }
     dial_in = bridge["default_number"] or next(iter(numbers["toll"]), SAMPLE_NUMBER)
-    user = UserRecord(upn=to, display_name=None, license=True, provider="Microsoft",
-                      conference_id=SAMPLE_CONFERENCE_ID, dial_in_number=dial_in,
-                      toll_free_number=next(iter(numbers["toll_free"]), None), email=to,
-                      locale=tenant["email"]["locale"], pin_reset=None,
-                      send_conference_info=None)
-    return compose(tenant_name=tenant_name, tenant=tenant, user=user, email_type=TEST_MESSAGE,
-                   pin=None, sender=sender, message_id=message_id, date=date, templates=templates)
+    user = UserRecord(
+        upn=to,
+        display_name=None,
+        license=True,
+        provider="Microsoft",
+        conference_id=SAMPLE_CONFERENCE_ID,
+        dial_in_number=dial_in,
+        toll_free_number=next(iter(numbers["toll_free"]), None),
+        email=to,
+        locale=tenant["email"]["locale"],
+        pin_reset=None,
+        send_conference_info=None,
+    )
+    return compose(
+        tenant_name=tenant_name,
+        tenant=tenant,
+        user=user,
+        email_type=TEST_MESSAGE,
+        pin=None,
+        sender=sender,
+        message_id=message_id,
+        date=date,
+        templates=templates,
+    )
 
 
 def _display_name(value: str) -> str:

@@ -17,8 +17,15 @@ from reconciler.plan import TenantPlan
 from reconciler.state import NewMessage
 
 
-def compose_messages(templates: TemplateSet, plan: TenantPlan, lineage: str, serial: int,
-                     default: Sender, *, preview: bool = False) -> list[NewMessage]:
+def compose_messages(
+    templates: TemplateSet,
+    plan: TenantPlan,
+    lineage: str,
+    serial: int,
+    default: Sender,
+    *,
+    preview: bool = False,
+) -> list[NewMessage]:
     """Every planned email of a tenant as RFC 5322 bytes; a fresh PIN where the type has one."""
     config = plan.config
     assert config is not None
@@ -34,11 +41,29 @@ def compose_messages(templates: TemplateSet, plan: TenantPlan, lineage: str, ser
             pin = "•" * settings["pin_length"] if preview else generate_pin(settings["pin_length"])
         mid = message_id(plan.name, lineage, serial, email.user, email.type)
         try:
-            message = compose(tenant_name=plan.name, tenant=config.tenant, user=user,
-                              email_type=email.type, pin=pin, sender=sender, message_id=mid,
-                              date=date, templates=templates, preview=preview)
+            message = compose(
+                tenant_name=plan.name,
+                tenant=config.tenant,
+                user=user,
+                email_type=email.type,
+                pin=pin,
+                sender=sender,
+                message_id=mid,
+                date=date,
+                templates=templates,
+                preview=preview,
+            )
         except ValueError as exc:  # the header checks, behind validation
             raise UserError(f"{plan.name}: {email.user}: {exc}; nothing was sent") from None
-        messages.append(NewMessage(email.user, email.type, mid, sender.address, [user["email"]],
-                                   message.as_bytes(policy=policy.SMTP), email.suppressed))
+        messages.append(
+            NewMessage(
+                email.user,
+                email.type,
+                mid,
+                sender.address,
+                [user["email"]],
+                message.as_bytes(policy=policy.SMTP),
+                email.suppressed,
+            )
+        )
     return messages

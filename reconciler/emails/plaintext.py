@@ -33,8 +33,16 @@ _TOKENS = re.compile(
 )
 _ITEM = re.compile(r"(\s*)(?:\d{1,2}[.)]|[-*•])\s+")
 """A numbered or bulleted list item, whose continuation lines hang under its text."""
-_CLAUSE_MARKS = ("COMMA", "FULL STOP", "COLON", "EXCLAMATION", "QUESTION", "ELLIPSIS",
-                 "MIDDLE DOT", "TWO DOT LEADER")
+_CLAUSE_MARKS = (
+    "COMMA",
+    "FULL STOP",
+    "COLON",
+    "EXCLAMATION",
+    "QUESTION",
+    "ELLIPSIS",
+    "MIDDLE DOT",
+    "TWO DOT LEADER",
+)
 
 
 @functools.cache
@@ -47,8 +55,10 @@ def never_starts_line(char: str) -> bool:
         return True
     if category == "Po" and not name.startswith("INVERTED"):
         return any(mark in name for mark in _CLAUSE_MARKS)
-    return (name.startswith(("HIRAGANA LETTER SMALL", "KATAKANA LETTER SMALL"))
-            or name in ("KATAKANA-HIRAGANA PROLONGED SOUND MARK", "IDEOGRAPHIC ITERATION MARK"))
+    return name.startswith(("HIRAGANA LETTER SMALL", "KATAKANA LETTER SMALL")) or name in (
+        "KATAKANA-HIRAGANA PROLONGED SOUND MARK",
+        "IDEOGRAPHIC ITERATION MARK",
+    )
 
 
 @functools.cache
@@ -90,7 +100,7 @@ def _wrap_line(line: str, width: int) -> Iterator[str]:
     line = line.rstrip()
     item = _ITEM.match(line)
     lead = item.group(0) if item else line[: len(line) - len(line.lstrip())]
-    pieces = list(_pieces(line[len(lead):]))
+    pieces = list(_pieces(line[len(lead) :]))
     if columns(line) <= width and not (any(p.alone for p in pieces) and len(pieces) > 1):
         yield line
         return

@@ -234,8 +234,12 @@ def build_context(
     if email_type in DETAIL_TYPES:
         if not conference_id or dial_in is None:
             raise ValueError(f"a {email_type!r} email needs the conference ID and dial-in number")
-        context.update(conference_id=conference_id, dial_in=dial_in, toll_free=toll_free,
-                       number_count=1 if toll_free is None else 2)
+        context.update(
+            conference_id=conference_id,
+            dial_in=dial_in,
+            toll_free=toll_free,
+            number_count=1 if toll_free is None else 2,
+        )
     return context
 
 
@@ -512,8 +516,13 @@ def _sample_contexts(email_type: str) -> Iterator[dict[str, Any]]:
     for toll_free, unique_ids, display_name, preview in itertools.product(
         (True, False), (True, False), ("Alice Martin", None), (False, True)
     ):
-        yield sample_context(email_type, toll_free=toll_free, unique_conference_ids=unique_ids,
-                             display_name=display_name, preview=preview)
+        yield sample_context(
+            email_type,
+            toll_free=toll_free,
+            unique_conference_ids=unique_ids,
+            display_name=display_name,
+            preview=preview,
+        )
 
 
 def _display(filename: str | None) -> str:

@@ -38,9 +38,15 @@ def _tenant(t: TenantPlan) -> dict[str, Any]:
             for u in t.user_changes
         ],
         "emails": [
-            {"user": e.user, "to": e.to, "type": e.type, "reasons": list(e.reasons),
-             "suppressed": e.suppressed, "locale": e.locale,
-             "requested_locale": e.requested_locale}
+            {
+                "user": e.user,
+                "to": e.to,
+                "type": e.type,
+                "reasons": list(e.reasons),
+                "suppressed": e.suppressed,
+                "locale": e.locale,
+                "requested_locale": e.requested_locale,
+            }
             for e in t.emails
         ],
         "warnings": list(t.warnings),

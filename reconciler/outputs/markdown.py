@@ -36,8 +36,9 @@ _SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 T = TypeVar("T")
 
 
-def render(plan: Plan, *, limit: int = LIMIT, rows: int = 200, artifacts: str | None = None,
-           **_: object) -> str:
+def render(
+    plan: Plan, *, limit: int = LIMIT, rows: int = 200, artifacts: str | None = None, **_: object
+) -> str:
     while True:
         text = _render(plan, rows, artifacts)
         if len(text) <= limit:
@@ -57,21 +58,34 @@ def _render(plan: Plan, rows: int, artifacts: str | None) -> str:
 def _head(plan: Plan, artifacts: str | None) -> list[str]:
     s = plan.summary()
     out = [MARKER, "## Audio Conferencing plan", ""]
-    out.append(f"**{s['settings_changes']}** setting change(s), **{s['user_changes']}** user "
-               f"change(s), **{s['emails']}** email(s), **{s['suppressed']}** suppressed.")
+    out.append(
+        f"**{s['settings_changes']}** setting change(s), **{s['user_changes']}** user "
+        f"change(s), **{s['emails']}** email(s), **{s['suppressed']}** suppressed."
+    )
     if not plan.has_changes:
-        out += ["", "No changes: the configuration matches the applied state; no email will be "
-                "sent."]
+        out += [
+            "",
+            "No changes: the configuration matches the applied state; no email will be sent.",
+        ]
     if artifacts:
-        out += ["", f":package: **Artifacts:** {_link('JSON plan and email previews', artifacts)}"
-                " (download, then open `previews/index.html`)."]
-    out += ["", "| Tenant | Settings | Users | " + " | ".join(EMAIL_TYPES) + " | Suppressed |",
-            "|---|---:|---:|" + "---:|" * len(EMAIL_TYPES) + "---:|"]
+        out += [
+            "",
+            f":package: **Artifacts:** {_link('JSON plan and email previews', artifacts)}"
+            " (download, then open `previews/index.html`).",
+        ]
+    out += [
+        "",
+        "| Tenant | Settings | Users | " + " | ".join(EMAIL_TYPES) + " | Suppressed |",
+        "|---|---:|---:|" + "---:|" * len(EMAIL_TYPES) + "---:|",
+    ]
     for t in plan.tenants:
         counts = Counter(e.type for e in t.emails)
-        out.append(f"| {markdown_text(t.name)} | {len(t.settings_changes)} | "
-                   f"{len(t.user_changes)} | " + " | ".join(str(counts[k]) for k in EMAIL_TYPES)
-                   + f" | {sum(e.suppressed for e in t.emails)} |")
+        out.append(
+            f"| {markdown_text(t.name)} | {len(t.settings_changes)} | "
+            f"{len(t.user_changes)} | "
+            + " | ".join(str(counts[k]) for k in EMAIL_TYPES)
+            + f" | {sum(e.suppressed for e in t.emails)} |"
+        )
     return out
 
 
@@ -81,8 +95,7 @@ def _fit(plan: Plan, artifacts: str | None, limit: int) -> str:
     for index, t in enumerate(plan.tenants):
         section = "\n" + "\n".join(_tenant(t, 2)) + "\n"
         rest = len(plan.tenants) - index
-        note = (f"\n_{rest} more tenant(s) not shown here: see the JSON plan in the "
-                "artifacts._\n")
+        note = f"\n_{rest} more tenant(s) not shown here: see the JSON plan in the artifacts._\n"
         if len(text) + len(section) + len(note) > limit:
             text += note
             break
@@ -101,14 +114,25 @@ def _tenant(t: TenantPlan, rows: int) -> list[str]:
         return out
     out += [_counts(t), ""]
     if t.settings_changes:
-        out += _details("Settings changes", ["Setting", "Before", "After"],
-                        t.settings_changes, _setting_row, rows)
+        out += _details(
+            "Settings changes",
+            ["Setting", "Before", "After"],
+            t.settings_changes,
+            _setting_row,
+            rows,
+        )
     if t.emails:
-        out += _details(f"Emails ({len(t.emails)})", ["User", "To", "Email", "Why"],
-                        t.emails, _email_row, rows)
+        out += _details(
+            f"Emails ({len(t.emails)})", ["User", "To", "Email", "Why"], t.emails, _email_row, rows
+        )
     if t.user_changes:
-        out += _details(f"User changes ({len(t.user_changes)})", ["", "User", "Changes"],
-                        t.user_changes, _user_row, rows)
+        out += _details(
+            f"User changes ({len(t.user_changes)})",
+            ["", "User", "Changes"],
+            t.user_changes,
+            _user_row,
+            rows,
+        )
     return out
 
 
@@ -130,34 +154,49 @@ def _setting_row(c: Change) -> list[str]:
 
 
 def _email_row(e: PlannedEmail) -> list[str]:
-    language = (f" in {code_span(e.locale)}, for locale {code_span(e.requested_locale)}"
-                if e.falls_back else "")
-    return [code_span(e.user), code_span(e.to),
-            code_span(e.type) + (" (suppressed)" if e.suppressed else "") + language,
-            markdown_text("; ".join(e.reasons))]
+    language = (
+        f" in {code_span(e.locale)}, for locale {code_span(e.requested_locale)}"
+        if e.falls_back
+        else ""
+    )
+    return [
+        code_span(e.user),
+        code_span(e.to),
+        code_span(e.type) + (" (suppressed)" if e.suppressed else "") + language,
+        markdown_text("; ".join(e.reasons)),
+    ]
 
 
 def _user_row(u: UserChange) -> list[str]:
-    changes = (", ".join(f"{code_span(c.path)}: {_code(c.before)} → {_code(c.after)}"
-                         for c in u.changes)
-               if u.action == "update" else u.action)
+    changes = (
+        ", ".join(f"{code_span(c.path)}: {_code(c.before)} → {_code(c.after)}" for c in u.changes)
+        if u.action == "update"
+        else u.action
+    )
     return [_SYMBOL[u.action], code_span(u.user), changes]
 
 
-def _details(title: str, header: Sequence[str], items: Sequence[T],
-                row: Callable[[T], list[str]], rows: int) -> list[str]:
+def _details(
+    title: str, header: Sequence[str], items: Sequence[T], row: Callable[[T], list[str]], rows: int
+) -> list[str]:
     """A folded table of ``items``; past ``rows`` rows only the head and tail are formatted."""
     if len(items) > rows:
         head, tail = rows // 2, rows - rows // 2
         gap = len(items) - rows
-        body = [*map(row, items[:head]),
-                ["…", f"*{gap} more row(s) not shown*", *[""] * (len(header) - 2)],
-                *map(row, items[len(items) - tail:])]
+        body = [
+            *map(row, items[:head]),
+            ["…", f"*{gap} more row(s) not shown*", *[""] * (len(header) - 2)],
+            *map(row, items[len(items) - tail :]),
+        ]
     else:
         body = [row(item) for item in items]
     open_ = " open" if len(items) <= OPEN_ROWS else ""
-    lines = [f"<details{open_}><summary>{title}</summary>", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"<details{open_}><summary>{title}</summary>",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return [*lines, "", "</details>", ""]
 

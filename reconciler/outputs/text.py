@@ -25,9 +25,13 @@ def render(plan: Plan, *, color: bool = False, **_: object) -> str:
         lines.extend(_tenant(tenant, style))
         lines.append("")
     s = plan.summary()
-    lines.append(style(
-        f"Plan: {s['settings_changes']} setting change(s), {s['user_changes']} user change(s), "
-        f"{s['emails']} email(s) ({s['suppressed']} suppressed).", bold=True))
+    lines.append(
+        style(
+            f"Plan: {s['settings_changes']} setting change(s), {s['user_changes']} user change(s), "
+            f"{s['emails']} email(s) ({s['suppressed']} suppressed).",
+            bold=True,
+        )
+    )
     if not plan.has_changes:
         lines.append("No changes. The configuration matches the applied state.")
     return "\n".join(lines) + "\n"
@@ -40,8 +44,9 @@ def _tenant(t: TenantPlan, style: Any) -> list[str]:
         lines.append(style("  missing from the configuration: left alone", fg="yellow"))
     if t.settings_changes:
         lines.append("  Settings:")
-        lines.extend("    " + style("~", fg="yellow") + " " + _change(c)
-                     for c in t.settings_changes)
+        lines.extend(
+            "    " + style("~", fg="yellow") + " " + _change(c) for c in t.settings_changes
+        )
     if t.user_changes:
         lines.append(f"  Users ({len(t.user_changes)}):")
         for u in t.user_changes:
@@ -55,11 +60,16 @@ def _tenant(t: TenantPlan, style: Any) -> list[str]:
         lines.append(f"  Emails ({len(t.emails)}: {kinds}):")
         for e in t.emails:
             flag = style(" [suppressed]", fg="red") if e.suppressed else ""
-            language = (f" (in {visible(e.locale)}, for locale {visible(e.requested_locale)})"
-                        if e.falls_back else "")
-            lines.append(f"    {style('@', fg='cyan')} {visible(e.user)} <{visible(e.to)}> "
-                         f"{style(e.type, bold=True)}{flag}{language}: "
-                         f"{visible('; '.join(e.reasons))}")
+            language = (
+                f" (in {visible(e.locale)}, for locale {visible(e.requested_locale)})"
+                if e.falls_back
+                else ""
+            )
+            lines.append(
+                f"    {style('@', fg='cyan')} {visible(e.user)} <{visible(e.to)}> "
+                f"{style(e.type, bold=True)}{flag}{language}: "
+                f"{visible('; '.join(e.reasons))}"
+            )
     lines.extend("  " + style("! " + visible(w), fg="yellow") for w in t.warnings)
     if not (t.has_changes or t.missing):
         lines.append("  no changes")

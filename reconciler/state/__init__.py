@@ -26,10 +26,24 @@ from reconciler.state.base import (
     tenant_key,
 )
 
-__all__ = ["Commit", "Forgotten", "LockLost", "MailQueued", "NewMessage",
-           "QueuedMessage", "StaleState",
-           "StateLocked", "StateStore", "TenantDump", "is_database_url", "local_dir", "open_store",
-           "printable", "redact", "tenant_key"]
+__all__ = [
+    "Commit",
+    "Forgotten",
+    "LockLost",
+    "MailQueued",
+    "NewMessage",
+    "QueuedMessage",
+    "StaleState",
+    "StateLocked",
+    "StateStore",
+    "TenantDump",
+    "is_database_url",
+    "local_dir",
+    "open_store",
+    "printable",
+    "redact",
+    "tenant_key",
+]
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 DEFAULT_FOLDER = Path(".reconciler")
@@ -56,8 +70,11 @@ def local_dir(location: str) -> Path:
     """Where files that go with a state belong on this machine (e.g. suppressed messages kept
     for the operator): the SQLite file's folder, or ``./.reconciler`` for a database URL (never
     a folder named after the URL, which may hold a password)."""
-    return Path(".reconciler").resolve() if is_database_url(location) else (
-        Path(location).resolve().parent)
+    return (
+        Path(".reconciler").resolve()
+        if is_database_url(location)
+        else (Path(location).resolve().parent)
+    )
 
 
 def open_store(location: str, create: bool = True, read_only: bool | None = None) -> StateStore:
@@ -78,12 +95,16 @@ def open_store(location: str, create: bool = True, read_only: bool | None = None
         except ModuleNotFoundError as exc:
             if exc.name is None or not exc.name.startswith("psycopg"):
                 raise
-            raise UserError("a postgresql:// state needs psycopg 3: pip install "
-                            "'audio-conferencing-reconciler[postgres]'") from None
+            raise UserError(
+                "a postgresql:// state needs psycopg 3: pip install "
+                "'audio-conferencing-reconciler[postgres]'"
+            ) from None
         return PostgresStore(location)
     if scheme is not None:
-        raise UserError(f"unsupported state URL scheme {scheme}://: give an SQLite file path or "
-                        "a postgresql:// URL")
+        raise UserError(
+            f"unsupported state URL scheme {scheme}://: give an SQLite file path or "
+            "a postgresql:// URL"
+        )
     return _sqlite_store(Path(location), create, not create if read_only is None else read_only)
 
 
@@ -93,9 +114,11 @@ def _check_authority(url: str) -> None:
     rest = url.split("://", 1)[1]
     end = min((i for c in "/?#" if (i := rest.find(c)) >= 0), default=len(rest))
     if rest[:end].count("@") > 1 or "@" in rest[end:]:
-        raise UserError(f"state URL {redact(url)}: the password seems to hold an unencoded "
-                        "@, /, ? or #: percent-encode them (%40, %2F, %3F, %23), or put the "
-                        "password in PGPASSWORD; nothing was done")
+        raise UserError(
+            f"state URL {redact(url)}: the password seems to hold an unencoded "
+            "@, /, ? or #: percent-encode them (%40, %2F, %3F, %23), or put the "
+            "password in PGPASSWORD; nothing was done"
+        )
 
 
 def _sqlite_store(path: Path, create: bool, read_only: bool) -> StateStore:
@@ -105,25 +128,32 @@ def _sqlite_store(path: Path, create: bool, read_only: bool) -> StateStore:
     from reconciler.state.sqlite import SQLiteStore
 
     if _KEYWORDS.match(str(path)) or str(path).startswith(("postgresql:", "postgres:")):
-        raise UserError("--state looks like a PostgreSQL connection string, not a file path: "
-                        "write it as a URL, postgresql://USER@HOST:PORT/DBNAME (password in "
-                        "PGPASSWORD or a percent-encoded URL); nothing was done")
+        raise UserError(
+            "--state looks like a PostgreSQL connection string, not a file path: "
+            "write it as a URL, postgresql://USER@HOST:PORT/DBNAME (password in "
+            "PGPASSWORD or a percent-encoded URL); nothing was done"
+        )
     if path.is_symlink():
-        raise UserError(f"state {path} is a symbolic link: give the real path (state files are "
-                        "opened, never followed); nothing was done")
+        raise UserError(
+            f"state {path} is a symbolic link: give the real path (state files are "
+            "opened, never followed); nothing was done"
+        )
     if not create and not path.exists():
         return EmptyState()  # type: ignore[return-value]
     folder = path.parent
     if not folder.is_dir():
         if not _is_default_folder(folder):
-            raise UserError(f"state folder {folder} does not exist: check --state (a wrong "
-                            "path would start an empty state), or create the folder; nothing "
-                            "was done")
+            raise UserError(
+                f"state folder {folder} does not exist: check --state (a wrong "
+                "path would start an empty state), or create the folder; nothing "
+                "was done"
+            )
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"cannot create state folder {folder}: "
-                            f"{(exc.strerror or str(exc)).lower()}") from None
+            raise UserError(
+                f"cannot create state folder {folder}: {(exc.strerror or str(exc)).lower()}"
+            ) from None
     return SQLiteStore(path, read_only=read_only)
 
 

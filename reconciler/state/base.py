@@ -60,8 +60,7 @@ class StoredUsers(Mapping[str, UserRecord]):
         self._fetch = fetch
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple[str, str]], fetch: Callable[[str], str]
-                  ) -> StoredUsers:
+    def from_rows(cls, rows: Iterable[tuple[str, str]], fetch: Callable[[str], str]) -> StoredUsers:
         """From (upn, stored text) rows, streamed: the texts are not kept."""
         return cls({upn: record_digest(text) for upn, text in rows}, fetch)
 
@@ -196,8 +195,9 @@ class StateStore(ABC):
         of every commit and every message sent."""
 
     @abstractmethod
-    def commit(self, name: str, expected: tuple[str | None, int], change: Commit
-               ) -> tuple[str, int]:
+    def commit(
+        self, name: str, expected: tuple[str | None, int], change: Commit
+    ) -> tuple[str, int]:
         """Write state, outbox and history atomically if the state is still at ``expected``
         (lineage, serial); return the new (lineage, serial). Raise StaleState otherwise."""
 
@@ -206,8 +206,9 @@ class StateStore(ABC):
         """The serial and the config files' hashes of the last apply, without its users."""
 
     @abstractmethod
-    def file_users(self, tenant: str, files: Collection[str], serial: int
-                   ) -> dict[str, dict[str, UserRecord]] | None:
+    def file_users(
+        self, tenant: str, files: Collection[str], serial: int
+    ) -> dict[str, dict[str, UserRecord]] | None:
         """The applied users recorded as defined in each of ``files``, or None when the state is
         no longer at ``serial`` or does not know every user's file (a state upgraded from
         schema 1 or migrated: reusing it would lose those users)."""
@@ -275,20 +276,44 @@ class EmptyState:
         raise RuntimeError(f"a read-only command never writes the state (StateStore.{name})")
 
 
-OUTBOX_SUMMARY = ("serial", "upn", "type", "message_id", "status", "suppressed", "error",
-                  "created_at", "done_at")
+OUTBOX_SUMMARY = (
+    "serial",
+    "upn",
+    "type",
+    "message_id",
+    "status",
+    "suppressed",
+    "error",
+    "created_at",
+    "done_at",
+)
 """The outbox columns ``messages()`` shows (never the body)."""
-OUTBOX_FULL = ("serial", "upn", "type", "message_id", "sender", "recipients", "data",
-               "suppressed", "status", "error", "created_at", "done_at")
+OUTBOX_FULL = (
+    "serial",
+    "upn",
+    "type",
+    "message_id",
+    "sender",
+    "recipients",
+    "data",
+    "suppressed",
+    "status",
+    "error",
+    "created_at",
+    "done_at",
+)
 """The outbox columns a dump carries (``export``/``restore``)."""
 
 
-def outbox_dict(columns: Sequence[str], row: Sequence[Any],
-                convert: Mapping[str, Callable[[Any], Any]]) -> dict[str, Any]:
+def outbox_dict(
+    columns: Sequence[str], row: Sequence[Any], convert: Mapping[str, Callable[[Any], Any]]
+) -> dict[str, Any]:
     """One outbox row as the backends report it (``upn`` named ``user``), with the backend's
     own conversions (JSON text, integers for booleans, timestamps)."""
-    return {("user" if c == "upn" else c): convert.get(c, _same)(v)
-            for c, v in zip(columns, row, strict=True)}
+    return {
+        ("user" if c == "upn" else c): convert.get(c, _same)(v)
+        for c, v in zip(columns, row, strict=True)
+    }
 
 
 def _same(value: Any) -> Any:
@@ -329,8 +354,10 @@ def schema_mismatch(where: str, found: str, understood: int) -> str:
         advice = "it was written by a newer reconciler: upgrade this one to use it"
     else:
         advice = "it was written by an older reconciler and this one has no upgrade from it"
-    return (f"state {where} has schema version {found}, this reconciler understands version "
-            f"{understood}; {advice} (the state was left untouched)")
+    return (
+        f"state {where} has schema version {found}, this reconciler understands version "
+        f"{understood}; {advice} (the state was left untouched)"
+    )
 
 
 def redact(url: str) -> str:
@@ -345,8 +372,9 @@ def redact(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(k.lower() == "password" for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs],
-                              safe="*")
+            query = urlencode(
+                [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*"
+            )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -27,8 +27,14 @@ class Migrated:
     """Tenants only the target knows: left as they were."""
 
 
-def migrate(source: StateStore, target: StateStore, *, only: tuple[str, ...] = (),
-            force: bool = False, lock_timeout: float = 0.0) -> Migrated:
+def migrate(
+    source: StateStore,
+    target: StateStore,
+    *,
+    only: tuple[str, ...] = (),
+    force: bool = False,
+    lock_timeout: float = 0.0,
+) -> Migrated:
     """Copy ``only`` (default: every tenant of ``source``) into ``target``.
 
     Refuses (UserError) when both name the same store, when the source holds nothing to copy,
@@ -40,18 +46,23 @@ def migrate(source: StateStore, target: StateStore, *, only: tuple[str, ...] = (
     known = source.tenants()
     missing = [name for name in only if name not in known]
     if missing:
-        raise UserError(f"{', '.join(missing)}: no state in {source.description}; nothing was "
-                        "copied")
+        raise UserError(
+            f"{', '.join(missing)}: no state in {source.description}; nothing was copied"
+        )
     names = list(only) if only else known
     if not names:
         raise UserError(f"{source.description} holds no state; nothing was copied")
     existing = target.tenants()
     if existing and not force:
-        raise UserError(f"{target.description} already holds state ({', '.join(existing)}); "
-                        "refusing to overwrite it (pass --force to replace the copied tenants "
-                        "there); nothing was copied")
-    result = Migrated(replaced=[n for n in names if n in existing],
-                      untouched=[n for n in existing if n not in names])
+        raise UserError(
+            f"{target.description} already holds state ({', '.join(existing)}); "
+            "refusing to overwrite it (pass --force to replace the copied tenants "
+            "there); nothing was copied"
+        )
+    result = Migrated(
+        replaced=[n for n in names if n in existing],
+        untouched=[n for n in existing if n not in names],
+    )
     for name in sorted(names):
         try:
             with source.lock(name, lock_timeout), target.lock(name, lock_timeout):
@@ -61,11 +72,14 @@ def migrate(source: StateStore, target: StateStore, *, only: tuple[str, ...] = (
                 target.restore(dump)
                 copy = target.export(name)
         except StateLocked as exc:
-            raise UserError(f"{name}: {exc}; copied so far: "
-                            f"{', '.join(result.tenants) or 'nothing'}") from None
+            raise UserError(
+                f"{name}: {exc}; copied so far: {', '.join(result.tenants) or 'nothing'}"
+            ) from None
         if copy != dump:
-            raise UserError(f"{name}: the copy in {target.description} differs from the source "
-                            "after writing it; do not use the target")
+            raise UserError(
+                f"{name}: the copy in {target.description} differs from the source "
+                "after writing it; do not use the target"
+            )
         _count(result, dump)
     return result
 

@@ -102,8 +102,14 @@ def _text(value: Any) -> str:
 
 DIALECT = Dialect(
     tables={t: f"reconciler_{t}" for t in ("meta", "tenants", "users", "outbox", "history")},
-    parameter="%s", record="?::json", distinct="IS DISTINCT FROM", for_update=" FOR UPDATE",
-    json_in=Json, json_out=lambda value: value, time_out=_iso)
+    parameter="%s",
+    record="?::json",
+    distinct="IS DISTINCT FROM",
+    for_update=" FOR UPDATE",
+    json_in=Json,
+    json_out=lambda value: value,
+    time_out=_iso,
+)
 
 
 class PostgresStore(SQLStore):
@@ -129,8 +135,7 @@ class PostgresStore(SQLStore):
         try:
             params = psycopg.conninfo.conninfo_to_dict(self.url)
         except psycopg.Error as exc:
-            raise UserError(f"invalid state URL {self.description}: {self._message(exc)}"
-                            ) from None
+            raise UserError(f"invalid state URL {self.description}: {self._message(exc)}") from None
         if "connect_timeout" not in params:
             options["connect_timeout"] = CONNECT_TIMEOUT
         if "application_name" in params:
@@ -138,8 +143,10 @@ class PostgresStore(SQLStore):
         try:
             conn = psycopg.connect(self.url, **options)
         except psycopg.Error as exc:
-            raise UserError(f"cannot connect to state {self.description}: "
-                            f"{self._message(exc)}; nothing was done") from None
+            raise UserError(
+                f"cannot connect to state {self.description}: "
+                f"{self._message(exc)}; nothing was done"
+            ) from None
         # Both connections sit idle while messages are sent: a server's idle_session_timeout
         # (PostgreSQL 14+) would end the lock, or the one that marks messages delivered.
         with contextlib.suppress(psycopg.Error):
@@ -175,18 +182,24 @@ class PostgresStore(SQLStore):
         """Create the tables in a new schema, upgrade known older ones, refuse anything else."""
         if self._schema_version() is None:
             with self.db.transaction():
-                self.db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
-                                (SCHEMA_LOCK_CLASS,))
+                self.db.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
+                    (SCHEMA_LOCK_CLASS,),
+                )
                 if self._schema_version() is None:  # not made meanwhile by another first run
                     if self.db.execute("SELECT current_schema()").fetchone()[0] is None:
-                        raise UserError(f"state {self.description}: no schema to create the "
-                                        "tables in (check search_path)")
+                        raise UserError(
+                            f"state {self.description}: no schema to create the "
+                            "tables in (check search_path)"
+                        )
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self.db.execute(statement)
                     self.db.execute(
                         "INSERT INTO reconciler_meta VALUES ('schema_version', %s),"
-                        " ('store_id', %s)", (str(SCHEMA_VERSION), uuid.uuid4().hex))
+                        " ('store_id', %s)",
+                        (str(SCHEMA_VERSION), uuid.uuid4().hex),
+                    )
         found = self._schema_version()
         if found is not None and found.isdigit() and int(found) in MIGRATIONS:
             self._upgrade(int(found))
@@ -194,29 +207,36 @@ class PostgresStore(SQLStore):
         if found != str(SCHEMA_VERSION):
             raise UserError(schema_mismatch(self.description, str(found), SCHEMA_VERSION))
         self.store_id = self.db.execute(
-            "SELECT value FROM reconciler_meta WHERE key = 'store_id'").fetchone()[0]
+            "SELECT value FROM reconciler_meta WHERE key = 'store_id'"
+        ).fetchone()[0]
 
     def _schema_version(self) -> str | None:
         # A catalog query, not to_regclass(): after waiting for the schema lock it must see
         # tables another first run has just committed (name lookups may cache their absence).
         if not self.db.execute(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-                " ON n.oid = c.relnamespace WHERE c.relname = 'reconciler_meta'"
-                " AND n.nspname = current_schema())").fetchone()[0]:
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE c.relname = 'reconciler_meta'"
+            " AND n.nspname = current_schema())"
+        ).fetchone()[0]:
             return None
         row = self.db.execute(
-            "SELECT value FROM reconciler_meta WHERE key = 'schema_version'").fetchone()
+            "SELECT value FROM reconciler_meta WHERE key = 'schema_version'"
+        ).fetchone()
         return row[0] if row else "missing"
 
     def _upgrade(self, version: int) -> None:
         while version in MIGRATIONS:
             with self.db.transaction():
-                self.db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
-                                (SCHEMA_LOCK_CLASS,))
+                self.db.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
+                    (SCHEMA_LOCK_CLASS,),
+                )
                 if self._schema_version() == str(version):
                     self.db.execute(MIGRATIONS[version])
-                    self.db.execute("UPDATE reconciler_meta SET value = %s"
-                                    " WHERE key = 'schema_version'", (str(version + 1),))
+                    self.db.execute(
+                        "UPDATE reconciler_meta SET value = %s WHERE key = 'schema_version'",
+                        (str(version + 1),),
+                    )
             version += 1
 
     @contextmanager
@@ -238,8 +258,9 @@ class PostgresStore(SQLStore):
                 if exc.diag.constraint_name != "reconciler_tenants_pkey":
                     raise
                 # Two first commits of a new tenant at once (only without the lock).
-                raise StaleState(f"state of {tenant} was created by another process since the "
-                                 "plan") from None
+                raise StaleState(
+                    f"state of {tenant} was created by another process since the plan"
+                ) from None
 
     def _many(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         with self.db.cursor() as cur:
@@ -252,13 +273,16 @@ class PostgresStore(SQLStore):
             conn = self._locks()
 
             def holder_of() -> str:
-                row = conn.execute("SELECT holder, since FROM reconciler_locks WHERE tenant = %s",
-                                   (tenant,)).fetchone()
+                row = conn.execute(
+                    "SELECT holder, since FROM reconciler_locks WHERE tenant = %s", (tenant,)
+                ).fetchone()
                 return f"{row[0]} since {_iso(row[1])}" if row else ""
 
             def take() -> bool:
-                row = conn.execute(f"SELECT pg_try_advisory_lock(%(class)s, {_TENANT_KEY})",
-                                   {"class": LOCK_CLASS, "tenant": tenant}).fetchone()
+                row = conn.execute(
+                    f"SELECT pg_try_advisory_lock(%(class)s, {_TENANT_KEY})",
+                    {"class": LOCK_CLASS, "tenant": tenant},
+                ).fetchone()
                 return bool(row and row[0])
 
             self._wait(take, holder_of, timeout, 0.2)
@@ -267,7 +291,9 @@ class PostgresStore(SQLStore):
                     "INSERT INTO reconciler_locks VALUES (%s, %s, date_trunc('second', now()),"
                     " pg_backend_pid()) ON CONFLICT (tenant) DO UPDATE SET"
                     " holder = excluded.holder, since = excluded.since,"
-                    " backend_pid = excluded.backend_pid", (tenant, holder()))
+                    " backend_pid = excluded.backend_pid",
+                    (tenant, holder()),
+                )
             self._held[tenant] = self._held.get(tenant, 0) + 1
         try:
             yield
@@ -277,10 +303,15 @@ class PostgresStore(SQLStore):
                 del self._held[tenant]
             try:
                 if tenant not in self._held:
-                    conn.execute("DELETE FROM reconciler_locks WHERE tenant = %s"
-                                 " AND backend_pid = pg_backend_pid()", (tenant,))
-                conn.execute(f"SELECT pg_advisory_unlock(%(class)s, {_TENANT_KEY})",
-                             {"class": LOCK_CLASS, "tenant": tenant})
+                    conn.execute(
+                        "DELETE FROM reconciler_locks WHERE tenant = %s"
+                        " AND backend_pid = pg_backend_pid()",
+                        (tenant,),
+                    )
+                conn.execute(
+                    f"SELECT pg_advisory_unlock(%(class)s, {_TENANT_KEY})",
+                    {"class": LOCK_CLASS, "tenant": tenant},
+                )
             except psycopg.Error:
                 pass  # the connection is gone, and the lock with its session
 
@@ -298,8 +329,9 @@ class PostgresStore(SQLStore):
         try:
             self._lock_conn.execute("SELECT 1")
         except psycopg.Error as exc:
-            raise LockLost(f"{tenant}: lost the connection holding the state lock "
-                           f"({self._message(exc)})") from None
+            raise LockLost(
+                f"{tenant}: lost the connection holding the state lock ({self._message(exc)})"
+            ) from None
 
     def close(self) -> None:
         for conn in (self._lock_conn, self.db):

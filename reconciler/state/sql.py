@@ -111,8 +111,12 @@ class SQLStore(StateStore):
         cached = self._sql_cache.get(text)
         if cached is None:
             dialect = self.dialect
-            cached = text.format(**dialect.tables, record=dialect.record,
-                                 distinct=dialect.distinct, for_update=dialect.for_update)
+            cached = text.format(
+                **dialect.tables,
+                record=dialect.record,
+                distinct=dialect.distinct,
+                for_update=dialect.for_update,
+            )
             cached = cached.replace("?", dialect.parameter)
             self._sql_cache[text] = cached
         return cached
@@ -129,8 +133,9 @@ class SQLStore(StateStore):
     # --- locks --------------------------------------------------------------------------------
 
     @staticmethod
-    def _wait(take: Callable[[], bool], holder_of: Callable[[], str], timeout: float,
-              poll: float = 0.1) -> None:
+    def _wait(
+        take: Callable[[], bool], holder_of: Callable[[], str], timeout: float, poll: float = 0.1
+    ) -> None:
         """Try ``take`` until it succeeds or ``timeout`` seconds have passed; then say who
         holds the lock."""
         deadline = time.monotonic() + timeout
@@ -150,14 +155,17 @@ class SQLStore(StateStore):
             return self._load(tenant)
 
     def _load(self, tenant: str) -> Applied | None:
-        row = self._one("SELECT lineage, serial, config, files FROM {tenants} WHERE name = ?",
-                        (tenant,))
+        row = self._one(
+            "SELECT lineage, serial, config, files FROM {tenants} WHERE name = ?", (tenant,)
+        )
         if row is None:
             return None
         users = StoredUsers.from_rows(
-            self._run(f"SELECT upn, {self._record_text} FROM {{users}} WHERE tenant = ?",
-                      (tenant,)),
-            lambda upn: self._record(tenant, upn))
+            self._run(
+                f"SELECT upn, {self._record_text} FROM {{users}} WHERE tenant = ?", (tenant,)
+            ),
+            lambda upn: self._record(tenant, upn),
+        )
         json_out = self.dialect.json_out
         return Applied(row[0], row[1], json_out(row[2]), users, json_out(row[3]))
 
@@ -168,27 +176,40 @@ class SQLStore(StateStore):
 
     def _record(self, tenant: str, upn: str) -> str:
         with self._guard():
-            return str(self._one(f"SELECT {self._record_text} FROM {{users}}"
-                                 " WHERE tenant = ? AND upn = ?", (tenant, upn))[0])
+            return str(
+                self._one(
+                    f"SELECT {self._record_text} FROM {{users}} WHERE tenant = ? AND upn = ?",
+                    (tenant, upn),
+                )[0]
+            )
 
     def applied_files(self, tenant: str) -> tuple[int, dict[str, str]] | None:
         with self._guard():
             row = self._one("SELECT serial, files FROM {tenants} WHERE name = ?", (tenant,))
         return None if row is None else (row[0], self.dialect.json_out(row[1]))
 
-    def file_users(self, tenant: str, files: Collection[str], serial: int
-                   ) -> dict[str, dict[str, UserRecord]] | None:
+    def file_users(
+        self, tenant: str, files: Collection[str], serial: int
+    ) -> dict[str, dict[str, UserRecord]] | None:
         found: dict[str, dict[str, UserRecord]] = {file: {} for file in files}
         with self._snapshot():  # the serial and the users agree
             row = self._one("SELECT serial FROM {tenants} WHERE name = ?", (tenant,))
-            if row is None or row[0] != serial or self._one(
-                    "SELECT 1 FROM {users} WHERE tenant = ? AND file IS NULL LIMIT 1",
-                    (tenant,)):
+            if (
+                row is None
+                or row[0] != serial
+                or self._one(
+                    "SELECT 1 FROM {users} WHERE tenant = ? AND file IS NULL LIMIT 1", (tenant,)
+                )
+            ):
                 return None  # moved on, or some user's file unknown (upgraded or migrated)
             for file in files:  # one file's texts at a time: 100k of them would weigh 30 MB
-                found[file] = decode_records(self._run(
-                    f"SELECT upn, {self._record_text} FROM {{users}}"
-                    " WHERE tenant = ? AND file = ?", (tenant, file)).fetchall())
+                found[file] = decode_records(
+                    self._run(
+                        f"SELECT upn, {self._record_text} FROM {{users}}"
+                        " WHERE tenant = ? AND file = ?",
+                        (tenant, file),
+                    ).fetchall()
+                )
         return found
 
     def queued(self, tenant: str) -> list[QueuedMessage]:
@@ -196,36 +217,65 @@ class SQLStore(StateStore):
             rows = self._run(
                 "SELECT upn, type, message_id, sender, recipients, data, suppressed, id, tenant,"
                 " serial FROM {outbox} WHERE tenant = ? AND status = 'queued' ORDER BY id",
-                (tenant,)).fetchall()
+                (tenant,),
+            ).fetchall()
         json_out = self.dialect.json_out
-        return [QueuedMessage(user=r[0], type=r[1], message_id=r[2], sender=r[3],
-                              recipients=json_out(r[4]), data=bytes(r[5]), suppressed=bool(r[6]),
-                              id=r[7], tenant=r[8], serial=r[9]) for r in rows]
+        return [
+            QueuedMessage(
+                user=r[0],
+                type=r[1],
+                message_id=r[2],
+                sender=r[3],
+                recipients=json_out(r[4]),
+                data=bytes(r[5]),
+                suppressed=bool(r[6]),
+                id=r[7],
+                tenant=r[8],
+                serial=r[9],
+            )
+            for r in rows
+        ]
 
     def history(self, tenant: str | None = None) -> list[dict[str, Any]]:
         with self._guard():
             return self._history(tenant)
 
     def _history(self, tenant: str | None) -> list[dict[str, Any]]:
-        query = ("SELECT tenant, serial, kind, applied_at, actor, emails, suppressed"
-                 " FROM {history}" + (" WHERE tenant = ?" if tenant else "") + " ORDER BY id")
+        query = (
+            "SELECT tenant, serial, kind, applied_at, actor, emails, suppressed"
+            " FROM {history}" + (" WHERE tenant = ?" if tenant else "") + " ORDER BY id"
+        )
         d = self.dialect
         return [
-            {"tenant": r[0], "serial": r[1], "kind": r[2], "applied_at": d.time_out(r[3]),
-             "actor": r[4], "emails": d.json_out(r[5]), "suppressed": r[6]}
+            {
+                "tenant": r[0],
+                "serial": r[1],
+                "kind": r[2],
+                "applied_at": d.time_out(r[3]),
+                "actor": r[4],
+                "emails": d.json_out(r[5]),
+                "suppressed": r[6],
+            }
             for r in self._run(query, (tenant,) if tenant else ())
         ]
 
     @property
     def _convert(self) -> dict[str, Callable[[Any], Any]]:
         d = self.dialect
-        return {"recipients": d.json_out, "suppressed": bool, "created_at": d.time_out,
-                "done_at": d.time_out, "data": lambda v: None if v is None else bytes(v)}
+        return {
+            "recipients": d.json_out,
+            "suppressed": bool,
+            "created_at": d.time_out,
+            "done_at": d.time_out,
+            "data": lambda v: None if v is None else bytes(v),
+        }
 
     def messages(self, tenant: str) -> Iterator[dict[str, Any]]:
         with self._guard():
-            rows = self._run(f"SELECT {', '.join(OUTBOX_SUMMARY)} FROM {{outbox}}"
-                             " WHERE tenant = ? ORDER BY id", (tenant,)).fetchall()
+            rows = self._run(
+                f"SELECT {', '.join(OUTBOX_SUMMARY)} FROM {{outbox}} WHERE tenant = ? ORDER BY id",
+                (tenant,),
+            ).fetchall()
         for row in rows:
             yield outbox_dict(OUTBOX_SUMMARY, row, self._convert)
 
@@ -235,29 +285,37 @@ class SQLStore(StateStore):
             if applied is None:
                 return None
             applied.users = dict(applied.users)  # a dump outlives the store
-            updated_at = self._one("SELECT updated_at FROM {tenants} WHERE name = ?",
-                                   (tenant,))[0]
-            outbox = [outbox_dict(OUTBOX_FULL, r, self._convert) for r in self._run(
-                f"SELECT {', '.join(OUTBOX_FULL)} FROM {{outbox}} WHERE tenant = ? ORDER BY id",
-                (tenant,))]
-            return TenantDump(tenant, applied, self.dialect.time_out(updated_at), outbox,
-                              self._history(tenant))
+            updated_at = self._one("SELECT updated_at FROM {tenants} WHERE name = ?", (tenant,))[0]
+            outbox = [
+                outbox_dict(OUTBOX_FULL, r, self._convert)
+                for r in self._run(
+                    f"SELECT {', '.join(OUTBOX_FULL)} FROM {{outbox}} WHERE tenant = ? ORDER BY id",
+                    (tenant,),
+                )
+            ]
+            return TenantDump(
+                tenant, applied, self.dialect.time_out(updated_at), outbox, self._history(tenant)
+            )
 
     # --- writing ------------------------------------------------------------------------------
 
-    def commit(self, name: str, expected: tuple[str | None, int], change: Commit
-               ) -> tuple[str, int]:
+    def commit(
+        self, name: str, expected: tuple[str | None, int], change: Commit
+    ) -> tuple[str, int]:
         tenant_key(name)
         if name in self._held:
             self.check_lock(name)
         json_in = self.dialect.json_in
         with self._write(name):
-            row = self._one("SELECT lineage, serial FROM {tenants} WHERE name = ?{for_update}",
-                            (name,))
+            row = self._one(
+                "SELECT lineage, serial FROM {tenants} WHERE name = ?{for_update}", (name,)
+            )
             current = (row[0], row[1]) if row else (None, 0)
             if not change.replace and current != expected:
-                raise StaleState(f"state of {name} moved to serial {current[1]} since the plan "
-                                 f"(serial {expected[1]})")
+                raise StaleState(
+                    f"state of {name} moved to serial {current[1]} since the plan "
+                    f"(serial {expected[1]})"
+                )
             lineage: str = change.lineage if change.replace or row is None else row[0]
             serial: int = current[1] + 1
             stamp = now()
@@ -268,35 +326,72 @@ class SQLStore(StateStore):
                 " SET lineage = excluded.lineage, serial = excluded.serial,"
                 " config = excluded.config, files = excluded.files,"
                 " updated_at = excluded.updated_at",
-                (name, lineage, serial, json_in(change.tenant), json_in(change.files), stamp))
+                (name, lineage, serial, json_in(change.tenant), json_in(change.files), stamp),
+            )
             self._each(
                 "INSERT INTO {users} VALUES (?, ?, {record}, ?) ON CONFLICT (tenant, upn)"
                 " DO UPDATE SET record = excluded.record, file = excluded.file",
-                ((name, upn, encode_record(record), change.sources.get(upn))
-                 for upn, record in change.upserts.items()))
+                (
+                    (name, upn, encode_record(record), change.sources.get(upn))
+                    for upn, record in change.upserts.items()
+                ),
+            )
             self._each(
                 "UPDATE {users} SET file = ? WHERE tenant = ? AND upn = ? AND file {distinct} ?",
-                ((file, name, upn, file) for upn, file in change.sources.items()
-                 if upn not in change.upserts))
-            self._each("DELETE FROM {users} WHERE tenant = ? AND upn = ?",
-                       ((name, upn) for upn in change.deletes))
+                (
+                    (file, name, upn, file)
+                    for upn, file in change.sources.items()
+                    if upn not in change.upserts
+                ),
+            )
+            self._each(
+                "DELETE FROM {users} WHERE tenant = ? AND upn = ?",
+                ((name, upn) for upn in change.deletes),
+            )
             self._each(
                 "INSERT INTO {outbox} (tenant, serial, upn, type, message_id, sender, recipients,"
                 " data, suppressed, status, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                ((name, serial, m.user, m.type, m.message_id, m.sender, json_in(m.recipients),
-                  m.data, m.suppressed, stamp) for m in change.messages))
-            self._add_history(name, serial, change.kind, stamp,
-                              dict(email_counts(change.messages)),
-                              sum(m.suppressed for m in change.messages))
+                (
+                    (
+                        name,
+                        serial,
+                        m.user,
+                        m.type,
+                        m.message_id,
+                        m.sender,
+                        json_in(m.recipients),
+                        m.data,
+                        m.suppressed,
+                        stamp,
+                    )
+                    for m in change.messages
+                ),
+            )
+            self._add_history(
+                name,
+                serial,
+                change.kind,
+                stamp,
+                dict(email_counts(change.messages)),
+                sum(m.suppressed for m in change.messages),
+            )
         return lineage, serial
 
-    def _add_history(self, tenant: str, serial: int, kind: str, stamp: str,
-                     emails: dict[str, int], suppressed: int) -> None:
-        self._run("INSERT INTO {history} (tenant, serial, kind, applied_at, actor, emails,"
-                  " suppressed) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                  (tenant, serial, kind, stamp, holder(), self.dialect.json_in(emails),
-                   suppressed))
+    def _add_history(
+        self,
+        tenant: str,
+        serial: int,
+        kind: str,
+        stamp: str,
+        emails: dict[str, int],
+        suppressed: int,
+    ) -> None:
+        self._run(
+            "INSERT INTO {history} (tenant, serial, kind, applied_at, actor, emails,"
+            " suppressed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (tenant, serial, kind, stamp, holder(), self.dialect.json_in(emails), suppressed),
+        )
 
     def mark_delivered(self, message_id: str) -> None:
         self._finish(message_id, "delivered", None)
@@ -306,17 +401,20 @@ class SQLStore(StateStore):
 
     def _finish(self, message_id: str, status: str, error: str | None) -> None:
         with self._write():
-            self._run("UPDATE {outbox} SET status = ?, error = ?, data = NULL, done_at = ?"
-                      " WHERE message_id = ?", (status, error, now(), message_id))
+            self._run(
+                "UPDATE {outbox} SET status = ?, error = ?, data = NULL, done_at = ?"
+                " WHERE message_id = ?",
+                (status, error, now(), message_id),
+            )
 
     def forget(self, tenant: str, drop_queued: bool = False) -> Forgotten | None:
         with self._write():
-            row = self._one("SELECT serial FROM {tenants} WHERE name = ?{for_update}",
-                            (tenant,))
+            row = self._one("SELECT serial FROM {tenants} WHERE name = ?{for_update}", (tenant,))
             if row is None:
                 return None
-            queued = self._one("SELECT count(*) FROM {outbox} WHERE tenant = ?"
-                               " AND status = 'queued'", (tenant,))[0]
+            queued = self._one(
+                "SELECT count(*) FROM {outbox} WHERE tenant = ? AND status = 'queued'", (tenant,)
+            )[0]
             if queued and not drop_queued:
                 raise MailQueued(queued)
             users = self._run("DELETE FROM {users} WHERE tenant = ?", (tenant,)).rowcount
@@ -332,20 +430,57 @@ class SQLStore(StateStore):
             for table in ("users", "outbox", "history"):
                 self._run(f"DELETE FROM {{{table}}} WHERE tenant = ?", (name,))
             self._run("DELETE FROM {tenants} WHERE name = ?", (name,))
-            self._run("INSERT INTO {tenants} VALUES (?, ?, ?, ?, ?, ?)",
-                      (name, applied.lineage, applied.serial, json_in(applied.tenant),
-                       json_in(applied.files), dump.updated_at))
-            self._each("INSERT INTO {users} (tenant, upn, record) VALUES (?, ?, {record})",
-                       ((name, upn, encode_record(r)) for upn, r in applied.users.items()))
+            self._run(
+                "INSERT INTO {tenants} VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    applied.lineage,
+                    applied.serial,
+                    json_in(applied.tenant),
+                    json_in(applied.files),
+                    dump.updated_at,
+                ),
+            )
+            self._each(
+                "INSERT INTO {users} (tenant, upn, record) VALUES (?, ?, {record})",
+                ((name, upn, encode_record(r)) for upn, r in applied.users.items()),
+            )
             self._each(
                 "INSERT INTO {outbox} (tenant, serial, upn, type, message_id, sender, recipients,"
                 " data, suppressed, status, error, created_at, done_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                ((name, m["serial"], m["user"], m["type"], m["message_id"], m["sender"],
-                  json_in(m["recipients"]), m["data"], m["suppressed"], m["status"],
-                  m["error"], m["created_at"], m["done_at"]) for m in dump.outbox))
+                (
+                    (
+                        name,
+                        m["serial"],
+                        m["user"],
+                        m["type"],
+                        m["message_id"],
+                        m["sender"],
+                        json_in(m["recipients"]),
+                        m["data"],
+                        m["suppressed"],
+                        m["status"],
+                        m["error"],
+                        m["created_at"],
+                        m["done_at"],
+                    )
+                    for m in dump.outbox
+                ),
+            )
             self._each(
                 "INSERT INTO {history} (tenant, serial, kind, applied_at, actor, emails,"
                 " suppressed) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                ((name, h["serial"], h["kind"], h["applied_at"], h["actor"],
-                  json_in(h["emails"]), h["suppressed"]) for h in dump.history))
+                (
+                    (
+                        name,
+                        h["serial"],
+                        h["kind"],
+                        h["applied_at"],
+                        h["actor"],
+                        json_in(h["emails"]),
+                        h["suppressed"],
+                    )
+                    for h in dump.history
+                ),
+            )

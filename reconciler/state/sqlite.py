@@ -136,14 +136,19 @@ class SQLiteStore(SQLStore):
     def _version(self) -> str | None:
         """The file's schema version; refuses a database that is not a reconciler state."""
         has_meta = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
-        row = has_meta and self.db.execute(
-            "SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        row = (
+            has_meta
+            and self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        )
         if row:
             return str(row[0])
         if self.db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
-            raise UserError(f"{self.description} is an SQLite database but not a reconciler "
-                            "state (no schema version): refusing to use it; check --state")
+            raise UserError(
+                f"{self.description} is an SQLite database but not a reconciler "
+                "state (no schema version): refusing to use it; check --state"
+            )
         return None
 
     def _check_version(self) -> None:
@@ -151,15 +156,20 @@ class SQLiteStore(SQLStore):
         writes); a schema 1 file does not know its users' files, so none are reused."""
         version = self._version()
         if version is None:  # an empty file: nothing applied yet
-            self.db.executescript(_SCHEMA.replace("CREATE TABLE", "CREATE TEMP TABLE").replace(
-                "CREATE INDEX IF NOT EXISTS outbox_queued ON outbox", "SELECT 1").replace(
-                "REFERENCES tenants (name) ON DELETE CASCADE", ""))
+            self.db.executescript(
+                _SCHEMA.replace("CREATE TABLE", "CREATE TEMP TABLE")
+                .replace("CREATE INDEX IF NOT EXISTS outbox_queued ON outbox", "SELECT 1")
+                .replace("REFERENCES tenants (name) ON DELETE CASCADE", "")
+            )
         elif version.isdigit() and int(version) in MIGRATIONS:
             self._files_known = int(version) > 1
         elif version != str(SCHEMA_VERSION):
             raise UserError(schema_mismatch(self.description, version, SCHEMA_VERSION))
-        self.store_id = "" if version is None else self.db.execute(
-            "SELECT value FROM meta WHERE key='store_id'").fetchone()[0]
+        self.store_id = (
+            ""
+            if version is None
+            else self.db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0]
+        )
 
     def _migrate(self) -> None:
         """Create the tables in a new file, upgrade an older one in the same transaction,
@@ -181,12 +191,15 @@ class SQLiteStore(SQLStore):
                 if statement.strip():
                     self.db.execute(statement)
             if version is None:
-                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
-                                (str(SCHEMA_VERSION),))
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)",
-                            (uuid.uuid4().hex,))
+                self.db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,)
+            )
             self.store_id = self.db.execute(
-                "SELECT value FROM meta WHERE key='store_id'").fetchone()[0]
+                "SELECT value FROM meta WHERE key='store_id'"
+            ).fetchone()[0]
 
     @contextmanager
     def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[None]:
@@ -232,8 +245,11 @@ class SQLiteStore(SQLStore):
         except OSError as exc:
             raise UserError(f"cannot open lock file {lock_path}: {_reason(exc)}") from None
         try:
-            self._wait(lambda: _try_flock(fd),
-                       lambda: os.pread(fd, 4096, 0).decode("utf-8", "replace").strip(), timeout)
+            self._wait(
+                lambda: _try_flock(fd),
+                lambda: os.pread(fd, 4096, 0).decode("utf-8", "replace").strip(),
+                timeout,
+            )
             try:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{holder()} since {now()}\n".encode(), 0)
@@ -263,11 +279,14 @@ class SQLiteStore(SQLStore):
             current = None
         held = os.fstat(fd)
         if current is None or (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino):
-            raise LockLost(f"{tenant}: the lock file {self._lock_path(tenant)} was removed or "
-                           "replaced while this apply held it")
+            raise LockLost(
+                f"{tenant}: the lock file {self._lock_path(tenant)} was removed or "
+                "replaced while this apply held it"
+            )
 
-    def file_users(self, tenant: str, files: Collection[str], serial: int
-                   ) -> dict[str, dict[str, UserRecord]] | None:
+    def file_users(
+        self, tenant: str, files: Collection[str], serial: int
+    ) -> dict[str, dict[str, UserRecord]] | None:
         if not self._files_known:
             return None
         return super().file_users(tenant, files, serial)

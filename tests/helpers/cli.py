@@ -45,8 +45,10 @@ class Result:
         return self.stdout + self.stderr
 
     def __str__(self) -> str:
-        return (f"reconciler {' '.join(self.argv)} -> exit {self.code}\n"
-                f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
+        return (
+            f"reconciler {' '.join(self.argv)} -> exit {self.code}\n"
+            f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+        )
 
 
 def assert_clean_error(result: Result, *words: str) -> None:
@@ -89,8 +91,14 @@ class _StillRunning(BaseException):
     """Raised into an in-process command that ran past its timeout."""
 
 
-def invoke(argv: Sequence[str], *, cwd: Path, env: Env | None = None, umask: int = 0o022,
-           timeout: float | None = 30.0) -> Result:
+def invoke(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Env | None = None,
+    umask: int = 0o022,
+    timeout: float | None = 30.0,
+) -> Result:
     """``reconciler ARGV`` in this process, with ``cwd`` as working directory, the umask, no
     terminal and an empty stdin, and the environment :func:`environment` gives a process."""
     from click.testing import CliRunner
@@ -99,9 +107,12 @@ def invoke(argv: Sequence[str], *, cwd: Path, env: Env | None = None, umask: int
     overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith(ENV_PREFIX)}
     overrides.update(TEST_ENV)
     overrides.update(env or {})
-    with (_working_directory(cwd), _umask(umask),
-          CliRunner().isolation(env=overrides) as (stdout, stderr, _),
-          _reported_as_by_a_fresh_interpreter()):
+    with (
+        _working_directory(cwd),
+        _umask(umask),
+        CliRunner().isolation(env=overrides) as (stdout, stderr, _),
+        _reported_as_by_a_fresh_interpreter(),
+    ):
         try:
             with _deadline(timeout):
                 code = call_main(argv, propagate=(_StillRunning, KeyboardInterrupt))
@@ -111,7 +122,8 @@ def invoke(argv: Sequence[str], *, cwd: Path, env: Env | None = None, umask: int
             raise AssertionError(
                 f"reconciler {' '.join(argv)} still running after {timeout} s:\n"
                 f"{stdout.getvalue().decode(errors='replace')}"
-                f"{stderr.getvalue().decode(errors='replace')}") from None
+                f"{stderr.getvalue().decode(errors='replace')}"
+            ) from None
         sys.stdout.flush()
         sys.stderr.flush()
         out, err = stdout.getvalue(), stderr.getvalue()
@@ -157,8 +169,7 @@ def _deadline(timeout: float | None) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         if outer:
-            signal.setitimer(signal.ITIMER_REAL,
-                             max(outer - (time.monotonic() - started), 0.001))
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 0.001))
 
 
 # The warning filters of an interpreter started without -W or PYTHONWARNINGS.
@@ -189,8 +200,14 @@ class _LastResort(logging.StreamHandler):  # type: ignore[type-arg]
         """Always the current stderr."""
 
 
-def _print_warning(message: Warning | str, category: type[Warning], filename: str,
-                   lineno: int, file: Any = None, line: str | None = None) -> None:
+def _print_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 

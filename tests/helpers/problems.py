@@ -12,7 +12,8 @@ from reconciler.config import load_config
 from reconciler.errors import ConfigError
 
 PROBLEM_LINE = re.compile(
-    r"^(?P<file>[^:\s][^:]*):(?P<line>[1-9]\d*):(?P<col>[1-9]\d*): (?P<msg>\S.*)$")
+    r"^(?P<file>[^:\s][^:]*):(?P<line>[1-9]\d*):(?P<col>[1-9]\d*): (?P<msg>\S.*)$"
+)
 
 
 def problems(root: Path, **kwargs: Any) -> list[str]:

@@ -39,9 +39,11 @@ def _run_child(request: dict[str, Any]) -> None:
         os.umask(request["umask"])
         os.environ.clear()
         os.environ.update(request["env"])
-        for fd, path, flags in ((0, request["stdin"], os.O_RDWR),
-                                (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-                                (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+        for fd, path, flags in (
+            (0, request["stdin"], os.O_RDWR),
+            (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+            (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+        ):
             opened = os.open(path, flags, 0o600)
             os.dup2(opened, fd)
             os.close(opened)
@@ -55,9 +57,15 @@ def _run_child(request: dict[str, Any]) -> None:
         os._exit(code)
 
 
-_WARM_MODULES = ("reconciler.cli", "reconciler.apply", "reconciler.emails", "deepdiff",
-                 "reconciler.state.sqlite", "reconciler.state.postgres",
-                 "reconciler.delivery.smtp")
+_WARM_MODULES = (
+    "reconciler.cli",
+    "reconciler.apply",
+    "reconciler.emails",
+    "deepdiff",
+    "reconciler.state.sqlite",
+    "reconciler.state.postgres",
+    "reconciler.delivery.smtp",
+)
 
 
 def _zygote_main() -> None:
@@ -108,12 +116,23 @@ class _Zygote:
     """The test process's side of :func:`_zygote_main`."""
 
     def __init__(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+        }
         self.process = subprocess.Popen(
-            [sys.executable, "-c",
-             "from tests.helpers.processes import _zygote_main; _zygote_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=env)
+            [
+                sys.executable,
+                "-c",
+                "from tests.helpers.processes import _zygote_main; _zygote_main()",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+            env=env,
+        )
         self._changed = threading.Condition()
         self._pids: dict[int, int] = {}
         self._exits: dict[int, int] = {}
@@ -138,8 +157,9 @@ class _Zygote:
             ident = request["id"] = next(self._ids)
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
-            if not self._changed.wait_for(lambda: ident in self._pids
-                                          or self.process.poll() is not None, 30):
+            if not self._changed.wait_for(
+                lambda: ident in self._pids or self.process.poll() is not None, 30
+            ):
                 raise AssertionError("the CLI process did not start")
             assert ident in self._pids, "the pre-warmed CLI server died"
             return self._pids.pop(ident)
@@ -165,8 +185,16 @@ def _server() -> _Zygote:
 class Running:
     """A CLI process started by :func:`spawn`."""
 
-    def __init__(self, argv: list[str], cwd: Path, env: Env | None, stdin: str = os.devnull,
-                 stdout: str | None = None, stderr: str | None = None, umask: int = 0o022):
+    def __init__(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: Env | None,
+        stdin: str = os.devnull,
+        stdout: str | None = None,
+        stderr: str | None = None,
+        umask: int = 0o022,
+    ):
         self.argv = argv
         self._dir = tempfile.mkdtemp(prefix="reconciler-run-")
         self._out = stdout or os.path.join(self._dir, "stdout")
@@ -174,9 +202,17 @@ class Running:
         self._captured = (stdout is None, stderr is None)
         self.started = time.monotonic()
         self._server = _server()
-        self.pid = self._server.start({"argv": argv, "cwd": str(cwd), "env": environment(env),
-                                       "stdin": stdin, "stdout": self._out,
-                                       "stderr": self._err, "umask": umask})
+        self.pid = self._server.start(
+            {
+                "argv": argv,
+                "cwd": str(cwd),
+                "env": environment(env),
+                "stdin": stdin,
+                "stdout": self._out,
+                "stderr": self._err,
+                "umask": umask,
+            }
+        )
         self.code: int | None = None
 
     def alive(self) -> bool:
@@ -193,8 +229,10 @@ class Running:
         if code is None:
             os.kill(self.pid, signal.SIGKILL)
             self._server.exit_code(self.pid, 5)
-            raise AssertionError(f"reconciler {' '.join(self.argv)} still running after "
-                                 f"{timeout} s:\n{self._read(0)}{self._read(1)}")
+            raise AssertionError(
+                f"reconciler {' '.join(self.argv)} still running after "
+                f"{timeout} s:\n{self._read(0)}{self._read(1)}"
+            )
         self.code = code
         result = Result(self.argv, code, self._read(0), self._read(1))
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -209,16 +247,31 @@ class Running:
             return ""
 
 
-def spawn(args: Sequence[str], *, cwd: Path, env: Env | None = None, stdin: str = os.devnull,
-          stdout: str | None = None, stderr: str | None = None, umask: int = 0o022) -> Running:
+def spawn(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Env | None = None,
+    stdin: str = os.devnull,
+    stdout: str | None = None,
+    stderr: str | None = None,
+    umask: int = 0o022,
+) -> Running:
     """Start ``reconciler ARGS`` in a new process. ``stdin`` is a file to open as its standard
     input (/dev/null: no terminal; a :class:`Terminal`'s ``path``: a terminal); ``stdout`` and
     ``stderr`` likewise (default: captured into the result)."""
     return Running([str(a) for a in args], cwd, env, stdin, stdout, stderr, umask)
 
 
-def run(args: Sequence[str], *, cwd: Path, env: Env | None = None, timeout: float = 30.0,
-        umask: int = 0o022, terminals: Collection[str] = ()) -> Result:
+def run(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Env | None = None,
+    timeout: float = 30.0,
+    umask: int = 0o022,
+    terminals: Collection[str] = (),
+) -> Result:
     """``reconciler ARGS`` in a new process (umask ``umask``), to completion. ``terminals``
     names the streams ("stdout", "stderr") that are each a terminal of their own: the result
     holds what the terminal showed (line ends as ``\\n``)."""
@@ -228,9 +281,14 @@ def run(args: Sequence[str], *, cwd: Path, env: Env | None = None, timeout: floa
         return spawn(args, cwd=cwd, env=env, umask=umask).wait(timeout)
     ttys = {name: Terminal() for name in terminals}
     try:
-        running = spawn(args, cwd=cwd, env=env, umask=umask,
-                        stdout=ttys["stdout"].path if "stdout" in ttys else None,
-                        stderr=ttys["stderr"].path if "stderr" in ttys else None)
+        running = spawn(
+            args,
+            cwd=cwd,
+            env=env,
+            umask=umask,
+            stdout=ttys["stdout"].path if "stdout" in ttys else None,
+            stderr=ttys["stderr"].path if "stderr" in ttys else None,
+        )
         deadline = time.monotonic() + timeout
         while running.alive() and time.monotonic() < deadline:
             Terminal.read_any(list(ttys.values()), 0.05)
@@ -238,23 +296,43 @@ def run(args: Sequence[str], *, cwd: Path, env: Env | None = None, timeout: floa
         for tty in ttys.values():
             tty.drain()
         shown = {name: tty.text for name, tty in ttys.items()}
-        return Result(result.argv, result.code, shown.get("stdout", result.stdout),
-                      shown.get("stderr", result.stderr))
+        return Result(
+            result.argv,
+            result.code,
+            shown.get("stdout", result.stdout),
+            shown.get("stderr", result.stderr),
+        )
     finally:
         for tty in ttys.values():
             tty.close()
 
 
-def python_m(args: Sequence[str], *, cwd: Path, env: Env | None = None,
-             wrapper: Sequence[str] = (), timeout: float = 60.0) -> Result:
+def python_m(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Env | None = None,
+    wrapper: Sequence[str] = (),
+    timeout: float = 60.0,
+) -> Result:
     """``python -m reconciler ARGS`` through the interpreter's real start-up (``wrapper``: a
     command that runs it, such as ``setpriv ... --``)."""
     argv = [str(a) for a in args]
-    done = subprocess.run([*wrapper, sys.executable, "-m", "reconciler", *argv], cwd=cwd,
-                          env=environment(env), stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=timeout, check=False)
-    return Result(argv, done.returncode, done.stdout.decode("utf-8", "replace"),
-                  done.stderr.decode("utf-8", "replace"))
+    done = subprocess.run(
+        [*wrapper, sys.executable, "-m", "reconciler", *argv],
+        cwd=cwd,
+        env=environment(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(
+        argv,
+        done.returncode,
+        done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
+    )
 
 
 class Terminal:

@@ -31,9 +31,15 @@ TOLL_FREE = "+18005550199"
 MEETING_UPDATE_TOOL_URL = "https://aka.ms/meetingupdatetool"
 
 
-def tenant_doc(*, locale: str = "en", pin_length: int = 5, send: bool = True,
-               override: tuple[str, str] | None = None, unique_ids: bool = False,
-               **settings: Any) -> dict[str, Any]:
+def tenant_doc(
+    *,
+    locale: str = "en",
+    pin_length: int = 5,
+    send: bool = True,
+    override: tuple[str, str] | None = None,
+    unique_ids: bool = False,
+    **settings: Any,
+) -> dict[str, Any]:
     """A ``tenant.yaml`` document: a bridge with two toll numbers and one toll-free number.
 
     ``override`` is ``(display name, address)`` for ``send_email_from_override: true``.
@@ -45,9 +51,11 @@ def tenant_doc(*, locale: str = "en", pin_length: int = 5, send: bool = True,
         **settings,
     }
     if override is not None:
-        doc_settings.update(send_email_from_override=True,
-                            send_email_from_display_name=override[0],
-                            send_email_from_address=override[1])
+        doc_settings.update(
+            send_email_from_override=True,
+            send_email_from_display_name=override[0],
+            send_email_from_address=override[1],
+        )
     return {
         "settings": doc_settings,
         "bridge": {
@@ -62,19 +70,27 @@ def tenant_doc(*, locale: str = "en", pin_length: int = 5, send: bool = True,
     }
 
 
-def user_doc(conference_id: str | None, *, license: bool = True, provider: str = "Microsoft",
-             **fields: Any) -> dict[str, Any]:
+def user_doc(
+    conference_id: str | None, *, license: bool = True, provider: str = "Microsoft", **fields: Any
+) -> dict[str, Any]:
     """One user's mapping; ``None`` values are left out (the key is then absent)."""
-    doc: dict[str, Any] = {"license": license, "provider": provider,
-                           "conference_id": conference_id, **fields}
+    doc: dict[str, Any] = {
+        "license": license,
+        "provider": provider,
+        "conference_id": conference_id,
+        **fields,
+    }
     return {key: value for key, value in doc.items() if value is not None}
 
 
-def enabled_users(count: int, *, domain: str = "contoso.com", start: int = 0
-                  ) -> dict[str, dict[str, Any]]:
+def enabled_users(
+    count: int, *, domain: str = "contoso.com", start: int = 0
+) -> dict[str, dict[str, Any]]:
     """``count`` enabled users ``u000@domain``... with distinct conference IDs."""
-    return {f"u{i:03d}@{domain}": user_doc(f"{7000000 + i}", display_name=f"User {i:03d}")
-            for i in range(start, start + count)}
+    return {
+        f"u{i:03d}@{domain}": user_doc(f"{7000000 + i}", display_name=f"User {i:03d}")
+        for i in range(start, start + count)
+    }
 
 
 def _yaml_text(document: Mapping[str, Any] | str) -> str:
@@ -83,9 +99,14 @@ def _yaml_text(document: Mapping[str, Any] | str) -> str:
     return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True)
 
 
-def write_tenant(config: Path, name: str, tenant: Mapping[str, Any] | str,
-                 users: Mapping[str, Any] | str | None = None, *,
-                 user_files: Mapping[str, Mapping[str, Any] | str] | None = None) -> Path:
+def write_tenant(
+    config: Path,
+    name: str,
+    tenant: Mapping[str, Any] | str,
+    users: Mapping[str, Any] | str | None = None,
+    *,
+    user_files: Mapping[str, Mapping[str, Any] | str] | None = None,
+) -> Path:
     """(Re)write ``config/<name>/``: ``tenant.yaml``, ``users.yaml`` (``users`` is the mapping of
     users, or YAML text of the whole file) and ``users/<file>`` for each of ``user_files`` (a
     mapping of users, or YAML text). Files of an earlier call that are not given again are
@@ -152,8 +173,13 @@ def write_files(root: Path, files: Mapping[str, str | bytes]) -> Path:
     return root
 
 
-def make_tenant(root: Path, name: str = "acme", tenant: str | None = TENANT,
-                users: str | None = USERS, **files: str) -> Path:
+def make_tenant(
+    root: Path,
+    name: str = "acme",
+    tenant: str | None = TENANT,
+    users: str | None = USERS,
+    **files: str,
+) -> Path:
     """A tenant folder ``root/name``: tenant.yaml, users.yaml and extra files given as
     keyword ``users__sales_yaml="..."`` (``__`` is ``/``, the last ``_`` before yaml is ``.``)."""
     contents: dict[str, str] = {}
@@ -163,7 +189,7 @@ def make_tenant(root: Path, name: str = "acme", tenant: str | None = TENANT,
         contents[f"{name}/users.yaml"] = users
     for key, text in files.items():
         rel = key.replace("__", "/")
-        rel = rel[: rel.rfind("_")] + "." + rel[rel.rfind("_") + 1:]
+        rel = rel[: rel.rfind("_")] + "." + rel[rel.rfind("_") + 1 :]
         contents[f"{name}/{rel}"] = text
     write_files(root, contents)
     return root
@@ -176,5 +202,6 @@ def with_user(body: str, key: str = "alice@acme.com") -> str:
 
 def with_settings(extra: str) -> str:
     """TENANT with lines added at the end of ``settings:`` (they start at line 3)."""
-    return TENANT.replace("  pin_length: 5\n",
-                          "  pin_length: 5\n" + textwrap.indent(textwrap.dedent(extra), "  "))
+    return TENANT.replace(
+        "  pin_length: 5\n", "  pin_length: 5\n" + textwrap.indent(textwrap.dedent(extra), "  ")
+    )

@@ -46,13 +46,25 @@ class Workspace:
             self.mail = f"maildir:{self.maildir}"
 
     @classmethod
-    def create(cls, root: Path, state: str | None = None, *, mail: str = "",
-               env: Env | None = None, mode: Mode = "in-process") -> Workspace:
+    def create(
+        cls,
+        root: Path,
+        state: str | None = None,
+        *,
+        mail: str = "",
+        env: Env | None = None,
+        mode: Mode = "in-process",
+    ) -> Workspace:
         """A workspace in ``root`` with its (empty) configuration folder; without ``state``,
         a fresh SQLite state in ``root/state/state.db`` whose folder exists (reconciler creates
         no folder). A ``Workspace(...)`` made directly prepares nothing."""
-        workspace = cls(root, state or str(root / "state" / "state.db"), mail=mail,
-                        env=dict(env or {}), mode=mode)
+        workspace = cls(
+            root,
+            state or str(root / "state" / "state.db"),
+            mail=mail,
+            env=dict(env or {}),
+            mode=mode,
+        )
         workspace.config.mkdir(parents=True, exist_ok=True)
         if state is None:
             (root / "state").mkdir(exist_ok=True)
@@ -70,52 +82,95 @@ class Workspace:
     def maildir(self) -> Path:
         return self.root / "mail"
 
-    def args(self, command: Sequence[str], *, mail: str | None = None,
-             state: str | None = None) -> list[str]:
+    def args(
+        self, command: Sequence[str], *, mail: str | None = None, state: str | None = None
+    ) -> list[str]:
         """``command`` with the workspace's ``--config``, ``--state`` and ``--mail``."""
-        return [*command, "--config", str(self.config), "--state", state or self.state,
-                "--mail", mail or self.mail]
+        return [
+            *command,
+            "--config",
+            str(self.config),
+            "--state",
+            state or self.state,
+            "--mail",
+            mail or self.mail,
+        ]
 
     # --- running the CLI ------------------------------------------------------------------
 
-    def run(self, *command: str, mail: str | None = None, state: str | None = None,
-            env: Env | None = None, timeout: float = 30.0, umask: int = 0o022,
-            terminals: Collection[str] = ()) -> Result:
+    def run(
+        self,
+        *command: str,
+        mail: str | None = None,
+        state: str | None = None,
+        env: Env | None = None,
+        timeout: float = 30.0,
+        umask: int = 0o022,
+        terminals: Collection[str] = (),
+    ) -> Result:
         """``reconciler COMMAND`` on the workspace's configuration, state and mail."""
-        return self.cli(*self.args(command, mail=mail, state=state), env=env, timeout=timeout,
-                        umask=umask, terminals=terminals)
+        return self.cli(
+            *self.args(command, mail=mail, state=state),
+            env=env,
+            timeout=timeout,
+            umask=umask,
+            terminals=terminals,
+        )
 
-    def cli(self, *argv: str, env: Env | None = None, timeout: float = 30.0,
-            umask: int = 0o022, terminals: Collection[str] = ()) -> Result:
+    def cli(
+        self,
+        *argv: str,
+        env: Env | None = None,
+        timeout: float = 30.0,
+        umask: int = 0o022,
+        terminals: Collection[str] = (),
+    ) -> Result:
         """``reconciler ARGV`` as typed in the workspace folder: no option added (relative
         paths and the defaults, such as ``tenants`` and ``.reconciler/``, are the folder's).
         ``terminals``: the streams ("stdout", "stderr") that are a terminal (process mode)."""
         merged = {**self.env, **(env or {})}
         if self.mode == "process":
-            return processes.run(argv, cwd=self.root, env=merged, timeout=timeout, umask=umask,
-                                 terminals=terminals)
+            return processes.run(
+                argv, cwd=self.root, env=merged, timeout=timeout, umask=umask, terminals=terminals
+            )
         assert not terminals, "a terminal needs a process: use a process-mode workspace"
         return invoke(argv, cwd=self.root, env=merged, umask=umask, timeout=timeout)
 
-    def spawn(self, *command: str, mail: str | None = None, env: Env | None = None,
-              options: bool = True, stdin: str = os.devnull, stdout: str | None = None,
-              stderr: str | None = None) -> processes.Running:
+    def spawn(
+        self,
+        *command: str,
+        mail: str | None = None,
+        env: Env | None = None,
+        options: bool = True,
+        stdin: str = os.devnull,
+        stdout: str | None = None,
+        stderr: str | None = None,
+    ) -> processes.Running:
         """Start ``reconciler COMMAND`` (with the workspace's options unless ``options`` is
         false) in a process of its own, and return at once; see :func:`processes.spawn`."""
         assert self.mode == "process", "only a process-mode workspace starts processes"
         argv = self.args(command, mail=mail) if options else list(command)
-        return processes.spawn(argv, cwd=self.root, env={**self.env, **(env or {})},
-                               stdin=stdin, stdout=stdout, stderr=stderr)
+        return processes.spawn(
+            argv,
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+        )
 
-    def python_m(self, *argv: str, env: Env | None = None, wrapper: Sequence[str] = (),
-                 timeout: float = 60.0) -> Result:
+    def python_m(
+        self, *argv: str, env: Env | None = None, wrapper: Sequence[str] = (), timeout: float = 60.0
+    ) -> Result:
         """``python -m reconciler ARGV`` in the workspace folder, through the interpreter's real
         start-up (in either mode: what is tested is that entry point)."""
-        return processes.python_m(argv, cwd=self.root, env={**self.env, **(env or {})},
-                                  wrapper=wrapper, timeout=timeout)
+        return processes.python_m(
+            argv, cwd=self.root, env={**self.env, **(env or {})}, wrapper=wrapper, timeout=timeout
+        )
 
-    def apply(self, *extra: str, mail: str | None = None, expect: int | None = 0,
-              env: Env | None = None) -> Result:
+    def apply(
+        self, *extra: str, mail: str | None = None, expect: int | None = 0, env: Env | None = None
+    ) -> Result:
         """``apply --auto-approve``; checks the exit code unless ``expect`` is None."""
         result = self.run("apply", "--auto-approve", *extra, mail=mail, env=env)
         if expect is not None:
@@ -156,8 +211,15 @@ class Workspace:
 class NewWorkspace(Protocol):
     """The ``new_workspace`` fixture: :meth:`Workspace.create` in the test's folder."""
 
-    def __call__(self, state: str | None = None, *, root: Path | None = None, mail: str = "",
-                 env: Env | None = None, mode: Mode = "in-process") -> Workspace: ...
+    def __call__(
+        self,
+        state: str | None = None,
+        *,
+        root: Path | None = None,
+        mail: str = "",
+        env: Env | None = None,
+        mode: Mode = "in-process",
+    ) -> Workspace: ...
 
 
 def state_file(state_location: str) -> Path | None:
