@@ -72,6 +72,13 @@ def changed_users(users: int, fraction: float, seed: int = 7) -> set[int]:
     return set(random.Random(seed).sample(range(users), int(users * fraction)))
 
 
+def changed_in_one_file(users: int, files: int, fraction: float, seed: int = 7) -> set[int]:
+    """``fraction`` of the users of the first file (``part00.yaml``)."""
+    per_file = -(-users // files)
+    first = range(min(users, per_file))
+    return set(random.Random(seed).sample(first, max(1, int(len(first) * fraction))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)

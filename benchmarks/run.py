@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate import changed_users, write_tenant
+from generate import changed_in_one_file, changed_users, write_tenant
 
 PY = sys.executable
 
@@ -140,9 +140,12 @@ def main() -> None:
         )
 
     print(f"Generating {args.users} users over {args.files} files in {work} ...", flush=True)
-    before, after = work / "before", work / "after"
+    before, after, one_file = work / "before", work / "after", work / "one-file"
     write_tenant(before, args.users, args.files, set())
     write_tenant(after, args.users, args.files, changed_users(args.users, args.change))
+    write_tenant(
+        one_file, args.users, args.files, changed_in_one_file(args.users, args.files, args.change)
+    )
     files = sorted(str(p) for p in (after / "big").rglob("*.yaml"))
     state = work / "state.db"
     common = ["--state", str(state), "--mail", f"maildir:{work / 'mail'}"]
@@ -153,6 +156,13 @@ def main() -> None:
         "validate", measure(reconciler("validate", "--config", str(after), *common)), base, 1.3, 1.5
     )
     state.unlink(missing_ok=True)
+    compare(
+        f"first plan --out ({args.users} users, no state)",
+        measure(reconciler("plan", "--config", str(after), *common, "--out", str(work / "p1"))),
+        base,
+        1.3,
+        1.5,
+    )
     compare(
         "import", measure(reconciler("import", "--config", str(before), *common)), base, 1.3, 1.5
     )
@@ -167,8 +177,13 @@ def main() -> None:
         "plan (no change)",
         measure(reconciler("plan", "--config", str(before), *common)),
         base,
-        1.3,
-        1.5,
+        0.05,
+    )
+    compare(
+        f"plan (one file of {args.files} changed, {args.change:.0%} of its users)",
+        measure(reconciler("plan", "--config", str(one_file), *common)),
+        base,
+        0.08,
     )
     # fmt lays out and re-reads every file (exit 1: the generated files are not canonical).
     compare(

@@ -28,11 +28,11 @@ def run_import(manager: Manager, force: bool = False) -> list[Imported]:
     """Record every configured tenant as applied, sending nothing; one transaction each."""
     loaded = manager.load()
     store = manager.store
-    _refuse_overwrite([n for n in loaded.tenants if store.load(n) is not None], force)
+    _refuse_overwrite([n for n in loaded.tenants if store.load(n, users=False) is not None], force)
     done = []
     for name, config in sorted(loaded.tenants.items()):
         with manager.locked([name]):
-            applied = store.load(name)
+            applied = store.load(name, users=False)
             _refuse_overwrite([name] if applied is not None else [], force)
             expected = (applied.lineage, applied.serial) if applied else (None, 0)
             change = Commit(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -178,17 +178,28 @@ def _commit_and_deliver(
     ui: UI,
     limits: DeliveryLimits,
 ) -> Outcome:
-    """Every tenant's messages are composed before the first commit, so a failure there leaves
-    every tenant as it was. Only then is anything sent: earlier leftovers go first (the outbox
-    is delivered in the order it was written), then this apply's messages. A tenant whose
-    folder vanished is left alone, its queue included."""
+    """Commit every tenant, then deliver. Each tenant's messages are composed a batch at a time
+    inside its commit's transaction, so a failure while composing rolls that tenant back, and
+    nothing is sent before every commit is done. Then earlier leftovers go first (the outbox is
+    delivered in the order it was written), then this apply's messages. A tenant whose folder
+    vanished is left alone, its queue included."""
     present = [t for t in plan.tenants if not t.missing]
-    changes = {t.name: _change(manager, t, sender) for t in present if t.has_changes}
     outcome = Outcome()
+    for tenant_plan in present:
+        if tenant_plan.has_changes:
+            try:
+                outcome.applied.append(_commit(manager, tenant_plan, sender))
+            except UserError as exc:
+                if outcome.applied:
+                    done = ", ".join(
+                        f"{name} (serial {serial})" for name, serial in outcome.applied
+                    )
+                    raise UserError(
+                        f"{exc}; already applied: {done}, their emails queued for the next apply"
+                    ) from None
+                raise
     pace = limits.pace()
     for tenant_plan in present:
-        if tenant_plan.name in changes:
-            outcome.applied.append(_commit(manager, tenant_plan, changes[tenant_plan.name]))
         _deliver(manager, tenant_plan, transport, ui, outcome, limits.retry_backoff, pace)
     return outcome
 
@@ -218,12 +229,14 @@ def _replan_saved(
     return plan
 
 
-def _change(manager: Manager, plan: TenantPlan, default: Sender) -> Commit:
-    """The tenant's write: its changed users and its composed messages (fresh PINs)."""
+def _commit(manager: Manager, plan: TenantPlan, default: Sender) -> tuple[str, int]:
+    """Write the tenant's changed users, its messages (composed now, fresh PINs) and a history
+    row in one transaction; the store refuses it if the state moved since ``plan`` was made
+    (under our lock it cannot)."""
     config = plan.config
     assert config is not None
     lineage = plan.lineage or uuid.uuid4().hex
-    return Commit(
+    change = Commit(
         tenant=config.tenant,
         upserts={u.user: config.users[u.user] for u in plan.user_changes if u.action != "delete"},
         deletes=[u.user for u in plan.user_changes if u.action == "delete"],
@@ -232,11 +245,6 @@ def _change(manager: Manager, plan: TenantPlan, default: Sender) -> Commit:
         lineage=lineage,
         sources=config.source_files(),
     )
-
-
-def _commit(manager: Manager, plan: TenantPlan, change: Commit) -> tuple[str, int]:
-    """Write state, outbox and history in one transaction; the store refuses it if the state
-    moved since ``plan`` was made (under our lock it cannot)."""
     try:
         return plan.name, manager.store.commit(plan.name, (plan.lineage, plan.serial), change)[1]
     except StaleState as exc:
@@ -274,29 +282,42 @@ def _deliver(
     retry_backoff: float,
     pace: Pace,
 ) -> None:
-    """Deliver the tenant's outbox. While the configuration being applied says not to email
-    users, even messages queued earlier are kept for the operator instead of sent."""
+    """Deliver the tenant's outbox, streamed from the state a page at a time. While the
+    configuration being applied says not to email users, even messages queued earlier are kept
+    for the operator instead of sent."""
     store, tenant = manager.store, plan.name
-    queued = store.queued(tenant)
-    if not queued:
-        return
-    outcome.about.update({m.message_id: f"{m.user} {m.type}" for m in queued})
     hold = (
         plan.config is not None
         and not plan.config.tenant["settings"]["automatically_send_emails_to_users"]
     )
-    kept = [m for m in queued if m.suppressed or hold]
-    to_send = [m for m in queued if not (m.suppressed or hold)]
 
     def send(
-        batch: list[QueuedMessage], sink: Transport, label: str, pace: Pace | None
-    ) -> DeliveryReport:
-        with ui.progress(len(batch), f"{tenant}: {label}") as step, sink:
+        suppressed: bool | None,
+        sink: Transport,
+        label: str,
+        pace: Pace | None,
+        on_delivered: Callable[[QueuedMessage], None] = lambda m: None,
+    ) -> int:
+        total = store.queued_count(tenant, suppressed=suppressed)
+        if not total:
+            return 0
+
+        def seen(messages: Iterator[QueuedMessage]) -> Iterator[QueuedMessage]:
+            for m in messages:  # kept only while not delivered: the run's memory stays flat
+                outcome.about[m.message_id] = f"{m.user} {m.type}"
+                yield m
+
+        def delivered(m: QueuedMessage) -> None:
+            store.mark_delivered(m.message_id)
+            del outcome.about[m.message_id]
+            on_delivered(m)
+
+        with ui.progress(total, f"{tenant}: {label}") as step, sink:
             try:
                 report = deliver(
-                    batch,
+                    seen(store.queued(tenant, suppressed=suppressed)),
                     sink,
-                    on_delivered=lambda m: store.mark_delivered(m.message_id),
+                    on_delivered=delivered,
                     on_failed=lambda m, why: store.mark_failed(m.message_id, why),
                     progress=step,
                     backoff=retry_backoff,
@@ -309,13 +330,15 @@ def _deliver(
                     "queued for the next apply"
                 ) from None
         outcome.record(report)
-        return report
+        return len(report.delivered)
 
-    if kept:
-        files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))
-        report = send(kept, files, "keeping suppressed", None)
-        outcome.suppressed.extend(
-            files.path_for(m) for m in kept if m.message_id in report.delivered
-        )
-    if to_send:
-        outcome.delivered += len(send(to_send, transport, "sending", pace).delivered)
+    files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))
+    send(
+        None if hold else True,
+        files,
+        "keeping suppressed",
+        None,
+        lambda m: outcome.suppressed.append(files.path_for(m)),
+    )
+    if not hold:
+        outcome.delivered += send(False, transport, "sending", pace)

@@ -38,7 +38,7 @@ from reconciler.emails import (
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, Options, save_plan
 from reconciler.model import tenant_name_problem
-from reconciler.outputs import render
+from reconciler.outputs import chunks, render
 from reconciler.outputs.escape import json_text, visible
 from reconciler.plan import Plan
 from reconciler.state import MailQueued, NewMessage
@@ -241,9 +241,8 @@ def plan(
     if out is not None:
         save_plan(result, out)
     if not quiet:
-        click.echo(
-            render(result, fmt, color=_color(), artifacts=artifacts_url), nl=False, color=_color()
-        )
+        for chunk in chunks(result, fmt, color=_color(), artifacts=artifacts_url):
+            click.echo(chunk, nl=False, color=_color())
     if detailed_exitcode and result.has_changes:
         sys.exit(EXIT_CHANGES)
 

@@ -10,13 +10,15 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Collection, Iterator
+import tempfile
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.config import (
     LoadedConfig,
+    UsersCache,
     load_config,
     locate_findings,
     saved_config_problems,
@@ -25,10 +27,12 @@ from reconciler.config import (
 from reconciler.errors import ConfigError, UserError
 from reconciler.locales import locale_folders
 from reconciler.model import TenantConfig, UserRecord
-from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
+from reconciler.outputs import json as json_output
+from reconciler.outputs.json import FORMAT_VERSION
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
 from reconciler.resources import default_templates
 from reconciler.state import EmptyState, StateLocked, StateStore, open_store
+from reconciler.streams import batched
 
 if TYPE_CHECKING:
     from reconciler.emails import TemplateSet
@@ -97,7 +101,7 @@ class Manager:
         ``reuse_state``: users files unchanged since the last apply are taken from the state
         instead of parsed (plan and apply; never ``validate``, which needs no state).
         """
-        caches = None
+        caches: dict[str, UsersCache] | None = None
         if reuse_state:
             store = self._store or open_store(
                 self.options.state, create=False, read_only=self.read_only
@@ -145,12 +149,17 @@ class Manager:
         findings = []
         locales = self.locales()
         for name in names:
-            applied = self.store.load(name)
             config = loaded.tenants.get(name)
+            unchanged = config is not None and config.unchanged_since is not None
+            applied = self.store.load(name, users=not unchanged)
             if config is None:
                 assert applied is not None
                 tenants.append(plan_missing(name, applied))
                 continue
+            if unchanged and (applied is None or applied.serial != config.unchanged_since):
+                # Another apply moved the state since the files were matched: read them.
+                config = load_config(loaded.root, [name]).tenants[name]
+                applied = self.store.load(name)
             tenant_plan, found = plan_tenant(config, applied, locales)
             tenants.append(tenant_plan)
             findings.extend(found)
@@ -171,32 +180,94 @@ class _StateCache:
     def users(self, files: Collection[str]) -> dict[str, dict[str, UserRecord]] | None:
         return self.store.file_users(self.name, files, self.serial)
 
+    def all_users(self, files: Collection[str]) -> Mapping[str, UserRecord] | None:
+        if not self.store.files_known(self.name, self.serial):
+            return None
+        return _UsersOnDemand(self, tuple(files))
+
+
+class _UsersOnDemand(Mapping[str, UserRecord]):
+    """The users of an unchanged tenant, read from the state the first time anything asks (a
+    saved plan, a comparison in a test); a plan with nothing to do never does."""
+
+    def __init__(self, cache: _StateCache, files: tuple[str, ...]):
+        self._cache, self._files = cache, files
+        self._users: dict[str, UserRecord] | None = None
+
+    def _read(self) -> dict[str, UserRecord]:
+        if self._users is None:
+            by_file = self._cache.users(self._files)
+            if by_file is None:
+                raise UserError(
+                    f"{self._cache.name}: the state changed while this command ran (another "
+                    "apply?); nothing was done: run it again"
+                )
+            self._users = {upn: u for users in by_file.values() for upn, u in users.items()}
+        return self._users
+
+    def __getitem__(self, upn: str) -> UserRecord:
+        return self._read()[upn]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
 
 def save_plan(plan: Plan, path: Path) -> None:
     """Write a saved plan: the plan as shown plus the configuration it was made from, and the
-    lineage and serial it was made against. It holds no PIN (PINs exist only at apply)."""
-    document = {
-        "kind": SAVED_PLAN_KIND,
-        "format_version": FORMAT_VERSION,
-        "plan": plan_to_dict(plan),
-        "configs": {
-            t.name: {
-                "lineage": t.lineage,
-                "serial": t.serial,
-                "tenant": t.config.tenant,
-                "users": t.config.users,
-                "files": t.config.files,
-            }
-            for t in plan.tenants
-            if t.config is not None
-        },
-    }
+    lineage and serial it was made against. It holds no PIN (PINs exist only at apply).
+
+    Written a batch of users at a time into a temporary file beside ``path``, renamed into
+    place once complete: a 300,000-user plan is never one string, and a plan file is never
+    half-written."""
     try:
-        path.write_text(
-            json.dumps(document, ensure_ascii=False, separators=(",", ":")), encoding="utf-8"
-        )
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+        ) as file:
+            try:
+                file.writelines(_saved_chunks(plan))
+                os.chmod(file.name, 0o666 & ~_umask())  # as an ordinary new file would be
+                file.flush()
+                os.fsync(file.fileno())
+                os.replace(file.name, path)
+            except BaseException:
+                os.unlink(file.name)
+                raise
     except OSError as exc:
         raise UserError(f"cannot write saved plan {path}: {exc.strerror or exc}") from None
+
+
+def _saved_chunks(plan: Plan) -> Iterator[str]:
+    yield f'{{"kind":{_json(SAVED_PLAN_KIND)},"format_version":{_json(FORMAT_VERSION)},"plan":'
+    yield from json_output.chunks(plan)
+    yield ',"configs":{'
+    tenants = [t for t in plan.tenants if t.config is not None]
+    for number, t in enumerate(tenants):
+        config = t.config
+        assert config is not None
+        head = {
+            "lineage": t.lineage,
+            "serial": t.serial,
+            "tenant": config.tenant,
+            "files": config.files,
+        }
+        yield "," * bool(number) + f"{_json(t.name)}:" + _json(head)[:-1] + ',"users":{'
+        for n, batch in enumerate(batched(config.users.items(), json_output.BATCH)):
+            yield "," * bool(n) + _json(dict(batch))[1:-1]  # members, a batch at a time
+        yield "}}"
+    yield "}}"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_saved_plan(

@@ -126,13 +126,17 @@ class TenantConfig:
 
     name: str
     tenant: TenantRecord
-    users: dict[str, UserRecord]
+    users: Mapping[str, UserRecord]
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     """Relative path of every file read → content hash (recorded with the state)."""
     cached: frozenset[str] = frozenset()
     """Users files whose users were taken from the applied state because nothing they depend
     on changed (their ``sources`` then carry the lower-cased UPN as the key)."""
+    unchanged_since: int | None = None
+    """The serial of the applied state this tenant is exactly, when no file it depends on
+    changed since (same files, same bytes): its ``users`` are then that state's users, read
+    only if something asks for them, and its plan has nothing to do."""
 
     def source_files(self) -> dict[str, str]:
         """User → the file that defines it, for the users read from their file this time (the

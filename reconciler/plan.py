@@ -151,8 +151,6 @@ def plan_tenant(
 
     ``locales``: the locale folders of the templates, to name the language of each email.
     """
-    before_users: Mapping[str, UserRecord] = applied.users if applied else {}
-    unchanged = _unchanged(before_users)
     result = TenantPlan(
         config.name,
         applied.lineage if applied else None,
@@ -160,6 +158,15 @@ def plan_tenant(
         config=config,
         applied=applied,
     )
+    if config.unchanged_since is not None:
+        if applied is None or (applied.serial, applied.tenant) != (
+            config.unchanged_since,
+            config.tenant,
+        ):
+            raise ValueError(f"{config.name}: planned against another state than it was read from")
+        return result, []  # nothing changed: no user is read
+    before_users: Mapping[str, UserRecord] = applied.users if applied else {}
+    unchanged = _unchanged(before_users)
     if applied is None or applied.tenant != config.tenant:
         result.settings_changes = _record_changes(
             applied.tenant if applied else None, config.tenant

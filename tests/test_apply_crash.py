@@ -8,9 +8,10 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.fixtures.smtp import SMTPTestServer
-from tests.helpers.mail import Mail
+from tests.helpers.mail import Mail, read_maildir
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
 from tests.helpers.workspace import Workspace
 
@@ -140,3 +141,55 @@ def test_kill_at_random_points(
     assert kills >= 3, f"seed {seed}: only {kills} of 6 applies were still running to kill"
     ws.apply()
     assert len(gate.mails) == before + len(new), "nothing left over after the last round"
+
+
+def _mid_commit(ws: Workspace) -> bool:
+    """The apply is inside its commit's transaction, some batches of messages inserted and not
+    committed: SQLite has spilled them into the database file (its rollback journal holds the
+    old pages) before any message is delivered; PostgreSQL shows the apply's session inside a
+    transaction whose last statement inserted into the outbox."""
+    if "://" not in ws.state:
+        db = Path(ws.state)
+        journal = db.with_name(db.name + "-journal")
+        return (
+            journal.exists()
+            and db.exists()
+            and db.stat().st_size > 3 * 2**20
+            and not any(ws.maildir.rglob("new/*"))
+        )
+    import psycopg
+
+    with psycopg.connect(ws.state, autocommit=True) as db:
+        row = db.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE xact_start IS NOT NULL"
+            " AND query LIKE 'INSERT INTO reconciler_outbox%'"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_kill_while_a_large_first_apply_composes_its_batches(
+    process_workspace: Workspace,
+) -> None:
+    """A first apply composes and inserts its messages a batch at a time inside one
+    transaction; killed after several batches, it leaves no state and no message, and the
+    re-run sends every email exactly once."""
+    ws = process_workspace
+    users = 1000  # several batches, and more than SQLite's page cache holds
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(users))
+    apply = ws.spawn("apply", "--auto-approve", "--allow-new-state")
+    deadline = time.monotonic() + 120
+    while not _mid_commit(ws):
+        assert apply.alive(), "apply ended before it was seen inside its commit"
+        assert time.monotonic() < deadline, "apply was never seen inside its commit"
+        time.sleep(0.02)
+    apply.kill()
+    assert apply.wait().code == -9
+    assert ws.tenant_state("contoso") is None, "nothing of the killed commit remains"
+    assert ws.history() == []
+    assert not any(ws.maildir.rglob("new/*"))
+
+    ws.apply("--allow-new-state")
+    mails = read_maildir(ws.maildir)
+    check_delivered_once(mails, users)
+    assert len(mails) == users
+    check_state(ws, serial=1, emails=users)

@@ -32,9 +32,11 @@ def test_the_benchmark_runs_every_measurement_at_a_tiny_size(tmp_path: Path) -> 
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0].lstrip("| ") for row in rows] == [
         "validate",
+        "first plan --out (300 users, no state)",
         "import",
         "plan (1% changed)",
         "plan (no change)",
+        "plan (one file of 3 changed, 1% of its users)",
         "fmt --check",
         "first apply, 30 users, Maildir",
         "deliver 30 queued messages over SMTP vs a bare smtplib loop",

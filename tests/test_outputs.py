@@ -390,3 +390,35 @@ def test_plan_schema_is_valid_and_strict() -> None:
         mutate(broken)
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, PLAN_SCHEMA)
+
+
+def test_json_plan_streamed_in_batches_is_the_same_text_as_one_document(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`plan --format json` is written a batch of users at a time (flat memory): the text is
+    exactly the one-piece encoding of the plan, terminal escapes included."""
+    monkeypatch.setattr(json_output, "BATCH", 3)
+    users = [
+        UserChange(f"u{i}@contoso.com", "create", (Change("display_name", None, f"\x1b[31mU{i}"),))
+        for i in range(10)
+    ]
+    emails = [
+        PlannedEmail(f"u{i}@contoso.com", f"u{i}@contoso.com", "enabled", ("license",), False)
+        for i in range(7)
+    ]
+    plan = Plan(
+        [
+            TenantPlan("contoso", None, 0, [Change("settings.pin_length", None, 5)], users, emails),
+            TenantPlan("empty", "lineage", 4),
+            TenantPlan("fabrikam", "lineage", 2, user_changes=users[:3], warnings=["\u202e"]),
+        ]
+    )
+    pieces = list(json_output.chunks(plan))
+    whole = json_output.json_text(json_output.plan_to_dict(plan), separators=(",", ":")) + "\n"
+    assert "".join(pieces) == whole
+    assert len(pieces) > 10 and max(map(len, pieces)) < len(whole) // 3
+    assert "\x1b" not in whole and "\u202e" not in whole
+    assert json_output.render(Plan([])) == (
+        '{"format_version":"1","tenants":[],"summary":{"settings_changes":0,'
+        '"user_changes":0,"emails":0,"suppressed":0}}\n'
+    )

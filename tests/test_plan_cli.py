@@ -728,3 +728,36 @@ def test_state_show_is_json_without_message_bodies_or_pins(ws: Workspace) -> Non
     for forbidden in ("Content-Type", "MIME-Version", "Subject:", "multipart"):
         assert forbidden not in result.stdout
     assert not _keys(shown) & {"data", "body", "pin", "message", "raw"}
+
+
+def test_saved_plan_is_written_whole_or_not_at_all(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A saved plan is streamed into a temporary file and renamed into place: a failure half-way
+    (a full disk) leaves the previous plan file as it was and no partial file beside it."""
+    from reconciler.outputs import json as json_output
+
+    monkeypatch.setattr(json_output, "BATCH", 2)
+    write_tenant(ws.config, {f"u{i}@contoso.com": on(f"{8412300 + i}") for i in range(9)})
+    out = ws.root / "tfplan.json"
+    ok(ws, "plan", "--out", str(out))
+    saved = out.read_bytes()
+    document = json.loads(saved)
+    assert len(document["configs"]["contoso"]["users"]) == 9
+    assert document["plan"]["summary"]["user_changes"] == 9
+    assert out.stat().st_mode & 0o777 == 0o644  # as any new file under umask 022
+
+    real = json_output.chunks
+
+    def disk_full(plan: Any, **options: Any) -> Iterator[str]:
+        pieces = real(plan, **options)
+        yield next(pieces)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json_output, "chunks", disk_full)
+    write_tenant(ws.config, {f"u{i}@contoso.com": on(f"{8412400 + i}") for i in range(9)})
+    result = ws.run("plan", "--out", str(out))
+    assert_clean_error(result, "cannot write saved plan")
+    assert "No space left on device" in result.stderr
+    assert out.read_bytes() == saved
+    assert sorted(p.name for p in ws.root.iterdir() if p.name.startswith(".tfplan")) == []

@@ -3,14 +3,17 @@ full path's (issue 4). A randomized walk of edits, applies and errors compares b
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler.errors import ConfigError
 from reconciler.manager import Manager, Options
 from reconciler.outputs.json import plan_to_dict
+from reconciler.state.sql import SQLStore
 from tests.helpers.tenants import TOLL, TOLL_2, tenant_doc, user_doc, write_tenant
 from tests.helpers.ui import SilentUI
 
@@ -29,7 +32,7 @@ def both_paths(options: Options) -> tuple[object, object]:
         try:
             loaded = manager.load(reuse_state=reuse)
             plan = manager.plan(loaded, manager.tenant_names(loaded))
-            results.append((loaded.tenants["acme"].users, plan_to_dict(plan)))
+            results.append((dict(loaded.tenants["acme"].users), plan_to_dict(plan)))
         except ConfigError as exc:
             results.append(("problems", [str(p) for p in exc.problems]))
         finally:
@@ -65,7 +68,7 @@ def test_reusing_unchanged_files_plans_exactly_like_reading_them(
     }
     write(config, tenant, layout)
     apply(options)
-    reused_some = False
+    reused_some = reused_all = False
     for _step in range(25):
         file = rng.choice(sorted(layout))
         users = layout[file]
@@ -105,9 +108,12 @@ def test_reusing_unchanged_files_plans_exactly_like_reading_them(
         with_reuse, without = both_paths(options)
         assert with_reuse == without, (seed, _step, action)
         manager = Manager(options, read_only=True)
-        reused_some |= bool(manager.load(reuse_state=True).tenants["acme"].cached)
+        reused = manager.load(reuse_state=True).tenants["acme"]
+        reused_some |= bool(reused.cached)
+        reused_all |= reused.unchanged_since is not None
         manager.close()
     assert reused_some, "the walk never reused a file: the test would prove nothing"
+    assert reused_all, "the walk never planned an unchanged tenant: the shortcut is unproven"
 
 
 def test_a_problem_touching_a_reused_file_is_located_as_without_reuse(
@@ -163,3 +169,97 @@ def test_a_state_that_does_not_know_its_users_files_is_never_reused(
     manager = Manager(options, read_only=True)
     assert manager.load(reuse_state=True).tenants["acme"].cached == frozenset()
     manager.close()
+
+
+def test_a_plan_with_nothing_to_do_reads_no_user_record(
+    tmp_path: Path, state_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file as last applied: the plan comes from the hashes and the serial alone."""
+    config = tmp_path / "tenants"
+    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
+    layout = {
+        f"part{f}.yaml": {
+            f"u{f}{i}@acme.com": user_doc(f"{1000000 + f * 100 + i}") for i in range(5)
+        }
+        for f in range(3)
+    }
+    write(config, tenant_doc(), layout)
+    apply(options)
+    statements: list[str] = []
+    real = SQLStore._run
+
+    def traced(self: SQLStore, sql: str, params: Any = ()) -> Any:
+        statements.append(sql)
+        return real(self, sql, params)
+
+    monkeypatch.setattr(SQLStore, "_run", traced)
+    manager = Manager(options, read_only=True)
+    try:
+        loaded = manager.load(reuse_state=True)
+        plan = manager.plan(loaded, manager.tenant_names(loaded))
+    finally:
+        manager.close()
+    assert not plan.has_changes and plan.tenants[0].serial == 1
+    assert loaded.tenants["acme"].unchanged_since == 1
+    assert statements, "the trace saw the state being read"
+    assert [q for q in statements if "{users}" in q and "record" in q] == []
+
+
+def test_an_apply_between_reading_and_planning_makes_the_plan_read_the_files(
+    tmp_path: Path, state_location: str
+) -> None:
+    """Files matched against serial 1, then another apply moves the state: the plan does not
+    trust the match and reads the files, planning exactly what a fresh plan would."""
+    config = tmp_path / "tenants"
+    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
+    layout = {"a.yaml": {"alice@acme.com": user_doc("1000001")}}
+    write(config, tenant_doc(), layout)
+    apply(options)
+    manager = Manager(options, read_only=True)
+    try:
+        loaded = manager.load(reuse_state=True)
+        assert loaded.tenants["acme"].unchanged_since == 1
+        write(config, tenant_doc(), {"a.yaml": {"alice@acme.com": user_doc("1000002")}})
+        apply(options)  # serial 2: Alice's conference ID changed
+        write(config, tenant_doc(), layout)  # back to what the manager loaded
+        plan = plan_to_dict(manager.plan(loaded, manager.tenant_names(loaded)))
+    finally:
+        manager.close()
+    assert plan == both_paths(options)[1][1]
+    assert plan["tenants"][0]["state"]["serial"] == 2
+    assert [e["type"] for e in plan["tenants"][0]["emails"]] == ["details-changed"]
+
+
+def test_a_saved_plan_of_an_unchanged_tenant_holds_every_user_and_applies_nothing(
+    tmp_path: Path, state_location: str
+) -> None:
+    """The users a plan with nothing to do never read are read for a saved plan, which must
+    carry the whole configuration."""
+    from reconciler.apply import run_apply
+    from reconciler.manager import save_plan
+
+    config = tmp_path / "tenants"
+    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
+    layout = {
+        "a.yaml": {"alice@acme.com": user_doc("1000001")},
+        "b.yaml": {"bob@acme.com": user_doc("1000002"), "carol@acme.com": user_doc("1000003")},
+    }
+    write(config, tenant_doc(), layout)
+    apply(options)
+    saved = tmp_path / "plan.json"
+    manager = Manager(options, read_only=True)
+    try:
+        loaded = manager.load(reuse_state=True)
+        assert loaded.tenants["acme"].unchanged_since == 1
+        save_plan(manager.plan(loaded, manager.tenant_names(loaded)), saved)
+    finally:
+        manager.close()
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    full = both_paths(options)[1][0]
+    assert document["configs"]["acme"]["users"] == full and len(full) == 3
+    manager = Manager(options)
+    try:
+        outcome = run_apply(manager, SilentUI(), saved=saved)
+    finally:
+        manager.close()
+    assert outcome.applied == [] and outcome.delivered == 0

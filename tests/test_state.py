@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from reconciler.state import (
     StateLocked,
     StateStore,
     open_store,
+    sql,
 )
 from reconciler.state.sqlite import SQLiteStore
 
@@ -71,7 +73,7 @@ def commit(
         upserts=users if users is not None else {},
         deletes=list(deletes),
         files={"tenant.yaml": "sha256:abc"},
-        messages=list(messages),
+        messages=messages,
         lineage=lineage,
         kind=kind,
         replace=replace,
@@ -124,7 +126,7 @@ def downgrade_to_version_1(location: str) -> None:
 def test_empty_store(store: StateStore) -> None:
     assert store.tenants() == []
     assert store.load("contoso") is None
-    assert store.queued("contoso") == []
+    assert list(store.queued("contoso")) == []
     assert store.history() == []
     assert list(store.messages("contoso")) == []
     assert store.export("contoso") is None
@@ -179,7 +181,7 @@ def test_stale_commit_is_refused_and_writes_nothing(store: StateStore) -> None:
     applied = store.load("contoso")
     assert applied is not None and applied.serial == 1
     assert "bob@contoso.com" not in applied.users
-    assert store.queued("contoso") == []
+    assert list(store.queued("contoso")) == []
     assert len(store.history("contoso")) == 1
 
 
@@ -229,7 +231,7 @@ def test_messages_are_queued_with_the_state_oldest_first(store: StateStore) -> N
         messages=[message(2), message(1, "bob@contoso.com", "conference-info", suppressed=True)],
     )
     commit(store, expected=("lineage-1", 1), messages=[message(3, type_="pin-reset")])
-    queued = store.queued("contoso")
+    queued = list(store.queued("contoso"))
     assert [m.message_id for m in queued] == [
         message(2).message_id,
         message(1, type_="conference-info").message_id,
@@ -247,7 +249,7 @@ def test_messages_are_queued_with_the_state_oldest_first(store: StateStore) -> N
     assert first.data == message(2).data and isinstance(first.data, bytes)
     assert first.suppressed is False and queued[1].suppressed is True
     assert queued[2].serial == 2
-    assert store.queued("fabrikam") == []
+    assert list(store.queued("fabrikam")) == []
 
 
 def test_a_failed_commit_writes_neither_state_nor_messages(store: StateStore) -> None:
@@ -255,10 +257,77 @@ def test_a_failed_commit_writes_neither_state_nor_messages(store: StateStore) ->
     with pytest.raises((UserError, sqlite3.Error)):
         commit(store, users={"alice@contoso.com": ALICE}, messages=duplicate)
     assert store.load("contoso") is None
-    assert store.queued("contoso") == []
+    assert list(store.queued("contoso")) == []
     assert store.history() == []
     # and the store is still usable
     assert commit(store, messages=[message(1)]) == ("lineage-1", 1)
+
+
+def test_messages_are_composed_as_the_commit_inserts_them_a_batch_at_a_time(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first apply of 300,000 users must not hold 300,000 messages: the commit consumes them
+    lazily, and a batch is released before the next is composed."""
+    monkeypatch.setattr(sql, "MESSAGE_BATCH", 3)
+    alive: set[int] = set()
+    most = 0
+
+    def composed():
+        nonlocal most
+        for n in range(1, 11):
+            m = message(n)
+            alive.add(n)
+            weakref.finalize(m, alive.discard, n)
+            most = max(most, len(alive))
+            yield m
+
+    commit(store, messages=composed())
+    assert most <= 2 * 3  # the batch just inserted and the one being composed, no more
+    assert [m.message_id for m in store.queued("contoso")] == [
+        message(n).message_id for n in range(1, 11)
+    ]
+    assert store.history()[0]["emails"] == {"enabled": 10}
+
+
+def test_a_failure_while_composing_a_later_batch_rolls_the_whole_commit_back(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "MESSAGE_BATCH", 2)
+
+    def composed():
+        yield from (message(n) for n in range(1, 6))
+        raise UserError("contoso: zoe@contoso.com: a display name is broken; nothing was sent")
+
+    with pytest.raises(UserError, match=r"zoe@contoso\.com"):
+        commit(store, users={"alice@contoso.com": ALICE}, messages=composed())
+    assert store.load("contoso") is None
+    assert list(store.queued("contoso")) == [] and store.queued_count("contoso") == 0
+    assert store.history() == []
+
+
+def test_queued_messages_stream_a_page_at_a_time_in_order_while_delivery_marks_them(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "QUEUED_PAGE", 2)
+    commit(
+        store,
+        messages=[message(n, suppressed=n % 3 == 0) for n in range(1, 8)],
+    )
+    assert store.queued_count("contoso") == 7
+    assert store.queued_count("contoso", suppressed=True) == 2
+    assert store.queued_count("contoso", suppressed=False) == 5
+    seen = []
+    for m in store.queued("contoso", suppressed=False):
+        seen.append(m.message_id)
+        if len(seen) % 2:  # delivered while the stream goes on; the rest stay queued
+            store.mark_delivered(m.message_id)
+    assert seen == [message(n).message_id for n in (1, 2, 4, 5, 7)]
+    assert [m.message_id for m in store.queued("contoso")] == [
+        message(n, suppressed=n % 3 == 0).message_id for n in (2, 3, 5, 6)
+    ]
+    assert [m.message_id for m in store.queued("contoso", suppressed=True)] == [
+        message(n).message_id for n in (3, 6)
+    ]
 
 
 def test_mark_delivered_erases_the_body(store: StateStore, state_location: str) -> None:
@@ -280,7 +349,7 @@ def test_mark_failed_erases_the_body_and_keeps_the_reason(
 ) -> None:
     commit(store, messages=[message(1)])
     store.mark_failed(message(1).message_id, "550 5.1.1 no such mailbox")
-    assert store.queued("contoso") == []
+    assert list(store.queued("contoso")) == []
     assert raw_bodies(state_location) == {message(1).message_id: None}
     (row,) = store.messages("contoso")
     assert row["status"] == "failed"

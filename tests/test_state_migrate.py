@@ -105,7 +105,7 @@ def test_migrate_copies_everything_exactly(
     copied = open_store(dst)
     try:
         assert dumps(copied) == original  # state, users, outbox rows, queued bodies, history
-        queued = copied.queued("contoso")
+        queued = list(copied.queued("contoso"))
         assert [m.message_id for m in queued] == ["<migrate-3@contoso.reconciler>"]
         assert b"Your new PIN is 471103" in queued[0].data
     finally:
@@ -158,7 +158,7 @@ def test_round_trip_and_the_next_apply_delivers_what_was_queued(
     assert sent["Message-ID"] == "<migrate-7@contoso.reconciler>"
     try:
         assert [m["status"] for m in target.messages("contoso")] == ["delivered"]
-        assert target.queued("contoso") == []
+        assert list(target.queued("contoso")) == []
     finally:
         target.close()
 

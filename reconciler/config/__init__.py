@@ -52,11 +52,20 @@ class UsersCache(Protocol):
     yields the same effective users, so they are taken from the state instead of parsed."""
 
     @property
+    def serial(self) -> int:
+        """The serial of the last apply."""
+
+    @property
     def files(self) -> Mapping[str, str]:
         """What ``TenantConfig.files`` was at the last apply."""
 
     def users(self, files: Collection[str]) -> dict[str, dict[str, UserRecord]] | None:
         """Their users by file, or None if the state moved meanwhile (then nothing is reused)."""
+
+    def all_users(self, files: Collection[str]) -> Mapping[str, UserRecord] | None:
+        """Every applied user, when ``files`` are all the tenant's files and none changed: read
+        from the state only if something asks for them (a plan with nothing to do never does);
+        None if the state cannot give them by file."""
 
 
 @dataclass
@@ -203,6 +212,8 @@ class _TenantReader:
         """Content hash of every file read; the bytes are not kept (re-read to locate errors)."""
         self.cached: set[str] = set()
         """Users files whose users came from the state, not from parsing."""
+        self.unchanged_since: int | None = None
+        """Set when no file changed since the last apply (of that serial)."""
         self.findings: list[Finding] = []
         self.located: list[Problem] = []
 
@@ -243,7 +254,15 @@ class _TenantReader:
         users, sources = self._read_users(tenant, check_numbers=tenant_ok)
         if self.findings or self.located:
             return None
-        return TenantConfig(self.name, tenant, users, sources, self.hashes, frozenset(self.cached))
+        return TenantConfig(
+            self.name,
+            tenant,
+            users,
+            sources,
+            self.hashes,
+            frozenset(self.cached),
+            self.unchanged_since,
+        )
 
     def _read(self, file: str, schema_name: str) -> Any:
         text = self._bytes(file)
@@ -342,7 +361,7 @@ class _TenantReader:
 
     def _read_users(
         self, tenant: TenantRecord, check_numbers: bool
-    ) -> tuple[dict[str, UserRecord], dict[str, tuple[str, str]]]:
+    ) -> tuple[Mapping[str, UserRecord], dict[str, tuple[str, str]]]:
         users: dict[str, UserRecord] = {}
         sources: dict[str, tuple[str, str]] = {}
         places: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -352,6 +371,8 @@ class _TenantReader:
         numbers = semantic.bridge_numbers(tenant) if check_numbers else None
         files = self._user_files()
         reusable = self._reusable(files) if check_numbers else {}
+        if isinstance(reusable, UnchangedUsers):
+            return reusable.users, {}  # checked when they were applied; not even read
         for file in files:
             if file in reusable:
                 for upn, user in reusable[file].items():
@@ -377,8 +398,9 @@ class _TenantReader:
         self.findings.extend(semantic.check_unique(ids, "conference_id", ("conference_id",)))
         return users, sources
 
-    def _reusable(self, files: list[str]) -> dict[str, dict[str, UserRecord]]:
-        """The users files unchanged since the last apply, with their users from the state."""
+    def _reusable(self, files: list[str]) -> dict[str, dict[str, UserRecord]] | UnchangedUsers:
+        """The users files unchanged since the last apply, with their users from the state; or,
+        when the tenant's files are exactly those of the last apply, all its users, unread."""
         recorded = self.cache.files if self.cache is not None else {}
         tenant_file = f"{self.name}/tenant.yaml"
         if not recorded or any(
@@ -395,11 +417,24 @@ class _TenantReader:
                 self.hashes[file] = digest
                 unchanged.append(file)
         assert self.cache is not None
+        if set(unchanged) == recorded.keys() - {CACHE_KEY, tenant_file}:
+            every = self.cache.all_users(unchanged)
+            if every is not None:
+                self.cached.update(unchanged)
+                self.unchanged_since = self.cache.serial
+                return UnchangedUsers(every)
         found = self.cache.users(unchanged) if unchanged else None
         if found is None:
             return {}
         self.cached.update(unchanged)
         return found
+
+
+@dataclass(frozen=True)
+class UnchangedUsers:
+    """A tenant's users when none of its files changed since the last apply."""
+
+    users: Mapping[str, UserRecord]
 
 
 def _resolved(path: Path) -> Path:

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 #: Upper bound of one pause between two attempts: a deploy pipeline waits seconds, not minutes.
 MAX_BACKOFF = 30.0
@@ -149,16 +149,19 @@ class Pace:
             self.remaining -= 1
 
 
+P = TypeVar("P", bound=Pending)
+
+
 def deliver(
-    messages: Iterable[Pending],
+    messages: Iterable[P],
     transport: Transport,
     *,
-    on_delivered: Callable[[Pending], None],
-    on_failed: Callable[[Pending, str], None],
+    on_delivered: Callable[[P], None],
+    on_failed: Callable[[P, str], None],
     attempts: int = 4,
     backoff: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
-    progress: Callable[[Pending], None] | None = None,
+    progress: Callable[[P], None] | None = None,
     precondition: Callable[[], None] | None = None,
     pace: Pace | None = None,
 ) -> DeliveryReport:

@@ -6,6 +6,7 @@ the PIN: a preview never generates one (the mask ``••••••`` stands i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import policy
 
@@ -13,6 +14,7 @@ from reconciler.emails.compose import Sender, compose, message_id, sender_for
 from reconciler.emails.pins import generate_pin
 from reconciler.emails.templates import PIN_TYPES, TemplateSet
 from reconciler.errors import UserError
+from reconciler.model import TenantConfig, UserRecord
 from reconciler.plan import TenantPlan
 from reconciler.state import NewMessage
 
@@ -25,17 +27,33 @@ def compose_messages(
     default: Sender,
     *,
     preview: bool = False,
-) -> list[NewMessage]:
-    """Every planned email of a tenant as RFC 5322 bytes; a fresh PIN where the type has one."""
+) -> Iterator[NewMessage]:
+    """Every planned email of a tenant as RFC 5322 bytes, a fresh PIN where the type has one;
+    composed one at a time as they are consumed (apply inserts them in batches, inside the
+    transaction that removes users from the state: the applied records of removed users are
+    therefore read now, before it starts)."""
     config = plan.config
     assert config is not None
+    before = plan.applied.users if plan.applied else {}
+    removed = {e.user: before[e.user] for e in plan.emails if e.user not in config.users}
+    return _composed(templates, plan, config, removed, lineage, serial, default, preview)
+
+
+def _composed(
+    templates: TemplateSet,
+    plan: TenantPlan,
+    config: TenantConfig,
+    removed: dict[str, UserRecord],
+    lineage: str,
+    serial: int,
+    default: Sender,
+    preview: bool,
+) -> Iterator[NewMessage]:
     settings = config.tenant["settings"]
     sender = sender_for(settings, default)
     date = datetime.now(UTC)
-    before = plan.applied.users if plan.applied else {}
-    messages = []
     for email in plan.emails:
-        user = config.users.get(email.user) or before[email.user]
+        user = config.users.get(email.user) or removed[email.user]
         pin = None
         if email.type in PIN_TYPES:
             pin = "•" * settings["pin_length"] if preview else generate_pin(settings["pin_length"])
@@ -55,15 +73,12 @@ def compose_messages(
             )
         except ValueError as exc:  # the header checks, behind validation
             raise UserError(f"{plan.name}: {email.user}: {exc}; nothing was sent") from None
-        messages.append(
-            NewMessage(
-                email.user,
-                email.type,
-                mid,
-                sender.address,
-                [user["email"]],
-                message.as_bytes(policy=policy.SMTP),
-                email.suppressed,
-            )
+        yield NewMessage(
+            email.user,
+            email.type,
+            mid,
+            sender.address,
+            [user["email"]],
+            message.as_bytes(policy=policy.SMTP),
+            email.suppressed,
         )
-    return messages

@@ -5,12 +5,17 @@ overrides) are JSON ``\\u`` escapes, the same data for a parser (:func:`json_tex
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from reconciler.outputs.escape import json_text
-from reconciler.plan import Change, Plan, TenantPlan
+from reconciler.plan import Change, Plan, PlannedEmail, TenantPlan, UserChange
+from reconciler.streams import batched
 
 FORMAT_VERSION = "1"
+BATCH = 1000
+"""Users or emails encoded at a time by :func:`chunks`."""
+T = TypeVar("T")
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -22,9 +27,45 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 
 
 def render(plan: Plan, **_: object) -> str:
-    """Compact JSON (pipe it to ``jq .`` to read it): with ``indent`` the standard library
-    falls back to its pure-Python encoder, which needs gigabytes for a 100k-user first plan."""
-    return json_text(plan_to_dict(plan), separators=(",", ":")) + "\n"
+    return "".join(chunks(plan))
+
+
+def chunks(plan: Plan, **_: object) -> Iterator[str]:
+    """The plan as :func:`plan_to_dict` has it, in compact JSON (pipe it to ``jq .`` to read
+    it), written a batch of users at a time: a 300,000-user first plan never exists as one
+    string or one dict. (With ``indent`` the standard library would fall back to its
+    pure-Python encoder.)"""
+    yield f'{{"format_version":{_json(FORMAT_VERSION)},"tenants":['
+    for number, tenant in enumerate(plan.tenants):
+        yield "," * bool(number)
+        yield from _tenant_chunks(tenant)
+    yield f'],"summary":{_json(plan.summary())}}}\n'
+
+
+def array(items: Iterable[T], encode: Callable[[T], Any]) -> Iterator[str]:
+    """A JSON array of ``encode(item)`` for each item, :data:`BATCH` items per chunk."""
+    yield "["
+    for number, group in enumerate(batched(items, BATCH)):
+        yield "," * bool(number) + _json([encode(item) for item in group])[1:-1]
+    yield "]"
+
+
+def _json(value: Any) -> str:
+    return json_text(value, separators=(",", ":"))
+
+
+def _tenant_chunks(t: TenantPlan) -> Iterator[str]:
+    head = {
+        "name": t.name,
+        "state": {"lineage": t.lineage, "serial": t.serial},
+        "missing_from_config": t.missing,
+        "settings_changes": [_change(c) for c in t.settings_changes],
+    }
+    yield _json(head)[:-1] + ',"user_changes":'
+    yield from array(t.user_changes, _user_change)
+    yield ',"emails":'
+    yield from array(t.emails, _email)
+    yield f',"warnings":{_json(list(t.warnings))}}}'
 
 
 def _tenant(t: TenantPlan) -> dict[str, Any]:
@@ -33,23 +74,25 @@ def _tenant(t: TenantPlan) -> dict[str, Any]:
         "state": {"lineage": t.lineage, "serial": t.serial},
         "missing_from_config": t.missing,
         "settings_changes": [_change(c) for c in t.settings_changes],
-        "user_changes": [
-            {"user": u.user, "action": u.action, "changes": [_change(c) for c in u.changes]}
-            for u in t.user_changes
-        ],
-        "emails": [
-            {
-                "user": e.user,
-                "to": e.to,
-                "type": e.type,
-                "reasons": list(e.reasons),
-                "suppressed": e.suppressed,
-                "locale": e.locale,
-                "requested_locale": e.requested_locale,
-            }
-            for e in t.emails
-        ],
+        "user_changes": [_user_change(u) for u in t.user_changes],
+        "emails": [_email(e) for e in t.emails],
         "warnings": list(t.warnings),
+    }
+
+
+def _user_change(u: UserChange) -> dict[str, Any]:
+    return {"user": u.user, "action": u.action, "changes": [_change(c) for c in u.changes]}
+
+
+def _email(e: PlannedEmail) -> dict[str, Any]:
+    return {
+        "user": e.user,
+        "to": e.to,
+        "type": e.type,
+        "reasons": list(e.reasons),
+        "suppressed": e.suppressed,
+        "locale": e.locale,
+        "requested_locale": e.requested_locale,
     }
 
 

@@ -111,10 +111,12 @@ class Commit:
     """One apply's write: the new tenant record, the users that changed, the outbox messages."""
 
     tenant: TenantRecord
-    upserts: dict[str, UserRecord]
+    upserts: Mapping[str, UserRecord]
     deletes: list[str]
     files: dict[str, str]
-    messages: list[NewMessage]
+    messages: Iterable[NewMessage]
+    """Consumed once, inside the commit's transaction, a batch at a time: composing lazily
+    keeps an apply's memory flat however many users it emails."""
     lineage: str
     """The lineage to start when the tenant has none yet (or on ``replace``)."""
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -183,7 +185,9 @@ class StateStore(ABC):
     def tenants(self) -> list[str]: ...
 
     @abstractmethod
-    def load(self, tenant: str) -> Applied | None: ...
+    def load(self, tenant: str, *, users: bool = True) -> Applied | None:
+        """The tenant's applied state; without its users (an empty mapping) when ``users`` is
+        false, for a plan that knows nothing changed or a check that it exists."""
 
     @abstractmethod
     def lock(self, tenant: str, timeout: float = 0.0) -> AbstractContextManager[None]:
@@ -214,8 +218,19 @@ class StateStore(ABC):
         schema 1 or migrated: reusing it would lose those users)."""
 
     @abstractmethod
-    def queued(self, tenant: str) -> list[QueuedMessage]:
-        """Messages not yet delivered, oldest first."""
+    def files_known(self, tenant: str, serial: int) -> bool:
+        """Whether the state is still at ``serial`` and knows the file of every user, so that
+        :meth:`file_users` can give them all."""
+
+    @abstractmethod
+    def queued(self, tenant: str, *, suppressed: bool | None = None) -> Iterator[QueuedMessage]:
+        """Messages not yet delivered, oldest first (only the suppressed ones, or only the
+        others, when ``suppressed`` says so), read a page at a time as they are consumed: a
+        message delivered meanwhile is not seen again, one still queued is not seen twice."""
+
+    @abstractmethod
+    def queued_count(self, tenant: str, *, suppressed: bool | None = None) -> int:
+        """How many messages :meth:`queued` would give now."""
 
     @abstractmethod
     def mark_delivered(self, message_id: str) -> None:
@@ -263,7 +278,7 @@ class EmptyState:
     def tenants(self) -> list[str]:
         return []
 
-    def load(self, tenant: str) -> Applied | None:
+    def load(self, tenant: str, *, users: bool = True) -> Applied | None:
         return None
 
     def history(self, tenant: str | None = None) -> list[dict[str, Any]]:
@@ -389,10 +404,3 @@ def url_secrets(url: str) -> list[str]:
     except ValueError:
         pass
     return sorted({s for raw in found for s in (raw, unquote(raw)) if s}, key=len, reverse=True)
-
-
-def email_counts(messages: list[NewMessage]) -> Mapping[str, int]:
-    counts: dict[str, int] = {}
-    for message in messages:
-        counts[message.type] = counts.get(message.type, 0) + 1
-    return counts

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -35,13 +36,19 @@ from reconciler.state.base import (
     StoredUsers,
     TenantDump,
     decode_records,
-    email_counts,
     encode_record,
     holder,
     now,
     outbox_dict,
     tenant_key,
 )
+from reconciler.streams import batched
+
+QUEUED_PAGE = 200
+"""Queued messages read at a time (about 3 MB of bodies): delivery streams the outbox."""
+MESSAGE_BATCH = 200
+"""Outbox messages composed and inserted at a time inside a commit's transaction, so an apply
+that emails 300,000 users holds a few MB of messages, never all of them."""
 
 Migrations = dict[int, str]
 """Schema version N → the SQL script that brings the tables from N to N + 1."""
@@ -150,24 +157,28 @@ class SQLStore(StateStore):
         with self._guard():
             return [r[0] for r in self._run("SELECT name FROM {tenants} ORDER BY name")]
 
-    def load(self, tenant: str) -> Applied | None:
+    def load(self, tenant: str, *, users: bool = True) -> Applied | None:
         with self._snapshot():
-            return self._load(tenant)
+            return self._load(tenant, users)
 
-    def _load(self, tenant: str) -> Applied | None:
+    def _load(self, tenant: str, users: bool = True) -> Applied | None:
         row = self._one(
             "SELECT lineage, serial, config, files FROM {tenants} WHERE name = ?", (tenant,)
         )
         if row is None:
             return None
-        users = StoredUsers.from_rows(
-            self._run(
-                f"SELECT upn, {self._record_text} FROM {{users}} WHERE tenant = ?", (tenant,)
-            ),
-            lambda upn: self._record(tenant, upn),
+        stored = (
+            StoredUsers.from_rows(
+                self._run(
+                    f"SELECT upn, {self._record_text} FROM {{users}} WHERE tenant = ?", (tenant,)
+                ),
+                lambda upn: self._record(tenant, upn),
+            )
+            if users
+            else {}
         )
         json_out = self.dialect.json_out
-        return Applied(row[0], row[1], json_out(row[2]), users, json_out(row[3]))
+        return Applied(row[0], row[1], json_out(row[2]), stored, json_out(row[3]))
 
     @property
     def _record_text(self) -> str:
@@ -193,15 +204,8 @@ class SQLStore(StateStore):
     ) -> dict[str, dict[str, UserRecord]] | None:
         found: dict[str, dict[str, UserRecord]] = {file: {} for file in files}
         with self._snapshot():  # the serial and the users agree
-            row = self._one("SELECT serial FROM {tenants} WHERE name = ?", (tenant,))
-            if (
-                row is None
-                or row[0] != serial
-                or self._one(
-                    "SELECT 1 FROM {users} WHERE tenant = ? AND file IS NULL LIMIT 1", (tenant,)
-                )
-            ):
-                return None  # moved on, or some user's file unknown (upgraded or migrated)
+            if not self._files_known(tenant, serial):
+                return None
             for file in files:  # one file's texts at a time: 100k of them would weigh 30 MB
                 found[file] = decode_records(
                     self._run(
@@ -212,29 +216,63 @@ class SQLStore(StateStore):
                 )
         return found
 
-    def queued(self, tenant: str) -> list[QueuedMessage]:
-        with self._guard():
-            rows = self._run(
-                "SELECT upn, type, message_id, sender, recipients, data, suppressed, id, tenant,"
-                " serial FROM {outbox} WHERE tenant = ? AND status = 'queued' ORDER BY id",
-                (tenant,),
-            ).fetchall()
-        json_out = self.dialect.json_out
-        return [
-            QueuedMessage(
-                user=r[0],
-                type=r[1],
-                message_id=r[2],
-                sender=r[3],
-                recipients=json_out(r[4]),
-                data=bytes(r[5]),
-                suppressed=bool(r[6]),
-                id=r[7],
-                tenant=r[8],
-                serial=r[9],
+    def files_known(self, tenant: str, serial: int) -> bool:
+        with self._snapshot():
+            return self._files_known(tenant, serial)
+
+    def _files_known(self, tenant: str, serial: int) -> bool:
+        row = self._one("SELECT serial FROM {tenants} WHERE name = ?", (tenant,))
+        return not (
+            row is None
+            or row[0] != serial
+            or self._one(
+                "SELECT 1 FROM {users} WHERE tenant = ? AND file IS NULL LIMIT 1", (tenant,)
             )
-            for r in rows
-        ]
+        )  # else moved on, or some user's file unknown (upgraded or migrated)
+
+    def queued(self, tenant: str, *, suppressed: bool | None = None) -> Iterator[QueuedMessage]:
+        after = 0
+        where, extra = self._suppressed(suppressed)
+        json_out = self.dialect.json_out
+        while True:  # one page at a time: a first apply's outbox may hold 300,000 messages
+            with self._guard():
+                rows = self._run(
+                    "SELECT upn, type, message_id, sender, recipients, data, suppressed, id,"
+                    " tenant, serial FROM {outbox} WHERE tenant = ? AND status = 'queued'"
+                    f" AND id > ?{where} ORDER BY id LIMIT {QUEUED_PAGE}",
+                    (tenant, after, *extra),
+                ).fetchall()
+            for r in rows:
+                yield QueuedMessage(
+                    user=r[0],
+                    type=r[1],
+                    message_id=r[2],
+                    sender=r[3],
+                    recipients=json_out(r[4]),
+                    data=bytes(r[5]),
+                    suppressed=bool(r[6]),
+                    id=r[7],
+                    tenant=r[8],
+                    serial=r[9],
+                )
+            if len(rows) < QUEUED_PAGE:
+                return
+            after = rows[-1][7]
+
+    def queued_count(self, tenant: str, *, suppressed: bool | None = None) -> int:
+        where, extra = self._suppressed(suppressed)
+        with self._guard():
+            return int(
+                self._one(
+                    "SELECT count(*) FROM {outbox} WHERE tenant = ? AND status = 'queued'" + where,
+                    (tenant, *extra),
+                )[0]
+            )
+
+    @staticmethod
+    def _suppressed(suppressed: bool | None) -> tuple[str, tuple[bool, ...]]:
+        """The condition (and its parameter) selecting suppressed messages, others, or all."""
+        return ("", ()) if suppressed is None else (" AND suppressed = ?", (suppressed,))
 
     def history(self, tenant: str | None = None) -> list[dict[str, Any]]:
         with self._guard():
@@ -348,34 +386,32 @@ class SQLStore(StateStore):
                 "DELETE FROM {users} WHERE tenant = ? AND upn = ?",
                 ((name, upn) for upn in change.deletes),
             )
-            self._each(
-                "INSERT INTO {outbox} (tenant, serial, upn, type, message_id, sender, recipients,"
-                " data, suppressed, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                (
-                    (
-                        name,
-                        serial,
-                        m.user,
-                        m.type,
-                        m.message_id,
-                        m.sender,
-                        json_in(m.recipients),
-                        m.data,
-                        m.suppressed,
-                        stamp,
-                    )
-                    for m in change.messages
-                ),
-            )
-            self._add_history(
-                name,
-                serial,
-                change.kind,
-                stamp,
-                dict(email_counts(change.messages)),
-                sum(m.suppressed for m in change.messages),
-            )
+            counts: Counter[str] = Counter()
+            suppressed = 0
+            for batch in batched(change.messages, MESSAGE_BATCH):  # composed as consumed
+                self._each(
+                    "INSERT INTO {outbox} (tenant, serial, upn, type, message_id, sender,"
+                    " recipients, data, suppressed, status, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                    [
+                        (
+                            name,
+                            serial,
+                            m.user,
+                            m.type,
+                            m.message_id,
+                            m.sender,
+                            json_in(m.recipients),
+                            m.data,
+                            m.suppressed,
+                            stamp,
+                        )
+                        for m in batch
+                    ],
+                )
+                counts.update(m.type for m in batch)
+                suppressed += sum(m.suppressed for m in batch)
+            self._add_history(name, serial, change.kind, stamp, dict(counts), suppressed)
         return lineage, serial
 
     def _add_history(

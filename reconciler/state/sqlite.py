@@ -16,13 +16,12 @@ import os
 import sqlite3
 import urllib.parse
 import uuid
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import UserError
-from reconciler.model import UserRecord
 from reconciler.state.base import (
     LockLost,
     holder,
@@ -104,11 +103,10 @@ class SQLiteStore(SQLStore):
         self.read_only = read_only
         self._held: dict[str, int] = {}
         """Tenant → the descriptor of its locked lock file."""
-        self._files_known = True
+        self._schema_knows_files = True
         try:
             if read_only:
-                uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
-                self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
+                self.db = _connect(path, "ro")
             else:
                 if not path.exists():
                     os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
@@ -118,7 +116,14 @@ class SQLiteStore(SQLStore):
             raise UserError(f"cannot open state {path}: {_reason(exc)}") from None
         try:
             if read_only:
-                self._check_version()
+                try:
+                    self._check_version()
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorname != "SQLITE_READONLY_ROLLBACK":
+                        raise
+                    self.db.close()
+                    self.db = _recovered(path)
+                    self._check_version()
             else:
                 self.db.execute("PRAGMA journal_mode=DELETE")
                 self.db.execute("PRAGMA synchronous=FULL")
@@ -162,7 +167,7 @@ class SQLiteStore(SQLStore):
                 .replace("REFERENCES tenants (name) ON DELETE CASCADE", "")
             )
         elif version.isdigit() and int(version) in MIGRATIONS:
-            self._files_known = int(version) > 1
+            self._schema_knows_files = int(version) > 1
         elif version != str(SCHEMA_VERSION):
             raise UserError(schema_mismatch(self.description, version, SCHEMA_VERSION))
         self.store_id = (
@@ -284,12 +289,8 @@ class SQLiteStore(SQLStore):
                 "replaced while this apply held it"
             )
 
-    def file_users(
-        self, tenant: str, files: Collection[str], serial: int
-    ) -> dict[str, dict[str, UserRecord]] | None:
-        if not self._files_known:
-            return None
-        return super().file_users(tenant, files, serial)
+    def _files_known(self, tenant: str, serial: int) -> bool:
+        return self._schema_knows_files and super()._files_known(tenant, serial)
 
     def close(self) -> None:
         self.db.close()
@@ -301,3 +302,29 @@ def _try_flock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def _connect(path: Path, mode: str) -> sqlite3.Connection:
+    """A connection to an existing file only (``mode``: ``ro`` or ``rw``)."""
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
+    return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
+
+
+def _recovered(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a state whose last write was interrupted (an apply killed
+    inside its commit left a hot rollback journal): SQLite must roll that transaction back
+    before anyone reads, which a read-only connection may not do. Opening the file for writing
+    once does it and changes nothing else: the state is the last committed one."""
+    try:
+        db = _connect(path, "rw")
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise UserError(
+            f"cannot read state {path}: a write to it was interrupted (a killed apply?) and "
+            f"undoing it needs write access ({_reason(exc)}); run `reconciler apply` or "
+            "`state show` where the file is writable"
+        ) from None
+    return _connect(path, "ro")
