@@ -25,12 +25,14 @@ from dataclasses import dataclass
 WIDTH = 78
 """Columns per line (RFC 5322 §2.1.1: "SHOULD be no more than 78 characters")."""
 
+_LINK = r"(?:https?://|mailto:)\S+"
 _TOKENS = re.compile(
-    r"(?P<link>(?:https?://|mailto:)\S+)"
+    rf"(?P<link>{_LINK})"
     r"|(?P<phone>\+\d{1,3}(?:[ \-]\d+)+)"
     r"|(?P<space> +)"
     r"|(?P<word>[^ ])"
 )
+_HAS_LINK = re.compile(_LINK)
 _ITEM = re.compile(r"(\s*)(?:\d{1,2}[.)]|[-*•])\s+")
 """A numbered or bulleted list item, whose continuation lines hang under its text."""
 _CLAUSE_MARKS = (
@@ -83,6 +85,8 @@ class _Piece:
 
 def columns(text: str) -> int:
     """Display columns of ``text``: East Asian wide and fullwidth characters take two."""
+    if text.isascii():  # every ASCII character is narrow
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
@@ -98,6 +102,9 @@ def _wrap_line(line: str, width: int) -> Iterator[str]:
     """One source line as wrapped lines; a line that fits and has no link to set apart is
     kept exactly as written (spacing included)."""
     line = line.rstrip()
+    if columns(line) <= width and not _HAS_LINK.search(line):  # most lines: nothing to do
+        yield line
+        return
     item = _ITEM.match(line)
     lead = item.group(0) if item else line[: len(line) - len(line.lstrip())]
     pieces = list(_pieces(line[len(lead) :]))
