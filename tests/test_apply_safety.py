@@ -3,6 +3,7 @@ the mass-disable guard, PINs that never leak, private files."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import stat
@@ -10,9 +11,10 @@ import time
 
 import pytest
 
+from reconciler.errors import UserError
 from tests.fixtures.smtp import SMTPTestServer
 from tests.helpers.cli import Result
-from tests.helpers.mail import sequence
+from tests.helpers.mail import read_maildir, sequence
 from tests.helpers.processes import Terminal
 from tests.helpers.tenants import enabled_users, tenant_doc, user_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace, state_file
@@ -300,3 +302,49 @@ def test_sqlite_state_file_is_private(new_workspace: NewWorkspace, sqlite_locati
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
     for mail in ws.mails():
         assert stat.S_IMODE(mail.path.stat().st_mode) == 0o600  # type: ignore[union-attr]
+
+
+# --- a failure while composing ----------------------------------------------------------------
+
+
+def test_a_failure_composing_one_tenant_rolls_it_back_and_sends_nothing(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages are composed inside each tenant's commit: when fabrikam's break half-way, its
+    transaction is rolled back, contoso (committed before it) keeps its messages queued, and
+    nothing is sent; the next apply delivers contoso's and applies fabrikam, each email once."""
+    from reconciler import apply as apply_flow
+
+    ws = workspace
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(3))
+    write_tenant(ws.config, "fabrikam", tenant_doc(), enabled_users(3, domain="fabrikam.com"))
+    real = apply_flow.compose_messages
+
+    def breaks_for_fabrikam(templates, plan, *args, **kwargs):
+        messages = real(templates, plan, *args, **kwargs)
+        if plan.name != "fabrikam":
+            return messages
+
+        def two_then_broken():
+            yield from itertools.islice(messages, 2)
+            raise UserError("fabrikam: u002@fabrikam.com: the template broke; nothing was sent")
+
+        return two_then_broken()
+
+    monkeypatch.setattr(apply_flow, "compose_messages", breaks_for_fabrikam)
+    result = ws.apply(expect=1)
+    assert result.stderr.strip() == (
+        "error: fabrikam: u002@fabrikam.com: the template broke; nothing was sent; already "
+        "applied: contoso (serial 1), their emails queued for the next apply"
+    )
+    assert ws.tenant_state("fabrikam") is None
+    contoso = ws.tenant_state("contoso")
+    assert contoso is not None and [m["status"] for m in contoso["outbox"]] == ["queued"] * 3
+    assert not ws.maildir.exists() or not any(ws.maildir.rglob("new/*"))
+
+    monkeypatch.setattr(apply_flow, "compose_messages", real)
+    ws.apply()
+    mails = read_maildir(ws.maildir)
+    assert sorted(m.to for m in mails) == sorted(
+        [f"u{i:03d}@contoso.com" for i in range(3)] + [f"u{i:03d}@fabrikam.com" for i in range(3)]
+    )
