@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ def apply(options: Options, commits: list[Commit], monkeypatch: pytest.MonkeyPat
     real = store_class.commit
 
     def recording(self, name: str, expected: tuple, change: Commit) -> tuple[str, int]:
+        # The messages are composed as the commit consumes them: keep what it wrote.
+        change = dataclasses.replace(change, messages=list(change.messages))
         commits.append(change)
         return real(self, name, expected, change)
 

@@ -73,7 +73,19 @@ def test_reusing_unchanged_files_plans_exactly_like_reading_them(
         file = rng.choice(sorted(layout))
         users = layout[file]
         action = rng.choice(
-            ["edit", "move", "add", "remove", "request", "tenant", "error", "apply", "apply"]
+            [
+                "edit",
+                "move",
+                "add",
+                "remove",
+                "request",
+                "tenant",
+                "error",
+                "new file",
+                "drop file",
+                "apply",
+                "apply",
+            ]
         )
         if action == "edit" and users:
             upn = rng.choice(sorted(users))
@@ -102,6 +114,12 @@ def test_reusing_unchanged_files_plans_exactly_like_reading_them(
             with_reuse, without = both_paths(options)
             assert with_reuse == without and with_reuse[0] == "problems", (seed, _step)
             users[upn] = kept
+        elif action == "new file":  # every other file as applied: nothing may be skipped
+            layout[f"extra{rng.randrange(10**6)}.yaml"] = {
+                f"x{rng.randrange(10**6)}@acme.com": user_doc(f"{rng.randrange(2000000, 9999999)}")
+            }
+        elif action == "drop file" and len(layout) > 1:
+            del layout[file]
         elif action == "apply":
             apply(options)
         write(config, tenant, layout)
@@ -263,3 +281,28 @@ def test_a_saved_plan_of_an_unchanged_tenant_holds_every_user_and_applies_nothin
     finally:
         manager.close()
     assert outcome.applied == [] and outcome.delivered == 0
+
+
+def test_a_new_or_removed_file_beside_unchanged_ones_is_never_an_unchanged_tenant(
+    tmp_path: Path, state_location: str
+) -> None:
+    config = tmp_path / "tenants"
+    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
+    layout = {
+        "a.yaml": {"alice@acme.com": user_doc("1000001")},
+        "b.yaml": {"bob@acme.com": user_doc("1000002")},
+    }
+    write(config, tenant_doc(), layout)
+    apply(options)
+    for changed in (
+        {**layout, "c.yaml": {"carol@acme.com": user_doc("1000003")}},  # a new file
+        {"a.yaml": layout["a.yaml"]},  # b.yaml removed
+    ):
+        write(config, tenant_doc(), changed)
+        manager = Manager(options, read_only=True)
+        try:
+            assert manager.load(reuse_state=True).tenants["acme"].unchanged_since is None
+        finally:
+            manager.close()
+        with_reuse, without = both_paths(options)
+        assert with_reuse == without and with_reuse[1]["summary"]["emails"] == 1

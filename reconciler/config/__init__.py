@@ -417,7 +417,7 @@ class _TenantReader:
                 self.hashes[file] = digest
                 unchanged.append(file)
         assert self.cache is not None
-        if set(unchanged) == recorded.keys() - {CACHE_KEY, tenant_file}:
+        if unchanged == files and set(files) == recorded.keys() - {CACHE_KEY, tenant_file}:
             every = self.cache.all_users(unchanged)
             if every is not None:
                 self.cached.update(unchanged)
