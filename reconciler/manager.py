@@ -26,7 +26,7 @@ from reconciler.config import (
 )
 from reconciler.errors import ConfigError, UserError
 from reconciler.locales import locale_folders
-from reconciler.model import TenantConfig, UserRecord
+from reconciler.model import Applied, TenantConfig, UserRecord
 from reconciler.outputs import json as json_output
 from reconciler.outputs.json import FORMAT_VERSION
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
@@ -150,13 +150,13 @@ class Manager:
         locales = self.locales()
         for name in names:
             config = loaded.tenants.get(name)
-            unchanged = config is not None and config.unchanged_since is not None
-            applied = self.store.load(name, users=not unchanged)
             if config is None:
+                applied = self.store.load(name, users=False)
                 assert applied is not None
                 tenants.append(plan_missing(name, applied))
                 continue
-            if unchanged and (applied is None or applied.serial != config.unchanged_since):
+            applied = self._applied(config)
+            if config.reused_from is not None and not _matches(config, applied):
                 # Another apply moved the state since the files were matched: read them.
                 config = load_config(loaded.root, [name]).tenants[name]
                 applied = self.store.load(name)
@@ -166,6 +166,23 @@ class Manager:
         if findings:
             raise ConfigError(locate_findings(loaded.root, findings))
         return Plan(tenants)
+
+    def _applied(self, config: TenantConfig) -> Applied | None:
+        """The state to plan ``config`` against: no user when no file changed, only the
+        changed files' users when some did."""
+        if config.unchanged_since is not None:
+            return self.store.load(config.name, users=False)
+        return self.store.load(config.name, skip=config.cached)
+
+
+def _matches(config: TenantConfig, applied: Applied | None) -> bool:
+    """``applied`` is the state ``config``'s reused files were matched against, and left their
+    users out."""
+    return (
+        applied is not None
+        and applied.serial == config.reused_from
+        and (config.unchanged_since is not None or applied.skipped == config.cached)
+    )
 
 
 @dataclass
@@ -177,18 +194,20 @@ class _StateCache:
     serial: int
     files: dict[str, str]
 
-    def users(self, files: Collection[str]) -> dict[str, dict[str, UserRecord]] | None:
-        return self.store.file_users(self.name, files, self.serial)
-
-    def all_users(self, files: Collection[str]) -> Mapping[str, UserRecord] | None:
+    def users(self, files: Collection[str]) -> Mapping[str, UserRecord] | None:
         if not self.store.files_known(self.name, self.serial):
             return None
         return _UsersOnDemand(self, tuple(files))
 
+    def clashes(
+        self, files: Collection[str], upns: Collection[str], conference_ids: Collection[str]
+    ) -> bool | None:
+        return self.store.clashes(self.name, self.serial, files, upns, conference_ids)
+
 
 class _UsersOnDemand(Mapping[str, UserRecord]):
-    """The users of an unchanged tenant, read from the state the first time anything asks (a
-    saved plan, a comparison in a test); a plan with nothing to do never does."""
+    """The users of unchanged files, read from the state the first time anything asks (a
+    saved plan, a comparison in a test); a plan never does."""
 
     def __init__(self, cache: _StateCache, files: tuple[str, ...]):
         self._cache, self._files = cache, files
@@ -196,7 +215,9 @@ class _UsersOnDemand(Mapping[str, UserRecord]):
 
     def _read(self) -> dict[str, UserRecord]:
         if self._users is None:
-            by_file = self._cache.users(self._files)
+            by_file = self._cache.store.file_users(
+                self._cache.name, self._files, self._cache.serial
+            )
             if by_file is None:
                 raise UserError(
                     f"{self._cache.name}: the state changed while this command ran (another "

@@ -113,7 +113,7 @@ class TenantRecord(TypedDict):
 
 def is_enabled(user: UserRecord | None) -> bool:
     """SPEC §4: licensed and on Microsoft's bridge; an absent user is not enabled."""
-    return user is not None and user["license"] is True and user["provider"] == "Microsoft"
+    return user is not None and user.get("license") is True and user.get("provider") == "Microsoft"
 
 
 @dataclass
@@ -137,6 +137,12 @@ class TenantConfig:
     """The serial of the applied state this tenant is exactly, when no file it depends on
     changed since (same files, same bytes): its ``users`` are then that state's users, read
     only if something asks for them, and its plan has nothing to do."""
+    reused_from: int | None = None
+    """The serial of the applied state whose users the ``cached`` files' users are."""
+    parsed: Mapping[str, UserRecord] | None = None
+    """When some files are ``cached`` but not all: the users of the other files, parsed now,
+    the only ones that can differ from that state. ``users`` holds every user, the cached
+    ones read from the state only if something asks for them (a saved plan)."""
 
     def source_files(self) -> dict[str, str]:
         """User → the file that defines it, for the users read from their file this time (the
@@ -168,3 +174,8 @@ class Applied:
     needed."""
     files: dict[str, str] = field(default_factory=dict)
     """Content hashes of the config files this state was applied from."""
+    skipped: frozenset[str] = frozenset()
+    """Users files whose users were not loaded, because the configuration's are the same
+    (:attr:`TenantConfig.cached`): ``users`` holds only the other files' users."""
+    skipped_enabled: int = 0
+    """How many users of the ``skipped`` files are enabled (for the mass-disable rule)."""

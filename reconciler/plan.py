@@ -165,6 +165,10 @@ def plan_tenant(
         ):
             raise ValueError(f"{config.name}: planned against another state than it was read from")
         return result, []  # nothing changed: no user is read
+    if config.parsed is not None and (
+        applied is None or (applied.serial, applied.skipped) != (config.reused_from, config.cached)
+    ):
+        raise ValueError(f"{config.name}: planned against a state that kept other files' users")
     before_users: Mapping[str, UserRecord] = applied.users if applied else {}
     unchanged = _unchanged(before_users)
     if applied is None or applied.tenant != config.tenant:
@@ -173,8 +177,9 @@ def plan_tenant(
         )
     suppressed = not config.tenant["settings"]["automatically_send_emails_to_users"]
     findings: list[Finding] = []
-    after_users = config.users
-    enabled_now = 0
+    # Reused files' users are the applied ones: only the others are compared, and counted.
+    after_users = config.users if config.parsed is None else config.parsed
+    enabled_now = applied.skipped_enabled if applied else 0
     for upn in sorted(before_users.keys() | after_users.keys()):
         after = after_users.get(upn)
         if after is not None:

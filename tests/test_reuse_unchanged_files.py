@@ -14,6 +14,7 @@ from reconciler.errors import ConfigError
 from reconciler.manager import Manager, Options
 from reconciler.outputs.json import plan_to_dict
 from reconciler.state.sql import SQLStore
+from tests.helpers.schema import downgrade_to_version, forget_source_files
 from tests.helpers.tenants import TOLL, TOLL_2, tenant_doc, user_doc, write_tenant
 from tests.helpers.ui import SilentUI
 
@@ -32,7 +33,9 @@ def both_paths(options: Options) -> tuple[object, object]:
         try:
             loaded = manager.load(reuse_state=reuse)
             plan = manager.plan(loaded, manager.tenant_names(loaded))
-            results.append((dict(loaded.tenants["acme"].users), plan_to_dict(plan)))
+            # The mass-disable rule's counts (a plan with nothing to do counts nothing).
+            counts = [(t.enabled_before, t.disabling) for t in plan.tenants if t.has_changes]
+            results.append((dict(loaded.tenants["acme"].users), plan_to_dict(plan), counts))
         except ConfigError as exc:
             results.append(("problems", [str(p) for p in exc.problems]))
         finally:
@@ -52,6 +55,22 @@ def apply(options: Options) -> None:
         manager.close()
 
 
+def applied_alice_and_bob(
+    tmp_path: Path, state_location: str, alice: str = "alice@acme.com"
+) -> tuple[Path, Options, dict[str, dict[str, dict]]]:
+    """Alice (written ``alice``) in ``a.yaml`` and Bob in ``b.yaml``, applied: (config,
+    options, layout)."""
+    config = tmp_path / "tenants"
+    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
+    layout = {
+        "a.yaml": {alice: user_doc("1000001")},
+        "b.yaml": {"bob@acme.com": user_doc("1000002")},
+    }
+    write(config, tenant_doc(), layout)
+    apply(options)
+    return config, options, layout
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_reusing_unchanged_files_plans_exactly_like_reading_them(
     tmp_path: Path, state_location: str, seed: int
@@ -68,7 +87,7 @@ def test_reusing_unchanged_files_plans_exactly_like_reading_them(
     }
     write(config, tenant, layout)
     apply(options)
-    reused_some = reused_all = False
+    reused_some = reused_all = read_one = False
     for _step in range(25):
         file = rng.choice(sorted(layout))
         users = layout[file]
@@ -129,22 +148,17 @@ def test_reusing_unchanged_files_plans_exactly_like_reading_them(
         reused = manager.load(reuse_state=True).tenants["acme"]
         reused_some |= bool(reused.cached)
         reused_all |= reused.unchanged_since is not None
+        read_one |= reused.parsed is not None
         manager.close()
     assert reused_some, "the walk never reused a file: the test would prove nothing"
     assert reused_all, "the walk never planned an unchanged tenant: the shortcut is unproven"
+    assert read_one, "the walk never planned from changed files alone: that path is unproven"
 
 
 def test_a_problem_touching_a_reused_file_is_located_as_without_reuse(
     tmp_path: Path, state_location: str
 ) -> None:
-    config = tmp_path / "tenants"
-    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
-    layout = {
-        "a.yaml": {"Alice@acme.com": user_doc("1000001")},
-        "b.yaml": {"bob@acme.com": user_doc("1000002")},
-    }
-    write(config, tenant_doc(), layout)
-    apply(options)
+    config, options, layout = applied_alice_and_bob(tmp_path, state_location, "Alice@acme.com")
     layout["b.yaml"]["carol@acme.com"] = user_doc("1000001")  # a.yaml unchanged: reused
     write(config, tenant_doc(), layout)
     with_reuse, without = both_paths(options)
@@ -155,31 +169,10 @@ def test_a_problem_touching_a_reused_file_is_located_as_without_reuse(
     assert any("(Alice@acme.com)" in p for p in problems)  # the key as written, re-read
 
 
-def forget_source_files(location: str) -> None:
-    """What an upgraded (schema 1) or migrated state looks like: file hashes, no user files."""
-    if "://" in location:
-        import psycopg
-
-        with psycopg.connect(location, autocommit=True) as conn:
-            conn.execute("UPDATE reconciler_users SET file = NULL")
-    else:
-        import sqlite3
-
-        with sqlite3.connect(location) as conn:
-            conn.execute("UPDATE users SET file = NULL")
-
-
 def test_a_state_that_does_not_know_its_users_files_is_never_reused(
     tmp_path: Path, state_location: str
 ) -> None:
-    config = tmp_path / "tenants"
-    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
-    layout = {
-        "a.yaml": {"alice@acme.com": user_doc("1000001")},
-        "b.yaml": {"bob@acme.com": user_doc("1000002")},
-    }
-    write(config, tenant_doc(), layout)
-    apply(options)
+    _, options, _ = applied_alice_and_bob(tmp_path, state_location)
     forget_source_files(state_location)
     with_reuse, without = both_paths(options)
     assert with_reuse == without
@@ -286,14 +279,7 @@ def test_a_saved_plan_of_an_unchanged_tenant_holds_every_user_and_applies_nothin
 def test_a_new_or_removed_file_beside_unchanged_ones_is_never_an_unchanged_tenant(
     tmp_path: Path, state_location: str
 ) -> None:
-    config = tmp_path / "tenants"
-    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
-    layout = {
-        "a.yaml": {"alice@acme.com": user_doc("1000001")},
-        "b.yaml": {"bob@acme.com": user_doc("1000002")},
-    }
-    write(config, tenant_doc(), layout)
-    apply(options)
+    config, options, layout = applied_alice_and_bob(tmp_path, state_location)
     for changed in (
         {**layout, "c.yaml": {"carol@acme.com": user_doc("1000003")}},  # a new file
         {"a.yaml": layout["a.yaml"]},  # b.yaml removed
@@ -306,3 +292,82 @@ def test_a_new_or_removed_file_beside_unchanged_ones_is_never_an_unchanged_tenan
             manager.close()
         with_reuse, without = both_paths(options)
         assert with_reuse == without and with_reuse[1]["summary"]["emails"] == 1
+
+
+def test_a_plan_of_one_changed_file_reads_only_that_files_users(
+    tmp_path: Path, state_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: the other files' users are neither parsed nor decoded; duplicates are asked of
+    the state by index, the mass-disable rule counts their enabled users there."""
+    config = tmp_path / "tenants"
+    options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
+    layout = {
+        f"part{f}.yaml": {
+            f"u{f}{i}@acme.com": user_doc(f"{1000000 + f * 100 + i}", license=i != 0)
+            for i in range(12)
+        }
+        for f in range(4)
+    }
+    write(config, tenant_doc(), layout)
+    apply(options)
+    changed = layout["part2.yaml"]
+    for i in range(1, 4):  # 3 of 44 enabled users lose their license: not a mass disable
+        changed[f"u2{i}@acme.com"] = user_doc(f"{1000200 + i}", license=False)
+    write(config, tenant_doc(), layout)
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a reused file's users were read")
+
+    monkeypatch.setattr(SQLStore, "file_users", never)
+    manager = Manager(options, read_only=True)
+    try:
+        loaded = manager.load(reuse_state=True)
+        tenant = loaded.tenants["acme"]
+        plan = manager.plan(loaded, manager.tenant_names(loaded)).tenants[0]
+    finally:
+        manager.close()
+    assert tenant.parsed is not None and set(tenant.parsed) == {
+        f"u2{i}@acme.com" for i in range(12)
+    }
+    assert tenant.cached == {f"acme/users/part{f}.yaml" for f in (0, 1, 3)}
+    assert plan.applied is not None and set(plan.applied.users) == set(tenant.parsed)
+    assert (plan.enabled_before, plan.disabling) == (44, 3)
+    assert [e.type for e in plan.emails] == ["disabled"] * 3
+    monkeypatch.undo()
+    with_reuse, without = both_paths(options)
+    assert with_reuse == without
+
+
+@pytest.mark.parametrize("duplicate", ["upn", "conference_id"])
+def test_a_duplicate_of_a_reused_files_user_is_found_and_located_in_both_files(
+    tmp_path: Path, state_location: str, duplicate: str
+) -> None:
+    config, options, layout = applied_alice_and_bob(tmp_path, state_location)
+    if duplicate == "upn":
+        layout["b.yaml"]["ALICE@acme.com"] = user_doc("1000003")
+    else:
+        layout["b.yaml"]["carol@acme.com"] = user_doc("1000001")
+    write(config, tenant_doc(), layout)
+    with_reuse, without = both_paths(options)
+    assert with_reuse == without and with_reuse[0] == "problems"
+    assert any(p.startswith("acme/users/a.yaml:") for p in with_reuse[1])
+    assert any(p.startswith("acme/users/b.yaml:") for p in with_reuse[1])
+
+
+def test_an_older_read_only_state_plans_a_changed_file_by_reading_every_file(
+    tmp_path: Path, state_location: str
+) -> None:
+    """A schema 3 state opened read-only (SQLite plan) or by a role that may only read
+    (PostgreSQL) cannot be asked by index: the plan reads the files, and is the same."""
+    config, options, layout = applied_alice_and_bob(tmp_path, state_location)
+    downgrade_to_version(state_location, 3)
+    layout["b.yaml"]["carol@acme.com"] = user_doc("1000003")
+    write(config, tenant_doc(), layout)
+    if "://" not in state_location:  # PostgreSQL upgrades when it may: see test_state_postgres
+        manager = Manager(options, read_only=True)
+        try:
+            assert manager.load(reuse_state=True).tenants["acme"].parsed is None
+        finally:
+            manager.close()
+    with_reuse, without = both_paths(options)
+    assert with_reuse == without and with_reuse[1]["summary"]["emails"] == 1

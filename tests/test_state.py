@@ -27,6 +27,7 @@ from reconciler.state import (
     sql,
 )
 from reconciler.state.sqlite import SQLiteStore
+from tests.helpers.schema import downgrade_to_version, set_schema_version
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = {"settings": {"pin_length": 6}, "bridge": {"numbers": [], "default_number": None}}
@@ -92,32 +93,6 @@ def raw_bodies(location: str) -> dict[str, bytes | None]:
         with sqlite3.connect(location) as conn:
             rows = conn.execute("SELECT message_id, data FROM outbox").fetchall()
     return {mid: (bytes(data) if data is not None else None) for mid, data in rows}
-
-
-def set_schema_version(location: str, version: str) -> None:
-    if "://" in location:
-        import psycopg
-
-        with psycopg.connect(location, autocommit=True) as conn:
-            conn.execute(
-                "UPDATE reconciler_meta SET value = %s WHERE key = 'schema_version'", (version,)
-            )
-    else:
-        with sqlite3.connect(location) as conn:
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
-
-
-def downgrade_to_version_1(location: str) -> None:
-    """Make a store look like one written by schema version 1 (no users.file column)."""
-    if "://" in location:
-        import psycopg
-
-        with psycopg.connect(location, autocommit=True) as conn:
-            conn.execute("ALTER TABLE reconciler_users DROP COLUMN file")
-    else:
-        with sqlite3.connect(location) as conn:
-            conn.execute("ALTER TABLE users DROP COLUMN file")
-    set_schema_version(location, "1")
 
 
 # --- applied state: lineage, serial, users -----------------------------------------------------
@@ -542,7 +517,7 @@ def test_another_schema_version_is_refused_clearly(state_location: str, version:
     with pytest.raises(UserError) as caught:
         open_store(state_location)
     text = str(caught.value)
-    assert f"schema version {version}, this reconciler understands version 3" in text
+    assert f"schema version {version}, this reconciler understands version 4" in text
     assert ("newer reconciler" if version == "9" else "older reconciler") in text
     assert "\n" not in text
 
@@ -554,7 +529,7 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_state(state_locati
     assert before is not None
     expected = (before.lineage, before.serial, dict(before.users))
     store.close()
-    downgrade_to_version_1(state_location)
+    downgrade_to_version(state_location, 1)
     store = open_store(state_location)
     after = store.load("contoso")
     assert after is not None
@@ -628,7 +603,7 @@ def test_a_version_2_sqlite_state_gets_the_constraints_and_keeps_everything(
         }
         assert (
             store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-            == "3"
+            == "4"
         )
         with pytest.raises(sqlite3.IntegrityError):
             store.db.execute("UPDATE outbox SET status = 'delivered' WHERE message_id = '<m1>'")
@@ -669,3 +644,85 @@ def test_users_are_recorded_with_the_file_that_defines_them(state_location: str)
     }
     assert store.file_users("contoso", ["c/a.yaml"], 1) is None  # the state moved on
     store.close()
+
+
+def commit_in_files(store: StateStore) -> None:
+    """Four users over three files, two of them enabled (licensed, on Microsoft's bridge)."""
+    users = {
+        "a@contoso.com": {"license": True, "provider": "Microsoft", "conference_id": "1001"},
+        "b@contoso.com": {"license": True, "provider": "ThirdParty", "conference_id": "1002"},
+        "c@contoso.com": {"license": True, "provider": "Microsoft", "conference_id": None},
+        "d@contoso.com": {"license": False, "provider": "Microsoft", "conference_id": "1004"},
+    }
+    store.commit(
+        "contoso",
+        (None, 0),
+        Commit(
+            tenant=TENANT,
+            upserts={upn: {"upn": upn, **record} for upn, record in users.items()},  # type: ignore[misc]
+            deletes=[],
+            files={"c/x.yaml": "1", "c/y.yaml": "2", "c/z.yaml": "3"},
+            messages=[],
+            lineage="l",
+            sources={
+                "a@contoso.com": "c/x.yaml",
+                "b@contoso.com": "c/x.yaml",
+                "c@contoso.com": "c/y.yaml",
+                "d@contoso.com": "c/z.yaml",
+            },
+        ),
+    )
+
+
+def assert_asked_by_index(store: StateStore) -> None:
+    clashes = store.clashes
+    assert clashes("contoso", 1, ["c/x.yaml"], ["b@contoso.com"], []) is True
+    assert clashes("contoso", 1, ["c/x.yaml"], [], ["1002"]) is True
+    assert clashes("contoso", 1, ["c/y.yaml", "c/z.yaml"], ["b@contoso.com"], ["1002"]) is False
+    assert clashes("contoso", 1, ["c/z.yaml"], ["x@contoso.com"], ["1004"]) is True
+    assert clashes("contoso", 2, ["c/x.yaml"], ["b@contoso.com"], []) is None  # moved on
+    applied = store.load("contoso", skip=["c/x.yaml", "c/y.yaml"])
+    assert applied is not None and applied.skipped == {"c/x.yaml", "c/y.yaml"}
+    assert (set(applied.users), applied.skipped_enabled) == ({"d@contoso.com"}, 2)
+
+
+def test_a_state_answers_clashes_and_counts_by_index_without_reading_records(
+    store: StateStore,
+) -> None:
+    commit_in_files(store)
+    assert_asked_by_index(store)
+    many = [f"u{n}@contoso.com" for n in range(1200)] + ["c@contoso.com"]  # several IN lists
+    assert store.clashes("contoso", 1, ["c/y.yaml"], many, []) is True
+
+
+def test_a_version_3_state_is_upgraded_with_its_keys_derived_from_the_records(
+    state_location: str,
+) -> None:
+    store = open_store(state_location)
+    commit_in_files(store)
+    store.close()
+    downgrade_to_version(state_location, 3)
+    store = open_store(state_location)
+    try:
+        assert_asked_by_index(store)
+    finally:
+        store.close()
+
+
+def test_a_version_3_sqlite_state_read_only_is_planned_without_its_keys(tmp_path: Path) -> None:
+    location = str(tmp_path / "state.db")
+    store = open_store(location)
+    commit_in_files(store)
+    store.close()
+    downgrade_to_version(location, 3)
+    store = open_store(location, create=False, read_only=True)
+    try:
+        assert store.clashes("contoso", 1, ["c/x.yaml"], ["b@contoso.com"], []) is None
+        applied = store.load("contoso", skip=["c/x.yaml"])
+        assert applied is not None and applied.skipped == frozenset() and len(applied.users) == 4
+    finally:
+        store.close()
+    with sqlite3.connect(location) as conn:  # untouched: read-only means read-only
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
+            "3",
+        )

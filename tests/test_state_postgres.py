@@ -17,6 +17,7 @@ from tests.fixtures.ports import free_port
 from tests.fixtures.state import PostgresServer
 from tests.helpers.cli import Env, Result
 from tests.helpers.processes import Running, Terminal
+from tests.helpers.schema import downgrade_to_version
 from tests.helpers.tenants import copy_example
 from tests.helpers.workspace import NewWorkspace, Workspace
 
@@ -280,7 +281,7 @@ def test_a_fresh_database_gets_versioned_tables(
         "reconciler_history",
         "reconciler_locks",
     }
-    assert version == "3"
+    assert version == "4"
     with psycopg.connect(url) as conn:  # delivered: no body, so no PIN, is left
         assert (
             conn.execute(
@@ -298,7 +299,7 @@ def test_a_newer_schema_is_refused_on_one_line(ws: Workspace, postgres_url: str)
     assert done.code == 1
     assert done.stderr.splitlines() == [
         f"error: state {postgres_url} has schema version 7, this reconciler understands "
-        "version 3; it was written by a newer reconciler: upgrade this one to use it (the "
+        "version 4; it was written by a newer reconciler: upgrade this one to use it (the "
         "state was left untouched)"
     ]
     assert delivered(ws) == []
@@ -396,6 +397,15 @@ def test_urls_are_printed_without_passwords(url: str, shown: str) -> None:
     assert redact(url) == shown
 
 
+def reader_url(postgres_server: PostgresServer, database: str) -> str:
+    """The URL of a new role that may only read ``database``'s tables (a PR pipeline's)."""
+    reader = f"{postgres_server.database}_ro_{uuid.uuid4().hex[:6]}"
+    with postgres_server.admin(database) as conn:
+        conn.execute(f"CREATE ROLE {reader} LOGIN PASSWORD '{SECRET}'")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}")
+    return postgres_server.url(database, user=reader, password=SECRET)
+
+
 def test_a_read_only_role_can_plan_but_not_apply(
     ws: Workspace, postgres_server: PostgresServer
 ) -> None:
@@ -403,14 +413,37 @@ def test_a_read_only_role_can_plan_but_not_apply(
     database = postgres_server.new_database()
     owner_url = postgres_server.url(database)
     assert run(ws, ["apply", "--auto-approve"], owner_url, "alpha").code == 0
-    reader = f"{postgres_server.database}_ro_{uuid.uuid4().hex[:6]}"
-    with postgres_server.admin(database) as conn:
-        conn.execute(f"CREATE ROLE {reader} LOGIN PASSWORD '{SECRET}'")
-        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}")
-    url = postgres_server.url(database, user=reader, password=SECRET)
+    url = reader_url(postgres_server, database)
     planned = run(ws, ["plan", "--detailed-exitcode"], url)
     assert planned.code == 2, planned.stderr  # beta is new, alpha is applied
     assert "beta" in planned.stdout and SECRET not in planned.stdout + planned.stderr
     refused = run(ws, ["apply", "--auto-approve"], url, "beta")
     assert_one_line_failure(refused, "permission denied")
     assert len(delivered(ws)) == EMAILS_PER_APPLY  # alpha's, nothing for beta
+
+
+def test_a_read_only_role_plans_on_a_version_3_state_until_an_owner_upgrades_it(
+    ws: Workspace, postgres_server: PostgresServer
+) -> None:
+    """After upgrading the reconciler, a pull request's plan (a role that may only read) must
+    not fail on the schema upgrade only an apply may make: it plans without the new columns."""
+    database = postgres_server.new_database()
+    owner_url = postgres_server.url(database)
+    assert run(ws, ["apply", "--auto-approve"], owner_url, "alpha").code == 0
+    downgrade_to_version(owner_url, 3)
+    url = reader_url(postgres_server, database)
+    planned = run(ws, ["plan", "--detailed-exitcode"], url)
+    assert planned.code == 2, planned.stderr
+    assert "beta" in planned.stdout
+
+    def version() -> str:
+        with psycopg.connect(owner_url) as conn:
+            row = conn.execute(
+                "SELECT value FROM reconciler_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    assert version() == "3"
+    assert run(ws, ["plan"], owner_url).code == 0
+    assert version() == "4"

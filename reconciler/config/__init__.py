@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections import defaultdict
+from collections import ChainMap, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -59,13 +59,16 @@ class UsersCache(Protocol):
     def files(self) -> Mapping[str, str]:
         """What ``TenantConfig.files`` was at the last apply."""
 
-    def users(self, files: Collection[str]) -> dict[str, dict[str, UserRecord]] | None:
-        """Their users by file, or None if the state moved meanwhile (then nothing is reused)."""
+    def users(self, files: Collection[str]) -> Mapping[str, UserRecord] | None:
+        """The applied users of ``files``, read from the state only if something asks for them
+        (a plan never does); None if the state cannot give them by file."""
 
-    def all_users(self, files: Collection[str]) -> Mapping[str, UserRecord] | None:
-        """Every applied user, when ``files`` are all the tenant's files and none changed: read
-        from the state only if something asks for them (a plan with nothing to do never does);
-        None if the state cannot give them by file."""
+    def clashes(
+        self, files: Collection[str], upns: Collection[str], conference_ids: Collection[str]
+    ) -> bool | None:
+        """Whether a user of ``files`` has one of these UPNs or conference IDs (then the
+        tenant is read in full, to find and locate the duplicates); None if the state cannot
+        tell (moved meanwhile, or an older schema)."""
 
 
 @dataclass
@@ -125,7 +128,7 @@ def load_config(
         cache = (caches or {}).get(name)
         reader = _TenantReader(root, name, cache)
         config = reader.read()
-        if reader.cached and (reader.findings or reader.located):
+        if reader.cached and (reader.findings or reader.located or reader.clash):
             reader = _TenantReader(root, name, None)
             config = reader.read()
         problems.extend(reader.problems())
@@ -214,6 +217,11 @@ class _TenantReader:
         """Users files whose users came from the state, not from parsing."""
         self.unchanged_since: int | None = None
         """Set when no file changed since the last apply (of that serial)."""
+        self.parsed: dict[str, UserRecord] | None = None
+        """The users parsed, when others came from the state."""
+        self.clash = False
+        """A user parsed may duplicate one taken from the state (or the state cannot tell):
+        the tenant must be read again in full."""
         self.findings: list[Finding] = []
         self.located: list[Problem] = []
 
@@ -262,6 +270,8 @@ class _TenantReader:
             self.hashes,
             frozenset(self.cached),
             self.unchanged_since,
+            self.cache.serial if self.cached and self.cache else None,
+            self.parsed,
         )
 
     def _read(self, file: str, schema_name: str) -> Any:
@@ -370,17 +380,11 @@ class _TenantReader:
         # but everything else about each user still is, so all problems show in one run.
         numbers = semantic.bridge_numbers(tenant) if check_numbers else None
         files = self._user_files()
-        reusable = self._reusable(files) if check_numbers else {}
-        if isinstance(reusable, UnchangedUsers):
-            return reusable.users, {}  # checked when they were applied; not even read
+        reused = self._reusable(files) if check_numbers else None
+        if reused is not None and self.unchanged_since is not None:
+            return reused, {}  # checked when they were applied; not even read
         for file in files:
-            if file in reusable:
-                for upn, user in reusable[file].items():
-                    places[upn].append((file, upn))
-                    if user["conference_id"] is not None:
-                        ids[user["conference_id"]].append((file, upn))
-                    users[upn] = user
-                    sources[upn] = (file, upn)
+            if file in self.cached:
                 continue
             raws = self._read(file, "users.schema.json")
             if not isinstance(raws, dict):
@@ -396,45 +400,40 @@ class _TenantReader:
                 sources[upn] = (file, key)
         self.findings.extend(semantic.check_unique(places, "user"))
         self.findings.extend(semantic.check_unique(ids, "conference_id", ("conference_id",)))
-        return users, sources
+        if reused is None:
+            return users, sources
+        assert self.cache is not None
+        self.clash = self.cache.clashes(self.cached, places.keys(), ids.keys()) is not False
+        self.parsed = users
+        return ChainMap(users, reused), sources  # type: ignore[arg-type]
 
-    def _reusable(self, files: list[str]) -> dict[str, dict[str, UserRecord]] | UnchangedUsers:
-        """The users files unchanged since the last apply, with their users from the state; or,
-        when the tenant's files are exactly those of the last apply, all its users, unread."""
+    def _reusable(self, files: list[str]) -> Mapping[str, UserRecord] | None:
+        """The users of the files unchanged since the last apply, read from the state only if
+        something asks (``cached`` names those files; ``unchanged_since`` is set when they are
+        exactly the files of the last apply); None when nothing can be reused."""
         recorded = self.cache.files if self.cache is not None else {}
         tenant_file = f"{self.name}/tenant.yaml"
         if not recorded or any(
             recorded.get(k) != self.hashes.get(k) for k in (CACHE_KEY, tenant_file)
         ):
-            return {}
+            return None
         unchanged = []
         for file in files:
             text = self._bytes(file)
             if not isinstance(text, bytes):
-                return {}
+                return None
             digest = hashlib.sha256(text).hexdigest()
             if recorded.get(file) == digest:
                 self.hashes[file] = digest
                 unchanged.append(file)
         assert self.cache is not None
-        if unchanged == files and set(files) == recorded.keys() - {CACHE_KEY, tenant_file}:
-            every = self.cache.all_users(unchanged)
-            if every is not None:
-                self.cached.update(unchanged)
-                self.unchanged_since = self.cache.serial
-                return UnchangedUsers(every)
         found = self.cache.users(unchanged) if unchanged else None
         if found is None:
-            return {}
+            return None
         self.cached.update(unchanged)
+        if unchanged == files and set(files) == recorded.keys() - {CACHE_KEY, tenant_file}:
+            self.unchanged_since = self.cache.serial
         return found
-
-
-@dataclass(frozen=True)
-class UnchangedUsers:
-    """A tenant's users when none of its files changed since the last apply."""
-
-    users: Mapping[str, UserRecord]
 
 
 def _resolved(path: Path) -> Path:

@@ -35,7 +35,8 @@ def compose_messages(
     config = plan.config
     assert config is not None
     before = plan.applied.users if plan.applied else {}
-    removed = {e.user: before[e.user] for e in plan.emails if e.user not in config.users}
+    deleted = {u.user for u in plan.user_changes if u.action == "delete"}
+    removed = {e.user: before[e.user] for e in plan.emails if e.user in deleted}
     return _composed(templates, plan, config, removed, lineage, serial, default, preview)
 
 
@@ -53,7 +54,7 @@ def _composed(
     sender = sender_for(settings, default)
     date = datetime.now(UTC)
     for email in plan.emails:
-        user = config.users.get(email.user) or removed[email.user]
+        user = removed[email.user] if email.user in removed else config.users[email.user]
         pin = None
         if email.type in PIN_TYPES:
             pin = "•" * settings["pin_length"] if preview else generate_pin(settings["pin_length"])

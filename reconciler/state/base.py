@@ -185,9 +185,13 @@ class StateStore(ABC):
     def tenants(self) -> list[str]: ...
 
     @abstractmethod
-    def load(self, tenant: str, *, users: bool = True) -> Applied | None:
+    def load(
+        self, tenant: str, *, users: bool = True, skip: Collection[str] = ()
+    ) -> Applied | None:
         """The tenant's applied state; without its users (an empty mapping) when ``users`` is
-        false, for a plan that knows nothing changed or a check that it exists."""
+        false, for a plan that knows nothing changed or a check that it exists. ``skip``: users
+        files whose users are not wanted (unchanged since); ``Applied.skipped`` says whether
+        they were left out, which needs every user's file known."""
 
     @abstractmethod
     def lock(self, tenant: str, timeout: float = 0.0) -> AbstractContextManager[None]:
@@ -216,6 +220,20 @@ class StateStore(ABC):
         """The applied users recorded as defined in each of ``files``, or None when the state is
         no longer at ``serial`` or does not know every user's file (a state upgraded from
         schema 1 or migrated: reusing it would lose those users)."""
+
+    @abstractmethod
+    def clashes(
+        self,
+        tenant: str,
+        serial: int,
+        files: Collection[str],
+        upns: Collection[str],
+        conference_ids: Collection[str],
+    ) -> bool | None:
+        """Whether a user recorded as defined in one of ``files`` has one of these UPNs or
+        conference IDs (asked by index, nothing decoded); None when the state is no longer at
+        ``serial``, does not know every user's file, or cannot ask by index (an older schema
+        read-only)."""
 
     @abstractmethod
     def files_known(self, tenant: str, serial: int) -> bool:
@@ -278,7 +296,9 @@ class EmptyState:
     def tenants(self) -> list[str]:
         return []
 
-    def load(self, tenant: str, *, users: bool = True) -> Applied | None:
+    def load(
+        self, tenant: str, *, users: bool = True, skip: Collection[str] = ()
+    ) -> Applied | None:
         return None
 
     def history(self, tenant: str | None = None) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ consistent read are opened, its locking primitive, and how JSON, booleans and ti
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from abc import abstractmethod
@@ -22,7 +23,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from reconciler.model import Applied, UserRecord
+from reconciler.model import Applied, UserRecord, is_enabled
 from reconciler.state.base import (
     OUTBOX_FULL,
     OUTBOX_SUMMARY,
@@ -47,6 +48,8 @@ from reconciler.streams import batched
 QUEUED_PAGE = 200
 """Queued messages read at a time (about 3 MB of bodies): delivery streams the outbox."""
 MESSAGE_BATCH = 200
+IN_BATCH = 500
+"""Values in one ``IN (…)`` list: well under every database's limit on parameters."""
 """Outbox messages composed and inserted at a time inside a commit's transaction, so an apply
 that emails 300,000 users holds a few MB of messages, never all of them."""
 
@@ -84,6 +87,9 @@ class SQLStore(StateStore):
     db: Any
     _held: dict[str, Any]
     """Tenants whose lock this process holds."""
+    _schema_has_keys: bool = True
+    """Whether users carry their conference ID and enabled flag as indexed columns (schema 4);
+    a read-only command on an older file plans without them."""
 
     _sql_cache: ClassVar[dict[str, str]]
     """Statements already put in this backend's dialect."""
@@ -157,28 +163,57 @@ class SQLStore(StateStore):
         with self._guard():
             return [r[0] for r in self._run("SELECT name FROM {tenants} ORDER BY name")]
 
-    def load(self, tenant: str, *, users: bool = True) -> Applied | None:
+    def load(
+        self, tenant: str, *, users: bool = True, skip: Collection[str] = ()
+    ) -> Applied | None:
         with self._snapshot():
-            return self._load(tenant, users)
+            return self._load(tenant, users, frozenset(skip))
 
-    def _load(self, tenant: str, users: bool = True) -> Applied | None:
+    def _load(
+        self, tenant: str, users: bool = True, skip: frozenset[str] = frozenset()
+    ) -> Applied | None:
         row = self._one(
             "SELECT lineage, serial, config, files FROM {tenants} WHERE name = ?", (tenant,)
         )
         if row is None:
             return None
-        stored = (
-            StoredUsers.from_rows(
-                self._run(
-                    f"SELECT upn, {self._record_text} FROM {{users}} WHERE tenant = ?", (tenant,)
-                ),
-                lambda upn: self._record(tenant, upn),
-            )
-            if users
-            else {}
-        )
         json_out = self.dialect.json_out
-        return Applied(row[0], row[1], json_out(row[2]), stored, json_out(row[3]))
+        applied = Applied(row[0], row[1], json_out(row[2]), {}, json_out(row[3]))
+        if not users:
+            return applied
+        query = f"SELECT upn, {self._record_text} FROM {{users}} WHERE tenant = ?"
+        if skip and self._schema_has_keys and self._files_known(tenant, applied.serial):
+            read = [file for file in applied.files if file not in skip]
+            # By file alone: a file's path begins with its tenant's folder.
+            rows: Iterable[tuple[str, str]] = (
+                (upn, text)
+                for owner, upn, text in self._in(
+                    f"SELECT tenant, upn, {self._record_text} FROM {{users}} WHERE file IN (?…)",
+                    (),
+                    read,
+                )
+                if owner == tenant
+            )
+            applied.skipped = skip
+            applied.skipped_enabled = sum(
+                row[0]
+                for row in self._in(
+                    "SELECT count(*) FROM {users} WHERE enabled = ? AND file IN (?…)",
+                    (True,),
+                    sorted(skip),
+                )
+            )
+        else:
+            rows = self._run(query, (tenant,))
+        applied.users = StoredUsers.from_rows(rows, lambda upn: self._record(tenant, upn))
+        return applied
+
+    def _in(self, sql: str, params: tuple[Any, ...], values: Collection[Any]) -> Iterator[Any]:
+        """The rows of ``sql`` whose ``IN (?…)`` list holds ``values``, asked a bounded number
+        at a time (the databases limit a statement's parameters)."""
+        for part in batched(values, IN_BATCH):
+            marks = f"IN ({', '.join('?' * len(part))})"
+            yield from self._run(sql.replace("IN (?…)", marks), (*params, *part))
 
     @property
     def _record_text(self) -> str:
@@ -215,6 +250,34 @@ class SQLStore(StateStore):
                     ).fetchall()
                 )
         return found
+
+    def clashes(
+        self,
+        tenant: str,
+        serial: int,
+        files: Collection[str],
+        upns: Collection[str],
+        conference_ids: Collection[str],
+    ) -> bool | None:
+        if not self._schema_has_keys:
+            return None
+        with self._snapshot():
+            if not self._files_known(tenant, serial):
+                return None
+            skipped = set(files)
+            found = itertools.chain(
+                self._in(
+                    "SELECT tenant, file FROM {users} WHERE tenant = ? AND upn IN (?…)",
+                    (tenant,),
+                    upns,
+                ),
+                self._in(
+                    "SELECT tenant, file FROM {users} WHERE conference_id IN (?…)",
+                    (),
+                    conference_ids,
+                ),
+            )
+            return any(owner == tenant and file in skipped for owner, file in found)
 
     def files_known(self, tenant: str, serial: int) -> bool:
         with self._snapshot():
@@ -367,10 +430,11 @@ class SQLStore(StateStore):
                 (name, lineage, serial, json_in(change.tenant), json_in(change.files), stamp),
             )
             self._each(
-                "INSERT INTO {users} VALUES (?, ?, {record}, ?) ON CONFLICT (tenant, upn)"
-                " DO UPDATE SET record = excluded.record, file = excluded.file",
+                "INSERT INTO {users} (tenant, upn, record, file, enabled)"
+                " VALUES (?, ?, {record}, ?, ?) ON CONFLICT (tenant, upn) DO UPDATE"
+                " SET record = excluded.record, file = excluded.file, enabled = excluded.enabled",
                 (
-                    (name, upn, encode_record(record), change.sources.get(upn))
+                    (name, upn, encode_record(record), change.sources.get(upn), is_enabled(record))
                     for upn, record in change.upserts.items()
                 ),
             )
@@ -478,8 +542,8 @@ class SQLStore(StateStore):
                 ),
             )
             self._each(
-                "INSERT INTO {users} (tenant, upn, record) VALUES (?, ?, {record})",
-                ((name, upn, encode_record(r)) for upn, r in applied.users.items()),
+                "INSERT INTO {users} (tenant, upn, record, enabled) VALUES (?, ?, {record}, ?)",
+                ((name, upn, encode_record(r), is_enabled(r)) for upn, r in applied.users.items()),
             )
             self._each(
                 "INSERT INTO {outbox} (tenant, serial, upn, type, message_id, sender, recipients,"

@@ -31,7 +31,7 @@ from reconciler.state.base import (
 )
 from reconciler.state.sql import Dialect, Migrations, SQLStore
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The version of the tables below; an upgrade adds a step to ``MIGRATIONS``."""
 
 _OUTBOX = """(
@@ -43,9 +43,17 @@ _OUTBOX = """(
     status TEXT NOT NULL CHECK (status IN ('queued', 'delivered', 'failed')),
     error TEXT, created_at TEXT NOT NULL, done_at TEXT,
     CHECK (status = 'queued' OR data IS NULL))"""
-_USERS = """(
+_USERS_3 = """(
     tenant TEXT NOT NULL REFERENCES tenants (name) ON DELETE CASCADE, upn TEXT NOT NULL,
     record TEXT NOT NULL, file TEXT, PRIMARY KEY (tenant, upn)) WITHOUT ROWID"""
+_CONFERENCE_ID = (
+    "conference_id TEXT GENERATED ALWAYS AS (json_extract(record, '$.conference_id')) VIRTUAL"
+)
+_ENABLED = "enabled INTEGER NOT NULL DEFAULT 0"
+"""Schema 4: what a plan asks, by index, of the users it does not read. The conference ID is
+derived from the record; the enabled flag is written with it (SQLite counts a generated column
+by reading every row, a written one from the index alone)."""
+_USERS = _USERS_3.replace("file TEXT,", f"file TEXT, {_CONFERENCE_ID}, {_ENABLED},")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,6 +63,8 @@ CREATE TABLE IF NOT EXISTS tenants (
 CREATE TABLE IF NOT EXISTS users {_USERS};
 CREATE TABLE IF NOT EXISTS outbox {_OUTBOX};
 CREATE INDEX IF NOT EXISTS outbox_queued ON outbox (tenant, status);
+CREATE INDEX IF NOT EXISTS users_file ON users (file, enabled);
+CREATE INDEX IF NOT EXISTS users_conference_id ON users (conference_id);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, serial INTEGER NOT NULL, kind TEXT NOT NULL,
     applied_at TEXT NOT NULL, actor TEXT NOT NULL, emails TEXT NOT NULL,
@@ -65,7 +75,7 @@ MIGRATIONS: Migrations = {
     1: "ALTER TABLE users ADD COLUMN file TEXT",
     # PostgreSQL's constraints: known statuses, no body (PIN) once done, rows of known tenants.
     2: f"""
-CREATE TABLE users_3 {_USERS};
+CREATE TABLE users_3 {_USERS_3};
 INSERT INTO users_3 SELECT tenant, upn, record, file FROM users;
 DROP TABLE users;
 ALTER TABLE users_3 RENAME TO users;
@@ -76,6 +86,13 @@ INSERT INTO outbox_3 SELECT id, tenant, serial, upn, type, message_id, sender, r
 DROP TABLE outbox;
 ALTER TABLE outbox_3 RENAME TO outbox;
 CREATE INDEX outbox_queued ON outbox (tenant, status);
+""",
+    # A plan that reuses unchanged files asks the state, by index, for clashes and counts.
+    3: f"""
+ALTER TABLE users ADD COLUMN {_CONFERENCE_ID};
+ALTER TABLE users ADD COLUMN {_ENABLED};
+UPDATE users SET enabled = json_extract(record, '$.license') IS 1
+    AND json_extract(record, '$.provider') IS 'Microsoft';
 """,
 }
 
@@ -158,7 +175,8 @@ class SQLiteStore(SQLStore):
 
     def _check_version(self) -> None:
         """Read-only: an older schema is read as it is (its upgrade waits for a command that
-        writes); a schema 1 file does not know its users' files, so none are reused."""
+        writes); a schema 1 file does not know its users' files, so none are reused, and
+        before schema 4 a changed file makes the plan read every file."""
         version = self._version()
         if version is None:  # an empty file: nothing applied yet
             self.db.executescript(
@@ -168,6 +186,7 @@ class SQLiteStore(SQLStore):
             )
         elif version.isdigit() and int(version) in MIGRATIONS:
             self._schema_knows_files = int(version) > 1
+            self._schema_has_keys = False
         elif version != str(SCHEMA_VERSION):
             raise UserError(schema_mismatch(self.description, version, SCHEMA_VERSION))
         self.store_id = (
