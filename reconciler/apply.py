@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +23,7 @@ from reconciler.emails import Sender, check_templates
 from reconciler.emails.outbox import compose_messages
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, read_saved_plan
-from reconciler.model import TenantConfig
+from reconciler.model import TenantConfig, UserRecord
 from reconciler.outputs.json import plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_tenant
 from reconciler.state import (
@@ -238,7 +238,7 @@ def _commit(manager: Manager, plan: TenantPlan, default: Sender) -> tuple[str, i
     lineage = plan.lineage or uuid.uuid4().hex
     change = Commit(
         tenant=config.tenant,
-        upserts={u.user: config.users[u.user] for u in plan.user_changes if u.action != "delete"},
+        upserts=_Upserts(config.users, {u.user for u in plan.user_changes if u.action != "delete"}),
         deletes=[u.user for u in plan.user_changes if u.action == "delete"],
         files=config.files,
         messages=compose_messages(manager.templates, plan, lineage, plan.serial + 1, default),
@@ -251,6 +251,30 @@ def _commit(manager: Manager, plan: TenantPlan, default: Sender) -> tuple[str, i
         raise UserError(f"stale plan: {exc}") from None
     except LockLost as exc:
         raise UserError(f"lock lost: {exc}; nothing was written for {plan.name}") from None
+
+
+class _Upserts(Mapping[str, UserRecord]):
+    """The configured records of the users a plan creates or updates, read as the commit
+    writes them: a first apply of 300,000 users never holds them all."""
+
+    __slots__ = ("_names", "_users")
+
+    def __init__(self, users: Mapping[str, UserRecord], names: set[str]):
+        self._users, self._names = users, names
+
+    def __getitem__(self, upn: str) -> UserRecord:
+        if upn not in self._names:
+            raise KeyError(upn)
+        return self._users[upn]
+
+    def __contains__(self, upn: object) -> bool:
+        return upn in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def _first_contact_guard(plan: Plan, state: str) -> None:

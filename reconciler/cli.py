@@ -38,7 +38,7 @@ from reconciler.emails import (
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, Options, save_plan
 from reconciler.model import tenant_name_problem
-from reconciler.outputs import chunks, render
+from reconciler.outputs import chunks
 from reconciler.outputs.escape import json_text, visible
 from reconciler.plan import Plan
 from reconciler.state import MailQueued, NewMessage
@@ -843,7 +843,8 @@ class ClickUI:
     def show_plan(self, plan: Plan) -> None:
         if self.quiet:
             return
-        click.echo(render(plan, "text", color=_color()), nl=False, color=_color())
+        for chunk in chunks(plan, "text", color=_color()):
+            click.echo(chunk, nl=False, color=_color())
 
     def confirm(self, plan: Plan) -> bool:
         answer = click.prompt(

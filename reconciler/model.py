@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
@@ -120,19 +120,20 @@ def is_enabled(user: UserRecord | None) -> bool:
 class TenantConfig:
     """One tenant as configured: its effective records plus where each user was written.
 
-    ``sources`` maps a user key to (file, key as written) so later checks (plan-time request
-    errors) can point at the right ``file:line:column``.
+    ``sources`` maps each user read from its file this time (not those of ``cached`` files) to
+    (file, key as written), so later checks (plan-time request errors) can point at the right
+    ``file:line:column``, and the state records which file defines whom.
     """
 
     name: str
     tenant: TenantRecord
     users: Mapping[str, UserRecord]
-    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    sources: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     """Relative path of every file read → content hash (recorded with the state)."""
     cached: frozenset[str] = frozenset()
     """Users files whose users were taken from the applied state because nothing they depend
-    on changed (their ``sources`` then carry the lower-cased UPN as the key)."""
+    on changed."""
     unchanged_since: int | None = None
     """The serial of the applied state this tenant is exactly, when no file it depends on
     changed since (same files, same bytes): its ``users`` are then that state's users, read
@@ -144,10 +145,39 @@ class TenantConfig:
     the only ones that can differ from that state. ``users`` holds every user, the cached
     ones read from the state only if something asks for them (a saved plan)."""
 
-    def source_files(self) -> dict[str, str]:
+    def source_files(self) -> Mapping[str, str]:
         """User → the file that defines it, for the users read from their file this time (the
         state already records it for the others)."""
-        return {upn: file for upn, (file, _) in self.sources.items() if file not in self.cached}
+        return _Files(self.sources)
+
+
+class _Files(Mapping[str, str]):
+    """A view of ``sources`` without the keys as written: as large as the tenant, never
+    copied."""
+
+    __slots__ = ("_sources",)
+
+    def __init__(self, sources: Mapping[str, tuple[str, str]]):
+        self._sources = sources
+
+    def __getitem__(self, upn: str) -> str:
+        return self._sources[upn][0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def items(self) -> ItemsView[str, str]:
+        return _FileItems(self)
+
+
+class _FileItems(ItemsView[str, str]):
+    _mapping: _Files
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((upn, file) for upn, (file, _) in self._mapping._sources.items())
 
 
 @runtime_checkable

@@ -6,9 +6,11 @@ Records are compared with ``==`` first; DeepDiff describes only the records that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import sys
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from operator import attrgetter
+from typing import Any, Literal, NamedTuple
 
 from reconciler.errors import Finding, UserError
 from reconciler.locales import FALLBACK_LOCALE, SHIPPED_LOCALES, differs, resolve
@@ -41,8 +43,9 @@ class UnsafePlan(UserError):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
+    """One value that changes (a tuple: a first plan makes millions of them)."""
+
     path: str
     before: Any
     after: Any
@@ -55,7 +58,37 @@ UserAction = Literal["create", "update", "delete"]
 class UserChange:
     user: str
     action: UserAction
-    changes: tuple[Change, ...]
+    changes: Sequence[Change]
+
+
+class Created(Sequence[Change]):
+    """A created user's changes, every value it has, made from its record when read: a first
+    plan of 300,000 users would otherwise hold every configured value a second time."""
+
+    __slots__ = ("_upn", "_users")
+
+    def __init__(self, users: Mapping[str, UserRecord], upn: str):
+        self._users, self._upn = users, upn
+
+    def _changes(self) -> tuple[Change, ...]:
+        record = self._users[self._upn]
+        return tuple(
+            [Change(k, None, v) for k, v in record.items() if v is not None and k != "upn"]
+        )
+
+    def __getitem__(self, index: int) -> Change:  # type: ignore[override]
+        return self._changes()[index]
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self._changes())
+
+    def __len__(self) -> int:
+        return len(self._changes())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +213,9 @@ def plan_tenant(
     # Reused files' users are the applied ones: only the others are compared, and counted.
     after_users = config.users if config.parsed is None else config.parsed
     enabled_now = applied.skipped_enabled if applied else 0
-    for upn in sorted(before_users.keys() | after_users.keys()):
-        after = after_users.get(upn)
+    reasons: dict[tuple[str, ...], tuple[str, ...]] = {}  # 300,000 emails share a handful
+    gone = set(before_users)  # the applied users no configured user matches, once all are seen
+    for upn, after in _each_user(after_users, gone):
         if after is not None:
             enabled_now += is_enabled(after)
             if unchanged(upn, after):
@@ -189,7 +223,7 @@ def plan_tenant(
         before = before_users.get(upn)
         if before == after:
             continue
-        result.user_changes.append(_user_change(upn, before, after))
+        result.user_changes.append(_user_change(upn, before, after, after_users))
         for request in refused_requests(before, after):
             file, key = config.sources[upn]
             findings.append(
@@ -205,13 +239,13 @@ def plan_tenant(
             user = after or before
             assert user is not None  # an email needs a user before or after
             tenant_tag = config.tenant["email"]["locale"]
-            tag = user.get("locale") or tenant_tag
+            tag = sys.intern(user.get("locale") or tenant_tag)
             result.emails.append(
                 PlannedEmail(
                     upn,
                     user.get("email", upn),
                     email.type,
-                    email.reasons,
+                    reasons.setdefault(email.reasons, email.reasons),
                     suppressed,
                     resolve((tag, tenant_tag), locales),
                     tag,
@@ -220,6 +254,8 @@ def plan_tenant(
             enabled_now += (email.type == "disabled") - (email.type == "enabled")
             if email.type == "disabled":
                 result.disabling += 1
+    result.user_changes.sort(key=attrgetter("user"))
+    result.emails.sort(key=attrgetter("user"))  # stable: one user's emails keep their order
     result.enabled_before = enabled_now
     result.warnings = _warnings(result, suppressed)
     return result, findings
@@ -237,6 +273,17 @@ def plan_missing(name: str, applied: Applied) -> TenantPlan:
             "nothing is planned or sent for it (restore the folder, or remove its state on purpose)"
         ],
     )
+
+
+def _each_user(
+    configured: Mapping[str, UserRecord], gone: set[str]
+) -> Iterator[tuple[str, UserRecord | None]]:
+    """Every configured user in reading order (one pass over the loader's database, not a
+    lookup per user), then the applied users left in ``gone`` with None."""
+    for upn, record in configured.items():
+        gone.discard(upn)
+        yield upn, record
+    yield from ((upn, None) for upn in sorted(gone))
 
 
 def _unchanged(users: Mapping[str, UserRecord]) -> Callable[[str, UserRecord], bool]:
@@ -262,13 +309,14 @@ def _warnings(plan: TenantPlan, suppressed: bool) -> list[str]:
     return warnings
 
 
-def _user_change(upn: str, before: UserRecord | None, after: UserRecord | None) -> UserChange:
+def _user_change(
+    upn: str,
+    before: UserRecord | None,
+    after: UserRecord | None,
+    configured: Mapping[str, UserRecord],
+) -> UserChange:
     if before is None:
-        assert after is not None
-        changes = tuple(
-            Change(k, None, v) for k, v in after.items() if v is not None and k != "upn"
-        )
-        return UserChange(upn, "create", changes)
+        return UserChange(upn, "create", Created(configured, upn))
     if after is None:
         changes = tuple(
             Change(k, v, None) for k, v in before.items() if v is not None and k != "upn"

@@ -21,6 +21,7 @@ def test_the_benchmark_runs_every_measurement_at_a_tiny_size(tmp_path: Path) -> 
             "3",
             "--apply-users",
             "30",
+            "--apply-all",
             "--out",
             str(tmp_path / "bench"),
         ],
@@ -40,6 +41,7 @@ def test_the_benchmark_runs_every_measurement_at_a_tiny_size(tmp_path: Path) -> 
         "fmt --check",
         "first apply, 30 users, Maildir",
         "deliver 30 queued messages over SMTP vs a bare smtplib loop",
+        "first apply, all 300 users, Maildir (no state)",
     ]
 
 

@@ -250,6 +250,17 @@ def big_plan(n: int) -> Plan:
     return Plan([tenant])
 
 
+def test_text_comes_a_thousand_lines_at_a_time_and_reads_as_one_text() -> None:
+    plan = big_plan(1500)
+
+    pieces = list(text.chunks(plan))
+
+    lines = "".join(pieces).count("\n")
+    assert lines > 3000 and len(pieces) == -(-lines // 1000)
+    assert all(piece.count("\n") == 1000 for piece in pieces[:-1])
+    assert "".join(pieces) == text.render(plan) == render(plan, "text")
+
+
 def test_markdown_truncates_in_the_middle_with_a_count() -> None:
     out = markdown.render(big_plan(500))
     assert "| `user00000@contoso.com` | `user00000@contoso.com` |" in out  # head kept

@@ -200,6 +200,8 @@ def test_user_changes_create_update_delete() -> None:
         "email": (None, "carol@contoso.com"),
         "locale": (None, "en"),
     }
+    assert create.changes == tuple(create.changes) and len(create.changes) == 7
+    assert create.changes[0] == Change("license", None, True)
     delete = by_user["bob@contoso.com"]
     assert delete.action == "delete"
     assert {c.path: (c.before, c.after) for c in delete.changes} == {
@@ -374,3 +376,24 @@ def test_only_users_that_differ_are_read_from_the_state(monkeypatch: pytest.Monk
     fetched.clear()
     assert plan_tenant(config(users), state)[0].user_changes == []
     assert fetched == []
+
+
+def test_a_created_users_changes_are_read_from_the_configuration_when_shown() -> None:
+    """A first plan of 300,000 users holds each user's values once (issue 15): a create's
+    changes are made from the configured record when something reads them."""
+    after = config({"carol@contoso.com": enabled("1000003")})
+    reads: list[str] = []
+
+    class Counting(dict):
+        def __getitem__(self, upn: str) -> Any:
+            reads.append(upn)
+            return super().__getitem__(upn)
+
+    after.users = Counting(after.users)
+    (create,) = plan_between(None, after)[0].user_changes
+    reads.clear()
+
+    assert {c.path: c.after for c in create.changes}["conference_id"] == "1000003"
+    assert reads == ["carol@contoso.com"]
+    assert create.changes != (Change("conference_id", None, "1000003"),)
+    assert create.changes != "not a sequence of changes"

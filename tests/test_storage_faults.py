@@ -158,3 +158,22 @@ def test_a_full_disk_at_lock_time_is_one_line(
     assert result.code == 1
     line = one_line(result)
     assert "lock file" in line and "no space left on device" in line, line
+
+
+def test_no_room_for_the_users_read_is_one_line_and_nothing_is_planned(
+    tmp_path: Path, new_workspace: NewWorkspace, tmpfs: Tmpfs
+) -> None:
+    """The users read are kept in a temporary file, not in memory (issue 15): a temporary
+    folder without room for them is a clear error, not a traceback."""
+    ws = new_workspace(root=tmp_path / "ws")
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(12000, domain="acme.com"))
+    full = {"TMPDIR": str(tmpfs.path), "SQLITE_TMPDIR": str(tmpfs.path)}
+
+    result = ws.python_m(*ws.args(("plan", "--out", str(tmp_path / "saved"))), env=full)
+
+    assert result.code == 1
+    line = one_line(result)
+    assert line.startswith("error: cannot keep the users read in a temporary file: "), line
+    assert "full" in line and "TMPDIR" in line, line
+    assert not (tmp_path / "saved").exists()
+    assert ws.python_m(*ws.args(("validate",))).code == 0

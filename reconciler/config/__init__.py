@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from reconciler import __version__
 from reconciler.config import schema, semantic
+from reconciler.config.parsed import ParsedUsers
 from reconciler.config.yamlload import YAMLProblem, load, locate
 from reconciler.errors import ConfigError, Finding, Problem
 from reconciler.model import (
@@ -217,7 +218,7 @@ class _TenantReader:
         """Users files whose users came from the state, not from parsing."""
         self.unchanged_since: int | None = None
         """Set when no file changed since the last apply (of that serial)."""
-        self.parsed: dict[str, UserRecord] | None = None
+        self.parsed: Mapping[str, UserRecord] | None = None
         """The users parsed, when others came from the state."""
         self.clash = False
         """A user parsed may duplicate one taken from the state (or the state cannot tell):
@@ -371,11 +372,7 @@ class _TenantReader:
 
     def _read_users(
         self, tenant: TenantRecord, check_numbers: bool
-    ) -> tuple[Mapping[str, UserRecord], dict[str, tuple[str, str]]]:
-        users: dict[str, UserRecord] = {}
-        sources: dict[str, tuple[str, str]] = {}
-        places: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        ids: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    ) -> tuple[Mapping[str, UserRecord], Mapping[str, tuple[str, str]]]:
         # With a broken tenant.yaml the bridge is unknown: its numbers are not checked against,
         # but everything else about each user still is, so all problems show in one run.
         numbers = semantic.bridge_numbers(tenant) if check_numbers else None
@@ -383,29 +380,32 @@ class _TenantReader:
         reused = self._reusable(files) if check_numbers else None
         if reused is not None and self.unchanged_since is not None:
             return reused, {}  # checked when they were applied; not even read
+        users = ParsedUsers()
         for file in files:
             if file in self.cached:
                 continue
             raws = self._read(file, "users.schema.json")
             if not isinstance(raws, dict):
                 continue
+            read = []
             for key, raw in raws.items():
-                upn = semantic.lower(key)
-                places[upn].append((file, key))
-                user = semantic.effective_user(upn, raw, tenant)
+                user = semantic.effective_user(semantic.lower(key), raw, tenant)
                 self.findings.extend(semantic.check_user(user, raw, key, file, tenant, numbers))
-                if user["conference_id"] is not None:
-                    ids[user["conference_id"]].append((file, key))
-                users[upn] = user
-                sources[upn] = (file, key)
-        self.findings.extend(semantic.check_unique(places, "user"))
-        self.findings.extend(semantic.check_unique(ids, "conference_id", ("conference_id",)))
+                read.append(((file, key), user))
+            users.add(read)  # a file at a time: the tenant's users are never all in memory
+        self.findings.extend(semantic.check_unique(users.repeated("upn"), "user"))
+        self.findings.extend(
+            semantic.check_unique(
+                users.repeated("conference_id"), "conference_id", ("conference_id",)
+            )
+        )
         if reused is None:
-            return users, sources
+            return users, users.sources
         assert self.cache is not None
-        self.clash = self.cache.clashes(self.cached, places.keys(), ids.keys()) is not False
+        clash = self.cache.clashes(self.cached, list(users), users.conference_ids())
+        self.clash = clash is not False
         self.parsed = users
-        return ChainMap(users, reused), sources  # type: ignore[arg-type]
+        return ChainMap(users, reused), users.sources  # type: ignore[arg-type]
 
     def _reusable(self, files: list[str]) -> Mapping[str, UserRecord] | None:
         """The users of the files unchanged since the last apply, read from the state only if

@@ -10,7 +10,7 @@ from reconciler.outputs import markdown, text
 from reconciler.plan import Plan
 
 RENDERERS: dict[str, Callable[..., Iterable[str]]] = {
-    "text": lambda plan, **options: (text.render(plan, **options),),
+    "text": text.chunks,
     "markdown": lambda plan, **options: (markdown.render(plan, **options),),
     "json": json_output.chunks,
 }

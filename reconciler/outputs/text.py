@@ -6,58 +6,68 @@ escape or bidi override from YAML reaches the terminal."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from reconciler.outputs.escape import json_text, visible
 from reconciler.plan import Change, Plan, TenantPlan
+from reconciler.streams import batched
 
 _SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
 
 
 def render(plan: Plan, *, color: bool = False, **_: object) -> str:
+    return "".join(chunks(plan, color=color))
+
+
+def chunks(plan: Plan, *, color: bool = False, **_: object) -> Iterator[str]:
+    """The plan a thousand lines at a time: a first plan of 300,000 users is never one
+    string."""
+    return ("".join(batch) for batch in batched(_lines(plan, color), 1000))
+
+
+def _lines(plan: Plan, color: bool) -> Iterator[str]:
+
     def style(text: str, fg: str | None = None, bold: bool = False) -> str:
         return click.style(text, fg=fg, bold=bold) if color else text
 
-    lines: list[str] = []
     for tenant in plan.tenants:
-        lines.extend(_tenant(tenant, style))
-        lines.append("")
+        yield from (line + "\n" for line in _tenant(tenant, style))
+        yield "\n"
     s = plan.summary()
-    lines.append(
+    yield (
         style(
             f"Plan: {s['settings_changes']} setting change(s), {s['user_changes']} user change(s), "
             f"{s['emails']} email(s) ({s['suppressed']} suppressed).",
             bold=True,
         )
+        + "\n"
     )
     if not plan.has_changes:
-        lines.append("No changes. The configuration matches the applied state.")
-    return "\n".join(lines) + "\n"
+        yield "No changes. The configuration matches the applied state.\n"
 
 
-def _tenant(t: TenantPlan, style: Any) -> list[str]:
+def _tenant(t: TenantPlan, style: Any) -> Iterator[str]:
     state = f"serial {t.serial}, lineage {t.lineage}" if t.lineage else "no applied state yet"
-    lines = [style(f"Tenant {visible(t.name)}", bold=True) + f" ({visible(state)})"]
+    yield style(f"Tenant {visible(t.name)}", bold=True) + f" ({visible(state)})"
     if t.missing:
-        lines.append(style("  missing from the configuration: left alone", fg="yellow"))
+        yield style("  missing from the configuration: left alone", fg="yellow")
     if t.settings_changes:
-        lines.append("  Settings:")
-        lines.extend(
-            "    " + style("~", fg="yellow") + " " + _change(c) for c in t.settings_changes
-        )
+        yield "  Settings:"
+        yield from ("    " + style("~", fg="yellow") + " " + _change(c) for c in t.settings_changes)
     if t.user_changes:
-        lines.append(f"  Users ({len(t.user_changes)}):")
+        yield f"  Users ({len(t.user_changes)}):"
         for u in t.user_changes:
             symbol, fg = _SYMBOL[u.action]
-            lines.append(f"    {style(symbol, fg=fg)} {visible(u.user)}")
+            yield f"    {style(symbol, fg=fg)} {visible(u.user)}"
             if u.action == "update":
-                lines.extend(f"        {_change(c)}" for c in u.changes)
+                yield from (f"        {_change(c)}" for c in u.changes)
     if t.emails:
         counts = Counter(e.type for e in t.emails)
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        lines.append(f"  Emails ({len(t.emails)}: {kinds}):")
+        yield f"  Emails ({len(t.emails)}: {kinds}):"
         for e in t.emails:
             flag = style(" [suppressed]", fg="red") if e.suppressed else ""
             language = (
@@ -65,15 +75,14 @@ def _tenant(t: TenantPlan, style: Any) -> list[str]:
                 if e.falls_back
                 else ""
             )
-            lines.append(
+            yield (
                 f"    {style('@', fg='cyan')} {visible(e.user)} <{visible(e.to)}> "
                 f"{style(e.type, bold=True)}{flag}{language}: "
                 f"{visible('; '.join(e.reasons))}"
             )
-    lines.extend("  " + style("! " + visible(w), fg="yellow") for w in t.warnings)
+    yield from ("  " + style("! " + visible(w), fg="yellow") for w in t.warnings)
     if not (t.has_changes or t.missing):
-        lines.append("  no changes")
-    return lines
+        yield "  no changes"
 
 
 def _change(c: Change) -> str:

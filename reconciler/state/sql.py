@@ -438,14 +438,16 @@ class SQLStore(StateStore):
                     for upn, record in change.upserts.items()
                 ),
             )
-            self._each(
-                "UPDATE {users} SET file = ? WHERE tenant = ? AND upn = ? AND file {distinct} ?",
-                (
-                    (file, name, upn, file)
-                    for upn, file in change.sources.items()
-                    if upn not in change.upserts
-                ),
-            )
+            if not change.replace:  # otherwise every user left is one just upserted
+                self._each(
+                    "UPDATE {users} SET file = ?"
+                    " WHERE tenant = ? AND upn = ? AND file {distinct} ?",
+                    (
+                        (file, name, upn, file)
+                        for upn, file in change.sources.items()
+                        if upn not in change.upserts
+                    ),
+                )
             self._each(
                 "DELETE FROM {users} WHERE tenant = ? AND upn = ?",
                 ((name, upn) for upn in change.deletes),
