@@ -205,15 +205,20 @@ def main() -> None:
     small = work / "apply"
     write_tenant(small, n, 10, set(), enabled_fraction=1.0)
     base_mail = measure([PY, "-c", BARE_COMPOSE, str(work / "bare-mail"), str(n)])
-    state.unlink(missing_ok=True)
-    shutil.rmtree(work / "mail", ignore_errors=True)
+
+    def first_apply(config: Path) -> Run:
+        """Apply ``config`` into an empty state and Maildir."""
+        state.unlink(missing_ok=True)
+        shutil.rmtree(work / "mail", ignore_errors=True)
+        return measure(
+            reconciler(
+                "apply", "--auto-approve", "--allow-new-state", "--config", str(config), *common
+            )
+        )
+
     compare(
         f"first apply, {n} users, Maildir",
-        measure(
-            reconciler(
-                "apply", "--auto-approve", "--allow-new-state", "--config", str(small), *common
-            )
-        ),
+        first_apply(small),
         base_mail,
         3.0,
     )
@@ -266,17 +271,8 @@ def main() -> None:
         sink.wait(timeout=30)
 
     if args.apply_all:
-        state.unlink(missing_ok=True)
-        shutil.rmtree(work / "mail", ignore_errors=True)
         compare(
-            f"first apply, all {args.users} users, Maildir (no state)",
-            measure(
-                reconciler(
-                    "apply", "--auto-approve", "--allow-new-state", "--config", str(after), *common
-                )
-            ),
-            base,
-            0,
+            f"first apply, all {args.users} users, Maildir (no state)", first_apply(after), base, 0
         )
 
     print("\n| Measurement | Reconciler | Baseline | Ratio (time) | Ratio (peak memory) |")

@@ -42,7 +42,9 @@ class ParsedUsers(Mapping[str, UserRecord]):
     so a mapping it hands on has each UPN once."""
 
     def __init__(self) -> None:
-        self._db = sqlite3.connect("")  # "": private, temporary, on disk once it outgrows RAM
+        # "": private, temporary, on disk once it outgrows its cache. Used by one thread, but
+        # closed by whichever thread collects it (a CLI run in a thread, in tests).
+        self._db = sqlite3.connect("", check_same_thread=False)
         weakref.finalize(self, self._db.close)
         self._db.executescript(_SCHEMA)
         self._indexed = False
@@ -171,5 +173,5 @@ def _no_room(exc: sqlite3.Error) -> UserError:
     return UserError(
         f"cannot keep the users read in a temporary file: {exc}; free some space in the "
         "temporary folder (TMPDIR, else /var/tmp or /tmp) or set TMPDIR to one with room "
-        "(about 400 bytes per user); nothing was done"
+        "(about 500 bytes per user); nothing was done"
     )
