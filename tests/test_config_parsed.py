@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from reconciler.config.parsed import ParsedUsers
+from reconciler.model import TenantConfig
 
 
 def user(upn: str, conference_id: str | None = None, **values: Any) -> Any:
@@ -45,6 +48,27 @@ def test_sources_say_where_each_user_is_written_as_written() -> None:
         "alice@contoso.com": ("t/users.yaml", "alice@contoso.com"),
     }
     assert len(users.sources) == 2 and "carol@contoso.com" not in users.sources
+    with pytest.raises(KeyError):
+        users.sources["carol@contoso.com"]
+
+
+def test_source_files_name_each_users_file_without_copying_the_sources() -> None:
+    users = parsed(
+        ("t/users/b.yaml", "Bob@Contoso.com", user("bob@contoso.com")),
+        ("t/users.yaml", "alice@contoso.com", user("alice@contoso.com")),
+    )
+    config = TenantConfig("t", {"settings": {}, "bridge": {}, "email": {}}, users, users.sources)
+
+    files = config.source_files()
+
+    assert list(files) == ["bob@contoso.com", "alice@contoso.com"] and len(files) == 2
+    assert dict(files.items()) == {
+        "bob@contoso.com": "t/users/b.yaml",
+        "alice@contoso.com": "t/users.yaml",
+    }
+    assert (
+        files.get("bob@contoso.com") == "t/users/b.yaml" and files.get("carol@contoso.com") is None
+    )
 
 
 def test_repeated_lists_only_values_written_twice_with_every_place_in_reading_order() -> None:
