@@ -88,7 +88,8 @@ class Created(Sequence[Change]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and tuple(self) == tuple(other)
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:  # as the tuple it stands for: a UserChange stays hashable
+        return hash(self._changes())
 
 
 @dataclass(frozen=True, slots=True)

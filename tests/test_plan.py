@@ -9,7 +9,7 @@ import pytest
 
 from reconciler.config.semantic import effective_tenant, effective_user
 from reconciler.model import Applied, TenantConfig
-from reconciler.plan import Change, Plan, UnsafePlan, plan_missing, plan_tenant
+from reconciler.plan import Change, Plan, UnsafePlan, UserChange, plan_missing, plan_tenant
 from reconciler.state.base import StoredUsers, encode_record
 from tests.helpers.tenants import TOLL, TOLL_2, TOLL_FREE, tenant_doc
 
@@ -396,4 +396,5 @@ def test_a_created_users_changes_are_read_from_the_configuration_when_shown() ->
     assert {c.path: c.after for c in create.changes}["conference_id"] == "1000003"
     assert reads == ["carol@contoso.com"]
     assert create.changes != (Change("conference_id", None, "1000003"),)
+    assert hash(create) == hash(UserChange(create.user, "create", tuple(create.changes)))
     assert create.changes != "not a sequence of changes"
