@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import changed_in_one_file, changed_users, write_tenant
 
 PY = sys.executable
+ROOT = Path(__file__).resolve().parents[1]
 
 # The floor: parse every file with libyaml's CSafeLoader and keep the documents (any program
 # that plans from them must hold them).
@@ -107,6 +109,11 @@ def measure(
     return Run(seconds, usage.ru_maxrss / 1024)
 
 
+def median_of(times: int, run: Callable[[], Run]) -> Run:
+    """The run of median time among ``times``: for commands that take under a second."""
+    return sorted((run() for _ in range(times)), key=lambda r: r.seconds)[times // 2]
+
+
 def reconciler(*args: str) -> list[str]:
     return [PY, "-m", "reconciler", *args]
 
@@ -145,6 +152,20 @@ def main() -> None:
             f"{run.peak_mb / base.peak_mb:.2f}x memory",
             flush=True,
         )
+
+    example = work / "example"
+    shutil.copytree(ROOT / "tenants", example / "tenants", dirs_exist_ok=True)
+    measure(reconciler("apply", "--auto-approve"), cwd=example)
+
+    def in_example(*argv: str) -> Run:
+        return median_of(5, lambda: measure(reconciler(*argv), cwd=example))
+
+    compare(
+        "apply (no change) vs plan (no change), example tenant",
+        in_example("apply", "--auto-approve"),
+        in_example("plan"),
+        1.5,
+    )
 
     print(f"Generating {args.users} users over {args.files} files in {work} ...", flush=True)
     before, after, one_file = work / "before", work / "after", work / "one-file"

@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from reconciler.delivery import DeliveryReport, Pace, SuppressedFiles, Transport, deliver
 from reconciler.delivery.options import default_sender, mail_transport, suppressed_dir
-from reconciler.emails import Sender, check_templates
+from reconciler.emails import Sender
 from reconciler.emails.outbox import compose_messages
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager, read_saved_plan
@@ -120,12 +120,14 @@ def run_apply(
     options = manager.options
     sender = default_sender(options.mail, options.default_from)
     transport = mail_transport(options.mail, sender.address)
-    broken = check_templates(options.templates)
-    if broken:  # found now, not half-way through composing
-        raise ConfigError(broken)
-    source = _saved(manager, saved) if saved else _live(manager, allow_new_state)
+    source = _saved(manager, saved) if saved else _live(manager)
+    # Before the lock creates anything where a wrong --state points.
+    if not allow_new_state:
+        _first_contact_guard(source.first, options.state)
+    _check_templates(manager, source.first.email_kinds())
     with manager.locked(source.names):
         plan = source.plan()
+        _check_templates(manager, plan.email_kinds() - source.first.email_kinds())
         if source.reviewed_here:
             ui.show_plan(plan)
         if plan.has_changes:
@@ -137,6 +139,18 @@ def run_apply(
         return _commit_and_deliver(manager, plan, sender, transport, ui, limits)
 
 
+def _check_templates(manager: Manager, emails: Collection[tuple[str, str]]) -> None:
+    """Refuse the apply over a template that cannot render an email it will send (or over a
+    missing templates folder): found before anything is committed or sent, not half-way
+    through composing. Only those emails' templates are rendered, so an apply that sends
+    nothing renders nothing; ``validate`` checks every one."""
+    folder = manager.options.templates
+    if emails or (folder is not None and not folder.is_dir()):
+        broken = manager.templates.check(emails)
+        if broken:
+            raise ConfigError(broken)
+
+
 @dataclass(frozen=True)
 class _Source:
     """Where the plan comes from: the tenants to lock, and the plan to make under the lock."""
@@ -145,29 +159,36 @@ class _Source:
     plan: Callable[[], Plan]
     reviewed_here: bool
     """A live plan is shown and confirmed now; a saved plan was reviewed when it was made."""
+    first: Plan
+    """The plans of the tenants without applied state, made before any lock: the first-contact
+    guard and their templates are checked before the lock creates a state."""
 
 
 def _saved(manager: Manager, path: Path) -> _Source:
     shown, configs, expected = read_saved_plan(path)
-    return _Source(sorted(configs), lambda: _replan_saved(manager, configs, expected, shown), False)
+    first = Plan(
+        [
+            plan_tenant(config, None, manager.locales())[0]
+            for name, config in sorted(configs.items())
+            if expected[name][0] is None
+        ]
+    )
+    return _Source(
+        sorted(configs), lambda: _replan_saved(manager, configs, expected, shown), False, first
+    )
 
 
-def _live(manager: Manager, allow_new_state: bool) -> _Source:
+def _live(manager: Manager) -> _Source:
     loaded = manager.load(reuse_state=True)  # unchanged files: no parse, no file update
-    if not allow_new_state:  # before anything is created where a wrong --state points
-        known = manager.known_tenants()
-        _first_contact_guard(
-            Plan(
-                [
-                    plan_tenant(config, None)[0]
-                    for name, config in sorted(loaded.tenants.items())
-                    if name not in known
-                ]
-            ),
-            manager.options.state,
-        )
-    names = manager.tenant_names(loaded)
-    return _Source(names, lambda: manager.plan(loaded, names), True)
+    names, known = manager.tenant_names(loaded), manager.known_tenants()
+    first = Plan(
+        [
+            plan_tenant(config, None, manager.locales())[0]
+            for name, config in sorted(loaded.tenants.items())
+            if name not in known
+        ]
+    )
+    return _Source(names, lambda: manager.plan(loaded, names), True, first)
 
 
 def _commit_and_deliver(

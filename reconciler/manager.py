@@ -128,9 +128,10 @@ class Manager:
             yield
 
     def tenant_names(self, loaded: LoadedConfig) -> list[str]:
-        """Tenants this run covers: the configured ones plus those only the state knows."""
+        """Tenants this run covers: the configured ones plus those only the state knows (found
+        without creating a state)."""
         names = set(loaded.tenants)
-        in_state = set(self.store.tenants())
+        in_state = self.known_tenants()
         if self.options.tenants:
             unknown = [n for n in loaded.missing if n not in in_state]
             if unknown:

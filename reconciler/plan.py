@@ -168,6 +168,11 @@ class Plan:
         if refused:
             raise UnsafePlan(refused)
 
+    def email_kinds(self) -> set[tuple[str, str]]:
+        """``(locale, type)`` of every email the plan writes, suppressed ones included (they
+        are composed too): the templates an apply of this plan renders."""
+        return {(e.locale, e.type) for t in self.tenants for e in t.emails}
+
     def summary(self) -> dict[str, int]:
         emails = [e for t in self.tenants for e in t.emails]
         return {

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -258,9 +258,11 @@ class TemplateSet:
         roots = [packaged] if directory is None else [directory.absolute(), packaged]
         if directory is not None and _same_dir(directory, packaged):
             roots = [directory.absolute()]
+        self._directory = directory
         self._roots = roots
         self._loaders: dict[str, _ContainedLoader] = {}
         self._environments: dict[str, Environment] = {}
+        self._trees: dict[tuple[str, str], tuple[nodes.Template, str]] = {}
         self._locales: list[str] | None = None
 
     def locales(self) -> list[str]:
@@ -295,6 +297,15 @@ class TemplateSet:
         source, filename, _ = self._loader(locale).get_source(self.environment(locale), name)
         return source, filename
 
+    def parsed(self, locale: str, name: str) -> tuple[nodes.Template, str]:
+        """``(syntax tree, filename)`` of one template file, parsed once: the layouts and
+        macros every type shares are read once per check, not once per type."""
+        key = (locale, name)
+        if key not in self._trees:
+            source, filename = self.source(locale, name)
+            self._trees[key] = (self.environment(locale).parse(source, name, filename), filename)
+        return self._trees[key]
+
     def override_path(self, locale: str, name: str) -> Path:
         """Where a file of this set belongs: the configured folder, else the packaged copy."""
         return self._roots[0] / locale / name
@@ -320,6 +331,37 @@ class TemplateSet:
             _render_checked(self.load(locale, f"{email_type}.{part}"), context) for part in PARTS
         )
         return subject, wrap_text(text), html
+
+    def check(self, emails: Collection[tuple[str, str]] | None = None) -> list[Problem]:
+        """Render templates with full sample contexts and report what breaks, sorted.
+
+        ``emails``: the ``(locale, type)`` pairs to check, such as an apply's plan sends
+        (:meth:`reconciler.plan.Plan.email_kinds`), so an apply renders only what it will send;
+        by default every type of every locale found. Sample contexts cover a toll-free number
+        set and unset, unique conference IDs on and off, a missing display name and preview
+        mode, so a branch that is rarely taken is still exercised. Reported: a configured
+        folder that does not exist, syntax errors, undefined variables, missing files (when the
+        packaged copy has none either), subjects that are not one line, and any reference to
+        ``pin`` reachable from the templates of a type that must never contain the PIN.
+        """
+        if self._directory is not None and not self._directory.is_dir():
+            return [Problem(os.fspath(self._directory), 1, 1, "templates folder not found")]
+        if emails is None:
+            emails = [(locale, kind) for locale in self.locales() for kind in TEMPLATE_TYPES]
+        problems: set[Problem] = set()
+        for locale, email_type in sorted(set(emails)):
+            locale = self.resolve_locale(locale)
+            for part in PARTS:
+                name = f"{email_type}.{part}"
+                try:
+                    template = self.load(locale, name)
+                    if email_type not in PIN_TYPES:
+                        problems.update(_pin_references(self, locale, name, email_type))
+                    for context in _sample_contexts(email_type):
+                        _render_checked(template, context)
+                except ConfigError as error:
+                    problems.update(error.problems)
+        return sorted(problems)
 
     def load(self, locale: str, name: str) -> Template:
         """A loaded template, or ConfigError saying why it cannot be loaded."""
@@ -405,31 +447,9 @@ _RENDER_ERRORS: tuple[tuple[type[Exception], str], ...] = (
 
 
 def check_templates(directory: Path | None) -> list[Problem]:
-    """Render every type x every locale found with full sample contexts and report what breaks.
-
-    Sample contexts cover a toll-free number set and unset, unique conference IDs on and off, a
-    missing display name and preview mode, so a branch that is rarely taken is still exercised.
-    Reported: syntax errors, undefined variables, missing files (when the packaged copy has none
-    either), subjects that are not one line, and any reference to ``pin`` reachable from the
-    templates of a type that must never contain the PIN.
-    """
-    if directory is not None and not directory.is_dir():
-        return [Problem(os.fspath(directory), 1, 1, "templates folder not found")]
-    templates = TemplateSet(directory)
-    problems: set[Problem] = set()
-    for locale in templates.locales():
-        for email_type in TEMPLATE_TYPES:
-            for part in PARTS:
-                name = f"{email_type}.{part}"
-                try:
-                    template = templates.load(locale, name)
-                    if email_type not in PIN_TYPES:
-                        problems.update(_pin_references(templates, locale, name, email_type))
-                    for context in _sample_contexts(email_type):
-                        _render_checked(template, context)
-                except ConfigError as error:
-                    problems.update(error.problems)
-    return sorted(problems)
+    """Every template of every type in every locale found: what ``validate`` reports, so a
+    pull request learns of a broken template in any language (:meth:`TemplateSet.check`)."""
+    return TemplateSet(directory).check()
 
 
 def _load_problem(error: TemplateSyntaxError | TemplateFileError) -> Problem:
@@ -457,7 +477,6 @@ def _pin_references(
     templates: TemplateSet, locale: str, name: str, email_type: str
 ) -> Iterator[Problem]:
     """Every ``pin`` name in ``name`` and the templates it extends, includes or imports."""
-    environment = templates.environment(locale)
     pending, seen = [name], set()
     while pending:
         current = pending.pop()
@@ -465,8 +484,7 @@ def _pin_references(
             continue
         seen.add(current)
         try:
-            source, filename = templates.source(locale, current)
-            tree = environment.parse(source, current, filename)
+            tree, filename = templates.parsed(locale, current)
         except (TemplateNotFound, TemplateSyntaxError, TemplateFileError):
             continue  # reported by the render pass, with its location
         for node in tree.find_all(nodes.Name):
