@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.fixtures.graph",
     "tests.fixtures.azure_devops",
     "tests.fixtures.forge",
+    "tests.fixtures.templates",
 ]
 
 

@@ -15,6 +15,7 @@ from reconciler.errors import UserError
 from tests.fixtures.smtp import SMTPTestServer
 from tests.helpers.cli import Result
 from tests.helpers.mail import read_maildir, sequence
+from tests.helpers.patience import patience
 from tests.helpers.processes import Terminal
 from tests.helpers.tenants import enabled_users, tenant_doc, user_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace, state_file
@@ -39,12 +40,12 @@ def test_second_apply_is_refused_at_once_or_waits_with_lock_timeout(
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(4))
     gate.hold(1)  # the first apply holds the lock while delivering
     first = ws.spawn("apply", "--auto-approve")
-    assert gate.held.wait(20)
+    assert gate.held.wait(patience(20))
     before = ws.state_show()
 
     started = time.monotonic()
     second = ws.apply(expect=1)
-    assert time.monotonic() - started < 5, "refused at once, not after a wait"
+    assert time.monotonic() - started < patience(5), "refused at once, not after a wait"
     assert LOCKED.search(second.stderr), second.stderr
     assert f"pid {first.pid}" in second.stderr, "names the holder"
     assert ws.state_show() == before
@@ -69,13 +70,13 @@ def test_a_killed_apply_does_not_block_the_next(
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(4))
     gate.hold(1)
     first = ws.spawn("apply", "--auto-approve")
-    assert gate.held.wait(20)
+    assert gate.held.wait(patience(20))
     first.kill()
     first.wait()
     gate.release()
     started = time.monotonic()
     ws.apply()  # no --lock-timeout: the dead process's lock is gone
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < patience(10)
     assert len({m.message_id for m in gate.mails}) == 4
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from tests.fixtures.azure_devops import FakeAzureRepos, pipeline_env
+from tests.helpers.patience import patience
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "azure-pipelines.yml"
@@ -46,7 +47,7 @@ def test_the_pipeline_matches_the_azure_pipelines_schema() -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=patience(120),
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -91,7 +92,7 @@ def run_plan_step(tmp_path: Path, api: FakeAzureRepos, state: str) -> subprocess
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=patience(300),
         check=False,
     )
 

@@ -5,13 +5,11 @@ existing state database keeps its exact bytes."""
 
 from __future__ import annotations
 
-import functools
 import shutil
 from pathlib import Path
 
 import pytest
 
-from reconciler import cli
 from tests.helpers.cli import Result, assert_clean_error
 from tests.helpers.problems import PROBLEM_LINE
 from tests.helpers.tenants import (
@@ -220,24 +218,12 @@ COMMANDS = {
 
 
 @pytest.fixture
-def work(new_workspace: NewWorkspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+def work(
+    new_workspace: NewWorkspace, tmp_path: Path, packaged_templates_checked_once: None
+) -> Workspace:
     """An in-process workspace in an empty folder (so no `templates/` or `.reconciler/` of the
-    checkout is used) whose state folder does not exist yet, with `validate`'s template check
-    computed once."""
-    monkeypatch.setattr(cli, "check_templates", _cached_template_check)
+    checkout is used) whose state folder does not exist yet."""
     return new_workspace(str(tmp_path / "work" / "state" / "state.db"), root=tmp_path / "work")
-
-
-@functools.cache
-def _template_problems(directory):
-    return tuple(_real_check_templates(directory))
-
-
-def _cached_template_check(directory):
-    return list(_template_problems(directory))
-
-
-_real_check_templates = cli.check_templates
 
 
 def assert_refused(result: Result, expected: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.graph import CLIENT_SECRET, SENDER, FakeCloud
+from tests.helpers.patience import patience
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace
 
@@ -149,7 +150,7 @@ def test_kill_during_graph_delivery_loses_nothing(
     fake_cloud.delay = 0.15
     ws = sending_through_graph(new_workspace(mode="process"), fake_cloud, trust_env, users=8)
     running = ws.spawn("apply", "--auto-approve", "--allow-new-state")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + patience(20)
     while len(fake_cloud.sent) < 3:
         assert time.monotonic() < deadline
         time.sleep(0.01)

@@ -197,7 +197,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("target", ["tenant.yaml", "users.yaml"])
 def test_fuzzed_yaml_never_crashes_runs_code_or_changes_state_on_failure(
-    applied: Workspace, kind: str, target: str
+    applied: Workspace, kind: str, target: str, packaged_templates_checked_once: None
 ) -> None:
     base = base_tenant() if target == "tenant.yaml" else base_users()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from reconciler.emails import TEMPLATE_TYPES
 from reconciler.locales import SHIPPED_LOCALES
+from tests.helpers.patience import patience
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +30,7 @@ def test_the_wheel_carries_the_schemas_templates_and_entry_point(tmp_path: Path)
         ],
         check=True,
         capture_output=True,
-        timeout=300,
+        timeout=patience(300),
     )
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -27,6 +27,7 @@ from reconciler.state import (
     sql,
 )
 from reconciler.state.sqlite import SQLiteStore
+from tests.helpers.patience import patience
 from tests.helpers.schema import downgrade_to_version, set_schema_version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -452,8 +453,8 @@ def test_lock_timeout_waits_then_gives_up_or_gets_it(state_location: str) -> Non
 
         holder = threading.Thread(target=hold)
         holder.start()
-        release.wait(5)
-        with second.lock("contoso", timeout=10):
+        release.wait(patience(5))
+        with second.lock("contoso", timeout=patience(10)):
             pass
         holder.join()
     finally:
@@ -486,8 +487,8 @@ def test_a_killed_holders_lock_does_not_block(state_location: str) -> None:
         with pytest.raises(StateLocked, match=pattern), store.lock("contoso"):
             pass
         os.kill(child.pid, signal.SIGKILL)
-        child.wait(10)
-        with store.lock("contoso", timeout=10):  # the server may take a moment to notice
+        child.wait(patience(10))
+        with store.lock("contoso", timeout=patience(10)):  # the server may take a moment to notice
             commit(store)
     finally:
         if child.poll() is None:

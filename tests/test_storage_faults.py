@@ -18,6 +18,7 @@ import pytest
 from tests.fixtures.smtp import SMTPTestServer
 from tests.helpers.cli import Result
 from tests.helpers.mail import copies_by_message_id
+from tests.helpers.patience import patience
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
 from tests.helpers.workspace import Mode, NewWorkspace, Workspace
 
@@ -116,7 +117,7 @@ def test_a_full_disk_during_delivery_stops_with_the_real_cause_and_resumes(
     ws = on_tmpfs(tmp_path, new_workspace, tmpfs, 20, mail=smtp.url, mode="process")
     smtp.hold(5)
     running = ws.spawn("apply", "--auto-approve", *FROM)
-    assert smtp.held.wait(30)
+    assert smtp.held.wait(patience(30))
     filler = tmpfs.fill()
     smtp.release()
     result = running.wait(60)

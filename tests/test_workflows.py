@@ -30,6 +30,7 @@ import yaml
 
 from reconciler.outputs.markdown import MARKER
 from tests.fixtures.forge import Api
+from tests.helpers.patience import patience
 from tests.helpers.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def check_jsonschema(*files: Path) -> subprocess.CompletedProcess[str]:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=patience(120),
         check=False,
     )
 
@@ -402,7 +403,7 @@ class LocalRunner:
                     env=env,
                     capture_output=True,
                     text=True,
-                    timeout=300,
+                    timeout=patience(300),
                     check=False,
                 )
                 self.runs.append(
@@ -762,7 +763,7 @@ def test_the_gitlab_example_matches_gitlab_ci_schema(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=patience(120),
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.helpers.patience import patience
+
 #: Retry pauses of a few hundredths of a second, so failure tests take milliseconds.
 TEST_ENV: dict[str, str] = {"RECONCILER_RETRY_BACKOFF": "0.02", "NO_COLOR": "1"}
 ENV_PREFIX = "RECONCILER_"
@@ -100,10 +102,12 @@ def invoke(
     timeout: float | None = 30.0,
 ) -> Result:
     """``reconciler ARGV`` in this process, with ``cwd`` as working directory, the umask, no
-    terminal and an empty stdin, and the environment :func:`environment` gives a process."""
+    terminal and an empty stdin, and the environment :func:`environment` gives a process;
+    interrupted after ``timeout`` seconds of :func:`~tests.helpers.patience.patience`."""
     from click.testing import CliRunner
 
     argv = [str(a) for a in argv]
+    timeout = patience(timeout) if timeout else None
     overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith(ENV_PREFIX)}
     overrides.update(TEST_ENV)
     overrides.update(env or {})

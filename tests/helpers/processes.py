@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers.cli import Env, Result, call_main, environment
+from tests.helpers.patience import patience
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,7 +159,7 @@ class _Zygote:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
             if not self._changed.wait_for(
-                lambda: ident in self._pids or self.process.poll() is not None, 30
+                lambda: ident in self._pids or self.process.poll() is not None, patience(30)
             ):
                 raise AssertionError("the CLI process did not start")
             assert ident in self._pids, "the pre-warmed CLI server died"
@@ -224,7 +225,11 @@ class Running:
             os.kill(self.pid, signal.SIGKILL)
 
     def wait(self, timeout: float = 30.0) -> Result:
-        """The process's result; stdout and stderr are empty where they were a terminal."""
+        """The process's result; stdout and stderr are empty where they were a terminal.
+        Killed after ``timeout`` seconds of :func:`~tests.helpers.patience.patience`."""
+        return self._wait(patience(timeout))
+
+    def _wait(self, timeout: float) -> Result:
         code = self._server.exit_code(self.pid, timeout)
         if code is None:
             os.kill(self.pid, signal.SIGKILL)
@@ -289,10 +294,10 @@ def run(
             stdout=ttys["stdout"].path if "stdout" in ttys else None,
             stderr=ttys["stderr"].path if "stderr" in ttys else None,
         )
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while running.alive() and time.monotonic() < deadline:
             Terminal.read_any(list(ttys.values()), 0.05)
-        result = running.wait(max(0.0, deadline - time.monotonic()))
+        result = running._wait(max(0.0, deadline - time.monotonic()))
         for tty in ttys.values():
             tty.drain()
         shown = {name: tty.text for name, tty in ttys.items()}
@@ -324,7 +329,7 @@ def python_m(
         env=environment(env),
         stdin=subprocess.DEVNULL,
         capture_output=True,
-        timeout=timeout,
+        timeout=patience(timeout),
         check=False,
     )
     return Result(
@@ -370,8 +375,8 @@ class Terminal:
         return got
 
     def expect(self, text: str, timeout: float = 60.0) -> None:
-        """Read until the terminal has shown ``text``."""
-        deadline = time.monotonic() + timeout
+        """Read until the terminal has shown ``text`` (``timeout``: seconds of patience)."""
+        deadline = time.monotonic() + patience(timeout)
         while text.encode() not in self.output:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self.read_any([self], remaining):
