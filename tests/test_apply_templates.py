@@ -88,3 +88,16 @@ def test_apply_renders_only_the_templates_of_the_emails_it_sends(workspace: Work
     assert validate.code == 1
     reported = {line.split(":", 1)[0] for line in validate.stderr.splitlines()}
     assert {str(p.relative_to(ws.root)) for p in broken} <= reported, validate.stderr
+
+
+def test_apply_refuses_a_templates_folder_that_does_not_exist(
+    example_workspace: Workspace,
+) -> None:
+    """Even when nothing would be sent: a mistyped --templates is said, and nothing changes."""
+    ws = example_workspace
+    ws.apply("--allow-new-state")
+    before = ws.snapshot()
+    result = ws.run("apply", "--auto-approve", "--templates", "nowhere")
+    assert result.code == 1 and "Traceback" not in result.output
+    assert "nowhere:1:1: templates folder not found" in result.stderr, str(result)
+    assert ws.snapshot() == before
