@@ -113,6 +113,7 @@ def run_apply(
     saved: Path | None = None,
     auto_approve: bool = False,
     allow_mass_disable: bool = False,
+    allow_mass_email: bool = False,
     allow_new_state: bool = False,
     limits: DeliveryLimits = DeliveryLimits(),
 ) -> Outcome:
@@ -133,7 +134,9 @@ def run_apply(
         if plan.has_changes:
             if source.reviewed_here and not auto_approve and not ui.confirm(plan):
                 raise UserError("apply cancelled; nothing was changed")
-            plan.check_safe(allow_mass_disable=allow_mass_disable)
+            plan.check_safe(
+                allow_mass_disable=allow_mass_disable, allow_mass_email=allow_mass_email
+            )
             if not allow_new_state:
                 _first_contact_guard(plan, options.state)
         return _commit_and_deliver(manager, plan, sender, transport, ui, limits)

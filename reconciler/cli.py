@@ -259,6 +259,13 @@ def plan(
     help="Allow disabling more than 10% of a tenant's enabled users.",
 )
 @click.option(
+    "--allow-mass-email",
+    is_flag=True,
+    envvar="RECONCILER_ALLOW_MASS_EMAIL",
+    help="Allow emailing more than 10% of the users of a tenant that has applied state "
+    "(otherwise refused: one edit must not email a whole tenant by surprise).",
+)
+@click.option(
     "--allow-new-state",
     is_flag=True,
     envvar="RECONCILER_ALLOW_NEW_STATE",
@@ -301,6 +308,7 @@ def apply(
     planfile: Path | None,
     auto_approve: bool,
     allow_mass_disable: bool,
+    allow_mass_email: bool,
     allow_new_state: bool,
     delivery_timeout: float,
     max_rate: float | None,
@@ -314,17 +322,13 @@ def apply(
     3 stopped only at a sending limit or throttling (nothing failed; the rest is queued and the
     next apply sends it first).
     """
-    if planfile is None and not auto_approve and not sys.stdin.isatty():
-        raise UserError(
-            "no terminal to confirm on: review with `plan` and pass --auto-approve, "
-            "or apply a saved plan file; nothing was done"
-        )
     outcome = run_apply(
         manager,
         ClickUI(quiet=quiet),
         saved=planfile,
         auto_approve=auto_approve,
         allow_mass_disable=allow_mass_disable,
+        allow_mass_email=allow_mass_email,
         allow_new_state=allow_new_state,
         limits=DeliveryLimits(retry_backoff, delivery_timeout, max_rate, max_messages),
     )
@@ -847,6 +851,11 @@ class ClickUI:
             click.echo(chunk, nl=False, color=_color())
 
     def confirm(self, plan: Plan) -> bool:
+        if not sys.stdin.isatty():
+            raise UserError(
+                "no terminal to confirm on: review with `plan` and pass --auto-approve, "
+                "or apply a saved plan file; nothing was done"
+            )
         answer = click.prompt(
             "Apply this plan and send these emails? Only 'yes' is accepted",
             default="",

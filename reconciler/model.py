@@ -209,3 +209,5 @@ class Applied:
     (:attr:`TenantConfig.cached`): ``users`` holds only the other files' users."""
     skipped_enabled: int = 0
     """How many users of the ``skipped`` files are enabled (for the mass-disable rule)."""
+    skipped_users: int = 0
+    """How many users the ``skipped`` files hold (for the mass-email rule)."""

@@ -23,24 +23,43 @@ from reconciler.model import (
     UserRecord,
     is_enabled,
 )
-from reconciler.transitions import emails_for, refused_requests
+from reconciler.transitions import Email, emails_for, refused_requests, silence
 
 MASS_DISABLE_FRACTION = 0.10
 MASS_DISABLE_MIN_ENABLED = 10
 """SPEC §6: disabling more than this fraction of a tenant's enabled users, when it has at least
 this many, is refused unless the operator allows it (a deleted users file looks like this)."""
+MASS_EMAIL_FRACTION = 0.10
+MASS_EMAIL_MIN_USERS = 10
+"""SPEC §8: emailing more than this fraction of the users of a tenant that has applied state,
+when it has at least this many, is refused unless the operator allows it: one edit (every
+``license`` of an adopted export, a bridge-wide number) must not email the whole tenant by
+surprise. ``disabled`` emails are the mass-disable rule's alone."""
 
 
 class UnsafePlan(UserError):
-    """Applying the plan would break a safety rule (SPEC §6); nothing was changed or sent."""
+    """Applying the plan would break a safety rule (SPEC §6, §8); nothing was changed or sent.
+    ``tenants``: those it names, each once; ``refusals``: one sentence per rule broken."""
 
-    def __init__(self, tenants: list[str]):
+    def __init__(self, tenants: list[str], refusals: list[str]):
         self.tenants = tenants
-        super().__init__(
-            f"refusing to disable more than {MASS_DISABLE_FRACTION:.0%} of the enabled users of "
-            f"{', '.join(tenants)}; check the configuration (a deleted users file?) or pass "
-            "--allow-mass-disable"
-        )
+        super().__init__("; ".join(refusals) + "; nothing was changed or sent")
+
+
+def _refuse_mass_disable(tenants: list[str]) -> str:
+    return (
+        f"refusing to disable more than {MASS_DISABLE_FRACTION:.0%} of the enabled users of "
+        f"{', '.join(tenants)}; check the configuration (a deleted users file?) or pass "
+        "--allow-mass-disable"
+    )
+
+
+def _refuse_mass_email(plans: list[TenantPlan]) -> str:
+    counts = ", ".join(f"{t.name} ({t.mailed} of {t.users} users)" for t in plans)
+    return (
+        f"refusing to email more than {MASS_EMAIL_FRACTION:.0%} of the users of {counts}; "
+        "check the plan, or pass --allow-mass-email if that is the change you mean"
+    )
 
 
 class Change(NamedTuple):
@@ -59,6 +78,11 @@ class UserChange:
     user: str
     action: UserAction
     changes: Sequence[Change]
+    emails: tuple[EmailType, ...] = ()
+    """The emails this change sends the user, in send order."""
+    note: str | None = None
+    """Why it sends none (``no email: not licensed``), or that they are suppressed: a reviewer
+    reads why a change is silent instead of guessing (SPEC §4: nothing else sends an email)."""
 
 
 class Created(Sequence[Change]):
@@ -120,6 +144,8 @@ class TenantPlan:
     user_changes: list[UserChange] = field(default_factory=list)
     emails: list[PlannedEmail] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    """What a reviewer should know that apply does not refuse (suppressed emails, a missing
+    folder); :attr:`safety` says what it refuses."""
     missing: bool = False
     """In the state but not in the config: reported, never applied."""
     config: TenantConfig | None = None
@@ -127,6 +153,10 @@ class TenantPlan:
     """The state this plan was made against (apply composes removed users' emails from it)."""
     enabled_before: int = 0
     disabling: int = 0
+    users: int = 0
+    """The tenant's users as configured (for the mass-email rule)."""
+    mailed: int = 0
+    """Users who get an email other than ``disabled`` that is sent, not suppressed."""
 
     @property
     def has_changes(self) -> bool:
@@ -141,11 +171,43 @@ class TenantPlan:
             and self.disabling > MASS_DISABLE_FRACTION * self.enabled_before
         )
 
-    def check_safe(self, *, allow_mass_disable: bool = False) -> None:
+    @property
+    def mass_email(self) -> bool:
+        """SPEC §8: a tenant with applied state, of at least :data:`MASS_EMAIL_MIN_USERS`
+        users, more than :data:`MASS_EMAIL_FRACTION` of whom would get an email that is sent
+        (``disabled`` aside: :attr:`mass_disable` governs those). A first apply is the
+        first-contact guard's."""
+        return (
+            self.lineage is not None
+            and self.users >= MASS_EMAIL_MIN_USERS
+            and self.mailed > MASS_EMAIL_FRACTION * self.users
+        )
+
+    @property
+    def safety(self) -> list[str]:
+        """What apply refuses without an override, one sentence per rule: outputs show these
+        before anything else, so a pull request says so up front."""
+        found = []
+        if self.mass_disable:
+            found.append(
+                f"{self.disabling} of {self.enabled_before} enabled users would be disabled "
+                f"(over {MASS_DISABLE_FRACTION:.0%}); apply refuses without --allow-mass-disable"
+            )
+        if self.mass_email:
+            found.append(
+                f"{self.mailed} of {self.users} users would get an email (over "
+                f"{MASS_EMAIL_FRACTION:.0%}); apply refuses without --allow-mass-email"
+            )
+        return found
+
+    def check_safe(
+        self, *, allow_mass_disable: bool = False, allow_mass_email: bool = False
+    ) -> None:
         """Raise :class:`UnsafePlan` when applying this tenant's plan needs the operator's
         explicit override (like octodns's ``Plan.raise_if_unsafe``)."""
-        if self.mass_disable and not allow_mass_disable:
-            raise UnsafePlan([self.name])
+        Plan([self]).check_safe(
+            allow_mass_disable=allow_mass_disable, allow_mass_email=allow_mass_email
+        )
 
 
 @dataclass
@@ -156,17 +218,18 @@ class Plan:
     def has_changes(self) -> bool:
         return any(t.has_changes for t in self.tenants)
 
-    def check_safe(self, *, allow_mass_disable: bool = False) -> None:
-        """Raise one :class:`UnsafePlan` naming every tenant whose plan is unsafe, so the
-        operator sees them all at once."""
-        refused = []
-        for tenant in self.tenants:
-            try:
-                tenant.check_safe(allow_mass_disable=allow_mass_disable)
-            except UnsafePlan as exc:
-                refused += exc.tenants
-        if refused:
-            raise UnsafePlan(refused)
+    def check_safe(
+        self, *, allow_mass_disable: bool = False, allow_mass_email: bool = False
+    ) -> None:
+        """Raise one :class:`UnsafePlan` naming every tenant whose plan is unsafe and every
+        override it needs, so the operator sees them all at once."""
+        disabling = [] if allow_mass_disable else [t for t in self.tenants if t.mass_disable]
+        mailing = [] if allow_mass_email else [t for t in self.tenants if t.mass_email]
+        refusals = [_refuse_mass_disable([t.name for t in disabling])] * bool(disabling)
+        refusals += [_refuse_mass_email(mailing)] * bool(mailing)
+        if refusals:
+            named = {t.name for t in (*disabling, *mailing)}
+            raise UnsafePlan([t.name for t in self.tenants if t.name in named], refusals)
 
     def email_kinds(self) -> set[tuple[str, str]]:
         """``(locale, type)`` of every email the plan writes, suppressed ones included (they
@@ -219,17 +282,23 @@ def plan_tenant(
     # Reused files' users are the applied ones: only the others are compared, and counted.
     after_users = config.users if config.parsed is None else config.parsed
     enabled_now = applied.skipped_enabled if applied else 0
-    reasons: dict[tuple[str, ...], tuple[str, ...]] = {}  # 300,000 emails share a handful
+    result.users = applied.skipped_users if applied else 0
+    shared: dict[Any, Any] = {}  # 300,000 emails and changes share a handful of values
     gone = set(before_users)  # the applied users no configured user matches, once all are seen
     for upn, after in _each_user(after_users, gone):
         if after is not None:
+            result.users += 1
             enabled_now += is_enabled(after)
             if unchanged(upn, after):
                 continue  # the common case: stored users compare digests, nothing is parsed
         before = before_users.get(upn)
         if before == after:
             continue
-        result.user_changes.append(_user_change(upn, before, after, after_users))
+        emails = emails_for(before, after)
+        result.user_changes.append(
+            _user_change(upn, before, after, after_users, emails, suppressed, shared)
+        )
+        result.mailed += not suppressed and any(e.type != "disabled" for e in emails)
         for request in refused_requests(before, after):
             file, key = config.sources[upn]
             findings.append(
@@ -241,7 +310,7 @@ def plan_tenant(
                     at_key=True,
                 )
             )
-        for email in emails_for(before, after):
+        for email in emails:
             user = after or before
             assert user is not None  # an email needs a user before or after
             tenant_tag = config.tenant["email"]["locale"]
@@ -251,7 +320,7 @@ def plan_tenant(
                     upn,
                     user.get("email", upn),
                     email.type,
-                    reasons.setdefault(email.reasons, email.reasons),
+                    shared.setdefault(email.reasons, email.reasons),
                     suppressed,
                     resolve((tag, tenant_tag), locales),
                     tag,
@@ -307,12 +376,10 @@ def _warnings(plan: TenantPlan, suppressed: bool) -> list[str]:
             "suppressed, not sent; inform these users some other way (apply keeps each message "
             "for the operator)"
         )
-    if plan.mass_disable:
-        warnings.append(
-            f"{plan.disabling} of {plan.enabled_before} enabled users would be disabled "
-            f"(over {MASS_DISABLE_FRACTION:.0%}); apply refuses without --allow-mass-disable"
-        )
     return warnings
+
+
+SUPPRESSED_NOTE = "suppressed: automatically_send_emails_to_users is false"
 
 
 def _user_change(
@@ -320,14 +387,25 @@ def _user_change(
     before: UserRecord | None,
     after: UserRecord | None,
     configured: Mapping[str, UserRecord],
+    emails: list[Email],
+    suppressed: bool,
+    shared: dict[Any, Any],
 ) -> UserChange:
+    """One user's change, the emails it sends and, when it sends none, why."""
+    kinds = tuple(e.type for e in emails)
+    note = None
+    if not emails:
+        note = "no email: " + silence(before, after)
+    elif suppressed:
+        note = SUPPRESSED_NOTE
+    sent, why = shared.setdefault(kinds, kinds), shared.setdefault(note, note)
     if before is None:
-        return UserChange(upn, "create", Created(configured, upn))
+        return UserChange(upn, "create", Created(configured, upn), sent, why)
     if after is None:
         changes = tuple(
             Change(k, v, None) for k, v in before.items() if v is not None and k != "upn"
         )
-        return UserChange(upn, "delete", changes)
+        return UserChange(upn, "delete", changes, sent, why)
     return UserChange(
         upn,
         "update",
@@ -336,6 +414,8 @@ def _user_change(
             for key in sorted(before.keys() | after.keys())
             if before.get(key) != after.get(key)
         ),
+        sent,
+        why,
     )
 
 

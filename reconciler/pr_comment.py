@@ -266,7 +266,8 @@ def forge_from_env(
         hints = (
             "--repo or GITHUB_REPOSITORY",
             "--number or a pull_request event",
-            "--token or GITHUB_TOKEN",
+            "GITHUB_TOKEN (pass the workflow's token to the step: env: GITHUB_TOKEN: "
+            "${{ github.token }}; it needs pull-requests: write)",
         )
     elif kind == "gitlab":
         api_url = api_url or env.get("CI_API_V4_URL") or "https://gitlab.com/api/v4"
@@ -277,7 +278,8 @@ def forge_from_env(
         hints = (
             "--repo or CI_PROJECT_ID",
             "--number or CI_MERGE_REQUEST_IID (a merge request pipeline)",
-            "--token or GITLAB_TOKEN",
+            "GITLAB_TOKEN (a masked CI/CD variable holding a project access token with the api "
+            "scope; the job token cannot write notes)",
         )
     else:
         raise UserError(f"unknown platform {kind!r}: use github or gitlab")

@@ -58,6 +58,26 @@ def emails_for(before: UserRecord | None, after: UserRecord | None) -> list[Emai
     return emails
 
 
+def silence(before: UserRecord | None, after: UserRecord | None) -> str:
+    """Why a change to a user sends no email (SPEC §4: nothing but the table does), for a
+    change :func:`emails_for` gives none: the user is enabled neither before nor after, or only
+    fields that send nothing changed (``display_name``, ``locale``, ``email``,
+    ``toll_free_number``, a request cleared)."""
+    if not (is_enabled(before) or is_enabled(after)):
+        user = after or before
+        assert user is not None, "a change has a user before or after"
+        if not user["license"]:
+            return "not licensed"
+        return f"provider is {user['provider']}"
+    assert before is not None and after is not None, "enabled before and after"
+    old, new = dict(before), dict(after)
+    return ", ".join(
+        f"{key} cleared" if key in REQUESTS and new[key] is None else f"{key} changed"
+        for key in sorted(new)
+        if old.get(key) != new[key]
+    )
+
+
 def is_new_request(before: UserRecord | None, after: UserRecord, field: RequestField) -> bool:
     """A request is a value different from the one last applied (clearing it asks nothing)."""
     value = after[field]

@@ -264,7 +264,7 @@ def test_every_email_rule_and_combination(workspace: Workspace, locale: str) -> 
     for step, expected in ((1, EXPECTED_1), (2, EXPECTED_2), (3, EXPECTED_3)):
         write_config(ws, locale, step)
         # step 1 onboards 14 users into an empty state; step 2 disables 5 of them
-        result = ws.apply("--allow-mass-disable", "--allow-new-state")
+        result = ws.apply("--allow-mass-disable", "--allow-mass-email", "--allow-new-state")
         new = ws.mails()[len(delivered) :]
         assert sequence(new) == expected, f"step {step}:\n{result}"
         assert all(m.message["X-Reconciler-Tenant"] == m.tenant for m in new)

@@ -139,12 +139,17 @@ def test_stale_saved_plan_is_refused_and_changes_nothing(workspace: Workspace) -
 # --- confirmation ----------------------------------------------------------------------------
 
 
-def test_without_a_terminal_apply_needs_auto_approve(workspace: Workspace) -> None:
+def test_without_a_terminal_apply_needs_auto_approve_only_to_change_something(
+    workspace: Workspace,
+) -> None:
     ws = workspace
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(2))
     refused = ws.run("apply")
     assert refused.code == 1 and "--auto-approve" in refused.stderr
     assert ws.state_show()["tenants"] == [] and ws.mails() == []
+    ws.apply()
+    nothing = ws.run("apply")
+    assert nothing.code == 0 and "Applied: nothing to change" in nothing.stdout, str(nothing)
 
 
 def answer_on_a_terminal(ws: Workspace, answer: str) -> Result:
@@ -210,6 +215,96 @@ def test_mass_disable_guard_thresholds(workspace: Workspace, enabled: int, disab
     write_tenant(ws.config, "contoso", tenant_doc(), users)
     ws.apply()
     assert [m.type for m in ws.mails()[enabled:]] == ["disabled"] * disabled
+
+
+# --- mass-email guard ------------------------------------------------------------------------
+
+
+def adopted(ws: Workspace, users: dict[str, dict]) -> dict[str, dict]:
+    """A tenant imported (no email) with ``users``."""
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    assert ws.run("import").code == 0
+    return users
+
+
+def test_an_edit_that_emails_most_of_an_adopted_tenant_is_refused_until_allowed(
+    workspace: Workspace,
+) -> None:
+    """Every conference ID changed after import: 12 details-changed emails to 12 users. The
+    plan says so first, in every format; apply refuses in one line, changing nothing; the flag
+    (or its environment variable) lets the deliberate change through."""
+    ws = workspace
+    users = adopted(ws, enabled_users(12))
+    for number, user in enumerate(users.values()):
+        user["conference_id"] = f"{7100000 + number}"
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    warning = (
+        "12 of 12 users would get an email (over 10%); apply refuses without --allow-mass-email"
+    )
+
+    text = ws.run("plan").stdout
+    assert text.splitlines()[0] == f"! contoso: {warning}", text
+    assert f"> :no_entry: **contoso**: {warning}" in ws.run("plan", "--format", "markdown").stdout
+    (tenant,) = ws.plan_json()["tenants"]
+    assert tenant["mass_email"] is True and tenant["warnings"][0] == warning
+    before = ws.state_show()
+
+    refused = ws.apply(expect=1)
+    (line,) = refused.stderr.splitlines()
+    assert "email more than 10% of the users of contoso (12 of 12 users)" in line
+    assert "--allow-mass-email" in line and "Traceback" not in refused.output
+    assert ws.state_show() == before and ws.mails() == []
+
+    env_allowed = ws.apply(env={"RECONCILER_ALLOW_MASS_EMAIL": "1"}, expect=None)
+    assert env_allowed.code == 0, str(env_allowed)
+    assert [m.type for m in ws.mails()] == ["details-changed"] * 12
+
+    for user in users.values():
+        user["pin_reset"] = "2026-12-07"
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    assert ws.apply(expect=1) and len(ws.mails()) == 12
+    ws.apply("--allow-mass-email")
+    assert [m.type for m in ws.mails()[12:]] == ["pin-reset"] * 12
+
+
+def test_an_export_adopted_unlicensed_then_licensed_is_refused_as_a_mass_email(
+    workspace: Workspace,
+) -> None:
+    """The first-hour trap: a tenant imported with `license: false` everywhere, then the one
+    obvious fix, `license: true`, would send every user a new PIN."""
+    ws = workspace
+    users = adopted(
+        ws, {upn: {**user, "license": False} for upn, user in enabled_users(12).items()}
+    )
+    for user in users.values():
+        user["license"] = True
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    refused = ws.apply(expect=1)
+    assert "(12 of 12 users)" in refused.stderr and "--allow-mass-email" in refused.stderr
+    assert ws.mails() == []
+
+
+def test_an_allowed_mass_disable_needs_no_mass_email_flag(workspace: Workspace) -> None:
+    ws = workspace
+    users = adopted(ws, enabled_users(10))
+    for user in list(users.values())[:2]:
+        user["license"] = False
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    refused = ws.apply(expect=1)
+    assert "--allow-mass-disable" in refused.stderr
+    assert "--allow-mass-email" not in refused.stderr
+    ws.apply("--allow-mass-disable")
+    assert [m.type for m in ws.mails()] == ["disabled"] * 2
+
+
+def test_a_tenth_of_the_users_is_not_a_mass_email(workspace: Workspace) -> None:
+    ws = workspace
+    users = adopted(ws, enabled_users(10))
+    next(iter(users.values()))["pin_reset"] = "2026-12-07"
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    assert "refuses" not in ws.run("plan").stdout
+    ws.apply()
+    assert [m.type for m in ws.mails()] == ["pin-reset"]
 
 
 def strip(files: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:

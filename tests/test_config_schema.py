@@ -302,9 +302,15 @@ def test_missing_tenant_yaml_does_not_hide_users_problems(tmp_path):
     ]
 
 
-def test_no_tenant_folder_at_all(tmp_path):
+def test_no_tenant_folder_at_all_says_where_it_looked_and_how_to_point_it(tmp_path):
     [line] = problems(tmp_path)
-    assert line.endswith(":1:1: no tenant folders found (expected <config>/<tenant>/tenant.yaml)")
+    assert line.endswith(
+        f":1:1: no tenant folders in {tmp_path} (a tenant is <config>/<tenant>/tenant.yaml); "
+        "run reconciler in the folder that holds tenants/, or pass --config DIR "
+        "(env RECONCILER_CONFIG)"
+    )
+    [line] = problems(tmp_path / "nowhere")
+    assert f"no folder {tmp_path / 'nowhere'} (" in line and "--config DIR" in line
 
 
 # --- files that are not mappings, wrong types ---------------------------------------------------

@@ -415,3 +415,16 @@ def test_fmt_with_any_problem_lists_them_all_and_writes_nothing(
         "4 problem(s) found; nothing was written.",
     ]
     assert {p: p.read_bytes() for p in snapshot} == snapshot
+
+
+@pytest.mark.parametrize("command", [["fmt"], ["validate"], ["plan"]])
+def test_outside_a_configuration_repository_it_says_where_it_looked_and_how_to_point_it(
+    new_workspace: NewWorkspace, command: list[str]
+) -> None:
+    ws = new_workspace()
+    ws.config.rmdir()  # a folder with no tenants/ in it
+    result = ws.cli(*command)
+    assert result.code == 1 and "Traceback" not in result.output
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"tenants:1:1: no folder {ws.root / 'tenants'} (")
+    assert "pass --config DIR (env RECONCILER_CONFIG)" in first

@@ -107,11 +107,12 @@ def test_text_symbols_and_values() -> None:
     lines = out.splitlines()
     assert lines[0] == "Tenant contoso (serial 3, lineage 0f1e2d3c)"
     assert "    ~ settings.pin_length: 5 -> 6" in lines
-    assert "    ~ alice@contoso.com" in lines
+    assert "    ~ alice@contoso.com (emails: details-changed, pin-reset)" in lines
     assert '        conference_id: "8412345" -> "8412346"' in lines
-    assert "    - bob@contoso.com" in lines
-    assert "    + carol@contoso.com" in lines
-    assert "    ~ dan@contoso.com" in lines
+    assert "    - bob@contoso.com (email: disabled)" in lines
+    assert "    + carol@contoso.com (email: enabled)" in lines
+    assert '        conference_id: "8412347", dial_in_number: "+14255550100", locale: "en"' in lines
+    assert "    ~ dan@contoso.com (no email: display_name changed)" in lines
     assert '        display_name: null -> "Dan | Sales <team>"' in lines
     emails = [line.strip() for line in lines if line.startswith("    @ ")]
     assert [e.split(":")[0] for e in emails] == [
@@ -123,6 +124,18 @@ def test_text_symbols_and_values() -> None:
     assert "conference ID changed" in out and "user removed from the configuration" in out
     assert lines[-1] == ("Plan: 1 setting change(s), 4 user change(s), 4 email(s) (0 suppressed).")
     assert "[suppressed]" not in out
+
+
+def test_the_terminal_legend_in_the_docs_is_what_the_renderer_prints() -> None:
+    docs = (ROOT / "docs" / "PIPELINES.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Terminal") :]
+    block = section[section.index("```text\n") + len("```text\n") : section.index("```\n\n")]
+    assert block == text.render(sample_plan())
+    legend = section[section.index("```\n\n") :].split("\n\n")[1]
+    for symbol in ("+", "~", "-", "@", "!"):
+        assert f"`{symbol}`" in legend, symbol
+    for note in ("no email: not licensed", "no email: display_name changed", "suppressed: "):
+        assert note in legend.replace("\n", " "), note
 
 
 def test_text_without_color_has_no_ansi_and_with_color_has_it() -> None:
@@ -153,7 +166,7 @@ def test_text_no_changes_and_missing_and_no_state() -> None:
     assert "  no changes" not in missing.splitlines()
     first = text.render(Plan([plan_tenant(cfg, None)[0]]))
     assert first.splitlines()[0] == "Tenant contoso (no applied state yet)"
-    assert "    + alice@contoso.com" in first.splitlines()
+    assert "    + alice@contoso.com (email: enabled)" in first.splitlines()
 
 
 @pytest.fixture
@@ -206,10 +219,14 @@ def test_markdown_summary_counts_and_tables() -> None:
     assert "| `settings.pin_length` | `5` | `6` |" in out
     assert (
         "| ~ | `alice@contoso.com` | `conference_id`: `8412345` → `8412346`, "
-        "`pin_reset`: — → `r1` |"
+        "`pin_reset`: — → `r1` | `details-changed`, `pin-reset` |"
     ) in out
-    assert "| - | `bob@contoso.com` | delete |" in out
-    assert "| + | `carol@contoso.com` | create |" in out
+    assert "| - | `bob@contoso.com` | removed | `disabled` |" in out
+    assert (
+        "| + | `carol@contoso.com` | new: `conference_id` `8412347`, `dial_in_number` "
+        "`+14255550100`, `locale` `en` | `enabled` |"
+    ) in out
+    assert "| no email\\: display\\_name changed |" in out
     # a cell value cannot break the table, and HTML stays inside its code span
     assert "`display_name`: — → `Dan \\| Sales <team>` |" in out
     assert out.count("<team>") == 1
@@ -306,6 +323,8 @@ TENANT_KEYS = {
     "name",
     "state",
     "missing_from_config",
+    "mass_disable",
+    "mass_email",
     "settings_changes",
     "user_changes",
     "emails",
@@ -338,7 +357,15 @@ def test_json_has_exactly_the_spec_fields() -> None:
             {"path": "conference_id", "before": "8412345", "after": "8412346"},
             {"path": "pin_reset", "before": None, "after": "r1"},
         ],
+        "emails": ["details-changed", "pin-reset"],
+        "note": None,
     }
+    assert [(u["emails"], u["note"]) for u in tenant["user_changes"][1:]] == [
+        (["disabled"], None),
+        (["enabled"], None),
+        ([], "no email: display_name changed"),
+    ]
+    assert (tenant["mass_disable"], tenant["mass_email"]) == (False, False)
     assert [u["action"] for u in tenant["user_changes"]] == ["update", "delete", "create", "update"]
     assert tenant["emails"][0] == {
         "user": "alice@contoso.com",

@@ -317,7 +317,7 @@ def test_mass_disable_threshold(n_enabled: int, disabled: int, mass: bool) -> No
     assert result.enabled_before == n_enabled
     assert result.disabling == disabled
     assert result.mass_disable is mass
-    assert any("--allow-mass-disable" in w for w in result.warnings) is mass
+    assert any("--allow-mass-disable" in w for w in result.safety) is mass
 
 
 def test_mass_disable_counts_removed_users() -> None:
@@ -341,6 +341,118 @@ def test_check_safe_names_every_unsafe_tenant() -> None:
         unsafe[0].check_safe()
     Plan(unsafe).check_safe(allow_mass_disable=True)
     unsafe[2].check_safe()
+
+
+def _mailing(users: int, mailed: int, *, send: bool = True, state: bool = True):
+    """``users`` enabled users of whom the first ``mailed`` change conference ID."""
+    before = {f"u{i:03}@contoso.com": enabled(f"{1000000 + i}") for i in range(users)}
+    after = {
+        upn: enabled(f"{2000000 + i}") if i < mailed else record
+        for i, (upn, record) in enumerate(before.items())
+    }
+    doc = tenant_doc(send=send)
+    return plan_tenant(config(after, doc), applied(config(before, doc)) if state else None)[0]
+
+
+@pytest.mark.parametrize(
+    ("users", "mailed", "mass"),
+    [
+        (10, 2, True),
+        (10, 1, False),  # exactly 10% is not more than 10%
+        (40, 5, True),
+        (40, 4, False),
+        (9, 9, False),  # fewer than 10 users: never
+    ],
+)
+def test_mass_email_threshold(users: int, mailed: int, mass: bool) -> None:
+    result = _mailing(users, mailed)
+    assert (result.users, result.mailed) == (users, mailed)
+    assert result.mass_email is mass
+    expected = [f"{mailed} of {users} users would get an email (over 10%)"] if mass else []
+    assert [w.split(";")[0] for w in result.safety] == expected
+
+
+def test_mass_email_counts_users_not_emails_and_only_what_is_sent() -> None:
+    """Two emails to one user count once; suppressed emails are not sent; a first apply is the
+    first-contact guard's business."""
+    before = {f"u{i:03}@contoso.com": enabled(f"{1000000 + i}") for i in range(10)}
+    after = dict(before)
+    after["u000@contoso.com"] = enabled("2000000", pin_reset="r1")  # details-changed + pin-reset
+    result = plan_between(config(before), config(after))[0]
+    assert (len(result.emails), result.mailed, result.mass_email) == (2, 1, False)
+    assert _mailing(10, 10, send=False).mailed == 0
+    assert not _mailing(10, 10, state=False).mass_email
+
+
+def test_disabled_emails_are_the_mass_disable_rules_alone() -> None:
+    result = _many(10, 2)  # 2 of 10 disabled: 2 emails to 20% of the users
+    assert result.mass_disable and not result.mass_email and result.mailed == 0
+    result.check_safe(allow_mass_disable=True)
+
+
+def test_check_safe_says_every_rule_and_tenant_in_one_line() -> None:
+    disabling, mailing = _many(10, 2), _mailing(12, 12)
+    disabling.name, mailing.name = "alpha", "beta"
+    with pytest.raises(UnsafePlan) as refused:
+        Plan([disabling, mailing]).check_safe()
+    message = str(refused.value)
+    assert refused.value.tenants == ["alpha", "beta"] and "\n" not in message
+    assert "disable more than 10% of the enabled users of alpha" in message
+    assert "--allow-mass-disable" in message
+    assert "email more than 10% of the users of beta (12 of 12 users)" in message
+    assert message.endswith(
+        "--allow-mass-email if that is the change you mean; nothing was changed or sent"
+    )
+    with pytest.raises(UnsafePlan, match="beta") as only_mail:
+        Plan([disabling, mailing]).check_safe(allow_mass_disable=True)
+    assert "alpha" not in str(only_mail.value)
+    Plan([disabling, mailing]).check_safe(allow_mass_disable=True, allow_mass_email=True)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "note"),
+    [
+        (None, {"license": False}, "no email: not licensed"),
+        ({"license": False}, {"license": False, "display_name": "A"}, "no email: not licensed"),
+        (None, enabled("1000001", provider="ThirdParty"), "no email: provider is ThirdParty"),
+        (enabled("1000001", provider="None"), None, "no email: provider is None"),
+        ({"license": False}, None, "no email: not licensed"),
+        (
+            enabled("1000001"),
+            enabled("1000001", display_name="A"),
+            "no email: display_name changed",
+        ),
+        (
+            enabled("1000001", pin_reset="r1"),
+            enabled("1000001", pin_reset=None, locale="fr"),
+            "no email: locale changed, pin_reset cleared",
+        ),
+        (
+            enabled("1000001"),
+            enabled("1000001", toll_free_number=TOLL_FREE, email="a.x@contoso.com"),
+            "no email: email changed, toll_free_number changed",
+        ),
+        (enabled("1000001"), enabled("1000002"), None),
+    ],
+)
+def test_a_change_that_sends_no_email_says_why(
+    before: dict[str, Any] | None, after: dict[str, Any] | None, note: str | None
+) -> None:
+    upn = "alice@contoso.com"
+    result, _ = plan_between(
+        config({upn: before}) if before else config({}), config({upn: after} if after else {})
+    )
+    (change,) = result.user_changes
+    assert change.note == note
+    assert change.emails == tuple(e.type for e in result.emails)
+
+
+def test_suppressed_emails_are_noted_on_the_change() -> None:
+    doc = tenant_doc(send=False)
+    result = plan_between(None, config({"alice@contoso.com": enabled("1000001")}, doc))[0]
+    (change,) = result.user_changes
+    assert change.emails == ("enabled",)
+    assert change.note == "suppressed: automatically_send_emails_to_users is false"
 
 
 def test_plan_missing() -> None:
@@ -396,5 +508,6 @@ def test_a_created_users_changes_are_read_from_the_configuration_when_shown() ->
     assert {c.path: c.after for c in create.changes}["conference_id"] == "1000003"
     assert reads == ["carol@contoso.com"]
     assert create.changes != (Change("conference_id", None, "1000003"),)
-    assert hash(create) == hash(UserChange(create.user, "create", tuple(create.changes)))
+    as_tuple = UserChange(create.user, "create", tuple(create.changes), create.emails, create.note)
+    assert hash(create) == hash(as_tuple)
     assert create.changes != "not a sequence of changes"

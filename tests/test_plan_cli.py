@@ -430,6 +430,75 @@ def test_summary_counts(ws: Workspace) -> None:
     }
 
 
+def test_every_change_says_which_emails_it_sends_or_why_none_in_every_format(
+    ws: Workspace,
+) -> None:
+    """A reviewer never guesses why a change is silent, and checks a new user's values."""
+    write_tenant(ws.config, {A: on(), B: on("8412399", pin_reset=PIN), D: off("8412398")})
+    write_tenant(
+        ws.config, {}, name="fabrikam", settings={"automatically_send_emails_to_users": False}
+    )
+    ok(ws, "import")
+    write_tenant(
+        ws.config,
+        {
+            A: on(display_name="Alice"),
+            B: on("8412399"),
+            C: on("8412397", locale="fr", toll_free_number=TOLL_FREE),
+            D: off("8412398", display_name="Dan"),
+            "eve@contoso.com": on("8412396", provider="ThirdParty"),
+        },
+    )
+    write_tenant(
+        ws.config,
+        {"fay@contoso.com": on("8412395")},
+        name="fabrikam",
+        settings={"automatically_send_emails_to_users": False},
+    )
+    notes = {
+        A: "no email: display_name changed",
+        B: "no email: pin_reset cleared",
+        C: None,
+        D: "no email: not licensed",
+        "eve@contoso.com": "no email: provider is ThirdParty",
+        "fay@contoso.com": "suppressed: automatically_send_emails_to_users is false",
+    }
+    changes = [u for t in plan_json(ws)["tenants"] for u in t["user_changes"]]
+    assert {u["user"]: u["note"] for u in changes} == notes
+    assert {u["user"]: u["emails"] for u in changes if u["emails"]} == {
+        C: ["enabled"],
+        "fay@contoso.com": ["enabled"],
+    }
+
+    text = ok(ws, "plan").stdout.splitlines()
+    shown = {
+        **notes,
+        C: "email: enabled",
+        "fay@contoso.com": f"email: enabled; {notes['fay@contoso.com']}",
+    }
+    for upn, outcome in shown.items():
+        symbol = "~" if upn in (A, B, D) else "+"
+        assert f"    {symbol} {upn} ({outcome})" in text, text
+    new_user = text[text.index(f"    + {C} (email: enabled)") + 1]
+    assert new_user == (
+        f'        conference_id: "8412397", dial_in_number: "{DEFAULT}", '
+        f'toll_free_number: "{TOLL_FREE}", locale: "fr"'
+    )
+
+    markdown = ok(ws, "plan", "--format", "markdown").stdout
+    for upn, note in notes.items():
+        row = next(
+            line
+            for line in markdown.splitlines()
+            if line.startswith(("| + |", "| ~ |")) and f"`{upn}`" in line
+        )
+        assert (note or "`enabled`") in row.replace("\\", ""), row
+    assert (
+        f"| + | `{C}` | new: `conference_id` `8412397`, `dial_in_number` `{DEFAULT}`, "
+        f"`toll_free_number` `{TOLL_FREE}`, `locale` `fr` | `enabled` |"
+    ) in markdown
+
+
 def test_summary_counts_across_tenants(ws: Workspace) -> None:
     write_tenant(ws.config, {A: on()}, name="contoso")
     write_tenant(ws.config, {B: on()}, name="fabrikam")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.cli import main
 from reconciler.errors import UserError
 from reconciler.outputs.markdown import MARKER
 from reconciler.pr_comment import (
@@ -248,6 +249,9 @@ def test_cli_posts_the_rendered_plan(forge_api: Api, example_workspace: Workspac
 
     failed = ws.cli("pr-comment", "--body-file", "plan.md", env={**env, "GITHUB_TOKEN": ""})
     assert failed.code == 1 and "--number or a pull_request event" in failed.output
+    assert "GITHUB_TOKEN (pass the workflow's token to the step" in failed.output
+    offered = {name for param in main.commands["pr-comment"].params for name in param.opts}
+    assert set(re.findall(r"--[a-z-]+", failed.output)) <= offered, "names only real options"
 
 
 # ------------------------------------------------------------ the comment's markdown (render)

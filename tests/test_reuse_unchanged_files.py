@@ -33,8 +33,13 @@ def both_paths(options: Options) -> tuple[object, object]:
         try:
             loaded = manager.load(reuse_state=reuse)
             plan = manager.plan(loaded, manager.tenant_names(loaded))
-            # The mass-disable rule's counts (a plan with nothing to do counts nothing).
-            counts = [(t.enabled_before, t.disabling) for t in plan.tenants if t.has_changes]
+            # The mass-disable and mass-email rules' counts (a plan with nothing to do counts
+            # nothing).
+            counts = [
+                (t.enabled_before, t.disabling, t.users, t.mailed)
+                for t in plan.tenants
+                if t.has_changes
+            ]
             results.append((dict(loaded.tenants["acme"].users), plan_to_dict(plan), counts))
         except ConfigError as exc:
             results.append(("problems", [str(p) for p in exc.problems]))
@@ -49,7 +54,12 @@ def apply(options: Options) -> None:
     manager = Manager(options)
     try:
         run_apply(
-            manager, SilentUI(), auto_approve=True, allow_mass_disable=True, allow_new_state=True
+            manager,
+            SilentUI(),
+            auto_approve=True,
+            allow_mass_disable=True,
+            allow_mass_email=True,
+            allow_new_state=True,
         )
     finally:
         manager.close()

@@ -654,35 +654,48 @@ def test_apply_workflow_runs_locally(repo: Path, tmp_path: Path, smtp_server: An
     assert not failing.step("Apply it").ran
 
 
-def test_apply_workflow_first_rollout_needs_the_manual_input(
+def test_apply_workflow_first_rollout_and_mass_email_need_the_manual_inputs(
     repo: Path, tmp_path: Path, smtp_server: Any
 ) -> None:
     users = repo / "tenants" / "contoso" / "users" / "bulk.yaml"
-    users.write_text(
-        "users:\n"
-        + "".join(
-            f"  bulk{i}@contoso.com: {{license: true, conference_id: '55000{i:02d}'}}\n"
-            for i in range(12)
-        ),
-        encoding="utf-8",
-    )
-    git(repo, "add", "tenants")
-    git(repo, "commit", "-q", "-m", "a first rollout of 12 more users")
-    git(repo, "push", "-q", "origin", "main")
-    context, environment = apply_context(repo, tmp_path, smtp_server.url)
+
+    def commit_bulk(prefix: str, message: str) -> None:
+        users.write_text(
+            "users:\n"
+            + "".join(
+                f"  bulk{i}@contoso.com: {{license: true, conference_id: '{prefix}{i:02d}'}}\n"
+                for i in range(12)
+            ),
+            encoding="utf-8",
+        )
+        git(repo, "add", "tenants")
+        git(repo, "commit", "-q", "-m", message)
+        git(repo, "push", "-q", "origin", "main")
 
     def runner(values: dict[str, Any], artifacts: str) -> LocalRunner:
         return apply_runner(repo, values, environment, tmp_path / artifacts)
 
+    def ran(job: LocalRunner) -> None:
+        result = job.run()
+        assert not result.failed, [(r.name, r.output) for r in job.runs if r.code]
+
+    commit_bulk("55000", "a first rollout of 12 more users")
+    context, environment = apply_context(repo, tmp_path, smtp_server.url)
     pushed = runner(context, "pushed")
     assert pushed.run().failed
     assert "--allow-new-state" in pushed.step("Apply it").output
     assert smtp_server.messages == []
-
-    by_hand = runner({**context, "inputs": {"allow_new_state": True}}, "by-hand")
-    result = by_hand.run()
-    assert not result.failed, [(r.name, r.output) for r in by_hand.runs if r.code]
+    ran(runner({**context, "inputs": {"allow_new_state": True}}, "by-hand"))
     assert len(smtp_server.messages) == 16
+
+    commit_bulk("56000", "move the 12 to new conference IDs")  # 12 of 20 users emailed
+    context, environment = apply_context(repo, tmp_path, smtp_server.url)
+    pushed = runner(context, "pushed-again")
+    assert pushed.run().failed
+    assert "--allow-mass-email" in pushed.step("Apply it").output
+    assert len(smtp_server.messages) == 16
+    ran(runner({**context, "inputs": {"allow_mass_email": True}}, "by-hand-again"))
+    assert len(smtp_server.messages) == 28
 
 
 def test_apply_workflow_treats_a_sending_limit_as_come_back_later(

@@ -35,6 +35,7 @@ __all__ = [
     "UsersCache",
     "load_config",
     "locate_findings",
+    "nothing_to_read",
     "saved_config_problems",
     "tenant_files",
     "tenant_names",
@@ -87,6 +88,17 @@ def tenant_names(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def nothing_to_read(root: Path) -> str:
+    """Where the configuration was looked for and how to point at it: the first thing a
+    newcomer sees when running outside the configuration repository."""
+    where = root.absolute()
+    found = f"no tenant folders in {where}" if root.is_dir() else f"no folder {where}"
+    return (
+        f"{found} (a tenant is <config>/<tenant>/tenant.yaml); run reconciler in the folder "
+        "that holds tenants/, or pass --config DIR (env RECONCILER_CONFIG)"
+    )
+
+
 def tenant_files(root: Path, name: str) -> tuple[list[str], list[Problem]]:
     """The YAML files of a tenant folder, as ``load_config`` finds them (relative to ``root``),
     and the located problems of entries it could not use."""
@@ -110,16 +122,7 @@ def load_config(
     """
     names = list(only) if only else tenant_names(root)
     if not only and not names:
-        raise ConfigError(
-            [
-                Problem(
-                    str(root),
-                    1,
-                    1,
-                    "no tenant folders found (expected <config>/<tenant>/tenant.yaml)",
-                )
-            ]
-        )
+        raise ConfigError([Problem(str(root), 1, 1, nothing_to_read(root))])
     result = LoadedConfig(root, {})
     problems: list[Problem] = []
     for name in names:

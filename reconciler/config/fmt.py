@@ -31,7 +31,13 @@ from typing import Any, Literal
 
 import yaml
 
-from reconciler.config import MAX_FILE_BYTES, schema, tenant_files, tenant_names
+from reconciler.config import (
+    MAX_FILE_BYTES,
+    nothing_to_read,
+    schema,
+    tenant_files,
+    tenant_names,
+)
 from reconciler.config.yamlload import YAMLProblem, load
 from reconciler.errors import Problem
 
@@ -154,6 +160,8 @@ def changed_files(
     With no path, every tenant under ``config``; a path is a tenant folder (it holds
     ``tenant.yaml``), a folder of tenant folders, or a tenant or users file.
     """
+    if not paths and not tenant_names(config):
+        return [], 0, [Problem(str(config), 1, 1, nothing_to_read(config))]
     files: list[tuple[Path, Kind]] = []
     problems: list[Problem] = []
     for path in paths or [config]:

@@ -55,33 +55,46 @@ def _json(value: Any) -> str:
 
 
 def _tenant_chunks(t: TenantPlan) -> Iterator[str]:
-    head = {
-        "name": t.name,
-        "state": {"lineage": t.lineage, "serial": t.serial},
-        "missing_from_config": t.missing,
-        "settings_changes": [_change(c) for c in t.settings_changes],
-    }
-    yield _json(head)[:-1] + ',"user_changes":'
+    yield _json(_head(t))[:-1] + ',"user_changes":'
     yield from array(t.user_changes, _user_change)
     yield ',"emails":'
     yield from array(t.emails, _email)
-    yield f',"warnings":{_json(list(t.warnings))}}}'
+    yield f',"warnings":{_json(_warnings(t))}}}'
 
 
 def _tenant(t: TenantPlan) -> dict[str, Any]:
     return {
-        "name": t.name,
-        "state": {"lineage": t.lineage, "serial": t.serial},
-        "missing_from_config": t.missing,
-        "settings_changes": [_change(c) for c in t.settings_changes],
+        **_head(t),
         "user_changes": [_user_change(u) for u in t.user_changes],
         "emails": [_email(e) for e in t.emails],
-        "warnings": list(t.warnings),
+        "warnings": _warnings(t),
     }
 
 
+def _head(t: TenantPlan) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "state": {"lineage": t.lineage, "serial": t.serial},
+        "missing_from_config": t.missing,
+        "mass_disable": t.mass_disable,
+        "mass_email": t.mass_email,
+        "settings_changes": [_change(c) for c in t.settings_changes],
+    }
+
+
+def _warnings(t: TenantPlan) -> list[str]:
+    """What apply refuses (:attr:`TenantPlan.safety`) first, then the other warnings."""
+    return [*t.safety, *t.warnings]
+
+
 def _user_change(u: UserChange) -> dict[str, Any]:
-    return {"user": u.user, "action": u.action, "changes": [_change(c) for c in u.changes]}
+    return {
+        "user": u.user,
+        "action": u.action,
+        "changes": [_change(c) for c in u.changes],
+        "emails": list(u.emails),
+        "note": u.note,
+    }
 
 
 def _email(e: PlannedEmail) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from reconciler.model import EMAIL_TYPES
 from reconciler.outputs.escape import code_span, markdown_text
+from reconciler.outputs.review import to_check
 from reconciler.plan import Change, Plan, PlannedEmail, TenantPlan, UserChange
 
 LIMIT = 65_000
@@ -62,6 +63,13 @@ def _head(plan: Plan, artifacts: str | None) -> list[str]:
         f"**{s['settings_changes']}** setting change(s), **{s['user_changes']}** user "
         f"change(s), **{s['emails']}** email(s), **{s['suppressed']}** suppressed."
     )
+    refusals = [(t.name, r) for t in plan.tenants for r in t.safety]
+    if refusals:
+        out.append("")
+        out += [
+            f"> :no_entry: **{markdown_text(name)}**: {markdown_text(refusal)}"
+            for name, refusal in refusals
+        ]
     if not plan.has_changes:
         out += [
             "",
@@ -128,7 +136,7 @@ def _tenant(t: TenantPlan, rows: int) -> list[str]:
     if t.user_changes:
         out += _details(
             f"User changes ({len(t.user_changes)})",
-            ["", "User", "Changes"],
+            ["", "User", "Changes", "Email"],
             t.user_changes,
             _user_row,
             rows,
@@ -168,12 +176,17 @@ def _email_row(e: PlannedEmail) -> list[str]:
 
 
 def _user_row(u: UserChange) -> list[str]:
-    changes = (
-        ", ".join(f"{code_span(c.path)}: {_code(c.before)} → {_code(c.after)}" for c in u.changes)
-        if u.action == "update"
-        else u.action
-    )
-    return [_SYMBOL[u.action], code_span(u.user), changes]
+    if u.action == "update":
+        changes = ", ".join(
+            f"{code_span(c.path)}: {_code(c.before)} → {_code(c.after)}" for c in u.changes
+        )
+    elif u.action == "create":
+        changes = "new: " + ", ".join(f"{code_span(k)} {_code(v)}" for k, v in to_check(u))
+    else:
+        changes = "removed"
+    sent = ", ".join(code_span(kind) for kind in u.emails)
+    note = markdown_text(u.note) if u.note else ""
+    return [_SYMBOL[u.action], code_span(u.user), changes, "; ".join(filter(None, (sent, note)))]
 
 
 def _details(

@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from reconciler.outputs.escape import json_text, visible
-from reconciler.plan import Change, Plan, TenantPlan
+from reconciler.outputs.review import to_check
+from reconciler.plan import Change, Plan, TenantPlan, UserChange
 from reconciler.streams import batched
 
 _SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
@@ -33,6 +34,12 @@ def _lines(plan: Plan, color: bool) -> Iterator[str]:
     def style(text: str, fg: str | None = None, bold: bool = False) -> str:
         return click.style(text, fg=fg, bold=bold) if color else text
 
+    for tenant in plan.tenants:
+        for refusal in tenant.safety:
+            yield style(f"! {visible(tenant.name)}: {visible(refusal)}", fg="red", bold=True)
+            yield "\n"
+    if any(tenant.safety for tenant in plan.tenants):
+        yield "\n"
     for tenant in plan.tenants:
         yield from (line + "\n" for line in _tenant(tenant, style))
         yield "\n"
@@ -61,9 +68,13 @@ def _tenant(t: TenantPlan, style: Any) -> Iterator[str]:
         yield f"  Users ({len(t.user_changes)}):"
         for u in t.user_changes:
             symbol, fg = _SYMBOL[u.action]
-            yield f"    {style(symbol, fg=fg)} {visible(u.user)}"
+            yield f"    {style(symbol, fg=fg)} {visible(u.user)} ({visible(_outcome(u))})"
             if u.action == "update":
                 yield from (f"        {_change(c)}" for c in u.changes)
+            elif u.action == "create":
+                yield "        " + ", ".join(
+                    f"{visible(path)}: {_value(value)}" for path, value in to_check(u)
+                )
     if t.emails:
         counts = Counter(e.type for e in t.emails)
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
@@ -83,6 +94,13 @@ def _tenant(t: TenantPlan, style: Any) -> Iterator[str]:
     yield from ("  " + style("! " + visible(w), fg="yellow") for w in t.warnings)
     if not (t.has_changes or t.missing):
         yield "  no changes"
+
+
+def _outcome(u: UserChange) -> str:
+    """``email: enabled``, ``emails: details-changed, pin-reset``, or why there is none
+    (``no email: not licensed``); suppressed emails say so."""
+    listed = f"email{'s' * (len(u.emails) > 1)}: {', '.join(u.emails)}" if u.emails else ""
+    return "; ".join(part for part in (listed, u.note) if part)
 
 
 def _change(c: Change) -> str:

@@ -195,14 +195,14 @@ class SQLStore(StateStore):
                 if owner == tenant
             )
             applied.skipped = skip
-            applied.skipped_enabled = sum(
-                row[0]
-                for row in self._in(
-                    "SELECT count(*) FROM {users} WHERE enabled = ? AND file IN (?…)",
-                    (True,),
-                    sorted(skip),
-                )
-            )
+            for users_, enabled in self._in(
+                "SELECT count(*), coalesce(sum(CASE WHEN enabled = ? THEN 1 ELSE 0 END), 0) "
+                "FROM {users} WHERE file IN (?…)",
+                (True,),
+                sorted(skip),
+            ):
+                applied.skipped_users += users_
+                applied.skipped_enabled += enabled
         else:
             rows = self._run(query, (tenant,))
         applied.users = StoredUsers.from_rows(rows, lambda upn: self._record(tenant, upn))
