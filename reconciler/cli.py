@@ -632,7 +632,8 @@ def state_forget(manager: Manager, name: str, yes: bool, drop_queued: bool) -> N
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 def history(manager: Manager, fmt: str) -> None:
-    """Past applies and imports: time, serial, emails by type."""
+    """Past applies, imports and forgets: time, tenant, lineage (the state a row belongs to:
+    `state forget` starts a new one), serial, emails by type."""
     manager.read_only = True
     rows = [
         r
@@ -644,9 +645,10 @@ def history(manager: Manager, fmt: str) -> None:
         return
     for r in rows:
         emails = ", ".join(f"{n} {k}" for k, n in sorted(r["emails"].items())) or "no email"
+        state = f"lineage {r['lineage'][:8]} " if r["lineage"] else ""
         click.echo(
             visible(
-                f"{r['applied_at']}  {r['tenant']}  serial {r['serial']}  {r['kind']}  "
+                f"{r['applied_at']}  {r['tenant']}  {state}serial {r['serial']}  {r['kind']}  "
                 f"{emails}  ({r['suppressed']} suppressed)  by {r['actor']}"
             )
         )

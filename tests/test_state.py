@@ -518,7 +518,7 @@ def test_another_schema_version_is_refused_clearly(state_location: str, version:
     with pytest.raises(UserError) as caught:
         open_store(state_location)
     text = str(caught.value)
-    assert f"schema version {version}, this reconciler understands version 4" in text
+    assert f"schema version {version}, this reconciler understands version 5" in text
     assert ("newer reconciler" if version == "9" else "older reconciler") in text
     assert "\n" not in text
 
@@ -604,7 +604,7 @@ def test_a_version_2_sqlite_state_gets_the_constraints_and_keeps_everything(
         }
         assert (
             store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-            == "4"
+            == "5"
         )
         with pytest.raises(sqlite3.IntegrityError):
             store.db.execute("UPDATE outbox SET status = 'delivered' WHERE message_id = '<m1>'")
@@ -706,6 +706,30 @@ def test_a_version_3_state_is_upgraded_with_its_keys_derived_from_the_records(
     store = open_store(state_location)
     try:
         assert_asked_by_index(store)
+    finally:
+        store.close()
+
+
+def test_a_version_4_state_keeps_its_history_and_names_lineages_from_then_on(
+    state_location: str,
+) -> None:
+    store = open_store(state_location)
+    commit(store)
+    store.close()
+    downgrade_to_version(state_location, 4)
+    if "://" not in state_location:  # read-only: read as it is, the old rows name no lineage
+        reader = open_store(state_location, create=False, read_only=True)
+        try:
+            assert [(h["lineage"], h["serial"]) for h in reader.history()] == [(None, 1)]
+        finally:
+            reader.close()
+    store = open_store(state_location)
+    try:
+        lineage, serial = commit(store, expected=("lineage-1", 1))
+        assert [(h["lineage"], h["serial"]) for h in store.history()] == [
+            (None, 1),
+            (lineage, serial),
+        ]
     finally:
         store.close()
 

@@ -3,6 +3,7 @@ backends — asked for, refused while mail is queued unless dropped, recorded in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
@@ -38,6 +39,25 @@ def test_forget_removes_the_state_keeps_history_and_the_tenant_can_be_adopted_ag
     assert len(ws.mails()) == 5  # the first apply's emails only
     again = ws.run("state", "forget", "nobody", "--yes")
     assert again.code == 1 and "no applied state" in again.stderr
+
+
+def test_history_tells_the_runs_before_and_after_a_forget_apart(workspace: Workspace) -> None:
+    """After a forget the serials start again at 1: each row names its state's lineage."""
+    ws = with_two_tenants(workspace)
+    ws.apply()
+    first = ws.tenant_state("acme")["lineage"]  # type: ignore[index]
+    assert ws.run("state", "forget", "acme", "--yes").code == 0
+    ws.apply("--tenant", "acme")
+    second = ws.tenant_state("acme")["lineage"]  # type: ignore[index]
+    assert first != second
+    rows = [
+        (r["lineage"], r["serial"], r["kind"])
+        for r in json.loads(ws.run("history", "--format", "json", "--tenant", "acme").stdout)
+    ]
+    assert rows == [(first, 1, "apply"), (first, 1, "forget"), (second, 1, "apply")]
+    lines = ws.run("history", "--tenant", "acme").stdout.splitlines()
+    for line, (lineage, _, kind) in zip(lines, rows, strict=True):
+        assert f"  acme  lineage {lineage[:8]} serial 1  {kind}  " in line, lines
 
 
 def test_forget_refuses_while_mail_is_queued_unless_dropped(

@@ -3,6 +3,7 @@ locks, schema versions, and connection failures reported on one line without cre
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 import threading
@@ -281,7 +282,7 @@ def test_a_fresh_database_gets_versioned_tables(
         "reconciler_history",
         "reconciler_locks",
     }
-    assert version == "4"
+    assert version == "5"
     with psycopg.connect(url) as conn:  # delivered: no body, so no PIN, is left
         assert (
             conn.execute(
@@ -299,7 +300,7 @@ def test_a_newer_schema_is_refused_on_one_line(ws: Workspace, postgres_url: str)
     assert done.code == 1
     assert done.stderr.splitlines() == [
         f"error: state {postgres_url} has schema version 7, this reconciler understands "
-        "version 4; it was written by a newer reconciler: upgrade this one to use it (the "
+        "version 5; it was written by a newer reconciler: upgrade this one to use it (the "
         "state was left untouched)"
     ]
     assert delivered(ws) == []
@@ -422,19 +423,23 @@ def test_a_read_only_role_can_plan_but_not_apply(
     assert len(delivered(ws)) == EMAILS_PER_APPLY  # alpha's, nothing for beta
 
 
-def test_a_read_only_role_plans_on_a_version_3_state_until_an_owner_upgrades_it(
-    ws: Workspace, postgres_server: PostgresServer
+@pytest.mark.parametrize("old", [3, 4])
+def test_a_read_only_role_plans_on_an_older_state_until_an_owner_upgrades_it(
+    ws: Workspace, postgres_server: PostgresServer, old: int
 ) -> None:
     """After upgrading the reconciler, a pull request's plan (a role that may only read) must
-    not fail on the schema upgrade only an apply may make: it plans without the new columns."""
+    not fail on the schema upgrade only an apply may make: it plans without the new columns,
+    and reads the history without lineages."""
     database = postgres_server.new_database()
     owner_url = postgres_server.url(database)
     assert run(ws, ["apply", "--auto-approve"], owner_url, "alpha").code == 0
-    downgrade_to_version(owner_url, 3)
+    downgrade_to_version(owner_url, old)
     url = reader_url(postgres_server, database)
     planned = run(ws, ["plan", "--detailed-exitcode"], url)
     assert planned.code == 2, planned.stderr
     assert "beta" in planned.stdout
+    history = run(ws, ["history", "--format", "json"], url)
+    assert [row["lineage"] for row in json.loads(history.stdout)] == [None], history.stderr
 
     def version() -> str:
         with psycopg.connect(owner_url) as conn:
@@ -444,6 +449,6 @@ def test_a_read_only_role_plans_on_a_version_3_state_until_an_owner_upgrades_it(
         assert row is not None
         return str(row[0])
 
-    assert version() == "3"
+    assert version() == str(old)
     assert run(ws, ["plan"], owner_url).code == 0
-    assert version() == "4"
+    assert version() == "5"

@@ -40,12 +40,12 @@ from reconciler.state.base import (
 )
 from reconciler.state.sql import Dialect, Migrations, SQLStore
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The version of the tables below; an upgrade adds a step to ``MIGRATIONS``."""
 
-READABLE_AS_IS = 3
-"""An older schema a role that may only read (a pull request's plan) uses without upgrading it:
-it lacks only what makes a plan of one changed file fast."""
+READABLE_AS_IS = frozenset({3, 4})
+"""Older schemas a role that may only read (a pull request's plan) uses without upgrading them:
+they lack only what makes a plan of one changed file fast (3) and the history's lineage."""
 
 LOCK_CLASS = 0x52434E4C
 """First key of the reconciler's two-key advisory locks ("RCNL"): keeps them apart from other
@@ -89,7 +89,7 @@ CREATE TABLE reconciler_history (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant text NOT NULL,
     serial integer NOT NULL, kind text NOT NULL, applied_at timestamptz NOT NULL,
-    actor text NOT NULL, emails json NOT NULL, suppressed integer NOT NULL);
+    actor text NOT NULL, emails json NOT NULL, suppressed integer NOT NULL, lineage text);
 CREATE INDEX reconciler_history_tenant ON reconciler_history (tenant, id);
 CREATE TABLE reconciler_locks (
     tenant text PRIMARY KEY, holder text NOT NULL, since timestamptz NOT NULL,
@@ -105,6 +105,8 @@ MIGRATIONS: Migrations = {
 UPDATE reconciler_users SET enabled = coalesce(
     record->>'license' = 'true' AND record->>'provider' = 'Microsoft', false);
 {_INDEXES}""",
+    # History names the state (lineage) each row belongs to: runs stay apart after a forget.
+    4: "ALTER TABLE reconciler_history ADD COLUMN lineage text",
 }
 """SQL bringing the tables from version N to N + 1."""
 
@@ -223,9 +225,11 @@ class PostgresStore(SQLStore):
             try:
                 self._upgrade(int(found))
             except errors.InsufficientPrivilege:
-                if found != str(READABLE_AS_IS):
+                if int(found) not in READABLE_AS_IS:
                     raise
-                self._schema_has_keys = False  # a role that may only read plans without them
+                # A role that may only read plans without what it cannot add.
+                self._schema_has_keys = int(found) > 3
+                self._history_has_lineage = False
                 found = str(SCHEMA_VERSION)
             else:
                 found = self._schema_version()

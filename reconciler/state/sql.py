@@ -90,6 +90,9 @@ class SQLStore(StateStore):
     _schema_has_keys: bool = True
     """Whether users carry their conference ID and enabled flag as indexed columns (schema 4);
     a read-only command on an older file plans without them."""
+    _history_has_lineage: bool = True
+    """Whether history rows name the lineage they belong to (schema 5); read-only on an older
+    state, its rows show none."""
 
     _sql_cache: ClassVar[dict[str, str]]
     """Statements already put in this backend's dialect."""
@@ -342,20 +345,22 @@ class SQLStore(StateStore):
             return self._history(tenant)
 
     def _history(self, tenant: str | None) -> list[dict[str, Any]]:
+        lineage = "lineage" if self._history_has_lineage else "NULL"
         query = (
-            "SELECT tenant, serial, kind, applied_at, actor, emails, suppressed"
+            f"SELECT tenant, {lineage}, serial, kind, applied_at, actor, emails, suppressed"
             " FROM {history}" + (" WHERE tenant = ?" if tenant else "") + " ORDER BY id"
         )
         d = self.dialect
         return [
             {
                 "tenant": r[0],
-                "serial": r[1],
-                "kind": r[2],
-                "applied_at": d.time_out(r[3]),
-                "actor": r[4],
-                "emails": d.json_out(r[5]),
-                "suppressed": r[6],
+                "lineage": r[1],
+                "serial": r[2],
+                "kind": r[3],
+                "applied_at": d.time_out(r[4]),
+                "actor": r[5],
+                "emails": d.json_out(r[6]),
+                "suppressed": r[7],
             }
             for r in self._run(query, (tenant,) if tenant else ())
         ]
@@ -477,22 +482,20 @@ class SQLStore(StateStore):
                 )
                 counts.update(m.type for m in batch)
                 suppressed += sum(m.suppressed for m in batch)
-            self._add_history(name, serial, change.kind, stamp, dict(counts), suppressed)
+            self._add_history(
+                (name, lineage, serial, change.kind, stamp, holder(), counts, suppressed)
+            )
         return lineage, serial
 
-    def _add_history(
-        self,
-        tenant: str,
-        serial: int,
-        kind: str,
-        stamp: str,
-        emails: dict[str, int],
-        suppressed: int,
-    ) -> None:
-        self._run(
-            "INSERT INTO {history} (tenant, serial, kind, applied_at, actor, emails,"
-            " suppressed) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (tenant, serial, kind, stamp, holder(), self.dialect.json_in(emails), suppressed),
+    def _add_history(self, *rows: tuple[str, str | None, int, str, str, str, Any, int]) -> None:
+        """History rows: tenant, lineage (the state it belongs to, so runs stay apart after
+        ``state forget`` starts the serials again), serial, kind, time, actor, emails by type,
+        suppressed."""
+        json_in = self.dialect.json_in
+        self._each(
+            "INSERT INTO {history} (tenant, lineage, serial, kind, applied_at, actor, emails,"
+            " suppressed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((*row[:6], json_in(dict(row[6])), row[7]) for row in rows),
         )
 
     def mark_delivered(self, message_id: str) -> None:
@@ -511,7 +514,9 @@ class SQLStore(StateStore):
 
     def forget(self, tenant: str, drop_queued: bool = False) -> Forgotten | None:
         with self._write():
-            row = self._one("SELECT serial FROM {tenants} WHERE name = ?{for_update}", (tenant,))
+            row = self._one(
+                "SELECT serial, lineage FROM {tenants} WHERE name = ?{for_update}", (tenant,)
+            )
             if row is None:
                 return None
             queued = self._one(
@@ -522,7 +527,7 @@ class SQLStore(StateStore):
             users = self._run("DELETE FROM {users} WHERE tenant = ?", (tenant,)).rowcount
             self._run("DELETE FROM {outbox} WHERE tenant = ?", (tenant,))
             self._run("DELETE FROM {tenants} WHERE name = ?", (tenant,))
-            self._add_history(tenant, row[0], "forget", now(), {}, 0)
+            self._add_history((tenant, row[1], row[0], "forget", now(), holder(), {}, 0))
         return Forgotten(row[0], users, queued)
 
     def restore(self, dump: TenantDump) -> None:
@@ -570,19 +575,18 @@ class SQLStore(StateStore):
                     for m in dump.outbox
                 ),
             )
-            self._each(
-                "INSERT INTO {history} (tenant, serial, kind, applied_at, actor, emails,"
-                " suppressed) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
+            self._add_history(
+                *(
                     (
                         name,
+                        h.get("lineage"),
                         h["serial"],
                         h["kind"],
                         h["applied_at"],
                         h["actor"],
-                        json_in(h["emails"]),
+                        h["emails"],
                         h["suppressed"],
                     )
                     for h in dump.history
-                ),
+                )
             )

@@ -31,7 +31,7 @@ from reconciler.state.base import (
 )
 from reconciler.state.sql import Dialect, Migrations, SQLStore
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The version of the tables below; an upgrade adds a step to ``MIGRATIONS``."""
 
 _OUTBOX = """(
@@ -68,7 +68,7 @@ CREATE INDEX IF NOT EXISTS users_conference_id ON users (conference_id);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, serial INTEGER NOT NULL, kind TEXT NOT NULL,
     applied_at TEXT NOT NULL, actor TEXT NOT NULL, emails TEXT NOT NULL,
-    suppressed INTEGER NOT NULL);
+    suppressed INTEGER NOT NULL, lineage TEXT);
 """
 
 MIGRATIONS: Migrations = {
@@ -94,6 +94,8 @@ ALTER TABLE users ADD COLUMN {_ENABLED};
 UPDATE users SET enabled = json_extract(record, '$.license') IS 1
     AND json_extract(record, '$.provider') IS 'Microsoft';
 """,
+    # History names the state (lineage) each row belongs to: runs stay apart after a forget.
+    4: "ALTER TABLE history ADD COLUMN lineage TEXT",
 }
 
 DIALECT = Dialect(tables={t: t for t in ("meta", "tenants", "users", "outbox", "history")})
@@ -175,8 +177,9 @@ class SQLiteStore(SQLStore):
 
     def _check_version(self) -> None:
         """Read-only: an older schema is read as it is (its upgrade waits for a command that
-        writes); a schema 1 file does not know its users' files, so none are reused, and
-        before schema 4 a changed file makes the plan read every file."""
+        writes); a schema 1 file does not know its users' files, so none are reused, before
+        schema 4 a changed file makes the plan read every file, and before schema 5 history
+        rows name no lineage."""
         version = self._version()
         if version is None:  # an empty file: nothing applied yet
             self.db.executescript(
@@ -186,7 +189,8 @@ class SQLiteStore(SQLStore):
             )
         elif version.isdigit() and int(version) in MIGRATIONS:
             self._schema_knows_files = int(version) > 1
-            self._schema_has_keys = False
+            self._schema_has_keys = int(version) > 3
+            self._history_has_lineage = False
         elif version != str(SCHEMA_VERSION):
             raise UserError(schema_mismatch(self.description, version, SCHEMA_VERSION))
         self.store_id = (

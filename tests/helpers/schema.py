@@ -20,21 +20,25 @@ def set_schema_version(location: str, version: str) -> None:
 
 
 def downgrade_to_version(location: str, version: int) -> None:
-    """Make a store look like one written by an older schema: before 4, users carry no
-    indexed conference ID and enabled flag; in 1, not even their file."""
-    drops = ["conference_id", "enabled"] + ["file"] * (version == 1)
-    if "://" in location:
+    """Make a store look like one written by an older schema: before 5, history rows name no
+    lineage; before 4, users carry no indexed conference ID and enabled flag; in 1, not even
+    their file."""
+    drops = (["conference_id", "enabled"] if version < 4 else []) + ["file"] * (version == 1)
+    prefix = "reconciler_" if "://" in location else ""
+    statements = [f"ALTER TABLE {prefix}history DROP COLUMN lineage"] * (version < 5)
+    if drops and not prefix:
+        statements += ["DROP INDEX users_file", "DROP INDEX users_conference_id"]
+    statements += [f"ALTER TABLE {prefix}users DROP COLUMN {column}" for column in drops]
+    if prefix:
         import psycopg
 
         with psycopg.connect(location, autocommit=True) as conn:
-            for column in drops:  # its indexes go with it
-                conn.execute(f"ALTER TABLE reconciler_users DROP COLUMN {column}")
+            for statement in statements:  # a column's indexes go with it
+                conn.execute(statement)
     else:
         with sqlite3.connect(location) as conn:
-            conn.execute("DROP INDEX users_file")
-            conn.execute("DROP INDEX users_conference_id")
-            for column in drops:
-                conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
+            for statement in statements:
+                conn.execute(statement)
     set_schema_version(location, str(version))
 
 
