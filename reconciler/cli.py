@@ -71,90 +71,97 @@ class _Rate(click.ParamType):
 RATE = _Rate()
 
 
-def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every command accepts after its name (SPEC §5)."""
-    decorators = [
-        click.option(
-            "--config",
-            "config",
-            type=click.Path(path_type=Path),
-            default="tenants",
-            envvar="RECONCILER_CONFIG",
-            show_default=True,
-            help="Folder holding one folder per tenant.",
-        ),
-        click.option(
-            "--state",
-            default=".reconciler/state.db",
-            envvar="RECONCILER_STATE",
-            show_default=True,
-            help="State: an SQLite path or a postgresql:// URL (docs/STATE.md).",
-        ),
-        click.option(
-            "--mail",
-            default="maildir:.reconciler/mail",
-            envvar="RECONCILER_MAIL_URL",
-            show_default=True,
-            help="maildir:PATH, graph://SENDER (Exchange Online), smtp://, "
-            "smtp+starttls:// or smtps:// URL (?auth=xoauth2 for OAuth).",
-        ),
-        click.option(
-            "--default-from",
-            envvar="RECONCILER_DEFAULT_FROM",
-            help="Default sender ('Name <address>' or address); required for SMTP.",
-        ),
-        click.option(
-            "--templates",
-            type=click.Path(path_type=Path),
-            envvar="RECONCILER_TEMPLATES",
-            help="Email templates folder (default ./templates, else the packaged copy).",
-        ),
-        click.option(
-            "--tenant", "tenants", multiple=True, help="Only this tenant (repeatable; default all)."
-        ),
-    ]
+_COMMON_OPTIONS = {
+    "config": click.option(
+        "--config",
+        "config",
+        type=click.Path(path_type=Path),
+        default="tenants",
+        envvar="RECONCILER_CONFIG",
+        show_default=True,
+        help="Folder holding one folder per tenant.",
+    ),
+    "state": click.option(
+        "--state",
+        default=".reconciler/state.db",
+        envvar="RECONCILER_STATE",
+        show_default=True,
+        help="State: an SQLite path or a postgresql:// URL (docs/STATE.md).",
+    ),
+    "mail": click.option(
+        "--mail",
+        default="maildir:.reconciler/mail",
+        envvar="RECONCILER_MAIL_URL",
+        show_default=True,
+        help="maildir:PATH, graph://SENDER (Exchange Online), smtp://, "
+        "smtp+starttls:// or smtps:// URL (?auth=xoauth2 for OAuth).",
+    ),
+    "default_from": click.option(
+        "--default-from",
+        envvar="RECONCILER_DEFAULT_FROM",
+        help="Default sender ('Name <address>' or address); required for SMTP.",
+    ),
+    "templates": click.option(
+        "--templates",
+        type=click.Path(path_type=Path),
+        envvar="RECONCILER_TEMPLATES",
+        help="Email templates folder (default ./templates, else the packaged copy).",
+    ),
+    "tenants": click.option(
+        "--tenant", "tenants", multiple=True, help="Only this tenant (repeatable; default all)."
+    ),
+}
+_DEFAULTS = Options()
 
-    @functools.wraps(command)
-    def wrapper(
-        config: Path,
-        state: str,
-        mail: str,
-        default_from: str | None,
-        templates: Path | None,
-        tenants: tuple[str, ...],
-        **kwargs: Any,
-    ) -> Any:
-        for name in tenants:
-            if why := tenant_name_problem(name):
+
+def common_options(*offered: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options of SPEC §5 that a command uses, accepted after its name. An option the
+    command would ignore is not offered, so `init foo --tenant bar` or `fmt --mail …` is refused
+    instead of silently doing something else than the administrator meant; their environment
+    variables stay harmless, as pipelines set them for every step."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            values = {
+                name: kwargs.pop(name) if name in offered else getattr(_DEFAULTS, name)
+                for name in _COMMON_OPTIONS
+            }
+            for name in values["tenants"]:
+                if why := tenant_name_problem(name):
+                    click.echo(
+                        f"error: --tenant {name!r} {why}; a tenant is named by its folder",
+                        err=True,
+                    )
+                    sys.exit(EXIT_ERROR)
+            if values["templates"] is None and Path("templates").is_dir():
+                values["templates"] = Path("templates")
+            options = Options(**values, lock_timeout=kwargs.pop("lock_timeout", 0.0))
+            manager = Manager(options)
+            try:
+                return command(manager, **kwargs)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    click.echo(visible(str(problem)), err=True)
                 click.echo(
-                    f"error: --tenant {name!r} {why}; a tenant is named by its folder", err=True
+                    f"{len(exc.problems)} problem(s) found; nothing was planned, applied or sent.",
+                    err=True,
                 )
                 sys.exit(EXIT_ERROR)
-        if templates is None and Path("templates").is_dir():
-            templates = Path("templates")
-        options = Options(
-            config, state, mail, default_from, templates, tenants, kwargs.pop("lock_timeout", 0.0)
-        )
-        manager = Manager(options)
-        try:
-            return command(manager, **kwargs)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                click.echo(visible(str(problem)), err=True)
-            click.echo(
-                f"{len(exc.problems)} problem(s) found; nothing was planned, applied or sent.",
-                err=True,
-            )
-            sys.exit(EXIT_ERROR)
-        except UserError as exc:
-            click.echo(f"error: {visible(str(exc))}", err=True)
-            sys.exit(EXIT_ERROR)
-        finally:
-            manager.close()
+            except UserError as exc:
+                click.echo(f"error: {visible(str(exc))}", err=True)
+                sys.exit(EXIT_ERROR)
+            finally:
+                manager.close()
 
-    for decorator in reversed(decorators):
-        wrapper = decorator(wrapper)
-    return wrapper
+        for name in reversed(list(_COMMON_OPTIONS)):
+            if name in offered:
+                wrapper = _COMMON_OPTIONS[name](wrapper)
+        return wrapper
+
+    unknown = set(offered) - set(_COMMON_OPTIONS)
+    assert not unknown, f"no common option {unknown}"
+    return decorate
 
 
 def lock_timeout_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -187,7 +194,7 @@ def main() -> None:
 
 
 @main.command()
-@common_options
+@common_options("config", "templates", "tenants")
 def validate(manager: Manager) -> None:
     """Check the configuration and templates (no state needed)."""
     problems = check_templates(manager.options.templates)
@@ -206,7 +213,7 @@ def validate(manager: Manager) -> None:
 
 
 @main.command()
-@common_options
+@common_options("config", "state", "templates", "tenants")
 @click.option(
     "--format",
     "fmt",
@@ -248,7 +255,7 @@ def plan(
 
 
 @main.command()
-@common_options
+@common_options("config", "state", "mail", "default_from", "templates", "tenants")
 @lock_timeout_option
 @retry_backoff_option
 @click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
@@ -373,7 +380,7 @@ def apply(
 
 
 @main.command()
-@common_options
+@common_options("config")
 @click.argument("name", metavar="TENANT")
 @click.option(
     "--from",
@@ -449,7 +456,7 @@ def init(
 
 
 @main.command("fmt")
-@common_options
+@common_options("config")
 @click.option(
     "--check",
     is_flag=True,
@@ -482,7 +489,7 @@ def fmt_(manager: Manager, check: bool, paths: tuple[Path, ...]) -> None:
 
 
 @main.command("import")
-@common_options
+@common_options("config", "state", "tenants")
 @lock_timeout_option
 @click.option("--force", is_flag=True, help="Overwrite a tenant's existing applied state.")
 def import_(manager: Manager, force: bool) -> None:
@@ -501,7 +508,7 @@ def state() -> None:
 
 
 @state.command("show")
-@common_options
+@common_options("state", "tenants")
 def state_show(manager: Manager) -> None:
     """The applied state as JSON (message bodies and PINs are never shown)."""
     manager.read_only = True
@@ -529,7 +536,7 @@ def state_show(manager: Manager) -> None:
 
 
 @state.command("migrate")
-@common_options
+@common_options("state", "tenants")
 @lock_timeout_option
 @click.option(
     "--to",
@@ -577,7 +584,7 @@ def state_migrate(manager: Manager, target: str, force: bool) -> None:
 
 
 @state.command("forget")
-@common_options
+@common_options("state")
 @lock_timeout_option
 @click.argument("name", metavar="TENANT")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -627,7 +634,7 @@ def state_forget(manager: Manager, name: str, yes: bool, drop_queued: bool) -> N
 
 
 @main.command()
-@common_options
+@common_options("state", "tenants")
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
@@ -655,7 +662,7 @@ def history(manager: Manager, fmt: str) -> None:
 
 
 @main.command("test-email")
-@common_options
+@common_options("config", "mail", "default_from", "templates", "tenants")
 @retry_backoff_option
 @click.option("--to", "to", required=True, help="Where to send the test message.")
 def test_email(manager: Manager, to: str, retry_backoff: float) -> None:
@@ -706,7 +713,7 @@ def test_email(manager: Manager, to: str, retry_backoff: float) -> None:
 
 
 @main.command()
-@common_options
+@common_options("config", "state", "mail", "default_from", "templates", "tenants")
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),

@@ -5,12 +5,16 @@ existing state database keeps its exact bytes."""
 
 from __future__ import annotations
 
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 
-from tests.helpers.cli import Result, assert_clean_error
+from reconciler.cli import main
+from tests.helpers.cli import Result, assert_clean_error, invoke
 from tests.helpers.problems import PROBLEM_LINE
 from tests.helpers.tenants import (
     EXAMPLE,
@@ -21,7 +25,7 @@ from tests.helpers.tenants import (
     with_user,
     write_files,
 )
-from tests.helpers.workspace import NewWorkspace, Workspace
+from tests.helpers.workspace import NewWorkspace, Workspace, offered, with_options
 
 SUMMARY = "problem(s) found; nothing was planned, applied or sent."
 ENABLED = 'license: true\nconference_id: "1234567"\n'
@@ -355,16 +359,8 @@ def test_python_m_reconciler_refuses_bad_input(work, command):
         work.config,
         {"globex/tenant.yaml": TENANT, "globex/users/x.yaml": with_user("license: on\n")},
     )
-    proc = work.python_m(
-        *command,
-        "--config",
-        "tenants",
-        "--state",
-        "state/state.db",
-        "--mail",
-        "maildir:mail",
-        timeout=120,
-    )
+    typed = with_options(command, config="tenants", state="state/state.db", mail="maildir:mail")
+    proc = work.python_m(*typed, timeout=120)
     assert proc.code == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stdout == ""
@@ -415,3 +411,33 @@ def test_an_unknown_key_with_two_letters_swapped_gets_a_hint(new_workspace: NewW
     result = ws.run("validate")
     assert result.code == 1
     assert "unknown key 'lisence' (did you mean 'license'?)" in result.stderr
+
+
+def test_a_command_offers_exactly_the_common_options_the_readme_lists_for_it() -> None:
+    """`init foo --tenant bar` or `fmt --mail …` would be ignored: they are refused instead,
+    and the README's option table says which command takes which option."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(--[a-z-]+) [A-Z]+` \| [^|]+ \| [^|]+ \| ([a-z ,-]+) \|", readme, re.M)
+    listed = {option: {c.strip() for c in commands.split(",")} for option, commands in rows}
+    assert set(listed) == {
+        "--config",
+        "--state",
+        "--mail",
+        "--default-from",
+        "--templates",
+        "--tenant",
+    }
+    commands = {" ".join(words): words for words in every_command(main)}
+    for option, users in listed.items():
+        assert {name for name, words in commands.items() if option in offered(words)} == users
+    for argv in (["init", "foo", "--from", "x.csv", "--tenant", "bar"], ["fmt", "--mail", "x"]):
+        result = invoke(argv, cwd=Path.cwd())
+        assert result.code == 2 and "No such option" in result.stderr, str(result)
+
+
+def every_command(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[list[str]]:
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from every_command(command, (*prefix, name))
+        else:
+            yield [*prefix, name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.workspace import Workspace
+from tests.helpers.workspace import Workspace, with_options
 
 
 @pytest.mark.parametrize(
@@ -15,7 +15,7 @@ def test_reading_commands_do_not_create_the_state_database(
     example_workspace: Workspace, command: list[str]
 ) -> None:
     state = example_workspace.root / "fresh" / "state.db"  # in a folder that does not exist
-    result = example_workspace.cli(*command, "--config", "tenants", "--state", str(state))
+    result = example_workspace.cli(*with_options(command, config="tenants", state=str(state)))
     assert result.code == 0, str(result)
     assert not state.exists() and not state.parent.exists()
 

@@ -20,7 +20,7 @@ from tests.helpers.cli import Env, Result
 from tests.helpers.processes import Running, Terminal
 from tests.helpers.schema import downgrade_to_version
 from tests.helpers.tenants import copy_example
-from tests.helpers.workspace import NewWorkspace, Workspace
+from tests.helpers.workspace import NewWorkspace, Workspace, with_options
 
 PROMPT = "Only 'yes' is accepted"
 EMAILS_PER_APPLY = 4  # the example tenant's first apply: four "enabled" emails
@@ -39,15 +39,8 @@ def run(
 ) -> Result:
     """``reconciler COMMAND`` on ``state`` (None: none given, the environment's) and on
     ``tenants`` (default all)."""
-    args = [
-        *command,
-        "--config",
-        str(ws.config),
-        "--mail",
-        ws.mail,
-        *(["--state", state] if state is not None else []),
-        *(a for tenant in tenants for a in ("--tenant", tenant)),
-    ]
+    args = with_options(command, config=str(ws.config), mail=ws.mail, state=state)
+    args += [a for tenant in tenants for a in ("--tenant", tenant)]
     return ws.cli(*args, env=env, timeout=120)
 
 

@@ -85,16 +85,11 @@ class Workspace:
     def args(
         self, command: Sequence[str], *, mail: str | None = None, state: str | None = None
     ) -> list[str]:
-        """``command`` with the workspace's ``--config``, ``--state`` and ``--mail``."""
-        return [
-            *command,
-            "--config",
-            str(self.config),
-            "--state",
-            state or self.state,
-            "--mail",
-            mail or self.mail,
-        ]
+        """``command`` with the workspace's ``--config``, ``--state`` and ``--mail``, those of
+        them the command offers (it refuses the others)."""
+        return with_options(
+            command, config=str(self.config), state=state or self.state, mail=mail or self.mail
+        )
 
     # --- running the CLI ------------------------------------------------------------------
 
@@ -206,6 +201,31 @@ class Workspace:
 
     def mails(self) -> list[Mail]:
         return read_maildir(self.maildir)
+
+
+def with_options(command: Sequence[str], **values: str | None) -> list[str]:
+    """``command`` followed by ``--NAME VALUE`` for each value given (not None) that the
+    command offers: what an administrator would type (a command refuses options it ignores)."""
+    accepted = offered(command)
+    options = ((f"--{name.replace('_', '-')}", value) for name, value in values.items())
+    return [
+        *command,
+        *(a for o, v in options if v is not None and o in accepted for a in (o, v)),
+    ]
+
+
+def offered(command: Sequence[str]) -> set[str]:
+    """The options ``reconciler COMMAND`` accepts (a group's subcommand followed)."""
+    import click
+
+    from reconciler.cli import main
+
+    node: click.Command = main
+    for word in command:
+        if not isinstance(node, click.Group) or word not in node.commands:
+            break
+        node = node.commands[word]
+    return {name for param in node.params for name in param.opts}
 
 
 class NewWorkspace(Protocol):
