@@ -25,7 +25,7 @@ from reconciler.apply import (
     DeliveryLimits,
     run_apply,
 )
-from reconciler.config import load_config
+from reconciler.config import tenant_findings
 from reconciler.delivery import deliver
 from reconciler.delivery.options import default_sender, mail_transport
 from reconciler.emails import (
@@ -410,36 +410,35 @@ def init(
     config = manager.options.config
     if (config / name).exists():
         raise UserError(f"{config / name} already exists; init never overwrites a tenant")
-    users, problems = export.users_from(export.read_export(source))
-    bridge_doc, more = export.bridge_from(
-        users, export.read_export(bridge) if bridge else None, default_number
+    adoption = export.adopt(
+        export.read_export(source),
+        export.read_export(bridge) if bridge else None,
+        export.read_export(settings) if settings else None,
+        default_number,
     )
-    settings_doc, most = export.settings_from(export.read_export(settings) if settings else None)
-    problems += more + most
-    if problems:
-        for problem in problems:
-            click.echo(visible(problem), err=True)
-        click.echo(f"{len(problems)} problem(s) found; nothing was written.", err=True)
-        sys.exit(EXIT_ERROR)
-    tenant = {"settings": settings_doc, "bridge": bridge_doc}
     config.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".init-", dir=config))
     try:
         folder = staging / name
         (folder / "users").mkdir(parents=True)
-        (folder / "tenant.yaml").write_text(fmt.dump(tenant, "tenant"), encoding="utf-8")
-        files = export.users_files(users, users_per_file)
+        (folder / "tenant.yaml").write_text(fmt.dump(adoption.tenant, "tenant"), encoding="utf-8")
+        files = adoption.users_files(users_per_file)
         for number, chunk in enumerate(files, start=1):
             (folder / "users" / f"users-{number:03d}.yaml").write_text(
                 fmt.dump({"users": chunk}, "users"), encoding="utf-8"
             )
-        load_config(staging, [name])  # ConfigError: nothing kept
+        problems = adoption.all_problems(*tenant_findings(staging, name))
+        if problems:
+            for problem in problems:
+                click.echo(visible(str(problem)), err=True)
+            click.echo(f"{len(problems)} problem(s) found; nothing was written.", err=True)
+            sys.exit(EXIT_ERROR)
         folder.rename(config / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     click.echo(
         f"Wrote {config / name}: tenant.yaml and {len(files)} users file(s), "
-        f"{len(users)} user(s). Next: `reconciler import --tenant {name}` records it as "
+        f"{len(adoption.users)} user(s). Next: `reconciler import --tenant {name}` records it as "
         "applied without sending any email; `reconciler plan` then shows no change."
     )
 

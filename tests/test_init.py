@@ -159,14 +159,95 @@ def test_bad_rows_are_all_located_and_nothing_is_written(tmp_path: Path) -> None
     assert not (tmp_path / "tenants").exists() or list((tmp_path / "tenants").iterdir()) == []
 
 
-def test_a_written_tenant_that_does_not_validate_is_not_kept(tmp_path: Path) -> None:
+def test_a_value_the_configuration_checks_refuse_is_named_by_its_export_row(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "users.csv").write_text(
         HEADER + '\n"a@contoso.com","A","123","14255550100","","Microsoft","True"\n',
         encoding="utf-8",
     )
     result = reconciler(tmp_path, "init", "contoso", "--from", "users.csv", "--config", "tenants")
-    assert result.code == 1 and "conference_id: '123' must be exactly 7 digits" in result.stderr
+    assert result.code == 1
+    assert result.stderr.splitlines() == [
+        "users.csv:2: conference_id: '123' must be exactly 7 digits, e.g. \"8412345\"",
+        "1 problem(s) found; nothing was written.",
+    ]
     assert list((tmp_path / "tenants").iterdir()) == []
+
+
+def test_every_problem_of_every_row_shows_in_one_run_sorted_by_line(tmp_path: Path) -> None:
+    """A row's problems all show, and the configuration checks run on the clean rows in the
+    same run; every line names the export, never the YAML init checked and did not keep."""
+    good = [
+        f'"u{i}@contoso.com","U{i}","{7000010 + i}","14255550100","","Microsoft","True"'
+        for i in range(7)
+    ]
+    (tmp_path / "users.csv").write_text(
+        "\n".join(
+            [
+                HEADER,
+                '"a@contoso.com","A","7000001","14255550100","","Microsoft","True"',
+                *good,
+                '"","nobody","7000002","999","","Microsoft","maybe"',
+                '"b@contoso.com","B","123","14255550100","","Microsoft","True"',
+                '"c@contoso.com","C","7000001","14255550100","","Microsoft","True"',
+                '"d@contoso.com","D\x1b[2J","7000004","14255550100","","Microsoft","True"',
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    result = reconciler(tmp_path, "init", "contoso", "--from", "users.csv", "--config", "tenants")
+    assert result.code == 1
+    assert result.stderr.splitlines() == [
+        "users.csv:10: no UserPrincipalName (or SipAddress)",
+        "users.csv:10: License must be true or false (or list AudioConferencing)",
+        "users.csv:10: '999' is not a valid phone number",
+        "users.csv:11: conference_id: '123' must be exactly 7 digits, e.g. \"8412345\"",
+        "users.csv:12: conference ID '7000001' is also on users.csv:2",
+        "users.csv:13: display_name must not contain control or invisible characters such as "
+        "line breaks or bidi overrides (found U+001B)",
+        "6 problem(s) found; nothing was written.",
+    ]
+    assert ".yaml" not in result.stdout + result.stderr
+    assert list((tmp_path / "tenants").iterdir()) == []
+
+
+def test_problems_of_the_tenant_name_the_bridge_or_settings_export(tmp_path: Path) -> None:
+    csv_export(tmp_path / "users.csv", 3)
+    (tmp_path / "bridge.json").write_text(
+        json.dumps(
+            {
+                "ServiceNumbers": [
+                    {"Number": "14255550100", "Type": "TollFreeNumber"},
+                    {"Number": "999", "Type": "TollNumber"},
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    (tmp_path / "settings.json").write_text(
+        json.dumps({"SendEmailFromOverride": True}), encoding="utf-8"
+    )
+    result = reconciler(
+        tmp_path,
+        "init",
+        "contoso",
+        *("--from", "users.csv", "--bridge", "bridge.json", "--settings", "settings.json"),
+        *("--config", "tenants"),
+    )
+    assert result.code == 1
+    not_toll = "is not a toll number of the bridge; allowed: none"
+    assert result.stderr.splitlines() == [
+        "bridge.json:entry 1: service number '999' is not a valid phone number",
+        "settings.json:entry 1: send_email_from_override is true, so "
+        "send_email_from_address is required",
+        "settings.json:entry 1: send_email_from_override is true, so "
+        "send_email_from_display_name is required",
+        f"users.csv: default_number '+14255550100' {not_toll}",  # the users' most common
+        *(f"users.csv:{line}: dial_in_number '+14255550100' {not_toll}" for line in (3, 4, 5)),
+        "7 problem(s) found; nothing was written.",
+    ]
 
 
 def test_init_never_overwrites_a_tenant(tmp_path: Path) -> None:
