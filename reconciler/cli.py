@@ -416,6 +416,8 @@ def init(
         export.read_export(settings) if settings else None,
         default_number,
     )
+    for note in adoption.notes:
+        click.echo(visible(note))
     config.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".init-", dir=config))
     try:
@@ -436,6 +438,7 @@ def init(
         folder.rename(config / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    click.echo(adoption.summary())
     click.echo(
         f"Wrote {config / name}: tenant.yaml and {len(files)} users file(s), "
         f"{len(adoption.users)} user(s). Next: `reconciler import --tenant {name}` records it as "

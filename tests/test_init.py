@@ -38,13 +38,74 @@ def csv_export(
     return path
 
 
+CMDLET_COLUMNS = (
+    "Identity",
+    "SipAddress",
+    "DisplayName",
+    "ConferenceId",
+    "ServiceNumber",
+    "TollFreeServiceNumber",
+    "BridgeId",
+    "BridgeName",
+    "Tenant",
+    "AllowPstnOnlyMeetings",
+    "AllowTollFreeDialIn",
+)
+"""What Get-CsOnlineDialInConferencingUser gives: no License, Provider or UserPrincipalName."""
+
+
+def cmdlet_rows(users: int) -> list[dict[str, str]]:
+    """Rows as the cmdlet lists its users: only those with Audio Conferencing from Microsoft."""
+    return [
+        dict(
+            zip(
+                CMDLET_COLUMNS,
+                (
+                    f"5f0c{i:04d}-7d1a-4c3e-9b2f-0a1b2c3d4e5f",
+                    f"sip:user{i:02d}@contoso.com",
+                    f"User {i:02d}",
+                    f"{8400000 + i}",
+                    "14255550100" if i % 2 else "12065550123",
+                    "18005550199" if i % 3 == 0 else "",
+                    "b7e6a5d4-0000-4000-8000-000000000001",
+                    "Conference Bridge",
+                    "d1c2b3a4-0000-4000-8000-000000000002",
+                    "False",
+                    "True",
+                ),
+                strict=True,
+            )
+        )
+        for i in range(users)
+    ]
+
+
+def cmdlet_export(path: Path, users: int) -> Path:
+    """What ``Get-CsOnlineDialInConferencingUser | Export-Csv`` writes in Windows PowerShell 5
+    (-Encoding UTF8): a BOM, the #TYPE line, every value quoted, CRLF; or, for a ``.json`` path,
+    what ``ConvertTo-Json`` writes."""
+    rows = cmdlet_rows(users)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(rows, indent=4), encoding="utf-8")
+        return path
+    lines = [
+        "#TYPE Deserialized.Microsoft.Rtc.Management.Hosting.DialInConferencing."
+        "DialInConferencingUser",
+        ",".join(f'"{column}"' for column in CMDLET_COLUMNS),
+        *(",".join(f'"{value}"' for value in row.values()) for row in rows),
+    ]
+    path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    return path
+
+
 def reconciler(folder: Path, *argv: str) -> Result:
     """``reconciler ARGV`` typed in ``folder``, where nothing is prepared (init makes the
     configuration folder)."""
     return Workspace(folder, str(folder / "state" / "state.db")).cli(*argv)
 
 
-def adopt(tmp_path: Path, *args: str) -> None:
+def adopt(tmp_path: Path, *args: str) -> Result:
+    """init, fmt --check, validate, import, then a plan that changes nothing; init's result."""
     init = reconciler(tmp_path, "init", "contoso", *args, "--config", "tenants")
     assert init.code == 0, str(init)
     assert "Next: `reconciler import --tenant contoso`" in init.stdout
@@ -56,6 +117,7 @@ def adopt(tmp_path: Path, *args: str) -> None:
     assert reconciler(tmp_path, "import", *state).code == 0
     plan = reconciler(tmp_path, "plan", "--detailed-exitcode", *state)
     assert plan.code == 0 and "No changes" in plan.stdout, str(plan)  # 0: nothing to do
+    return init
 
 
 @pytest.mark.parametrize(
@@ -76,6 +138,52 @@ def test_a_csv_export_of_2000_users_becomes_a_tenant_that_plans_no_change(
     )
     assert '    conference_id: "7000000"\n' in first  # quoted: never a number to any editor
     assert "\n\n  user0001@contoso.com:\n" in first  # a blank line between users
+
+
+@pytest.mark.parametrize("export", ["users.csv", "users.json"])
+def test_the_cmdlets_own_export_adopts_every_user_as_licensed_with_microsoft(
+    tmp_path: Path, export: str
+) -> None:
+    """Get-CsOnlineDialInConferencingUser lists only users who have Audio Conferencing with
+    Microsoft as provider, so a row of its export without License or Provider is such a user."""
+    cmdlet_export(tmp_path / export, 12)
+    init = adopt(tmp_path, "--from", export)
+    assert init.stdout.splitlines()[:3] == [
+        f"{export}: no License column: every user is taken as licensed "
+        "(Get-CsOnlineDialInConferencingUser lists only users with Audio Conferencing)",
+        f"{export}: no Provider column: every user is taken to have Microsoft as provider "
+        "(Get-CsOnlineDialInConferencingUser lists only users whose provider is Microsoft)",
+        "12 user(s): 12 licensed with Microsoft as provider, 0 licensed with another provider "
+        "or none, 0 not licensed",
+    ]
+    users = (tmp_path / "tenants" / "contoso" / "users" / "users-001.yaml").read_text("utf-8")
+    assert users.count("    license: true\n") == 12 and "provider" not in users
+    assert (
+        "  user03@contoso.com:\n    display_name: User 03\n    license: true\n"
+        '    conference_id: "8400003"\n    dial_in_number: "+14255550100"\n'
+        '    toll_free_number: "+18005550199"\n'
+    ) in users
+
+
+def test_a_license_column_wins_over_the_cmdlets_meaning(tmp_path: Path) -> None:
+    (tmp_path / "users.csv").write_text(
+        '"SipAddress","ConferenceId","ServiceNumber","License"\n'
+        '"sip:ann@contoso.com","8412345","14255550100","True"\n'
+        '"sip:bob@contoso.com","","","False"\n'
+        '"sip:cat@contoso.com","8412347","14255550100","AudioConferencing"\n'
+        '"sip:dan@contoso.com","","","False"\n',
+        encoding="utf-8",
+    )
+    init = adopt(tmp_path, "--from", "users.csv")
+    assert init.stdout.splitlines()[:2] == [
+        "users.csv: no Provider column: every user is taken to have Microsoft as provider "
+        "(Get-CsOnlineDialInConferencingUser lists only users whose provider is Microsoft)",
+        "4 user(s): 2 licensed with Microsoft as provider, 0 licensed with another provider "
+        "or none, 2 not licensed",
+    ]
+    users = (tmp_path / "tenants" / "contoso" / "users" / "users-001.yaml").read_text("utf-8")
+    assert "  bob@contoso.com:\n    license: false\n" in users
+    assert "  dan@contoso.com:\n    license: false\n" in users
 
 
 def test_a_json_export_array_or_single_object(tmp_path: Path) -> None:

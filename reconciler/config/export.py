@@ -40,6 +40,18 @@ USER_COLUMNS = {
 }
 """Our field → the column or property names that hold it (case-insensitive)."""
 
+CMDLET = "Get-CsOnlineDialInConferencingUser"
+ASSUMED = {
+    "license": ("License", "every user is taken as licensed", "with Audio Conferencing"),
+    "provider": (
+        "Provider",
+        "every user is taken to have Microsoft as provider",
+        "whose provider is Microsoft",
+    ),
+}
+"""What a users export without the column means: the cmdlet lists only the users who have
+Audio Conferencing with Microsoft as provider, so its plain export has neither column."""
+
 
 @dataclass(frozen=True, order=True)
 class Place:
@@ -67,11 +79,17 @@ class ExportProblem:
 
 @dataclass
 class Export:
-    """Rows read from a file: ``(place, {lower-case column: value})``."""
+    """Rows read from a file: ``(place, {lower-case column: value})``, and the columns it has
+    (a CSV's header, every key of a JSON export's objects)."""
 
     file: str
     rows: list[tuple[Place, dict[str, Any]]] = field(default_factory=list)
+    columns: set[str] = field(default_factory=set)
     problems: list[ExportProblem] = field(default_factory=list)
+
+    def has(self, name: str) -> bool:
+        """Whether the export has a column for our field ``name``, if empty in every row."""
+        return not self.columns.isdisjoint(USER_COLUMNS[name])
 
 
 def read_export(path: Path) -> Export:
@@ -96,20 +114,26 @@ def read_export(path: Path) -> Export:
             place = Place(result.file, index, entry=True)
             if isinstance(item, dict):
                 result.rows.append((place, _lower_keys(item)))
+                result.columns.update(result.rows[-1][1])
             else:
                 result.problems.append(ExportProblem(place, "expected an object"))
         return result
     lines = text.splitlines(keepends=True)
     skipped = 1 if lines and lines[0].startswith("#TYPE") else 0
     reader = csv.DictReader(io.StringIO("".join(lines[skipped:])))
+    result.columns.update(map(_column, reader.fieldnames or ()))
     for row in reader:
         place = Place(result.file, reader.line_num + skipped)
         result.rows.append((place, _lower_keys({k: v for k, v in row.items() if k is not None})))
     return result
 
 
+def _column(name: Any) -> str:
+    return str(name).strip().lower()
+
+
 def _lower_keys(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k).strip().lower(): v for k, v in item.items()}
+    return {_column(k): v for k, v in item.items()}
 
 
 def e164(value: Any) -> str | None:
@@ -153,20 +177,31 @@ def _truth(value: Any) -> bool | None:
 @dataclass
 class Users:
     """What a users export gives: the users of the rows without a problem, by UPN
-    (lower-cased), the row of each, and every row's problems."""
+    (lower-cased), the row of each, every row's problems, and what was assumed for a column
+    the export does not have."""
 
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     places: dict[str, Place] = field(default_factory=dict)
     problems: list[ExportProblem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def users_from(export: Export) -> Users:
-    """Every row as a user, or every problem of the row: a row with a problem is left out."""
+    """Every row as a user, or every problem of the row: a row with a problem is left out.
+
+    Without a License column every row is licensed, without a Provider column its provider is
+    Microsoft: a column the export has always wins."""
     result = Users(problems=list(export.problems))
+    licensed = not export.has("license")
+    for name, (column, meaning, listed) in ASSUMED.items():
+        if not export.has(name):
+            result.notes.append(
+                f"{export.file}: no {column} column: {meaning} ({CMDLET} lists only users {listed})"
+            )
     upns: dict[str, Place] = {}
     conference_ids: dict[str, Place] = {}
     for place, row in export.rows:
-        key, user, problems = _user(row)
+        key, user, problems = _user(row, licensed)
         if "@" in key and (first := _claim(upns, key, place)):
             problems.append(f"{key} is also on {first}")
         conference = user.get("conference_id")
@@ -186,14 +221,15 @@ def _claim(claimed: dict[str, Place], value: str, place: Place) -> Place | None:
     return None if first == place else first
 
 
-def _user(row: Mapping[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
-    """One row: its UPN (lower-cased), its users document, and every problem it has."""
+def _user(row: Mapping[str, Any], licensed: bool) -> tuple[str, dict[str, Any], list[str]]:
+    """One row: its UPN (lower-cased), its users document, and every problem it has;
+    ``licensed``: the export has no License column."""
     problems: list[str] = []
     upn = str(_field(row, "upn") or "").strip()
     upn = upn[4:] if upn.lower().startswith("sip:") else upn
     if "@" not in upn:
         problems.append("no UserPrincipalName (or SipAddress)")
-    license_ = _truth(_field(row, "license"))
+    license_ = licensed or _truth(_field(row, "license"))
     if license_ is None:
         problems.append("License must be true or false (or list AudioConferencing)")
     user: dict[str, Any] = {"license": bool(license_)}
@@ -342,8 +378,22 @@ class Adoption:
     users: dict[str, dict[str, Any]]
     origins: Origins
     problems: list[ExportProblem]
+    notes: list[str]
+    """What was assumed for the columns an export does not have."""
     said: frozenset[DataPath] = frozenset()
     """Paths whose problem is already among ``problems``, in the exports' terms."""
+
+    def summary(self) -> str:
+        """How many users init takes as what: the decision an admin checks before import."""
+        kinds = Counter(
+            ("Microsoft" if user.get("provider") is None else "other") if user["license"] else "no"
+            for user in self.users.values()
+        )
+        return (
+            f"{len(self.users)} user(s): {kinds['Microsoft']} licensed with Microsoft as "
+            f"provider, {kinds['other']} licensed with another provider or none, "
+            f"{kinds['no']} not licensed"
+        )
 
     def users_files(self, per_file: int) -> list[dict[str, Any]]:
         """Users in UPN order, ``per_file`` to a file."""
@@ -392,5 +442,6 @@ def adopt(
         read.documents,
         origins,
         read.problems + problems + most,
+        read.notes,
         frozenset() if bridge_doc["numbers"] else frozenset({("bridge", "numbers")}),
     )
