@@ -243,6 +243,104 @@ def test_bridge_and_settings_exports(tmp_path: Path) -> None:
     assert 'default_number: "+14255550100"' in tenant
 
 
+def service_number(number: str, kind: str, city: str | None) -> dict[str, object]:
+    """A ``ServiceNumbers`` entry as ``Get-CsOnlineDialInConferencingBridge | ConvertTo-Json``
+    writes it."""
+    return {
+        "Number": number,
+        "PrimaryLanguage": "en-US",
+        "SecondaryLanguages": ["es-US", "fr-CA"],
+        "City": city,
+        "Type": kind,
+        "IsShared": True,
+    }
+
+
+def test_the_bridge_exports_cities_are_the_numbers_locations(tmp_path: Path) -> None:
+    cmdlet_export(tmp_path / "users.csv", 12)
+    redmond = service_number("14255550100", "TollNumber", "Redmond")
+    (tmp_path / "bridge.json").write_text(
+        json.dumps(
+            {
+                "Identity": "b7e6a5d4-0000-4000-8000-000000000001",
+                "Name": "Conference Bridge",
+                "Region": "NOAM",
+                "DefaultServiceNumber": redmond,
+                "ServiceNumbers": [
+                    redmond,
+                    service_number("12065550123", "TollNumber", "Seattle, WA"),
+                    service_number("18005550199", "TollFreeNumber", None),
+                ],
+                "IsDefault": True,
+            },
+            indent=4,
+        ),
+        encoding="utf-8",
+    )
+    adopt(tmp_path, "--from", "users.csv", "--bridge", "bridge.json")
+    tenant = (tmp_path / "tenants" / "contoso" / "tenant.yaml").read_text(encoding="utf-8")
+    assert tenant.endswith(
+        "bridge:\n  numbers:\n"
+        '    - number: "+12065550123"\n      type: toll\n      location: Seattle, WA\n'
+        '    - number: "+14255550100"\n      type: toll\n      location: Redmond\n'
+        '    - number: "+18005550199"\n      type: toll_free\n'
+        '  default_number: "+14255550100"\n'
+    )
+
+
+def test_location_columns_of_the_users_export_are_their_numbers_locations(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "users.csv").write_text(
+        '"SipAddress","ConferenceId","ServiceNumber","City","TollFreeServiceNumber",'
+        '"TollFreeLocation"\n'
+        '"sip:ann@contoso.com","8412345","14255550100","Redmond","",""\n'
+        '"sip:bob@contoso.com","8412346","33144556677","Paris","18005550199","United States"\n'
+        '"sip:cat@contoso.com","8412347","14255550100","","",""\n',
+        encoding="utf-8",
+    )
+    adopt(tmp_path, "--from", "users.csv")
+    tenant = (tmp_path / "tenants" / "contoso" / "tenant.yaml").read_text(encoding="utf-8")
+    assert (
+        '    - number: "+14255550100"\n      type: toll\n      location: Redmond\n'
+        '    - number: "+18005550199"\n      type: toll_free\n      location: United States\n'
+        '    - number: "+33144556677"\n      type: toll\n      location: Paris\n'
+    ) in tenant
+
+
+def test_locations_that_disagree_or_cannot_be_shown_are_named_by_their_export(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "users.csv").write_text(
+        '"SipAddress","ConferenceId","ServiceNumber","Location"\n'
+        '"sip:ann@contoso.com","8412345","14255550100","Redmond"\n'
+        '"sip:bob@contoso.com","8412346","14255550100","Bellevue"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "bridge.json").write_text(
+        json.dumps(
+            [
+                {"ServiceNumbers": [service_number("14255550100", "TollNumber", "Redmond")]},
+                {"ServiceNumbers": [service_number("12065550123", "TollNumber", "Seattle\u202e")]},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    result = reconciler(
+        tmp_path,
+        *("init", "contoso", "--from", "users.csv", "--bridge", "bridge.json"),
+        *("--config", "tenants"),
+    )
+    assert result.code == 1
+    assert result.stderr.splitlines() == [
+        "bridge.json:entry 2: location must not contain control or invisible characters such "
+        "as line breaks or bidi overrides (found U+202E)",
+        "users.csv:3: location 'Bellevue' of +14255550100 differs from 'Redmond' on "
+        "bridge.json:entry 1",
+        "2 problem(s) found; nothing was written.",
+    ]
+
+
 def test_bad_rows_are_all_located_and_nothing_is_written(tmp_path: Path) -> None:
     (tmp_path / "users.csv").write_text(
         HEADER + "\n"

@@ -37,8 +37,11 @@ USER_COLUMNS = {
     "provider": ("provider", "audioconferencingprovider"),
     "email": ("sendemailtoaddress", "email"),
     "locale": ("locale",),
+    "location": ("location", "city"),
+    "toll_free_location": ("tollfreelocation", "tollfreecity"),
 }
-"""Our field → the column or property names that hold it (case-insensitive)."""
+"""Our field → the column or property names that hold it (case-insensitive). ``location`` is
+that of the ServiceNumber (also read inside a number object, and a bridge export's entries)."""
 
 CMDLET = "Get-CsOnlineDialInConferencingUser"
 ASSUMED = {
@@ -174,6 +177,10 @@ def _truth(value: Any) -> bool | None:
     return True if "audioconferencing" in text.replace(" ", "") else None
 
 
+Number = tuple[str, str, str | None, Place]
+"""A bridge number as an export gives it: (E.164, ``toll`` or ``toll_free``, location, place)."""
+
+
 @dataclass
 class Users:
     """What a users export gives: the users of the rows without a problem, by UPN
@@ -184,6 +191,8 @@ class Users:
     places: dict[str, Place] = field(default_factory=dict)
     problems: list[ExportProblem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    numbers: list[Number] = field(default_factory=list)
+    """The numbers the users have, in row order."""
 
 
 def users_from(export: Export) -> Users:
@@ -201,7 +210,7 @@ def users_from(export: Export) -> Users:
     upns: dict[str, Place] = {}
     conference_ids: dict[str, Place] = {}
     for place, row in export.rows:
-        key, user, problems = _user(row, licensed)
+        key, user, numbers, problems = _user(row, licensed)
         if "@" in key and (first := _claim(upns, key, place)):
             problems.append(f"{key} is also on {first}")
         conference = user.get("conference_id")
@@ -212,6 +221,7 @@ def users_from(export: Export) -> Users:
         else:
             result.documents[key] = user
             result.places[key] = place
+            result.numbers.extend((*number, place) for number in numbers)
     return result
 
 
@@ -221,9 +231,11 @@ def _claim(claimed: dict[str, Place], value: str, place: Place) -> Place | None:
     return None if first == place else first
 
 
-def _user(row: Mapping[str, Any], licensed: bool) -> tuple[str, dict[str, Any], list[str]]:
-    """One row: its UPN (lower-cased), its users document, and every problem it has;
-    ``licensed``: the export has no License column."""
+def _user(
+    row: Mapping[str, Any], licensed: bool
+) -> tuple[str, dict[str, Any], list[tuple[str, str, str | None]], list[str]]:
+    """One row: its UPN (lower-cased), its users document, its numbers (E.164, type,
+    location), and every problem it has; ``licensed``: the export has no License column."""
     problems: list[str] = []
     upn = str(_field(row, "upn") or "").strip()
     upn = upn[4:] if upn.lower().startswith("sip:") else upn
@@ -243,21 +255,31 @@ def _user(row: Mapping[str, Any], licensed: bool) -> tuple[str, dict[str, Any], 
         user["display_name"] = str(name).strip()
     if (conference := _field(row, "conference_id")) is not None:
         user["conference_id"] = str(conference).strip()
-    for name in ("dial_in_number", "toll_free_number"):
+    numbers = []
+    for name, kind, where in (
+        ("dial_in_number", "toll", "location"),
+        ("toll_free_number", "toll_free", "toll_free_location"),
+    ):
         raw = _field(row, name)
         if raw is None:
             continue
         number = e164(raw)
         if number is None:
             problems.append(f"{raw!r} is not a valid phone number")
-        else:
-            user[name] = number
+            continue
+        user[name] = number
+        inside = _field(_lower_keys(raw), "location") if isinstance(raw, dict) else None
+        numbers.append((number, kind, _text(inside or _field(row, where))))
     key = upn.lower()
     if (email := _field(row, "email")) is not None and str(email).lower() != key:
         user["email"] = str(email).strip()
     if (locale := _field(row, "locale")) is not None:
         user["locale"] = str(locale).strip()
-    return key, user, problems
+    return key, user, numbers, problems
+
+
+def _text(value: Any) -> str | None:
+    return (str(value).strip() or None) if value is not None else None
 
 
 Origins = dict[DataPath, Place]
@@ -268,43 +290,26 @@ Origins = dict[DataPath, Place]
 def bridge_from(
     users: Users, bridge: Export | None, default_number: str | None, source: str
 ) -> tuple[dict[str, Any], Origins, list[ExportProblem]]:
-    """The ``bridge`` section: from a bridge export, else from the numbers the users have."""
-    problems: list[ExportProblem] = []
-    numbers: dict[str, str] = {}
-    places: dict[str, Place] = {}
+    """The ``bridge`` section: the numbers of a bridge export and those the users have, each
+    with the location either gives; the default number from ``--default-number``, else the
+    bridge export, else the users' most common."""
     option = Place("--default-number")
     default = e164(default_number) if default_number else None
     default_at = option if default else None
+    problems: list[ExportProblem] = []
     if default_number and default is None:
         problems.append(ExportProblem(option, f"{default_number!r} is not a valid phone number"))
+    offered: list[Number] = []
     if bridge is not None:
         problems.extend(bridge.problems)
         for place, row in bridge.rows:
-            for entry in _as_list(row.get("servicenumbers")):
-                entry = _lower_keys(entry) if isinstance(entry, dict) else {"number": entry}
-                number = e164(entry.get("number"))
-                if number is None:
-                    problems.append(
-                        ExportProblem(
-                            place,
-                            f"service number {entry.get('number')!r} is not a valid phone number",
-                        )
-                    )
-                    continue
-                kind = str(entry.get("type") or entry.get("numbertype") or "").lower()
-                numbers[number] = "toll_free" if "free" in kind else "toll"
-                places.setdefault(number, place)
+            offered.extend(_service_numbers(row.get("servicenumbers"), place, problems))
             if default is None and (default := e164(row.get("defaultservicenumber"))):
                 default_at = place
-    for upn, user in users.documents.items():
-        for name, kind in (("dial_in_number", "toll"), ("toll_free_number", "toll_free")):
-            if name in user:
-                numbers.setdefault(user[name], kind)
-                places.setdefault(user[name], users.places[upn])
     whole = Place(bridge.file if bridge is not None else source)
-    if not numbers and default:
-        numbers[default] = "toll"
-        places[default] = default_at or whole
+    if not offered and not users.numbers and default:
+        offered.append((default, "toll", None, default_at or whole))
+    numbers, origins = _numbers_section([*offered, *users.numbers], problems)
     if not numbers:
         problems.append(
             ExportProblem(
@@ -318,13 +323,65 @@ def bridge_from(
             u["dial_in_number"] for u in users.documents.values() if "dial_in_number" in u
         )
         default, default_at = (tolls.most_common(1)[0][0], Place(source)) if tolls else (None, None)
-    ordered = sorted(numbers.items())
-    section: dict[str, Any] = {"numbers": [{"number": n, "type": t} for n, t in ordered]}
-    origins: Origins = {("bridge",): whole, ("bridge", "default_number"): default_at or whole}
-    origins.update({("bridge", "numbers", i): places[n] for i, (n, _) in enumerate(ordered)})
+    section: dict[str, Any] = {"numbers": numbers}
     if default:
         section["default_number"] = default
+    origins.update({("bridge",): whole, ("bridge", "default_number"): default_at or whole})
     return section, origins, problems
+
+
+def _service_numbers(value: Any, place: Place, problems: list[ExportProblem]) -> list[Number]:
+    """A bridge export's ``ServiceNumbers``: objects with ``Number``, ``Type`` (or
+    ``NumberType``) and a ``City`` or ``Location``, or bare numbers."""
+    found: list[Number] = []
+    for item in _as_list(value):
+        entry = _lower_keys(item) if isinstance(item, dict) else {"number": item}
+        number = e164(entry.get("number"))
+        if number is None:
+            problems.append(
+                ExportProblem(
+                    place, f"service number {entry.get('number')!r} is not a valid phone number"
+                )
+            )
+            continue
+        kind = str(entry.get("type") or entry.get("numbertype") or "").lower()
+        location = _text(_field(entry, "location"))
+        found.append((number, "toll_free" if "free" in kind else "toll", location, place))
+    return found
+
+
+def _numbers_section(
+    offered: Iterable[Number], problems: list[ExportProblem]
+) -> tuple[list[dict[str, Any]], Origins]:
+    """The bridge's ``numbers`` in number order, and where each entry and location came from.
+    The first place to give a number its type and its location sets them; a different location
+    later is a problem there (never a silent choice between two exports)."""
+    entries: dict[str, dict[str, Any]] = {}
+    where: dict[str, Place] = {}
+    located_at: dict[str, Place] = {}
+    for number, kind, location, place in offered:
+        entry = entries.setdefault(number, {"number": number, "type": kind})
+        where.setdefault(number, place)
+        if location is None:
+            continue
+        if "location" not in entry:
+            entry["location"] = location
+            located_at[number] = place
+        elif entry["location"] != location:
+            problems.append(
+                ExportProblem(
+                    place,
+                    f"location {location!r} of {number} differs from {entry['location']!r} "
+                    f"on {located_at[number]}",
+                )
+            )
+    ordered = sorted(entries)
+    origins: Origins = {}
+    for index, number in enumerate(ordered):
+        origins[("bridge", "numbers", index)] = where[number]
+        if number in located_at:
+            origins[("bridge", "numbers", index, "location")] = located_at[number]
+    return [entries[number] for number in ordered], origins
 
 
 def _as_list(value: Any) -> list[Any]:
