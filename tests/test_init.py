@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config.export import e164
+from reconciler.config.export import ENUM_SETTINGS, e164
+from reconciler.config.schema import load_schema
 from tests.helpers.cli import Result
 from tests.helpers.workspace import Workspace
 
@@ -241,6 +242,60 @@ def test_bridge_and_settings_exports(tmp_path: Path) -> None:
     )  # the documented order
     assert '- number: "+12065550123"\n      type: toll\n' in tenant
     assert 'default_number: "+14255550100"' in tenant
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ({"EntryExitAnnouncementsType": 1, "MaskPstnNumbersType": 2}, ("ToneOnly", "NoMasking")),
+        ({"EntryExitAnnouncementsType": 0, "MaskPstnNumbersType": 1}, (None, "MaskedForAllUsers")),
+        (
+            {"EntryExitAnnouncementsType": "tonEonly", "MaskPstnNumbersType": "0"},
+            ("ToneOnly", None),
+        ),
+    ],
+    ids=["numbers", "a default by number", "names"],
+)
+def test_enum_settings_convertto_json_wrote_as_numbers_are_read_by_name(
+    tmp_path: Path, written: dict[str, object], expected: tuple[str | None, str | None]
+) -> None:
+    cmdlet_export(tmp_path / "users.csv", 3)
+    settings = {"Identity": "Global", "PinLength": 5, **written}
+    (tmp_path / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+    adopt(tmp_path, "--from", "users.csv", "--settings", "settings.json")
+    tenant = (tmp_path / "tenants" / "contoso" / "tenant.yaml").read_text(encoding="utf-8")
+    names = ("entry_exit_announcements_type", "mask_pstn_numbers_type")
+    for name, value in zip(names, expected, strict=True):
+        assert (f"  {name}: {value}\n" in tenant) if value else (name not in tenant)
+
+
+def test_an_enum_number_without_a_name_is_a_problem_of_the_settings_export(
+    tmp_path: Path,
+) -> None:
+    cmdlet_export(tmp_path / "users.csv", 3)
+    (tmp_path / "settings.json").write_text(
+        json.dumps({"EntryExitAnnouncementsType": 2, "MaskPstnNumbersType": "Sometimes"}),
+        encoding="utf-8",
+    )
+    result = reconciler(
+        tmp_path,
+        *("init", "contoso", "--from", "users.csv", "--settings", "settings.json"),
+        *("--config", "tenants"),
+    )
+    assert result.code == 1
+    assert result.stderr.splitlines() == [
+        "settings.json:entry 1: EntryExitAnnouncementsType 2 is not one of UseNames (0), "
+        "ToneOnly (1)",
+        "settings.json:entry 1: MaskPstnNumbersType 'Sometimes' is not one of "
+        "MaskedForExternalUsers (0), MaskedForAllUsers (1), NoMasking (2)",
+        "2 problem(s) found; nothing was written.",
+    ]
+
+
+def test_the_enum_names_are_those_the_schema_allows_in_its_order() -> None:
+    settings = load_schema("tenant.schema.json")["properties"]["settings"]["properties"]
+    for key, (_, members) in ENUM_SETTINGS.items():
+        assert list(members) == settings[key]["enum"]
 
 
 def service_number(number: str, kind: str, city: str | None) -> dict[str, object]:

@@ -56,6 +56,18 @@ ASSUMED = {
 Audio Conferencing with Microsoft as provider, so its plain export has neither column."""
 
 
+ENUM_SETTINGS = {
+    # ConvertTo-Json without -EnumsAsStrings writes a .NET enum as its number: the names are in
+    # the order Microsoft's Set-CsOnlineDialInConferencingTenantSettings documentation lists them.
+    "entry_exit_announcements_type": ("EntryExitAnnouncementsType", ("UseNames", "ToneOnly")),
+    "mask_pstn_numbers_type": (
+        "MaskPstnNumbersType",
+        ("MaskedForExternalUsers", "MaskedForAllUsers", "NoMasking"),
+    ),
+}
+"""Tenant settings that are .NET enums: our key → (PowerShell name, names by number)."""
+
+
 @dataclass(frozen=True, order=True)
 class Place:
     """Where a value came from: line ``index`` of a CSV export, entry ``index`` of a JSON one,
@@ -246,7 +258,7 @@ def _user(
         problems.append("License must be true or false (or list AudioConferencing)")
     user: dict[str, Any] = {"license": bool(license_)}
     provider = str(_field(row, "provider") or "Microsoft").strip()
-    match = next((p for p in PROVIDERS if p.lower() == provider.lower()), None)
+    match = _named(provider, PROVIDERS)
     if match is None:
         problems.append(f"Provider {provider!r} is not one of {', '.join(PROVIDERS)}")
     elif match != "Microsoft":
@@ -276,6 +288,11 @@ def _user(
     if (locale := _field(row, "locale")) is not None:
         user["locale"] = str(locale).strip()
     return key, user, numbers, problems
+
+
+def _named(text: str, names: Iterable[str]) -> str | None:
+    """``text`` as one of ``names``, whatever its case (PowerShell's comparisons ignore it)."""
+    return next((name for name in names if name.lower() == text.lower()), None)
 
 
 def _text(value: Any) -> str | None:
@@ -406,24 +423,38 @@ def settings_from(export: Export | None) -> tuple[dict[str, Any], Origins, list[
             key = names.get(column)
             if key is None or value in (None, ""):
                 continue
-            default = SETTINGS_DEFAULTS[key]
-            if isinstance(default, bool) or key in ("send_email_from_override",):
-                parsed = _truth(value)
-                if parsed is None:
-                    problems.append(ExportProblem(place, f"{column} must be true or false"))
-                    continue
-                value = parsed
-            elif key == "pin_length":
-                try:
-                    value = int(value)
-                except (TypeError, ValueError):
-                    problems.append(ExportProblem(place, "PinLength must be a number"))
-                    continue
-            else:
-                value = str(value)
-            if value != default:
+            value, problem = _setting(key, column, value)
+            if problem:
+                problems.append(ExportProblem(place, problem))
+            elif value != SETTINGS_DEFAULTS[key]:
                 found[key] = value
     return {key: found[key] for key in SETTINGS_DEFAULTS if key in found}, origins, problems
+
+
+def _setting(key: str, column: str, value: Any) -> tuple[Any, str | None]:
+    """A setting as our YAML writes it, or why the export's value cannot be read."""
+    if isinstance(SETTINGS_DEFAULTS[key], bool):
+        truth = _truth(value)
+        return truth, None if truth is not None else f"{column} must be true or false"
+    if key == "pin_length":
+        try:
+            return int(value), None
+        except (TypeError, ValueError):
+            return None, "PinLength must be a number"
+    if key in ENUM_SETTINGS:
+        name, members = ENUM_SETTINGS[key]
+        member = _member(value, members)
+        allowed = ", ".join(f"{label} ({number})" for number, label in enumerate(members))
+        return member, None if member else f"{name} {value!r} is not one of {allowed}"
+    return str(value), None
+
+
+def _member(value: Any, members: tuple[str, ...]) -> str | None:
+    """A .NET enum value as its name: by number (``ConvertTo-Json``) or by name (CSV)."""
+    text = str(value).strip()
+    if text.isascii() and text.isdigit():
+        return members[int(text)] if int(text) < len(members) else None
+    return _named(text, members)
 
 
 @dataclass
