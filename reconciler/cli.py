@@ -403,7 +403,7 @@ def init(
     users_per_file: int,
 ) -> None:
     """Write a new tenant folder from a Teams export, then validate it (adopt a tenant)."""
-    from reconciler.config import export, fmt
+    from reconciler.config import export
 
     if why := tenant_name_problem(name):
         raise UserError(f"tenant {name!r} {why}")
@@ -422,13 +422,12 @@ def init(
     staging = Path(tempfile.mkdtemp(prefix=".init-", dir=config))
     try:
         folder = staging / name
-        (folder / "users").mkdir(parents=True)
-        (folder / "tenant.yaml").write_text(fmt.dump(adoption.tenant, "tenant"), encoding="utf-8")
-        files = adoption.users_files(users_per_file)
-        for number, chunk in enumerate(files, start=1):
-            (folder / "users" / f"users-{number:03d}.yaml").write_text(
-                fmt.dump({"users": chunk}, "users"), encoding="utf-8"
-            )
+        written = 0
+        for relative, text in adoption.files(users_per_file):
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written += 1
         problems = adoption.all_problems(*tenant_findings(staging, name))
         if problems:
             for problem in problems:
@@ -440,7 +439,7 @@ def init(
         shutil.rmtree(staging, ignore_errors=True)
     click.echo(adoption.summary())
     click.echo(
-        f"Wrote {config / name}: tenant.yaml and {len(files)} users file(s), "
+        f"Wrote {config / name}: tenant.yaml and {written - 1} users file(s), "
         f"{len(adoption.users)} user(s). Next: `reconciler import --tenant {name}` records it as "
         "applied without sending any email; `reconciler plan` then shows no change."
     )

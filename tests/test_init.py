@@ -18,6 +18,9 @@ HEADER = (
     '"UserPrincipalName","DisplayName","ConferenceId","ServiceNumber",'
     '"TollFreeServiceNumber","Provider","License"'
 )
+EXAMPLE = Path(__file__).resolve().parent.parent / "tenants" / "contoso"
+TENANT_MODELINE = "# yaml-language-server: $schema=../../schemas/tenant.schema.json\n"
+USERS_MODELINE = "# yaml-language-server: $schema=../../../schemas/users.schema.json\n"
 FORMS = ["14255550100", "+14255550100", "tel:+14255550100", "+1 425-555-0100"]
 
 
@@ -135,7 +138,8 @@ def test_a_csv_export_of_2000_users_becomes_a_tenant_that_plans_no_change(
     assert [f.name for f in files] == ["users-001.yaml", "users-002.yaml"]
     first = files[0].read_text(encoding="utf-8")
     assert first.startswith(
-        "users:\n  user0000@contoso.com:\n    display_name: User 0000\n    license: true\n"
+        f"{USERS_MODELINE}users:\n"
+        "  user0000@contoso.com:\n    display_name: User 0000\n    license: true\n"
     )
     assert '    conference_id: "7000000"\n' in first  # quoted: never a number to any editor
     assert "\n\n  user0001@contoso.com:\n" in first  # a blank line between users
@@ -164,6 +168,34 @@ def test_the_cmdlets_own_export_adopts_every_user_as_licensed_with_microsoft(
         '    conference_id: "8400003"\n    dial_in_number: "+14255550100"\n'
         '    toll_free_number: "+18005550199"\n'
     ) in users
+
+
+def test_written_files_point_editors_at_their_schema_as_the_example_tenants_do(
+    tmp_path: Path,
+) -> None:
+    cmdlet_export(tmp_path / "users.csv", 5)
+    init = reconciler(
+        tmp_path,
+        "init",
+        "contoso",
+        "--from",
+        "users.csv",
+        "--users-per-file",
+        "2",
+        "--config",
+        "tenants",
+    )
+    assert init.code == 0, str(init)
+    folder = tmp_path / "tenants" / "contoso"
+    example_tenant = (EXAMPLE / "tenant.yaml").read_text(encoding="utf-8")
+    assert example_tenant.startswith(TENANT_MODELINE)
+    assert (folder / "tenant.yaml").read_text(encoding="utf-8").startswith(TENANT_MODELINE)
+    users = sorted((folder / "users").iterdir())
+    assert len(users) == 3
+    for path in [*users, *(EXAMPLE / "users").iterdir()]:
+        assert path.read_text(encoding="utf-8").startswith(USERS_MODELINE), path
+    layout = reconciler(tmp_path, "fmt", "--check", "--config", "tenants")
+    assert layout.code == 0, str(layout)
 
 
 def test_a_license_column_wins_over_the_cmdlets_meaning(tmp_path: Path) -> None:
@@ -237,7 +269,7 @@ def test_bridge_and_settings_exports(tmp_path: Path) -> None:
     adopt(tmp_path, "--from", "users.csv", "--bridge", "bridge.json", "--settings", "settings.json")
     tenant = (tmp_path / "tenants" / "contoso" / "tenant.yaml").read_text(encoding="utf-8")
     assert tenant.startswith(
-        "settings:\n  pin_length: 6\n  use_unique_conference_ids: true\n"
+        f"{TENANT_MODELINE}settings:\n  pin_length: 6\n  use_unique_conference_ids: true\n"
         "  enable_name_recording: false\n"
     )  # the documented order
     assert '- number: "+12065550123"\n      type: toll\n' in tenant

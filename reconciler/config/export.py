@@ -17,13 +17,14 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import phonenumbers
 
+from reconciler.config import fmt
 from reconciler.errors import DataPath, Finding, Problem
 from reconciler.model import PROVIDERS, SETTINGS_DEFAULTS
 
@@ -483,13 +484,15 @@ class Adoption:
             f"{kinds['no']} not licensed"
         )
 
-    def users_files(self, per_file: int) -> list[dict[str, Any]]:
-        """Users in UPN order, ``per_file`` to a file."""
+    def files(self, per_file: int) -> Iterator[tuple[str, str]]:
+        """The tenant folder's files, (path in the folder, text), as ``fmt`` lays them out:
+        ``tenant.yaml``, then the users in UPN order, ``per_file`` to a file."""
+        yield "tenant.yaml", fmt.dump(self.tenant, "tenant", 0)
         ordered = sorted(self.users)
-        return [
-            {upn: self.users[upn] for upn in ordered[i : i + per_file]}
-            for i in range(0, len(ordered), per_file)
-        ] or [{}]
+        chunks = [ordered[i : i + per_file] for i in range(0, len(ordered), per_file)] or [[]]
+        for number, chunk in enumerate(chunks, start=1):
+            users = {"users": {upn: self.users[upn] for upn in chunk}}
+            yield f"users/users-{number:03d}.yaml", fmt.dump(users, "users", 1)
 
     def all_problems(
         self, findings: Iterable[Finding], located: Iterable[Problem]
