@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from reconciler import __version__
 from reconciler.apply import (
@@ -437,11 +439,16 @@ def init(
         folder.rename(config / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    given = click.get_current_context().get_parameter_source("config")
+    again = f" --config {shlex.quote(str(config))}" if given is ParameterSource.COMMANDLINE else ""
     click.echo(adoption.summary())
     click.echo(
-        f"Wrote {config / name}: tenant.yaml and {written - 1} users file(s), "
-        f"{len(adoption.users)} user(s). Next: `reconciler import --tenant {name}` records it as "
-        "applied without sending any email; `reconciler plan` then shows no change."
+        visible(
+            f"Wrote {config / name}: tenant.yaml and {written - 1} users file(s), "
+            f"{len(adoption.users)} user(s). Next: `reconciler import --tenant {name}{again}` "
+            "records it as applied without sending any email; "
+            f"`reconciler plan{again}` then shows no change."
+        )
     )
 
 

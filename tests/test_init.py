@@ -112,7 +112,10 @@ def adopt(tmp_path: Path, *args: str) -> Result:
     """init, fmt --check, validate, import, then a plan that changes nothing; init's result."""
     init = reconciler(tmp_path, "init", "contoso", *args, "--config", "tenants")
     assert init.code == 0, str(init)
-    assert "Next: `reconciler import --tenant contoso`" in init.stdout
+    assert init.stdout.splitlines()[-1].endswith(
+        "Next: `reconciler import --tenant contoso --config tenants` records it as applied "
+        "without sending any email; `reconciler plan --config tenants` then shows no change."
+    )  # --config given, so repeated: the hint works as copied
     layout = reconciler(tmp_path, "fmt", "--check", "--config", "tenants")
     assert layout.code == 0, str(layout)  # init writes what fmt would write
     (tmp_path / "state").mkdir(exist_ok=True)
@@ -541,6 +544,19 @@ def test_problems_of_the_tenant_name_the_bridge_or_settings_export(tmp_path: Pat
         *(f"users.csv:{line}: dial_in_number '+14255550100' {not_toll}" for line in (3, 4, 5)),
         "7 problem(s) found; nothing was written.",
     ]
+
+
+def test_the_next_hint_names_a_config_folder_only_when_one_was_given(tmp_path: Path) -> None:
+    cmdlet_export(tmp_path / "users.csv", 3)
+    init = reconciler(tmp_path, "init", "contoso", "--from", "users.csv")
+    assert init.code == 0, str(init)
+    assert "Next: `reconciler import --tenant contoso` records" in init.stdout
+    assert "`reconciler plan` then shows no change." in init.stdout
+    init = reconciler(tmp_path, "init", "fabrikam", "--from", "users.csv", "--config", "my tenants")
+    assert init.code == 0, str(init)
+    assert "Next: `reconciler import --tenant fabrikam --config 'my tenants'` records" in (
+        init.stdout
+    )
 
 
 def test_init_never_overwrites_a_tenant(tmp_path: Path) -> None:
