@@ -455,6 +455,26 @@ def test_bad_rows_are_all_located_and_nothing_is_written(tmp_path: Path) -> None
     assert not (tmp_path / "tenants").exists() or list((tmp_path / "tenants").iterdir()) == []
 
 
+def test_a_sign_in_address_too_long_for_a_yaml_key_is_a_row_problem(tmp_path: Path) -> None:
+    """Export files are untrusted: what cannot be written is refused at its row, never a
+    traceback from the writer."""
+    (tmp_path / "users.json").write_text(
+        json.dumps(
+            [
+                {"SipAddress": f"sip:{'a' * 1100}@contoso.com", "ServiceNumber": "14255550100"},
+                {"SipAddress": "sip:bob@contoso.com", "ConferenceId": "8412346"},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    result = reconciler(tmp_path, "init", "contoso", "--from", "users.json", "--config", "tenants")
+    assert result.code == 1
+    assert result.stderr.splitlines() == [
+        "users.json:entry 1: UserPrincipalName is longer than 1024 characters",
+        "1 problem(s) found; nothing was written.",
+    ]
+
+
 def test_a_value_the_configuration_checks_refuse_is_named_by_its_export_row(
     tmp_path: Path,
 ) -> None:

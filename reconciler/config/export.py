@@ -205,7 +205,8 @@ class Users:
     problems: list[ExportProblem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     numbers: list[Number] = field(default_factory=list)
-    """The numbers the users have, in row order."""
+    """The valid numbers of every row, in row order: a row's other problem does not hide the
+    bridge number it shows."""
 
 
 def users_from(export: Export) -> Users:
@@ -229,12 +230,12 @@ def users_from(export: Export) -> Users:
         conference = user.get("conference_id")
         if conference and (first := _claim(conference_ids, conference, place)):
             problems.append(f"conference ID {conference!r} is also on {first}")
+        result.numbers.extend((*number, place) for number in numbers)
         if problems:
             result.problems.extend(ExportProblem(place, problem) for problem in problems)
         else:
             result.documents[key] = user
             result.places[key] = place
-            result.numbers.extend((*number, place) for number in numbers)
     return result
 
 
@@ -254,6 +255,8 @@ def _user(
     upn = upn[4:] if upn.lower().startswith("sip:") else upn
     if "@" not in upn:
         problems.append("no UserPrincipalName (or SipAddress)")
+    elif len(upn) > fmt.MAX_KEY:  # no sign-in address is; YAML cannot write it as a key
+        problems.append(f"UserPrincipalName is longer than {fmt.MAX_KEY} characters")
     license_ = licensed or _truth(_field(row, "license"))
     if license_ is None:
         problems.append("License must be true or false (or list AudioConferencing)")
@@ -337,9 +340,7 @@ def bridge_from(
             )
         )
     if default is None:
-        tolls = Counter(
-            u["dial_in_number"] for u in users.documents.values() if "dial_in_number" in u
-        )
+        tolls = Counter(number for number, kind, _, _ in users.numbers if kind == "toll")
         default, default_at = (tolls.most_common(1)[0][0], Place(source)) if tolls else (None, None)
     section: dict[str, Any] = {"numbers": numbers}
     if default:
