@@ -86,6 +86,8 @@ class Place:
 
 @dataclass(frozen=True)
 class ExportProblem:
+    """One line for the admin, ``place: message``, named in the exports' terms."""
+
     place: Place
     message: str
 
@@ -104,7 +106,8 @@ class Export:
     problems: list[ExportProblem] = field(default_factory=list)
 
     def has(self, name: str) -> bool:
-        """Whether the export has a column for our field ``name``, if empty in every row."""
+        """Whether the export has a column for our field ``name`` (even one empty in every
+        row: then the column still says what it says, and nothing is assumed)."""
         return not self.columns.isdisjoint(USER_COLUMNS[name])
 
 
