@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from reconciler import __version__
 from reconciler.apply import (
@@ -25,7 +27,7 @@ from reconciler.apply import (
     DeliveryLimits,
     run_apply,
 )
-from reconciler.config import load_config
+from reconciler.config import tenant_findings
 from reconciler.delivery import deliver
 from reconciler.delivery.options import default_sender, mail_transport
 from reconciler.emails import (
@@ -414,44 +416,50 @@ def init(
     users_per_file: int,
 ) -> None:
     """Write a new tenant folder from a Teams export, then validate it (adopt a tenant)."""
-    from reconciler.config import export, fmt
+    from reconciler.config import export
 
     if why := tenant_name_problem(name):
         raise UserError(f"tenant {name!r} {why}")
     config = manager.options.config
     if (config / name).exists():
         raise UserError(f"{config / name} already exists; init never overwrites a tenant")
-    users, problems = export.users_from(export.read_export(source))
-    bridge_doc, more = export.bridge_from(
-        users, export.read_export(bridge) if bridge else None, default_number
+    adoption = export.adopt(
+        export.read_export(source),
+        export.read_export(bridge) if bridge else None,
+        export.read_export(settings) if settings else None,
+        default_number,
     )
-    settings_doc, most = export.settings_from(export.read_export(settings) if settings else None)
-    problems += more + most
-    if problems:
-        for problem in problems:
-            click.echo(visible(problem), err=True)
-        click.echo(f"{len(problems)} problem(s) found; nothing was written.", err=True)
-        sys.exit(EXIT_ERROR)
-    tenant = {"settings": settings_doc, "bridge": bridge_doc}
+    for note in adoption.notes:
+        click.echo(visible(note))
     config.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".init-", dir=config))
     try:
         folder = staging / name
-        (folder / "users").mkdir(parents=True)
-        (folder / "tenant.yaml").write_text(fmt.dump(tenant, "tenant"), encoding="utf-8")
-        files = export.users_files(users, users_per_file)
-        for number, chunk in enumerate(files, start=1):
-            (folder / "users" / f"users-{number:03d}.yaml").write_text(
-                fmt.dump({"users": chunk}, "users"), encoding="utf-8"
-            )
-        load_config(staging, [name])  # ConfigError: nothing kept
+        written = 0
+        for relative, text in adoption.files(users_per_file):
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written += 1
+        problems = adoption.all_problems(*tenant_findings(staging, name))
+        if problems:
+            for problem in problems:
+                click.echo(visible(str(problem)), err=True)
+            click.echo(f"{len(problems)} problem(s) found; nothing was written.", err=True)
+            sys.exit(EXIT_ERROR)
         folder.rename(config / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    given = click.get_current_context().get_parameter_source("config")
+    again = f" --config {shlex.quote(str(config))}" if given is ParameterSource.COMMANDLINE else ""
+    click.echo(adoption.summary())
     click.echo(
-        f"Wrote {config / name}: tenant.yaml and {len(files)} users file(s), "
-        f"{len(users)} user(s). Next: `reconciler import --tenant {name}` records it as "
-        "applied without sending any email; `reconciler plan` then shows no change."
+        visible(
+            f"Wrote {config / name}: tenant.yaml and {written - 1} users file(s), "
+            f"{len(adoption.users)} user(s). Next: `reconciler import --tenant {name}{again}` "
+            "records it as applied without sending any email; "
+            f"`reconciler plan{again}` then shows no change."
+        )
     )
 
 

@@ -15,7 +15,7 @@
   Properties read (Microsoft Learn, MicrosoftTeams cmdlet reference):
   - Get-CsOnlineDialInConferencingUser: Identity, SipAddress, DisplayName, ConferenceId,
     ServiceNumber, TollFreeServiceNumber, Provider (third-party ACP users report theirs).
-  - Get-CsOnlineDialInConferencingBridge: ServiceNumbers (Number, Type), DefaultServiceNumber.
+  - Get-CsOnlineDialInConferencingBridge: ServiceNumbers (Number, Type, City), DefaultServiceNumber.
   - Get-CsOnlineDialInConferencingTenantSettings: AutomaticallySendEmailsToUsers,
     SendEmailFromOverride, SendEmailFromAddress, SendEmailFromDisplayName, PinLength,
     UseUniqueConferenceIds, AllowPSTNOnlyMeetingsByDefault, ... (as `reconciler` names them).

@@ -38,6 +38,7 @@ __all__ = [
     "nothing_to_read",
     "saved_config_problems",
     "tenant_files",
+    "tenant_findings",
     "tenant_names",
 ]
 
@@ -141,6 +142,15 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     return result
+
+
+def tenant_findings(root: Path, name: str) -> tuple[list[Finding], list[Problem]]:
+    """Every problem :func:`load_config` finds in one tenant folder, those about a value still
+    by its data path: ``init`` names the export row each value came from, not the YAML it
+    writes only to check it."""
+    reader = _TenantReader(root, name)
+    reader.read()
+    return reader.findings, reader.located
 
 
 def locate_findings(root: Path, findings: Iterable[Finding]) -> list[Problem]:

@@ -146,9 +146,14 @@ def format_yaml(text: str | bytes, file: str, kind: Kind) -> str:
     return output
 
 
-def dump(data: dict[str, Any], kind: Kind) -> str:
-    """Data as the canonical file ``fmt`` would leave unchanged (what ``init`` writes)."""
-    return format_yaml(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "-", kind)
+def dump(data: dict[str, Any], kind: Kind, depth: int) -> str:
+    """Data as the canonical file ``fmt`` would leave unchanged (what ``init`` writes), headed
+    like the example tenant's files by the comment that points editors at the file's schema in
+    ``schemas/`` beside the configuration folder, for a file ``depth`` folders below its tenant
+    folder."""
+    modeline = f"# yaml-language-server: $schema={'../' * (depth + 2)}schemas/{SCHEMAS[kind]}\n"
+    text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+    return format_yaml(modeline + text, "-", kind)
 
 
 def changed_files(
