@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from reconciler import planfile
 from reconciler.delivery import DeliveryReport, Pace, SuppressedFiles, Transport, deliver
 from reconciler.delivery.options import default_sender, mail_transport, suppressed_dir
 from reconciler.emails import Sender
 from reconciler.emails.outbox import compose_messages
 from reconciler.errors import ConfigError, UserError
-from reconciler.manager import Manager, read_saved_plan
-from reconciler.model import TenantConfig, UserRecord
+from reconciler.manager import Manager
+from reconciler.model import UserRecord
 from reconciler.outputs.json import plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_tenant
 from reconciler.state import (
@@ -168,17 +169,16 @@ class _Source:
 
 
 def _saved(manager: Manager, path: Path) -> _Source:
-    shown, configs, expected = read_saved_plan(path)
+    saved = planfile.read(path)
+    saved.check_files(manager.options.config)
     first = Plan(
         [
             plan_tenant(config, None, manager.locales())[0]
-            for name, config in sorted(configs.items())
-            if expected[name][0] is None
+            for name, config in sorted(saved.configs.items())
+            if saved.basis[name].lineage is None
         ]
     )
-    return _Source(
-        sorted(configs), lambda: _replan_saved(manager, configs, expected, shown), False, first
-    )
+    return _Source(sorted(saved.configs), lambda: _replan_saved(manager, saved), False, first)
 
 
 def _live(manager: Manager) -> _Source:
@@ -228,27 +228,17 @@ def _commit_and_deliver(
     return outcome
 
 
-def _replan_saved(
-    manager: Manager,
-    configs: dict[str, TenantConfig],
-    expected: dict[str, tuple[str | None, int]],
-    shown: dict,
-) -> Plan:
+def _replan_saved(manager: Manager, saved: planfile.SavedPlan) -> Plan:
     """The saved plan, re-derived from its configs against the state it was made for."""
     tenants = []
-    for name, config in sorted(configs.items()):
+    for name, config in sorted(saved.configs.items()):
         applied = manager.store.load(name)
-        current = (applied.lineage, applied.serial) if applied else (None, 0)
-        if current != expected[name]:
-            raise UserError(
-                f"saved plan is stale: {name} was planned at serial "
-                f"{expected[name][1]} but the state is now at serial {current[1]}; "
-                "make a new plan"
-            )
+        saved.check_state(name, applied, len(manager.store.history(name)))
         tenant_plan, _ = plan_tenant(config, applied, manager.locales())
         tenants.append(tenant_plan)
     plan = Plan(tenants)
-    if plan_to_dict(plan)["tenants"] != [t for t in shown["tenants"] if t["name"] in configs]:
+    shown = [t for t in saved.shown["tenants"] if t["name"] in saved.configs]
+    if plan_to_dict(plan)["tenants"] != shown:
         raise UserError("saved plan does not match what it would apply; make a new plan")
     return plan
 

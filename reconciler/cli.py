@@ -20,7 +20,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from reconciler import __version__
+from reconciler import __version__, planfile
 from reconciler.apply import (
     DEFAULT_DELIVERY_TIMEOUT,
     DEFAULT_RETRY_BACKOFF,
@@ -38,7 +38,7 @@ from reconciler.emails import (
     sender_for,
 )
 from reconciler.errors import ConfigError, UserError
-from reconciler.manager import Manager, Options, save_plan
+from reconciler.manager import Manager, Options
 from reconciler.model import tenant_name_problem
 from reconciler.outputs import chunks
 from reconciler.outputs.escape import json_text, visible
@@ -248,7 +248,7 @@ def plan(
     loaded = manager.load(reuse_state=True)
     result = manager.plan(loaded, manager.tenant_names(loaded))
     if out is not None:
-        save_plan(result, out)
+        planfile.save(result, out, manager.history_counts(loaded.tenants), manager.options.config)
     if not quiet:
         for chunk in chunks(result, fmt, color=_color(), artifacts=artifacts_url):
             click.echo(chunk, nl=False, color=_color())

@@ -7,38 +7,26 @@ prints, and ``apply`` builds on the plan made here.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import stat
-import tempfile
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconciler.config import (
     LoadedConfig,
     UsersCache,
     load_config,
     locate_findings,
-    saved_config_problems,
-    schema,
 )
 from reconciler.errors import ConfigError, UserError
 from reconciler.locales import locale_folders
 from reconciler.model import Applied, TenantConfig, UserRecord
-from reconciler.outputs import json as json_output
-from reconciler.outputs.json import FORMAT_VERSION
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
 from reconciler.resources import default_templates
 from reconciler.state import EmptyState, StateLocked, StateStore, open_store
-from reconciler.streams import batched
 
 if TYPE_CHECKING:
     from reconciler.emails import TemplateSet
-
-SAVED_PLAN_KIND = "audio-conferencing-reconciler saved plan"
-MAX_SAVED_PLAN_BYTES = 1024 * 2**20
 
 
 @dataclass
@@ -126,6 +114,11 @@ class Manager:
                 except StateLocked as exc:
                     raise UserError(f"{name}: {exc}") from None
             yield
+
+    def history_counts(self, names: Collection[str]) -> dict[str, int]:
+        """How many history rows each tenant has: a saved plan of a tenant without state
+        records it, so one that had a state since (applied, then forgotten) is stale."""
+        return {name: len(self.store.history(name)) for name in names}
 
     def tenant_names(self, loaded: LoadedConfig) -> list[str]:
         """Tenants this run covers: the configured ones plus those only the state knows (found
@@ -235,114 +228,3 @@ class _UsersOnDemand(Mapping[str, UserRecord]):
 
     def __len__(self) -> int:
         return len(self._read())
-
-
-def save_plan(plan: Plan, path: Path) -> None:
-    """Write a saved plan: the plan as shown plus the configuration it was made from, and the
-    lineage and serial it was made against. It holds no PIN (PINs exist only at apply).
-
-    Written a batch of users at a time into a temporary file beside ``path``, renamed into
-    place once complete: a 300,000-user plan is never one string, and a plan file is never
-    half-written."""
-    try:
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as file:
-            try:
-                file.writelines(_saved_chunks(plan))
-                os.chmod(file.name, 0o666 & ~_umask())  # as an ordinary new file would be
-                file.flush()
-                os.fsync(file.fileno())
-                os.replace(file.name, path)
-            except BaseException:
-                os.unlink(file.name)
-                raise
-    except OSError as exc:
-        raise UserError(f"cannot write saved plan {path}: {exc.strerror or exc}") from None
-
-
-def _saved_chunks(plan: Plan) -> Iterator[str]:
-    yield f'{{"kind":{_json(SAVED_PLAN_KIND)},"format_version":{_json(FORMAT_VERSION)},"plan":'
-    yield from json_output.chunks(plan)
-    yield ',"configs":{'
-    tenants = [t for t in plan.tenants if t.config is not None]
-    for number, t in enumerate(tenants):
-        config = t.config
-        assert config is not None
-        head = {
-            "lineage": t.lineage,
-            "serial": t.serial,
-            "tenant": config.tenant,
-            "files": config.files,
-        }
-        yield "," * bool(number) + f"{_json(t.name)}:" + _json(head)[:-1] + ',"users":{'
-        for n, batch in enumerate(batched(config.users.items(), json_output.BATCH)):
-            yield "," * bool(n) + _json(dict(batch))[1:-1]  # members, a batch at a time
-        yield "}}"
-    yield "}}"
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def read_saved_plan(
-    path: Path,
-) -> tuple[dict[str, Any], dict[str, TenantConfig], dict[str, tuple[str | None, int]]]:
-    """The saved plan's JSON plan, its configs and the (lineage, serial) each was made against.
-
-    A plan file is data from outside, perhaps edited: it must match the ``saved_plan`` schema
-    (``schemas/plan.schema.json``) and its records must pass the configuration's own checks
-    before anything in it is used; otherwise a one-line refusal ``<planfile>: …``, and nothing
-    is written.
-    """
-    document = _saved_document(path)
-    if not isinstance(document, dict) or document.get("kind") != SAVED_PLAN_KIND:
-        raise UserError(f"{path}: not a saved plan (make one with `reconciler plan --out`)")
-    if document.get("format_version") != FORMAT_VERSION:
-        raise UserError(
-            f"{path}: plan format {document.get('format_version')!r}; this "
-            f"reconciler reads format {FORMAT_VERSION!r}"
-        )
-    findings = schema.check(document, "plan.schema.json", str(path), definition="saved_plan")
-    problems = [".".join(map(str, f.path)) + ": " * bool(f.path) + f.message for f in findings]
-    for name, saved in ({} if findings else document["configs"]).items():
-        problems.extend(
-            saved_config_problems(name, saved["tenant"], saved["users"], saved["files"])
-        )
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UserError(
-            f"{path}: not a valid saved plan, was it edited? {problems[0]}{more}; "
-            "make a new one with `reconciler plan --out`"
-        )
-    configs, expected = {}, {}
-    for name, saved in document["configs"].items():
-        configs[name] = TenantConfig(name, saved["tenant"], saved["users"], {}, saved["files"])
-        expected[name] = (saved["lineage"], saved["serial"])
-    return document["plan"], configs, expected
-
-
-def _saved_document(path: Path) -> Any:
-    """The JSON in a plan file, read only if it is a regular file of a sane size."""
-    try:
-        if not stat.S_ISREG(path.stat().st_mode):  # before opening: a FIFO would block
-            raise ValueError("not a regular file")
-        with path.open("rb") as file:
-            if (
-                os.fstat(file.fileno()).st_size > MAX_SAVED_PLAN_BYTES
-                or len(data := file.read(MAX_SAVED_PLAN_BYTES + 1)) > MAX_SAVED_PLAN_BYTES
-            ):
-                raise ValueError(f"larger than {MAX_SAVED_PLAN_BYTES // 2**20} MiB")
-        return json.loads(data)
-    except (OSError, ValueError, RecursionError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        if isinstance(exc, RecursionError):
-            reason = "nested too deeply"
-        raise UserError(f"{path}: cannot read this saved plan: {reason}") from None

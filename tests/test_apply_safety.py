@@ -7,6 +7,7 @@ import itertools
 import json
 import re
 import stat
+import subprocess
 import time
 
 import pytest
@@ -83,7 +84,9 @@ def test_a_killed_apply_does_not_block_the_next(
 # --- saved plans -----------------------------------------------------------------------------
 
 
-def test_saved_plan_is_applied_exactly_even_if_the_config_changed(workspace: Workspace) -> None:
+def test_a_saved_plan_applies_exactly_what_was_reviewed_from_the_files_it_was_made_from(
+    workspace: Workspace,
+) -> None:
     ws = workspace
     users = enabled_users(4)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
@@ -91,33 +94,80 @@ def test_saved_plan_is_applied_exactly_even_if_the_config_changed(workspace: Wor
 
     users["u001@contoso.com"]["pin_reset"] = "planned"
     write_tenant(ws.config, "contoso", tenant_doc(), users)
+    reviewed = {p: p.read_bytes() for p in ws.config.rglob("*.yaml")}
     plan_file = ws.root / "reviewed.plan"
     made = ws.run("plan", "--out", str(plan_file))
     assert made.code == 0, str(made)
 
-    # merged later, never reviewed: must not be applied by `apply reviewed.plan`
+    # merged later, never reviewed: the plan is not what these files say
     users["u002@contoso.com"]["pin_reset"] = "not reviewed"
     users["u003@contoso.com"]["conference_id"] = "7999999"
     write_tenant(ws.config, "contoso", tenant_doc(pin_length=7), users)
+    before = ws.state_show()
+    refused = ws.run("apply", str(plan_file))
+    assert refused.code == 1 and "Traceback" not in refused.output
+    (line,) = refused.stderr.splitlines()
+    assert "made from other files than" in line and "contoso/tenant.yaml" in line
+    assert ws.state_show() == before and len(ws.mails()) == 4
 
+    for path, data in reviewed.items():
+        path.write_bytes(data)
     applied = ws.run("apply", str(plan_file))  # no --auto-approve, no terminal: no prompt
     assert applied.code == 0, str(applied)
     assert sequence(ws.mails()[4:]) == [("u001@contoso.com", "pin-reset")]
-    assert len(ws.mails()[4].pins[0]) == 5, "the planned pin_length, not the one merged later"
     state = ws.tenant_state("contoso")
     assert state is not None and state["serial"] == 2
     assert state["users"]["u001@contoso.com"]["pin_reset"] == "planned"
-    assert state["users"]["u002@contoso.com"]["pin_reset"] is None
-    assert state["users"]["u003@contoso.com"]["conference_id"] == "7000003"
-    pending = ws.plan_json()["tenants"][0]["emails"]
-    assert [(e["user"], e["type"]) for e in pending] == [
-        ("u002@contoso.com", "pin-reset"),
-        ("u003@contoso.com", "details-changed"),
-    ]
 
     replay = ws.run("apply", str(plan_file))
     assert replay.code == 1 and "stale" in replay.stderr, "a plan is applied once"
     assert len(ws.mails()) == 5
+
+
+def test_a_plan_made_on_a_branch_is_refused_on_main(workspace: Workspace) -> None:
+    """The attack: on an unmerged branch a user's address points outside and a PIN reset is
+    asked; its saved plan applied where main's files say nothing changed must send nothing."""
+    ws = workspace
+    users = enabled_users(3)
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    ws.apply()
+    main = {p: p.read_bytes() for p in ws.config.rglob("*.yaml")}
+    users["u001@contoso.com"].update(email="attacker@evil.example", pin_reset="branch")
+    write_tenant(ws.config, "contoso", tenant_doc(), users)
+    assert ws.run("plan", "--out", "branch.plan").code == 0
+    for path, data in main.items():  # back on main
+        path.write_bytes(data)
+    assert "No changes" in ws.run("plan").stdout
+    refused = ws.run("apply", "branch.plan")
+    assert refused.code == 1 and "contoso/users.yaml" in refused.stderr, str(refused)
+    assert len(ws.mails()) == 3
+
+
+def test_a_first_apply_plan_is_stale_once_the_tenant_had_a_state(workspace: Workspace) -> None:
+    """Planned before any state, applied, then forgotten: the plan must not send `enabled`
+    emails again, though the state is once more without the tenant."""
+    ws = workspace
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(2))
+    assert ws.run("plan", "--out", "first.plan").code == 0
+    assert ws.run("apply", "first.plan").code == 0
+    assert ws.run("state", "forget", "contoso", "--yes").code == 0
+    again = ws.run("apply", "first.plan")
+    assert again.code == 1 and "stale" in again.stderr and "forgotten" in again.stderr
+    assert len(ws.mails()) == 2
+
+
+def test_a_plan_cut_down_to_fewer_tenants_than_it_shows_is_refused(workspace: Workspace) -> None:
+    ws = workspace
+    write_tenant(ws.config, "alpha", tenant_doc(), enabled_users(1, domain="alpha.com"))
+    write_tenant(ws.config, "beta", tenant_doc(), enabled_users(1, domain="beta.com"))
+    assert ws.run("plan", "--out", "both.plan").code == 0
+    document = json.loads((ws.root / "both.plan").read_text(encoding="utf-8"))
+    del document["configs"]["beta"]
+    (ws.root / "both.plan").write_text(json.dumps(document), encoding="utf-8")
+    refused = ws.run("apply", "both.plan")
+    assert refused.code == 1, str(refused)
+    assert "beta is shown but the plan holds no configuration for it" in refused.stderr
+    assert ws.mails() == []
 
 
 def test_stale_saved_plan_is_refused_and_changes_nothing(workspace: Workspace) -> None:
@@ -444,3 +494,33 @@ def test_a_failure_composing_one_tenant_rolls_it_back_and_sends_nothing(
     assert sorted(m.to for m in mails) == sorted(
         [f"u{i:03d}@contoso.com" for i in range(3)] + [f"u{i:03d}@fabrikam.com" for i in range(3)]
     )
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["loose-ref", "packed-refs"])
+def test_a_saved_plan_records_the_commit_it_was_made_from(
+    workspace: Workspace, packed: bool
+) -> None:
+    ws = workspace
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(1))
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+            cwd=ws.root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("add", "tenants")
+    git("commit", "-q", "-m", "config")
+    if packed:
+        git("pack-refs", "--all")
+    assert ws.run("plan", "--out", "made.plan").code == 0
+    commit = json.loads((ws.root / "made.plan").read_text(encoding="utf-8"))["source"]["commit"]
+    assert commit == git("rev-parse", "HEAD")
+    write_tenant(ws.config, "contoso", tenant_doc(pin_length=6), enabled_users(1))
+    refused = ws.run("apply", "made.plan")
+    assert f"(made from commit {commit[:12]})" in refused.stderr, str(refused)

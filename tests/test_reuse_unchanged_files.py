@@ -257,7 +257,7 @@ def test_a_saved_plan_of_an_unchanged_tenant_holds_every_user_and_applies_nothin
     """The users a plan with nothing to do never read are read for a saved plan, which must
     carry the whole configuration."""
     from reconciler.apply import run_apply
-    from reconciler.manager import save_plan
+    from reconciler import planfile
 
     config = tmp_path / "tenants"
     options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")
@@ -272,7 +272,8 @@ def test_a_saved_plan_of_an_unchanged_tenant_holds_every_user_and_applies_nothin
     try:
         loaded = manager.load(reuse_state=True)
         assert loaded.tenants["acme"].unchanged_since == 1
-        save_plan(manager.plan(loaded, manager.tenant_names(loaded)), saved)
+        plan = manager.plan(loaded, manager.tenant_names(loaded))
+        planfile.save(plan, saved, manager.history_counts(loaded.tenants), config)
     finally:
         manager.close()
     document = json.loads(saved.read_text(encoding="utf-8"))

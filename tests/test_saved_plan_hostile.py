@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.manager import MAX_SAVED_PLAN_BYTES
+from reconciler.planfile import MAX_BYTES as MAX_SAVED_PLAN_BYTES
 from reconciler.state.sqlite import SQLiteStore
 from tests.helpers.cli import assert_clean_error
 from tests.helpers.tenants import enabled_users, make_tenant, tenant_doc, write_tenant

@@ -33,6 +33,7 @@ from reconciler.model import (
 __all__ = [
     "LoadedConfig",
     "UsersCache",
+    "file_hashes",
     "load_config",
     "locate_findings",
     "nothing_to_read",
@@ -107,6 +108,22 @@ def tenant_files(root: Path, name: str) -> tuple[list[str], list[Problem]]:
     tenant = f"{name}/tenant.yaml"
     files = ([tenant] if os.path.lexists(root / tenant) else []) + reader._user_files()
     return files, reader.located
+
+
+def file_hashes(root: Path, name: str) -> dict[str, str] | None:
+    """The content hash of every file of a tenant folder, keyed as ``TenantConfig.files``
+    records them, without parsing anything: what a saved plan is bound to. None when the
+    folder holds a file ``load_config`` could not use (it would refuse the folder)."""
+    reader = _TenantReader(root, name)
+    if not reader.folder.is_relative_to(_resolved(root)):
+        return None
+    files, problems = tenant_files(root, name)
+    for file in [] if problems else files:
+        data = reader._bytes(file)
+        if not isinstance(data, bytes):
+            return None
+        reader.hashes[file] = hashlib.sha256(data).hexdigest()
+    return None if problems else reader.hashes
 
 
 def load_config(
