@@ -556,9 +556,16 @@ def state_show(manager: Manager) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Replace the copied tenants' state in a destination that already has some.",
+    help="Replace the copied tenants' state in a destination that already has some "
+    "(their history there is kept).",
 )
-def state_migrate(manager: Manager, target: str, force: bool) -> None:
+@click.option(
+    "--drop-queued",
+    is_flag=True,
+    help="With --force: drop the email still queued in the destination for the tenants "
+    "replaced (they are never sent).",
+)
+def state_migrate(manager: Manager, target: str, force: bool, drop_queued: bool) -> None:
     """Copy every tenant's state, outbox and history to another backend (--state is the
     source, left unchanged)."""
     from reconciler.state import open_store
@@ -571,6 +578,7 @@ def state_migrate(manager: Manager, target: str, force: bool) -> None:
             destination,
             only=manager.options.tenants,
             force=force,
+            drop_queued=drop_queued,
             lock_timeout=manager.options.lock_timeout,
         )
     finally:
@@ -582,12 +590,16 @@ def state_migrate(manager: Manager, target: str, force: bool) -> None:
         f"{done.history} history entries."
     )
     if done.replaced:
-        click.echo(f"Replaced the previous state of {', '.join(done.replaced)} there.")
+        dropped = f", {done.dropped} queued email(s) dropped" if done.dropped else ""
+        click.echo(
+            f"Replaced the previous state of {', '.join(done.replaced)} there (its history "
+            f"kept{dropped})."
+        )
     if done.untouched:
         click.echo(f"Left {', '.join(done.untouched)} there as it was.")
     click.echo(
-        "Point --state (RECONCILER_STATE) at the destination from now on; do not apply "
-        "against the source again."
+        "Point --state (RECONCILER_STATE) at the destination from now on: the source marks "
+        "these tenants migrated and refuses to apply them."
     )
 
 

@@ -106,13 +106,21 @@ class Manager:
     @contextlib.contextmanager
     def locked(self, names: Collection[str]) -> Iterator[None]:
         """Hold the state lock of every tenant in ``names`` (in name order, so two runs over
-        overlapping tenants cannot each wait for the other); "locked by …" is a UserError."""
+        overlapping tenants cannot each wait for the other); "locked by …" is a UserError, and
+        so is a tenant migrated to another state: every writer (apply, import, forget) locks
+        first, so none writes or sends from a state left behind."""
         with contextlib.ExitStack() as stack:
             for name in sorted(names):
                 try:
                     stack.enter_context(self.store.lock(name, self.options.lock_timeout))
                 except StateLocked as exc:
                     raise UserError(f"{name}: {exc}") from None
+                if (to := self.store.migrated_to(name)) is not None:
+                    raise UserError(
+                        f"{name} was migrated from {self.store.description} to {to}: point "
+                        "--state at the new state (this one is kept as a record only); "
+                        "nothing was done"
+                    )
             yield
 
     def history_counts(self, names: Collection[str]) -> dict[str, int]:

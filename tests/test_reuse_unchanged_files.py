@@ -256,8 +256,8 @@ def test_a_saved_plan_of_an_unchanged_tenant_holds_every_user_and_applies_nothin
 ) -> None:
     """The users a plan with nothing to do never read are read for a saved plan, which must
     carry the whole configuration."""
-    from reconciler.apply import run_apply
     from reconciler import planfile
+    from reconciler.apply import run_apply
 
     config = tmp_path / "tenants"
     options = Options(config=config, state=state_location, mail=f"maildir:{tmp_path / 'mail'}")

@@ -143,7 +143,8 @@ def test_round_trip_and_the_next_apply_delivers_what_was_queued(
     moved = cli(ws, ["state", "migrate", "--to", postgres_url], sqlite_location)
     assert moved.code == 0, moved.stderr
     (ws.root / "back").mkdir()
-    back = open_store(str(ws.root / "back" / "state.db"))
+    back_location = str(ws.root / "back" / "state.db")
+    back = open_store(back_location)
     source, target = open_store(sqlite_location), open_store(postgres_url)
     try:
         migrate(target, back)
@@ -151,16 +152,45 @@ def test_round_trip_and_the_next_apply_delivers_what_was_queued(
     finally:
         source.close()
         back.close()
-    delivered = cli(ws, ["apply", "--auto-approve"], postgres_url)
+        target.close()
+    for left_behind in (sqlite_location, postgres_url):
+        refused = cli(ws, ["apply", "--auto-approve"], left_behind)
+        assert refused.code == 1 and "contoso was migrated from" in refused.stderr, str(refused)
+    delivered = cli(ws, ["apply", "--auto-approve"], back_location)
     assert delivered.code == 0, delivered.stderr
     assert "1 email(s) delivered" in delivered.stdout
     (sent,) = mailbox.Maildir(ws.maildir, create=False)
     assert sent["Message-ID"] == "<migrate-7@contoso.reconciler>"
+    back = open_store(back_location)
     try:
-        assert [m["status"] for m in target.messages("contoso")] == ["delivered"]
-        assert list(target.queued("contoso")) == []
+        assert [m["status"] for m in back.messages("contoso")] == ["delivered"]
+        assert list(back.queued("contoso")) == []
     finally:
-        target.close()
+        back.close()
+
+
+def test_a_migrated_source_is_kept_as_a_record_and_never_sends_its_queue_again(
+    ws: Workspace, locations: dict[str, str], dead_smtp_url: str
+) -> None:
+    """The attack: migrate, then an old pipeline still applies against the source: its queued
+    PIN emails would go out a second time."""
+    copy_example(ws.config, "contoso")
+    src, dst = locations["sqlite"], locations["postgresql"]
+    queued = ws.run(
+        "apply", "--auto-approve", "--default-from", "it@contoso.com", state=src, mail=dead_smtp_url
+    )
+    assert queued.code == 1 and "still queued" in queued.stderr, str(queued)
+    assert cli(ws, ["state", "migrate", "--to", dst], src).code == 0
+    for command in (["apply", "--auto-approve"], ["import", "--force"]):
+        refused = cli(ws, command, src)
+        assert refused.code == 1 and "Traceback" not in refused.output
+        (line,) = refused.stderr.splitlines()
+        assert "contoso was migrated from" in line and "point --state at the new state" in line
+    assert not ws.maildir.exists()
+    delivered = cli(ws, ["apply", "--auto-approve"], dst)
+    assert delivered.code == 0 and "4 email(s) delivered" in delivered.stdout, str(delivered)
+    again = cli(ws, ["state", "migrate", "--to", str(ws.root / "other.db")], src)
+    assert again.code == 1 and "already migrated" in again.stderr
 
 
 @pytest.mark.parametrize("target_backend", ["sqlite", "postgresql"])
@@ -190,15 +220,46 @@ def test_a_non_empty_target_needs_force(
 
     forced = cli(ws, ["state", "migrate", "--to", dst, "--force"], src)
     assert forced.code == 0, forced.stderr
-    assert "Replaced the previous state of contoso there." in forced.stdout
+    assert "Replaced the previous state of contoso there (its history kept)." in forced.stdout
     assert "Left fabrikam there as it was." in forced.stdout
     target, source = open_store(dst), open_store(src)
     try:
-        assert target.export("contoso") == source.export("contoso")
+        copied, original = target.export("contoso"), source.export("contoso")
+        assert copied is not None and original is not None
+        old = before["contoso"].history  # type: ignore[union-attr]
+        assert copied.history == [*old, *original.history], "the target's history is kept"
+        assert (copied.applied, copied.outbox) == (original.applied, original.outbox)
         assert target.export("fabrikam") == before["fabrikam"]
     finally:
         target.close()
         source.close()
+
+
+def test_forcing_over_a_tenant_with_queued_mail_needs_drop_queued(
+    ws: Workspace, locations: dict[str, str]
+) -> None:
+    src, dst = locations["sqlite"], locations["postgresql"]
+    source = open_store(src)
+    populate(source, "contoso", "new-lineage")
+    source.close()
+    target = open_store(dst)
+    target.commit(
+        "contoso", (None, 0), Commit({"old": True}, {}, [], {}, [message(9, "a@contoso.com")], "o")
+    )
+    before = dumps(target)
+    target.close()
+
+    refused = cli(ws, ["state", "migrate", "--to", dst, "--force"], src)
+    assert refused.code == 1
+    assert refused.stderr.splitlines() == [
+        f"error: {dst} still has email queued for contoso (1): run apply against it to "
+        "deliver them, or pass --drop-queued (they would never be sent); nothing was copied"
+    ]
+    target = open_store(dst)
+    assert dumps(target) == before
+    target.close()
+    dropped = cli(ws, ["state", "migrate", "--to", dst, "--force", "--drop-queued"], src)
+    assert dropped.code == 0 and "1 queued email(s) dropped" in dropped.stdout, str(dropped)
 
 
 def test_refusals(tmp_path: Path, sqlite_location: str, postgres_url: str) -> None:

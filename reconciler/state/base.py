@@ -277,7 +277,17 @@ class StateStore(ABC):
 
     @abstractmethod
     def restore(self, dump: TenantDump) -> None:
-        """Replace the tenant's state, outbox and history with ``dump``, in one transaction."""
+        """Replace the tenant's state and outbox with ``dump``'s and add its history after the
+        tenant's own (history is never dropped), in one transaction; the tenant is live here
+        again (no longer marked migrated)."""
+
+    @abstractmethod
+    def mark_migrated(self, tenant: str, to: str) -> None:
+        """Record that ``tenant``'s state now lives in ``to``: this copy is a record only."""
+
+    @abstractmethod
+    def migrated_to(self, tenant: str) -> str | None:
+        """Where ``tenant``'s state was migrated to (and when), or None."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

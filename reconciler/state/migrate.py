@@ -3,12 +3,18 @@
 Each tenant is copied under both stores' locks (no apply can run on either side meanwhile), in
 one transaction on the target, and read back to check the copy is exact. Outbox rows keep their
 status, times and Message-IDs; still-queued messages keep their bodies so the next apply against
-the target delivers them; history keeps its times and actors. The source is left as it was.
+the target delivers them; history keeps its times and actors.
+
+Nothing is lost and nothing is sent twice: replacing a tenant the target already holds keeps its
+history and refuses while it has queued mail (as ``state forget`` does) unless the operator
+drops it; and each tenant copied is marked migrated in the source, whose state stays as it was,
+as a record: an apply, import or forget against it is refused, so its queue is never delivered a
+second time from there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.errors import UserError
 from reconciler.state.base import StateLocked, StateStore, TenantDump
@@ -25,6 +31,8 @@ class Migrated:
     """Tenants that already had state in the target (``--force``)."""
     untouched: list[str] = field(default_factory=list)
     """Tenants only the target knows: left as they were."""
+    dropped: int = 0
+    """Emails queued in the target for replaced tenants, dropped (``drop_queued``)."""
 
 
 def migrate(
@@ -33,13 +41,17 @@ def migrate(
     *,
     only: tuple[str, ...] = (),
     force: bool = False,
+    drop_queued: bool = False,
     lock_timeout: float = 0.0,
 ) -> Migrated:
-    """Copy ``only`` (default: every tenant of ``source``) into ``target``.
+    """Copy ``only`` (default: every tenant of ``source``) into ``target``, marking each one
+    migrated in ``source``.
 
-    Refuses (UserError) when both name the same store, when the source holds nothing to copy,
-    and when the target already holds any state unless ``force``, which replaces the copied
-    tenants there (others are left alone).
+    Refuses (UserError) when both name the same store, when the source holds nothing to copy or
+    a tenant already migrated elsewhere, when the target already holds any state unless
+    ``force``, which replaces the copied tenants there (others are left alone, and the history
+    of those replaced is kept), and when a tenant to replace has mail queued in the target
+    unless ``drop_queued``.
     """
     if source.store_id == target.store_id:
         raise UserError(f"{target.description} is the source state itself; nothing was copied")
@@ -52,6 +64,11 @@ def migrate(
     names = list(only) if only else known
     if not names:
         raise UserError(f"{source.description} holds no state; nothing was copied")
+    gone = [f"{n} (to {to})" for n in names if (to := source.migrated_to(n)) is not None]
+    if gone:
+        raise UserError(
+            f"already migrated from {source.description}: {', '.join(gone)}; nothing was copied"
+        )
     existing = target.tenants()
     if existing and not force:
         raise UserError(
@@ -63,23 +80,34 @@ def migrate(
         replaced=[n for n in names if n in existing],
         untouched=[n for n in existing if n not in names],
     )
+    queued = {n: count for n in result.replaced if (count := target.queued_count(n))}
+    if queued and not drop_queued:
+        listed = ", ".join(f"{n} ({count})" for n, count in sorted(queued.items()))
+        raise UserError(
+            f"{target.description} still has email queued for {listed}: run apply against it "
+            "to deliver them, or pass --drop-queued (they would never be sent); nothing was "
+            "copied"
+        )
     for name in sorted(names):
         try:
             with source.lock(name, lock_timeout), target.lock(name, lock_timeout):
                 dump = source.export(name)
                 if dump is None:  # removed since we listed it
                     continue
+                kept = target.history(name)
+                result.dropped += target.queued_count(name)
                 target.restore(dump)
                 copy = target.export(name)
+                if copy != replace(dump, history=[*kept, *dump.history]):
+                    raise UserError(
+                        f"{name}: the copy in {target.description} differs from the source "
+                        "after writing it; do not use the target"
+                    )
+                source.mark_migrated(name, target.description)
         except StateLocked as exc:
             raise UserError(
                 f"{name}: {exc}; copied so far: {', '.join(result.tenants) or 'nothing'}"
             ) from None
-        if copy != dump:
-            raise UserError(
-                f"{name}: the copy in {target.description} differs from the source "
-                "after writing it; do not use the target"
-            )
         _count(result, dump)
     return result
 

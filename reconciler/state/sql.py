@@ -498,6 +498,19 @@ class SQLStore(StateStore):
             ((*row[:6], json_in(dict(row[6])), row[7]) for row in rows),
         )
 
+    def mark_migrated(self, tenant: str, to: str) -> None:
+        with self._write():
+            self._run(
+                "INSERT INTO {meta} (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_migrated_key(tenant), f"{to} on {now()}"),
+            )
+
+    def migrated_to(self, tenant: str) -> str | None:
+        with self._guard():
+            row = self._one("SELECT value FROM {meta} WHERE key = ?", (_migrated_key(tenant),))
+        return None if row is None else str(row[0])
+
     def mark_delivered(self, message_id: str) -> None:
         self._finish(message_id, "delivered", None)
 
@@ -534,9 +547,10 @@ class SQLStore(StateStore):
         name, applied = tenant_key(dump.name), dump.applied
         json_in = self.dialect.json_in
         with self._write():
-            for table in ("users", "outbox", "history"):
+            for table in ("users", "outbox"):
                 self._run(f"DELETE FROM {{{table}}} WHERE tenant = ?", (name,))
             self._run("DELETE FROM {tenants} WHERE name = ?", (name,))
+            self._run("DELETE FROM {meta} WHERE key = ?", (_migrated_key(name),))
             self._run(
                 "INSERT INTO {tenants} VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -590,3 +604,7 @@ class SQLStore(StateStore):
                     for h in dump.history
                 )
             )
+
+
+def _migrated_key(tenant: str) -> str:
+    return f"migrated:{tenant_key(tenant)}"
