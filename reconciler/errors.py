@@ -45,6 +45,10 @@ class ConfigError(Exception):
         self.problems = sorted(set(problems))
         super().__init__("\n".join(map(str, self.problems)))
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[Problem]]]:
+        """Pickled as its problems (a worker process composing emails raises it)."""
+        return (ConfigError, (self.problems,))
+
 
 class UserError(Exception):
     """A refusal or failure the user can act on (locked, stale, queued mail...): one clear line,

@@ -3,12 +3,15 @@ the mass-disable guard, PINs that never leak, private files."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
+import sqlite3
 import stat
 import subprocess
 import time
+from collections import Counter
 
 import pytest
 
@@ -524,3 +527,42 @@ def test_a_saved_plan_records_the_commit_it_was_made_from(
     write_tenant(ws.config, "contoso", tenant_doc(pin_length=6), enabled_users(1))
     refused = ws.run("apply", "made.plan")
     assert f"(made from commit {commit[:12]})" in refused.stderr, str(refused)
+
+
+def test_another_tenants_apply_runs_while_a_large_first_apply_composes(
+    new_workspace: NewWorkspace,
+) -> None:
+    """The large apply writes its messages in short transactions before the one that commits
+    its state: SQLite's database-wide write lock is free between them, so another tenant's
+    apply on the same file goes through at once instead of failing as "database is locked"
+    (PostgreSQL locks rows, never the whole database)."""
+    ws = new_workspace(mode="process")
+    write_tenant(ws.config, "big", tenant_doc(), enabled_users(1500, domain="big.com"))
+    write_tenant(ws.config, "small", tenant_doc(), enabled_users(2, domain="small.com"))
+    large = ws.spawn("apply", "--auto-approve", "--allow-new-state", "--tenant", "big")
+    deadline = time.monotonic() + patience(120)
+    while not _composing(ws.state, "big"):
+        assert large.alive() and time.monotonic() < deadline, "never seen composing"
+        time.sleep(0.05)
+    started = time.monotonic()
+    small = ws.run("apply", "--auto-approve", "--tenant", "small", timeout=60)
+    assert small.code == 0, str(small)
+    assert time.monotonic() - started < patience(20), "waited for the other apply"
+    assert _composing(ws.state, "big"), "the large apply was still composing meanwhile"
+    assert large.wait(120).code == 0
+    counts = Counter(m.tenant for m in read_maildir(ws.maildir))
+    assert counts == {"big": 1500, "small": 2}
+    assert len({m.message_id for m in read_maildir(ws.maildir)}) == 1502
+
+
+def _composing(state: str, tenant: str) -> bool:
+    """Messages of ``tenant`` are in the outbox and its state is not committed yet."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5)
+        ) as db:
+            staged = db.execute("SELECT count(*) FROM outbox WHERE tenant = ?", (tenant,))
+            committed = db.execute("SELECT count(*) FROM tenants WHERE name = ?", (tenant,))
+            return staged.fetchone()[0] > 0 and committed.fetchone()[0] == 0
+    except sqlite3.OperationalError:  # no file or no tables yet
+        return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -751,3 +752,28 @@ def test_a_version_3_sqlite_state_read_only_is_planned_without_its_keys(tmp_path
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
             "3",
         )
+
+
+def test_a_database_busy_past_its_wait_is_one_line_naming_the_applies_running(
+    sqlite_location: str,
+) -> None:
+    from reconciler.state.sqlite import SQLiteStore
+
+    holder = open_store(sqlite_location)
+    blocker = sqlite3.connect(sqlite_location, isolation_level=None)
+    store = SQLiteStore(Path(sqlite_location), busy_timeout=0.2)
+    try:
+        with holder.lock("contoso"):
+            blocker.execute("BEGIN IMMEDIATE")  # another process writing, for too long
+            with pytest.raises(UserError) as caught:
+                commit(store, "fabrikam")
+            blocker.execute("ROLLBACK")
+        message = str(caught.value)
+        assert "\n" not in message
+        assert f"state {sqlite_location} is busy: another process kept its write lock" in message
+        assert re.search(r"applies running: contoso by .+ \(pid \d+\) since ", message), message
+        assert commit(store, "fabrikam") == ("lineage-1", 1)  # free again: it goes through
+    finally:
+        store.close()
+        blocker.close()
+        holder.close()

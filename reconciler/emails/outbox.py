@@ -2,21 +2,55 @@
 
 One composition for both, so a preview shows exactly the message apply would send, except for
 the PIN: a preview never generates one (the mask ``••••••`` stands in its place).
+
+Composing (templates, then the standard library's ``email`` package) is CPU-bound Python: an
+apply of many emails composes them in worker processes, one per core, a chunk at a time and in
+order, with a bounded number of chunks in flight so its memory stays flat.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
+from pathlib import Path
 
 from reconciler.emails.compose import Sender, compose, message_id, sender_for
 from reconciler.emails.pins import generate_pin
 from reconciler.emails.templates import PIN_TYPES, TemplateSet
 from reconciler.errors import UserError
-from reconciler.model import TenantConfig, UserRecord
+from reconciler.model import EmailType, TenantRecord, UserRecord
 from reconciler.plan import TenantPlan
 from reconciler.state import NewMessage
+from reconciler.streams import batched
+
+PARALLEL_FROM = 1000
+"""From this many emails, workers compose them (below, starting them costs more than it
+saves)."""
+CHUNK = 100
+"""Emails a worker composes per task."""
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every message of one tenant's plan shares: sent with each chunk to a worker."""
+
+    tenant_name: str
+    tenant: TenantRecord
+    sender: Sender
+    lineage: str
+    serial: int
+    date: datetime
+    preview: bool
+
+
+_Job = tuple[str, EmailType, bool, UserRecord]
+"""One email to compose: the user, its type, whether it is suppressed, the user's record."""
 
 
 def compose_messages(
@@ -28,58 +62,104 @@ def compose_messages(
     *,
     preview: bool = False,
 ) -> Iterator[NewMessage]:
-    """Every planned email of a tenant as RFC 5322 bytes, a fresh PIN where the type has one;
-    composed one at a time as they are consumed (apply inserts them in batches, inside the
-    transaction that removes users from the state: the applied records of removed users are
-    therefore read now, before it starts)."""
+    """Every planned email of a tenant as RFC 5322 bytes, in the plan's order, a fresh PIN
+    where the type has one; composed as they are consumed (apply writes them in batches). The
+    applied records of removed users are read now, before anything changes the state."""
     config = plan.config
     assert config is not None
     before = plan.applied.users if plan.applied else {}
     deleted = {u.user for u in plan.user_changes if u.action == "delete"}
     removed = {e.user: before[e.user] for e in plan.emails if e.user in deleted}
-    return _composed(templates, plan, config, removed, lineage, serial, default, preview)
+    shared = _Shared(
+        plan.name,
+        config.tenant,
+        sender_for(config.tenant["settings"], default),
+        lineage,
+        serial,
+        datetime.now(UTC),
+        preview,
+    )
+    jobs = (
+        (e.user, e.type, e.suppressed, removed.get(e.user) or config.users[e.user])
+        for e in plan.emails
+    )
+    workers = cores()
+    if preview or workers < 2 or len(plan.emails) < PARALLEL_FROM:
+        return (_compose(templates, shared, job) for job in jobs)
+    return _in_workers(templates.directory, shared, jobs, workers)
 
 
-def _composed(
-    templates: TemplateSet,
-    plan: TenantPlan,
-    config: TenantConfig,
-    removed: dict[str, UserRecord],
-    lineage: str,
-    serial: int,
-    default: Sender,
-    preview: bool,
-) -> Iterator[NewMessage]:
-    settings = config.tenant["settings"]
-    sender = sender_for(settings, default)
-    date = datetime.now(UTC)
-    for email in plan.emails:
-        user = removed[email.user] if email.user in removed else config.users[email.user]
-        pin = None
-        if email.type in PIN_TYPES:
-            pin = "•" * settings["pin_length"] if preview else generate_pin(settings["pin_length"])
-        mid = message_id(plan.name, lineage, serial, email.user, email.type)
-        try:
-            message = compose(
-                tenant_name=plan.name,
-                tenant=config.tenant,
-                user=user,
-                email_type=email.type,
-                pin=pin,
-                sender=sender,
-                message_id=mid,
-                date=date,
-                templates=templates,
-                preview=preview,
-            )
-        except ValueError as exc:  # the header checks, behind validation
-            raise UserError(f"{plan.name}: {email.user}: {exc}; nothing was sent") from None
-        yield NewMessage(
-            email.user,
-            email.type,
-            mid,
-            sender.address,
-            [user["email"]],
-            message.as_bytes(policy=policy.SMTP),
-            email.suppressed,
+def cores() -> int:
+    """The cores this process may run on: one worker each."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
+def _compose(templates: TemplateSet, shared: _Shared, job: _Job) -> NewMessage:
+    upn, email_type, suppressed, user = job
+    pin = None
+    if email_type in PIN_TYPES:
+        length = shared.tenant["settings"]["pin_length"]
+        pin = "•" * length if shared.preview else generate_pin(length)
+    mid = message_id(shared.tenant_name, shared.lineage, shared.serial, upn, email_type)
+    try:
+        message = compose(
+            tenant_name=shared.tenant_name,
+            tenant=shared.tenant,
+            user=user,
+            email_type=email_type,
+            pin=pin,
+            sender=shared.sender,
+            message_id=mid,
+            date=shared.date,
+            templates=templates,
+            preview=shared.preview,
         )
+    except ValueError as exc:  # the header checks, behind validation
+        raise UserError(f"{shared.tenant_name}: {upn}: {exc}; nothing was sent") from None
+    return NewMessage(
+        upn,
+        email_type,
+        mid,
+        shared.sender.address,
+        [user["email"]],
+        message.as_bytes(policy=policy.SMTP),
+        suppressed,
+    )
+
+
+def _in_workers(
+    directory: Path | None, shared: _Shared, jobs: Iterable[_Job], workers: int
+) -> Iterator[NewMessage]:
+    """The messages of ``jobs`` composed by ``workers`` processes, in order. Workers are
+    started fresh (``spawn``: the apply may have threads, and must not share its database
+    connections), each with its own copy of the templates; an error in one is raised here."""
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(directory,),
+    )
+    try:
+        pending: deque[Future[list[NewMessage]]] = deque()
+        for chunk in batched(jobs, CHUNK):
+            pending.append(pool.submit(_compose_chunk, shared, chunk))
+            if len(pending) > 2 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_templates: TemplateSet | None = None
+"""A worker's templates (set once by :func:`_start_worker`)."""
+
+
+def _start_worker(directory: Path | None) -> None:
+    global _templates
+    _templates = TemplateSet(directory)
+
+
+def _compose_chunk(shared: _Shared, chunk: list[_Job]) -> list[NewMessage]:
+    assert _templates is not None
+    return [_compose(_templates, shared, job) for job in chunk]

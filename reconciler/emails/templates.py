@@ -265,6 +265,12 @@ class TemplateSet:
         self._trees: dict[tuple[str, str], tuple[nodes.Template, str]] = {}
         self._locales: list[str] | None = None
 
+    @property
+    def directory(self) -> Path | None:
+        """The configured templates folder (absolute), or None for the packaged copy only: what
+        another process needs to load the same set."""
+        return None if self._directory is None else self._directory.absolute()
+
     def locales(self) -> list[str]:
         """Locale folders found in either copy (listed once: a run does not add languages)."""
         if self._locales is None:

@@ -77,7 +77,7 @@ CREATE TABLE reconciler_users (
 ALTER TABLE reconciler_users {_KEYS};{_INDEXES};
 CREATE TABLE reconciler_outbox (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tenant text NOT NULL REFERENCES reconciler_tenants (name) ON DELETE CASCADE,
+    tenant text NOT NULL,
     serial integer NOT NULL, upn text NOT NULL, type text NOT NULL,
     message_id text NOT NULL UNIQUE, sender text NOT NULL, recipients json NOT NULL,
     data bytea, suppressed boolean NOT NULL,
@@ -106,7 +106,10 @@ UPDATE reconciler_users SET enabled = coalesce(
     record->>'license' = 'true' AND record->>'provider' = 'Microsoft', false);
 {_INDEXES}""",
     # History names the state (lineage) each row belongs to: runs stay apart after a forget.
-    4: "ALTER TABLE reconciler_history ADD COLUMN lineage text",
+    # An apply writes its messages before the state that makes them visible (a short commit):
+    # the outbox no longer requires its tenant to exist.
+    4: """ALTER TABLE reconciler_history ADD COLUMN lineage text;
+ALTER TABLE reconciler_outbox DROP CONSTRAINT IF EXISTS reconciler_outbox_tenant_fkey""",
 }
 """SQL bringing the tables from version N to N + 1."""
 

@@ -13,6 +13,7 @@ consistent read are opened, its locking primitive, and how JSON, booleans and ti
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -30,6 +31,7 @@ from reconciler.state.base import (
     Commit,
     Forgotten,
     MailQueued,
+    NewMessage,
     QueuedMessage,
     StaleState,
     StateLocked,
@@ -48,6 +50,9 @@ from reconciler.streams import batched
 QUEUED_PAGE = 200
 """Queued messages read at a time (about 3 MB of bodies): delivery streams the outbox."""
 MESSAGE_BATCH = 200
+VISIBLE = "serial <= (SELECT t.serial FROM {tenants} t WHERE t.name = {outbox}.tenant)"
+"""The outbox rows a committed state makes visible: an apply writes its messages at the serial
+its state will reach before writing that state (``SQLStore.commit``)."""
 IN_BATCH = 500
 """Values in one ``IN (…)`` list: well under every database's limit on parameters."""
 """Outbox messages composed and inserted at a time inside a commit's transaction, so an apply
@@ -305,7 +310,7 @@ class SQLStore(StateStore):
                 rows = self._run(
                     "SELECT upn, type, message_id, sender, recipients, data, suppressed, id,"
                     " tenant, serial FROM {outbox} WHERE tenant = ? AND status = 'queued'"
-                    f" AND id > ?{where} ORDER BY id LIMIT {QUEUED_PAGE}",
+                    f" AND {VISIBLE} AND id > ?{where} ORDER BY id LIMIT {QUEUED_PAGE}",
                     (tenant, after, *extra),
                 ).fetchall()
             for r in rows:
@@ -330,7 +335,8 @@ class SQLStore(StateStore):
         with self._guard():
             return int(
                 self._one(
-                    "SELECT count(*) FROM {outbox} WHERE tenant = ? AND status = 'queued'" + where,
+                    "SELECT count(*) FROM {outbox} WHERE tenant = ? AND status = 'queued'"
+                    f" AND {VISIBLE}{where}",
                     (tenant, *extra),
                 )[0]
             )
@@ -379,7 +385,8 @@ class SQLStore(StateStore):
     def messages(self, tenant: str) -> Iterator[dict[str, Any]]:
         with self._guard():
             rows = self._run(
-                f"SELECT {', '.join(OUTBOX_SUMMARY)} FROM {{outbox}} WHERE tenant = ? ORDER BY id",
+                f"SELECT {', '.join(OUTBOX_SUMMARY)} FROM {{outbox}}"
+                f" WHERE tenant = ? AND {VISIBLE} ORDER BY id",
                 (tenant,),
             ).fetchall()
         for row in rows:
@@ -395,7 +402,8 @@ class SQLStore(StateStore):
             outbox = [
                 outbox_dict(OUTBOX_FULL, r, self._convert)
                 for r in self._run(
-                    f"SELECT {', '.join(OUTBOX_FULL)} FROM {{outbox}} WHERE tenant = ? ORDER BY id",
+                    f"SELECT {', '.join(OUTBOX_FULL)} FROM {{outbox}}"
+                    f" WHERE tenant = ? AND {VISIBLE} ORDER BY id",
                     (tenant,),
                 )
             ]
@@ -408,23 +416,102 @@ class SQLStore(StateStore):
     def commit(
         self, name: str, expected: tuple[str | None, int], change: Commit
     ) -> tuple[str, int]:
+        """Write the messages first, a batch per short transaction, at the serial this commit
+        will reach: invisible (:data:`VISIBLE`) until the one short transaction that writes the
+        state makes them so. Composing a first apply of 300,000 users does not hold the
+        database's write lock: another tenant's apply runs meanwhile. Whatever stops it before
+        that transaction, its messages are removed (by the next apply of the tenant if killed)."""
         tenant_key(name)
         if name in self._held:
             self.check_lock(name)
+        with self._guard():
+            row = self._one("SELECT lineage, serial FROM {tenants} WHERE name = ?", (name,))
+        before = (row[0], row[1]) if row else (None, 0)
+        if not change.replace and before != expected:
+            raise StaleState(
+                f"state of {name} moved to serial {before[1]} since the plan (serial {expected[1]})"
+            )
+        lineage: str = change.lineage if change.replace or row is None else row[0]
+        serial: int = before[1] + 1
+        stamp = now()
+        self._discard_unseen(name)  # a killed apply's messages
+        try:
+            counts, suppressed = self._write_messages(name, serial, change.messages, stamp)
+            self._commit_state(name, before, lineage, serial, change, stamp, counts, suppressed)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._discard_unseen(name)
+            raise
+        return lineage, serial
+
+    def _write_messages(
+        self, name: str, serial: int, messages: Iterable[NewMessage], stamp: str
+    ) -> tuple[Counter[str], int]:
+        """Insert ``messages`` (composed as consumed) a batch per transaction, checking the lock
+        before each; their counts by type, and how many are suppressed."""
         json_in = self.dialect.json_in
+        counts: Counter[str] = Counter()
+        suppressed = 0
+        for batch in batched(messages, MESSAGE_BATCH):
+            if name in self._held:
+                self.check_lock(name)
+            with self._write(name):
+                self._each(
+                    "INSERT INTO {outbox} (tenant, serial, upn, type, message_id, sender,"
+                    " recipients, data, suppressed, status, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                    [
+                        (
+                            name,
+                            serial,
+                            m.user,
+                            m.type,
+                            m.message_id,
+                            m.sender,
+                            json_in(m.recipients),
+                            m.data,
+                            m.suppressed,
+                            stamp,
+                        )
+                        for m in batch
+                    ],
+                )
+            counts.update(m.type for m in batch)
+            suppressed += sum(m.suppressed for m in batch)
+        return counts, suppressed
+
+    def _discard_unseen(self, name: str) -> None:
+        """Delete the tenant's messages no committed state makes visible: those of an apply
+        killed or failed before its state transaction (PINs included; zeroed in SQLite)."""
+        with self._write(name):
+            self._run(
+                "DELETE FROM {outbox} WHERE tenant = ? AND serial > coalesce("
+                "(SELECT serial FROM {tenants} WHERE name = ?), 0)",
+                (name, name),
+            )
+
+    def _commit_state(
+        self,
+        name: str,
+        before: tuple[str | None, int],
+        lineage: str,
+        serial: int,
+        change: Commit,
+        stamp: str,
+        counts: Counter[str],
+        suppressed: int,
+    ) -> None:
+        """The short transaction: the tenant at ``serial`` (which makes its messages
+        visible), its users and a history row, refused if the state moved since ``before``."""
+        json_in = self.dialect.json_in
+        if name in self._held:
+            self.check_lock(name)
         with self._write(name):
             row = self._one(
                 "SELECT lineage, serial FROM {tenants} WHERE name = ?{for_update}", (name,)
             )
-            current = (row[0], row[1]) if row else (None, 0)
-            if not change.replace and current != expected:
-                raise StaleState(
-                    f"state of {name} moved to serial {current[1]} since the plan "
-                    f"(serial {expected[1]})"
-                )
-            lineage: str = change.lineage if change.replace or row is None else row[0]
-            serial: int = current[1] + 1
-            stamp = now()
+            if ((row[0], row[1]) if row else (None, 0)) != before:
+                raise StaleState(f"state of {name} moved since this apply read it")
             if change.replace:
                 self._run("DELETE FROM {users} WHERE tenant = ?", (name,))
             self._run(
@@ -457,35 +544,9 @@ class SQLStore(StateStore):
                 "DELETE FROM {users} WHERE tenant = ? AND upn = ?",
                 ((name, upn) for upn in change.deletes),
             )
-            counts: Counter[str] = Counter()
-            suppressed = 0
-            for batch in batched(change.messages, MESSAGE_BATCH):  # composed as consumed
-                self._each(
-                    "INSERT INTO {outbox} (tenant, serial, upn, type, message_id, sender,"
-                    " recipients, data, suppressed, status, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                    [
-                        (
-                            name,
-                            serial,
-                            m.user,
-                            m.type,
-                            m.message_id,
-                            m.sender,
-                            json_in(m.recipients),
-                            m.data,
-                            m.suppressed,
-                            stamp,
-                        )
-                        for m in batch
-                    ],
-                )
-                counts.update(m.type for m in batch)
-                suppressed += sum(m.suppressed for m in batch)
             self._add_history(
                 (name, lineage, serial, change.kind, stamp, holder(), counts, suppressed)
             )
-        return lineage, serial
 
     def _add_history(self, *rows: tuple[str, str | None, int, str, str, str, Any, int]) -> None:
         """History rows: tenant, lineage (the state it belongs to, so runs stay apart after
@@ -533,7 +594,9 @@ class SQLStore(StateStore):
             if row is None:
                 return None
             queued = self._one(
-                "SELECT count(*) FROM {outbox} WHERE tenant = ? AND status = 'queued'", (tenant,)
+                "SELECT count(*) FROM {outbox} WHERE tenant = ? AND status = 'queued'"
+                f" AND {VISIBLE}",
+                (tenant,),
             )[0]
             if queued and not drop_queued:
                 raise MailQueued(queued)

@@ -36,7 +36,7 @@ SCHEMA_VERSION = 5
 
 _OUTBOX = """(
     id INTEGER PRIMARY KEY,
-    tenant TEXT NOT NULL REFERENCES tenants (name) ON DELETE CASCADE,
+    tenant TEXT NOT NULL,
     serial INTEGER NOT NULL, upn TEXT NOT NULL,
     type TEXT NOT NULL, message_id TEXT NOT NULL UNIQUE, sender TEXT NOT NULL,
     recipients TEXT NOT NULL, data BLOB, suppressed INTEGER NOT NULL,
@@ -95,10 +95,36 @@ UPDATE users SET enabled = json_extract(record, '$.license') IS 1
     AND json_extract(record, '$.provider') IS 'Microsoft';
 """,
     # History names the state (lineage) each row belongs to: runs stay apart after a forget.
-    4: "ALTER TABLE history ADD COLUMN lineage TEXT",
+    # An apply writes its messages before the state that makes them visible (a short commit):
+    # the outbox no longer requires its tenant to exist.
+    4: f"""
+ALTER TABLE history ADD COLUMN lineage TEXT;
+CREATE TABLE outbox_5 {_OUTBOX};
+INSERT INTO outbox_5 SELECT * FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_5 RENAME TO outbox;
+""",
 }
 
 DIALECT = Dialect(tables={t: t for t in ("meta", "tenants", "users", "outbox", "history")})
+
+
+BUSY_TIMEOUT = 30.0
+"""Seconds a statement waits for another process's write transaction (an apply writes in short
+transactions, so seconds at most)."""
+
+
+def _held_by(lock: Path) -> str:
+    """What a tenant's lock file says of its holder (empty when free), read without following
+    a link."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        return os.read(fd, 4096).decode("utf-8", "replace").strip()
+    finally:
+        os.close(fd)
 
 
 def _reason(exc: BaseException) -> str:
@@ -116,8 +142,9 @@ class SQLiteStore(SQLStore):
 
     dialect = DIALECT
 
-    def __init__(self, path: Path, read_only: bool = False):
+    def __init__(self, path: Path, read_only: bool = False, busy_timeout: float = BUSY_TIMEOUT):
         self.path = path
+        self.busy_timeout = busy_timeout
         self.description = str(path)
         self.read_only = read_only
         self._held: dict[str, int] = {}
@@ -130,7 +157,7 @@ class SQLiteStore(SQLStore):
                 if not path.exists():
                     os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
                 os.chmod(path, 0o600)
-                self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+                self.db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"cannot open state {path}: {_reason(exc)}") from None
         try:
@@ -247,7 +274,24 @@ class SQLiteStore(SQLStore):
             if self.db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     self.db.execute("ROLLBACK")
-            raise UserError(f"state {self.description}: {_reason(exc)}") from None
+            raise UserError(self._failure(exc)) from None
+
+    def _failure(self, exc: sqlite3.Error) -> str:
+        """One line for a driver error; a database still busy past the wait says so, and which
+        applies hold a tenant of this state (their lock files name them)."""
+        if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+            return f"state {self.description}: {_reason(exc)}"
+        holders = sorted(
+            f"{lock.name.removeprefix(self.path.resolve().name + '.').removesuffix('.lock')} "
+            f"by {text}"
+            for lock in self.path.resolve().parent.glob(f"{self.path.resolve().name}.*.lock")
+            if (text := _held_by(lock))
+        )
+        held = f"applies running: {'; '.join(holders)}" if holders else "no apply holds a tenant"
+        return (
+            f"state {self.description} is busy: another process kept its write lock for over "
+            f"{self.busy_timeout:g} s ({held}); nothing was written, try again"
+        )
 
     def _write(self, tenant: str | None = None) -> contextlib.AbstractContextManager[None]:
         return self._transaction("IMMEDIATE")
@@ -260,7 +304,7 @@ class SQLiteStore(SQLStore):
         try:
             yield
         except sqlite3.Error as exc:
-            raise UserError(f"state {self.description}: {_reason(exc)}") from None
+            raise UserError(self._failure(exc)) from None
 
     def _many(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         self.db.executemany(sql, rows)
