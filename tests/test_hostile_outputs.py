@@ -20,7 +20,7 @@ from reconciler.outputs.escape import code_span, json_text, markdown_text, visib
 from reconciler.outputs.text import _value
 from reconciler.plan import Change, Plan, PlannedEmail, TenantPlan, UserChange
 from tests.fixtures.forge import PR, REPO, TOKEN, Api
-from tests.helpers.tenants import enabled_users, tenant_doc, user_doc, write_tenant
+from tests.helpers.tenants import TOLL, enabled_users, tenant_doc, user_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace
 
 GFM = MarkdownIt("gfm-like")
@@ -263,3 +263,73 @@ def test_error_lines_are_printed_without_escapes(new_workspace: NewWorkspace) ->
     assert result.code == 1 and "Traceback" not in result.output, str(result)
     assert "\x1b" not in result.output and "\u202e" not in result.output
     assert "\\x1b[2Jevil.yaml" in result.stderr
+
+
+CI_COMMANDS = (
+    "##vso[task.setvariable variable=PWNED]1 ##[error]forged ::add-mask::x "
+    "##VSO[task.complete result=Succeeded]"
+)
+"""Azure Pipelines and GitHub Actions logging commands that validate as free text."""
+LINE_START_COMMAND = "::stop-commands::pwned"
+"""GitHub acts on ``::`` only at the start of a line (after spaces)."""
+
+
+def ci_commands(output: str) -> list[str]:
+    """The lines a CI runner would act on: ``##vso[`` (Azure Pipelines) or ``##[`` (both)
+    anywhere in the line, ``::`` starting it after spaces (GitHub Actions)."""
+    return [
+        line
+        for line in output.splitlines()
+        if re.search(r"##(vso)?\[", line, re.IGNORECASE) or line.lstrip().startswith("::")
+    ]
+
+
+def test_ci_logging_commands_in_values_are_printed_readable_but_inert(
+    new_workspace: NewWorkspace,
+) -> None:
+    """Through the commands a CI log shows: the text, markdown and JSON plans, validation
+    errors and init's notes, where a value can also start a line."""
+    ws = new_workspace()
+    users = enabled_users(2, domain="acme.com")
+    write_tenant(ws.config, "acme", tenant_doc(), users)
+    ws.apply()
+    tenant = tenant_doc(override=(CI_COMMANDS, "conf@acme.com"))
+    tenant["bridge"]["numbers"][0]["location"] = LINE_START_COMMAND
+    users["u000@acme.com"] = user_doc("7000000", display_name=CI_COMMANDS, pin_reset=CI_COMMANDS)
+    write_tenant(ws.config, "acme", tenant, users)
+    for command in (("plan",), ("plan", "--format", "markdown"), ("plan", "--format", "json")):
+        result = ws.run(*command)
+        assert result.code == 0 and ci_commands(result.output) == [], str(result)
+    text = ws.run("plan").stdout
+    assert f"pin-reset: PIN reset requested ({visible(CI_COMMANDS)})" in text, text
+    assert visible(CI_COMMANDS).startswith("\\x23#vso[task.setvariable variable=PWNED]1")
+    data = json.loads(ws.run("plan", "--format", "json").stdout)
+    assert data["tenants"][0]["emails"][0]["reasons"] == [f"PIN reset requested ({CI_COMMANDS})"]
+
+    users["u001@acme.com"] = {**users["u001@acme.com"], CI_COMMANDS: 1}
+    write_tenant(ws.config, "acme", tenant, users)
+    invalid = ws.run("validate")
+    assert invalid.code == 1 and "unknown key" in invalid.stderr, str(invalid)
+    assert ci_commands(invalid.output) == [], str(invalid)
+
+    export = ws.root / f"{LINE_START_COMMAND}.json"
+    row = {
+        "SipAddress": "sip:a@fabrikam.com",
+        "DisplayName": CI_COMMANDS,
+        "ConferenceId": "8400001",
+    }
+    export.write_text(json.dumps([row]), encoding="utf-8")
+    adopted = ws.cli(
+        "init", "fabrikam", "--from", export.name, "--default-number", TOLL, "--config", "new"
+    )
+    assert adopted.code == 0 and "no License column" in adopted.stdout, str(adopted)
+    assert ci_commands(adopted.output) == [], str(adopted)
+    assert adopted.stdout.startswith(visible(LINE_START_COMMAND)), str(adopted)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(value=st.lists(st.sampled_from(["#", ":", "vso", "VSO", "[", " ", "\n", "x"])).map("".join))
+def test_no_printed_value_holds_a_ci_logging_command(value: str) -> None:
+    for text in (visible(value), json_text(value), json_text({value: [value]}, indent=2)):
+        assert ci_commands(text) == [] and "::" not in text, text
+    assert json.loads(json_text(value)) == value

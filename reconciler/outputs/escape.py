@@ -6,6 +6,11 @@ free text, but the outputs do not rely on it (values also come from older states
 anything a terminal would act on (ANSI escapes, C1 controls, bidi overrides) is shown as a
 visible ``\\u...`` escape, and in markdown every value is a code span it cannot leave, where no
 link, image, mention or HTML is live.
+
+The CI runner reading our output acts on lines too: Azure Pipelines on ``##vso[`` and ``##[``
+anywhere in a line, GitHub Actions on ``##[`` anywhere and on ``::`` starting a line (set a
+variable, mask a value, stop reading commands). Every printed value has the first character of
+those sequences escaped (``\\x23#vso[``, ``\\x3a:error``), wherever it ends up on the line.
 """
 
 from __future__ import annotations
@@ -22,13 +27,17 @@ _LIVE_WORD = re.compile(r"""[@#!~%$&^]["\w]|//|\S\.\S""")
 """What a forge turns into a link or a notification even when escaped: mentions and references
 (``@team``, ``#12``, ``!3``, ``~label``...), URLs and bare domains (``evil.example``)."""
 _SPACES = re.compile(r"( +)")
+_WORKFLOW_COMMAND = re.compile(r"#(?=#(?:vso)?\[)|:(?=:)", re.IGNORECASE)
+"""The character that starts a CI logging command (``##vso[``, ``##[``, ``::``)."""
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e\n]+")
 
 
 def visible(text: str) -> str:
     """``text`` with every character a terminal would not simply print written as an escape
-    (``\\x1b``, ``\\u202e``...); ZWNJ and ZWJ, which spell names, are kept."""
-    return _printable(text, _escape)
+    (``\\x1b``, ``\\u202e``...), ZWNJ and ZWJ kept (they spell names), and no CI logging
+    command in it (``\\x23#vso[``, ``\\x3a:``): one line of the log that does nothing but
+    show the text."""
+    return _WORKFLOW_COMMAND.sub(lambda start: _escape(start.group()), _printable(text, _escape))
 
 
 def _printable(text: str, escape: Callable[[str], str]) -> str:
@@ -52,9 +61,11 @@ def _json_escape(char: str) -> str:
 
 def json_text(value: Any, **options: Any) -> str:
     """``value`` as readable JSON (UTF-8 text kept) in which every character a terminal would
-    act on is a JSON ``\\u`` escape: the same data for any parser, nothing live on a screen."""
+    act on, and the first of every CI logging command, is a JSON ``\\u`` escape: the same data
+    for any parser, nothing live on a screen or in a CI log."""
     text = json.dumps(value, ensure_ascii=False, **options)
-    return _NOT_PRINTABLE_ASCII.sub(lambda run: _printable(run.group(), _json_escape), text)
+    text = _NOT_PRINTABLE_ASCII.sub(lambda run: _printable(run.group(), _json_escape), text)
+    return _WORKFLOW_COMMAND.sub(lambda start: f"\\u{ord(start.group()):04x}", text)
 
 
 def shown(value: Any) -> str:
