@@ -52,8 +52,12 @@ HOSTILE = (
 )
 TERMINAL = "\x1b[31mred\x1b]8;;https://evil.example\x07link \u202eevil \x9b2J \u2028 \x7f"
 """Characters a terminal acts on: validation refuses them, the outputs do not rely on it."""
-REFERENCE = re.compile(r"[@#!~%$&^][\w\"]")
-"""A mention (GitHub, GitLab) or a reference (issue, merge request, label, milestone...)."""
+REFERENCE = re.compile(
+    r"[@#!~%$&^][\w\"]|\bGH-\d+\b|\b[0-9a-f]{7,40}\b|\[\w+:\w|\*iteration:", re.IGNORECASE
+)
+"""A mention (GitHub, GitLab) or a reference a forge links: an issue, merge request, label,
+milestone... (``#12``, ``GH-12``, ``!3``, ``~bug``, ``%v1``, ``[vulnerability:1]``,
+``*iteration:1``) or a commit SHA (``deadbeef``)."""
 
 
 def live_markup(markdown: str) -> list[str]:
@@ -87,7 +91,19 @@ def test_a_code_span_shows_any_value_verbatim_and_nothing_else(value: str) -> No
 
 
 MARKUP_CHARACTERS = "/@#!~&%$^`[]()<>*_|\\: 0\u200d\n\x1b"
-LINK_PIECES = ["www.", "https://", "evil", ".example", ".AL", "org/team", *MARKUP_CHARACTERS]
+LINK_PIECES = [
+    "www.",
+    "https://",
+    "evil",
+    ".example",
+    ".AL",
+    "org/team",
+    "GH-",
+    "deadbee",
+    "[vulnerability:",
+    "*iteration:",
+    *MARKUP_CHARACTERS,
+]
 LINKISH = st.lists(st.sampled_from(LINK_PIECES), max_size=12).map("".join)
 """Text made of the pieces of links, mentions, references and markup."""
 
@@ -333,3 +349,40 @@ def test_no_printed_value_holds_a_ci_logging_command(value: str) -> None:
     for text in (visible(value), json_text(value), json_text({value: [value]}, indent=2)):
         assert ci_commands(text) == [] and "::" not in text, text
     assert json.loads(json_text(value)) == value
+
+
+AUTOLINKS = (
+    "GH-12 gh-7 deadbeef a5c3785ed8d6a35868bc169f07e40e889087fd2e owner/repo#12 @user !12 "
+    "~label %milestone [vulnerability:3] *iteration:4"
+)
+"""References GitHub or GitLab would link or notify from in a comment's text."""
+
+
+def test_forge_references_in_requests_and_tenant_names_stay_code_in_the_comment(
+    new_workspace: NewWorkspace, forge_api: Api
+) -> None:
+    """A request's text (shown in the emails' "Why" column) and tenant folder names (headings,
+    the summary table) are written in the pull request: they reach the comment as code."""
+    ws = new_workspace()
+    users = enabled_users(2, domain="acme.com")
+    write_tenant(ws.config, "acme", tenant_doc(), users)
+    ws.apply()
+    users["u000@acme.com"] = user_doc("7000000", pin_reset=AUTOLINKS)
+    users["u001@acme.com"] = user_doc("7000001", send_conference_info=AUTOLINKS)
+    write_tenant(ws.config, "acme", tenant_doc(), users)
+    for name in ("gh-12", "deadbeef"):
+        write_tenant(ws.config, name, tenant_doc(), enabled_users(1, domain=f"{name}.example"))
+    rendered = ws.run("plan", "--format", "markdown")
+    assert rendered.code == 0, str(rendered)
+    (ws.root / "plan.md").write_text(rendered.stdout, encoding="utf-8")
+    command = ["pr-comment", "--body-file", "plan.md", "--platform", "github", "--repo", REPO]
+    posted = ws.cli(
+        *command, "--api-url", forge_api.url, "--number", str(PR), env={"GITHUB_TOKEN": TOKEN}
+    )
+    assert posted.code == 0, str(posted)
+    (comment,) = forge_api.comments
+    assert live_markup(comment["body"]) == [], comment["body"]
+    shown = code_contents(comment["body"])
+    assert AUTOLINKS in shown and "gh-12" in shown and "deadbeef" in shown
+    assert f"PIN reset requested ({code_span(AUTOLINKS)})" in comment["body"]
+    assert f"conference info requested ({code_span(AUTOLINKS)})" in comment["body"]

@@ -23,9 +23,14 @@ from typing import Any
 _JOINERS = frozenset("\u200c\u200d")
 _BACKTICKS = re.compile(r"`+")
 _INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>!|~&:@#])")
-_LIVE_WORD = re.compile(r"""[@#!~%$&^]["\w]|//|\S\.\S""")
+_LIVE_WORD = re.compile(
+    r"""[@#!~%$&^]["\w]|[*\[]\w+:|//|\S\.\S|(?<![a-z0-9])(?:gh-\d|[0-9a-f]{7,40}(?![a-z0-9]))""",
+    re.IGNORECASE,
+)
 """What a forge turns into a link or a notification even when escaped: mentions and references
-(``@team``, ``#12``, ``!3``, ``~label``...), URLs and bare domains (``evil.example``)."""
+(``@team``, ``#12``, ``GH-12``, ``owner/repo#12``, ``!3``, ``~label``, ``%milestone``,
+GitLab's ``[vulnerability:1]`` and ``*iteration:1``...), commit SHAs (7 to 40 hex digits, such
+as ``deadbeef``), URLs and bare domains (``evil.example``)."""
 _SPACES = re.compile(r"( +)")
 _WORKFLOW_COMMAND = re.compile(r"#(?=#(?:vso)?\[)|:(?=:)", re.IGNORECASE)
 """The character that starts a CI logging command (``##vso[``, ``##[``, ``::``)."""
