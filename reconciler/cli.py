@@ -844,7 +844,7 @@ def pr_comment(
         where = (
             result.url or f"{'thread' if platform == 'azure' else 'comment'} {result.comment_id}"
         )
-        click.echo(f"Plan comment {result.action}: {where}")
+        click.echo(f"Plan comment {result.action}: {visible(where)}")
         if result.duplicates:
             click.echo(
                 f"note: {result.duplicates} older plan comment(s) also carry the marker; "

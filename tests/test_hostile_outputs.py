@@ -20,6 +20,7 @@ from reconciler.outputs.escape import code_span, json_text, markdown_text, visib
 from reconciler.outputs.text import _value
 from reconciler.plan import Change, Plan, PlannedEmail, TenantPlan, UserChange
 from tests.fixtures.forge import PR, REPO, TOKEN, Api
+from tests.helpers.cli import ci_commands
 from tests.helpers.tenants import TOLL, enabled_users, tenant_doc, user_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace
 
@@ -288,16 +289,6 @@ CI_COMMANDS = (
 """Azure Pipelines and GitHub Actions logging commands that validate as free text."""
 LINE_START_COMMAND = "::stop-commands::pwned"
 """GitHub acts on ``::`` only at the start of a line (after spaces)."""
-
-
-def ci_commands(output: str) -> list[str]:
-    """The lines a CI runner would act on: ``##vso[`` (Azure Pipelines) or ``##[`` (both)
-    anywhere in the line, ``::`` starting it after spaces (GitHub Actions)."""
-    return [
-        line
-        for line in output.splitlines()
-        if re.search(r"##(vso)?\[", line, re.IGNORECASE) or line.lstrip().startswith("::")
-    ]
 
 
 def test_ci_logging_commands_in_values_are_printed_readable_but_inert(
