@@ -464,8 +464,8 @@ def _fetch(
 ) -> tuple[bytes, Any]:
     """The body and headers of the answer, refused past ``limit`` bytes."""
     data = json.dumps(payload).encode("utf-8") if payload is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=forge.headers())
     try:
-        request = urllib.request.Request(url, data=data, method=method, headers=forge.headers())
         with _OPENER.open(request, timeout=TIMEOUT) as response:
             raw = response.read(limit + 1)
             headers = response.headers
@@ -474,8 +474,6 @@ def _fetch(
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise UserError(f"{forge.name} API unreachable ({method} {_path(url)}): {reason}") from None
-    except ValueError as exc:  # a URL http.client will not send (control characters, a space)
-        raise UserError(f"{forge.name} API: cannot request {method} {_path(url)}: {exc}") from None
     if len(raw) > limit:
         raise UserError(
             f"{forge.name} API: more than {MAX_ANSWER_BYTES // 2**20} MiB of answers "

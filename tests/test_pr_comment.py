@@ -258,6 +258,27 @@ def test_cli_never_prints_the_token_a_forge_echoes(
     assert "(http://attacker.invalid/steal?token=***) refused" in stolen.stderr
 
 
+def test_cli_refuses_unusable_replies_in_one_line_without_quoting_them(
+    forge_api: Api, new_workspace: NewWorkspace
+) -> None:
+    """A marked comment whose id is not a number, a same-origin ``next`` link http.client will
+    not send: one line each, not a traceback quoting the reply."""
+    ws = new_workspace()
+    forge_api.add(plan_body("old"))["id"] = "##vso[task.setvariable variable=PWNED]1"
+    no_id = post_plan(ws, forge_api)
+    assert no_id.code == 1 and no_id.stderr.splitlines() == [
+        "error: GitHub API: unexpected answer (no numeric id)"
+    ], str(no_id)
+
+    forge_api.comments.clear()
+    forge_api.add("LGTM")
+    forge_api.next_link = f"{forge_api.url}/page 2"
+    unsendable = post_plan(ws, forge_api)
+    assert unsendable.code == 1 and "Traceback" not in unsendable.output, str(unsendable)
+    (line,) = unsendable.stderr.splitlines()
+    assert line.startswith("error: GitHub API unreachable (GET /page 2): URL can't contain"), line
+
+
 def test_a_token_is_blanked_as_written_and_as_a_url_writes_it() -> None:
     said = "bad token a/b c in https://x.example/?t=a%2Fb%20c"
     assert redact(said, "a/b c") == "bad token *** in https://x.example/?t=***"
