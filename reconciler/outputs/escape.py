@@ -42,7 +42,14 @@ def visible(text: str) -> str:
     (``\\x1b``, ``\\u202e``...), ZWNJ and ZWJ kept (they spell names), and no CI logging
     command in it (``\\x23#vso[``, ``\\x3a:``): one line of the log that does nothing but
     show the text."""
-    return _WORKFLOW_COMMAND.sub(lambda start: _escape(start.group()), _printable(text, _escape))
+    return _inert(_printable(text, _escape), _escape)
+
+
+def _inert(text: str, escape: Callable[[str], str]) -> str:
+    """``text`` with the first character of every CI logging command escaped."""
+    if "##" not in text and "::" not in text:
+        return text
+    return _WORKFLOW_COMMAND.sub(lambda start: escape(start.group()), text)
 
 
 def _printable(text: str, escape: Callable[[str], str]) -> str:
@@ -70,7 +77,7 @@ def json_text(value: Any, **options: Any) -> str:
     for any parser, nothing live on a screen or in a CI log."""
     text = json.dumps(value, ensure_ascii=False, **options)
     text = _NOT_PRINTABLE_ASCII.sub(lambda run: _printable(run.group(), _json_escape), text)
-    return _WORKFLOW_COMMAND.sub(lambda start: f"\\u{ord(start.group()):04x}", text)
+    return _inert(text, lambda char: f"\\u{ord(char):04x}")
 
 
 def shown(value: Any) -> str:
