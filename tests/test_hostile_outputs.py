@@ -128,14 +128,21 @@ def test_markdown_text_puts_links_mentions_and_references_in_code() -> None:
 TACOMA = {"number": "+12065550177", "type": "toll", "location": "Tacoma `WA`"}
 
 
-@pytest.fixture
-def hostile(new_workspace: NewWorkspace) -> Workspace:
-    """An applied tenant whose pull request puts :data:`HOSTILE` (which validates) in a bridge
-    location, the From display name, a user's display name and ``send_conference_info``."""
+def applied_acme(new_workspace: NewWorkspace) -> tuple[Workspace, dict[str, dict[str, Any]]]:
+    """A workspace whose tenant ``acme`` (two enabled users, returned) is applied: what a pull
+    request then changes."""
     ws = new_workspace()
     users = enabled_users(2, domain="acme.com")
     write_tenant(ws.config, "acme", tenant_doc(), users)
     ws.apply()
+    return ws, users
+
+
+@pytest.fixture
+def hostile(new_workspace: NewWorkspace) -> Workspace:
+    """An applied tenant whose pull request puts :data:`HOSTILE` (which validates) in a bridge
+    location, the From display name, a user's display name and ``send_conference_info``."""
+    ws, users = applied_acme(new_workspace)
     hostile_tenant = tenant_doc(override=(HOSTILE, "conf@acme.com"))
     hostile_tenant["bridge"]["numbers"][0]["location"] = HOSTILE
     hostile_tenant["bridge"]["numbers"].append(TACOMA)
@@ -168,18 +175,24 @@ def test_text_and_json_plans_show_hostile_values_as_written(hostile: Workspace) 
 def test_pr_comment_of_a_hostile_plan_has_no_live_markup(
     hostile: Workspace, forge_api: Api
 ) -> None:
-    """The CI's two steps, each a command: render the markdown plan, then post it."""
-    rendered = hostile.run("plan", "--format", "markdown")
+    body = posted_comment(hostile, forge_api)
+    assert live_markup(body) == [] and HOSTILE in code_contents(body)
+
+
+def posted_comment(ws: Workspace, forge_api: Api) -> str:
+    """The CI's two steps, each a command: render the markdown plan, then post it; the body
+    the forge received, which is the rendered plan."""
+    rendered = ws.run("plan", "--format", "markdown")
     assert rendered.code == 0, str(rendered)
-    (hostile.root / "plan.md").write_text(rendered.stdout, encoding="utf-8")
+    (ws.root / "plan.md").write_text(rendered.stdout, encoding="utf-8")
     command = ["pr-comment", "--body-file", "plan.md", "--platform", "github", "--repo", REPO]
-    posted = hostile.cli(
+    posted = ws.cli(
         *command, "--api-url", forge_api.url, "--number", str(PR), env={"GITHUB_TOKEN": TOKEN}
     )
     assert posted.code == 0, str(posted)
     (comment,) = forge_api.comments
-    assert comment["body"] == rendered.stdout and live_markup(comment["body"]) == []
-    assert HOSTILE in code_contents(comment["body"])
+    assert comment["body"] == rendered.stdout
+    return str(comment["body"])
 
 
 def test_terminal_escapes_in_the_configuration_are_refused_without_reaching_the_terminal(
@@ -296,10 +309,7 @@ def test_ci_logging_commands_in_values_are_printed_readable_but_inert(
 ) -> None:
     """Through the commands a CI log shows: the text, markdown and JSON plans, validation
     errors and init's notes, where a value can also start a line."""
-    ws = new_workspace()
-    users = enabled_users(2, domain="acme.com")
-    write_tenant(ws.config, "acme", tenant_doc(), users)
-    ws.apply()
+    ws, users = applied_acme(new_workspace)
     tenant = tenant_doc(override=(CI_COMMANDS, "conf@acme.com"))
     tenant["bridge"]["numbers"][0]["location"] = LINE_START_COMMAND
     users["u000@acme.com"] = user_doc("7000000", display_name=CI_COMMANDS, pin_reset=CI_COMMANDS)
@@ -354,26 +364,15 @@ def test_forge_references_in_requests_and_tenant_names_stay_code_in_the_comment(
 ) -> None:
     """A request's text (shown in the emails' "Why" column) and tenant folder names (headings,
     the summary table) are written in the pull request: they reach the comment as code."""
-    ws = new_workspace()
-    users = enabled_users(2, domain="acme.com")
-    write_tenant(ws.config, "acme", tenant_doc(), users)
-    ws.apply()
+    ws, users = applied_acme(new_workspace)
     users["u000@acme.com"] = user_doc("7000000", pin_reset=AUTOLINKS)
     users["u001@acme.com"] = user_doc("7000001", send_conference_info=AUTOLINKS)
     write_tenant(ws.config, "acme", tenant_doc(), users)
     for name in ("gh-12", "deadbeef"):
         write_tenant(ws.config, name, tenant_doc(), enabled_users(1, domain=f"{name}.example"))
-    rendered = ws.run("plan", "--format", "markdown")
-    assert rendered.code == 0, str(rendered)
-    (ws.root / "plan.md").write_text(rendered.stdout, encoding="utf-8")
-    command = ["pr-comment", "--body-file", "plan.md", "--platform", "github", "--repo", REPO]
-    posted = ws.cli(
-        *command, "--api-url", forge_api.url, "--number", str(PR), env={"GITHUB_TOKEN": TOKEN}
-    )
-    assert posted.code == 0, str(posted)
-    (comment,) = forge_api.comments
-    assert live_markup(comment["body"]) == [], comment["body"]
-    shown = code_contents(comment["body"])
+    body = posted_comment(ws, forge_api)
+    assert live_markup(body) == [], body
+    shown = code_contents(body)
     assert AUTOLINKS in shown and "gh-12" in shown and "deadbeef" in shown
-    assert f"PIN reset requested ({code_span(AUTOLINKS)})" in comment["body"]
-    assert f"conference info requested ({code_span(AUTOLINKS)})" in comment["body"]
+    assert f"PIN reset requested ({code_span(AUTOLINKS)})" in body
+    assert f"conference info requested ({code_span(AUTOLINKS)})" in body

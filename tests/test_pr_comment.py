@@ -124,39 +124,6 @@ def test_token_never_follows_a_redirect_to_another_host(
     assert other_forge_api.requests == [] and other_forge_api.auth == []
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab"])
-def test_cli_refuses_a_redirect_to_another_port_in_one_line_without_the_token(
-    forge_api: Api, other_forge_api: Api, kind: str, new_workspace: NewWorkspace
-) -> None:
-    """Through the command: the API answers 307 to a second server on another port of the same
-    host; that server never sees a request, let alone the token."""
-    ws = new_workspace()
-    forge_api.kind = other_forge_api.kind = kind
-    forge_api.redirect = other_forge_api.url
-    (ws.root / "plan.md").write_text(plan_body("x"), encoding="utf-8")
-    api_url, repo = (forge_api.url, REPO) if kind == "github" else (f"{forge_api.url}/api/v4", "42")
-    result = ws.cli(
-        "pr-comment",
-        "--body-file",
-        "plan.md",
-        "--platform",
-        kind,
-        "--api-url",
-        api_url,
-        "--repo",
-        repo,
-        "--number",
-        str(PR),
-        env={"GITHUB_TOKEN": TOKEN, "GITLAB_TOKEN": TOKEN},
-    )
-    assert result.code == 1 and result.stdout == "", str(result)
-    (line,) = result.stderr.splitlines()
-    assert line.startswith("error: API redirect from /") and "to another host" in line, line
-    assert "Traceback" not in result.stderr and TOKEN not in result.stderr
-    assert other_forge_api.requests == [] and other_forge_api.auth == []
-    assert forge_api.comments == []
-
-
 def post_plan(ws: Workspace, forge_api: Api, kind: str = "github", timeout: float = 30.0) -> Result:
     """``pr-comment`` through the command, as CI types it, against ``forge_api``."""
     (ws.root / "plan.md").write_text(plan_body("x"), encoding="utf-8")
@@ -176,6 +143,23 @@ def post_plan(ws: Workspace, forge_api: Api, kind: str = "github", timeout: floa
         env={"GITHUB_TOKEN": TOKEN, "GITLAB_TOKEN": TOKEN},
         timeout=timeout,
     )
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_cli_refuses_a_redirect_to_another_port_in_one_line_without_the_token(
+    forge_api: Api, other_forge_api: Api, kind: str, new_workspace: NewWorkspace
+) -> None:
+    """Through the command: the API answers 307 to a second server on another port of the same
+    host; that server never sees a request, let alone the token."""
+    forge_api.kind = other_forge_api.kind = kind
+    forge_api.redirect = other_forge_api.url
+    result = post_plan(new_workspace(), forge_api, kind)
+    assert result.code == 1 and result.stdout == "", str(result)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: API redirect from /") and "to another host" in line, line
+    assert "Traceback" not in result.stderr and TOKEN not in result.stderr
+    assert other_forge_api.requests == [] and other_forge_api.auth == []
+    assert forge_api.comments == []
 
 
 def test_cli_stops_at_a_pagination_that_never_ends_in_one_line(
