@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import shlex
 import shutil
@@ -342,7 +341,7 @@ def apply(
         limits=DeliveryLimits(retry_backoff, delivery_timeout, max_rate, max_messages),
     )
     for path in outcome.suppressed:
-        click.echo(f"suppressed: kept for the operator (inform the user yourself): {path}")
+        click.echo(visible(f"suppressed: kept for the operator (inform the user yourself): {path}"))
     applied = ", ".join(f"{name} (serial {serial})" for name, serial in outcome.applied)
     if not quiet:
         click.echo(
@@ -668,7 +667,7 @@ def history(manager: Manager, fmt: str) -> None:
         if not manager.options.tenants or r["tenant"] in manager.options.tenants
     ]
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json_text(rows, indent=2))
         return
     for r in rows:
         emails = ", ".join(f"{n} {k}" for k, n in sorted(r["emails"].items())) or "no email"
@@ -857,7 +856,7 @@ def pr_comment(
         where = (
             result.url or f"{'thread' if platform == 'azure' else 'comment'} {result.comment_id}"
         )
-        click.echo(f"Plan comment {result.action}: {where}")
+        click.echo(f"Plan comment {result.action}: {visible(where)}")
         if result.duplicates:
             click.echo(
                 f"note: {result.duplicates} older plan comment(s) also carry the marker; "

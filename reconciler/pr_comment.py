@@ -12,29 +12,43 @@ whether the plan succeeded, for a branch policy to require. Only the standard
 library is used: ``urllib`` with a timeout, JSON in and out. The token is sent only to the API's
 own origin (scheme, host and port): a pagination link or an HTTP redirect pointing anywhere else
 is refused, since urllib would otherwise forward the token's header to it.
+
+The forge's replies are not trusted either: the listing stops at :data:`MAX_PAGES` pages and
+:data:`MAX_ANSWER_BYTES` bytes (a ``next`` link that never ends is refused, not followed
+forever), a comment's address is reported only when it is an http(s) URL, and the token is
+blanked out of every message, whatever the forge echoed back.
 """
 
 from __future__ import annotations
 
+import functools
+import http.client
 import json
 import os
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from reconciler import __version__
 from reconciler.errors import UserError
 from reconciler.outputs.markdown import MARKER
+from reconciler.redaction import redact
 
 GITHUB_LIMIT = 65_536
 """GitHub refuses comment bodies longer than this (characters)."""
 GITLAB_LIMIT = 1_000_000
 TIMEOUT = 30.0
 PER_PAGE = 100
+MAX_PAGES = 100
+"""Pages of comments read at most (10,000 comments), however many ``next`` links follow."""
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""Bytes read at most from one answer, and from all the pages of the listing together."""
+ERROR_BYTES = 64 * 1024
+"""Bytes of an error answer read for its message."""
 
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
@@ -194,6 +208,28 @@ def azure_from_env(
     )
 
 
+_Target = TypeVar("_Target", bound=Forge | AzureDevOps)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _token_blanked(
+    operation: Callable[Concatenate[_Target, _P], _R],
+) -> Callable[Concatenate[_Target, _P], _R]:
+    """``operation`` whose refusals never show the token: a forge may echo it (an error naming
+    the credential it refused, a link carrying it), and the message goes to a CI log."""
+
+    @functools.wraps(operation)
+    def run(target: _Target, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return operation(target, *args, **kwargs)
+        except UserError as exc:
+            raise UserError(redact(str(exc), target.token)) from None
+
+    return run
+
+
+@_token_blanked
 def upsert_thread(azure: AzureDevOps, body: str) -> Result:
     """Update the first comment of the thread holding the marker, or start that thread."""
     body = with_marker(body, azure.limit)
@@ -215,16 +251,16 @@ def upsert_thread(azure: AzureDevOps, body: str) -> Result:
             azure.threads_url(),
             {"comments": [{"parentCommentId": 0, "content": body, "commentType": 1}], "status": 1},
         )
-        return Result("created", int(created["id"]), None)
+        return Result("created", _id(azure, created), None)
     thread, comment = found[0]
+    thread_id = _id(azure, thread)
     if comment.get("content") == body:
-        return Result("unchanged", int(thread["id"]), None, len(found) - 1)
-    _request(
-        azure, "PATCH", azure.comment_url(int(thread["id"]), int(comment["id"])), {"content": body}
-    )
-    return Result("updated", int(thread["id"]), None, len(found) - 1)
+        return Result("unchanged", thread_id, None, len(found) - 1)
+    _request(azure, "PATCH", azure.comment_url(thread_id, _id(azure, comment)), {"content": body})
+    return Result("updated", thread_id, None, len(found) - 1)
 
 
+@_token_blanked
 def set_status(
     azure: AzureDevOps, state: str, description: str, target_url: str | None = None
 ) -> None:
@@ -325,39 +361,59 @@ def with_marker(body: str, limit: int) -> str:
     return body
 
 
+@_token_blanked
 def upsert_comment(forge: Forge, body: str) -> Result:
     """Update the comment holding the marker, or create it; return what was done."""
     body = with_marker(body, forge.limit)
     found = [c for c in _comments(forge) if MARKER in str(c.get("body") or "")]
     if not found:
         created = _request(forge, "POST", forge.create_url(), {"body": body})
-        return Result("created", int(created["id"]), _link(created))
+        return Result("created", _id(forge, created), _link(forge, created))
     first = found[0]
+    first_id = _id(forge, first)
     if first.get("body") == body:
-        return Result("unchanged", int(first["id"]), _link(first), len(found) - 1)
-    method, url = forge.update(int(first["id"]))
+        return Result("unchanged", first_id, _link(forge, first), len(found) - 1)
+    method, url = forge.update(first_id)
     updated = _request(forge, method, url, {"body": body})
-    return Result(
-        "updated",
-        int(updated.get("id", first["id"])),
-        _link(updated) or _link(first),
-        len(found) - 1,
-    )
+    return Result("updated", first_id, _link(forge, updated) or _link(forge, first), len(found) - 1)
 
 
-def _link(comment: Mapping[str, Any]) -> str | None:
-    url = comment.get("html_url") or comment.get("web_url")
-    return str(url) if url else None
+def _link(forge: Forge, answer: Any) -> str | None:
+    """The comment's web address, if the forge gives an http(s) URL (a ``javascript:`` link or
+    any other text is not reported), its token blanked; printed, it still goes through
+    :func:`reconciler.outputs.escape.visible`."""
+    url = (answer.get("html_url") or answer.get("web_url")) if isinstance(answer, dict) else None
+    if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
+        return None
+    return redact(url, forge.token)
+
+
+def _id(forge: Forge | AzureDevOps, answer: Any) -> int:
+    """The ``id`` of a comment or thread in a forge's answer; anything else is a one-line
+    refusal, not a traceback quoting the reply."""
+    value = answer.get("id") if isinstance(answer, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{forge.name} API: unexpected answer (no numeric id)")
+    return value
 
 
 def _comments(forge: Forge) -> Iterator[dict[str, Any]]:
-    """Every comment of the conversation, oldest first, following ``Link: rel="next"``."""
+    """Every comment of the conversation, oldest first, following ``Link: rel="next"`` for at
+    most :data:`MAX_PAGES` pages and :data:`MAX_ANSWER_BYTES` bytes in all."""
     url: str | None = forge.list_url()
     origin = _origin(forge.api_url)
     seen: set[str] = set()
+    budget = MAX_ANSWER_BYTES
     while url and url not in seen:
+        if len(seen) == MAX_PAGES:
+            raise UserError(
+                f"{forge.name} API: more than {MAX_PAGES} pages of comments; stopped reading, "
+                "nothing was posted"
+            )
         seen.add(url)
-        page, headers = _request(forge, "GET", url, None, with_headers=True)
+        raw, headers = _fetch(forge, "GET", url, None, budget)
+        budget -= len(raw)
+        page = _json(forge, "GET", url, raw)
         if not isinstance(page, list):
             raise UserError(f"{forge.name} API: unexpected answer listing comments at {url}")
         yield from (c for c in page if isinstance(c, dict))
@@ -393,37 +449,52 @@ _OPENER = urllib.request.build_opener(_SameOriginRedirects())
 
 
 def _request(
+    forge: Forge | AzureDevOps, method: str, url: str, payload: Mapping[str, Any] | None
+) -> Any:
+    raw, _ = _fetch(forge, method, url, payload, MAX_ANSWER_BYTES)
+    return _json(forge, method, url, raw)
+
+
+def _fetch(
     forge: Forge | AzureDevOps,
     method: str,
     url: str,
     payload: Mapping[str, Any] | None,
-    *,
-    with_headers: bool = False,
-) -> Any:
+    limit: int,
+) -> tuple[bytes, Any]:
+    """The body and headers of the answer, refused past ``limit`` bytes."""
     data = json.dumps(payload).encode("utf-8") if payload is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=forge.headers())
     try:
         with _OPENER.open(request, timeout=TIMEOUT) as response:
-            raw = response.read()
+            raw = response.read(limit + 1)
             headers = response.headers
     except urllib.error.HTTPError as exc:
         raise UserError(_http_error(forge, method, url, exc)) from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise UserError(f"{forge.name} API unreachable ({method} {_path(url)}): {reason}") from None
+    if len(raw) > limit:
+        raise UserError(
+            f"{forge.name} API: more than {MAX_ANSWER_BYTES // 2**20} MiB of answers "
+            f"({method} {_path(url)}); stopped reading, nothing more was sent"
+        )
+    return raw, headers
+
+
+def _json(forge: Forge | AzureDevOps, method: str, url: str, raw: bytes) -> Any:
     try:
-        value = json.loads(raw.decode("utf-8")) if raw else {}
+        return json.loads(raw.decode("utf-8")) if raw else {}
     except ValueError:
         raise UserError(f"{forge.name} API: answer to {method} {_path(url)} is not JSON") from None
-    return (value, headers) if with_headers else value
 
 
 def _http_error(
     forge: Forge | AzureDevOps, method: str, url: str, exc: urllib.error.HTTPError
 ) -> str:
     try:
-        detail = json.loads(exc.read().decode("utf-8")).get("message", "")
-    except (ValueError, AttributeError, OSError):
+        detail = json.loads(exc.read(ERROR_BYTES).decode("utf-8")).get("message", "")
+    except (ValueError, AttributeError, OSError, http.client.HTTPException):
         detail = ""
     said = " ".join(str(detail or exc.reason).split())[:200]  # one line, whatever the server
     message = f"{forge.name} API: {exc.code} {said} ({method} {_path(url)})"

@@ -26,6 +26,21 @@ DETAILS: dict[DetailField, str] = {
 REQUESTS: tuple[RequestField, ...] = ("pin_reset", "send_conference_info")
 
 
+class Quoting(str):
+    """A reason that quotes a configured value (a request's text): ``words (value)`` wherever
+    it is read as text, with its two parts kept for an output that must show the value as a
+    value: markdown puts it in a code span, where no forge links a ``GH-12`` or a commit SHA
+    written in a pull request."""
+
+    words: str
+    value: str
+
+    def __new__(cls, words: str, value: str) -> Quoting:
+        reason = super().__new__(cls, f"{words} ({value})")
+        reason.words, reason.value = words, value
+        return reason
+
+
 @dataclass(frozen=True)
 class Email:
     type: EmailType
@@ -47,14 +62,11 @@ def emails_for(before: UserRecord | None, after: UserRecord | None) -> list[Emai
     details = tuple(why for key, why in DETAILS.items() if before[key] != after[key])
     if details:
         emails.append(Email("details-changed", details))
-    if is_new_request(before, after, "pin_reset"):
-        emails.append(Email("pin-reset", (f"PIN reset requested ({after['pin_reset']})",)))
-    if is_new_request(before, after, "send_conference_info") and not details:
-        emails.append(
-            Email(
-                "conference-info", (f"conference info requested ({after['send_conference_info']})",)
-            )
-        )
+    pin, info = after["pin_reset"], after["send_conference_info"]
+    if pin is not None and is_new_request(before, after, "pin_reset"):
+        emails.append(Email("pin-reset", (Quoting("PIN reset requested", pin),)))
+    if info is not None and is_new_request(before, after, "send_conference_info") and not details:
+        emails.append(Email("conference-info", (Quoting("conference info requested", info),)))
     return emails
 
 

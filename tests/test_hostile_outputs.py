@@ -20,7 +20,8 @@ from reconciler.outputs.escape import code_span, json_text, markdown_text, visib
 from reconciler.outputs.text import _value
 from reconciler.plan import Change, Plan, PlannedEmail, TenantPlan, UserChange
 from tests.fixtures.forge import PR, REPO, TOKEN, Api
-from tests.helpers.tenants import enabled_users, tenant_doc, user_doc, write_tenant
+from tests.helpers.cli import ci_commands
+from tests.helpers.tenants import TOLL, enabled_users, tenant_doc, user_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace
 
 GFM = MarkdownIt("gfm-like")
@@ -52,8 +53,12 @@ HOSTILE = (
 )
 TERMINAL = "\x1b[31mred\x1b]8;;https://evil.example\x07link \u202eevil \x9b2J \u2028 \x7f"
 """Characters a terminal acts on: validation refuses them, the outputs do not rely on it."""
-REFERENCE = re.compile(r"[@#!~%$&^][\w\"]")
-"""A mention (GitHub, GitLab) or a reference (issue, merge request, label, milestone...)."""
+REFERENCE = re.compile(
+    r"[@#!~%$&^][\w\"]|\bGH-\d+\b|\b[0-9a-f]{7,40}\b|\[\w+:\w|\*iteration:", re.IGNORECASE
+)
+"""A mention (GitHub, GitLab) or a reference a forge links: an issue, merge request, label,
+milestone... (``#12``, ``GH-12``, ``!3``, ``~bug``, ``%v1``, ``[vulnerability:1]``,
+``*iteration:1``) or a commit SHA (``deadbeef``)."""
 
 
 def live_markup(markdown: str) -> list[str]:
@@ -87,7 +92,19 @@ def test_a_code_span_shows_any_value_verbatim_and_nothing_else(value: str) -> No
 
 
 MARKUP_CHARACTERS = "/@#!~&%$^`[]()<>*_|\\: 0\u200d\n\x1b"
-LINK_PIECES = ["www.", "https://", "evil", ".example", ".AL", "org/team", *MARKUP_CHARACTERS]
+LINK_PIECES = [
+    "www.",
+    "https://",
+    "evil",
+    ".example",
+    ".AL",
+    "org/team",
+    "GH-",
+    "deadbee",
+    "[vulnerability:",
+    "*iteration:",
+    *MARKUP_CHARACTERS,
+]
 LINKISH = st.lists(st.sampled_from(LINK_PIECES), max_size=12).map("".join)
 """Text made of the pieces of links, mentions, references and markup."""
 
@@ -111,14 +128,21 @@ def test_markdown_text_puts_links_mentions_and_references_in_code() -> None:
 TACOMA = {"number": "+12065550177", "type": "toll", "location": "Tacoma `WA`"}
 
 
-@pytest.fixture
-def hostile(new_workspace: NewWorkspace) -> Workspace:
-    """An applied tenant whose pull request puts :data:`HOSTILE` (which validates) in a bridge
-    location, the From display name, a user's display name and ``send_conference_info``."""
+def applied_acme(new_workspace: NewWorkspace) -> tuple[Workspace, dict[str, dict[str, Any]]]:
+    """A workspace whose tenant ``acme`` (two enabled users, returned) is applied: what a pull
+    request then changes."""
     ws = new_workspace()
     users = enabled_users(2, domain="acme.com")
     write_tenant(ws.config, "acme", tenant_doc(), users)
     ws.apply()
+    return ws, users
+
+
+@pytest.fixture
+def hostile(new_workspace: NewWorkspace) -> Workspace:
+    """An applied tenant whose pull request puts :data:`HOSTILE` (which validates) in a bridge
+    location, the From display name, a user's display name and ``send_conference_info``."""
+    ws, users = applied_acme(new_workspace)
     hostile_tenant = tenant_doc(override=(HOSTILE, "conf@acme.com"))
     hostile_tenant["bridge"]["numbers"][0]["location"] = HOSTILE
     hostile_tenant["bridge"]["numbers"].append(TACOMA)
@@ -151,18 +175,24 @@ def test_text_and_json_plans_show_hostile_values_as_written(hostile: Workspace) 
 def test_pr_comment_of_a_hostile_plan_has_no_live_markup(
     hostile: Workspace, forge_api: Api
 ) -> None:
-    """The CI's two steps, each a command: render the markdown plan, then post it."""
-    rendered = hostile.run("plan", "--format", "markdown")
+    body = posted_comment(hostile, forge_api)
+    assert live_markup(body) == [] and HOSTILE in code_contents(body)
+
+
+def posted_comment(ws: Workspace, forge_api: Api) -> str:
+    """The CI's two steps, each a command: render the markdown plan, then post it; the body
+    the forge received, which is the rendered plan."""
+    rendered = ws.run("plan", "--format", "markdown")
     assert rendered.code == 0, str(rendered)
-    (hostile.root / "plan.md").write_text(rendered.stdout, encoding="utf-8")
+    (ws.root / "plan.md").write_text(rendered.stdout, encoding="utf-8")
     command = ["pr-comment", "--body-file", "plan.md", "--platform", "github", "--repo", REPO]
-    posted = hostile.cli(
+    posted = ws.cli(
         *command, "--api-url", forge_api.url, "--number", str(PR), env={"GITHUB_TOKEN": TOKEN}
     )
     assert posted.code == 0, str(posted)
     (comment,) = forge_api.comments
-    assert comment["body"] == rendered.stdout and live_markup(comment["body"]) == []
-    assert HOSTILE in code_contents(comment["body"])
+    assert comment["body"] == rendered.stdout
+    return str(comment["body"])
 
 
 def test_terminal_escapes_in_the_configuration_are_refused_without_reaching_the_terminal(
@@ -263,3 +293,86 @@ def test_error_lines_are_printed_without_escapes(new_workspace: NewWorkspace) ->
     assert result.code == 1 and "Traceback" not in result.output, str(result)
     assert "\x1b" not in result.output and "\u202e" not in result.output
     assert "\\x1b[2Jevil.yaml" in result.stderr
+
+
+CI_COMMANDS = (
+    "##vso[task.setvariable variable=PWNED]1 ##[error]forged ::add-mask::x "
+    "##VSO[task.complete result=Succeeded]"
+)
+"""Azure Pipelines and GitHub Actions logging commands that validate as free text."""
+LINE_START_COMMAND = "::stop-commands::pwned"
+"""GitHub acts on ``::`` only at the start of a line (after spaces)."""
+
+
+def test_ci_logging_commands_in_values_are_printed_readable_but_inert(
+    new_workspace: NewWorkspace,
+) -> None:
+    """Through the commands a CI log shows: the text, markdown and JSON plans, validation
+    errors and init's notes, where a value can also start a line."""
+    ws, users = applied_acme(new_workspace)
+    tenant = tenant_doc(override=(CI_COMMANDS, "conf@acme.com"))
+    tenant["bridge"]["numbers"][0]["location"] = LINE_START_COMMAND
+    users["u000@acme.com"] = user_doc("7000000", display_name=CI_COMMANDS, pin_reset=CI_COMMANDS)
+    write_tenant(ws.config, "acme", tenant, users)
+    for command in (("plan",), ("plan", "--format", "markdown"), ("plan", "--format", "json")):
+        result = ws.run(*command)
+        assert result.code == 0 and ci_commands(result.output) == [], str(result)
+    text = ws.run("plan").stdout
+    assert f"pin-reset: PIN reset requested ({visible(CI_COMMANDS)})" in text, text
+    assert visible(CI_COMMANDS).startswith("\\x23#vso[task.setvariable variable=PWNED]1")
+    data = json.loads(ws.run("plan", "--format", "json").stdout)
+    assert data["tenants"][0]["emails"][0]["reasons"] == [f"PIN reset requested ({CI_COMMANDS})"]
+
+    users["u001@acme.com"] = {**users["u001@acme.com"], CI_COMMANDS: 1}
+    write_tenant(ws.config, "acme", tenant, users)
+    invalid = ws.run("validate")
+    assert invalid.code == 1 and "unknown key" in invalid.stderr, str(invalid)
+    assert ci_commands(invalid.output) == [], str(invalid)
+
+    export = ws.root / f"{LINE_START_COMMAND}.json"
+    row = {
+        "SipAddress": "sip:a@fabrikam.com",
+        "DisplayName": CI_COMMANDS,
+        "ConferenceId": "8400001",
+    }
+    export.write_text(json.dumps([row]), encoding="utf-8")
+    adopted = ws.cli(
+        "init", "fabrikam", "--from", export.name, "--default-number", TOLL, "--config", "new"
+    )
+    assert adopted.code == 0 and "no License column" in adopted.stdout, str(adopted)
+    assert ci_commands(adopted.output) == [], str(adopted)
+    assert adopted.stdout.startswith(visible(LINE_START_COMMAND)), str(adopted)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(value=st.lists(st.sampled_from(["#", ":", "vso", "VSO", "[", " ", "\n", "x"])).map("".join))
+def test_no_printed_value_holds_a_ci_logging_command(value: str) -> None:
+    for text in (visible(value), json_text(value), json_text({value: [value]}, indent=2)):
+        assert ci_commands(text) == [] and "::" not in text, text
+    assert json.loads(json_text(value)) == value
+
+
+AUTOLINKS = (
+    "GH-12 gh-7 deadbeef a5c3785ed8d6a35868bc169f07e40e889087fd2e owner/repo#12 @user !12 "
+    "~label %milestone [vulnerability:3] *iteration:4"
+)
+"""References GitHub or GitLab would link or notify from in a comment's text."""
+
+
+def test_forge_references_in_requests_and_tenant_names_stay_code_in_the_comment(
+    new_workspace: NewWorkspace, forge_api: Api
+) -> None:
+    """A request's text (shown in the emails' "Why" column) and tenant folder names (headings,
+    the summary table) are written in the pull request: they reach the comment as code."""
+    ws, users = applied_acme(new_workspace)
+    users["u000@acme.com"] = user_doc("7000000", pin_reset=AUTOLINKS)
+    users["u001@acme.com"] = user_doc("7000001", send_conference_info=AUTOLINKS)
+    write_tenant(ws.config, "acme", tenant_doc(), users)
+    for name in ("gh-12", "deadbeef"):
+        write_tenant(ws.config, name, tenant_doc(), enabled_users(1, domain=f"{name}.example"))
+    body = posted_comment(ws, forge_api)
+    assert live_markup(body) == [], body
+    shown = code_contents(body)
+    assert AUTOLINKS in shown and "gh-12" in shown and "deadbeef" in shown
+    assert f"PIN reset requested ({code_span(AUTOLINKS)})" in body
+    assert f"conference info requested ({code_span(AUTOLINKS)})" in body

@@ -12,15 +12,19 @@ import pytest
 
 from reconciler.cli import main
 from reconciler.errors import UserError
+from reconciler.outputs.escape import visible
 from reconciler.outputs.markdown import MARKER
 from reconciler.pr_comment import (
     GITHUB_LIMIT,
+    MAX_PAGES,
     Forge,
     forge_from_env,
     upsert_comment,
     with_marker,
 )
+from reconciler.redaction import redact
 from tests.fixtures.forge import PR, REPO, TOKEN, Api
+from tests.helpers.cli import Result, ci_commands
 from tests.helpers.workspace import NewWorkspace, Workspace
 
 
@@ -120,18 +124,11 @@ def test_token_never_follows_a_redirect_to_another_host(
     assert other_forge_api.requests == [] and other_forge_api.auth == []
 
 
-@pytest.mark.parametrize("kind", ["github", "gitlab"])
-def test_cli_refuses_a_redirect_to_another_port_in_one_line_without_the_token(
-    forge_api: Api, other_forge_api: Api, kind: str, new_workspace: NewWorkspace
-) -> None:
-    """Through the command: the API answers 307 to a second server on another port of the same
-    host; that server never sees a request, let alone the token."""
-    ws = new_workspace()
-    forge_api.kind = other_forge_api.kind = kind
-    forge_api.redirect = other_forge_api.url
+def post_plan(ws: Workspace, forge_api: Api, kind: str = "github", timeout: float = 30.0) -> Result:
+    """``pr-comment`` through the command, as CI types it, against ``forge_api``."""
     (ws.root / "plan.md").write_text(plan_body("x"), encoding="utf-8")
     api_url, repo = (forge_api.url, REPO) if kind == "github" else (f"{forge_api.url}/api/v4", "42")
-    result = ws.cli(
+    return ws.cli(
         "pr-comment",
         "--body-file",
         "plan.md",
@@ -144,13 +141,132 @@ def test_cli_refuses_a_redirect_to_another_port_in_one_line_without_the_token(
         "--number",
         str(PR),
         env={"GITHUB_TOKEN": TOKEN, "GITLAB_TOKEN": TOKEN},
+        timeout=timeout,
     )
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_cli_refuses_a_redirect_to_another_port_in_one_line_without_the_token(
+    forge_api: Api, other_forge_api: Api, kind: str, new_workspace: NewWorkspace
+) -> None:
+    """Through the command: the API answers 307 to a second server on another port of the same
+    host; that server never sees a request, let alone the token."""
+    forge_api.kind = other_forge_api.kind = kind
+    forge_api.redirect = other_forge_api.url
+    result = post_plan(new_workspace(), forge_api, kind)
     assert result.code == 1 and result.stdout == "", str(result)
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: API redirect from /") and "to another host" in line, line
     assert "Traceback" not in result.stderr and TOKEN not in result.stderr
     assert other_forge_api.requests == [] and other_forge_api.auth == []
     assert forge_api.comments == []
+
+
+def test_cli_stops_at_a_pagination_that_never_ends_in_one_line(
+    forge_api: Api, new_workspace: NewWorkspace
+) -> None:
+    """A forge whose every page links to a next one: read up to the cap, then refuse."""
+    forge_api.add("LGTM")
+    forge_api.endless = True
+    result = post_plan(new_workspace(), forge_api, timeout=20)
+    assert result.code == 1 and result.stdout == "", str(result)
+    assert result.stderr.splitlines() == [
+        f"error: GitHub API: more than {MAX_PAGES} pages of comments; stopped reading, "
+        "nothing was posted"
+    ]
+    assert [m for m, _ in forge_api.requests] == ["GET"] * MAX_PAGES
+
+
+def test_cli_stops_reading_comments_past_the_byte_cap(
+    forge_api: Api, new_workspace: NewWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of 100 comments of 8 KB: the second one takes the listing past 1 MiB."""
+    monkeypatch.setattr("reconciler.pr_comment.MAX_ANSWER_BYTES", 2**20)
+    for i in range(300):
+        forge_api.add(f"{i} " + "x" * 8000)
+    result = post_plan(new_workspace(), forge_api)
+    assert result.code == 1 and result.stdout == "", str(result)
+    assert result.stderr.splitlines() == [
+        f"error: GitHub API: more than 1 MiB of answers (GET /repos/{REPO}/issues/{PR}/comments); "
+        "stopped reading, nothing more was sent"
+    ]
+    assert [m for m, _ in forge_api.requests] == ["GET", "GET"]
+
+
+@pytest.mark.parametrize(
+    "html_url",
+    [
+        "https://github.example/pr/7#c1 \x1b[2J ##vso[task.setvariable variable=PWNED]1 "
+        "::error::forged \x1b]8;;https://evil.example\x07",
+        "javascript:alert(1)",
+        "\x1b[2J::add-mask::x",
+    ],
+)
+def test_cli_prints_the_forge_comment_address_only_as_an_inert_web_url(
+    forge_api: Api, new_workspace: NewWorkspace, html_url: str
+) -> None:
+    forge_api.html_url = html_url
+    result = post_plan(new_workspace(), forge_api)
+    assert result.code == 0, str(result)
+    assert ci_commands(result.output) == []
+    assert all(line.isprintable() for line in result.output.splitlines()), str(result)
+    (line,) = result.stdout.splitlines()
+    web = html_url.startswith("https://")
+    assert line == f"Plan comment created: {visible(html_url) if web else 'comment 1001'}"
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_cli_never_prints_the_token_a_forge_echoes(
+    forge_api: Api, new_workspace: NewWorkspace, kind: str
+) -> None:
+    """In an error message, in a comment's address, in a pagination link it refuses."""
+    ws = new_workspace()
+    forge_api.kind = kind
+    forge_api.fail, forge_api.message = 403, f"token {TOKEN} may not write"
+    refused = post_plan(ws, forge_api, kind)
+    assert refused.code == 1 and TOKEN not in refused.output
+    assert "403 token *** may not write" in refused.stderr, str(refused)
+
+    forge_api.fail = None
+    forge_api.html_url = f"https://github.example/pr/7?token={TOKEN}"
+    posted = post_plan(ws, forge_api, kind)
+    assert posted.code == 0 and TOKEN not in posted.output, str(posted)
+    assert "Plan comment created: https://github.example/pr/7?token=***" in posted.stdout
+
+    forge_api.comments.clear()
+    for i in range(101):
+        forge_api.add(f"c{i}")
+    forge_api.next_link = f"http://attacker.invalid/steal?token={TOKEN}"
+    stolen = post_plan(ws, forge_api, kind)
+    assert stolen.code == 1 and TOKEN not in stolen.output, str(stolen)
+    assert "(http://attacker.invalid/steal?token=***) refused" in stolen.stderr
+
+
+def test_cli_refuses_unusable_replies_in_one_line_without_quoting_them(
+    forge_api: Api, new_workspace: NewWorkspace
+) -> None:
+    """A marked comment whose id is not a number, a same-origin ``next`` link http.client will
+    not send: one line each, not a traceback quoting the reply."""
+    ws = new_workspace()
+    forge_api.add(plan_body("old"))["id"] = "##vso[task.setvariable variable=PWNED]1"
+    no_id = post_plan(ws, forge_api)
+    assert no_id.code == 1 and no_id.stderr.splitlines() == [
+        "error: GitHub API: unexpected answer (no numeric id)"
+    ], str(no_id)
+
+    forge_api.comments.clear()
+    forge_api.add("LGTM")
+    forge_api.next_link = f"{forge_api.url}/page 2"
+    unsendable = post_plan(ws, forge_api)
+    assert unsendable.code == 1 and "Traceback" not in unsendable.output, str(unsendable)
+    (line,) = unsendable.stderr.splitlines()
+    assert line.startswith("error: GitHub API unreachable (GET /page 2): URL can't contain"), line
+
+
+def test_a_token_is_blanked_as_written_and_as_a_url_writes_it() -> None:
+    said = "bad token a/b c in https://x.example/?t=a%2Fb%20c"
+    assert redact(said, "a/b c") == "bad token *** in https://x.example/?t=***"
+    assert redact(said, "") == said
 
 
 def test_a_redirect_within_the_api_is_followed(forge_api: Api, other_forge_api: Api) -> None:

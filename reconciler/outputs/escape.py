@@ -6,6 +6,11 @@ free text, but the outputs do not rely on it (values also come from older states
 anything a terminal would act on (ANSI escapes, C1 controls, bidi overrides) is shown as a
 visible ``\\u...`` escape, and in markdown every value is a code span it cannot leave, where no
 link, image, mention or HTML is live.
+
+The CI runner reading our output acts on lines too: Azure Pipelines on ``##vso[`` and ``##[``
+anywhere in a line, GitHub Actions on ``##[`` anywhere and on ``::`` starting a line (set a
+variable, mask a value, stop reading commands). Every printed value has the first character of
+those sequences escaped (``\\x23#vso[``, ``\\x3a:error``), wherever it ends up on the line.
 """
 
 from __future__ import annotations
@@ -18,17 +23,33 @@ from typing import Any
 _JOINERS = frozenset("\u200c\u200d")
 _BACKTICKS = re.compile(r"`+")
 _INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>!|~&:@#])")
-_LIVE_WORD = re.compile(r"""[@#!~%$&^]["\w]|//|\S\.\S""")
+_LIVE_WORD = re.compile(
+    r"""[@#!~%$&^]["\w]|[*\[]\w+:|//|\S\.\S|(?<![a-z0-9])(?:gh-\d|[0-9a-f]{7,40}(?![a-z0-9]))""",
+    re.IGNORECASE,
+)
 """What a forge turns into a link or a notification even when escaped: mentions and references
-(``@team``, ``#12``, ``!3``, ``~label``...), URLs and bare domains (``evil.example``)."""
+(``@team``, ``#12``, ``GH-12``, ``owner/repo#12``, ``!3``, ``~label``, ``%milestone``,
+GitLab's ``[vulnerability:1]`` and ``*iteration:1``...), commit SHAs (7 to 40 hex digits, such
+as ``deadbeef``), URLs and bare domains (``evil.example``)."""
 _SPACES = re.compile(r"( +)")
+_WORKFLOW_COMMAND = re.compile(r"#(?=#(?:vso)?\[)|:(?=:)", re.IGNORECASE)
+"""The character that starts a CI logging command (``##vso[``, ``##[``, ``::``)."""
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e\n]+")
 
 
 def visible(text: str) -> str:
     """``text`` with every character a terminal would not simply print written as an escape
-    (``\\x1b``, ``\\u202e``...); ZWNJ and ZWJ, which spell names, are kept."""
-    return _printable(text, _escape)
+    (``\\x1b``, ``\\u202e``...), ZWNJ and ZWJ kept (they spell names), and no CI logging
+    command in it (``\\x23#vso[``, ``\\x3a:``): one line of the log that does nothing but
+    show the text."""
+    return _inert(_printable(text, _escape), _escape)
+
+
+def _inert(text: str, escape: Callable[[str], str]) -> str:
+    """``text`` with the first character of every CI logging command escaped."""
+    if "##" not in text and "::" not in text:
+        return text
+    return _WORKFLOW_COMMAND.sub(lambda start: escape(start.group()), text)
 
 
 def _printable(text: str, escape: Callable[[str], str]) -> str:
@@ -52,9 +73,11 @@ def _json_escape(char: str) -> str:
 
 def json_text(value: Any, **options: Any) -> str:
     """``value`` as readable JSON (UTF-8 text kept) in which every character a terminal would
-    act on is a JSON ``\\u`` escape: the same data for any parser, nothing live on a screen."""
+    act on, and the first of every CI logging command, is a JSON ``\\u`` escape: the same data
+    for any parser, nothing live on a screen or in a CI log."""
     text = json.dumps(value, ensure_ascii=False, **options)
-    return _NOT_PRINTABLE_ASCII.sub(lambda run: _printable(run.group(), _json_escape), text)
+    text = _NOT_PRINTABLE_ASCII.sub(lambda run: _printable(run.group(), _json_escape), text)
+    return _inert(text, lambda char: f"\\u{ord(char):04x}")
 
 
 def shown(value: Any) -> str:

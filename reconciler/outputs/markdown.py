@@ -27,6 +27,7 @@ from reconciler.model import EMAIL_TYPES
 from reconciler.outputs.escape import code_span, markdown_text
 from reconciler.outputs.review import to_check
 from reconciler.plan import Change, Plan, PlannedEmail, TenantPlan, UserChange
+from reconciler.transitions import Quoting
 
 LIMIT = 65_000
 """Below GitHub's 65,536 characters, leaving room for a line CI may append (commit, run)."""
@@ -171,8 +172,15 @@ def _email_row(e: PlannedEmail) -> list[str]:
         code_span(e.user),
         code_span(e.to),
         code_span(e.type) + (" (suppressed)" if e.suppressed else "") + language,
-        markdown_text("; ".join(e.reasons)),
+        "; ".join(map(_reason, e.reasons)),
     ]
+
+
+def _reason(reason: str) -> str:
+    """Our words as text, a value they quote (a request's text) as a code span."""
+    if isinstance(reason, Quoting):
+        return f"{markdown_text(reason.words)} ({code_span(reason.value)})"
+    return markdown_text(reason)
 
 
 def _user_row(u: UserChange) -> list[str]:

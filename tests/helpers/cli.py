@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -59,6 +60,16 @@ def assert_clean_error(result: Result, *words: str) -> None:
     assert "Traceback" not in result.output, str(result)
     for word in words:
         assert word in result.output, str(result)
+
+
+def ci_commands(output: str) -> list[str]:
+    """The lines of ``output`` a CI runner would act on: ``##vso[`` (Azure Pipelines) or ``##[``
+    (both) anywhere in the line, ``::`` starting it after spaces (GitHub Actions)."""
+    return [
+        line
+        for line in output.splitlines()
+        if re.search(r"##(vso)?\[", line, re.IGNORECASE) or line.lstrip().startswith("::")
+    ]
 
 
 def environment(env: Env | None = None) -> dict[str, str]:
