@@ -31,8 +31,10 @@ from reconciler.model import (
 )
 
 __all__ = [
+    "LEAVES_CONFIG",
     "LoadedConfig",
     "UsersCache",
+    "inside",
     "load_config",
     "locate_findings",
     "nothing_to_read",
@@ -45,6 +47,7 @@ __all__ = [
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Larger YAML files are refused: 100,000 users take about 15 MB."""
 USERS_PATTERN = "*.y*ml"
+LEAVES_CONFIG = "cannot use this folder: a symbolic link that leaves the configuration folder"
 CACHE_KEY = "(reconciler)"
 """Entry of ``TenantConfig.files`` naming what effective records depend on besides the files."""
 
@@ -100,10 +103,20 @@ def nothing_to_read(root: Path) -> str:
     )
 
 
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is inside ``root`` as the filesystem knows them (symbolic links
+    followed): a folder under the configuration folder that is not leads out of it, so nothing
+    in it is read, nor rewritten by fmt."""
+    return _resolved(path).is_relative_to(_resolved(root))
+
+
 def tenant_files(root: Path, name: str) -> tuple[list[str], list[Problem]]:
     """The YAML files of a tenant folder, as ``load_config`` finds them (relative to ``root``),
-    and the located problems of entries it could not use."""
+    and the located problems of entries it could not use: none in a folder that leaves
+    ``root``, which is such a problem itself."""
     reader = _TenantReader(root, name)
+    if not reader.contained():
+        return [], reader.located
     tenant = f"{name}/tenant.yaml"
     files = ([tenant] if os.path.lexists(root / tenant) else []) + reader._user_files()
     return files, reader.located
@@ -254,10 +267,7 @@ class _TenantReader:
             self.located.append(
                 Problem(tenant_file, 1, 1, f"tenant folder name {self.name!r} {why}")
             )
-        if not self.folder.is_relative_to(_resolved(self.root)):
-            self._unusable(
-                f"{self.name}", "a symbolic link that leaves the configuration folder", "folder"
-            )
+        if not self.contained():
             return None
         doc = self._read(tenant_file, "tenant.schema.json")
         if doc is _MISSING:
@@ -287,6 +297,14 @@ class _TenantReader:
             self.cache.serial if self.cached and self.cache else None,
             self.parsed,
         )
+
+    def contained(self) -> bool:
+        """Whether the tenant folder is inside the configuration folder; if not, that is its
+        one problem and nothing in it is read."""
+        if inside(self.folder, self.root):
+            return True
+        self.located.append(Problem(self.name, 1, 1, LEAVES_CONFIG))
+        return False
 
     def _read(self, file: str, schema_name: str) -> Any:
         text = self._bytes(file)
