@@ -564,7 +564,7 @@ def state_migrate(manager: Manager, target: str, force: bool) -> None:
     from reconciler.state import open_store
     from reconciler.state.migrate import migrate
 
-    destination = open_store(target)
+    destination = open_store(target, option="--to")
     try:
         done = migrate(
             manager.store,
