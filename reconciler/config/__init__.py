@@ -379,6 +379,7 @@ class _TenantReader:
         folder = self.root / self.name
         files = [f"{self.name}/users.yaml"] if os.path.lexists(folder / "users.yaml") else []
         pending = [folder / "users"] if (folder / "users").is_dir() else []
+        self._misnamed(folder)
         found = []
         while pending:
             current = pending.pop()
@@ -399,7 +400,31 @@ class _TenantReader:
                     pending.append(path)
                 elif path.match(USERS_PATTERN):
                     found.append(path.relative_to(self.root).as_posix())
+                elif meant := _meant(entry.name):
+                    self._unusable(
+                        path.relative_to(self.root).as_posix(),
+                        "users files are read only when named *.yaml or *.yml exactly (lower "
+                        f"case, no whitespace around the name); rename it to {meant!r}",
+                    )
         return files + sorted(found)
+
+    def _misnamed(self, folder: Path) -> None:
+        """An entry of the tenant folder meant as ``users.yaml`` or ``users/`` but named
+        otherwise (``Users.yaml``, ``users.yml``, ``users ``) is a located problem: it would
+        not be read, and its users would be planned as removed."""
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return  # reading tenant.yaml reports the folder
+        for entry in entries:
+            what = "folder" if entry.is_dir() else "file"
+            meant = "users" if what == "folder" else "users.yaml"
+            if entry.name != meant and entry.name.strip().lower() in (meant, "users.yml"):
+                self._unusable(
+                    f"{self.name}/{entry.name}",
+                    f"users are read from a {what} named {meant!r} exactly; rename it to {meant!r}",
+                    what,
+                )
 
     def _read_users(
         self, tenant: TenantRecord, check_numbers: bool
@@ -465,6 +490,15 @@ class _TenantReader:
         if unchanged == files and set(files) == recorded.keys() - {CACHE_KEY, tenant_file}:
             self.unchanged_since = self.cache.serial
         return found
+
+
+def _meant(name: str) -> str | None:
+    """The users file name ``name`` differs from only in case or whitespace around it
+    (``Sales.YAML``, ``sales.yaml `` → ``Sales.yaml``, ``sales.yaml``), or None."""
+    stem, dot, suffix = name.strip().rpartition(".")
+    if not (dot and stem and suffix.lower() in ("yaml", "yml")):
+        return None
+    return f"{stem}.{suffix.lower()}"
 
 
 def _resolved(path: Path) -> Path:
