@@ -102,3 +102,37 @@ def test_a_symlinked_lock_file_is_refused_never_truncated(
     assert "state.db.acme.lock: it is a symbolic link" in result.stderr, str(result)
     assert victim.read_text() == "precious\n"
     assert not ws.maildir.exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (
+            lambda victim, lock: os.link(victim, lock),
+            "it has 2 names (a hard link: writing it would change another file)",
+        ),
+        (lambda victim, lock: os.mkfifo(lock), "it is not a regular file"),
+    ],
+    ids=["hard-link", "fifo"],
+)
+def test_a_lock_file_that_is_not_its_own_regular_file_is_refused_never_written(
+    tmp_path: Path,
+    new_workspace: NewWorkspace,
+    make: Callable[[Path, Path], None],
+    why: str,
+) -> None:
+    state = tmp_path / "state" / "state.db"
+    ws = new_workspace()
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    os.utime(victim, ns=(1_000_000_000, 1_000_000_000))
+    lock = state.with_name("state.db.acme.lock")
+    make(victim, lock)
+    result = ws.apply(expect=1)
+    assert "Traceback" not in result.output
+    assert result.stderr.splitlines() == [
+        f"error: cannot use lock file {lock}: {why}; remove it (it holds no state)"
+    ]
+    assert victim.read_text() == "precious\n" and victim.stat().st_mtime_ns == 1_000_000_000
+    assert not ws.maildir.exists()
