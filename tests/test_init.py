@@ -264,6 +264,17 @@ def test_a_csv_field_longer_than_pythons_limit_is_a_problem_of_its_line(tmp_path
     ]
 
 
+@pytest.mark.parametrize(("text", "problem"), [("null", "entry 1"), ("[{}, 7]", "entry 2")])
+def test_json_entries_that_are_not_objects_are_named_by_their_entry(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    (tmp_path / "bridge.json").write_text(text, encoding="utf-8")
+    cmdlet_export(tmp_path / "users.csv", 3)
+    assert refused(tmp_path, "--from", "users.csv", "--bridge", "bridge.json") == [
+        f"bridge.json:{problem}: expected an object"
+    ]
+
+
 @pytest.mark.parametrize("depth", [101, 100_000])
 def test_json_nested_too_deeply_is_a_problem_of_the_file(tmp_path: Path, depth: int) -> None:
     nested = "[" * depth + "]" * depth

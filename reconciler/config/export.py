@@ -46,7 +46,7 @@ USER_COLUMNS = {
 that of the ServiceNumber (also read inside a number object, and a bridge export's entries)."""
 
 MAX_EXPORT_BYTES = 256 * 2**20
-"""Larger exports are refused before decoding: a CSV of 300,000 users is about 80 MB."""
+"""Larger exports are refused before decoding: a UTF-8 CSV of 300,000 users is under 100 MB."""
 MAX_JSON_DEPTH = 100
 """ConvertTo-Json's own limit (its largest ``-Depth``); the exports nest about 4 deep."""
 _BOMS = (
@@ -184,8 +184,10 @@ def _json_rows(text: str, export: Export) -> None:
         export.problems.append(ExportProblem(Place(export.file, line), f"not JSON ({exc})"))
         return
     except RecursionError:
-        data = None
-    if data is None or _too_deep(data):
+        deep = True
+    else:
+        deep = _too_deep(data)
+    if deep:
         export.problems.append(
             ExportProblem(whole, f"nested too deeply (more than {MAX_JSON_DEPTH} levels)")
         )
