@@ -570,7 +570,7 @@ def state_migrate(manager: Manager, target: str, force: bool, drop_queued: bool)
     from reconciler.state import open_store
     from reconciler.state.migrate import migrate
 
-    destination = open_store(target)
+    destination = open_store(target, option="--to")
     try:
         done = migrate(
             manager.store,

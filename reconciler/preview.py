@@ -24,6 +24,7 @@ Content-Security-Policy, so an artifact opened from a CI run cannot run anything
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections import Counter
@@ -176,7 +177,13 @@ def _write_samples(templates: TemplateSet, out: Path) -> list[SamplePage]:
 
 
 def _prepare(out: Path) -> None:
-    """Create ``out``; an older preview there is replaced, any other non-empty folder refused."""
+    """Create ``out``; an older preview there is replaced, any other non-empty folder refused,
+    and so is a symbolic link on the way (see :func:`_link_towards`)."""
+    if (link := _link_towards(out)) is not None:
+        raise UserError(
+            f"{link} is a symbolic link: preview writes (and empties) only the folder --out "
+            "names, never through a link; give a real folder (nothing was written)"
+        )
     if out.exists():
         if not out.is_dir():
             raise UserError(f"{out} exists and is not a folder")
@@ -191,6 +198,18 @@ def _prepare(out: Path) -> None:
     (out / MARKER_FILE).write_text(
         "written by `reconciler preview`; replaced on every run\n", encoding="utf-8"
     )
+
+
+def _link_towards(out: Path) -> Path | None:
+    """``out``, or a folder on the way to it from the working folder, that is a symbolic link:
+    one committed in a pull request where a pipeline writes its previews would have them
+    written, and an older preview's folder emptied, wherever it points."""
+    full = Path(os.path.abspath(out))
+    here = Path.cwd()
+    parts = full.relative_to(here).parts if full.is_relative_to(here) else ()
+    base = here if out.is_absolute() else Path()
+    steps = [base.joinpath(*parts[:count]) for count in range(1, len(parts) + 1)] or [out]
+    return next((step for step in steps if step.is_symlink()), None)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._-]+")

@@ -417,6 +417,36 @@ def test_fmt_with_any_problem_lists_them_all_and_writes_nothing(
     assert {p: p.read_bytes() for p in snapshot} == snapshot
 
 
+def files_under(folder: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [[], ["--check"], ["tenants/evil"], ["tenants/evil/users/sales.yaml"], ["tenants"]],
+    ids=["all", "check", "tenant-folder", "file-through-it", "config-folder"],
+)
+def test_a_tenant_folder_linked_out_of_the_configuration_is_refused_as_validate_does(
+    new_workspace: NewWorkspace, paths: list[str]
+) -> None:
+    ws = new_workspace()
+    messy_example(ws.root / "elsewhere")  # not canonical: fmt would rewrite it
+    outside = ws.root / "elsewhere" / "tenants" / "contoso"
+    shutil.copytree(EXAMPLE_ROOT, ws.root / "tenants", dirs_exist_ok=True)
+    (ws.config / "evil").symlink_to(outside)
+    before = files_under(ws.root)
+    expected = (
+        "tenants/evil:1:1: cannot use this folder: a symbolic link that leaves the "
+        "configuration folder"
+    )
+    assert ws.cli("validate").stderr.splitlines()[0] == expected.removeprefix("tenants/")
+    result = ws.cli("fmt", *paths)
+    assert result.code == 1 and "Traceback" not in result.output, str(result)
+    assert result.stderr.splitlines() == [expected, "1 problem(s) found; nothing was written."]
+    assert result.stdout == ""
+    assert files_under(ws.root) == before
+
+
 @pytest.mark.parametrize("command", [["fmt"], ["validate"], ["plan"]])
 def test_outside_a_configuration_repository_it_says_where_it_looked_and_how_to_point_it(
     new_workspace: NewWorkspace, command: list[str]

@@ -93,6 +93,21 @@ def tenant_folder_leaves(ws: Workspace) -> None:
     (ws.config / "acme").symlink_to(outside)
 
 
+def renamed(file: str, name: str) -> Callable[[Workspace], None]:
+    """Damage: the tenant's ``file`` renamed ``name``, as a pull request can."""
+
+    def rename(ws: Workspace) -> None:
+        path = ws.config / "acme" / file
+        path.rename(path.with_name(name))
+
+    return rename
+
+
+MISNAMED = (
+    "cannot use this file: users files are read only when named *.yaml or *.yml exactly "
+    "(lower case, no whitespace around the name); rename it to"
+)
+
 DAMAGE: dict[str, tuple[Callable[[Workspace], None], str]] = {
     "deep-nesting": (deep, "acme/users.yaml:1:71: nesting deeper than 64 levels is not allowed"),
     "alias-bomb": (
@@ -120,6 +135,32 @@ DAMAGE: dict[str, tuple[Callable[[Workspace], None], str]] = {
     "tenant-yaml-leaves": (
         tenant_yaml_leaves,
         "acme/tenant.yaml:1:1: cannot use this file: a symbolic link that leaves the tenant folder",
+    ),
+    "upper-case-yaml": (
+        renamed("users/team/more.yaml", "more.YAML"),
+        f"acme/users/team/more.YAML:1:1: {MISNAMED} 'more.yaml'",
+    ),
+    "mixed-case-yml": (
+        renamed("users/team/more.yaml", "more.Yml"),
+        f"acme/users/team/more.Yml:1:1: {MISNAMED} 'more.yml'",
+    ),
+    "trailing-space": (
+        renamed("users/team/more.yaml", "more.yaml "),
+        f"acme/users/team/more.yaml :1:1: {MISNAMED} 'more.yaml'",
+    ),
+    "trailing-newline": (
+        renamed("users/team/more.yaml", "more.yaml\n"),
+        f"acme/users/team/more.yaml\\x0a:1:1: {MISNAMED} 'more.yaml'",
+    ),
+    "users-yaml-case": (
+        renamed("users.yaml", "Users.yaml"),
+        "acme/Users.yaml:1:1: cannot use this file: users are read from a file named "
+        "'users.yaml' exactly; rename it to 'users.yaml'",
+    ),
+    "users-folder-space": (
+        renamed("users", "users "),
+        "acme/users :1:1: cannot use this folder: users are read from a folder named 'users' "
+        "exactly; rename it to 'users'",
     ),
     "tenant-folder-leaves": (
         tenant_folder_leaves,

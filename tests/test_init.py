@@ -5,11 +5,13 @@ shows no change."""
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 
 import pytest
 
+from reconciler.config import export as export_module
 from reconciler.config.export import ENUM_SETTINGS, e164
 from reconciler.config.schema import load_schema
 from tests.helpers.cli import Result
@@ -224,6 +226,98 @@ def test_written_files_point_editors_at_their_schema_as_the_example_tenants_do(
         assert path.read_text(encoding="utf-8").startswith(USERS_MODELINE), path
     layout = reconciler(tmp_path, "fmt", "--check", "--config", "tenants")
     assert layout.code == 0, str(layout)
+
+
+BOMS = {
+    "utf-16-le": codecs.BOM_UTF16_LE,
+    "utf-16-be": codecs.BOM_UTF16_BE,
+    "utf-32-le": codecs.BOM_UTF32_LE,
+    "utf-8-sig": b"",
+    "utf-8": b"",
+}
+
+
+@pytest.mark.parametrize("encoding", BOMS)
+@pytest.mark.parametrize("export", ["users.json", "users.csv"])
+def test_an_export_in_any_encoding_powershell_writes_is_read(
+    tmp_path: Path, export: str, encoding: str
+) -> None:
+    """Windows PowerShell 5.1's ``ConvertTo-Json > users.json`` writes UTF-16 LE after a
+    byte-order mark; ``Out-File -Encoding`` and ``Export-Csv -Encoding`` can write the others."""
+    path = cmdlet_export(tmp_path / export, 12)
+    text = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n").replace("\n", "\r\n")
+    path.write_bytes(BOMS[encoding] + text.encode(encoding))
+    init = adopt(tmp_path, "--from", export)
+    assert "12 user(s): 12 licensed with Microsoft as provider" in init.stdout
+    users = (tmp_path / "tenants" / "contoso" / "users" / "users-001.yaml").read_text("utf-8")
+    assert "  user03@contoso.com:\n    display_name: User 03\n" in users
+
+
+def test_a_csv_field_longer_than_pythons_limit_is_a_problem_of_its_line(tmp_path: Path) -> None:
+    header_csv(
+        tmp_path / "users.csv",
+        '"a@contoso.com","A","7000001","14255550100","","Microsoft","True"',
+        f'"b@contoso.com","{"B" * 140_000}","7000002","14255550100","","Microsoft","True"',
+    )
+    assert refused(tmp_path, "--from", "users.csv") == [
+        "users.csv:3: a field is longer than 131,072 characters (a quote left open?)"
+    ]
+
+
+@pytest.mark.parametrize(("text", "problem"), [("null", "entry 1"), ("[{}, 7]", "entry 2")])
+def test_json_entries_that_are_not_objects_are_named_by_their_entry(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    (tmp_path / "bridge.json").write_text(text, encoding="utf-8")
+    cmdlet_export(tmp_path / "users.csv", 3)
+    assert refused(tmp_path, "--from", "users.csv", "--bridge", "bridge.json") == [
+        f"bridge.json:{problem}: expected an object"
+    ]
+
+
+@pytest.mark.parametrize("depth", [101, 100_000])
+def test_json_nested_too_deeply_is_a_problem_of_the_file(tmp_path: Path, depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    (tmp_path / "bridge.json").write_text(
+        '{"DefaultServiceNumber": "14255550100", "ServiceNumbers": ' + nested + "}",
+        encoding="utf-8",
+    )
+    cmdlet_export(tmp_path / "users.csv", 3)
+    assert refused(tmp_path, "--from", "users.csv", "--bridge", "bridge.json") == [
+        "bridge.json: nested too deeply (more than 100 levels)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'"UserPrincipalName"\n"a@contoso.com"\n"\xff"\n', "users.csv:3: not UTF-8 text"),
+        (
+            '"UserPrincipalName"\n"a@contoso.com"\n'.encode("utf-16-le"),
+            "users.csv:1: holds NUL characters: not UTF-8 text",
+        ),
+    ],
+    ids=["not-utf-8", "utf-16-without-bom"],
+)
+def test_an_export_that_is_not_text_says_how_to_save_it(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    (tmp_path / "users.csv").write_bytes(content)
+    assert refused(tmp_path, "--from", "users.csv", "--default-number", "14255550100") == [
+        f"{problem} (nor UTF-16 after a byte-order mark); save the export as UTF-8 (-Encoding UTF8)"
+    ]
+
+
+def test_an_export_larger_than_init_reads_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export_module, "MAX_EXPORT_BYTES", 2**20)
+    cmdlet_export(tmp_path / "users.csv", 3)
+    (tmp_path / "settings.json").write_bytes(b" " * 2**20 + b"{}")
+    assert refused(tmp_path, "--from", "users.csv", "--settings", "settings.json") == [
+        "settings.json: larger than 1 MiB, the most init reads: is it the export? (a UTF-8 "
+        "CSV of 300,000 users is under 100 MB)"
+    ]
 
 
 def test_a_license_column_wins_over_the_cmdlets_meaning(tmp_path: Path) -> None:

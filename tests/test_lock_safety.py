@@ -85,20 +85,41 @@ def test_a_replaced_sqlite_lock_file_stops_delivery(
     assert len(ids) == USERS and sum(n - 1 for n in ids.values()) <= 1, ids.most_common(3)
 
 
-def test_a_symlinked_lock_file_is_refused_never_truncated(
-    tmp_path: Path, new_workspace: NewWorkspace
+LOCK_REFUSALS: dict[str, tuple[Callable[[Path, Path], None], str]] = {
+    "symlink": (
+        lambda victim, lock: lock.symlink_to(victim),
+        "cannot open lock file {lock}: it is a symbolic link; remove it (files beside the "
+        "state are never followed)",
+    ),
+    "hard-link": (
+        lambda victim, lock: os.link(victim, lock),
+        "cannot use lock file {lock}: it has 2 names (a hard link: writing it would change "
+        "another file); remove it (it holds no state)",
+    ),
+    "fifo": (
+        lambda victim, lock: os.mkfifo(lock),
+        "cannot use lock file {lock}: it is not a regular file; remove it (it holds no state)",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", LOCK_REFUSALS)
+def test_a_lock_file_that_is_not_its_own_regular_file_is_refused_never_written(
+    tmp_path: Path, new_workspace: NewWorkspace, kind: str
 ) -> None:
+    make, refusal = LOCK_REFUSALS[kind]
     state = tmp_path / "state" / "state.db"
     ws = new_workspace()
     write_tenant(ws.config, "acme", tenant_doc(), enabled_users(2, domain="acme.com"))
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
-    state.parent.mkdir(exist_ok=True)
-    state.with_name("state.db.acme.lock").symlink_to(victim)
+    os.utime(victim, ns=(1_000_000_000, 1_000_000_000))
+    lock = state.with_name("state.db.acme.lock")
+    make(victim, lock)
     started = time.monotonic()
     result = ws.apply(expect=1)
     assert time.monotonic() - started < patience(20)
     assert "Traceback" not in result.output
-    assert "state.db.acme.lock: it is a symbolic link" in result.stderr, str(result)
-    assert victim.read_text() == "precious\n"
+    assert result.stderr.splitlines() == [f"error: {refusal.format(lock=lock)}"]
+    assert victim.read_text() == "precious\n" and victim.stat().st_mtime_ns == 1_000_000_000
     assert not ws.maildir.exists()

@@ -263,6 +263,38 @@ def test_output_folder_rules(ws: Workspace) -> None:
     assert sorted(p.name for p in (ws.root / "notes").iterdir()) == ["keep.txt"]
 
 
+@pytest.mark.parametrize(
+    ("out", "link"),
+    [
+        ("previews", "previews"),
+        ("previews/sub", "previews"),
+        ("{root}/previews", "{root}/previews"),
+    ],
+    ids=["the-folder", "a-folder-on-the-way", "absolute"],
+)
+@pytest.mark.parametrize("target", ["earlier-preview", "empty", "missing"])
+def test_an_output_folder_through_a_symbolic_link_is_refused_and_nothing_written(
+    ws: Workspace, out: str, link: str, target: str
+) -> None:
+    """A pull request can commit ``previews`` as a link where the pipeline writes previews."""
+    elsewhere = ws.root / "elsewhere"
+    if target == "earlier-preview":
+        run(ws, "preview", "--out", "elsewhere")
+    elif target == "empty":
+        elsewhere.mkdir()
+    (ws.root / "previews").symlink_to(elsewhere)
+    before = {p: p.read_bytes() for p in ws.root.rglob("*") if p.is_file()}
+    result = ws.cli("preview", "--out", out.format(root=ws.root))
+    assert result.code == 1 and "Traceback" not in result.output, str(result)
+    assert result.stderr.splitlines() == [
+        f"error: {link.format(root=ws.root)} is a symbolic link: preview writes (and empties) "
+        "only the folder --out names, never through a link; give a real folder (nothing was "
+        "written)"
+    ]
+    assert {p: p.read_bytes() for p in ws.root.rglob("*") if p.is_file()} == before
+    assert elsewhere.exists() == (target != "missing")
+
+
 def test_tenant_filter_and_config_errors(ws: Workspace) -> None:
     shutil.copytree(ws.root / "tenants" / "contoso", ws.root / "tenants" / "fabrikam")
     run(ws, "preview", "--out", "previews", "--tenant", "fabrikam")

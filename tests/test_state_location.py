@@ -96,6 +96,59 @@ def test_a_password_with_unencoded_characters_never_appears(
         assert fragment not in result.output, result.output
 
 
+WHITESPACE = "begins or ends with whitespace (a line break read with a secret or a file?)"
+
+
+@pytest.mark.parametrize(
+    ("state", "refusal"),
+    [
+        ("state/state.db ", f"'state/state.db ' {WHITESPACE}"),
+        ("state/state.db\n", f"'state/state.db\\n' {WHITESPACE}"),
+        ("\tstate/state.db", f"'\\tstate/state.db' {WHITESPACE}"),
+        ("state/st\u202eate.db", "'state/st\\u202eate.db' holds a control or invisible character"),
+        ("File:state/state.db", "'File:state/state.db' is a file: URI, not a path"),
+        ("file:///x/state.db", "'file:///x/state.db' is a file: URI, not a path"),
+        ("", "'' is empty"),
+        (
+            f"postgresql://app:{PASSWORD}@127.0.0.1:9/db\n",
+            f"'postgresql://app:***@127.0.0.1:9/db\\n' {WHITESPACE}",
+        ),
+    ],
+    ids=["space", "newline", "tab", "bidi", "file", "file-url", "empty", "postgresql-newline"],
+)
+@pytest.mark.parametrize("command", [["apply", "--auto-approve"], ["plan"]])
+def test_a_state_location_that_is_not_exactly_a_path_or_url_is_refused_as_given(
+    tmp_path: Path, ws: Workspace, command: list[str], state: str, refusal: str
+) -> None:
+    before = tree(tmp_path)
+    typed = with_options(command, config=str(ws.config), mail=f"maildir:{ws.maildir}")
+    runs = [ws.cli(*typed, "--state", state)]
+    if state:  # click takes an empty variable for an unset one: the default state
+        runs.append(ws.cli(*typed, env={"RECONCILER_STATE": state}))
+    for result in runs:
+        assert result.code == 1, str(result)
+        assert result.stderr.splitlines() == [
+            f"error: --state {refusal}: give an SQLite file path or a postgresql:// URL, "
+            "exactly; nothing was done"
+        ]
+        assert PASSWORD not in result.output
+    assert tree(tmp_path) == before and sorted(os.listdir(tmp_path / "state")) == []
+
+
+def test_a_folder_given_as_the_state_file_is_refused_and_left_alone(
+    tmp_path: Path, ws: Workspace, config: Path
+) -> None:
+    folder = tmp_path / "state"
+    for command in (["plan"], ["apply", "--auto-approve"]):
+        result = ws.cli(*command, "--config", str(config), "--state", str(folder))
+        assert result.code == 1, str(result)
+        assert result.stderr.splitlines() == [
+            f"error: state {folder} is a folder: give the path of the SQLite file itself; "
+            "nothing was done"
+        ]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755 and not ws.maildir.exists()
+
+
 def test_a_state_folder_that_does_not_exist_is_refused(
     tmp_path: Path, ws: Workspace, config: Path
 ) -> None:

@@ -31,9 +31,11 @@ from reconciler.model import (
 )
 
 __all__ = [
+    "LEAVES_CONFIG",
     "LoadedConfig",
     "UsersCache",
     "file_hashes",
+    "inside",
     "load_config",
     "locate_findings",
     "nothing_to_read",
@@ -46,6 +48,7 @@ __all__ = [
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Larger YAML files are refused: 100,000 users take about 15 MB."""
 USERS_PATTERN = "*.y*ml"
+LEAVES_CONFIG = "cannot use this folder: a symbolic link that leaves the configuration folder"
 CACHE_KEY = "(reconciler)"
 """Entry of ``TenantConfig.files`` naming what effective records depend on besides the files."""
 
@@ -101,10 +104,20 @@ def nothing_to_read(root: Path) -> str:
     )
 
 
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is inside ``root`` as the filesystem knows them (symbolic links
+    followed): a folder under the configuration folder that is not leads out of it, so nothing
+    in it is read, nor rewritten by fmt."""
+    return _resolved(path).is_relative_to(_resolved(root))
+
+
 def tenant_files(root: Path, name: str) -> tuple[list[str], list[Problem]]:
     """The YAML files of a tenant folder, as ``load_config`` finds them (relative to ``root``),
-    and the located problems of entries it could not use."""
+    and the located problems of entries it could not use: none in a folder that leaves
+    ``root``, which is such a problem itself."""
     reader = _TenantReader(root, name)
+    if not reader.contained():
+        return [], reader.located
     tenant = f"{name}/tenant.yaml"
     files = ([tenant] if os.path.lexists(root / tenant) else []) + reader._user_files()
     return files, reader.located
@@ -115,8 +128,6 @@ def file_hashes(root: Path, name: str) -> dict[str, str] | None:
     records them, without parsing anything: what a saved plan is bound to. None when the
     folder holds a file ``load_config`` could not use (it would refuse the folder)."""
     reader = _TenantReader(root, name)
-    if not reader.folder.is_relative_to(_resolved(root)):
-        return None
     files, problems = tenant_files(root, name)
     for file in [] if problems else files:
         data = reader._bytes(file)
@@ -271,10 +282,7 @@ class _TenantReader:
             self.located.append(
                 Problem(tenant_file, 1, 1, f"tenant folder name {self.name!r} {why}")
             )
-        if not self.folder.is_relative_to(_resolved(self.root)):
-            self._unusable(
-                f"{self.name}", "a symbolic link that leaves the configuration folder", "folder"
-            )
+        if not self.contained():
             return None
         doc = self._read(tenant_file, "tenant.schema.json")
         if doc is _MISSING:
@@ -304,6 +312,14 @@ class _TenantReader:
             self.cache.serial if self.cached and self.cache else None,
             self.parsed,
         )
+
+    def contained(self) -> bool:
+        """Whether the tenant folder is inside the configuration folder; if not, that is its
+        one problem and nothing in it is read."""
+        if inside(self.folder, self.root):
+            return True
+        self.located.append(Problem(self.name, 1, 1, LEAVES_CONFIG))
+        return False
 
     def _read(self, file: str, schema_name: str) -> Any:
         text = self._bytes(file)
@@ -378,6 +394,7 @@ class _TenantReader:
         folder = self.root / self.name
         files = [f"{self.name}/users.yaml"] if os.path.lexists(folder / "users.yaml") else []
         pending = [folder / "users"] if (folder / "users").is_dir() else []
+        self._misnamed(folder)
         found = []
         while pending:
             current = pending.pop()
@@ -398,7 +415,31 @@ class _TenantReader:
                     pending.append(path)
                 elif path.match(USERS_PATTERN):
                     found.append(path.relative_to(self.root).as_posix())
+                elif meant := _meant(entry.name):
+                    self._unusable(
+                        path.relative_to(self.root).as_posix(),
+                        "users files are read only when named *.yaml or *.yml exactly (lower "
+                        f"case, no whitespace around the name); rename it to {meant!r}",
+                    )
         return files + sorted(found)
+
+    def _misnamed(self, folder: Path) -> None:
+        """An entry of the tenant folder meant as ``users.yaml`` or ``users/`` but named
+        otherwise (``Users.yaml``, ``users.yml``, ``users ``) is a located problem: it would
+        not be read, and its users would be planned as removed."""
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return  # reading tenant.yaml reports the folder
+        for entry in entries:
+            what = "folder" if entry.is_dir() else "file"
+            meant = "users" if what == "folder" else "users.yaml"
+            if entry.name != meant and entry.name.strip().lower() in (meant, "users.yml"):
+                self._unusable(
+                    f"{self.name}/{entry.name}",
+                    f"users are read from a {what} named {meant!r} exactly; rename it to {meant!r}",
+                    what,
+                )
 
     def _read_users(
         self, tenant: TenantRecord, check_numbers: bool
@@ -464,6 +505,15 @@ class _TenantReader:
         if unchanged == files and set(files) == recorded.keys() - {CACHE_KEY, tenant_file}:
             self.unchanged_since = self.cache.serial
         return found
+
+
+def _meant(name: str) -> str | None:
+    """The users file name ``name`` differs from only in case or whitespace around it
+    (``Sales.YAML``, ``sales.yaml `` → ``Sales.yaml``, ``sales.yaml``), or None."""
+    stem, dot, suffix = name.strip().rpartition(".")
+    if not (dot and stem and suffix.lower() in ("yaml", "yml")):
+        return None
+    return f"{stem}.{suffix.lower()}"
 
 
 def _resolved(path: Path) -> Path:

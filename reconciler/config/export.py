@@ -13,6 +13,7 @@ once.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -43,6 +44,20 @@ USER_COLUMNS = {
 }
 """Our field → the column or property names that hold it (case-insensitive). ``location`` is
 that of the ServiceNumber (also read inside a number object, and a bridge export's entries)."""
+
+MAX_EXPORT_BYTES = 256 * 2**20
+"""Larger exports are refused before decoding: a UTF-8 CSV of 300,000 users is under 100 MB."""
+MAX_JSON_DEPTH = 100
+"""ConvertTo-Json's own limit (its largest ``-Depth``); the exports nest about 4 deep."""
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM begins it
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_SAVE_AS = (
+    "UTF-8 text (nor UTF-16 after a byte-order mark); save the export as UTF-8 (-Encoding UTF8)"
+)
 
 CMDLET = "Get-CsOnlineDialInConferencingUser"
 ASSUMED = {
@@ -113,38 +128,115 @@ class Export:
 
 def read_export(path: Path) -> Export:
     """Rows of a CSV (``#TYPE`` line, BOM and CRLF accepted) or JSON export (an array of
-    objects, or one object)."""
+    objects, or one object), in UTF-8 (with or without a BOM) or, after its BOM, UTF-16 or
+    UTF-32 (what Windows PowerShell 5's ``>`` writes); a file init cannot read is a problem of
+    the file, never a traceback."""
     result = Export(str(path))
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = getattr(exc, "strerror", None) or exc
-        result.problems.append(ExportProblem(Place(result.file, 1), f"cannot read: {why}"))
+    text = _decoded(path, result)
+    if text is None:
         return result
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            line = getattr(exc, "lineno", 1)
-            result.problems.append(ExportProblem(Place(result.file, line), f"not JSON ({exc})"))
-            return result
-        items = data if isinstance(data, list) else [data]
-        for index, item in enumerate(items, start=1):
-            place = Place(result.file, index, entry=True)
-            if isinstance(item, dict):
-                result.rows.append((place, _lower_keys(item)))
-                result.columns.update(result.rows[-1][1])
-            else:
-                result.problems.append(ExportProblem(place, "expected an object"))
-        return result
+        _json_rows(text, result)
+    else:
+        _csv_rows(text, result)
+    return result
+
+
+def _decoded(path: Path, export: Export) -> str | None:
+    """The export's text, read up to :data:`MAX_EXPORT_BYTES`; None after a problem."""
+    whole = Place(export.file)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_EXPORT_BYTES + 1)
+    except OSError as exc:
+        export.problems.append(ExportProblem(whole, f"cannot read: {exc.strerror or exc}"))
+        return None
+    if len(raw) > MAX_EXPORT_BYTES:
+        export.problems.append(
+            ExportProblem(
+                whole,
+                f"larger than {MAX_EXPORT_BYTES // 2**20} MiB, the most init reads: is it the "
+                "export? (a UTF-8 CSV of 300,000 users is under 100 MB)",
+            )
+        )
+        return None
+    codec = next((name for bom, name in _BOMS if raw.startswith(bom)), "utf-8-sig")
+    try:
+        text = raw.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].decode(codec, "replace").count("\n") + 1
+        export.problems.append(ExportProblem(Place(export.file, line), f"not {_SAVE_AS}"))
+        return None
+    if (nul := text.find("\0")) >= 0:  # UTF-16 without its BOM reads as UTF-8 with NULs
+        line = text.count("\n", 0, nul) + 1
+        problem = f"holds NUL characters: not {_SAVE_AS}"
+        export.problems.append(ExportProblem(Place(export.file, line), problem))
+        return None
+    return text
+
+
+def _json_rows(text: str, export: Export) -> None:
+    whole = Place(export.file)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", 1)
+        export.problems.append(ExportProblem(Place(export.file, line), f"not JSON ({exc})"))
+        return
+    except RecursionError:
+        deep = True
+    else:
+        deep = _too_deep(data)
+    if deep:
+        export.problems.append(
+            ExportProblem(whole, f"nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+        )
+        return
+    items = data if isinstance(data, list) else [data]
+    for index, item in enumerate(items, start=1):
+        place = Place(export.file, index, entry=True)
+        if isinstance(item, dict):
+            export.rows.append((place, _lower_keys(item)))
+            export.columns.update(export.rows[-1][1])
+        else:
+            export.problems.append(ExportProblem(place, "expected an object"))
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether lists and objects nest deeper than :data:`MAX_JSON_DEPTH` (found without
+    recursion: printing a value nested near Python's recursion limit would fail)."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            pending.extend((child, depth + 1) for child in value)
+    return False
+
+
+def _csv_rows(text: str, export: Export) -> None:
     lines = text.splitlines(keepends=True)
     skipped = 1 if lines and lines[0].startswith("#TYPE") else 0
     reader = csv.DictReader(io.StringIO("".join(lines[skipped:])))
-    result.columns.update(map(_column, reader.fieldnames or ()))
-    for row in reader:
-        place = Place(result.file, reader.line_num + skipped)
-        result.rows.append((place, _lower_keys({k: v for k, v in row.items() if k is not None})))
-    return result
+    try:
+        export.columns.update(map(_column, reader.fieldnames or ()))
+        for row in reader:
+            place = Place(export.file, reader.line_num + skipped)
+            export.rows.append(
+                (place, _lower_keys({k: v for k, v in row.items() if k is not None}))
+            )
+    except csv.Error as exc:  # DictReader counts a line once it is read: its reader's count
+        place = Place(export.file, reader.reader.line_num + skipped)
+        limit = csv.field_size_limit()
+        why = (
+            f"a field is longer than {limit:,} characters (a quote left open?)"
+            if "field limit" in str(exc)
+            else f"not CSV ({exc})"
+        )
+        export.problems.append(ExportProblem(place, why))
 
 
 def _column(name: Any) -> str:

@@ -32,7 +32,9 @@ from typing import Any, Literal
 import yaml
 
 from reconciler.config import (
+    LEAVES_CONFIG,
     MAX_FILE_BYTES,
+    inside,
     nothing_to_read,
     schema,
     tenant_files,
@@ -170,7 +172,7 @@ def changed_files(
     files: list[tuple[Path, Kind]] = []
     problems: list[Problem] = []
     for path in paths or [config]:
-        found, bad = _files_under(path)
+        found, bad = _files_under(path, config)
         files += found
         problems += bad
     changes = []
@@ -188,9 +190,11 @@ def changed_files(
     return changes, len(files), problems
 
 
-def _files_under(path: Path) -> tuple[list[tuple[Path, Kind]], list[Problem]]:
+def _files_under(path: Path, config: Path) -> tuple[list[tuple[Path, Kind]], list[Problem]]:
     if not path.exists():
         return [], [Problem(str(path), 1, 1, "no such file or folder")]
+    if (link := _leaving(path, config)) is not None:
+        return [], [Problem(str(link), 1, 1, LEAVES_CONFIG)]
     if not path.is_dir():
         kind = kind_of(path)
         if kind is None:
@@ -218,6 +222,24 @@ def _files_under(path: Path) -> tuple[list[tuple[Path, Kind]], list[Problem]]:
         problems += [Problem(str(root / p.file), p.line, p.column, p.message) for p in bad]
         found += [(root / file, kind_of(root / file) or "users") for file in files]
     return found, problems
+
+
+def _leaving(path: Path, config: Path) -> Path | None:
+    """The first folder under the configuration folder on the way to ``path`` (itself
+    included) that leads out of it: the loader reads nothing through such a link, so fmt
+    rewrites nothing through it either, whichever file or folder under it it is given."""
+    root = Path(os.path.abspath(config))
+    full = Path(os.path.abspath(path))
+    if not full.is_relative_to(root):
+        return None
+    folder = config
+    for part in full.relative_to(root).parts:
+        folder /= part
+        if not folder.is_dir():
+            return None
+        if not inside(folder, config):
+            return folder
+    return None
 
 
 def kind_of(path: Path) -> Kind | None:

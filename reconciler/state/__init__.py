@@ -77,8 +77,11 @@ def local_dir(location: str) -> Path:
     )
 
 
-def open_store(location: str, create: bool = True, read_only: bool | None = None) -> StateStore:
-    """A state store for a path (SQLite, the embedded default) or a ``postgresql://`` URL.
+def open_store(
+    location: str, create: bool = True, read_only: bool | None = None, option: str = "--state"
+) -> StateStore:
+    """A state store for a path (SQLite, the embedded default) or a ``postgresql://`` URL
+    (given as ``option``, which a refusal names).
 
     ``create=False``: a SQLite file that does not exist yet is an empty state, not a new file.
     ``read_only`` (default: ``not create``, commands that only read) opens an existing SQLite
@@ -87,6 +90,8 @@ def open_store(location: str, create: bool = True, read_only: bool | None = None
     Raises UserError (one line, password masked) when the store cannot be opened: unreachable
     server, bad credentials, missing database, a schema made by another reconciler version.
     """
+    if why := _location_problem(location, option):
+        raise UserError(why)
     scheme = _scheme(location)
     if scheme in POSTGRES_SCHEMES:
         _check_authority(location)
@@ -108,6 +113,41 @@ def open_store(location: str, create: bool = True, read_only: bool | None = None
     return _sqlite_store(Path(location), create, not create if read_only is None else read_only)
 
 
+def _location_problem(location: str, option: str) -> str | None:
+    """Why ``location`` is neither an SQLite path nor a PostgreSQL URL as written, or None.
+
+    Each of these would otherwise be taken as the path of a new, empty SQLite state — and an
+    apply would email every user again: a libpq ``key=value`` string (never echoed: it holds
+    a password), whitespace around the value or an invisible character in it (a secret or a
+    file read with its line break), a ``file:`` URI, nothing at all. What was given is shown
+    escaped, a URL's password masked, so what is wrong with it can be seen."""
+    core = location.strip()
+    if _KEYWORDS.match(location) or (
+        _scheme(core) is None and core.startswith(("postgresql:", "postgres:"))
+    ):
+        return (
+            f"{option} looks like a PostgreSQL connection string, not a file path: "
+            "write it as a URL, postgresql://USER@HOST:PORT/DBNAME (password in "
+            "PGPASSWORD or a percent-encoded URL); nothing was done"
+        )
+    start = len(location) - len(location.lstrip())
+    shown = location[:start] + printable(core) + location[start + len(core) :]
+    if not core:
+        why = "is empty"
+    elif core != location:
+        why = "begins or ends with whitespace (a line break read with a secret or a file?)"
+    elif not core.isprintable():
+        why = "holds a control or invisible character"
+    elif core[:5].lower() == "file:":
+        why = "is a file: URI, not a path"
+    else:
+        return None
+    return (
+        f"{option} {shown!r} {why}: give an SQLite file path or a postgresql:// URL, "
+        "exactly; nothing was done"
+    )
+
+
 def _check_authority(url: str) -> None:
     """Refuse a URL whose password holds an unencoded ``@``, ``/``, ``?`` or ``#``: libpq would
     read part of the password as the host or the database, and print it in its error."""
@@ -122,21 +162,20 @@ def _check_authority(url: str) -> None:
 
 
 def _sqlite_store(path: Path, create: bool, read_only: bool) -> StateStore:
-    """The SQLite state at ``path``, which must be a plain path, never a guess: a libpq keyword
-    string or a mistyped folder would otherwise start an empty state, and an apply would email
-    every user again (the value is never echoed: it may hold a password)."""
+    """The SQLite state at ``path``, which must be a plain path, never a guess: a mistyped
+    folder would otherwise start an empty state, and an apply would email every user again;
+    a folder given for the file would be chmod-ed."""
     from reconciler.state.sqlite import SQLiteStore
 
-    if _KEYWORDS.match(str(path)) or str(path).startswith(("postgresql:", "postgres:")):
-        raise UserError(
-            "--state looks like a PostgreSQL connection string, not a file path: "
-            "write it as a URL, postgresql://USER@HOST:PORT/DBNAME (password in "
-            "PGPASSWORD or a percent-encoded URL); nothing was done"
-        )
     if path.is_symlink():
         raise UserError(
             f"state {path} is a symbolic link: give the real path (state files are "
             "opened, never followed); nothing was done"
+        )
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise UserError(
+            f"state {path} is {what}: give the path of the SQLite file itself; nothing was done"
         )
     if not create and not path.exists():
         return EmptyState()  # type: ignore[return-value]

@@ -2,8 +2,9 @@
 
 Locks are ``flock`` locks, which the kernel releases when the holding process dies, so a killed
 apply never blocks the next run; the lock file only says who holds it and since when. A lock file
-is opened, never followed (``O_NOFOLLOW``: a symbolic link there is refused, not truncated), and
-the lock counts as held only while the file at that path is still the one locked: deleted or
+is opened, never followed (``O_NOFOLLOW``: a symbolic link there is refused, not truncated), a
+hard link (a second name for some other file) is refused before anything is written, and the
+lock counts as held only while the file at that path is still the one locked: deleted or
 replaced, a second apply could lock the new file, so this one stops sending (:class:`LockLost`).
 """
 
@@ -14,6 +15,7 @@ import errno
 import fcntl
 import os
 import sqlite3
+import stat
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator
@@ -317,6 +319,7 @@ class SQLiteStore(SQLStore):
         except OSError as exc:
             raise UserError(f"cannot open lock file {lock_path}: {_reason(exc)}") from None
         try:
+            _check_lock_file(fd, lock_path)
             self._wait(
                 lambda: _try_flock(fd),
                 lambda: os.pread(fd, 4096, 0).decode("utf-8", "replace").strip(),
@@ -361,6 +364,21 @@ class SQLiteStore(SQLStore):
 
     def close(self) -> None:
         self.db.close()
+
+
+def _check_lock_file(fd: int, lock_path: Path) -> None:
+    """Refuse a lock file, before it is locked, read or written, that another name shares (a
+    hard link: its "truncate, write the holder" would change the file behind the other name)
+    or that is not a regular file. Checked on the open descriptor: what is checked is what
+    would be written."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        why = "it is not a regular file"
+    elif info.st_nlink > 1:
+        why = f"it has {info.st_nlink} names (a hard link: writing it would change another file)"
+    else:
+        return
+    raise UserError(f"cannot use lock file {lock_path}: {why}; remove it (it holds no state)")
 
 
 def _try_flock(fd: int) -> bool:
