@@ -246,10 +246,12 @@ class SMTPTransport(Transport):
             raise SetupFailure(
                 f"TLS certificate of {self.description} not trusted: {error.verify_message}"
             ) from error
-        except (smtplib.SMTPServerDisconnected, OSError) as error:
+        except smtplib.SMTPServerDisconnected as error:
             raise ConnectionFailure(f"cannot connect to {self.description}: {error}") from error
         except smtplib.SMTPException as error:  # STARTTLS or AUTH not offered, no common AUTH
             raise SetupFailure(f"{self.description}: {error}") from error
+        except OSError as error:  # after SMTPException, which is one
+            raise ConnectionFailure(f"cannot connect to {self.description}: {error}") from error
         return self._connection
 
     def _open(self) -> smtplib.SMTP:
