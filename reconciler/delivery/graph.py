@@ -10,6 +10,14 @@ Credentials are app-only and never in the URL: the standard ``AZURE_TENANT_ID``,
 ``AZURE_FEDERATED_TOKEN_FILE`` (workload identity federation: no stored secret), through
 Microsoft's ``azure-identity``, which caches the token for the run and renews it when it expires.
 ``AZURE_AUTHORITY_HOST`` and ``RECONCILER_GRAPH_URL`` select a sovereign cloud.
+
+An email cannot be recalled, so a sendMail that may have been carried out is never repeated in
+the same run. Only ``202`` is delivered; ``4xx`` is Graph refusing (nothing was sent); ``429`` and
+``503`` with ``Retry-After`` are Graph's throttling (not processed: waited out, then tried
+again). Anything else after the request went out — a cut connection, no reply before the
+deadline, ``500``, ``502``, ``504``, a reply that is not HTTP — leaves the message *in doubt*,
+exactly as SMTP's missing final reply: it stays queued and the next apply sends it again with
+the same Message-ID.
 """
 
 from __future__ import annotations
@@ -18,20 +26,22 @@ import base64
 import email.utils
 import json
 import os
+import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from . import https
 from .base import (
+    BUDGET_USED_UP,
     AuthenticationFailure,
     ConnectionFailure,
+    InDoubt,
+    OutOfTime,
     Pending,
     PermanentFailure,
     SetupFailure,
-    TemporaryFailure,
     Throttled,
     Transport,
 )
@@ -43,11 +53,14 @@ KNOWN_AUTHORITIES = frozenset(
 )
 """Authority hosts azure-identity validates itself; any other (a private or test cloud) is used
 without asking Microsoft's public cloud first (``disable_instance_discovery``)."""
-THROTTLED_STATUS = frozenset({429, 503, 504})
 MAX_RETRY_AFTER = 120.0
 """The longest single wait for ``Retry-After``: longer, and the rest waits for the next apply."""
 THROTTLE_RETRIES = 3
 TIMEOUT = 60.0
+"""The longest one sendMail request may take, from connecting to the end of its reply; less
+when the apply's delivery budget (``--delivery-timeout``) ends first."""
+REPLY_LIMIT = 256 * 1024
+"""The most of a reply's body read: Graph's JSON errors take a few hundred bytes."""
 
 
 class Credential(Protocol):
@@ -135,8 +148,8 @@ def access_token(credential: Credential, scope: str) -> str:
 
 
 class GraphTransport(Transport):
-    """Sends each message with ``sendMail`` as ``sender``; throttling (429, 503, 504) is waited
-    out per ``Retry-After`` a few times, then the run stops with the rest queued."""
+    """Sends each message with ``sendMail`` as ``sender`` (see the module's docstring for
+    what each answer means)."""
 
     def __init__(
         self,
@@ -151,45 +164,56 @@ class GraphTransport(Transport):
         self.description = f"graph://{sender} ({urllib.parse.urlsplit(self.graph_url).netloc})"
         self._env = env
         self._credential = credential
+        self._context: ssl.SSLContext | None = None
         self._sleep = sleep
         self._url = f"{self.graph_url}/v1.0/users/{urllib.parse.quote(sender, safe='@')}/sendMail"
 
-    def send(self, message: Pending) -> None:
+    def send(self, message: Pending, *, deadline: float | None = None) -> None:
         if self._credential is None:
             self._credential = app_credential(self._env)
         token = access_token(self._credential, scope_for(self.graph_url))
         body = base64.b64encode(message.data)
         for attempt in range(THROTTLE_RETRIES + 1):
-            status, retry_after, detail = self._post(body, token)
-            if status == 202:
+            reply = self._post(body, token, deadline)
+            if reply.status == 202:
                 return
-            if status in THROTTLED_STATUS:
-                wait = _retry_after(retry_after)
-                if attempt < THROTTLE_RETRIES and wait <= MAX_RETRY_AFTER:
-                    self._sleep(wait)
-                    continue
+            detail = _graph_error(reply)
+            wait = _throttle_wait(reply)
+            if wait is None:
+                raise self._refusal(reply.status, detail)
+            if (
+                attempt == THROTTLE_RETRIES
+                or wait > MAX_RETRY_AFTER
+                or (deadline is not None and time.monotonic() + wait >= deadline)
+            ):
                 raise Throttled(
-                    f"{self.description} is throttling ({status} {detail}); retry after {wait:g} s"
+                    f"{self.description} is throttling ({reply.status} {detail}); retry "
+                    f"after {wait:g} s"
                 )
-            raise self._refusal(status, detail)
+            self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _post(self, body: bytes, token: str) -> tuple[int, str | None, str]:
-        """``(status, Retry-After, Graph's error text)`` of one sendMail request."""
-        request = urllib.request.Request(
-            self._url,
-            data=body,
-            method="POST",
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
-        )
+    def _post(self, body: bytes, token: str, deadline: float | None) -> https.Reply:
+        """One sendMail request, over by ``deadline`` and within :data:`TIMEOUT`."""
+        now = time.monotonic()
+        until = now + TIMEOUT if deadline is None else min(now + TIMEOUT, deadline)
+        if until <= now:
+            raise OutOfTime(BUDGET_USED_UP)
+        if self._context is None and self.graph_url.startswith("https:"):
+            self._context = ssl.create_default_context()  # only now: loading CAs is slow
         try:
-            with _OPENER.open(request, timeout=TIMEOUT) as response:
-                return response.status, None, ""
-        except urllib.error.HTTPError as error:
-            return error.code, error.headers.get("Retry-After"), _graph_error(error)
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise ConnectionFailure(f"cannot reach {self.description}: {reason}") from None
+            return https.post(
+                self._url,
+                body,
+                {"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
+                deadline=until,
+                limit=REPLY_LIMIT,
+                context=self._context,
+            )
+        except https.NotSent as error:
+            raise ConnectionFailure(f"cannot reach {self.description}: {error}") from None
+        except https.NoAnswer as error:
+            raise self._in_doubt(f"gave no answer to sendMail ({error})") from None
 
     def _refusal(self, status: int, detail: str) -> Exception:
         said = f"{self.description} refused sendMail: {status} {detail}".rstrip()
@@ -203,27 +227,36 @@ class GraphTransport(Transport):
             return SetupFailure(f"{said}; is {self.sender} a mailbox of this tenant?")
         if 400 <= status < 500:
             return PermanentFailure(said)
-        return TemporaryFailure(said)
+        return self._in_doubt(f"answered sendMail with {status} {detail}".rstrip())
+
+    def _in_doubt(self, what: str) -> InDoubt:
+        return InDoubt(
+            f"in doubt: {self.description} {what}; it may have sent the message, so it is "
+            "not sent again now: it stays queued and the next apply sends it again with the "
+            "same Message-ID"
+        )
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """The bearer token goes to Graph only: a redirect is an answer, never followed."""
+def _throttle_wait(reply: https.Reply) -> float | None:
+    """Seconds to wait when Graph is throttling (429, or 503 with ``Retry-After``: the request
+    was not processed), else None."""
+    retry_after = reply.headers.get("Retry-After")
+    if reply.status == 429 or (reply.status == 503 and retry_after is not None):
+        return _retry_after(retry_after)
+    return None
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
-
-_OPENER = urllib.request.build_opener(_NoRedirects())
-
-
-def _graph_error(error: urllib.error.HTTPError) -> str:
-    """``code: message`` from Graph's JSON error, on one line."""
+def _graph_error(reply: https.Reply) -> str:
+    """``code: message`` from Graph's JSON error on one line; else the reply's reason phrase
+    (a proxy's HTML page, a cut or malformed body)."""
     try:
-        found = json.loads(error.read().decode("utf-8")).get("error", {})
-        text = f"{found.get('code', '')}: {found.get('message', '')}".strip(": ")
-    except (ValueError, AttributeError, OSError):
-        text = str(error.reason or "")
-    return " ".join(text.split())[:300]
+        found = json.loads(reply.body.decode("utf-8"))
+    except (ValueError, RecursionError):
+        found = None
+    error = found.get("error") if isinstance(found, dict) else None
+    fields = [error.get(key) for key in ("code", "message")] if isinstance(error, dict) else []
+    text = ": ".join(value for value in fields if isinstance(value, str) and value)
+    return " ".join((text or reply.reason).split())[:300]
 
 
 def _os_reason(error: Exception) -> str:

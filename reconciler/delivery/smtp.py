@@ -73,7 +73,8 @@ class SMTPTransport(Transport):
     ``mode`` is ``plain`` (no TLS), ``starttls`` (upgrade, required) or ``ssl`` (TLS from the
     start). ``ssl_context`` defaults to the system's trust store with hostname checking; tests
     pass one trusting their self-signed certificate. ``default_from`` is the envelope sender for
-    messages that carry none.
+    messages that carry none. The run's ``deadline`` is not used: each phase waits as long as
+    RFC 5321 says, since giving up early on a final reply is what delivers a message twice.
     """
 
     def __init__(
@@ -111,7 +112,7 @@ class SMTPTransport(Transport):
         self.description = f"{SCHEMES[mode]}://{user}{netloc}:{port}"
         self._connection: smtplib.SMTP | None = None
 
-    def send(self, message: Pending) -> None:
+    def send(self, message: Pending, *, deadline: float | None = None) -> None:
         sender = message.sender or self.default_from
         if not sender:
             raise SetupFailure(
