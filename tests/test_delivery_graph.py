@@ -375,6 +375,52 @@ def test_a_refusal_that_is_not_graphs_json_is_one_line(
     assert "Applied: acme (serial 1). 2 email(s) delivered" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "graph.microsoft.com",
+        "ftp://graph.microsoft.com",
+        "https://graph.microsoft.com:99999",
+        "https://[::1",
+        "https://graph.microsoft.com/v1.0",
+        "https://graph.microsoft.com?x=1",
+        "https://app:s3cr3t-in-url@graph.microsoft.com",
+        "http://graph.microsoft.com",
+    ],
+)
+def test_a_graph_url_that_is_not_https_to_a_host_is_refused_before_anything_is_sent(
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str], url: str
+) -> None:
+    """The bearer token and every message (PINs included) travel in the request: never in
+    clear text, never to something that is not Graph's root. Mail already queued stays so."""
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
+    ws.apply("--allow-new-state", "--max-messages", "1", expect=3)
+    result = ws.apply(env={"RECONCILER_GRAPH_URL": url}, expect=1)
+    assert_clean_error(result, "RECONCILER_GRAPH_URL")
+    assert len(result.stderr.splitlines()) == 1 and "s3cr3t" not in result.output
+    assert len(fake_cloud.requests) == 1
+    assert ws.apply().code == 0 and len(fake_cloud.messages) == 3
+
+
+def test_plain_http_is_only_for_a_loopback_graph_and_only_when_asked(
+    new_workspace: NewWorkspace,
+    fake_cloud: FakeCloud,
+    trust_env: dict[str, str],
+    plain_graph: str,
+) -> None:
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
+    refused = ws.apply(env={"RECONCILER_GRAPH_URL": plain_graph}, expect=1)
+    assert_clean_error(refused, "is plain http", "unencrypted")
+    assert fake_cloud.requests == []
+    opt_in = {"RECONCILER_GRAPH_ALLOW_LOOPBACK_HTTP": "true"}
+    elsewhere = ws.apply(
+        env={"RECONCILER_GRAPH_URL": "http://graph.example.com", **opt_in}, expect=1
+    )
+    assert_clean_error(elsewhere, "only to a loopback address")
+    sent = ws.apply(env={"RECONCILER_GRAPH_URL": plain_graph, **opt_in})
+    assert "3 email(s) delivered" in sent.stdout and len(fake_cloud.messages) == 3
+
+
 def test_sendmail_goes_through_the_proxy_the_environment_names(
     new_workspace: NewWorkspace,
     fake_cloud: FakeCloud,

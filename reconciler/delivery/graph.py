@@ -9,7 +9,8 @@ Credentials are app-only and never in the URL: the standard ``AZURE_TENANT_ID``,
 ``AZURE_CLIENT_ID`` and one of ``AZURE_CLIENT_SECRET``, ``AZURE_CLIENT_CERTIFICATE_PATH`` or
 ``AZURE_FEDERATED_TOKEN_FILE`` (workload identity federation: no stored secret), through
 Microsoft's ``azure-identity``, which caches the token for the run and renews it when it expires.
-``AZURE_AUTHORITY_HOST`` and ``RECONCILER_GRAPH_URL`` select a sovereign cloud.
+``AZURE_AUTHORITY_HOST`` and ``RECONCILER_GRAPH_URL`` select a sovereign cloud; Graph is reached
+over https only, since the bearer token and the messages (PINs) travel in each request.
 
 An email cannot be recalled, so a sendMail that may have been carried out is never repeated in
 the same run. Only ``202`` is delivered; ``4xx`` is Graph refusing (nothing was sent); ``429`` and
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import ipaddress
 import json
 import os
 import ssl
@@ -31,6 +33,8 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+
+from reconciler.redaction import mask_password
 
 from . import https
 from .base import (
@@ -48,6 +52,9 @@ from .base import (
 
 GRAPH_URL_ENV = "RECONCILER_GRAPH_URL"
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
+LOOPBACK_HTTP_ENV = "RECONCILER_GRAPH_ALLOW_LOOPBACK_HTTP"
+"""``true`` lets ``RECONCILER_GRAPH_URL`` be plain ``http://`` to a loopback address: a fake
+Graph in tests, never a network."""
 KNOWN_AUTHORITIES = frozenset(
     {"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"}
 )
@@ -71,6 +78,53 @@ def scope_for(resource: str) -> str:
     """The app-only scope of a resource URL (``https://graph.microsoft.com/.default``)."""
     parts = urllib.parse.urlsplit(resource)
     return f"{parts.scheme}://{parts.netloc}/.default"
+
+
+def graph_url(env: Mapping[str, str] = os.environ) -> str:
+    """``RECONCILER_GRAPH_URL`` (default Microsoft's global Graph) as ``https://HOST[:PORT]``.
+    Plain ``http`` only to a loopback address with ``RECONCILER_GRAPH_ALLOW_LOOPBACK_HTTP=true``:
+    the bearer token and every message would otherwise cross the network readable. Anything
+    else raises ValueError, one line that never shows a password."""
+    value = env.get(GRAPH_URL_ENV) or DEFAULT_GRAPH_URL
+    shown = f"{GRAPH_URL_ENV} {mask_password(value)!r}"
+    usage = f"{shown} must be https://HOST[:PORT], Graph's root (default {DEFAULT_GRAPH_URL})"
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(usage) from None
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or port == 0
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(usage)
+    if parts.scheme == "http":
+        allowed = env.get(LOOPBACK_HTTP_ENV, "").lower()
+        if allowed not in ("", "true", "false"):
+            raise ValueError(f"{LOOPBACK_HTTP_ENV} must be true or false")
+        if allowed != "true":
+            raise ValueError(
+                f"{shown} is plain http: the access token and every message, PINs included, "
+                "would cross the network unencrypted; use https://"
+            )
+        if not _loopback(parts.hostname):
+            raise ValueError(
+                f"{shown}: {LOOPBACK_HTTP_ENV} allows plain http only to a loopback address "
+                "(127.0.0.1, ::1, localhost); use https://"
+            )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def app_credential(env: Mapping[str, str] = os.environ) -> Credential:
@@ -149,7 +203,8 @@ def access_token(credential: Credential, scope: str) -> str:
 
 class GraphTransport(Transport):
     """Sends each message with ``sendMail`` as ``sender`` (see the module's docstring for
-    what each answer means)."""
+    what each answer means). ``RECONCILER_GRAPH_URL`` is checked when the transport is made,
+    so a wrong one is refused before anything is committed or sent."""
 
     def __init__(
         self,
@@ -160,7 +215,7 @@ class GraphTransport(Transport):
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.sender = sender
-        self.graph_url = (env.get(GRAPH_URL_ENV) or DEFAULT_GRAPH_URL).rstrip("/")
+        self.graph_url = graph_url(env)
         self.description = f"graph://{sender} ({urllib.parse.urlsplit(self.graph_url).netloc})"
         self._env = env
         self._credential = credential
