@@ -19,6 +19,7 @@ from tests.fixtures.graph import (
     SENDER,
     FakeCloud,
     drip,
+    echo_token,
     hang_up,
     hold,
     huge,
@@ -419,6 +420,31 @@ def test_plain_http_is_only_for_a_loopback_graph_and_only_when_asked(
     assert_clean_error(elsewhere, "only to a loopback address")
     sent = ws.apply(env={"RECONCILER_GRAPH_URL": plain_graph, **opt_in})
     assert "3 email(s) delivered" in sent.stdout and len(fake_cloud.messages) == 3
+
+
+def test_a_token_endpoint_quoting_the_secret_has_it_printed_nowhere(
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    """azure-identity logs the identity platform's refusal as a warning, which Python would
+    print to stderr; our own line quotes its first line. Neither may show the secret."""
+    fake_cloud.echo_secret = True
+    wrong = "wr0ng-s3cret+/value"
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env, AZURE_CLIENT_SECRET=wrong)
+    result = ws.apply(expect=1)
+    assert_clean_error(result, "AADSTS7000215", "Secret sent: ***")
+    assert "get_token failed" not in result.output  # the SDK's own log line
+    assert wrong not in result.output and "wr0ng-s3cret%2B" not in result.output
+
+
+def test_a_graph_error_quoting_the_token_has_it_printed_and_kept_nowhere(
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    fake_cloud.script = [echo_token(400)]
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
+    result = ws.apply(expect=1)
+    assert_clean_error(result, "Token not accepted: Bearer ***")
+    kept = ws.run("state", "show").stdout
+    assert "token-1" not in result.output + kept and "Bearer ***" in kept
 
 
 def test_sendmail_goes_through_the_proxy_the_environment_names(

@@ -104,6 +104,11 @@ class Transport(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release the connection, if any; transports without one have nothing to do."""
 
+    def redact(self, text: str) -> str:
+        """``text`` (a failure's reason, which may quote the server) without the secrets this
+        transport has sent; transports that send none have nothing to hide."""
+        return text
+
 
 @dataclass
 class DeliveryReport:
@@ -194,7 +199,8 @@ def deliver(
     Delivery failures never escape; exceptions raised by the callbacks do (the caller's state
     is then in doubt and it must know). ``progress(msg)`` is called once per message, including
     those left untried, so a progress display always completes. Transports name themselves in
-    connection and setup failures, so each reason in the report stands on its own.
+    connection and setup failures, so each reason in the report stands on its own; every reason
+    goes through :meth:`Transport.redact` before it is reported or kept.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
@@ -210,7 +216,7 @@ def deliver(
             outcome = _attempt(message, transport, attempts, backoff, sleep, precondition, deadline)
             if pace is not None and not isinstance(outcome, SetupFailure | ConnectionFailure):
                 pace.sent()
-            reason = "" if outcome is None else str(outcome)
+            reason = "" if outcome is None else transport.redact(str(outcome))
             if outcome is None:
                 report.delivered.append(message.message_id)
                 on_delivered(message)

@@ -31,10 +31,10 @@ import os
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from reconciler.redaction import mask_password
+from reconciler.redaction import mask_password, scrub
 
 from . import https
 from .base import (
@@ -60,6 +60,7 @@ KNOWN_AUTHORITIES = frozenset(
 )
 """Authority hosts azure-identity validates itself; any other (a private or test cloud) is used
 without asking Microsoft's public cloud first (``disable_instance_discovery``)."""
+SECRET_ENV = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD")
 MAX_RETRY_AFTER = 120.0
 """The longest single wait for ``Retry-After``: longer, and the rest waits for the next apply."""
 THROTTLE_RETRIES = 3
@@ -72,6 +73,40 @@ REPLY_LIMIT = 256 * 1024
 
 class Credential(Protocol):
     def get_token(self, *scopes: str) -> Any: ...
+
+
+class AppCredential:
+    """The app's credential and every secret it has handled — the AZURE_* secrets it was made
+    from and each token it got — so that what a server says back can be scrubbed of them."""
+
+    def __init__(self, credential: Credential, secrets: Iterable[str]) -> None:
+        self._credential = credential
+        self._secrets = {secret for secret in secrets if secret}
+
+    def token(self, scope: str) -> str:
+        """A token for ``scope`` (cached by the credential); a refusal is an
+        AuthenticationFailure whose text is the identity platform's first line, never a
+        secret."""
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            token = str(self._credential.get_token(scope).token)
+        except OSError as error:  # the federated token file is missing or unreadable
+            raise AuthenticationFailure(
+                self.redact(f"cannot get a token for {scope}: {_os_reason(error)}")
+            ) from None
+        except ClientAuthenticationError as error:
+            first = " ".join(
+                (str(error.message or error).strip().splitlines() or ["refused"])[0].split()
+            )
+            raise AuthenticationFailure(
+                self.redact(f"cannot get a token for {scope}: {first[:300]}")
+            ) from None
+        self._secrets.add(token)
+        return token
+
+    def redact(self, text: str) -> str:
+        return scrub(text, self._secrets)
 
 
 def scope_for(resource: str) -> str:
@@ -127,7 +162,7 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def app_credential(env: Mapping[str, str] = os.environ) -> Credential:
+def app_credential(env: Mapping[str, str] = os.environ) -> AppCredential:
     """The app's credential from the standard Azure environment variables, with Microsoft's
     library. Raises SetupFailure naming what is missing (never a secret)."""
     try:
@@ -155,50 +190,40 @@ def app_credential(env: Mapping[str, str] = os.environ) -> Credential:
         host = urllib.parse.urlsplit(authority).hostname or authority
         if host not in KNOWN_AUTHORITIES:
             options["disable_instance_discovery"] = True
+    secrets = [env.get(name, "") for name in SECRET_ENV]
     try:
         if env.get("AZURE_CLIENT_SECRET"):
-            return ClientSecretCredential(tenant, client, env["AZURE_CLIENT_SECRET"], **options)
-        if env.get("AZURE_CLIENT_CERTIFICATE_PATH"):
-            return CertificateCredential(
+            credential: Credential = ClientSecretCredential(
+                tenant, client, env["AZURE_CLIENT_SECRET"], **options
+            )
+        elif env.get("AZURE_CLIENT_CERTIFICATE_PATH"):
+            credential = CertificateCredential(
                 tenant,
                 client,
                 env["AZURE_CLIENT_CERTIFICATE_PATH"],
                 password=env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
                 **options,
             )
-        if env.get("AZURE_FEDERATED_TOKEN_FILE"):
-            return WorkloadIdentityCredential(
+        elif env.get("AZURE_FEDERATED_TOKEN_FILE"):
+            credential = WorkloadIdentityCredential(
                 tenant_id=tenant,
                 client_id=client,
                 token_file_path=env["AZURE_FEDERATED_TOKEN_FILE"],
                 **options,
             )
+        else:
+            raise SetupFailure(
+                "no app credential: set AZURE_CLIENT_SECRET, "
+                "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE"
+            )
     except (OSError, ValueError) as error:  # an unreadable certificate, a malformed value
         raise SetupFailure(
-            f"cannot use the app credential from the AZURE_* variables: {_os_reason(error)}"
+            scrub(
+                f"cannot use the app credential from the AZURE_* variables: {_os_reason(error)}",
+                secrets,
+            )
         ) from None
-    raise SetupFailure(
-        "no app credential: set AZURE_CLIENT_SECRET, "
-        "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE"
-    )
-
-
-def access_token(credential: Credential, scope: str) -> str:
-    """A token for ``scope`` (cached by the credential); a refusal is an AuthenticationFailure
-    whose text is the identity platform's first line, never the secret."""
-    from azure.core.exceptions import ClientAuthenticationError
-
-    try:
-        return str(credential.get_token(scope).token)
-    except OSError as error:  # the federated token file is missing or unreadable
-        raise AuthenticationFailure(
-            f"cannot get a token for {scope}: {_os_reason(error)}"
-        ) from None
-    except ClientAuthenticationError as error:
-        first = " ".join(
-            (str(error.message or error).strip().splitlines() or ["refused"])[0].split()
-        )
-        raise AuthenticationFailure(f"cannot get a token for {scope}: {first[:300]}") from None
+    return AppCredential(credential, secrets)
 
 
 class GraphTransport(Transport):
@@ -211,14 +236,13 @@ class GraphTransport(Transport):
         sender: str,
         *,
         env: Mapping[str, str] = os.environ,
-        credential: Credential | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.sender = sender
         self.graph_url = graph_url(env)
         self.description = f"graph://{sender} ({urllib.parse.urlsplit(self.graph_url).netloc})"
         self._env = env
-        self._credential = credential
+        self._credential: AppCredential | None = None
         self._context: ssl.SSLContext | None = None
         self._sleep = sleep
         self._url = f"{self.graph_url}/v1.0/users/{urllib.parse.quote(sender, safe='@')}/sendMail"
@@ -226,7 +250,7 @@ class GraphTransport(Transport):
     def send(self, message: Pending, *, deadline: float | None = None) -> None:
         if self._credential is None:
             self._credential = app_credential(self._env)
-        token = access_token(self._credential, scope_for(self.graph_url))
+        token = self._credential.token(scope_for(self.graph_url))
         body = base64.b64encode(message.data)
         for attempt in range(THROTTLE_RETRIES + 1):
             reply = self._post(body, token, deadline)
@@ -247,6 +271,9 @@ class GraphTransport(Transport):
                 )
             self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def redact(self, text: str) -> str:
+        return text if self._credential is None else self._credential.redact(text)
 
     def _post(self, body: bytes, token: str, deadline: float | None) -> https.Reply:
         """One sendMail request, over by ``deadline`` and within :data:`TIMEOUT`."""

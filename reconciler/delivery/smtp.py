@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
+from reconciler.redaction import scrub
+
 from .base import (
     AuthenticationFailure,
     ConnectionFailure,
@@ -104,6 +106,7 @@ class SMTPTransport(Transport):
         self._token = token
         """With ``?auth=xoauth2``: returns an OAuth access token for ``username`` (AUTH XOAUTH2,
         as Exchange Online wants once basic authentication is off)."""
+        self._tokens: set[str] = set()
         self.timeouts = timeouts
         self.ssl_context = ssl_context
         self.default_from = default_from
@@ -221,6 +224,10 @@ class SMTPTransport(Transport):
         if code == 421:
             self.close()
 
+    def redact(self, text: str) -> str:
+        """Without the password or a token: a server may quote what it was sent."""
+        return scrub(text, [self._password or "", *self._tokens])
+
     def close(self) -> None:
         """Say QUIT politely if the connection still works, and forget it either way."""
         connection, self._connection = self._connection, None
@@ -273,7 +280,9 @@ class SMTPTransport(Transport):
                 connection.starttls(context=self.ssl_context)
                 connection.ehlo_or_helo_if_needed()  # STARTTLS forgot what EHLO said
             if self.username is not None and self._token is not None:
-                bearer = f"user={self.username}\x01auth=Bearer {self._token()}\x01\x01"
+                token = self._token()
+                self._tokens.add(token)
+                bearer = f"user={self.username}\x01auth=Bearer {token}\x01\x01"
                 connection.auth("XOAUTH2", lambda challenge=None: bearer, initial_response_ok=True)
             elif self.username is not None:
                 connection.login(self.username, self._password or "")
