@@ -11,7 +11,7 @@ import pytest
 from tests.fixtures.smtp import SMTPTestServer
 from tests.helpers.mail import copies_by_message_id
 from tests.helpers.patience import patience
-from tests.helpers.workspace import Workspace, with_acme
+from tests.helpers.workspace import NewWorkspace, Workspace, with_acme
 
 FROM = ["--default-from", "noreply@acme.com", "--retry-backoff", "0.01"]
 
@@ -80,6 +80,29 @@ def test_the_budget_bounds_a_server_that_defers_every_message(
     )
     assert time.monotonic() - started < patience(6)
     assert result.code == 1 and "8 queued" in result.stdout, str(result)
+
+
+def test_no_retry_pauses_past_the_budget_and_the_failure_is_said_as_it_is(
+    new_workspace: NewWorkspace, dead_smtp_url: str
+) -> None:
+    """A pause before a retry that would end after --delivery-timeout is not taken: the run
+    ends within its budget, saying what failed rather than that the time ran out."""
+    ws = acme(new_workspace(), 3, dead_smtp_url)
+    started = time.monotonic()
+    result = ws.run(
+        "apply",
+        "--auto-approve",
+        "--default-from",
+        "noreply@acme.com",
+        "--retry-backoff",
+        "20",
+        "--delivery-timeout",
+        "2",
+        timeout=60,
+    )
+    assert time.monotonic() - started < patience(6)
+    assert result.code == 1 and "cannot connect" in result.stderr, str(result)
+    assert "3 email(s) still queued" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -183,7 +183,8 @@ def deliver(
     - Accepted: ``on_delivered(msg)`` right away, so the caller marks it delivered before the
       next message is tried (a crash then re-sends at most the message in flight).
     - :class:`TemporaryFailure`: up to ``attempts`` tries, pausing ``backoff``, ``2*backoff``,
-      ... (each pause at most :data:`MAX_BACKOFF`). Still failing, the message stays queued; if
+      ... (each pause at most :data:`MAX_BACKOFF`, none past the time budget of ``pace``: the
+      failure is then reported as it is). Still failing, the message stays queued; if
       the last failure was a :class:`ConnectionFailure` the remaining messages are left queued
       untried, otherwise delivery continues with the next one.
     - :class:`PermanentFailure`: ``on_failed(msg, reason)``, continue.
@@ -254,9 +255,10 @@ def _attempt(
             return failure
         except TemporaryFailure as failure:
             tries += 1
-            if tries >= attempts:
+            pause = min(backoff * 2 ** (tries - 1), MAX_BACKOFF)
+            if tries >= attempts or (deadline is not None and time.monotonic() + pause >= deadline):
                 return failure
-            sleep(min(backoff * 2 ** (tries - 1), MAX_BACKOFF))
+            sleep(pause)
         except (PermanentFailure, SetupFailure) as failure:
             return failure
         else:
