@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import shlex
 import shutil
@@ -192,6 +193,21 @@ def retry_backoff_option(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(__version__, prog_name="reconciler")
 def main() -> None:
     """Reconcile Microsoft 365 Audio Conferencing users with their YAML configuration."""
+    _silence_sdk_logs()
+
+
+SDK_LOGGERS = ("azure", "msal")
+"""azure-identity, azure-core and MSAL: their warnings quote the identity platform's reply,
+which may echo a secret, and their lower levels request headers and bodies."""
+
+
+def _silence_sdk_logs() -> None:
+    """Keep the SDKs' log records off the terminal: with no handler, Python's last resort
+    would print their warnings to stderr. Our own error line says what failed, scrubbed."""
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [logging.NullHandler()]
+        logger.propagate = False
 
 
 @main.command()

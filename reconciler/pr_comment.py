@@ -36,7 +36,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from reconciler import __version__
 from reconciler.errors import UserError
 from reconciler.outputs.markdown import MARKER
-from reconciler.redaction import redact
+from reconciler.redaction import scrub
 
 GITHUB_LIMIT = 65_536
 """GitHub refuses comment bodies longer than this (characters)."""
@@ -224,7 +224,7 @@ def _token_blanked(
         try:
             return operation(target, *args, **kwargs)
         except UserError as exc:
-            raise UserError(redact(str(exc), target.token)) from None
+            raise UserError(scrub(str(exc), [target.token])) from None
 
     return run
 
@@ -385,7 +385,7 @@ def _link(forge: Forge, answer: Any) -> str | None:
     url = (answer.get("html_url") or answer.get("web_url")) if isinstance(answer, dict) else None
     if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
         return None
-    return redact(url, forge.token)
+    return scrub(url, [forge.token])
 
 
 def _id(forge: Forge | AzureDevOps, answer: Any) -> int:

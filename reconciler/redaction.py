@@ -1,14 +1,18 @@
-"""The password of a ``scheme://user:password@host`` URL, found and masked in one way for every
-URL the operator writes (``--state``, ``--mail``): it runs to the *last* ``@``, so a password
-holding an unencoded ``@``, ``/``, ``?`` or ``#`` is still hidden whole. And a token, wherever a
-server's reply repeats it (:func:`redact`)."""
+"""Secrets kept out of what we print. The password of a ``scheme://user:password@host`` URL is
+found and masked in one way for every URL the operator writes (``--state``, ``--mail``): it runs
+to the *last* ``@``, so a password holding an unencoded ``@``, ``/``, ``?`` or ``#`` is still
+hidden whole. Text a server wrote goes through :func:`scrub` before it is shown or kept: a
+careless or hostile server may quote the secrets of our request back in its error."""
 
 from __future__ import annotations
 
 import re
-import urllib.parse
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 _USERINFO_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*):.*@", re.DOTALL)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+"""A JSON Web Token (an access token, a federated or client assertion), known to us or not."""
 
 
 def mask_password(url: str) -> str:
@@ -22,11 +26,14 @@ def userinfo_password(url: str) -> str | None:
     return match.group(0)[len(match.group(1)) + 1 : -1] if match else None
 
 
-def redact(text: str, secret: str) -> str:
-    """``text`` with ``secret``, as written or percent-encoded (in a URL), replaced by ``***``:
-    for what a server says back, which may echo the credential it was sent."""
-    if not secret:
-        return text
-    for form in sorted({secret, urllib.parse.quote(secret, safe="")}, key=len, reverse=True):
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each secret — as written, percent- or form-encoded, as a server may quote
+    a request back — and anything shaped like a JSON Web Token replaced by ``***``."""
+    forms = {form for secret in secrets if secret for form in _encodings(secret)}
+    for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, "***")
-    return text
+    return _JWT.sub("***", text)
+
+
+def _encodings(secret: str) -> tuple[str, str, str]:
+    return secret, quote(secret, safe=""), quote_plus(secret)

@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.state",
     "tests.fixtures.graph",
+    "tests.fixtures.proxy",
     "tests.fixtures.azure_devops",
     "tests.fixtures.forge",
     "tests.fixtures.templates",

@@ -262,3 +262,18 @@ def test_a_refused_sender_keeps_every_message_queued_with_its_pin(
     )
     assert "2 queued" in result.stdout and "0 failed" in result.stdout
     assert "refused the sender noreply@acme.com" in result.stderr
+
+
+def test_a_server_without_starttls_is_a_setup_failure_tried_once(
+    new_workspace: NewWorkspace, smtp_server: SMTPTestServer
+) -> None:
+    """smtp+starttls:// to a server that does not offer STARTTLS can never work as configured:
+    like a refused login, it is said once and nothing is tried again (it used to be retried as
+    a dropped connection, 4 connections for nothing)."""
+    ws = sending_to(new_workspace(), smtp_server.url.replace("smtp://", "smtp+starttls://"))
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(2))
+    result = ws.apply(expect=1)
+    assert "STARTTLS extension not supported by server" in result.stderr
+    assert "cannot connect" not in result.stderr and "Traceback" not in result.output
+    assert "2 email(s) still queued" in result.stderr
+    assert smtp_server.connections == 1 and smtp_server.received == []

@@ -4,15 +4,30 @@ with Microsoft's own azure-identity getting the tokens."""
 
 from __future__ import annotations
 
+import base64
 import collections
 import email
 import email.policy
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.fixtures.graph import CLIENT_SECRET, SENDER, FakeCloud
+from tests.fixtures.graph import (
+    CLIENT_SECRET,
+    SENDER,
+    FakeCloud,
+    drip,
+    echo_token,
+    hang_up,
+    hold,
+    huge,
+    raw,
+)
+from tests.fixtures.proxy import Proxy
+from tests.helpers.cli import Result, assert_clean_error
+from tests.helpers.mail import copies_by_message_id, parse_mail
 from tests.helpers.patience import patience
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace
@@ -280,3 +295,171 @@ def test_a_missing_certificate_or_token_file_is_one_line_and_mail_stays_queued(
     assert "Traceback" not in result.output, str(result)
     assert f"no such file or directory: {missing}" in result.stderr
     assert "3 email(s) still queued" in result.stderr and fake_cloud.messages == []
+
+
+def _graph_error(status: int, code: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    return status, {}, {"error": {"code": code, "message": "Something went wrong."}}
+
+
+NO_DEFINITE_ANSWER = {
+    "hang-up": hang_up,
+    "timeout": hold,
+    "500": _graph_error(500, "InternalServerError"),
+    "502": _graph_error(502, "BadGateway"),
+    "504": _graph_error(504, "GatewayTimeout"),
+    "not-http": raw(b"HELLO\r\n\r\n"),
+    "dripped-500": drip(500, interval=0.2),
+    "huge-500": huge(500, 800 * 2**20),
+}
+
+
+def in_doubt_run(ws: Workspace, cloud: FakeCloud, budget: float) -> Result:
+    """An apply whose first sendMail gets no definite answer: exit 1 within the delivery
+    budget, one in-doubt line, sendMail called once, everything still queued."""
+    started = time.monotonic()
+    result = ws.apply("--delivery-timeout", f"{budget:g}", expect=None)
+    assert time.monotonic() - started < budget + patience(10), str(result)
+    assert_clean_error(result, "in doubt: ", "3 email(s) still queued")
+    assert len(cloud.requests) == 1, str(result)  # never sent again in the same run
+    return result
+
+
+@pytest.mark.parametrize("answer", NO_DEFINITE_ANSWER)
+def test_a_sendmail_without_a_definite_answer_is_in_doubt_and_sent_once_more_by_the_next_apply(
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str], answer: str
+) -> None:
+    """A PIN email cannot be recalled: a request that went out but got no 202, no refusal and
+    no throttling may have been carried out, so it is not repeated in this run (it used to be
+    tried 4 times, then again by the next apply). A reply that never ends (held, dripped) ends
+    with the delivery budget; a huge one is read only up to a cap."""
+    fake_cloud.script = [NO_DEFINITE_ANSWER[answer]]
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
+    in_doubt_run(ws, fake_cloud, budget=patience(2))
+    assert fake_cloud.written < 64 * 2**20  # not the 800 MB offered
+    in_doubt = str(parse_mail(fake_cloud.requests[0]).message["Message-ID"])
+    again = ws.apply()
+    assert "3 email(s) delivered" in again.stdout
+    copies = copies_by_message_id([parse_mail(data) for data in fake_cloud.requests])
+    assert copies[in_doubt] == 2 and sorted(copies.values()) == [1, 1, 2]
+
+
+def test_503_is_throttling_only_with_retry_after(
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    """Graph documents 503 with Retry-After as throttling (the request was not processed):
+    waited out and tried again; without it, nothing says the message was not sent."""
+    status, _, busy = _graph_error(503, "ServiceUnavailable")
+    fake_cloud.script = [(status, {"Retry-After": "0"}, busy), (status, {}, busy)]
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
+    result = ws.apply(expect=1)
+    assert_clean_error(result, "in doubt: ", "answered sendMail with 503 ServiceUnavailable")
+    assert len(fake_cloud.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><body>Bad gateway</body></html>",
+        b'{"error": "not an object"}',
+        b"[" * 100_000,
+    ],
+    ids=["html", "wrong-shape", "deeply-nested"],
+)
+def test_a_refusal_that_is_not_graphs_json_is_one_line(
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str], body: bytes
+) -> None:
+    head = f"HTTP/1.1 400 Bad Request\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    fake_cloud.script = [raw(head + body)]
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
+    result = ws.apply(expect=1)
+    assert_clean_error(result, "refused sendMail: 400 Bad Request")
+    assert "Applied: acme (serial 1). 2 email(s) delivered" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "graph.microsoft.com",
+        "ftp://graph.microsoft.com",
+        "https://graph.microsoft.com:99999",
+        "https://[::1",
+        "https://graph.microsoft.com/v1.0",
+        "https://graph.microsoft.com?x=1",
+        "https://app:s3cr3t-in-url@graph.microsoft.com",
+        "http://graph.microsoft.com",
+    ],
+)
+def test_a_graph_url_that_is_not_https_to_a_host_is_refused_before_anything_is_sent(
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str], url: str
+) -> None:
+    """The bearer token and every message (PINs included) travel in the request: never in
+    clear text, never to something that is not Graph's root. Mail already queued stays so."""
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
+    ws.apply("--allow-new-state", "--max-messages", "1", expect=3)
+    result = ws.apply(env={"RECONCILER_GRAPH_URL": url}, expect=1)
+    assert_clean_error(result, "RECONCILER_GRAPH_URL")
+    assert len(result.stderr.splitlines()) == 1 and "s3cr3t" not in result.output
+    assert len(fake_cloud.requests) == 1
+    assert ws.apply().code == 0 and len(fake_cloud.messages) == 3
+
+
+def test_plain_http_is_only_for_a_loopback_graph_and_only_when_asked(
+    new_workspace: NewWorkspace,
+    fake_cloud: FakeCloud,
+    trust_env: dict[str, str],
+    plain_graph: str,
+) -> None:
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
+    refused = ws.apply(env={"RECONCILER_GRAPH_URL": plain_graph}, expect=1)
+    assert_clean_error(refused, "is plain http", "unencrypted")
+    assert fake_cloud.requests == []
+    opt_in = {"RECONCILER_GRAPH_ALLOW_LOOPBACK_HTTP": "true"}
+    elsewhere = ws.apply(
+        env={"RECONCILER_GRAPH_URL": "http://graph.example.com", **opt_in}, expect=1
+    )
+    assert_clean_error(elsewhere, "only to a loopback address")
+    sent = ws.apply(env={"RECONCILER_GRAPH_URL": plain_graph, **opt_in})
+    assert "3 email(s) delivered" in sent.stdout and len(fake_cloud.messages) == 3
+
+
+def test_a_token_endpoint_quoting_the_secret_has_it_printed_nowhere(
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    """azure-identity logs the identity platform's refusal as a warning, which Python would
+    print to stderr; our own line quotes its first line. Neither may show the secret."""
+    fake_cloud.echo_secret = True
+    wrong = "wr0ng-s3cret+/value"
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env, AZURE_CLIENT_SECRET=wrong)
+    result = ws.apply(expect=1)
+    assert_clean_error(result, "AADSTS7000215", "Secret sent: ***")
+    assert "get_token failed" not in result.output  # the SDK's own log line
+    assert wrong not in result.output and "wr0ng-s3cret%2B" not in result.output
+
+
+def test_a_graph_error_quoting_the_token_has_it_printed_and_kept_nowhere(
+    new_workspace: NewWorkspace, fake_cloud: FakeCloud, trust_env: dict[str, str]
+) -> None:
+    fake_cloud.script = [echo_token(400)]
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
+    result = ws.apply(expect=1)
+    assert_clean_error(result, "Token not accepted: Bearer ***")
+    kept = ws.run("state", "show").stdout
+    assert "token-1" not in result.output + kept and "Bearer ***" in kept
+
+
+def test_sendmail_goes_through_the_proxy_the_environment_names(
+    new_workspace: NewWorkspace,
+    fake_cloud: FakeCloud,
+    trust_env: dict[str, str],
+    https_proxy: Proxy,
+) -> None:
+    """A network that reaches Microsoft only through a proxy: HTTPS_PROXY, with its
+    credentials, carries sendMail (TLS to Graph inside the tunnel) as it carries the tokens."""
+    ws = sending_through_graph(new_workspace(), fake_cloud, trust_env)
+    proxy = https_proxy.url.replace("http://", "http://deploy:pr0xy%40pw@")
+    ws.env.update({"HTTPS_PROXY": proxy, "https_proxy": None, "NO_PROXY": None, "no_proxy": None})
+    assert "3 email(s) delivered" in ws.apply("--allow-new-state").stdout
+    graph = fake_cloud.url.removeprefix("https://")
+    credentials = f"Basic {base64.b64encode(b'deploy:pr0xy@pw').decode()}"
+    assert len(https_proxy.tunnels) >= 3
+    assert set(https_proxy.tunnels) == {(graph, credentials)}

@@ -9,9 +9,10 @@ import time
 import pytest
 
 from tests.fixtures.smtp import SMTPTestServer
+from tests.helpers.cli import Result
 from tests.helpers.mail import copies_by_message_id
 from tests.helpers.patience import patience
-from tests.helpers.workspace import Workspace, with_acme
+from tests.helpers.workspace import NewWorkspace, Workspace, with_acme
 
 FROM = ["--default-from", "noreply@acme.com", "--retry-backoff", "0.01"]
 
@@ -61,11 +62,8 @@ def test_delivery_stops_at_its_time_budget_and_the_rest_stays_queued(
     assert len(sent) == 10 and set(sent.values()) == {1}
 
 
-def test_the_budget_bounds_a_server_that_defers_every_message(
-    workspace: Workspace, smtp_server: SMTPTestServer
-) -> None:
-    ws = acme(workspace, 8, smtp_server.url)
-    smtp_server.fail_next(10_000)  # 451 to everything: 4 tries each would take long
+def apply_within_budget(ws: Workspace, *, retry_backoff: str, budget: str) -> Result:
+    """``apply`` with that first retry pause and ``--delivery-timeout``: over in seconds."""
     started = time.monotonic()
     result = ws.run(
         "apply",
@@ -73,13 +71,33 @@ def test_the_budget_bounds_a_server_that_defers_every_message(
         "--default-from",
         "noreply@acme.com",
         "--retry-backoff",
-        "0.3",
+        retry_backoff,
         "--delivery-timeout",
-        "1",
+        budget,
         timeout=60,
     )
-    assert time.monotonic() - started < patience(6)
+    assert time.monotonic() - started < patience(6), str(result)
+    return result
+
+
+def test_the_budget_bounds_a_server_that_defers_every_message(
+    workspace: Workspace, smtp_server: SMTPTestServer
+) -> None:
+    ws = acme(workspace, 8, smtp_server.url)
+    smtp_server.fail_next(10_000)  # 451 to everything: 4 tries each would take long
+    result = apply_within_budget(ws, retry_backoff="0.3", budget="1")
     assert result.code == 1 and "8 queued" in result.stdout, str(result)
+
+
+def test_no_retry_pauses_past_the_budget_and_the_failure_is_said_as_it_is(
+    new_workspace: NewWorkspace, dead_smtp_url: str
+) -> None:
+    """A pause before a retry that would end after --delivery-timeout is not taken: the run
+    ends within its budget, saying what failed rather than that the time ran out."""
+    ws = acme(new_workspace(), 3, dead_smtp_url)
+    result = apply_within_budget(ws, retry_backoff="20", budget="2")
+    assert result.code == 1 and "cannot connect" in result.stderr, str(result)
+    assert "3 email(s) still queued" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from .base import (
     ConnectionFailure,
     DeliveryReport,
     InDoubt,
+    OutOfTime,
     Pace,
     Pending,
     PermanentFailure,
@@ -31,7 +32,7 @@ from .base import (
     deliver,
 )
 from .files import SuppressedFiles
-from .graph import GraphTransport, access_token, app_credential
+from .graph import AppCredential, GraphTransport, app_credential
 from .maildir import MaildirTransport
 from .smtp import DEFAULT_PORTS, SCHEMES, Mode, SMTPTransport, Timeouts
 
@@ -42,6 +43,7 @@ __all__ = [
     "GraphTransport",
     "InDoubt",
     "MaildirTransport",
+    "OutOfTime",
     "Pace",
     "Pending",
     "PermanentFailure",
@@ -197,12 +199,12 @@ OUTLOOK_SCOPE = "https://outlook.office365.com/.default"
 def _oauth_token(env: Mapping[str, str]) -> Callable[[], str]:
     """Tokens for Exchange Online SMTP from the app's credential, made on first use (a bad
     setting then fails the first message, reported like any setup failure)."""
-    credential: list[Any] = []
+    credential: list[AppCredential] = []
 
     def token() -> str:
         if not credential:
             credential.append(app_credential(env))
-        return access_token(credential[0], env.get(OUTLOOK_SCOPE_ENV) or OUTLOOK_SCOPE)
+        return credential[0].token(env.get(OUTLOOK_SCOPE_ENV) or OUTLOOK_SCOPE)
 
     return token
 

@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 #: Upper bound of one pause between two attempts: a deploy pipeline waits seconds, not minutes.
 MAX_BACKOFF = 30.0
+BUDGET_USED_UP = "the delivery time budget is used up"
 
 
 class TemporaryFailure(Exception):
@@ -40,6 +41,11 @@ class Throttled(TemporaryFailure):
     """The server asks us to slow down or has used up a sending quota (Graph 429 after its
     ``Retry-After`` waits, SMTP ``4.5.3`` or Exchange's "SubmissionQuotaExceeded"): nothing is
     wrong with the message or the setup, so the run stops with the rest queued for later."""
+
+
+class OutOfTime(Throttled):
+    """The run's delivery budget (``--delivery-timeout``) ended before this message could be
+    sent: a limit of our own rather than the server's, met the same way."""
 
 
 class PermanentFailure(Exception):
@@ -89,12 +95,19 @@ class Transport(ABC):
         self.close()
 
     @abstractmethod
-    def send(self, message: Pending) -> None:
+    def send(self, message: Pending, *, deadline: float | None = None) -> None:
         """Make one delivery attempt; raise :class:`TemporaryFailure` (or its
-        :class:`ConnectionFailure`), :class:`PermanentFailure` or :class:`SetupFailure`."""
+        :class:`ConnectionFailure`), :class:`PermanentFailure` or :class:`SetupFailure`.
+        ``deadline`` (``time.monotonic()``) is when the run's delivery budget ends: a transport
+        that would wait on the network past it gives up instead."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release the connection, if any; transports without one have nothing to do."""
+
+    def redact(self, text: str) -> str:
+        """``text`` (a failure's reason, which may quote the server) without the secrets this
+        transport has sent; transports that send none have nothing to hide."""
+        return text
 
 
 @dataclass
@@ -138,7 +151,7 @@ class Pace:
         now = self.clock()
         start = max(now, self._next)
         if self.deadline is not None and start >= self.deadline:
-            return "the delivery time budget is used up"
+            return BUDGET_USED_UP
         if start > now:
             self.sleep(start - now)
         self._next = start + self.interval  # slots start ``interval`` apart, sends included
@@ -170,7 +183,8 @@ def deliver(
     - Accepted: ``on_delivered(msg)`` right away, so the caller marks it delivered before the
       next message is tried (a crash then re-sends at most the message in flight).
     - :class:`TemporaryFailure`: up to ``attempts`` tries, pausing ``backoff``, ``2*backoff``,
-      ... (each pause at most :data:`MAX_BACKOFF`). Still failing, the message stays queued; if
+      ... (each pause at most :data:`MAX_BACKOFF`, none past the time budget of ``pace``: the
+      failure is then reported as it is). Still failing, the message stays queued; if
       the last failure was a :class:`ConnectionFailure` the remaining messages are left queued
       untried, otherwise delivery continues with the next one.
     - :class:`PermanentFailure`: ``on_failed(msg, reason)``, continue.
@@ -180,12 +194,14 @@ def deliver(
     ``precondition()`` runs before every attempt and may raise to stop everything (apply checks
     it still holds the tenant's lock). ``pace`` spaces the messages and stops at the run's
     limits (time, count); the remaining messages then stay queued untried and
-    ``report.limited`` says why.
+    ``report.limited`` says why. Each attempt is given the end of that time budget, so a
+    transport that waits on the network stops there too.
 
     Delivery failures never escape; exceptions raised by the callbacks do (the caller's state
     is then in doubt and it must know). ``progress(msg)`` is called once per message, including
     those left untried, so a progress display always completes. Transports name themselves in
-    connection and setup failures, so each reason in the report stands on its own.
+    connection and setup failures, so each reason in the report stands on its own; every reason
+    goes through :meth:`Transport.redact` before it is reported or kept.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
@@ -197,21 +213,23 @@ def deliver(
         if stopped is not None:
             report._queue(message, f"not attempted: {stopped}")
         else:
-            outcome = _attempt(message, transport, attempts, backoff, sleep, precondition)
+            deadline = pace.deadline if pace is not None else None
+            outcome = _attempt(message, transport, attempts, backoff, sleep, precondition, deadline)
             if pace is not None and not isinstance(outcome, SetupFailure | ConnectionFailure):
                 pace.sent()
+            reason = "" if outcome is None else transport.redact(str(outcome))
             if outcome is None:
                 report.delivered.append(message.message_id)
                 on_delivered(message)
             elif isinstance(outcome, PermanentFailure):
-                report.failed[message.message_id] = str(outcome)
-                on_failed(message, str(outcome))
+                report.failed[message.message_id] = reason
+                on_failed(message, reason)
             else:
-                report._queue(message, str(outcome))
+                report._queue(message, reason)
                 if isinstance(outcome, Throttled):
-                    stopped = report.limited = str(outcome)
+                    stopped = report.limited = reason
                 elif isinstance(outcome, ConnectionFailure | SetupFailure | InDoubt):
-                    stopped = str(outcome)
+                    stopped = reason
         if progress is not None:
             progress(message)
     return report
@@ -224,6 +242,7 @@ def _attempt(
     backoff: float,
     sleep: Callable[[float], None],
     precondition: Callable[[], None] | None,
+    deadline: float | None,
 ) -> TemporaryFailure | PermanentFailure | SetupFailure | None:
     """Try one message up to ``attempts`` times; return the failure that ended it, or None."""
     tries = 0
@@ -231,14 +250,15 @@ def _attempt(
         if precondition is not None:
             precondition()
         try:
-            transport.send(message)
+            transport.send(message, deadline=deadline)
         except (InDoubt, Throttled) as failure:
             return failure
         except TemporaryFailure as failure:
             tries += 1
-            if tries >= attempts:
+            pause = min(backoff * 2 ** (tries - 1), MAX_BACKOFF)
+            if tries >= attempts or (deadline is not None and time.monotonic() + pause >= deadline):
                 return failure
-            sleep(min(backoff * 2 ** (tries - 1), MAX_BACKOFF))
+            sleep(pause)
         except (PermanentFailure, SetupFailure) as failure:
             return failure
         else:

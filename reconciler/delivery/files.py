@@ -71,7 +71,7 @@ class SuppressedFiles(Transport):
         """Where ``message`` is (or will be) kept, so the caller can tell the operator."""
         return self.directory / f"{_file_stem(message)}.eml"
 
-    def send(self, message: Pending) -> None:
+    def send(self, message: Pending, *, deadline: float | None = None) -> None:
         target = self.path_for(message)
         tmp = self.directory / f".{target.name}.{secrets.token_hex(8)}.tmp"
         try:

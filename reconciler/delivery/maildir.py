@@ -29,7 +29,7 @@ class MaildirTransport(Transport):
         self.description = f"maildir:{self.path}"
         self._ready = False
 
-    def send(self, message: Pending) -> None:
+    def send(self, message: Pending, *, deadline: float | None = None) -> None:
         try:
             if not self._ready:
                 for folder in (self.path, self.path / "tmp", self.path / "new", self.path / "cur"):

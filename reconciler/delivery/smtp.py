@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
+from reconciler.redaction import scrub
+
 from .base import (
     AuthenticationFailure,
     ConnectionFailure,
@@ -73,7 +75,8 @@ class SMTPTransport(Transport):
     ``mode`` is ``plain`` (no TLS), ``starttls`` (upgrade, required) or ``ssl`` (TLS from the
     start). ``ssl_context`` defaults to the system's trust store with hostname checking; tests
     pass one trusting their self-signed certificate. ``default_from`` is the envelope sender for
-    messages that carry none.
+    messages that carry none. The run's ``deadline`` is not used: each phase waits as long as
+    RFC 5321 says, since giving up early on a final reply is what delivers a message twice.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class SMTPTransport(Transport):
         self._token = token
         """With ``?auth=xoauth2``: returns an OAuth access token for ``username`` (AUTH XOAUTH2,
         as Exchange Online wants once basic authentication is off)."""
+        self._tokens: set[str] = set()
         self.timeouts = timeouts
         self.ssl_context = ssl_context
         self.default_from = default_from
@@ -111,7 +115,7 @@ class SMTPTransport(Transport):
         self.description = f"{SCHEMES[mode]}://{user}{netloc}:{port}"
         self._connection: smtplib.SMTP | None = None
 
-    def send(self, message: Pending) -> None:
+    def send(self, message: Pending, *, deadline: float | None = None) -> None:
         sender = message.sender or self.default_from
         if not sender:
             raise SetupFailure(
@@ -220,6 +224,10 @@ class SMTPTransport(Transport):
         if code == 421:
             self.close()
 
+    def redact(self, text: str) -> str:
+        """Without the password or a token: a server may quote what it was sent."""
+        return scrub(text, [self._password or "", *self._tokens])
+
     def close(self) -> None:
         """Say QUIT politely if the connection still works, and forget it either way."""
         connection, self._connection = self._connection, None
@@ -246,10 +254,12 @@ class SMTPTransport(Transport):
             raise SetupFailure(
                 f"TLS certificate of {self.description} not trusted: {error.verify_message}"
             ) from error
-        except (smtplib.SMTPServerDisconnected, OSError) as error:
+        except smtplib.SMTPServerDisconnected as error:
             raise ConnectionFailure(f"cannot connect to {self.description}: {error}") from error
         except smtplib.SMTPException as error:  # STARTTLS or AUTH not offered, no common AUTH
             raise SetupFailure(f"{self.description}: {error}") from error
+        except OSError as error:  # after SMTPException, which is one
+            raise ConnectionFailure(f"cannot connect to {self.description}: {error}") from error
         return self._connection
 
     def _open(self) -> smtplib.SMTP:
@@ -270,7 +280,9 @@ class SMTPTransport(Transport):
                 connection.starttls(context=self.ssl_context)
                 connection.ehlo_or_helo_if_needed()  # STARTTLS forgot what EHLO said
             if self.username is not None and self._token is not None:
-                bearer = f"user={self.username}\x01auth=Bearer {self._token()}\x01\x01"
+                token = self._token()
+                self._tokens.add(token)
+                bearer = f"user={self.username}\x01auth=Bearer {token}\x01\x01"
                 connection.auth("XOAUTH2", lambda challenge=None: bearer, initial_response_ok=True)
             elif self.username is not None:
                 connection.login(self.username, self._password or "")
