@@ -9,6 +9,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.fixtures.smtp import SMTPTestServer
 from tests.helpers.mail import Mail, read_maildir
@@ -185,8 +186,14 @@ def test_kill_while_a_large_first_apply_composes_its_batches(
         assert apply.alive(), "apply ended before it was seen composing"
         assert time.monotonic() < deadline, "apply was never seen composing"
         time.sleep(0.02)
+    workers = _children(apply.pid)
+    assert workers, "composed by worker processes"
     apply.kill()
     assert apply.wait().code == -9
+    deadline = time.monotonic() + patience(10)
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "the killed apply's workers outlived it"
+        time.sleep(0.1)
     assert ws.tenant_state("contoso") is None, "nothing of the killed commit remains"
     assert ws.history() == []
     assert not any(ws.maildir.rglob("new/*"))
@@ -198,3 +205,11 @@ def test_kill_while_a_large_first_apply_composes_its_batches(
     check_delivered_once(mails, users)
     assert len(mails) == users
     check_state(ws, serial=1, emails=users)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux's /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -158,6 +160,15 @@ _templates: TemplateSet | None = None
 def _start_worker(directory: Path | None) -> None:
     global _templates
     _templates = TemplateSet(directory)
+    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_with(parent: int) -> None:
+    """End this worker once its apply is gone (killed, say): nothing else would, since the
+    workers keep their task queue open for each other."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
 
 
 def _compose_chunk(shared: _Shared, chunk: list[_Job]) -> list[NewMessage]:
