@@ -88,6 +88,27 @@ def test_a_hostile_template_is_refused_by_every_command_and_runs_nothing(
         assert not any(SECRET.encode() in data for data in files_under(preview).values())
 
 
+def test_a_subject_with_an_encoded_word_is_refused_before_apply_sends_anything(
+    acme: Workspace,
+) -> None:
+    """Mail programs would decode ``=?...?=`` into a line break and a header of its own:
+    ``validate`` refuses the template at its place, and ``apply`` before anything is written."""
+    templates = hostile_templates(acme, "")
+    (templates / "en" / "enabled.subject.txt").write_text(
+        "=?utf-8?q?Hello=0D=0ABcc:_x@example.com?=\n", encoding="utf-8"
+    )
+    state = acme.root / "state"
+    for command in (["validate"], ["apply", "--auto-approve"]):
+        result = acme.run(*command, "--templates", str(templates))
+        assert result.code == 1, str(result)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("templates/")]
+        assert errors == [
+            "templates/en/enabled.subject.txt:1:1: an email subject must not contain an encoded "
+            "word ('=?...?='), which mail programs would decode; write it as plain text"
+        ], str(result)
+        assert files_under(state) == {} and files_under(acme.maildir) == {}
+
+
 def test_a_template_symlink_cannot_read_files_outside_the_templates_folder(
     acme: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -46,7 +46,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from reconciler.emails.plaintext import wrap_text
 from reconciler.errors import ConfigError, Problem
 from reconciler.locales import locale_folders, resolve
-from reconciler.model import EMAIL_TYPES
+from reconciler.model import EMAIL_TYPES, has_encoded_word
 from reconciler.resources import default_templates
 
 TEST_MESSAGE: Final = "test-message"
@@ -105,6 +105,10 @@ class _TooLong(Exception):
 
 class _SubjectNotOneLine(Exception):
     """A subject that would not fit one header line."""
+
+
+class _SubjectEncodedWord(Exception):
+    """A subject that mail programs would decode into other text (:func:`has_encoded_word`)."""
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -341,8 +345,9 @@ class TemplateSet:
         set and unset, unique conference IDs on and off, a missing display name and preview
         mode, so a branch that is rarely taken is still exercised. Reported: a configured
         folder that does not exist, syntax errors, undefined variables, missing files (when the
-        packaged copy has none either), subjects that are not one line, and any reference to
-        ``pin`` reachable from the templates of a type that must never contain the PIN.
+        packaged copy has none either), subjects that are not one line or hold an encoded word,
+        and any reference to ``pin`` reachable from the templates of a type that must never
+        contain the PIN.
         """
         if self._directory is not None and not self._directory.is_dir():
             return [Problem(os.fspath(self._directory), 1, 1, "templates folder not found")]
@@ -380,8 +385,8 @@ def _render_checked(template: Template, context: dict[str, Any]) -> str:
     """Render one file, or raise ConfigError at the innermost template line with a message that
     names the kind of problem only: what went wrong may be a PIN or a secret.
 
-    A subject is trimmed and must be a single line (it becomes a header); any part longer than
-    :data:`MAX_RENDERED_CHARS` is refused.
+    A subject is trimmed and must be a single line without an encoded word (it becomes a
+    header); any part longer than :data:`MAX_RENDERED_CHARS` is refused.
     """
     try:
         chunks, length = [], 0
@@ -395,6 +400,8 @@ def _render_checked(template: Template, context: dict[str, Any]) -> str:
             rendered = rendered.strip()
             if any(ord(char) < 0x20 or ord(char) == 0x7F for char in rendered):
                 raise _SubjectNotOneLine
+            if has_encoded_word(rendered):
+                raise _SubjectEncodedWord
     except (TemplateSyntaxError, TemplateFileError) as error:  # in an included or extended file
         raise ConfigError([_load_problem(error)]) from None
     # Whatever a hand-edited template can raise (undefined names, arithmetic, the sandbox...)
@@ -443,6 +450,11 @@ _RENDER_ERRORS: tuple[tuple[type[Exception], str], ...] = (
     (TemplateNotFound, "a template it extends, includes or imports was not found"),
     (_TooLong, f"renders more than {MAX_RENDERED_CHARS // 1024} KiB; is a loop running away?"),
     (_SubjectNotOneLine, "an email subject must be one line without control characters"),
+    (
+        _SubjectEncodedWord,
+        "an email subject must not contain an encoded word ('=?...?='), which mail programs "
+        "would decode; write it as plain text",
+    ),
 )
 
 
