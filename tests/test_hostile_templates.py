@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.emails.templates import FILTERS, check_templates
+from reconciler.emails.sandbox import FILTERS
+from reconciler.emails.templates import check_templates
 from reconciler.resources import default_templates
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace

@@ -41,9 +41,10 @@ from jinja2 import (
     select_autoescape,
 )
 from jinja2.loaders import split_template_path
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 
 from reconciler.emails.plaintext import wrap_text
+from reconciler.emails.sandbox import MAX_RENDERED_CHARS, Sandbox
 from reconciler.errors import ConfigError, Problem
 from reconciler.locales import locale_folders, resolve
 from reconciler.model import EMAIL_TYPES, has_encoded_word
@@ -60,34 +61,7 @@ DETAIL_TYPES = frozenset(TEMPLATE_TYPES) - {"disabled"}
 """Types that show the conference ID and dial-in numbers."""
 PARTS = ("subject.txt", "txt", "html")
 """Template file suffixes of one email type, in the order :meth:`TemplateSet.render` returns."""
-FILTERS = (
-    "capitalize",
-    "center",
-    "count",
-    "d",
-    "default",
-    "e",
-    "escape",
-    "first",
-    "indent",
-    "int",
-    "join",
-    "last",
-    "length",
-    "lower",
-    "replace",
-    "string",
-    "title",
-    "trim",
-    "truncate",
-    "upper",
-    "urlencode",
-    "wordwrap",
-)
-"""The Jinja2 filters templates may use (README "Email templates"); the others are removed."""
 MAX_TEMPLATE_BYTES = 256 * 1024
-MAX_RENDERED_CHARS = 1024 * 1024
-"""An email part longer than this is a runaway loop, not a message."""
 
 
 class TemplateFileError(TemplateError):
@@ -109,24 +83,6 @@ class _SubjectNotOneLine(Exception):
 
 class _SubjectEncodedWord(Exception):
     """A subject that mail programs would decode into other text (:func:`has_encoded_word`)."""
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox with no globals (``range``, ``cycler``, ``lipsum``...), only
-    :data:`FILTERS`, and no ``**`` or repetition of text and lists, which a few characters of
-    template could turn into gigabytes."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def __init__(self, **options: Any):
-        super().__init__(**options)
-        self.globals.clear()
-        self.filters = {name: self.filters[name] for name in FILTERS}
-
-    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
-        if operator_ == "**" or not all(isinstance(v, int | float) for v in (left, right)):
-            raise SecurityError(f"the {operator_!r} operator is only for numbers here")
-        return super().call_binop(context, operator_, left, right)
 
 
 class _ContainedLoader(FileSystemLoader):
@@ -284,7 +240,7 @@ class TemplateSet:
     def environment(self, locale: str) -> Environment:
         """The Jinja2 environment of one locale (created once, then cached)."""
         if locale not in self._environments:
-            self._environments[locale] = _Sandbox(
+            self._environments[locale] = Sandbox(
                 loader=self._loader(locale),
                 undefined=StrictUndefined,
                 autoescape=select_autoescape(enabled_extensions=("html",), default=False),
