@@ -11,9 +11,10 @@ facts an email type may carry — so a PIN or a conference ID can never reach a 
 not show it (StrictUndefined turns any such reference into an error).
 
 Templates come from pull requests, so they are data, never code (docs/SECURITY.md): they render in
-Jinja2's immutable sandbox with only the documented variables and filters, a file must lie inside
-its templates folder (a committed symlink cannot read ``/proc/self/environ``), and an error names
-the file, line and kind of problem but never a rendered value, which could be a PIN or a secret.
+Jinja2's immutable sandbox with only the documented variables, filters and methods, and bounded in
+what they may build (:mod:`reconciler.emails.sandbox`), a file must lie inside its templates
+folder (a committed symlink cannot read ``/proc/self/environ``), and an error names the file, line
+and kind of problem but never a rendered value, which could be a PIN or a secret.
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ from jinja2.loaders import split_template_path
 from jinja2.sandbox import SecurityError
 
 from reconciler.emails.plaintext import wrap_text
-from reconciler.emails.sandbox import MAX_RENDERED_CHARS, Sandbox
+from reconciler.emails.sandbox import (
+    MAX_BUILT,
+    MAX_RENDERED_CHARS,
+    OverBudget,
+    Sandbox,
+    TooLarge,
+    render_budget,
+)
 from reconciler.errors import ConfigError, Problem
 from reconciler.locales import locale_folders, resolve
 from reconciler.model import EMAIL_TYPES, has_encoded_word
@@ -71,10 +79,6 @@ class TemplateFileError(TemplateError):
         super().__init__(problem)
         self.filename = filename
         self.problem = problem
-
-
-class _TooLong(Exception):
-    """An email part rendered past :data:`MAX_RENDERED_CHARS`."""
 
 
 class _SubjectNotOneLine(Exception):
@@ -342,16 +346,12 @@ def _render_checked(template: Template, context: dict[str, Any]) -> str:
     names the kind of problem only: what went wrong may be a PIN or a secret.
 
     A subject is trimmed and must be a single line without an encoded word (it becomes a
-    header); any part longer than :data:`MAX_RENDERED_CHARS` is refused.
+    header). What the template may build and write is bounded by the sandbox
+    (:mod:`reconciler.emails.sandbox`): a part of :data:`MAX_RENDERED_CHARS` at most.
     """
     try:
-        chunks, length = [], 0
-        for chunk in template.generate(context):
-            length += len(chunk)
-            if length > MAX_RENDERED_CHARS:
-                raise _TooLong
-            chunks.append(chunk)
-        rendered = "".join(chunks)
+        with render_budget():
+            rendered = "".join(template.generate(context))
         if template.name is not None and template.name.endswith(".subject.txt"):
             rendered = rendered.strip()
             if any(ord(char) < 0x20 or ord(char) == 0x7F for char in rendered):
@@ -400,11 +400,20 @@ _RENDER_ERRORS: tuple[tuple[type[Exception], str], ...] = (
     (UndefinedError, f"undefined variable, attribute or key; {_DOCUMENTED}"),
     (
         SecurityError,
-        "refused by the template sandbox: no private attributes, no methods that change "
-        "values, and * and ** only on numbers",
+        "refused by the template sandbox: no private attributes, only the documented filters "
+        "and methods, * and % only on numbers, no **",
     ),
     (TemplateNotFound, "a template it extends, includes or imports was not found"),
-    (_TooLong, f"renders more than {MAX_RENDERED_CHARS // 1024} KiB; is a loop running away?"),
+    (
+        TooLarge,
+        f"builds or writes more than {MAX_RENDERED_CHARS // 2**20} MiB at once (text, a list, "
+        "a number, a block or the email part); is a width, a count or a loop running away?",
+    ),
+    (
+        OverBudget,
+        f"builds and writes more than {MAX_BUILT // 2**20} MiB in all while rendering; are "
+        "loops or many variables building large values?",
+    ),
     (_SubjectNotOneLine, "an email subject must be one line without control characters"),
     (
         _SubjectEncodedWord,
