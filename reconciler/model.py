@@ -58,11 +58,17 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def has_encoded_word(value: str) -> bool:
+    """Whether ``value`` holds an RFC 2047 encoded word (``=?utf-8?q?...?=``): mail parsers
+    decode one in a header into text the validator never saw, line breaks included, so neither
+    a display name nor an email subject may hold one."""
+    return _ENCODED_WORD.search(value) is not None
+
+
 def header_text_problem(value: str) -> str | None:
     """Why ``value`` cannot be a display name in an email header: besides :func:`text_problem`,
-    an RFC 2047 encoded word (``=?utf-8?q?...?=``) would be decoded by mail parsers into text
-    the validator never saw, line breaks included."""
-    if _ENCODED_WORD.search(value):
+    an encoded word (:func:`has_encoded_word`)."""
+    if has_encoded_word(value):
         return "must not contain an encoded word ('=?...?='); write the name as plain text"
     return text_problem(value)
 

@@ -665,6 +665,20 @@ def test_check_flags_a_multiline_subject(copied: Path) -> None:
     assert "one line" in problems[0].message
 
 
+@pytest.mark.parametrize(
+    "subject",
+    ["=?utf-8?q?Hello=0D=0ABcc:_x@example.com?=", "Welcome =?utf-8?b?{{ upn }}?="],
+    ids=["written", "around-a-value"],
+)
+def test_check_flags_an_encoded_word_in_a_subject(copied: Path, subject: str) -> None:
+    """Mail programs decode it, so the header would say what no reviewer read."""
+    (copied / "en" / "enabled.subject.txt").write_text(f"{subject}\n", encoding="utf-8")
+    problems = check_templates(copied)
+    assert [(p.file, p.line) for p in problems] == [("templates/en/enabled.subject.txt", 1)]
+    assert "encoded word" in problems[0].message
+    assert "alice" not in problems[0].message
+
+
 def test_check_reports_a_missing_folder(tmp_path: Path) -> None:
     (problem,) = check_templates(tmp_path / "nowhere")
     assert "not found" in problem.message

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jinja2 import Template
 
-from reconciler.emails.templates import FILTERS, check_templates
+from reconciler.emails.sandbox import FILTERS, TEXT_METHODS
+from reconciler.emails.templates import TemplateSet, check_templates, sample_context
 from reconciler.resources import default_templates
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace
@@ -86,6 +90,27 @@ def test_a_hostile_template_is_refused_by_every_command_and_runs_nothing(
         assert not marker.exists()
         assert files_under(state) == {} and files_under(acme.maildir) == {}
         assert not any(SECRET.encode() in data for data in files_under(preview).values())
+
+
+def test_a_subject_with_an_encoded_word_is_refused_before_apply_sends_anything(
+    acme: Workspace,
+) -> None:
+    """Mail programs would decode ``=?...?=`` into a line break and a header of its own:
+    ``validate`` refuses the template at its place, and ``apply`` before anything is written."""
+    templates = hostile_templates(acme, "")
+    (templates / "en" / "enabled.subject.txt").write_text(
+        "=?utf-8?q?Hello=0D=0ABcc:_x@example.com?=\n", encoding="utf-8"
+    )
+    state = acme.root / "state"
+    for command in (["validate"], ["apply", "--auto-approve"]):
+        result = acme.run(*command, "--templates", str(templates))
+        assert result.code == 1, str(result)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("templates/")]
+        assert errors == [
+            "templates/en/enabled.subject.txt:1:1: an email subject must not contain an encoded "
+            "word ('=?...?='), which mail programs would decode; write it as plain text"
+        ], str(result)
+        assert files_under(state) == {} and files_under(acme.maildir) == {}
 
 
 def test_a_template_symlink_cannot_read_files_outside_the_templates_folder(
@@ -179,3 +204,235 @@ def test_only_documented_filters_exist_and_the_shipped_templates_need_no_other(
         "templates/en/enabled.txt:5:1: No filter named 'tojson'."
     ]
     assert {"tojson", "attr", "pprint", "safe", "format", "map"}.isdisjoint(FILTERS)
+
+
+# --- memory: what a template may build ----------------------------------------------------------
+
+TOO_LARGE = (
+    "builds or writes more than 1 MiB at once (text, a list, a number, a block or the email "
+    "part); is a width, a count or a loop running away?"
+)
+OVER_BUDGET = (
+    "builds and writes more than 8 MiB in all while rendering; are loops or many variables "
+    "building large values?"
+)
+REFUSED = (
+    "refused by the template sandbox: no private attributes, only the documented filters and "
+    "methods, * and % only on numbers, no **"
+)
+PEAK_BOUND = 50_000_000
+"""Bytes a template check may allocate at its peak: with the ~40 MB the process takes for itself,
+``validate`` stays under 100 MB whatever the templates ask for."""
+
+
+def doubled(seed: str, times: int) -> str:
+    """Template code setting ``a`` to ``seed`` doubled ``times`` times with ``~``."""
+    return f'{{% set a = "{seed}" %}}' + "{% set a = a ~ a %}" * times
+
+
+A_16K = doubled("xxxxxxxx", 11)
+"""``a``: 16 Ki characters, well under the limit."""
+A_512K = doubled("xxxxxxxx", 16)
+"""``a``: 512 Ki characters, the longest text ``a ~ a`` can still build."""
+MANY = ", ".join(["a"] * 600)
+
+# One payload per kind of asking, through `validate`, which peaked at 180-550 MB on each before
+# the sandbox bounded what a template builds (about 40 MB since, the process's own).
+MEMORY_BOMBS = {
+    "filter-width": ('{{ ""|center(300000000)|length }}', TOO_LARGE),  # folded while compiling
+    "method-width": ("{{ upn.rjust(300000000)|length }}", TOO_LARGE),
+    "format-width": ('{{ "{:>300000000}".format(upn)|length }}', REFUSED),
+    "percent-width": ('{{ ("%300000000s" % upn)|length }}', REFUSED),
+    "concatenation": (
+        "{% set a = upn %}" + "{% set a = a ~ a %}" * 24 + "{{ a|length }}",
+        TOO_LARGE,
+    ),
+    "product": (A_16K + '{{ a.replace("x", a)|length }}', TOO_LARGE),
+    "recursion": (
+        A_16K + "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% else %}{{ a }}{% endif %}"
+        "{% endmacro %}{{ f(14)|length }}",
+        OVER_BUDGET,
+    ),
+    "loop-into-a-block": (
+        doubled("xxxxxxxx", 9)
+        + "{% set x %}{% for c in a %}{% for d in a %}{{ c }}{% endfor %}{% endfor %}{% endset %}"
+        "{{ x|length }}",
+        TOO_LARGE,
+    ),
+    "many-values": (
+        A_512K + "".join(f"{{% set b{i} = a ~ {i} %}}" for i in range(600)) + "{{ b1|length }}",
+        OVER_BUDGET,
+    ),
+    "text-of-a-list": (A_512K + f"{{{{ [{MANY}] }}}}", TOO_LARGE),
+}
+
+# More ways of asking, each through the same check `validate` runs.
+MEMORY_VARIANTS = {
+    "center-filter-at-run-time": ("{{ upn|center(300000000) }}", TOO_LARGE),
+    "indent-width": ('{{ "a\\nb"|indent(300000000, true)|length }}', TOO_LARGE),
+    "indent-by-a-text": (A_16K + '{{ a|replace("x", "x\\n")|indent(a)|length }}', TOO_LARGE),
+    "wordwrap-wrapstring": (
+        doubled("x x x x ", 11) + "{{ a|wordwrap(1, wrapstring=a)|length }}",
+        TOO_LARGE,
+    ),
+    "join-filter": (A_16K + "{{ a|join(a)|length }}", TOO_LARGE),
+    "join-filter-attribute": (
+        A_512K + f"{{{{ [{', '.join(['{0: a}'] * 600)}]|join(attribute=0)|length }}}}",
+        TOO_LARGE,
+    ),
+    "join-method": (A_16K + "{{ a.join(a)|length }}", TOO_LARGE),
+    "replace-filter": (A_16K + '{{ a|replace("x", a)|length }}', TOO_LARGE),
+    "center-method": ("{{ upn.center(300000000)|length }}", TOO_LARGE),
+    "ljust-method": ("{{ upn.ljust(300000000)|length }}", TOO_LARGE),
+    "zfill-method": ("{{ upn.zfill(300000000)|length }}", TOO_LARGE),
+    "expandtabs-method": ('{{ "\\t".expandtabs(300000000)|length }}', TOO_LARGE),
+    "split-into-many": (doubled("中,中,中,中,", 14) + '{{ a.split(",")|length }}', TOO_LARGE),
+    "format-map-width": ('{{ "{x:>300000000}".format_map({"x": upn})|length }}', REFUSED),
+    "format-nested-width": ('{{ "{:{}}".format(upn, 300000000)|length }}', REFUSED),
+    "percent-star-width": ('{{ ("%*s" % (300000000, upn))|length }}', REFUSED),
+    "percent-mapping": ('{{ ("%(x)300000000s" % {"x": upn})|length }}', REFUSED),
+    "text-repetition": ("{{ (upn * 20000000)|length }}", REFUSED),
+    "list-repetition": ("{{ ([upn] * 40000000)|length }}", REFUSED),
+    "bytes": ("{{ (1).to_bytes(300000000, 'big')|length }}", REFUSED),
+    "translate": (A_16K + "{{ a.translate({120: a})|length }}", REFUSED),
+    "text-plus-doubling": ("{% set a = upn %}" + "{% set a = a + a %}" * 24, TOO_LARGE),
+    "list-plus-doubling": ("{% set l = [upn] %}" + "{% set l = l + l %}" * 25, TOO_LARGE),
+    "number-squaring": ("{% set n = 99999999999 %}" + "{% set n = n * n %}" * 20, TOO_LARGE),
+    "many-slices": (
+        A_512K + "".join(f"{{% set b{i} = a[{i}:] %}}" for i in range(600)),
+        OVER_BUDGET,
+    ),
+    "loop-into-a-macro": (
+        doubled("xxxxxxxx", 9)
+        + "{% macro m() %}{% for c in a %}{% for d in a %}{{ '' }}{% endfor %}{% endfor %}"
+        "{% endmacro %}{{ m()|length }}",
+        TOO_LARGE,
+    ),
+    "loop-into-a-block-reference": (
+        doubled("xxxxxxxx", 9)
+        + "{% if false %}{% block b %}{% for c in a %}{% for d in a %}{{ c }}{% endfor %}"
+        "{% endfor %}{% endblock %}{% endif %}{{ self.b()|length }}",
+        TOO_LARGE,
+    ),
+    "loop-into-a-filter-block": (
+        doubled("xxxxxxxx", 9)
+        + "{% filter upper %}{% for c in a %}{% for d in a %}{{ c }}{% endfor %}{% endfor %}"
+        "{% endfilter %}",
+        TOO_LARGE,
+    ),
+    "loop-into-the-email": (
+        doubled("中中中中中中中中", 9)
+        + "{% for c in a %}{% for d in a %}{{ c }}{% endfor %}{% endfor %}",
+        TOO_LARGE,
+    ),
+    "list-in-an-error": (A_512K + f"{{{{ {{}}[({MANY})] }}}}", TOO_LARGE),
+    "list-of-template-names": (A_512K + f"{{% include [{MANY}] %}}", TOO_LARGE),
+}
+
+
+def enabled_problems(templates: Path) -> tuple[list[str], int]:
+    """The problems of ``en/enabled`` as ``validate`` reports them, and the peak of what
+    checking it allocated (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        problems = TemplateSet(templates).check([("en", "enabled")])
+        return [str(p) for p in problems], tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.fixture
+def enabled_txt_peak(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The peak of what a command allocates while it loads and renders ``en/enabled.txt``, from
+    that file's load to the next (tracemalloc: only there, as tracing everything triples the time
+    of a ``validate``)."""
+    peaks: list[int] = []
+    load = TemplateSet.load
+
+    def traced(self: TemplateSet, locale: str, name: str) -> Template:
+        if tracemalloc.is_tracing():
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+        if (locale, name) == ("en", "enabled.txt"):
+            tracemalloc.start()
+        return load(self, locale, name)
+
+    monkeypatch.setattr(TemplateSet, "load", traced)
+    try:
+        yield peaks
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("bomb", MEMORY_BOMBS, ids=list(MEMORY_BOMBS))
+def test_validate_refuses_a_template_that_asks_for_memory_and_allocates_little(
+    acme: Workspace, enabled_txt_peak: list[int], bomb: str
+) -> None:
+    body, message = MEMORY_BOMBS[bomb]
+    templates = hostile_templates(acme, body)
+    result = acme.run("validate", "--templates", str(templates))
+    assert result.code == 1, str(result)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("templates/")]
+    assert errors == [f"templates/en/enabled.txt:2:1: {message}"], str(result)
+    assert len(enabled_txt_peak) == 1 and enabled_txt_peak[0] < PEAK_BOUND, enabled_txt_peak
+
+
+@pytest.mark.parametrize("variant", MEMORY_VARIANTS, ids=list(MEMORY_VARIANTS))
+def test_every_way_of_asking_for_memory_is_refused_before_it_is_allocated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    body, message = MEMORY_VARIANTS[variant]
+    templates = tmp_path / "templates"
+    shutil.copytree(default_templates(), templates)
+    (templates / "en" / "enabled.txt").write_text(f"Hello\n{body}\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    problems, peak = enabled_problems(Path("templates"))
+    assert problems == [f"templates/en/enabled.txt:2:1: {message}"]
+    assert peak < PEAK_BOUND
+
+
+def test_templates_may_call_the_methods_of_text_but_those_that_format_or_encode() -> None:
+    public = {name for name in dir(str) if not name.startswith("_")}
+    assert set(TEXT_METHODS) == public - {
+        "format",
+        "format_map",
+        "encode",
+        "translate",
+        "maketrans",
+    }
+
+
+ORDINARY = {
+    '{{ upn.split("@")[0]|upper }} {{ upn.upper() }}': "ALICE ALICE@CONTOSO.COM",
+    '[{{ "-"|center(5) }}] {{ upn[:5] }}{{ upn[-4:] }}': "[  -  ] alice.com",
+    '{{ [dial_in.display, upn]|join(", ") }}': "+1 425-555-0100, alice@contoso.com",
+    '{{ "ab".replace("a", "xy") }} {{ "x".ljust(3, ".") }} {{ "7".zfill(3) }}': "xyb x.. 007",
+    '{{ 6 * 7 }} {{ 7 % 4 }} {{ 10 // 2 }} {{ "a" ~ 1 ~ "b" }}': "42 3 5 a1b",
+    "{{ ([1] + [2])|length }} {{ (upn + upn)|length }} {{ upn.count('o') }}": "2 34 4",
+    '{% for g in dial_in.groups %}{{ loop.cycle("<", ">") }}{{ g|trim }}{% endfor %}.': (
+        "<+1>425-<555->0100."
+    ),
+    "{% set s %}captured {{ upn }}{% endset %}{{ s|length }} {{ s|truncate(11, leeway=0) }}": (
+        "26 captured..."
+    ),
+    "{% macro m(x) %}<{{ x }}>{% endmacro %}{{ m(upn|length) }} {{ 'a\\nb'|indent(2) }}": (
+        "<17> a\n  b"
+    ),
+    '{% for k, v in {"k": "v"}.items() %}{{ k }}={{ v }}{% endfor %} {{ {"k": 1}.get("k") }}': (
+        "k=v 1"
+    ),
+}
+
+
+def test_ordinary_template_code_still_renders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bounds refuse sizes, not features: methods, slices, loops, captures and arithmetic
+    work as in Jinja2."""
+    templates = tmp_path / "templates"
+    shutil.copytree(default_templates(), templates)
+    (templates / "en" / "enabled.txt").write_text("\n".join(ORDINARY) + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert check_templates(Path("templates")) == []
+    _, text, _ = TemplateSet(Path("templates")).render("en", "enabled", sample_context("enabled"))
+    assert text == "\n".join(ORDINARY.values()) + "\n"

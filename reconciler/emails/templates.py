@@ -11,9 +11,10 @@ facts an email type may carry — so a PIN or a conference ID can never reach a 
 not show it (StrictUndefined turns any such reference into an error).
 
 Templates come from pull requests, so they are data, never code (docs/SECURITY.md): they render in
-Jinja2's immutable sandbox with only the documented variables and filters, a file must lie inside
-its templates folder (a committed symlink cannot read ``/proc/self/environ``), and an error names
-the file, line and kind of problem but never a rendered value, which could be a PIN or a secret.
+Jinja2's immutable sandbox with only the documented variables, filters and methods, and bounded in
+what they may build (:mod:`reconciler.emails.sandbox`), a file must lie inside its templates
+folder (a committed symlink cannot read ``/proc/self/environ``), and an error names the file, line
+and kind of problem but never a rendered value, which could be a PIN or a secret.
 """
 
 from __future__ import annotations
@@ -41,12 +42,20 @@ from jinja2 import (
     select_autoescape,
 )
 from jinja2.loaders import split_template_path
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 
 from reconciler.emails.plaintext import wrap_text
+from reconciler.emails.sandbox import (
+    MAX_BUILT,
+    MAX_RENDERED_CHARS,
+    OverBudget,
+    Sandbox,
+    TooLarge,
+    render_budget,
+)
 from reconciler.errors import ConfigError, Problem
 from reconciler.locales import locale_folders, resolve
-from reconciler.model import EMAIL_TYPES
+from reconciler.model import EMAIL_TYPES, has_encoded_word
 from reconciler.resources import default_templates
 
 TEST_MESSAGE: Final = "test-message"
@@ -60,34 +69,7 @@ DETAIL_TYPES = frozenset(TEMPLATE_TYPES) - {"disabled"}
 """Types that show the conference ID and dial-in numbers."""
 PARTS = ("subject.txt", "txt", "html")
 """Template file suffixes of one email type, in the order :meth:`TemplateSet.render` returns."""
-FILTERS = (
-    "capitalize",
-    "center",
-    "count",
-    "d",
-    "default",
-    "e",
-    "escape",
-    "first",
-    "indent",
-    "int",
-    "join",
-    "last",
-    "length",
-    "lower",
-    "replace",
-    "string",
-    "title",
-    "trim",
-    "truncate",
-    "upper",
-    "urlencode",
-    "wordwrap",
-)
-"""The Jinja2 filters templates may use (README "Email templates"); the others are removed."""
 MAX_TEMPLATE_BYTES = 256 * 1024
-MAX_RENDERED_CHARS = 1024 * 1024
-"""An email part longer than this is a runaway loop, not a message."""
 
 
 class TemplateFileError(TemplateError):
@@ -99,30 +81,12 @@ class TemplateFileError(TemplateError):
         self.problem = problem
 
 
-class _TooLong(Exception):
-    """An email part rendered past :data:`MAX_RENDERED_CHARS`."""
-
-
 class _SubjectNotOneLine(Exception):
     """A subject that would not fit one header line."""
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox with no globals (``range``, ``cycler``, ``lipsum``...), only
-    :data:`FILTERS`, and no ``**`` or repetition of text and lists, which a few characters of
-    template could turn into gigabytes."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def __init__(self, **options: Any):
-        super().__init__(**options)
-        self.globals.clear()
-        self.filters = {name: self.filters[name] for name in FILTERS}
-
-    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
-        if operator_ == "**" or not all(isinstance(v, int | float) for v in (left, right)):
-            raise SecurityError(f"the {operator_!r} operator is only for numbers here")
-        return super().call_binop(context, operator_, left, right)
+class _SubjectEncodedWord(Exception):
+    """A subject that mail programs would decode into other text (:func:`has_encoded_word`)."""
 
 
 class _ContainedLoader(FileSystemLoader):
@@ -286,7 +250,7 @@ class TemplateSet:
     def environment(self, locale: str) -> Environment:
         """The Jinja2 environment of one locale (created once, then cached)."""
         if locale not in self._environments:
-            self._environments[locale] = _Sandbox(
+            self._environments[locale] = Sandbox(
                 loader=self._loader(locale),
                 undefined=StrictUndefined,
                 autoescape=select_autoescape(enabled_extensions=("html",), default=False),
@@ -347,8 +311,9 @@ class TemplateSet:
         set and unset, unique conference IDs on and off, a missing display name and preview
         mode, so a branch that is rarely taken is still exercised. Reported: a configured
         folder that does not exist, syntax errors, undefined variables, missing files (when the
-        packaged copy has none either), subjects that are not one line, and any reference to
-        ``pin`` reachable from the templates of a type that must never contain the PIN.
+        packaged copy has none either), subjects that are not one line or hold an encoded word,
+        and any reference to ``pin`` reachable from the templates of a type that must never
+        contain the PIN.
         """
         if self._directory is not None and not self._directory.is_dir():
             return [Problem(os.fspath(self._directory), 1, 1, "templates folder not found")]
@@ -386,21 +351,19 @@ def _render_checked(template: Template, context: dict[str, Any]) -> str:
     """Render one file, or raise ConfigError at the innermost template line with a message that
     names the kind of problem only: what went wrong may be a PIN or a secret.
 
-    A subject is trimmed and must be a single line (it becomes a header); any part longer than
-    :data:`MAX_RENDERED_CHARS` is refused.
+    A subject is trimmed and must be a single line without an encoded word (it becomes a
+    header). What the template may build and write is bounded by the sandbox
+    (:mod:`reconciler.emails.sandbox`): a part of :data:`MAX_RENDERED_CHARS` at most.
     """
     try:
-        chunks, length = [], 0
-        for chunk in template.generate(context):
-            length += len(chunk)
-            if length > MAX_RENDERED_CHARS:
-                raise _TooLong
-            chunks.append(chunk)
-        rendered = "".join(chunks)
+        with render_budget():
+            rendered = "".join(template.generate(context))
         if template.name is not None and template.name.endswith(".subject.txt"):
             rendered = rendered.strip()
             if any(ord(char) < 0x20 or ord(char) == 0x7F for char in rendered):
                 raise _SubjectNotOneLine
+            if has_encoded_word(rendered):
+                raise _SubjectEncodedWord
     except (TemplateSyntaxError, TemplateFileError) as error:  # in an included or extended file
         raise ConfigError([_load_problem(error)]) from None
     # Whatever a hand-edited template can raise (undefined names, arithmetic, the sandbox...)
@@ -443,12 +406,26 @@ _RENDER_ERRORS: tuple[tuple[type[Exception], str], ...] = (
     (UndefinedError, f"undefined variable, attribute or key; {_DOCUMENTED}"),
     (
         SecurityError,
-        "refused by the template sandbox: no private attributes, no methods that change "
-        "values, and * and ** only on numbers",
+        "refused by the template sandbox: no private attributes, only the documented filters "
+        "and methods, * and % only on numbers, no **",
     ),
     (TemplateNotFound, "a template it extends, includes or imports was not found"),
-    (_TooLong, f"renders more than {MAX_RENDERED_CHARS // 1024} KiB; is a loop running away?"),
+    (
+        TooLarge,
+        f"builds or writes more than {MAX_RENDERED_CHARS // 2**20} MiB at once (text, a list, "
+        "a number, a block or the email part); is a width, a count or a loop running away?",
+    ),
+    (
+        OverBudget,
+        f"builds and writes more than {MAX_BUILT // 2**20} MiB in all while rendering; are "
+        "loops or many variables building large values?",
+    ),
     (_SubjectNotOneLine, "an email subject must be one line without control characters"),
+    (
+        _SubjectEncodedWord,
+        "an email subject must not contain an encoded word ('=?...?='), which mail programs "
+        "would decode; write it as plain text",
+    ),
 )
 
 
