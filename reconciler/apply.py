@@ -39,6 +39,9 @@ DEFAULT_RETRY_BACKOFF = 1.0
 """Seconds before the first retry of a temporary delivery failure (then 2x, 4x...)."""
 DEFAULT_DELIVERY_TIMEOUT = 900.0
 """Seconds an apply may spend delivering; what is left stays queued for the next run."""
+MARK_BATCH = 200
+"""Deliveries into an idempotent sink (a Maildir, suppressed files) recorded per transaction:
+a server's are recorded one by one, before the next message is tried."""
 NEW_STATE_LIMIT = 10
 """A tenant without applied state may get at most this many emails without --allow-new-state."""
 
@@ -345,8 +348,16 @@ def _deliver(
                 outcome.about[m.message_id] = f"{m.user} {m.type}"
                 yield m
 
+        unrecorded: list[str] = []
+
+        def record() -> None:
+            store.mark_delivered(*unrecorded)
+            unrecorded.clear()
+
         def delivered(m: QueuedMessage) -> None:
-            store.mark_delivered(m.message_id)
+            unrecorded.append(m.message_id)
+            if not sink.idempotent or len(unrecorded) >= MARK_BATCH:
+                record()
             del outcome.about[m.message_id]
             on_delivered(m)
 
@@ -367,6 +378,10 @@ def _deliver(
                     f"lock lost: {exc}; stopped at once: what was not sent stays "
                     "queued for the next apply"
                 ) from None
+            finally:
+                if unrecorded:  # an idempotent sink's: sent again, they would not be doubled
+                    with contextlib.suppress(UserError):
+                        record()
         outcome.record(report)
         return len(report.delivered)
 

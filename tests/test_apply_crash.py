@@ -15,7 +15,7 @@ from tests.fixtures.smtp import SMTPTestServer
 from tests.helpers.mail import Mail, read_maildir
 from tests.helpers.patience import patience
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
-from tests.helpers.workspace import Workspace
+from tests.helpers.workspace import NewWorkspace, Workspace
 
 USERS = 8
 
@@ -213,3 +213,44 @@ def _children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(c) for c in (task / "children").read_text().split()]
     return found
+
+
+def test_kill_while_delivering_into_a_maildir_doubles_nothing(new_workspace: NewWorkspace) -> None:
+    """A Maildir's deliveries are recorded 200 at a time: killed with some delivered but not yet
+    recorded, the re-run sends those again, and the Maildir, which keeps one copy per Message-ID,
+    ends with every message exactly once (not even the one in flight twice)."""
+    ws = new_workspace(mode="process")
+    users = 600
+    write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(users))
+    apply = ws.spawn("apply", "--auto-approve", "--allow-new-state")
+    deadline = time.monotonic() + patience(120)
+    while not _written_but_unrecorded(ws) >= 20:
+        assert apply.alive(), "apply ended before it was seen delivering"
+        assert time.monotonic() < deadline, "apply was never seen delivering"
+        time.sleep(0.01)
+    apply.kill()
+    assert apply.wait().code == -9
+    assert _written_but_unrecorded(ws) > 0, "the kill left deliveries unrecorded"
+
+    again = ws.run("apply", "--auto-approve", timeout=120)
+    assert again.code == 0, str(again)
+    mails = read_maildir(ws.maildir)
+    assert len(mails) == users and len({m.message_id for m in mails}) == users
+    check_state(ws, serial=1, emails=users)
+
+
+def _written_but_unrecorded(ws: Workspace) -> int:
+    """Messages in the Maildir beyond those the state records as delivered."""
+    import sqlite3
+
+    files = len(list(ws.maildir.glob("new/*")))
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{ws.state}?mode=ro", uri=True, timeout=5)
+        ) as db:
+            recorded = db.execute(
+                "SELECT count(*) FROM outbox WHERE status = 'delivered'"
+            ).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    return files - recorded

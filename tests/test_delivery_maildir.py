@@ -146,3 +146,20 @@ def test_suppressed_message_without_id_is_named_by_content(tmp_path: Path) -> No
     run(transport, [message])
     run(transport, [message])
     assert [p.name for p in tmp_path.iterdir()] == [transport.path_for(message).name]
+
+
+def test_a_message_delivered_twice_into_a_maildir_is_there_once(tmp_path: Path) -> None:
+    """Even after a reader moved it to cur/ with its flags, and from another transport (a re-run
+    after a crash): what lets apply record Maildir deliveries a batch at a time."""
+    first, second = outgoing(1), outgoing(2)
+    run(MaildirTransport(tmp_path), [first, second])
+    box = mailbox.Maildir(tmp_path, factory=None, create=False)
+    key = next(iter(box.iterkeys()))
+    seen = box.get_message(key)
+    seen.set_subdir("cur")
+    seen.add_flag("S")
+    box[key] = seen  # moved to cur/ as a mail client does
+    report = run(MaildirTransport(tmp_path), [first, second, outgoing(3)])
+    assert report.delivered == [first.message_id, second.message_id, outgoing(3).message_id]
+    ids = sorted(email.message_from_bytes(box.get_bytes(k))["Message-ID"] for k in box.iterkeys())
+    assert ids == sorted(m.message_id for m in (first, second, outgoing(3)))

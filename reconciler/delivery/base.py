@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import ClassVar, Protocol, TypeVar
 
 #: Upper bound of one pause between two attempts: a deploy pipeline waits seconds, not minutes.
 MAX_BACKOFF = 30.0
@@ -82,6 +82,10 @@ class Transport(ABC):
 
     #: For humans (logs, "delivered to ..."), never with a password.
     description: str
+    #: Sending a message again leaves one copy (files named by Message-ID): such a transport's
+    #: deliveries may be recorded a batch at a time, since a re-run after a crash writes nothing
+    #: twice. A server's (SMTP, Graph) never is.
+    idempotent: ClassVar[bool] = False
 
     def __enter__(self) -> Transport:
         return self

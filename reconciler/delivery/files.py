@@ -63,6 +63,8 @@ class SuppressedFiles(Transport):
     crash) replaces the file instead of adding a second copy.
     """
 
+    idempotent = True
+
     def __init__(self, directory: str | os.PathLike[str]):
         self.directory = Path(directory)
         self.description = f"files in {self.directory}"

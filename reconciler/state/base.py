@@ -251,8 +251,9 @@ class StateStore(ABC):
         """How many messages :meth:`queued` would give now."""
 
     @abstractmethod
-    def mark_delivered(self, message_id: str) -> None:
-        """Record acceptance by the server and erase the message body (and so its PIN)."""
+    def mark_delivered(self, *message_ids: str) -> None:
+        """Record acceptance by the server and erase the message bodies (and so their PINs),
+        in one transaction."""
 
     @abstractmethod
     def mark_failed(self, message_id: str, reason: str) -> None:

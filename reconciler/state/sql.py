@@ -572,18 +572,19 @@ class SQLStore(StateStore):
             row = self._one("SELECT value FROM {meta} WHERE key = ?", (_migrated_key(tenant),))
         return None if row is None else str(row[0])
 
-    def mark_delivered(self, message_id: str) -> None:
-        self._finish(message_id, "delivered", None)
+    def mark_delivered(self, *message_ids: str) -> None:
+        self._finish(message_ids, "delivered", None)
 
     def mark_failed(self, message_id: str, reason: str) -> None:
-        self._finish(message_id, "failed", reason)
+        self._finish((message_id,), "failed", reason)
 
-    def _finish(self, message_id: str, status: str, error: str | None) -> None:
+    def _finish(self, message_ids: tuple[str, ...], status: str, error: str | None) -> None:
+        stamp = now()
         with self._write():
-            self._run(
+            self._each(
                 "UPDATE {outbox} SET status = ?, error = ?, data = NULL, done_at = ?"
                 " WHERE message_id = ?",
-                (status, error, now(), message_id),
+                [(status, error, stamp, mid) for mid in message_ids],
             )
 
     def forget(self, tenant: str, drop_queued: bool = False) -> Forgotten | None:
