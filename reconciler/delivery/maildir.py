@@ -36,7 +36,9 @@ class MaildirTransport(Transport):
         self.path = Path(path)
         self.description = f"maildir:{self.path}"
         self._present: set[str] | None = None
-        """The Message-ID digests of the messages already in the Maildir (read once)."""
+        """The Message-ID digests of the messages in the Maildir before this run's first write
+        (read then, once): what a killed run wrote. Those written since are not added, since a
+        run writes each queued message at most once, so a rollout's memory stays flat."""
 
     def send(self, message: Pending, *, deadline: float | None = None) -> None:
         try:
@@ -55,7 +57,6 @@ class MaildirTransport(Transport):
                 return  # delivered before (a re-run after a crash): one copy
             name = _unique_name(digest)
             write_atomically(message.data, self.path / "tmp" / name, self.path / "new" / name)
-            self._present.add(digest)
         except OSError as error:
             raise ConnectionFailure(
                 f"cannot write to {self.description}: {error.strerror or error}"
