@@ -21,6 +21,7 @@ from reconciler.model import DEFAULT_PIN_SELF_SERVICE_URL, EMAIL_TYPES, SETTINGS
 from tests.helpers.mail import visible_text
 from tests.helpers.tenants import tenant_doc, user_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace, Workspace
+from tests.test_emails import user_record
 
 CONFERENCE_ID = "8412345"
 URL = "https://pin.contoso.com/reset?a=1&b=2"
@@ -65,19 +66,7 @@ def message(
     built = compose(
         tenant_name="contoso",
         tenant=tenant_record("self_service"),  # type: ignore[arg-type]
-        user={  # type: ignore[arg-type]
-            "upn": "alice@contoso.com",
-            "display_name": "Alice Martin",
-            "license": True,
-            "provider": "Microsoft",
-            "conference_id": CONFERENCE_ID,
-            "dial_in_number": "+14255550100",
-            "toll_free_number": "+18005550199",
-            "email": "alice@contoso.com",
-            "locale": locale,
-            "pin_reset": None,
-            "send_conference_info": None,
-        },
+        user=user_record(locale=locale),  # type: ignore[arg-type]
         email_type=email_type,  # type: ignore[arg-type]
         pin=pin,
         sender=Sender("Office 365", "noreply@contoso.com"),
