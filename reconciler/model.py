@@ -27,6 +27,13 @@ EMAIL_TYPES: tuple[EmailType, ...] = (
 )
 PROVIDERS = ("Microsoft", "ThirdParty", "None")
 DEFAULT_MEETING_UPDATE_TOOL_URL = "https://aka.ms/meetingupdatetool"
+PinMode = Literal["generated", "self_service"]
+PIN_MODES: tuple[PinMode, ...] = ("generated", "self_service")
+"""Who gives users their PIN (``email.pin``): the reconciler, which generates one and emails it
+(where it is the PIN's system of record, such as Skype for Business Server), or Microsoft,
+whose self-service page is the only place a Teams Online user can get one."""
+DEFAULT_PIN_SELF_SERVICE_URL = "https://dialin.teams.microsoft.com/usp"
+"""Microsoft's page where Teams users reset their own audio conferencing PIN."""
 
 _TENANT_NAME = re.compile(r"[a-z0-9-]{1,63}")
 
@@ -115,6 +122,17 @@ class TenantRecord(TypedDict):
     settings: dict[str, Any]
     bridge: dict[str, Any]
     email: dict[str, Any]
+
+
+def pin_self_service_url(tenant: TenantRecord) -> str | None:
+    """Where the tenant's users get their PIN when Microsoft owns it (``email.pin:
+    self_service``), else None. In Teams Online an administrator can neither choose a PIN nor
+    read one back, so a PIN generated here would not work: such a tenant's emails carry none,
+    and nothing generates, stores or previews one."""
+    email = tenant["email"]
+    if email.get("pin") != "self_service":  # a record read before the setting existed: generated
+        return None
+    return str(email.get("pin_self_service_url") or DEFAULT_PIN_SELF_SERVICE_URL)
 
 
 def is_enabled(user: UserRecord | None) -> bool:

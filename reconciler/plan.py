@@ -157,6 +157,18 @@ class TenantPlan:
     """The tenant's users as configured (for the mass-email rule)."""
     mailed: int = 0
     """Users who get an email other than ``disabled`` that is sent, not suppressed."""
+    redialled: int = 0
+    """Users enabled before and after whose conference ID, dial-in or toll-free number
+    changes: the dial-in details their scheduled meetings carry (:attr:`meeting_migration`)."""
+    migrates_meetings: bool = False
+    """The tenant's ``automatically_migrate_user_meetings`` as configured."""
+
+    @property
+    def meeting_migration(self) -> int:
+        """SPEC §8: users whose future meetings Microsoft's Meeting Migration re-sends to every
+        attendee once the Teams side is changed (``automatically_migrate_user_meetings`` true
+        and their dial-in details change); 0 when the setting is false."""
+        return self.redialled if self.migrates_meetings else 0
 
     @property
     def has_changes(self) -> bool:
@@ -278,6 +290,7 @@ def plan_tenant(
             applied.tenant if applied else None, config.tenant
         )
     suppressed = not config.tenant["settings"]["automatically_send_emails_to_users"]
+    result.migrates_meetings = config.tenant["settings"]["automatically_migrate_user_meetings"]
     findings: list[Finding] = []
     # Reused files' users are the applied ones: only the others are compared, and counted.
     after_users = config.users if config.parsed is None else config.parsed
@@ -295,6 +308,7 @@ def plan_tenant(
         if before == after:
             continue
         emails = emails_for(before, after)
+        result.redialled += _redialled(before, after)
         result.user_changes.append(
             _user_change(upn, before, after, after_users, emails, suppressed, shared)
         )
@@ -368,8 +382,29 @@ def _unchanged(users: Mapping[str, UserRecord]) -> Callable[[str, UserRecord], b
     return lambda upn, record: users.get(upn) == record
 
 
+DIAL_IN_DETAILS = ("conference_id", "dial_in_number", "toll_free_number")
+"""What a user's scheduled meetings carry for callers: a change makes Microsoft's Meeting
+Migration update (and re-send) them."""
+
+
+def _redialled(before: UserRecord | None, after: UserRecord | None) -> bool:
+    """Enabled before and after, with other dial-in details (:data:`DIAL_IN_DETAILS`)."""
+    return (
+        is_enabled(before)
+        and is_enabled(after)
+        and any(before.get(k) != after.get(k) for k in DIAL_IN_DETAILS)  # type: ignore[union-attr]
+    )
+
+
 def _warnings(plan: TenantPlan, suppressed: bool) -> list[str]:
     warnings = []
+    if plan.meeting_migration:
+        warnings.append(
+            f"automatically_migrate_user_meetings is true: once the Teams side is changed, "
+            f"Microsoft's Meeting Migration re-sends the future meetings of "
+            f"{plan.meeting_migration} user(s) whose conference ID or dial-in number changes "
+            "to all their attendees"
+        )
     if suppressed and plan.emails:
         warnings.append(
             f"automatically_send_emails_to_users is false: {len(plan.emails)} email(s) will be "

@@ -11,7 +11,9 @@ template change sees all of them, whatever the plan holds.
 A preview is harmless by construction:
 
 * the PIN is the visible mask ``••••••`` (``compose_messages(preview=True)``): no PIN is ever
-  generated, so none can leak through an artifact;
+  generated, so none can leak through an artifact; a tenant in PIN self-service mode
+  (``email.pin: self_service``) has no PIN to mask, and when every tenant of the plan is in that
+  mode the sample pages show none either;
 * every message says it is a preview (banner in the body, ``[PREVIEW]`` in the subject);
 * the state is only read: a missing SQLite file is not created, nothing is committed, no lock
   is taken and no transport is opened.
@@ -37,11 +39,11 @@ from pathlib import Path
 from jinja2 import DictLoader, Environment
 
 from reconciler.delivery.options import default_sender
-from reconciler.emails import TEMPLATE_TYPES, TemplateSet, sample_context
+from reconciler.emails import SELF_SERVICE_TYPES, TEMPLATE_TYPES, TemplateSet, sample_context
 from reconciler.emails.outbox import compose_messages
 from reconciler.errors import UserError
 from reconciler.manager import Manager
-from reconciler.model import EMAIL_TYPES, EmailType
+from reconciler.model import EMAIL_TYPES, EmailType, pin_self_service_url
 from reconciler.plan import Plan
 
 MARKER_FILE = ".reconciler-preview"
@@ -81,6 +83,13 @@ class SamplePage:
     subject: str
     page: str
     """Path of the ``.html`` page, relative to the output folder."""
+    self_service: bool = False
+    """Rendered in PIN self-service mode (no PIN, Microsoft's page instead)."""
+
+    @property
+    def label(self) -> str:
+        """The column of the index this page is listed under."""
+        return f"{self.type} (self_service)" if self.self_service else self.type
 
 
 @dataclass(frozen=True)
@@ -146,34 +155,47 @@ def render_plan_previews(manager: Manager, plan: Plan, out: Path) -> PreviewResu
             pages.append((entry, parsed))
     for entry, parsed in pages:
         (out / entry.page).write_text(_email_page(entry, parsed), encoding="utf-8")
-    samples = _write_samples(manager.templates, out)
+    modes = {pin_self_service_url(t.config.tenant) is not None for t in plan.tenants if t.config}
+    samples = _write_samples(manager.templates, out, modes or {False})
     (out / "index.html").write_text(_index_page(plan, emails, samples), encoding="utf-8")
     return PreviewResult(out, emails, samples)
 
 
-def _write_samples(templates: TemplateSet, out: Path) -> list[SamplePage]:
+def _write_samples(templates: TemplateSet, out: Path, self_service: set[bool]) -> list[SamplePage]:
     """Every template type in every locale emails can be written in, rendered with sample
-    values and the PIN masked, one page each under :data:`SAMPLES_DIR`. A folder no tag can
-    reach (its name is not a language tag) is left out: no user would ever read it."""
+    values and the PIN masked, one page each under :data:`SAMPLES_DIR`, in the PIN modes of the
+    plan's tenants (``self_service``: True for ``email.pin: self_service``, False for
+    ``generated``). A plan of self-service tenants only shows no PIN, not even masked; one with
+    both modes adds ``<type>.self-service.html`` for the types the mode words differently. A
+    folder no tag can reach (its name is not a language tag) is left out: no user would ever
+    read it."""
     samples = []
     for locale in templates.locales():
         if templates.resolve_locale(locale) != locale:
             continue
         folder = out / SAMPLES_DIR / _safe(locale)
         folder.mkdir(parents=True, exist_ok=True)
-        for email_type in TEMPLATE_TYPES:
+        for email_type, mode in _sample_kinds(self_service):
             subject, text, html = templates.render(
-                locale, email_type, sample_context(email_type, preview=True)
+                locale, email_type, sample_context(email_type, preview=True, pin_self_service=mode)
             )
-            sample = SamplePage(
-                locale, email_type, subject, f"{SAMPLES_DIR}/{_safe(locale)}/{email_type}.html"
-            )
+            suffix = ".self-service" if mode and False in self_service else ""
+            page = f"{SAMPLES_DIR}/{_safe(locale)}/{email_type}{suffix}.html"
+            sample = SamplePage(locale, email_type, subject, page, mode)
             (out / sample.page).write_text(
                 _SAMPLE.render(s=sample, html=html, text=text, csp=_CSP, style=_STYLE),
                 encoding="utf-8",
             )
             samples.append(sample)
     return samples
+
+
+def _sample_kinds(self_service: set[bool]) -> list[tuple[str, bool]]:
+    """``(type, self-service mode)`` of each sample page of a locale, in the index's order."""
+    kinds = [(t, False) for t in TEMPLATE_TYPES] if False in self_service else []
+    if True in self_service:
+        kinds += [(t, True) for t in TEMPLATE_TYPES if t in SELF_SERVICE_TYPES or not kinds]
+    return kinds
 
 
 def _prepare(out: Path) -> None:
@@ -284,8 +306,9 @@ _BASE = """<!DOCTYPE html>
 _INDEX_BODY = """{% extends "base" %}
 {% block title %}Audio Conferencing emails ({{ emails|length }}){% endblock %}
 {% block heading %}Audio Conferencing emails{% endblock %}
-{% block note %}Nothing was sent. PINs are masked (••••••); real PINs are generated only when the
-plan is applied.{% endblock %}
+{% block note %}Nothing was sent. {% if masked %}PINs are masked (••••••); real PINs are generated
+only when the plan is applied.{% else %}No PIN is shown or generated: users get theirs at
+Microsoft's self-service page (email.pin: self_service).{% endif %}{% endblock %}
 {% block main %}
 <p id="summary">{{ emails|length }} email(s) in {{ tenants|length }} tenant(s){% if suppressed %},
 <span class="suppressed">{{ suppressed }} suppressed</span> (kept for the operator, not sent){%
@@ -326,8 +349,8 @@ endif %}.</p>
 {% endfor %}
 <section id="locales">
 <h2>Every email in every language</h2>
-<p>Sample values, PIN masked: how each type reads in each locale of the templates, whether or not
-this plan sends it.</p>
+<p>Sample values, PIN masked (absent in PIN self-service mode): how each type reads in each
+locale of the templates, whether or not this plan sends it.</p>
 <div class="scroll">
 <table>
 <thead><tr><th>Locale</th>{% for type in types %}<th>{{ type }}</th>{% endfor %}</tr></thead>
@@ -455,6 +478,7 @@ def _index_page(plan: Plan, emails: list[PreviewEmail], samples: list[SamplePage
         csp=_CSP,
         style=_STYLE,
         suppressed=sum(e.suppressed for e in emails),
-        types=TEMPLATE_TYPES,
+        types=[s.label for s in next(iter(by_locale.values()), [])],  # each locale's columns
         samples=list(by_locale.items()),
+        masked=any(not s.self_service for s in samples),
     )

@@ -13,7 +13,13 @@ from jsonschema import Draft202012Validator
 
 from reconciler.config import load_config, schema
 from reconciler.config.yamlload import load
-from reconciler.model import DEFAULT_MEETING_UPDATE_TOOL_URL, PROVIDERS, SETTINGS_DEFAULTS
+from reconciler.model import (
+    DEFAULT_MEETING_UPDATE_TOOL_URL,
+    DEFAULT_PIN_SELF_SERVICE_URL,
+    PIN_MODES,
+    PROVIDERS,
+    SETTINGS_DEFAULTS,
+)
 from reconciler.resources import schema_path
 from tests.helpers.problems import assert_one, problems
 from tests.helpers.tenants import TENANT, USERS, make_tenant, with_user
@@ -100,9 +106,11 @@ def test_schema_vocabulary_matches_the_model():
     tenant = schema.load_schema("tenant.schema.json")["properties"]
     user = schema.load_schema("users.schema.json")["$defs"]["user"]["properties"]
     assert tuple(user["provider"]["enum"]) == PROVIDERS
-    assert tenant["email"]["properties"]["meeting_update_tool_url"]["default"] == (
-        DEFAULT_MEETING_UPDATE_TOOL_URL
-    )
+    email = tenant["email"]["properties"]
+    assert email["meeting_update_tool_url"]["default"] == DEFAULT_MEETING_UPDATE_TOOL_URL
+    assert tuple(email["pin"]["enum"]) == PIN_MODES
+    assert email["pin"]["default"] == "generated"
+    assert email["pin_self_service_url"]["default"] == DEFAULT_PIN_SELF_SERVICE_URL
 
 
 # --- the shipped example tenant -----------------------------------------------------------------
@@ -206,7 +214,7 @@ def test_unknown_email_key(tmp_path):
     assert_one(
         tmp_path,
         "acme/tenant.yaml:10:3: unknown key 'local' (did you mean 'locale'?); "
-        "allowed: locale, meeting_update_tool_url",
+        "allowed: locale, meeting_update_tool_url, pin, pin_self_service_url",
     )
 
 
@@ -466,6 +474,64 @@ def test_meeting_update_tool_url_must_be_http(tmp_path, written, value):
         tmp_path,
         f"acme/tenant.yaml:10:28: meeting_update_tool_url: {value!r} must be "
         "an http(s) URL (printable ASCII, no spaces)",
+    )
+
+
+def test_pin_mode_defaults_to_generated_with_microsofts_self_service_page(tmp_path):
+    make_tenant(tmp_path)
+    email = load_config(tmp_path).tenants["acme"].tenant["email"]
+    assert (email["pin"], email["pin_self_service_url"]) == (
+        "generated",
+        "https://dialin.teams.microsoft.com/usp",
+    )
+    make_tenant(
+        tmp_path,
+        tenant=TENANT
+        + "email:\n  pin: self_service\n  pin_self_service_url: https://pin.contoso.com/reset\n",
+    )
+    email = load_config(tmp_path).tenants["acme"].tenant["email"]
+    assert (email["pin"], email["pin_self_service_url"]) == (
+        "self_service",
+        "https://pin.contoso.com/reset",
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ("selfservice", "'selfservice' is not allowed (did you mean 'self_service'?)"),
+        ("Self_Service", "'Self_Service' is not allowed (did you mean 'self_service'?)"),
+        ("true", "true is not allowed"),
+    ],
+)
+def test_pin_mode_is_one_of_two(tmp_path, written, shown):
+    make_tenant(tmp_path, tenant=TENANT + f"email:\n  pin: {written}\n")
+    assert_one(
+        tmp_path,
+        f"acme/tenant.yaml:10:8: pin: {shown}; allowed: generated, self_service",
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("http://dialin.teams.microsoft.com/usp", "http://dialin.teams.microsoft.com/usp"),
+        ("dialin.teams.microsoft.com/usp", "dialin.teams.microsoft.com/usp"),
+        ("https://a b", "https://a b"),
+        ("https://a\\u202eb", "https://a\u202eb"),
+        ("https://x\\n", "https://x\n"),
+        ("javascript:alert(1)", "javascript:alert(1)"),
+    ],
+)
+def test_pin_self_service_url_must_be_https(tmp_path, written, value):
+    make_tenant(
+        tmp_path,
+        tenant=TENANT + f'email:\n  pin: self_service\n  pin_self_service_url: "{written}"\n',
+    )
+    assert_one(
+        tmp_path,
+        f"acme/tenant.yaml:11:25: pin_self_service_url: {value!r} must be "
+        "an https URL (printable ASCII, no spaces)",
     )
 
 

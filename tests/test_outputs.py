@@ -16,6 +16,7 @@ from reconciler.config.semantic import effective_tenant, effective_user
 from reconciler.model import EMAIL_TYPES, Applied, TenantConfig
 from reconciler.outputs import RENDERERS, markdown, render, text
 from reconciler.outputs import json as json_output
+from reconciler.outputs.escape import markdown_text
 from reconciler.plan import (
     Change,
     Plan,
@@ -344,7 +345,8 @@ def test_json_has_exactly_the_spec_fields() -> None:
         "suppressed": 0,
     }
     (tenant,) = document["tenants"]
-    assert set(tenant) == TENANT_KEYS
+    assert set(tenant) == TENANT_KEYS | {"meeting_migration_users"}
+    assert tenant["meeting_migration_users"] == 1  # alice's conference ID
     assert tenant["name"] == "contoso"
     assert tenant["state"] == {"lineage": "0f1e2d3c", "serial": 3}
     assert tenant["missing_from_config"] is False
@@ -379,7 +381,7 @@ def test_json_has_exactly_the_spec_fields() -> None:
     assert [set(e) for e in tenant["emails"]] == [
         {"user", "to", "type", "reasons", "suppressed", "locale", "requested_locale"}
     ] * 4
-    assert tenant["warnings"] == []
+    assert tenant["warnings"] == [MIGRATION]
 
 
 def test_json_is_deterministic_whatever_the_input_order() -> None:
@@ -460,3 +462,30 @@ def test_json_plan_streamed_in_batches_is_the_same_text_as_one_document(
         '{"format_version":"1","tenants":[],"summary":{"settings_changes":0,'
         '"user_changes":0,"emails":0,"suppressed":0}}\n'
     )
+
+
+# --------------------------------------------------------------------------- meeting migration
+
+MIGRATION = (
+    "automatically_migrate_user_meetings is true: once the Teams side is changed, Microsoft's "
+    "Meeting Migration re-sends the future meetings of 1 user(s) whose conference ID or "
+    "dial-in number changes to all their attendees"
+)
+
+
+def test_every_format_notes_the_meetings_microsoft_will_resend() -> None:
+    plan = sample_plan()  # alice, enabled before and after, gets another conference ID
+    assert f"  ! {MIGRATION}" in text.render(plan).splitlines()
+    assert f"> :warning: {markdown_text(MIGRATION)}\n" in markdown.render(plan)
+    document = json.loads(json_output.render(plan))
+    jsonschema.validate(document, PLAN_SCHEMA)
+    (tenant,) = document["tenants"]
+    assert tenant["meeting_migration_users"] == 1 and MIGRATION in tenant["warnings"]
+
+
+def test_no_meeting_migration_note_when_the_tenant_does_not_migrate_meetings() -> None:
+    plan = sample_plan(automatically_migrate_user_meetings=False)
+    for out in (text.render(plan), markdown.render(plan), json_output.render(plan)):
+        assert "Meeting Migration" not in out
+    (tenant,) = json.loads(json_output.render(plan))["tenants"]
+    assert set(tenant) == TENANT_KEYS

@@ -511,3 +511,41 @@ def test_a_created_users_changes_are_read_from_the_configuration_when_shown() ->
     as_tuple = UserChange(create.user, "create", tuple(create.changes), create.emails, create.note)
     assert hash(create) == hash(as_tuple)
     assert create.changes != "not a sequence of changes"
+
+
+def _redialling(**settings: Any):
+    """Five enabled users: one gets another conference ID, one another dial-in number, one
+    another toll-free number, one only a new display name; one more is disabled and one
+    added (their meetings are not counted: only enabled users whose details change)."""
+    before = {f"u{i}@contoso.com": enabled(f"100000{i}") for i in range(5)}
+    after = {
+        "u0@contoso.com": enabled("2000000"),
+        "u1@contoso.com": enabled("1000001", dial_in_number=OTHER_TOLL),
+        "u2@contoso.com": enabled("1000002", toll_free_number=TOLL_FREE),
+        "u3@contoso.com": enabled("1000003", display_name="New Name"),
+        "u4@contoso.com": {**enabled("1000004"), "license": False},
+        "u5@contoso.com": enabled("1000005"),
+    }
+    doc = tenant_doc(**settings)
+    return plan_tenant(config(after, doc), applied(config(before, doc)))[0]
+
+
+def test_meeting_migration_counts_users_whose_dial_in_details_change() -> None:
+    result = _redialling()  # automatically_migrate_user_meetings defaults to true
+    assert result.meeting_migration == 3
+    (note,) = [w for w in result.warnings if "Meeting Migration" in w]
+    assert note.startswith("automatically_migrate_user_meetings is true: ")
+    assert "future meetings of 3 user(s)" in note
+
+
+def test_no_meeting_migration_note_when_the_setting_is_false() -> None:
+    result = _redialling(automatically_migrate_user_meetings=False)
+    assert result.meeting_migration == 0
+    assert not [w for w in result.warnings if "Meeting Migration" in w]
+
+
+def test_no_meeting_migration_note_without_a_dial_in_change() -> None:
+    before = {"a@contoso.com": enabled("1000001")}
+    after = {"a@contoso.com": enabled("1000001", pin_reset="r1", display_name="A")}
+    result = plan_between(config(before), config(after))[0]
+    assert result.meeting_migration == 0 and result.warnings == []

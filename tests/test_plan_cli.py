@@ -22,6 +22,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from reconciler.model import PIN_MODES
 from reconciler.state.sqlite import SQLiteStore
 from tests.helpers.cli import Result, assert_clean_error
 from tests.helpers.tenants import make_tenant
@@ -678,8 +679,11 @@ def _strings(value: Any, key: str | None = None) -> Iterator[str]:
 
 
 def _keys(value: Any) -> set[str]:
+    """Every key of a JSON document but the tenant setting ``email.pin`` (its value is a mode,
+    ``generated`` or ``self_service``, never a PIN)."""
     if isinstance(value, dict):
-        return set(value) | {k for v in value.values() for k in _keys(v)}
+        keys = {k for k, v in value.items() if not (k == "pin" and v in PIN_MODES)}
+        return keys | {k for v in value.values() for k in _keys(v)}
     if isinstance(value, list):
         return {k for v in value for k in _keys(v)}
     return set()

@@ -382,3 +382,55 @@ def test_an_older_read_only_state_plans_a_changed_file_by_reading_every_file(
             manager.close()
     with_reuse, without = both_paths(options)
     assert with_reuse == without and with_reuse[1]["summary"]["emails"] == 1
+
+
+def test_a_state_applied_before_the_pin_setting_existed_is_planned_in_full(
+    tmp_path: Path,
+) -> None:
+    """A tenant applied by a version without ``email.pin`` (its record lacks the new defaults,
+    its files hash carries no records version) is never taken as unchanged: the plan reads it
+    and shows the defaults as setting changes, once; apply records them and sends nothing."""
+    import sqlite3
+
+    from reconciler import __version__
+    from reconciler.config import CACHE_KEY
+
+    state = tmp_path / "state.db"
+    _config, options, _layout = applied_alice_and_bob(tmp_path, str(state))
+    with sqlite3.connect(state) as db:
+        (record, files) = db.execute("SELECT config, files FROM tenants").fetchone()
+        record, files = json.loads(record), json.loads(files)
+        del record["email"]["pin"], record["email"]["pin_self_service_url"]
+        files[CACHE_KEY] = __version__
+        db.execute(
+            "UPDATE tenants SET config = ?, files = ?", (json.dumps(record), json.dumps(files))
+        )
+    with_reuse, without = both_paths(options)
+    assert with_reuse == without
+    tenant = with_reuse[1]["tenants"][0]
+    assert tenant["settings_changes"] == [
+        {"path": "email.pin", "before": None, "after": "generated"},
+        {
+            "path": "email.pin_self_service_url",
+            "before": None,
+            "after": "https://dialin.teams.microsoft.com/usp",
+        },
+    ]
+    assert (tenant["user_changes"], tenant["emails"]) == ([], [])
+    apply(options)
+    with_reuse, without = both_paths(options)
+    assert with_reuse == without and with_reuse[1]["summary"]["settings_changes"] == 0
+
+
+def test_switching_the_pin_mode_is_a_setting_change_that_sends_nothing(
+    tmp_path: Path, state_location: str
+) -> None:
+    config, options, layout = applied_alice_and_bob(tmp_path, state_location)
+    write(config, tenant_doc(pin="self_service"), layout)
+    with_reuse, without = both_paths(options)
+    assert with_reuse == without
+    tenant = with_reuse[1]["tenants"][0]
+    assert tenant["settings_changes"] == [
+        {"path": "email.pin", "before": "generated", "after": "self_service"}
+    ]
+    assert (tenant["user_changes"], tenant["emails"]) == ([], [])

@@ -51,6 +51,12 @@ USERS_PATTERN = "*.y*ml"
 LEAVES_CONFIG = "cannot use this folder: a symbolic link that leaves the configuration folder"
 CACHE_KEY = "(reconciler)"
 """Entry of ``TenantConfig.files`` naming what effective records depend on besides the files."""
+RECORDS_VERSION = 2
+"""The shape of effective records (:mod:`reconciler.config.semantic`), recorded under
+:data:`CACHE_KEY` with the package version: adding a default (2: ``email.pin`` and
+``email.pin_self_service_url``) makes a state applied before it differ from its unchanged files,
+so such a tenant is read and planned in full once (the new defaults show as setting changes),
+never taken as unchanged."""
 
 
 class UsersCache(Protocol):
@@ -253,7 +259,7 @@ class _TenantReader:
         self.root, self.name, self.cache = root, name, cache
         self.folder = _resolved(root / name)
         """The tenant folder as the filesystem knows it: every file read must lie inside."""
-        self.hashes: dict[str, str] = {CACHE_KEY: __version__}
+        self.hashes: dict[str, str] = {CACHE_KEY: f"{__version__} records {RECORDS_VERSION}"}
         """Content hash of every file read; the bytes are not kept (re-read to locate errors)."""
         self.cached: set[str] = set()
         """Users files whose users came from the state, not from parsing."""

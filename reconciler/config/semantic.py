@@ -15,6 +15,7 @@ import phonenumbers
 from reconciler.errors import Finding
 from reconciler.model import (
     DEFAULT_MEETING_UPDATE_TOOL_URL,
+    DEFAULT_PIN_SELF_SERVICE_URL,
     SETTINGS_DEFAULTS,
     TenantRecord,
     UserRecord,
@@ -96,6 +97,9 @@ def effective_tenant(doc: dict[str, Any]) -> TenantRecord:
             "locale": email.get("locale") or "en",
             "meeting_update_tool_url": email.get("meeting_update_tool_url")
             or DEFAULT_MEETING_UPDATE_TOOL_URL,
+            "pin": email.get("pin") or "generated",
+            "pin_self_service_url": email.get("pin_self_service_url")
+            or DEFAULT_PIN_SELF_SERVICE_URL,
         },
     }
 

@@ -13,6 +13,7 @@ from reconciler.emails.pins import generate_pin, is_trivial
 from reconciler.emails.templates import (
     DETAIL_TYPES,
     PIN_TYPES,
+    SELF_SERVICE_TYPES,
     TEMPLATE_TYPES,
     TEST_MESSAGE,
     PhoneNumber,
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_DISPLAY_NAME",
     "DETAIL_TYPES",
     "PIN_TYPES",
+    "SELF_SERVICE_TYPES",
     "TEMPLATE_TYPES",
     "TEST_MESSAGE",
     "PhoneNumber",

@@ -32,7 +32,7 @@ from reconciler.emails.templates import (
     TemplateSet,
     build_context,
 )
-from reconciler.model import TenantRecord, UserRecord, header_text_problem
+from reconciler.model import TenantRecord, UserRecord, header_text_problem, pin_self_service_url
 
 DEFAULT_DISPLAY_NAME = "Office 365"
 """Microsoft's sender name when SendEmailFromOverride is off."""
@@ -113,8 +113,9 @@ def compose(
 ) -> EmailMessage:
     """One multipart/alternative message (text/plain + text/html, UTF-8) for ``user``.
 
-    Raises ValueError when ``pin`` is given to a type that must not contain it or missing where it
-    is required, and when a header value would contain a line break.
+    Raises ValueError when ``pin`` is given to a type or tenant that must not email one
+    (:func:`reconciler.model.pin_self_service_url`) or missing where it is required, and when a
+    header value would contain a line break.
     """
     details = email_type in DETAIL_TYPES
     bridge = tenant["bridge"]
@@ -138,6 +139,7 @@ def compose(
             else None
         ),
         pin=pin,
+        pin_self_service_url=pin_self_service_url(tenant),
     )
     locale = templates.resolve_locale(user["locale"], tenant["email"]["locale"])
     subject, text, html = templates.render(locale, email_type, context)

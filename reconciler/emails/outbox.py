@@ -1,7 +1,8 @@
 """A tenant plan's emails as outbox messages: what apply commits and what preview renders.
 
 One composition for both, so a preview shows exactly the message apply would send, except for
-the PIN: a preview never generates one (the mask ``••••••`` stands in its place).
+the PIN: a preview never generates one (the mask ``••••••`` stands in its place). A tenant in PIN
+self-service mode has no PIN to generate, mask or store: its users get theirs from Microsoft.
 
 Composing (templates, then the standard library's ``email`` package) is CPU-bound Python: an
 apply of many emails composes them in worker processes, one per core, a chunk at a time and in
@@ -26,7 +27,7 @@ from reconciler.emails.compose import Sender, compose, message_id, sender_for
 from reconciler.emails.pins import generate_pin
 from reconciler.emails.templates import PIN_TYPES, TemplateSet
 from reconciler.errors import UserError
-from reconciler.model import EmailType, TenantRecord, UserRecord
+from reconciler.model import EmailType, TenantRecord, UserRecord, pin_self_service_url
 from reconciler.plan import TenantPlan
 from reconciler.state import NewMessage
 from reconciler.streams import batched
@@ -65,8 +66,9 @@ def compose_messages(
     preview: bool = False,
 ) -> Iterator[NewMessage]:
     """Every planned email of a tenant as RFC 5322 bytes, in the plan's order, a fresh PIN
-    where the type has one; composed as they are consumed (apply writes them in batches). The
-    applied records of removed users are read now, before anything changes the state."""
+    where the type has one and the tenant is not in PIN self-service mode; composed as they
+    are consumed (apply writes them in batches). The applied records of removed users are read
+    now, before anything changes the state."""
     config = plan.config
     assert config is not None
     before = plan.applied.users if plan.applied else {}
@@ -99,7 +101,7 @@ def cores() -> int:
 def _compose(templates: TemplateSet, shared: _Shared, job: _Job) -> NewMessage:
     upn, email_type, suppressed, user = job
     pin = None
-    if email_type in PIN_TYPES:
+    if email_type in PIN_TYPES and pin_self_service_url(shared.tenant) is None:
         length = shared.tenant["settings"]["pin_length"]
         pin = "•" * length if shared.preview else generate_pin(length)
     mid = message_id(shared.tenant_name, shared.lineage, shared.serial, upn, email_type)

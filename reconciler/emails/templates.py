@@ -55,7 +55,7 @@ from reconciler.emails.sandbox import (
 )
 from reconciler.errors import ConfigError, Problem
 from reconciler.locales import locale_folders, resolve
-from reconciler.model import EMAIL_TYPES, has_encoded_word
+from reconciler.model import DEFAULT_PIN_SELF_SERVICE_URL, EMAIL_TYPES, has_encoded_word
 from reconciler.resources import default_templates
 
 TEST_MESSAGE: Final = "test-message"
@@ -64,7 +64,11 @@ sample details marked as such. Not one of SPEC §4's email types, so no plan eve
 TEMPLATE_TYPES: tuple[str, ...] = (*EMAIL_TYPES, TEST_MESSAGE)
 """Every type a locale folder has templates for."""
 PIN_TYPES = frozenset({"enabled", "pin-reset"})
-"""The only email types that carry the PIN (SPEC §4)."""
+"""The only email types that carry the PIN (SPEC §4), unless Microsoft owns it (SPEC §8)."""
+SELF_SERVICE_TYPES = PIN_TYPES | {"conference-info"}
+"""Types that point a user at Microsoft's PIN self-service page when the tenant is in PIN
+self-service mode: to get a PIN (``enabled``), reset it (``pin-reset``) or recover a forgotten
+one (``conference-info``)."""
 DETAIL_TYPES = frozenset(TEMPLATE_TYPES) - {"disabled"}
 """Types that show the conference ID and dial-in numbers."""
 PARTS = ("subject.txt", "txt", "html")
@@ -169,18 +173,24 @@ def build_context(
     dial_in: PhoneNumber | None = None,
     toll_free: PhoneNumber | None = None,
     pin: str | None = None,
+    pin_self_service_url: str | None = None,
 ) -> dict[str, Any]:
     """The template variables of one email, holding exactly what SPEC §4 lets that type show.
 
     Facts that wording depends on are computed here, not in templates (which are data and may
     not run code): ``number_count`` (1 or 2 numbers listed) lets every language choose singular
-    or plural ("the number below" / "one of the numbers below").
+    or plural ("the number below" / "one of the numbers below"), and ``pin_self_service``
+    whether the tenant's users get their PIN from Microsoft (SPEC §8): given
+    ``pin_self_service_url``, no context has a ``pin``, and the types of
+    :data:`SELF_SERVICE_TYPES` have the URL instead.
 
-    Raises ValueError when the caller offers a PIN to a type that must never contain one, omits
-    it where it is the point of the email, or omits the conference details a type shows.
+    Raises ValueError when the caller offers a PIN to a type that must never contain one or to
+    a tenant in PIN self-service mode, omits it where it is the point of the email, or omits the
+    conference details a type shows.
     """
     if email_type not in TEMPLATE_TYPES:
         raise ValueError(f"unknown email type {email_type!r}")
+    self_service = pin_self_service_url is not None
     context: dict[str, Any] = {
         "preview": preview,
         "display_name": display_name,
@@ -188,8 +198,14 @@ def build_context(
         "email": email,
         "meeting_update_tool_url": meeting_update_tool_url,
         "unique_conference_ids": unique_conference_ids,
+        "pin_self_service": self_service,
     }
-    if email_type in PIN_TYPES:
+    if self_service:
+        if pin is not None:
+            raise ValueError("a tenant in PIN self-service mode must never email a PIN")
+        if email_type in SELF_SERVICE_TYPES:
+            context["pin_self_service_url"] = pin_self_service_url
+    elif email_type in PIN_TYPES:
         if not pin:
             raise ValueError(f"a {email_type!r} email needs the PIN")
         context["pin"] = pin
@@ -308,12 +324,12 @@ class TemplateSet:
         ``emails``: the ``(locale, type)`` pairs to check, such as an apply's plan sends
         (:meth:`reconciler.plan.Plan.email_kinds`), so an apply renders only what it will send;
         by default every type of every locale found. Sample contexts cover a toll-free number
-        set and unset, unique conference IDs on and off, a missing display name and preview
-        mode, so a branch that is rarely taken is still exercised. Reported: a configured
-        folder that does not exist, syntax errors, undefined variables, missing files (when the
-        packaged copy has none either), subjects that are not one line or hold an encoded word,
-        and any reference to ``pin`` reachable from the templates of a type that must never
-        contain the PIN.
+        set and unset, unique conference IDs on and off, a missing display name, preview mode
+        and PIN self-service mode, so a branch that is rarely taken is still exercised.
+        Reported: a configured folder that does not exist, syntax errors, undefined variables,
+        missing files (when the packaged copy has none either), subjects that are not one line
+        or hold an encoded word, and any reference to ``pin`` reachable from the templates of a
+        type that must never contain the PIN.
         """
         if self._directory is not None and not self._directory.is_dir():
             return [Problem(os.fspath(self._directory), 1, 1, "templates folder not found")]
@@ -493,10 +509,15 @@ def sample_context(
     unique_conference_ids: bool = True,
     display_name: str | None = "Alice Martin",
     preview: bool = False,
+    pin_self_service: bool = False,
 ) -> dict[str, Any]:
     """A realistic context of ``email_type`` with made-up values, for checking templates and
-    showing them to reviewers: every branch a template takes can be chosen here."""
+    showing them to reviewers: every branch a template takes can be chosen here. In PIN
+    self-service mode it has Microsoft's self-service page and no PIN, masked or not."""
     details = email_type in DETAIL_TYPES
+    pin = None
+    if email_type in PIN_TYPES and not pin_self_service:
+        pin = "••••••" if preview else "48151"
     return build_context(
         email_type,
         display_name=display_name,
@@ -508,14 +529,15 @@ def sample_context(
         conference_id="8412345" if details else None,
         dial_in=SAMPLE_DIAL_IN if details else None,
         toll_free=SAMPLE_TOLL_FREE if details and toll_free else None,
-        pin=("••••••" if preview else "48151") if email_type in PIN_TYPES else None,
+        pin=pin,
+        pin_self_service_url=DEFAULT_PIN_SELF_SERVICE_URL if pin_self_service else None,
     )
 
 
 def _sample_contexts(email_type: str) -> Iterator[dict[str, Any]]:
     """Contexts for ``email_type`` over every combination templates branch on."""
-    for toll_free, unique_ids, display_name, preview in itertools.product(
-        (True, False), (True, False), ("Alice Martin", None), (False, True)
+    for toll_free, unique_ids, display_name, preview, self_service in itertools.product(
+        (True, False), (True, False), ("Alice Martin", None), (False, True), (False, True)
     ):
         yield sample_context(
             email_type,
@@ -523,6 +545,7 @@ def _sample_contexts(email_type: str) -> Iterator[dict[str, Any]]:
             unique_conference_ids=unique_ids,
             display_name=display_name,
             preview=preview,
+            pin_self_service=self_service,
         )
 
 

@@ -78,6 +78,7 @@ def _head(t: TenantPlan) -> dict[str, Any]:
         "missing_from_config": t.missing,
         "mass_disable": t.mass_disable,
         "mass_email": t.mass_email,
+        **({"meeting_migration_users": t.meeting_migration} if t.meeting_migration else {}),
         "settings_changes": [_change(c) for c in t.settings_changes],
     }
 

@@ -38,11 +38,13 @@ def tenant_doc(
     send: bool = True,
     override: tuple[str, str] | None = None,
     unique_ids: bool = False,
+    pin: str | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """A ``tenant.yaml`` document: a bridge with two toll numbers and one toll-free number.
 
-    ``override`` is ``(display name, address)`` for ``send_email_from_override: true``.
+    ``override`` is ``(display name, address)`` for ``send_email_from_override: true``;
+    ``pin`` is ``email.pin`` (left out, its default ``generated``, when None).
     """
     doc_settings: dict[str, Any] = {
         "automatically_send_emails_to_users": send,
@@ -66,7 +68,11 @@ def tenant_doc(
             ],
             "default_number": TOLL,
         },
-        "email": {"locale": locale, "meeting_update_tool_url": MEETING_UPDATE_TOOL_URL},
+        "email": {
+            "locale": locale,
+            "meeting_update_tool_url": MEETING_UPDATE_TOOL_URL,
+            **({"pin": pin} if pin is not None else {}),
+        },
     }
 
 
