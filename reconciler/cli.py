@@ -478,6 +478,83 @@ def init(
     )
 
 
+@main.command()
+@common_options("config", "state", "tenants")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Live users export, as init reads it (CSV or JSON of Get-CsOnlineDialInConferencingUser).",
+)
+@click.option(
+    "--bridge",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Live export of Get-CsOnlineDialInConferencingBridge; without it the bridge is "
+    "not compared.",
+)
+@click.option(
+    "--settings",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Live export of Get-CsOnlineDialInConferencingTenantSettings; without it the "
+    "settings (and whether Teams sends its own emails) are not compared.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when Teams has what git says, 2 on drift, 1 on error.",
+)
+def drift(
+    manager: Manager,
+    source: Path,
+    bridge: Path | None,
+    settings: Path | None,
+    fmt: str,
+    out: Path | None,
+    detailed_exitcode: bool,
+) -> None:
+    """Compare a live Teams export with the YAML and the applied state (read-only: no email,
+    no state written): which side moved, per user, setting and bridge number."""
+    from reconciler.drift_run import ExportProblems, LiveExport, run_drift
+    from reconciler.outputs.drift import render
+
+    if len(manager.options.tenants) != 1:
+        raise UserError("drift needs exactly one --tenant (the tenant the export is from)")
+    try:
+        report = run_drift(
+            manager, manager.options.tenants[0], LiveExport(source, bridge, settings)
+        )
+    except ExportProblems as exc:
+        for problem in exc.problems:
+            click.echo(visible(str(problem)), err=True)
+        click.echo(f"{len(exc.problems)} problem(s) found; nothing was compared.", err=True)
+        sys.exit(EXIT_ERROR)
+    text = render(report, fmt)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        partial = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(out)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+        click.echo(visible(f"Drift report written to {out}."), err=True)
+    if detailed_exitcode and report.has_drift:
+        sys.exit(EXIT_CHANGES)
+
+
 @main.command("fmt")
 @common_options("config")
 @click.option(
