@@ -168,8 +168,8 @@ def user_findings(
     neither License nor Provider, being listed is being enabled (:data:`ENABLED`)."""
     by_presence = "license" not in compared and "provider" not in compared
     if live is None:
-        if git is None or (by_presence and not is_enabled(git)):
-            return []  # not in the export, and not expected there
+        if git is None or not is_enabled(git):
+            return []  # absent from Teams is not enabled: so is this user in git
         return [Drifted("only_in_git", "user", upn, None, None, True, None, place)]
     live_enabled = by_presence or is_enabled(_with_defaults(live))
     if git is None:
