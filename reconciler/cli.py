@@ -166,6 +166,26 @@ def common_options(*offered: str) -> Callable[[Callable[..., Any]], Callable[...
     return decorate
 
 
+def export_option(*names: str, help: str, required: bool = False) -> Callable[..., Any]:
+    """An exported file of the live tenant (``init``, ``drift``): it must exist."""
+    return click.option(
+        *names,
+        required=required,
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        help=help,
+    )
+
+
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+)
+"""The report formats of ``plan`` and ``drift``."""
+
+
 def lock_timeout_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--lock-timeout",
@@ -231,13 +251,7 @@ def validate(manager: Manager) -> None:
 
 @main.command()
 @common_options("config", "state", "templates", "tenants")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "markdown", "json"]),
-    default="text",
-    show_default=True,
-)
+@FORMAT_OPTION
 @click.option("--out", type=click.Path(path_type=Path), help="Save the plan for `apply FILE`.")
 @click.option(
     "--detailed-exitcode",
@@ -399,23 +413,20 @@ def apply(
 @main.command()
 @common_options("config")
 @click.argument("name", metavar="TENANT")
-@click.option(
+@export_option(
     "--from",
     "source",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Users export: CSV (Export-Csv) or JSON (ConvertTo-Json) of "
     "Get-CsOnlineDialInConferencingUser, one row per user.",
 )
-@click.option(
+@export_option(
     "--bridge",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Export of Get-CsOnlineDialInConferencingBridge (ServiceNumbers, "
     "DefaultServiceNumber); default: the numbers the users have.",
 )
-@click.option(
+@export_option(
     "--settings",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Export of Get-CsOnlineDialInConferencingTenantSettings; default: the "
     "documented defaults.",
 )
@@ -480,32 +491,23 @@ def init(
 
 @main.command()
 @common_options("config", "state", "tenants")
-@click.option(
+@export_option(
     "--from",
     "source",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Live users export, as init reads it (CSV or JSON of Get-CsOnlineDialInConferencingUser).",
 )
-@click.option(
+@export_option(
     "--bridge",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Live export of Get-CsOnlineDialInConferencingBridge; without it the bridge is "
     "not compared.",
 )
-@click.option(
+@export_option(
     "--settings",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Live export of Get-CsOnlineDialInConferencingTenantSettings; without it the "
     "settings (and whether Teams sends its own emails) are not compared.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "markdown", "json"]),
-    default="text",
-    show_default=True,
-)
+@FORMAT_OPTION
 @click.option(
     "--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
 )

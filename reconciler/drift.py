@@ -108,8 +108,8 @@ class DriftReport:
     """A tenant's drift: the findings, what could not be compared and why, and counts."""
 
     tenant: str
-    lineage: str | None
-    serial: int
+    state: tuple[str | None, int]
+    """The applied state compared with: (lineage, serial); (None, 0) when there is none."""
     findings: list[Drifted] = field(default_factory=list)
     not_compared: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

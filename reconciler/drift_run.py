@@ -81,8 +81,7 @@ def run_drift(manager: Manager, tenant: str, live: LiveExport) -> DriftReport:
     same = getattr(applied_users, "same", None)
     report = DriftReport(
         tenant,
-        applied.lineage if applied else None,
-        applied.serial if applied else 0,
+        (applied.lineage, applied.serial) if applied else (None, 0),
         git_users=len(git_users),
     )
     if applied is None:

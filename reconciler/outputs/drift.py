@@ -35,7 +35,7 @@ def to_dict(report: DriftReport) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "tenant": report.tenant,
-        "state": {"lineage": report.lineage, "serial": report.serial},
+        "state": {"lineage": report.state[0], "serial": report.state[1]},
         "drift": report.has_drift,
         "summary": {**counts, "live_users": report.live_users, "git_users": report.git_users},
         "findings": [_finding(f) for f in report.ordered()],
@@ -66,7 +66,7 @@ def text(report: DriftReport) -> Iterator[str]:
     """For a terminal or a log: one line per finding, every value made visible."""
     counts = report.counts()
     yield (
-        visible(f"Drift of {report.tenant} (applied serial {report.serial}): ")
+        visible(f"Drift of {report.tenant} (applied serial {report.state[1]}): ")
         + _summary(report)
         + "\n"
     )
