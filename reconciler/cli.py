@@ -960,6 +960,71 @@ def pr_comment(
             )
 
 
+@main.command("drift-issue")
+@click.option(
+    "--tenant", required=True, help="The tenant the report is about (the issue's title names it)."
+)
+@click.option(
+    "--body-file",
+    type=click.File("r", encoding="utf-8"),
+    default="-",
+    show_default=True,
+    help="The markdown report (`drift --format markdown`).",
+)
+@click.option(
+    "--exit-code",
+    type=int,
+    required=True,
+    help="What `drift --detailed-exitcode` exited with: 2 opens or updates the issue, 0 "
+    "closes it, anything else touches nothing and fails.",
+)
+@click.option(
+    "--platform",
+    type=click.Choice(["github", "gitlab"]),
+    help="Default: gitlab under GitLab CI (GITLAB_CI set), else github.",
+)
+@click.option(
+    "--repo",
+    help="owner/name (GitHub; env GITHUB_REPOSITORY) or project id (GitLab; env CI_PROJECT_ID).",
+)
+@click.option("--api-url", help="env GITHUB_API_URL / CI_API_V4_URL.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def drift_issue(
+    tenant: str,
+    body_file: Any,
+    exit_code: int,
+    platform: str | None,
+    repo: str | None,
+    api_url: str | None,
+    quiet: bool,
+) -> None:
+    """Open, update, reopen or close the tenant's one drift issue from a drift report.
+
+    The token comes from GITHUB_TOKEN (issues: write) or GITLAB_TOKEN (never a command-line
+    argument)."""
+    from reconciler.drift_issue import drifted, sync_issue, title_of
+    from reconciler.pr_comment import forge_from_env
+
+    try:
+        drifted(exit_code)  # an error is refused before anything is read or asked
+        title_of(tenant)
+        body = body_file.read()
+        forge = forge_from_env(platform, api_url=api_url, project=repo, issues=True)
+        result = sync_issue(forge, tenant, body, exit_code)
+    except UserError as exc:
+        click.echo(f"error: {visible(str(exc))}", err=True)
+        sys.exit(EXIT_ERROR)
+    if not quiet:
+        where = result.url or (f"issue {result.number}" if result.number else "no issue")
+        click.echo(f"Drift issue {result.action}: {visible(where)}")
+        if result.duplicates:
+            click.echo(
+                f"note: {result.duplicates} other drift issue(s) of {tenant} carry the marker; "
+                "only one is kept up to date",
+                err=True,
+            )
+
+
 class ClickUI:
     """apply's terminal: the plan, the prompt, and a progress bar only on a TTY (none of them
     but the prompt when ``quiet``)."""
