@@ -5,6 +5,8 @@ left alone on an error; the body capped and as inert as the report; the token ne
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from tests.test_drift import LIVE, drift, exports
 from tests.test_hostile_outputs import HOSTILE, live_markup
 
 TITLE = "Audio Conferencing drift: contoso"
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "export-teams.ps1"
 
 
 def report(text: str) -> str:
@@ -204,3 +207,42 @@ def test_the_command_never_prints_the_token(
     missing = issue_cli(imported, forge_api, kind, "--exit-code", "2", token="")
     assert missing.code == 1 and "cannot post the drift issue" in missing.stderr
     assert ("issues: write" if kind == "github" else "cannot write issues") in missing.stderr
+
+
+def script_columns() -> list[str]:
+    """The columns export-teams.ps1 writes, in its order (its ``[pscustomobject]@{…}``)."""
+    block = re.search(r"\[pscustomobject\]@\{(.*?)\n\s*\}", SCRIPT.read_text(), re.S)
+    assert block, "export-teams.ps1 builds each row as a [pscustomobject]"
+    return re.findall(r"^\s*(\w+)\s*=", block[1], re.M)
+
+
+def test_the_export_scripts_users_file_is_what_drift_reads(imported: Workspace) -> None:
+    """The PowerShell cannot run here: its output can. ``Export-Csv -NoTypeInformation
+    -Encoding utf8`` in PowerShell 7 on Windows: no BOM, no #TYPE, CRLF, every value quoted,
+    booleans as True/False; with its License and Provider columns every field they carry is
+    compared."""
+    columns = script_columns()
+    assert columns[:2] == ["UserPrincipalName", "DisplayName"]
+    assert {"License", "Provider", "ConferenceId", "ServiceNumber"} <= set(columns)
+    values = {
+        upn: dict(zip(("DisplayName", "ConferenceId", "ServiceNumber", "TollFreeServiceNumber"),
+                      row, strict=True), License="True", Provider="Microsoft")
+        for upn, row in LIVE.items()
+    }  # fmt: skip
+    values["carol@contoso.com"] = {"DisplayName": "Carol Nguyen", "License": "False",
+                                   "Provider": "Microsoft"}  # fmt: skip
+    lines = [",".join(f'"{c}"' for c in columns)] + [
+        ",".join(f'"{({"UserPrincipalName": upn} | row).get(c, "")}"' for c in columns)
+        for upn, row in values.items()
+    ]
+    args = exports(imported, LIVE)  # the bridge and the settings; users.csv is the script's
+    (imported.root / "users.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+    same = drift(imported, *args, "--detailed-exitcode")
+    assert same.code == 0, str(same)
+    assert "license of each user" not in same.stdout  # the script's columns are compared
+
+    assert lines[4].startswith('"dan@contoso.com"')
+    lines[4] = lines[4].replace('"True"', '"False"')  # dan lost his license in Entra
+    (imported.root / "users.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+    moved = drift(imported, *args, "--detailed-exitcode")
+    assert moved.code == 2 and "dan@contoso.com license" in moved.stdout, str(moved)
