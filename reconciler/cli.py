@@ -869,24 +869,40 @@ def schema(out: Path, quiet: bool) -> None:
         click.echo(vscode_settings(out), nl=False)
 
 
-@main.command("pr-comment")
-@click.option(
-    "--body-file",
-    type=click.File("r", encoding="utf-8"),
-    default="-",
-    show_default=True,
-    help="The markdown plan (`plan --format markdown`).",
+def body_file_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--body-file``: the markdown a forge command posts (``what``)."""
+    return click.option(
+        "--body-file",
+        type=click.File("r", encoding="utf-8"),
+        default="-",
+        show_default=True,
+        help=f"The markdown {what}.",
+    )
+
+
+def posted(done: str, where: str, note: str | int) -> None:
+    """What a forge command did, where (escaped), and a note on stderr if any."""
+    click.echo(f"{done}: {visible(where)}")
+    if note:
+        click.echo(note, err=True)
+
+
+REPO_OPTION = click.option(
+    "--repo",
+    help="owner/name (GitHub; env GITHUB_REPOSITORY) or project id (GitLab; env CI_PROJECT_ID).",
 )
+API_URL_OPTION = click.option("--api-url", help="env GITHUB_API_URL / CI_API_V4_URL.")
+
+
+@main.command("pr-comment")
+@body_file_option("plan (`plan --format markdown`)")
 @click.option(
     "--platform",
     type=click.Choice(["github", "gitlab", "azure"]),
     help="Default: azure in Azure Pipelines (TF_BUILD set), gitlab under GitLab CI "
     "(GITLAB_CI set), else github.",
 )
-@click.option(
-    "--repo",
-    help="owner/name (GitHub; env GITHUB_REPOSITORY) or project id (GitLab; env CI_PROJECT_ID).",
-)
+@REPO_OPTION
 @click.option(
     "--number",
     type=click.IntRange(min=1),
@@ -894,7 +910,7 @@ def schema(out: Path, quiet: bool) -> None:
     "SYSTEM_PULLREQUEST_PULLREQUESTID) or merge request IID "
     "(env CI_MERGE_REQUEST_IID).",
 )
-@click.option("--api-url", help="env GITHUB_API_URL / CI_API_V4_URL.")
+@API_URL_OPTION
 @click.option(
     "--status",
     type=click.Choice(["succeeded", "failed"]),
@@ -951,26 +967,20 @@ def pr_comment(
         where = (
             result.url or f"{'thread' if platform == 'azure' else 'comment'} {result.comment_id}"
         )
-        click.echo(f"Plan comment {result.action}: {visible(where)}")
-        if result.duplicates:
-            click.echo(
-                f"note: {result.duplicates} older plan comment(s) also carry the marker; "
-                "only the first is kept up to date",
-                err=True,
-            )
+        posted(
+            f"Plan comment {result.action}",
+            where,
+            result.duplicates
+            and f"note: {result.duplicates} older plan comment(s) also carry the marker; "
+            "only the first is kept up to date",
+        )
 
 
 @main.command("drift-issue")
 @click.option(
     "--tenant", required=True, help="The tenant the report is about (the issue's title names it)."
 )
-@click.option(
-    "--body-file",
-    type=click.File("r", encoding="utf-8"),
-    default="-",
-    show_default=True,
-    help="The markdown report (`drift --format markdown`).",
-)
+@body_file_option("report (`drift --format markdown`)")
 @click.option(
     "--exit-code",
     type=int,
@@ -983,11 +993,8 @@ def pr_comment(
     type=click.Choice(["github", "gitlab"]),
     help="Default: gitlab under GitLab CI (GITLAB_CI set), else github.",
 )
-@click.option(
-    "--repo",
-    help="owner/name (GitHub; env GITHUB_REPOSITORY) or project id (GitLab; env CI_PROJECT_ID).",
-)
-@click.option("--api-url", help="env GITHUB_API_URL / CI_API_V4_URL.")
+@REPO_OPTION
+@API_URL_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def drift_issue(
     tenant: str,
@@ -1016,13 +1023,13 @@ def drift_issue(
         sys.exit(EXIT_ERROR)
     if not quiet:
         where = result.url or (f"issue {result.number}" if result.number else "no issue")
-        click.echo(f"Drift issue {result.action}: {visible(where)}")
-        if result.duplicates:
-            click.echo(
-                f"note: {result.duplicates} other drift issue(s) of {tenant} carry the marker; "
-                "only one is kept up to date",
-                err=True,
-            )
+        posted(
+            f"Drift issue {result.action}",
+            where,
+            result.duplicates
+            and f"note: {result.duplicates} other drift issue(s) of {tenant} carry the marker; "
+            "only one is kept up to date",
+        )
 
 
 class ClickUI:

@@ -843,6 +843,67 @@ def test_the_gitlab_example_matches_gitlab_ci_schema(tmp_path: Path) -> None:
     document = yaml.safe_load(example.read_text(encoding="utf-8"))
     assert document["apply"]["allow_failure"] == {"exit_codes": [3]}
     assert "RECONCILER_PLAN_STATE" in str(document) and "|| $RECONCILER_STATE" not in str(document)
+    # a scheduled pipeline runs the drift jobs and nothing else
+    schedule = '$CI_PIPELINE_SOURCE == "schedule"'
+    for name, job in document.items():
+        if isinstance(job, dict) and "script" in job:
+            rules = [rule["if"] for rule in job["rules"]]
+            assert (rules == [schedule]) == (name in ("teams-export", "drift")), name
+            assert all("!=" not in rule for rule in rules), name  # only what is named runs
+    assert document["drift"]["needs"] == ["teams-export"]
+    assert document["drift"]["variables"] == {"RECONCILER_STATE": "$RECONCILER_PLAN_STATE"}
+
+
+def test_the_gitlab_drift_job_runs_locally(repo: Path, tmp_path: Path, forge_api: Api) -> None:
+    """The example's drift job as GitLab's shell runs it (one bash, -eo pipefail) after the
+    Windows job left its export: drift opens the GitLab issue, no drift closes it."""
+    from tests.test_drift import BRIDGE, LIVE, SETTINGS, cmdlet_csv, convert_to_json
+
+    guide = (ROOT / "docs" / "PIPELINES.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## GitLab CI") : guide.index("## Azure DevOps")]
+    job = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S)[1])["drift"]
+    forge_api.kind = "gitlab"
+    state = tmp_path / "state.db"
+    environment = {
+        **base_environment(tmp_path),
+        "GITLAB_CI": "true",
+        "CI_API_V4_URL": f"{forge_api.url}/api/v4",
+        "CI_PROJECT_ID": "42",
+        "GITLAB_TOKEN": forge_api.token,
+        "RECONCILER_PLAN_STATE": str(state),
+        "RECONCILER_DRIFT_TENANT": "contoso",
+    }
+    environment.update(
+        {k: v.replace("$RECONCILER_PLAN_STATE", str(state)) for k, v in job["variables"].items()}
+    )
+    subprocess.run(
+        [sys.executable, "-m", "reconciler", "import"],
+        cwd=repo, env=environment, check=True, capture_output=True,
+    )  # fmt: skip
+    export = repo / "export"
+    export.mkdir()
+    convert_to_json(export / "settings.json", SETTINGS)
+    convert_to_json(export / "bridge.json", BRIDGE)
+
+    def run(users: dict[str, tuple[str, ...]]) -> subprocess.CompletedProcess[str]:
+        cmdlet_csv(export / "users.csv", users)
+        return subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", "\n".join(job["script"])],
+            cwd=repo, env=environment, capture_output=True, text=True,
+            timeout=patience(300), check=False,
+        )  # fmt: skip
+
+    moved = dict(LIVE)
+    moved["dan@contoso.com"] = ("Dan Jump", "5550999", "14255550100", "")
+    opened = run(moved)
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    (issue,) = forge_api.issues
+    assert issue["title"] == "Audio Conferencing drift: contoso" and issue["state"] == "opened"
+    assert "dan@contoso.com" in issue["description"]
+    assert issue["labels"] == ["audio-conferencing-drift"]
+    closed = run(LIVE)
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert issue["state"] == "closed" and len(forge_api.issues) == 1
 
 
 def test_drift_workflow_runs_locally(repo: Path, tmp_path: Path, forge_api: Api) -> None:
