@@ -166,6 +166,26 @@ def common_options(*offered: str) -> Callable[[Callable[..., Any]], Callable[...
     return decorate
 
 
+def export_option(*names: str, help: str, required: bool = False) -> Callable[..., Any]:
+    """An exported file of the live tenant (``init``, ``drift``): it must exist."""
+    return click.option(
+        *names,
+        required=required,
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        help=help,
+    )
+
+
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+)
+"""The report formats of ``plan`` and ``drift``."""
+
+
 def lock_timeout_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--lock-timeout",
@@ -231,13 +251,7 @@ def validate(manager: Manager) -> None:
 
 @main.command()
 @common_options("config", "state", "templates", "tenants")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "markdown", "json"]),
-    default="text",
-    show_default=True,
-)
+@FORMAT_OPTION
 @click.option("--out", type=click.Path(path_type=Path), help="Save the plan for `apply FILE`.")
 @click.option(
     "--detailed-exitcode",
@@ -399,23 +413,20 @@ def apply(
 @main.command()
 @common_options("config")
 @click.argument("name", metavar="TENANT")
-@click.option(
+@export_option(
     "--from",
     "source",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Users export: CSV (Export-Csv) or JSON (ConvertTo-Json) of "
     "Get-CsOnlineDialInConferencingUser, one row per user.",
 )
-@click.option(
+@export_option(
     "--bridge",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Export of Get-CsOnlineDialInConferencingBridge (ServiceNumbers, "
     "DefaultServiceNumber); default: the numbers the users have.",
 )
-@click.option(
+@export_option(
     "--settings",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Export of Get-CsOnlineDialInConferencingTenantSettings; default: the "
     "documented defaults.",
 )
@@ -476,6 +487,74 @@ def init(
             f"`reconciler plan{again}` then shows no change."
         )
     )
+
+
+@main.command()
+@common_options("config", "state", "tenants")
+@export_option(
+    "--from",
+    "source",
+    required=True,
+    help="Live users export, as init reads it (CSV or JSON of Get-CsOnlineDialInConferencingUser).",
+)
+@export_option(
+    "--bridge",
+    help="Live export of Get-CsOnlineDialInConferencingBridge; without it the bridge is "
+    "not compared.",
+)
+@export_option(
+    "--settings",
+    help="Live export of Get-CsOnlineDialInConferencingTenantSettings; without it the "
+    "settings (and whether Teams sends its own emails) are not compared.",
+)
+@FORMAT_OPTION
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when Teams has what git says, 2 on drift, 1 on error.",
+)
+def drift(
+    manager: Manager,
+    source: Path,
+    bridge: Path | None,
+    settings: Path | None,
+    fmt: str,
+    out: Path | None,
+    detailed_exitcode: bool,
+) -> None:
+    """Compare a live Teams export with the YAML and the applied state (read-only: no email,
+    no state written): which side moved, per user, setting and bridge number."""
+    from reconciler.drift_run import ExportProblems, LiveExport, run_drift
+    from reconciler.outputs.drift import render
+
+    if len(manager.options.tenants) != 1:
+        raise UserError("drift needs exactly one --tenant (the tenant the export is from)")
+    try:
+        report = run_drift(
+            manager, manager.options.tenants[0], LiveExport(source, bridge, settings)
+        )
+    except ExportProblems as exc:
+        for problem in exc.problems:
+            click.echo(visible(str(problem)), err=True)
+        click.echo(f"{len(exc.problems)} problem(s) found; nothing was compared.", err=True)
+        sys.exit(EXIT_ERROR)
+    text = render(report, fmt)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        partial = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(out)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+        click.echo(visible(f"Drift report written to {out}."), err=True)
+    if detailed_exitcode and report.has_drift:
+        sys.exit(EXIT_CHANGES)
 
 
 @main.command("fmt")
@@ -790,24 +869,40 @@ def schema(out: Path, quiet: bool) -> None:
         click.echo(vscode_settings(out), nl=False)
 
 
-@main.command("pr-comment")
-@click.option(
-    "--body-file",
-    type=click.File("r", encoding="utf-8"),
-    default="-",
-    show_default=True,
-    help="The markdown plan (`plan --format markdown`).",
+def body_file_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--body-file``: the markdown a forge command posts (``what``)."""
+    return click.option(
+        "--body-file",
+        type=click.File("r", encoding="utf-8"),
+        default="-",
+        show_default=True,
+        help=f"The markdown {what}.",
+    )
+
+
+def posted(done: str, where: str, note: str | int) -> None:
+    """What a forge command did, where (escaped), and a note on stderr if any."""
+    click.echo(f"{done}: {visible(where)}")
+    if note:
+        click.echo(note, err=True)
+
+
+REPO_OPTION = click.option(
+    "--repo",
+    help="owner/name (GitHub; env GITHUB_REPOSITORY) or project id (GitLab; env CI_PROJECT_ID).",
 )
+API_URL_OPTION = click.option("--api-url", help="env GITHUB_API_URL / CI_API_V4_URL.")
+
+
+@main.command("pr-comment")
+@body_file_option("plan (`plan --format markdown`)")
 @click.option(
     "--platform",
     type=click.Choice(["github", "gitlab", "azure"]),
     help="Default: azure in Azure Pipelines (TF_BUILD set), gitlab under GitLab CI "
     "(GITLAB_CI set), else github.",
 )
-@click.option(
-    "--repo",
-    help="owner/name (GitHub; env GITHUB_REPOSITORY) or project id (GitLab; env CI_PROJECT_ID).",
-)
+@REPO_OPTION
 @click.option(
     "--number",
     type=click.IntRange(min=1),
@@ -815,7 +910,7 @@ def schema(out: Path, quiet: bool) -> None:
     "SYSTEM_PULLREQUEST_PULLREQUESTID) or merge request IID "
     "(env CI_MERGE_REQUEST_IID).",
 )
-@click.option("--api-url", help="env GITHUB_API_URL / CI_API_V4_URL.")
+@API_URL_OPTION
 @click.option(
     "--status",
     type=click.Choice(["succeeded", "failed"]),
@@ -872,13 +967,69 @@ def pr_comment(
         where = (
             result.url or f"{'thread' if platform == 'azure' else 'comment'} {result.comment_id}"
         )
-        click.echo(f"Plan comment {result.action}: {visible(where)}")
-        if result.duplicates:
-            click.echo(
-                f"note: {result.duplicates} older plan comment(s) also carry the marker; "
-                "only the first is kept up to date",
-                err=True,
-            )
+        posted(
+            f"Plan comment {result.action}",
+            where,
+            result.duplicates
+            and f"note: {result.duplicates} older plan comment(s) also carry the marker; "
+            "only the first is kept up to date",
+        )
+
+
+@main.command("drift-issue")
+@click.option(
+    "--tenant", required=True, help="The tenant the report is about (the issue's title names it)."
+)
+@body_file_option("report (`drift --format markdown`)")
+@click.option(
+    "--exit-code",
+    type=int,
+    required=True,
+    help="What `drift --detailed-exitcode` exited with: 2 opens or updates the issue, 0 "
+    "closes it, anything else touches nothing and fails.",
+)
+@click.option(
+    "--platform",
+    type=click.Choice(["github", "gitlab"]),
+    help="Default: gitlab under GitLab CI (GITLAB_CI set), else github.",
+)
+@REPO_OPTION
+@API_URL_OPTION
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def drift_issue(
+    tenant: str,
+    body_file: Any,
+    exit_code: int,
+    platform: str | None,
+    repo: str | None,
+    api_url: str | None,
+    quiet: bool,
+) -> None:
+    """Open, update, reopen or close the tenant's one drift issue from a drift report.
+
+    The token comes from GITHUB_TOKEN (issues: write) or GITLAB_TOKEN (never a command-line
+    argument)."""
+    from reconciler.drift_issue import drifted, sync_issue, title_of
+    from reconciler.pr_comment import forge_from_env
+
+    try:
+        drifted(exit_code)  # an error is refused before anything is read or asked
+        title_of(tenant)
+        body = body_file.read()
+        forge = forge_from_env(platform, api_url=api_url, project=repo, issues=True)
+        result = sync_issue(forge, tenant, body, exit_code)
+    except UserError as exc:
+        click.echo(f"error: {visible(str(exc))}", err=True)
+        sys.exit(EXIT_ERROR)
+    if not quiet:
+        where = result.url or (f"issue {result.number}" if result.number else "no issue")
+        posted(
+            f"Drift issue {result.action}",
+            where,
+            result.duplicates
+            and f"note: {result.duplicates} other drift issue(s) of {tenant} carry the marker; "
+            "only one is kept up to date",
+        )
 
 
 class ClickUI:

@@ -62,8 +62,11 @@ class Forge:
     project: str
     """``owner/name`` on GitHub; the numeric id or ``group/project`` path on GitLab."""
     number: int
-    """Pull request number (GitHub) or merge request IID (GitLab)."""
+    """Pull request number (GitHub) or merge request IID (GitLab); 0 for the repository's
+    issues (:mod:`reconciler.drift_issue`)."""
     token: str
+    permission: str = "pull-requests"
+    """What a GitHub token needs written (``permissions: <this>: write``), for a refusal."""
 
     @property
     def limit(self) -> int:
@@ -96,6 +99,31 @@ class Forge:
         return "PUT", (
             f"{self._base()}/projects/{self._project_id()}/merge_requests/"
             f"{self.number}/notes/{comment_id}"
+        )
+
+    def issues_url(self, label: str) -> str:
+        """The repository's issues carrying ``label``, open and closed, oldest first."""
+        label = urllib.parse.quote(label, safe="")
+        if self.kind == "github":
+            return (
+                f"{self._base()}/repos/{self.project}/issues?state=all&labels={label}"
+                f"&sort=created&direction=asc&per_page={PER_PAGE}"
+            )
+        return (
+            f"{self._base()}/projects/{self._project_id()}/issues?labels={label}"
+            f"&order_by=created_at&sort=asc&per_page={PER_PAGE}"
+        )
+
+    def issue(self, number: int | None = None) -> tuple[str, str]:
+        """``(method, url)`` that creates an issue, or edits issue ``number`` (GitLab: IID)."""
+        if self.kind == "github":
+            tail = "" if number is None else f"/{number}"
+            return ("POST" if number is None else "PATCH"), (
+                f"{self._base()}/repos/{self.project}/issues{tail}"
+            )
+        tail = "" if number is None else f"/{number}"
+        return ("POST" if number is None else "PUT"), (
+            f"{self._base()}/projects/{self._project_id()}/issues{tail}"
         )
 
     def headers(self) -> dict[str, str]:
@@ -213,7 +241,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _token_blanked(
+def token_blanked(
     operation: Callable[Concatenate[_Target, _P], _R],
 ) -> Callable[Concatenate[_Target, _P], _R]:
     """``operation`` whose refusals never show the token: a forge may echo it (an error naming
@@ -229,7 +257,7 @@ def _token_blanked(
     return run
 
 
-@_token_blanked
+@token_blanked
 def upsert_thread(azure: AzureDevOps, body: str) -> Result:
     """Update the first comment of the thread holding the marker, or start that thread."""
     body = with_marker(body, azure.limit)
@@ -260,7 +288,7 @@ def upsert_thread(azure: AzureDevOps, body: str) -> Result:
     return Result("updated", thread_id, None, len(found) - 1)
 
 
-@_token_blanked
+@token_blanked
 def set_status(
     azure: AzureDevOps, state: str, description: str, target_url: str | None = None
 ) -> None:
@@ -285,6 +313,7 @@ def forge_from_env(
     number: int | None = None,
     token: str | None = None,
     env: Mapping[str, str] = os.environ,
+    issues: bool = False,
 ) -> Forge:
     """A :class:`Forge` from explicit values, completed from the CI's environment.
 
@@ -292,7 +321,10 @@ def forge_from_env(
     step) and the pull request number from the event payload (``GITHUB_EVENT_PATH``).
     GitLab CI: ``CI_API_V4_URL``, ``CI_PROJECT_ID``, ``CI_MERGE_REQUEST_IID`` and ``GITLAB_TOKEN``
     (a project access token with the ``api`` scope; the job token cannot write notes).
+    With ``issues``, the repository's issues: no pull request number, and a GitHub token
+    needs ``issues: write``.
     """
+    permission = "issues" if issues else "pull-requests"
     kind = kind or ("gitlab" if env.get("GITLAB_CI") else "github")
     if kind == "github":
         api_url = api_url or env.get("GITHUB_API_URL") or "https://api.github.com"
@@ -303,7 +335,7 @@ def forge_from_env(
             "--repo or GITHUB_REPOSITORY",
             "--number or a pull_request event",
             "GITHUB_TOKEN (pass the workflow's token to the step: env: GITHUB_TOKEN: "
-            "${{ github.token }}; it needs pull-requests: write)",
+            f"${{{{ github.token }}}}; it needs {permission}: write)",
         )
     elif kind == "gitlab":
         api_url = api_url or env.get("CI_API_V4_URL") or "https://gitlab.com/api/v4"
@@ -315,19 +347,24 @@ def forge_from_env(
             "--repo or CI_PROJECT_ID",
             "--number or CI_MERGE_REQUEST_IID (a merge request pipeline)",
             "GITLAB_TOKEN (a masked CI/CD variable holding a project access token with the api "
-            "scope; the job token cannot write notes)",
+            f"scope; the job token cannot write {'issues' if issues else 'notes'})",
         )
     else:
         raise UserError(f"unknown platform {kind!r}: use github or gitlab")
+    if issues:
+        number = 0
     missing = [
-        hint for hint, value in zip(hints, (project, number, token), strict=True) if not value
+        hint
+        for hint, value in zip(hints, (project, number, token), strict=True)
+        if not value and not (issues and value == 0)
     ]
     if missing:
-        raise UserError(f"cannot post the plan comment: set {', '.join(missing)}")
+        what = "the drift issue" if issues else "the plan comment"
+        raise UserError(f"cannot post {what}: set {', '.join(missing)}")
     assert project is not None and number is not None and token is not None
     if not api_url.startswith(("https://", "http://")):
         raise UserError(f"API URL {api_url!r} must start with https://")
-    return Forge(kind, api_url, project, number, token)
+    return Forge(kind, api_url, project, number, token, permission)
 
 
 def _github_event_number(path: str | None) -> int | None:
@@ -351,21 +388,28 @@ class Result:
     """Other comments carrying the marker (left alone; the oldest one is kept up to date)."""
 
 
-def with_marker(body: str, limit: int) -> str:
-    """``body`` starting with the marker and cut to ``limit`` characters with a visible note."""
-    if MARKER not in body:
-        body = f"{MARKER}\n{body}"
+def with_marker(
+    body: str, limit: int, marker: str = MARKER, what: str = "comment", full: str = "plan"
+) -> str:
+    """``body`` starting with ``marker`` and cut to ``limit`` characters with a visible note:
+    the ``what`` is truncated, the full ``full`` is in the artifacts."""
+    if marker not in body:
+        body = f"{marker}\n{body}"
     if len(body) > limit:
-        note = "\n\n_(comment truncated: the full plan is in the artifacts)_\n"
+        note = f"\n\n_({what} truncated: the full {full} is in the artifacts)_\n"
         body = body[: limit - len(note)] + note
     return body
 
 
-@_token_blanked
+@token_blanked
 def upsert_comment(forge: Forge, body: str) -> Result:
     """Update the comment holding the marker, or create it; return what was done."""
     body = with_marker(body, forge.limit)
-    found = [c for c in _comments(forge) if MARKER in str(c.get("body") or "")]
+    found = [
+        c
+        for c in listing(forge, forge.list_url(), "comments")
+        if MARKER in str(c.get("body") or "")
+    ]
     if not found:
         created = _request(forge, "POST", forge.create_url(), {"body": body})
         return Result("created", _id(forge, created), _link(forge, created))
@@ -397,17 +441,18 @@ def _id(forge: Forge | AzureDevOps, answer: Any) -> int:
     return value
 
 
-def _comments(forge: Forge) -> Iterator[dict[str, Any]]:
-    """Every comment of the conversation, oldest first, following ``Link: rel="next"`` for at
-    most :data:`MAX_PAGES` pages and :data:`MAX_ANSWER_BYTES` bytes in all."""
-    url: str | None = forge.list_url()
+def listing(forge: Forge, first: str, what: str) -> Iterator[dict[str, Any]]:
+    """Every item of a listing (``what``: comments, issues), page after page from ``first``,
+    following ``Link: rel="next"`` for at most :data:`MAX_PAGES` pages and
+    :data:`MAX_ANSWER_BYTES` bytes in all."""
+    url: str | None = first
     origin = _origin(forge.api_url)
     seen: set[str] = set()
     budget = MAX_ANSWER_BYTES
     while url and url not in seen:
         if len(seen) == MAX_PAGES:
             raise UserError(
-                f"{forge.name} API: more than {MAX_PAGES} pages of comments; stopped reading, "
+                f"{forge.name} API: more than {MAX_PAGES} pages of {what}; stopped reading, "
                 "nothing was posted"
             )
         seen.add(url)
@@ -415,7 +460,7 @@ def _comments(forge: Forge) -> Iterator[dict[str, Any]]:
         budget -= len(raw)
         page = _json(forge, "GET", url, raw)
         if not isinstance(page, list):
-            raise UserError(f"{forge.name} API: unexpected answer listing comments at {url}")
+            raise UserError(f"{forge.name} API: unexpected answer listing {what} at {url}")
         yield from (c for c in page if isinstance(c, dict))
         match = _NEXT.search(headers.get("Link", "") or "")
         url = match.group(1) if match else None
@@ -499,10 +544,11 @@ def _http_error(
     said = " ".join(str(detail or exc.reason).split())[:200]  # one line, whatever the server
     message = f"{forge.name} API: {exc.code} {said} ({method} {_path(url)})"
     if exc.code in (401, 403, 404):
-        if forge.kind == "github":
-            message += (
-                "; the workflow needs `permissions: pull-requests: write` (pull requests "
-                "from forks only get a read-only token)"
+        if isinstance(forge, Forge) and forge.kind == "github":
+            message += f"; the workflow needs `permissions: {forge.permission}: write`" + (
+                " (pull requests from forks only get a read-only token)"
+                if forge.permission == "pull-requests"
+                else ""
             )
         elif forge.kind == "azure":
             message += (

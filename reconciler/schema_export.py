@@ -13,8 +13,8 @@ from pathlib import Path
 from reconciler.errors import UserError
 from reconciler.resources import schema_path
 
-SCHEMAS = ("tenant.schema.json", "users.schema.json", "plan.schema.json")
-"""What is exported: the tenant file, the users files and the JSON plan."""
+SCHEMAS = ("tenant.schema.json", "users.schema.json", "plan.schema.json", "drift.schema.json")
+"""What is exported: the tenant file, the users files, the JSON plan and the JSON drift report."""
 
 VSCODE_SETTINGS = """{{
   "yaml.schemas": {{

@@ -22,15 +22,34 @@
   - Get-MgUserLicenseDetail (Microsoft Graph): ServicePlans; the Audio Conferencing service plan
     is MCOMEETADV.
 
+  A scheduled job signs in app-only instead (-TenantId, -ClientId, -CertificatePath: an app
+  registration with a certificate, the Microsoft Entra role Teams Reader or Global Reader and
+  the Microsoft Graph application permission User.Read.All); see docs/PIPELINES.md,
+  "Drift on a schedule".
+
 .EXAMPLE
   ./scripts/export-teams.ps1 -OutDirectory export
   reconciler init fabrikam --from export/users.csv --bridge export/bridge.json --settings export/settings.json
+
+.EXAMPLE
+  ./scripts/export-teams.ps1 -OutDirectory export -TenantId $tenant -ClientId $app -CertificatePath app.pfx
+  reconciler drift --tenant fabrikam --from export/users.csv --bridge export/bridge.json --settings export/settings.json
 #>
 [CmdletBinding()]
 param(
-    [string] $OutDirectory = "export"
+    [string] $OutDirectory = "export",
+    [string] $TenantId,
+    [string] $ClientId,
+    [string] $CertificatePath
 )
 $ErrorActionPreference = "Stop"
+if ($CertificatePath) {
+    # App-only: the certificate's private key is never written to a certificate store.
+    $certificate = [System.Security.Cryptography.X509Certificates.X509Certificate2]::new(
+        (Resolve-Path $CertificatePath).Path, [string] $null, "EphemeralKeySet")
+    Connect-MicrosoftTeams -Certificate $certificate -ApplicationId $ClientId -TenantId $TenantId | Out-Null
+    Connect-MgGraph -Certificate $certificate -ClientId $ClientId -TenantId $TenantId -NoWelcome
+}
 New-Item -ItemType Directory -Force -Path $OutDirectory | Out-Null
 $usersFile = Join-Path $OutDirectory "users.csv"
 

@@ -21,6 +21,7 @@ CORE = (
     "reconciler.locales",
     "reconciler.transitions",
     "reconciler.plan",
+    "reconciler.drift",
 )
 EDGES = (
     "reconciler.config",

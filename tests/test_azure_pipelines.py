@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.fixtures.azure_devops import FakeAzureRepos, pipeline_env
@@ -18,6 +19,7 @@ from tests.helpers.patience import patience
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "azure-pipelines.yml"
+DRIFT = ROOT / "azure-pipelines-drift.yml"
 
 
 def load() -> dict[str, Any]:
@@ -33,7 +35,8 @@ def bash_steps(node: Any) -> list[dict[str, Any]]:
     return []
 
 
-def test_the_pipeline_matches_the_azure_pipelines_schema() -> None:
+@pytest.mark.parametrize("path", [PIPELINE, DRIFT], ids=lambda p: p.name)
+def test_the_pipeline_matches_the_azure_pipelines_schema(path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -43,7 +46,7 @@ def test_the_pipeline_matches_the_azure_pipelines_schema() -> None:
             "python",
             "--builtin-schema",
             "vendor.azure-pipelines",
-            str(PIPELINE),
+            str(path),
         ],
         capture_output=True,
         text=True,
@@ -119,3 +122,83 @@ def test_the_pull_request_step_posts_one_thread_and_a_status(
     assert azure.statuses[-1]["state"] == "failed"
     assert len(azure.threads) == 1  # the same thread, now showing the errors
     assert "sales.yaml:" in azure.threads[0]["comments"][0]["content"]
+
+
+# ------------------------------------------------------------------------- drift on a schedule
+
+
+def test_the_drift_pipeline_runs_on_a_schedule_only_and_keeps_the_state_read_only() -> None:
+    document = yaml.safe_load(DRIFT.read_text(encoding="utf-8"))
+    assert document["trigger"] == "none" and document["pr"] == "none"
+    (schedule,) = document["schedules"]
+    assert schedule["branches"] == {"include": ["main"]} and schedule["always"] == "true"
+    export, drift = document["stages"]
+    (job,) = export["jobs"]
+    assert job["pool"] == {"vmImage": "windows-latest"}
+    (script,) = [s for s in job["steps"] if "pwsh" in s]
+    assert "scripts/export-teams.ps1" in script["pwsh"] and "-CertificatePath" in script["pwsh"]
+    assert script["env"]["CERTIFICATE_PATH"] == "$(certificate.secureFilePath)"
+    assert drift["dependsOn"] == "export"
+    for step in bash_steps(document):
+        check = subprocess.run(
+            ["bash", "-n"], input=step["bash"], text=True, capture_output=True, check=False
+        )
+        assert check.returncode == 0, check.stderr
+    (comparing,) = [s for s in bash_steps(drift) if "reconciler drift" in s["bash"]]
+    assert comparing["env"]["RECONCILER_STATE"] == "$(RECONCILER_PLAN_STATE)"
+
+
+def test_the_drift_step_fails_the_run_while_teams_and_git_differ(tmp_path: Path) -> None:
+    """Run locally on the example tenant (imported): no drift passes with the report in the
+    summary, drift fails with it there too, a bad export fails without one."""
+    from tests.test_drift import BRIDGE, LIVE, SETTINGS, cmdlet_csv, convert_to_json
+
+    work = tmp_path / "repo"
+    shutil.copytree(ROOT / "tenants", work / "tenants")
+    export = tmp_path / "pipeline" / "teams-export"
+    export.mkdir(parents=True)
+    convert_to_json(export / "settings.json", SETTINGS)
+    convert_to_json(export / "bridge.json", BRIDGE)
+    state = str(tmp_path / "state.db")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env = {
+        **keep,
+        "RECONCILER_STATE": state,
+        "TENANT": "contoso",
+        "EXPORT": str(export),
+        "TF_BUILD": "True",
+        "PATH": f"{Path(sys.executable).parent}:{keep.get('PATH', '')}",
+    }
+    subprocess.run(["reconciler", "import"], cwd=work, env=env, check=True, capture_output=True)
+    (step,) = [
+        s for s in bash_steps(yaml.safe_load(DRIFT.read_text())) if "reconciler drift" in s["bash"]
+    ]
+
+    def run(users: dict[str, tuple[str, ...]] | None) -> subprocess.CompletedProcess[str]:
+        if users is None:
+            (export / "users.csv").write_text("UserPrincipalName\nnot-an-address\n")
+        else:
+            cmdlet_csv(export / "users.csv", users)
+        return subprocess.run(
+            ["bash", "--noprofile", "--norc", "-c", step["bash"]],
+            cwd=work, env=env, capture_output=True, text=True, timeout=patience(300),
+            check=False,
+        )  # fmt: skip
+
+    summary = f"##vso[task.uploadsummary]{work}/report/drift.md"
+    clean = run(LIVE)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert summary in clean.stdout.splitlines()
+    assert "no drift" in (work / "report" / "drift.md").read_text()
+
+    moved = dict(LIVE)
+    moved["bob@contoso.com"] = ("Bob Kelly", "0123999", "+1 206-555-0123", "")
+    drifted = run(moved)
+    assert drifted.returncode == 1 and summary in drifted.stdout.splitlines()
+    assert "##vso[task.logissue type=error]Teams and git differ for contoso" in drifted.stdout
+    assert "bob@contoso.com" in (work / "report" / "drift.md").read_text()
+
+    (work / "report" / "drift.md").unlink()
+    broken = run(None)
+    assert broken.returncode == 1 and "uploadsummary" not in broken.stdout
+    assert "users.csv:2" in broken.stderr

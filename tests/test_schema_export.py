@@ -12,7 +12,7 @@ import yaml
 from tests.helpers.workspace import NewWorkspace, Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ["tenant.schema.json", "users.schema.json", "plan.schema.json"]
+NAMES = ["tenant.schema.json", "users.schema.json", "plan.schema.json", "drift.schema.json"]
 
 
 @pytest.fixture

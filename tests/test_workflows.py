@@ -36,6 +36,8 @@ from tests.helpers.workspace import Workspace
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 PLAN, APPLY = WORKFLOWS / "plan.yml", WORKFLOWS / "apply.yml"
+DRIFT = WORKFLOWS / "drift.yml"
+ALL = [PLAN, APPLY, DRIFT]
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def check_jsonschema(*files: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_workflows_match_the_github_workflow_schema(tmp_path: Path) -> None:
-    result = check_jsonschema(PLAN, APPLY)
+    result = check_jsonschema(*ALL)
     assert result.returncode == 0, result.stdout + result.stderr
 
     # ...and the same check rejects a broken workflow (a job without runs-on, a bad trigger)
@@ -84,13 +86,28 @@ def steps(document: dict[str, Any], job: str) -> list[dict[str, Any]]:
     return list(document["jobs"][job]["steps"])
 
 
-def scripts(document: dict[str, Any]) -> list[str]:
-    return [s["run"] for job in document["jobs"] for s in steps(document, job) if "run" in s]
+def pwsh(document: dict[str, Any], job: str) -> bool:
+    """Whether ``job`` runs its steps with PowerShell (the Windows export of drift.yml)."""
+    shell = ((document["jobs"][job].get("defaults") or {}).get("run") or {}).get("shell")
+    return shell == "pwsh"
 
 
-@pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
+def scripts(document: dict[str, Any], *, powershell: bool = False) -> list[str]:
+    """The ``run:`` scripts of the bash jobs (or of the PowerShell ones)."""
+    return [
+        s["run"]
+        for job in document["jobs"]
+        if pwsh(document, job) == powershell
+        for s in steps(document, job)
+        if "run" in s
+    ]
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
 def test_scripts_are_valid_bash_without_expressions(path: Path) -> None:
     document = load(path)
+    for script in scripts(document, powershell=True):
+        assert "${{" not in script, script
     for script in scripts(document):
         # expressions go through env: so PR-controlled text is never pasted into a script
         assert "${{" not in script, script
@@ -137,6 +154,47 @@ def test_apply_workflow_shape() -> None:
     assert "reconciler plan --out applied/plan.saved.json" in text
     assert 'reconciler apply "${args[@]}" applied/plan.saved.json' in text
     assert "args=(--auto-approve)" in text
+
+
+def test_every_action_is_pinned_to_a_commit_the_repository_already_uses() -> None:
+    """One pin per action across the workflows: the same commit everywhere, never a tag."""
+    pins: dict[str, set[str]] = {}
+    for path in ALL:
+        document = load(path)
+        for job in document["jobs"]:
+            for step in steps(document, job):
+                if "uses" in step:
+                    action, _, ref = step["uses"].partition("@")
+                    assert re.fullmatch(r"[0-9a-f]{40}", ref), (path.name, step["uses"])
+                    pins.setdefault(action, set()).add(ref)
+    assert {action: len(refs) for action, refs in pins.items() if len(refs) > 1} == {}
+
+
+def test_drift_workflow_shape() -> None:
+    """Scheduled or by hand only (no pull request reaches its secrets); the export on Windows
+    with no write permission, the comparison with issues: write and nothing else."""
+    document = load(DRIFT)
+    assert set(document["on"]) == {"schedule", "workflow_dispatch"}
+    assert document["on"]["schedule"][0]["cron"]
+    assert document["permissions"] == {}
+    assert document["concurrency"] == {"group": "reconciler-drift", "cancel-in-progress": False}
+    export, drift = document["jobs"]["export"], document["jobs"]["drift"]
+    assert export["runs-on"].startswith("windows-") and pwsh(document, "export")
+    assert export["permissions"] == {"contents": "read"}
+    assert export["environment"] == "teams-export"
+    assert drift["permissions"] == {"contents": "read", "issues": "write"}
+    assert drift["needs"] == "export" and drift["runs-on"].startswith("ubuntu-")
+    for job in (export, drift):
+        assert job["timeout-minutes"] <= 180
+    (exporting,) = [s for s in export["steps"] if "export-teams.ps1" in s.get("run", "")]
+    assert "-CertificatePath" in exporting["run"] and "Remove-Item" in exporting["run"]
+    assert exporting["env"] == {"CERTIFICATE": "${{ secrets.TEAMS_EXPORT_CERTIFICATE }}"}
+    assert drift["env"]["RECONCILER_STATE"] == "${{ secrets.RECONCILER_PLAN_STATE }}"
+    text = "\n".join(scripts(document))
+    assert "--format markdown --detailed-exitcode" in text
+    assert 'reconciler drift-issue --tenant "$TENANT" --body-file report/drift.md' in text
+    secrets = re.findall(r"secrets\.(\w+)", DRIFT.read_text(encoding="utf-8"))
+    assert set(secrets) == {"TEAMS_EXPORT_CERTIFICATE", "RECONCILER_PLAN_STATE"}
 
 
 # ------------------------------------------------------------------------------- pre-commit
@@ -711,7 +769,7 @@ def test_apply_workflow_treats_a_sending_limit_as_come_back_later(
     assert len(smtp_server.messages) == 1
 
 
-@pytest.mark.parametrize("path", [PLAN, APPLY], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_workflows_are_zizmor_clean_offline(path: Path) -> None:
     """GitHub Actions' security linter finds nothing at medium severity or above: actions pinned
     to commits, least permissions, no credentials in uploaded artifacts."""
@@ -726,10 +784,12 @@ def test_workflows_are_zizmor_clean_offline(path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("path", [PLAN, APPLY], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_every_step_that_pipes_runs_with_pipefail(path: Path) -> None:
     document = load(path)
-    for job in document["jobs"].values():
+    for name, job in document["jobs"].items():
+        if pwsh(document, name):
+            continue  # PowerShell stops on a failing cmdlet ($ErrorActionPreference = "Stop")
         for step in job["steps"]:
             if "|" in step.get("run", ""):
                 assert github_shell(document, job, step)[:5] == [
@@ -783,3 +843,144 @@ def test_the_gitlab_example_matches_gitlab_ci_schema(tmp_path: Path) -> None:
     document = yaml.safe_load(example.read_text(encoding="utf-8"))
     assert document["apply"]["allow_failure"] == {"exit_codes": [3]}
     assert "RECONCILER_PLAN_STATE" in str(document) and "|| $RECONCILER_STATE" not in str(document)
+    # a scheduled pipeline runs the drift jobs and nothing else
+    schedule = '$CI_PIPELINE_SOURCE == "schedule"'
+    for name, job in document.items():
+        if isinstance(job, dict) and "script" in job:
+            rules = [rule["if"] for rule in job["rules"]]
+            assert (rules == [schedule]) == (name in ("teams-export", "drift")), name
+            assert all("!=" not in rule for rule in rules), name  # only what is named runs
+    assert document["drift"]["needs"] == ["teams-export"]
+    assert document["drift"]["variables"] == {"RECONCILER_STATE": "$RECONCILER_PLAN_STATE"}
+
+
+def test_the_gitlab_drift_job_runs_locally(repo: Path, tmp_path: Path, forge_api: Api) -> None:
+    """The example's drift job as GitLab's shell runs it (one bash, -eo pipefail) after the
+    Windows job left its export: drift opens the GitLab issue, no drift closes it."""
+    from tests.test_drift import BRIDGE, LIVE, SETTINGS, cmdlet_csv, convert_to_json
+
+    guide = (ROOT / "docs" / "PIPELINES.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## GitLab CI") : guide.index("## Azure DevOps")]
+    job = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S)[1])["drift"]
+    forge_api.kind = "gitlab"
+    state = tmp_path / "state.db"
+    environment = {
+        **base_environment(tmp_path),
+        "GITLAB_CI": "true",
+        "CI_API_V4_URL": f"{forge_api.url}/api/v4",
+        "CI_PROJECT_ID": "42",
+        "GITLAB_TOKEN": forge_api.token,
+        "RECONCILER_PLAN_STATE": str(state),
+        "RECONCILER_DRIFT_TENANT": "contoso",
+    }
+    environment.update(
+        {k: v.replace("$RECONCILER_PLAN_STATE", str(state)) for k, v in job["variables"].items()}
+    )
+    subprocess.run(
+        [sys.executable, "-m", "reconciler", "import"],
+        cwd=repo, env=environment, check=True, capture_output=True,
+    )  # fmt: skip
+    export = repo / "export"
+    export.mkdir()
+    convert_to_json(export / "settings.json", SETTINGS)
+    convert_to_json(export / "bridge.json", BRIDGE)
+
+    def run(users: dict[str, tuple[str, ...]]) -> subprocess.CompletedProcess[str]:
+        cmdlet_csv(export / "users.csv", users)
+        return subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", "\n".join(job["script"])],
+            cwd=repo, env=environment, capture_output=True, text=True,
+            timeout=patience(300), check=False,
+        )  # fmt: skip
+
+    moved = dict(LIVE)
+    moved["dan@contoso.com"] = ("Dan Jump", "5550999", "14255550100", "")
+    opened = run(moved)
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    (issue,) = forge_api.issues
+    assert issue["title"] == "Audio Conferencing drift: contoso" and issue["state"] == "opened"
+    assert "dan@contoso.com" in issue["description"]
+    assert issue["labels"] == ["audio-conferencing-drift"]
+    closed = run(LIVE)
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert issue["state"] == "closed" and len(forge_api.issues) == 1
+
+
+def test_drift_workflow_runs_locally(repo: Path, tmp_path: Path, forge_api: Api) -> None:
+    """The Linux job of drift.yml, step by step, on the example tenant (imported) against a
+    fake GitHub issues API: drift opens the issue, no drift closes it, an unreadable export
+    fails the job and leaves the issue alone."""
+    from tests.test_drift import BRIDGE, LIVE, SETTINGS, cmdlet_csv, convert_to_json
+
+    state = tmp_path / "state" / "state.db"
+    state.parent.mkdir()
+    environment = {
+        **base_environment(tmp_path),
+        "GITHUB_API_URL": forge_api.url,
+        "GITHUB_REPOSITORY": forge_api.repo,
+    }
+    imported = subprocess.run(
+        [sys.executable, "-m", "reconciler", "import", "--state", str(state)],
+        cwd=repo, env=environment, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    context = {
+        "github": {"token": forge_api.token, "ref": "refs/heads/main"},
+        "secrets": {"RECONCILER_PLAN_STATE": str(state)},
+        "vars": {"RECONCILER_DRIFT_TENANT": "contoso"},
+    }
+    export = tmp_path / "teams-export"
+
+    def exported(users: dict[str, tuple[str, ...]]) -> None:
+        export.mkdir(exist_ok=True)
+        cmdlet_csv(export / "users.csv", users)
+        convert_to_json(export / "settings.json", SETTINGS)
+        convert_to_json(export / "bridge.json", BRIDGE)
+
+    def download(with_: dict[str, Any], _: Context, workdir: Path) -> dict[str, str]:
+        assert with_["name"] == "teams-export"
+        shutil.rmtree(workdir / with_["path"], ignore_errors=True)
+        shutil.copytree(export, workdir / with_["path"])
+        return {}
+
+    def run(name: str) -> LocalRunner:
+        job = LocalRunner(
+            DRIFT,
+            "drift",
+            repo,
+            context,
+            environment,
+            {
+                **NO_OP,
+                "actions/download-artifact": download,
+                "actions/upload-artifact": upload_artifact(tmp_path / name),
+            },
+            skip=is_install,
+        )
+        job.run()
+        return job
+
+    moved = dict(LIVE)
+    moved["alice@contoso.com"] = ("Alice Martin", "8499999", "14255550100", "18005550199")
+    exported(moved)
+    first = run("first")
+    assert first.step("Open, update or close the drift issue").code == 0, first.runs
+    (issue,) = forge_api.issues
+    assert issue["title"] == "Audio Conferencing drift: contoso" and issue["state"] == "open"
+    assert issue["body"].startswith("<!-- audio-conferencing-reconciler drift -->")
+    assert "alice@contoso.com" in issue["body"]
+    report = tmp_path / "first" / "drift-report"
+    assert json.loads((report / "drift.json").read_text())["drift"] is True
+
+    (export / "users.csv").write_text("UserPrincipalName\nnot-an-address\n", encoding="utf-8")
+    broken = run("broken")
+    step = broken.step("Compare the export with git and the applied state")
+    assert step.code == 1 and "users.csv:2" in step.output
+    assert not broken.step("Open, update or close the drift issue").ran
+    assert issue["state"] == "open" and "alice@contoso.com" in issue["body"]
+
+    exported(LIVE)
+    fixed = run("fixed")
+    assert fixed.step("Open, update or close the drift issue").code == 0, fixed.runs
+    assert issue["state"] == "closed" and "no drift" in issue["body"]
+    assert len(forge_api.issues) == 1

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
+import functools
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -126,20 +127,33 @@ class Export:
         return not self.columns.isdisjoint(USER_COLUMNS[name])
 
 
+Row = tuple[Place, dict[str, Any]]
+"""One row of an export: where it is, and its values by lower-case column name."""
+
+
 def read_export(path: Path) -> Export:
-    """Rows of a CSV (``#TYPE`` line, BOM and CRLF accepted) or JSON export (an array of
-    objects, or one object), in UTF-8 (with or without a BOM) or, after its BOM, UTF-16 or
-    UTF-32 (what Windows PowerShell 5's ``>`` writes); a file init cannot read is a problem of
-    the file, never a traceback."""
+    """Every row of an export at once (:func:`open_export`), for ``init``, which writes them
+    all."""
+    result, rows = open_export(path)
+    result.rows.extend(rows)
+    return result
+
+
+def open_export(path: Path) -> tuple[Export, Iterator[Row]]:
+    """An export's columns, and its rows one at a time: a CSV (``#TYPE`` line, BOM and CRLF
+    accepted) or JSON export (an array of objects, or one object), in UTF-8 (with or without a
+    BOM) or, after its BOM, UTF-16 or UTF-32 (what Windows PowerShell 5's ``>`` writes); a file
+    that cannot be read is a problem of the file, never a traceback. ``drift`` compares a
+    CSV's rows as they are read, so 300,000 users are never 300,000 dicts at once (a JSON
+    export is parsed whole: the standard library has no streaming JSON parser). Problems are
+    added to the returned ``Export`` as the rows are read."""
     result = Export(str(path))
     text = _decoded(path, result)
     if text is None:
-        return result
+        return result, iter(())
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
-        _json_rows(text, result)
-    else:
-        _csv_rows(text, result)
-    return result
+        return result, _json_rows(text, result)
+    return result, _csv_rows(text, result)
 
 
 def _decoded(path: Path, export: Export) -> str | None:
@@ -175,14 +189,15 @@ def _decoded(path: Path, export: Export) -> str | None:
     return text
 
 
-def _json_rows(text: str, export: Export) -> None:
+def _json_rows(text: str, export: Export) -> Iterator[Row]:
+    """Parses the whole document and notes its columns now; the rows as they are asked for."""
     whole = Place(export.file)
     try:
         data = json.loads(text)
     except ValueError as exc:
         line = getattr(exc, "lineno", 1)
         export.problems.append(ExportProblem(Place(export.file, line), f"not JSON ({exc})"))
-        return
+        return iter(())
     except RecursionError:
         deep = True
     else:
@@ -191,13 +206,19 @@ def _json_rows(text: str, export: Export) -> None:
         export.problems.append(
             ExportProblem(whole, f"nested too deeply (more than {MAX_JSON_DEPTH} levels)")
         )
-        return
+        return iter(())
     items = data if isinstance(data, list) else [data]
+    for item in items:
+        if isinstance(item, dict):
+            export.columns.update(map(_column, item))
+    return _json_objects(items, export)
+
+
+def _json_objects(items: list[Any], export: Export) -> Iterator[Row]:
     for index, item in enumerate(items, start=1):
         place = Place(export.file, index, entry=True)
         if isinstance(item, dict):
-            export.rows.append((place, _lower_keys(item)))
-            export.columns.update(export.rows[-1][1])
+            yield place, _lower_keys(item)
         else:
             export.problems.append(ExportProblem(place, "expected an object"))
 
@@ -217,26 +238,48 @@ def _too_deep(data: Any) -> bool:
     return False
 
 
-def _csv_rows(text: str, export: Export) -> None:
-    lines = text.splitlines(keepends=True)
-    skipped = 1 if lines and lines[0].startswith("#TYPE") else 0
-    reader = csv.DictReader(io.StringIO("".join(lines[skipped:])))
+_LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """``text``'s lines, line ends kept, one at a time (never a list of them all)."""
+    return (match.group() for match in _LINE.finditer(text))
+
+
+def _csv_rows(text: str, export: Export) -> Iterator[Row]:
+    """Reads the header now (its columns); the rows as they are asked for."""
+    lines = _lines(text)
+    skipped = 1 if text.startswith("#TYPE") else 0
+    if skipped:
+        next(lines)
+    reader = csv.DictReader(lines)
     try:
         export.columns.update(map(_column, reader.fieldnames or ()))
+    except csv.Error as exc:
+        _csv_problem(exc, reader, skipped, export)
+        return iter(())
+    return _csv_records(reader, skipped, export)
+
+
+def _csv_records(reader: csv.DictReader[str], skipped: int, export: Export) -> Iterator[Row]:
+    try:
         for row in reader:
             place = Place(export.file, reader.line_num + skipped)
-            export.rows.append(
-                (place, _lower_keys({k: v for k, v in row.items() if k is not None}))
-            )
-    except csv.Error as exc:  # DictReader counts a line once it is read: its reader's count
-        place = Place(export.file, reader.reader.line_num + skipped)
-        limit = csv.field_size_limit()
-        why = (
-            f"a field is longer than {limit:,} characters (a quote left open?)"
-            if "field limit" in str(exc)
-            else f"not CSV ({exc})"
-        )
-        export.problems.append(ExportProblem(place, why))
+            yield place, _lower_keys({k: v for k, v in row.items() if k is not None})
+    except csv.Error as exc:
+        _csv_problem(exc, reader, skipped, export)
+
+
+def _csv_problem(exc: csv.Error, reader: csv.DictReader[str], skipped: int, export: Export) -> None:
+    # DictReader counts a line once it is read: its reader's count
+    place = Place(export.file, reader.reader.line_num + skipped)
+    limit = csv.field_size_limit()
+    why = (
+        f"a field is longer than {limit:,} characters (a quote left open?)"
+        if "field limit" in str(exc)
+        else f"not CSV ({exc})"
+    )
+    export.problems.append(ExportProblem(place, why))
 
 
 def _column(name: Any) -> str:
@@ -252,7 +295,14 @@ def e164(value: Any) -> str | None:
     ``tel:+1…``, or an object with ``Number``) as E.164; None if it is not a valid number."""
     if isinstance(value, dict):
         value = _lower_keys(value).get("number")
-    text = str(value or "").strip().removeprefix("tel:").removeprefix("TEL:").strip()
+    return _e164(str(value or ""))
+
+
+@functools.lru_cache(maxsize=4096)
+def _e164(value: str) -> str | None:
+    """:func:`e164` of a text; cached: an export repeats its bridge's few numbers on every
+    row, and parsing one is most of the time a row takes."""
+    text = value.strip().removeprefix("tel:").removeprefix("TEL:").strip()
     if not text:
         return None
     if not text.startswith("+"):
@@ -309,17 +359,10 @@ def users_from(export: Export) -> Users:
 
     Without a License column every row is licensed, without a Provider column its provider is
     Microsoft: a column the export has always wins."""
-    result = Users(problems=list(export.problems))
-    licensed = not export.has("license")
-    for name, (column, meaning, listed) in ASSUMED.items():
-        if not export.has(name):
-            result.notes.append(
-                f"{export.file}: no {column} column: {meaning} ({CMDLET} lists only users {listed})"
-            )
+    result = Users(problems=list(export.problems), notes=assumed(export))
     upns: dict[str, Place] = {}
     conference_ids: dict[str, Place] = {}
-    for place, row in export.rows:
-        key, user, numbers, problems = _user(row, licensed)
+    for place, (key, user, numbers, problems) in user_rows(export, export.rows):
         if "@" in key and (first := _claim(upns, key, place)):
             problems.append(f"{key} is also on {first}")
         conference = user.get("conference_id")
@@ -334,15 +377,35 @@ def users_from(export: Export) -> Users:
     return result
 
 
+def assumed(export: Export) -> list[str]:
+    """What is assumed for each of the License and Provider columns the users export lacks."""
+    return [
+        f"{export.file}: no {column} column: {meaning} ({CMDLET} lists only users {listed})"
+        for name, (column, meaning, listed) in ASSUMED.items()
+        if not export.has(name)
+    ]
+
+
+UserRow = tuple[str, dict[str, Any], list[tuple[str, str, str | None]], list[str]]
+"""A users export row read: UPN (lower-cased), users document (as ``init`` writes it: what
+equals the default left out), numbers (E.164, type, location), problems."""
+
+
+def user_rows(export: Export, rows: Iterable[Row]) -> Iterator[tuple[Place, UserRow]]:
+    """Each row of a users export read as a user, one at a time (``init`` keeps them, ``drift``
+    compares each and lets it go); without a License column every row is licensed."""
+    licensed = not export.has("license")
+    for place, row in rows:
+        yield place, _user(row, licensed)
+
+
 def _claim(claimed: dict[str, Place], value: str, place: Place) -> Place | None:
     """The place that already has ``value``, or None after claiming it for ``place``."""
     first = claimed.setdefault(value, place)
     return None if first == place else first
 
 
-def _user(
-    row: Mapping[str, Any], licensed: bool
-) -> tuple[str, dict[str, Any], list[tuple[str, str, str | None]], list[str]]:
+def _user(row: Mapping[str, Any], licensed: bool) -> UserRow:
     """One row: its UPN (lower-cased), its users document, its numbers (E.164, type,
     location), and every problem it has; ``licensed``: the export has no License column."""
     problems: list[str] = []
@@ -417,11 +480,10 @@ def bridge_from(
         problems.append(ExportProblem(option, f"{default_number!r} is not a valid phone number"))
     offered: list[Number] = []
     if bridge is not None:
-        problems.extend(bridge.problems)
-        for place, row in bridge.rows:
-            offered.extend(_service_numbers(row.get("servicenumbers"), place, problems))
-            if default is None and (default := e164(row.get("defaultservicenumber"))):
-                default_at = place
+        offered, live_default, live_at, more = bridge_numbers(bridge)
+        problems.extend(more)
+        if default is None and live_default is not None:
+            default, default_at = live_default, live_at
     whole = Place(bridge.file if bridge is not None else source)
     if not offered and not users.numbers and default:
         offered.append((default, "toll", None, default_at or whole))
@@ -442,6 +504,22 @@ def bridge_from(
         section["default_number"] = default
     origins.update({("bridge",): whole, ("bridge", "default_number"): default_at or whole})
     return section, origins, problems
+
+
+def bridge_numbers(
+    bridge: Export,
+) -> tuple[list[Number], str | None, Place | None, list[ExportProblem]]:
+    """A bridge export's numbers, its default number and the place of that default, and its
+    problems (the file's, and each number that is not one)."""
+    problems = list(bridge.problems)
+    offered: list[Number] = []
+    default: str | None = None
+    default_at: Place | None = None
+    for place, row in bridge.rows:
+        offered.extend(_service_numbers(row.get("servicenumbers"), place, problems))
+        if default is None and (default := e164(row.get("defaultservicenumber"))):
+            default_at = place
+    return offered, default, default_at, problems
 
 
 def _service_numbers(value: Any, place: Place, problems: list[ExportProblem]) -> list[Number]:
@@ -510,12 +588,24 @@ def settings_from(export: Export | None) -> tuple[dict[str, Any], Origins, list[
     """Tenant settings that differ from the documented defaults, from a settings export."""
     if export is None:
         return {}, {}, []
+    found, place, problems = live_settings(export)
+    origins: Origins = {("settings",): place}
+    return (
+        {key: value for key, value in found.items() if value != SETTINGS_DEFAULTS[key]},
+        origins,
+        problems,
+    )
+
+
+def live_settings(export: Export) -> tuple[dict[str, Any], Place, list[ExportProblem]]:
+    """Every tenant setting a settings export gives (its first row: the cmdlet returns one
+    object), as our YAML writes it, in our order; the row's place; the problems."""
     problems = list(export.problems)
     found: dict[str, Any] = {}
     names = {key.replace("_", ""): key for key in SETTINGS_DEFAULTS}
-    origins: Origins = {("settings",): Place(export.file)}
+    where = Place(export.file)
     for place, row in export.rows[:1]:
-        origins[("settings",)] = place
+        where = place
         for column, value in row.items():
             key = names.get(column)
             if key is None or value in (None, ""):
@@ -523,9 +613,9 @@ def settings_from(export: Export | None) -> tuple[dict[str, Any], Origins, list[
             value, problem = _setting(key, column, value)
             if problem:
                 problems.append(ExportProblem(place, problem))
-            elif value != SETTINGS_DEFAULTS[key]:
+            else:
                 found[key] = value
-    return {key: found[key] for key in SETTINGS_DEFAULTS if key in found}, origins, problems
+    return {key: found[key] for key in SETTINGS_DEFAULTS if key in found}, where, problems
 
 
 def _setting(key: str, column: str, value: Any) -> tuple[Any, str | None]:
