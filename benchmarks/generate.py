@@ -25,18 +25,22 @@ email:
 """
 
 
+def is_enabled(i: int, enabled_fraction: float) -> bool:
+    return random.Random(i).random() < enabled_fraction
+
+
+def conference_id(i: int, changed: bool) -> str:
+    return f"{9000000 + i % 999999:07d}" if changed else f"{1000000 + i * 7 % 8999999:07d}"
+
+
 def user_yaml(i: int, changed: bool, enabled_fraction: float = 0.9) -> str:
-    rng = random.Random(i)
-    enabled = rng.random() < enabled_fraction
-    conference_id = f"{1000000 + i * 7 % 8999999:07d}"
-    if changed:
-        conference_id = f"{9000000 + i % 999999:07d}"
+    enabled = is_enabled(i, enabled_fraction)
     lines = [
         f"  user{i:06d}@contoso.com:",
         f"    display_name: User {i:06d}",
         f"    license: {'true' if enabled else 'false'}",
         "    provider: Microsoft",
-        f'    conference_id: "{conference_id}"',
+        f'    conference_id: "{conference_id(i, changed)}"',
     ]
     if i % 3 == 0:
         lines.append("    dial_in_number: +12065550123")
@@ -66,6 +70,34 @@ def write_tenant(
         body = "".join(user_yaml(i, i in changed, enabled_fraction) for i in chunk)
         (folder / "users" / f"part{f:02d}.yaml").write_text("users:\n" + body)
     return folder
+
+
+EXPORT_COLUMNS = ("Identity", "SipAddress", "DisplayName", "ConferenceId", "ServiceNumber",
+                  "TollFreeServiceNumber", "BridgeName")  # fmt: skip
+"""``Get-CsOnlineDialInConferencingUser``'s columns that drift reads (no License, no Provider)."""
+
+
+def write_export(path: Path, users: int, enabled_fraction: float = 0.9) -> Path:
+    """The live export of the unchanged tenant (:func:`write_tenant` with nothing changed) as
+    ``Export-Csv`` writes it: a BOM, the ``#TYPE`` line, every value quoted, CRLF; one row per
+    enabled user, as the cmdlet lists only those."""
+    with path.open("w", encoding="utf-8-sig", newline="") as out:
+        out.write("#TYPE Deserialized.DialInConferencingUser\r\n")
+        out.write(",".join(f'"{c}"' for c in EXPORT_COLUMNS) + "\r\n")
+        for i in range(users):
+            if not is_enabled(i, enabled_fraction):
+                continue
+            row = (
+                f"user{i:06d}",
+                f"sip:user{i:06d}@contoso.com",
+                f"User {i:06d}",
+                conference_id(i, False),
+                "+12065550123" if i % 3 == 0 else "",
+                "+18005550199" if i % 5 == 0 else "",
+                "Conference Bridge",
+            )
+            out.write(",".join(f'"{v}"' for v in row) + "\r\n")
+    return path
 
 
 def changed_users(users: int, fraction: float, seed: int = 7) -> set[int]:

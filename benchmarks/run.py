@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate import changed_in_one_file, changed_users, write_tenant
+from generate import changed_in_one_file, changed_users, write_export, write_tenant
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,11 +230,15 @@ def main() -> None:
     compare(
         "import", measure(reconciler("import", "--config", str(before), *common)), base, 1.3, 1.5
     )
+    planned = measure(reconciler("plan", "--config", str(after), *common, "--format", "json"))
+    compare("plan (1% changed)", planned, base, 1.3, 1.5)
+    export = write_export(work / "users.csv", args.users)
+    drift = ["drift", "--config", str(after), *common, "--tenant", "big", "--from", str(export)]
     compare(
-        "plan (1% changed)",
-        measure(reconciler("plan", "--config", str(after), *common, "--format", "json")),
-        base,
-        1.3,
+        "drift (live export of every enabled user, 1% changed in git) vs that plan",
+        measure(reconciler(*drift, "--format", "json"), ok=(0, 2)),
+        planned,
+        1.5,
         1.5,
     )
     compare(

@@ -39,6 +39,7 @@ def test_the_benchmark_runs_every_measurement_at_a_tiny_size(tmp_path: Path) -> 
         "first plan --out (300 users, no state)",
         "import",
         "plan (1% changed)",
+        "drift (live export of every enabled user, 1% changed in git) vs that plan",
         "plan (no change)",
         "plan (one file of 3 changed, 1% of its users)",
         "fmt --check",
