@@ -266,3 +266,16 @@ def test_the_applied_record_is_read_only_when_a_value_differs() -> None:
         raise AssertionError("read")
 
     assert user_findings("a@b.co", {"locale": "en"}, record, unread, ["locale"], True) == []
+
+
+def test_a_long_markdown_report_stays_under_the_limit_and_keeps_rows_of_every_table(
+    applied: Workspace,
+) -> None:
+    live = dict(LIVE)
+    live["alice@contoso.com"] = ("A" * 70_000, *LIVE["alice@contoso.com"][1:])
+    live["bob@contoso.com"] = ("Robert Kelly", *LIVE["bob@contoso.com"][1:])
+    result = drift(applied, *exports(applied, live), "--format", "markdown")
+    assert result.code == 0, str(result)
+    assert len(result.stdout) <= 65_000
+    assert "alice@contoso.com" in result.stdout and "bob@contoso.com" in result.stdout
+    assert "A" * 1000 + "…" in result.stdout and "A" * 1001 not in result.stdout

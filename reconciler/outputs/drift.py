@@ -19,6 +19,9 @@ FORMAT_VERSION = "1"
 MARKER = "<!-- audio-conferencing-reconciler drift -->"
 """Starts the markdown report, so a scheduled job finds and updates the one drift issue."""
 LIMIT = 65_000
+CELL = 1000
+"""Characters of one value shown in a markdown cell: a longer one is cut (the JSON report has it
+whole), so one huge exported value cannot push the report past :data:`LIMIT`."""
 """Below GitHub's 65,536 characters for an issue body or comment."""
 
 
@@ -100,7 +103,7 @@ def markdown(report: DriftReport, limit: int = LIMIT) -> str:
     rows = 500
     while True:
         body = _markdown(report, rows)
-        if len(body) <= limit or rows <= 2:
+        if len(body) <= limit or rows <= 1:
             return body
         rows //= 2
 
@@ -127,7 +130,7 @@ def _markdown(report: DriftReport, rows: int) -> str:
         out += ["| What | Teams | git | applied | Export |", "|---|---|---|---|---|"]
         shown_rows = found
         if len(found) > rows:
-            head, tail = found[: rows // 2], found[len(found) - rows // 2 :]
+            head, tail = found[: (rows + 1) // 2], found[len(found) - rows // 2 :]
             left = len(found) - len(head) - len(tail)
             out += [_row(f) for f in head]
             out.append(f"| … {left} more … | | | | |")
@@ -143,6 +146,11 @@ def _row(f: Drifted) -> str:
     cells = [_what(f), f.live, f.git, f.applied, f.place or ""]
     return (
         "| "
-        + " | ".join(code_span(cell) if cell not in ("", None) else "—" for cell in cells)
+        + " | ".join(
+            code_span(cell[:CELL] + "…" if isinstance(cell, str) and len(cell) > CELL else cell)
+            if cell not in ("", None)
+            else "—"
+            for cell in cells
+        )
         + " |"
     )
