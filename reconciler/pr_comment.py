@@ -397,7 +397,10 @@ def with_marker(
         body = f"{marker}\n{body}"
     if len(body) > limit:
         note = f"\n\n_({what} truncated: the full {full} is in the artifacts)_\n"
-        body = body[: limit - len(note)] + note
+        kept = body[: limit - len(note)]
+        # Whole lines only: a line cut inside a code span would show the rest of it as markdown.
+        body = kept[: kept.rfind("\n")] if "\n" in kept else kept
+        body += note
     return body
 
 

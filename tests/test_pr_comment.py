@@ -80,6 +80,13 @@ def test_marker_added_and_body_capped(forge_api: Api) -> None:
     assert body.rstrip().endswith("_(comment truncated: the full plan is in the artifacts)_")
 
 
+def test_a_capped_body_keeps_whole_lines_so_no_code_span_is_left_open() -> None:
+    lines = [f"| `user{i}` | `[x](https://evil.example)` |" for i in range(3_000)]
+    body = with_marker("\n".join(lines), 10_000)
+    kept = body.split("\n\n_(")[0].split("\n")[1:]
+    assert len(body) <= 10_000 and kept and set(kept) <= set(lines)
+
+
 def test_duplicates_are_reported_and_the_oldest_kept(forge_api: Api) -> None:
     first = forge_api.add(plan_body("a"))
     second = forge_api.add(plan_body("b"))
