@@ -128,11 +128,11 @@ def run_apply(
     source = _saved(manager, saved) if saved else _live(manager)
     # Before the lock creates anything where a wrong --state points.
     if not allow_new_state:
-        _first_contact_guard(source.first, options.state)
-    _check_templates(manager, source.first.email_kinds())
+        _first_contact_guard(source.first.emails, options.state)
+    _check_templates(manager, source.first.kinds)
     with manager.locked(source.names):
         plan = source.plan()
-        _check_templates(manager, plan.email_kinds() - source.first.email_kinds())
+        _check_templates(manager, plan.email_kinds() - source.first.kinds)
         if source.reviewed_here:
             ui.show_plan(plan)
         if plan.has_changes:
@@ -142,7 +142,7 @@ def run_apply(
                 allow_mass_disable=allow_mass_disable, allow_mass_email=allow_mass_email
             )
             if not allow_new_state:
-                _first_contact_guard(plan, options.state)
+                _first_contact_guard(_FirstContact.of(plan).emails, options.state)
         return _commit_and_deliver(manager, plan, sender, transport, ui, limits)
 
 
@@ -166,20 +166,40 @@ class _Source:
     plan: Callable[[], Plan]
     reviewed_here: bool
     """A live plan is shown and confirmed now; a saved plan was reviewed when it was made."""
-    first: Plan
-    """The plans of the tenants without applied state, made before any lock: the first-contact
-    guard and their templates are checked before the lock creates a state."""
+    first: _FirstContact
+
+
+@dataclass(frozen=True)
+class _FirstContact:
+    """What the tenants without applied state would send, from plans made before any lock: the
+    first-contact guard and their templates are checked before the lock creates a state. Only
+    this summary is kept, so a first apply of 300,000 users never holds two plans of them."""
+
+    emails: dict[str, int]
+    """Tenant → emails it would send (suppressed ones aside)."""
+    kinds: set[tuple[str, str]]
+    """``(locale, type)`` of every email they would write."""
+
+    @classmethod
+    def of(cls, plan: Plan) -> _FirstContact:
+        new = [t for t in plan.tenants if t.lineage is None and not t.missing]
+        return cls(
+            {t.name: sum(not e.suppressed for e in t.emails) for t in new},
+            {(e.locale, e.type) for t in new for e in t.emails},
+        )
 
 
 def _saved(manager: Manager, path: Path) -> _Source:
     saved = planfile.read(path)
     saved.check_files(manager.options.config)
-    first = Plan(
-        [
-            plan_tenant(config, None, manager.locales())[0]
-            for name, config in sorted(saved.configs.items())
-            if saved.basis[name].lineage is None
-        ]
+    first = _FirstContact.of(
+        Plan(
+            [
+                plan_tenant(config, None, manager.locales())[0]
+                for name, config in sorted(saved.configs.items())
+                if saved.basis[name].lineage is None
+            ]
+        )
     )
     return _Source(sorted(saved.configs), lambda: _replan_saved(manager, saved), False, first)
 
@@ -187,12 +207,14 @@ def _saved(manager: Manager, path: Path) -> _Source:
 def _live(manager: Manager) -> _Source:
     loaded = manager.load(reuse_state=True)  # unchanged files: no parse, no file update
     names, known = manager.tenant_names(loaded), manager.known_tenants()
-    first = Plan(
-        [
-            plan_tenant(config, None, manager.locales())[0]
-            for name, config in sorted(loaded.tenants.items())
-            if name not in known
-        ]
+    first = _FirstContact.of(
+        Plan(
+            [
+                plan_tenant(config, None, manager.locales())[0]
+                for name, config in sorted(loaded.tenants.items())
+                if name not in known
+            ]
+        )
     )
     return _Source(names, lambda: manager.plan(loaded, names), True, first)
 
@@ -294,15 +316,10 @@ class _Upserts(Mapping[str, UserRecord]):
         return len(self._names)
 
 
-def _first_contact_guard(plan: Plan, state: str) -> None:
-    """Refuse to email many users of a tenant the state has never seen: an empty state is more
-    often a wrong ``--state``, a missing secret or a fresh disk than a real first rollout, and
-    every user would get ``enabled`` with a new PIN."""
-    new = {
-        t.name: sum(not e.suppressed for e in t.emails)
-        for t in plan.tenants
-        if t.lineage is None and not t.missing
-    }
+def _first_contact_guard(new: Mapping[str, int], state: str) -> None:
+    """Refuse to email many users of a tenant the state has never seen (``new``: tenant →
+    emails): an empty state is more often a wrong ``--state``, a missing secret or a fresh disk
+    than a real first rollout, and every user would get ``enabled`` with a new PIN."""
     crowded = {name: count for name, count in new.items() if count > NEW_STATE_LIMIT}
     if crowded:
         listed = ", ".join(f"{name} ({count} emails)" for name, count in sorted(crowded.items()))
@@ -383,7 +400,7 @@ def _deliver(
                     with contextlib.suppress(UserError):
                         record()
         outcome.record(report)
-        return len(report.delivered)
+        return report.delivered
 
     files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))
     send(

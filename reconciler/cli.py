@@ -637,6 +637,33 @@ def state_show(manager: Manager) -> None:
     click.echo(json_text({"tenants": tenants}, indent=2))
 
 
+@state.command("queue")
+@common_options("state", "tenants")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 2 while mail is queued, 0 when none is, 1 on error.",
+)
+def state_queue(manager: Manager, fmt: str, detailed_exitcode: bool) -> None:
+    """How the outbox is going, per tenant and per apply: queued (since when), delivered (last
+    when), failed, suppressed. Counts and times only: never a body, PIN or address."""
+    from reconciler.outputs.queue import render
+
+    manager.read_only = True
+    store = manager.store
+    progress = {
+        name: store.waves(name)
+        for name in store.tenants()
+        if not manager.options.tenants or name in manager.options.tenants
+    }
+    click.echo(render(progress, fmt), nl=False)
+    if detailed_exitcode and any(w.queued for waves in progress.values() for w in waves):
+        sys.exit(EXIT_CHANGES)
+
+
 @state.command("migrate")
 @common_options("state", "tenants")
 @lock_timeout_option

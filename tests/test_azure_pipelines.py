@@ -202,3 +202,65 @@ def test_the_drift_step_fails_the_run_while_teams_and_git_differ(tmp_path: Path)
     broken = run(None)
     assert broken.returncode == 1 and "uploadsummary" not in broken.stdout
     assert "users.csv:2" in broken.stderr
+
+
+# ------------------------------------------------------------------------- rollout waves
+
+
+def test_the_hourly_schedule_applies_only_while_waves_are_on() -> None:
+    document = load()
+    (schedule,) = document["schedules"]
+    assert schedule["cron"] == "23 * * * *" and schedule["branches"] == {"include": ["main"]}
+    apply = document["stages"][1]
+    assert (
+        "or(ne(variables['Build.Reason'], 'Schedule'), eq(variables['RECONCILER_WAVES'], 'true'))"
+        in apply["condition"]
+    )
+    assert document["stages"][0]["condition"] == "eq(variables['Build.Reason'], 'PullRequest')"
+
+
+def test_scheduled_apply_steps_deliver_a_rollout_in_waves(tmp_path: Path) -> None:
+    """The apply step run locally as the schedule runs it, RECONCILER_MAX_MESSAGES=2 a wave over
+    the example tenant's first rollout: every wave passes, the queue is in the run's summary,
+    and each email arrives once."""
+    import mailbox
+
+    work = tmp_path / "repo"
+    shutil.copytree(ROOT / "tenants", work / "tenants")
+    (step,) = [s for s in bash_steps(load()["stages"][1]) if "reconciler apply" in s["bash"]]
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env = {
+        **keep,
+        "RECONCILER_STATE": str(tmp_path / "state.db"),
+        "RECONCILER_MAIL_URL": f"maildir:{tmp_path / 'mail'}",
+        "RECONCILER_DEFAULT_FROM": "noreply@contoso.com",
+        "RECONCILER_MAX_MESSAGES": "2",
+        "MAX_MESSAGES": " ",  # the parameter's default
+        "REASON": "Schedule",
+        "ALLOW_NEW_STATE": "no",
+        "ALLOW_MASS_DISABLE": "no",
+        "ALLOW_MASS_EMAIL": "no",
+        "PATH": f"{Path(sys.executable).parent}:{keep.get('PATH', '')}",
+    }
+    waves = []
+    for _ in range(3):
+        run = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-c", step["bash"]],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=patience(300),
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert f"##vso[task.uploadsummary]{work}/applied/queue.txt" in run.stdout
+        queue = (work / "applied" / "queue.txt").read_text()
+        waves.append(("Wave delivered" in run.stdout, queue.split(" since ")[0].split(",")[0]))
+    assert waves == [
+        (True, "contoso: 2 queued"),
+        (False, "contoso: 0 queued"),
+        (False, "contoso: 0 queued"),
+    ]
+    sent = [m["Message-ID"] for m in mailbox.Maildir(tmp_path / "mail", create=False)]
+    assert len(sent) == len(set(sent)) == 4

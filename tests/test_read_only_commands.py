@@ -9,7 +9,14 @@ from tests.helpers.workspace import Workspace, with_options
 
 @pytest.mark.parametrize(
     "command",
-    [["plan"], ["plan", "--format", "json"], ["state", "show"], ["history"], ["validate"]],
+    [
+        ["plan"],
+        ["plan", "--format", "json"],
+        ["state", "show"],
+        ["state", "queue"],
+        ["history"],
+        ["validate"],
+    ],
 )
 def test_reading_commands_do_not_create_the_state_database(
     example_workspace: Workspace, command: list[str]

@@ -264,6 +264,7 @@ def test_read_only_commands_never_change_the_state_file(
         ["plan"],
         ["plan", "--format", "json"],
         ["state", "show"],
+        ["state", "queue"],
         ["history"],
         ["preview", "--out", str(tmp_path / "preview")],
         ["validate"],
@@ -274,7 +275,9 @@ def test_read_only_commands_never_change_the_state_file(
     assert stat.S_IMODE(state.stat().st_mode) == 0o640
 
 
-@pytest.mark.parametrize("command", [["plan"], ["apply", "--auto-approve"], ["state", "show"]])
+@pytest.mark.parametrize(
+    "command", [["plan"], ["apply", "--auto-approve"], ["state", "show"], ["state", "queue"]]
+)
 def test_a_foreign_sqlite_database_is_refused_and_left_alone(
     tmp_path: Path, new_workspace: NewWorkspace, command: list[str]
 ) -> None:

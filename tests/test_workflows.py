@@ -146,7 +146,11 @@ def test_apply_workflow_shape() -> None:
     env = document["jobs"]["apply"]["env"]
     for name in ("RECONCILER_STATE", "RECONCILER_MAIL_URL", "RECONCILER_SMTP_PASSWORD"):
         assert env[name] == f"${{{{ secrets.{name} }}}}"
-    assert document["jobs"]["apply"]["if"] == "github.ref == 'refs/heads/main'"
+    assert document["jobs"]["apply"]["if"] == (
+        "github.ref == 'refs/heads/main' && "
+        "(github.event_name != 'schedule' || vars.RECONCILER_WAVES == 'true')"
+    )
+    assert document["on"]["schedule"] == [{"cron": "23 * * * *"}]  # hourly rollout waves
     checkout = steps(document, "apply")[0]
     assert checkout["uses"].startswith("actions/checkout@")
     assert checkout["with"]["ref"] == "${{ github.sha }}"  # the merged commit, nothing newer
@@ -769,6 +773,34 @@ def test_apply_workflow_treats_a_sending_limit_as_come_back_later(
     assert len(smtp_server.messages) == 1
 
 
+def test_scheduled_runs_deliver_a_rollout_in_waves_and_show_the_queue(
+    repo: Path, tmp_path: Path, smtp_server: Any
+) -> None:
+    context, environment = apply_context(
+        repo, tmp_path, smtp_server.url, RECONCILER_WAVES="true", RECONCILER_MAX_MESSAGES="2"
+    )
+    summary = tmp_path / "step-summary.md"
+
+    def wave(event: str, inputs: dict[str, str], sent: int, said: str) -> None:
+        values = {**context, "github": {**context["github"], "event_name": event}}
+        summary.unlink(missing_ok=True)
+        uploads = tmp_path / f"wave-{sent}"
+        job = apply_runner(repo, {**values, "inputs": inputs}, environment, uploads)
+        result = job.run()
+        assert not result.failed, [(r.name, r.output) for r in job.runs if r.code]
+        assert said in job.step("Apply it").output
+        assert len(smtp_server.messages) == sent
+        shown = job.step("Show the queue").output
+        assert f"contoso: {4 - sent} queued" in shown and shown in summary.read_text()
+
+    # Run workflow by hand with a pilot of one email, then the hourly schedule takes over
+    wave("workflow_dispatch", {"max_messages": "1"}, 1, "::warning::Stopped at a sending limit")
+    wave("schedule", {}, 3, "::notice::Wave delivered; the rest stays queued")
+    wave("schedule", {}, 4, "Applied: nothing to change. 1 email(s) delivered")
+    ids = [m["Message-ID"] for m in smtp_server.messages]
+    assert len(set(ids)) == 4
+
+
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_workflows_are_zizmor_clean_offline(path: Path) -> None:
     """GitHub Actions' security linter finds nothing at medium severity or above: actions pinned
@@ -843,13 +875,20 @@ def test_the_gitlab_example_matches_gitlab_ci_schema(tmp_path: Path) -> None:
     document = yaml.safe_load(example.read_text(encoding="utf-8"))
     assert document["apply"]["allow_failure"] == {"exit_codes": [3]}
     assert "RECONCILER_PLAN_STATE" in str(document) and "|| $RECONCILER_STATE" not in str(document)
-    # a scheduled pipeline runs the drift jobs and nothing else
+    # a scheduled pipeline runs the drift jobs, or with RECONCILER_WAVES the apply job only
     schedule = '$CI_PIPELINE_SOURCE == "schedule"'
+    waves = '$RECONCILER_WAVES == "true"'
     for name, job in document.items():
         if isinstance(job, dict) and "script" in job:
             rules = [rule["if"] for rule in job["rules"]]
-            assert (rules == [schedule]) == (name in ("teams-export", "drift")), name
-            assert all("!=" not in rule for rule in rules), name  # only what is named runs
+            drift = name in ("teams-export", "drift")
+            assert (rules == [f'{schedule} && $RECONCILER_WAVES != "true"']) == drift, name
+            scheduled = [rule for rule in rules if schedule in rule]
+            assert drift or scheduled == (
+                []
+                if name != "apply"
+                else [f"$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && {schedule} && {waves}"]
+            ), name
     assert document["drift"]["needs"] == ["teams-export"]
     assert document["drift"]["variables"] == {"RECONCILER_STATE": "$RECONCILER_PLAN_STATE"}
 

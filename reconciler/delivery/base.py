@@ -116,14 +116,16 @@ class Transport(ABC):
 
 @dataclass
 class DeliveryReport:
-    """What became of each message, by message id, in the order the messages were given.
+    """What became of the messages given, in their order: queued and failed by message id.
 
-    ``queued_reasons`` (an addition to ``queued``) says why each queued message is still
-    queued, so that apply can tell the operator what to fix before the next run. ``limited``
-    says why delivery stopped when the reason was a sending limit or throttling, not a fault.
+    ``delivered`` is a count: the caller hears of each delivery through ``on_delivered``, and
+    a run of 300,000 messages keeps no list of them. ``queued_reasons`` (an addition to
+    ``queued``) says why each queued message is still queued, so that apply can tell the
+    operator what to fix before the next run. ``limited`` says why delivery stopped when the
+    reason was a sending limit or throttling, not a fault.
     """
 
-    delivered: list[str] = field(default_factory=list)
+    delivered: int = 0
     queued: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     queued_reasons: dict[str, str] = field(default_factory=dict)
@@ -223,7 +225,7 @@ def deliver(
                 pace.sent()
             reason = "" if outcome is None else transport.redact(str(outcome))
             if outcome is None:
-                report.delivered.append(message.message_id)
+                report.delivered += 1
                 on_delivered(message)
             elif isinstance(outcome, PermanentFailure):
                 report.failed[message.message_id] = reason

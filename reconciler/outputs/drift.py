@@ -19,10 +19,10 @@ FORMAT_VERSION = "1"
 MARKER = "<!-- audio-conferencing-reconciler drift -->"
 """Starts the markdown report, so a scheduled job finds and updates the one drift issue."""
 LIMIT = 65_000
+"""Below GitHub's 65,536 characters for an issue body or comment."""
 CELL = 1000
 """Characters of one value shown in a markdown cell: a longer one is cut (the JSON report has it
 whole), so one huge exported value cannot push the report past :data:`LIMIT`."""
-"""Below GitHub's 65,536 characters for an issue body or comment."""
 
 
 def render(report: DriftReport, fmt: str) -> str:

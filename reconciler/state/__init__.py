@@ -22,6 +22,7 @@ from reconciler.state.base import (
     StateLocked,
     StateStore,
     TenantDump,
+    Wave,
     redact,
     tenant_key,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "StateLocked",
     "StateStore",
     "TenantDump",
+    "Wave",
     "is_database_url",
     "local_dir",
     "open_store",

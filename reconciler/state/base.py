@@ -107,6 +107,23 @@ class QueuedMessage(NewMessage):
 
 
 @dataclass
+class Wave:
+    """What became of one apply's messages so far: how a rollout delivered in daily portions
+    is going (``state queue``)."""
+
+    serial: int
+    written_at: str
+    queued: int = 0
+    """Still to send."""
+    delivered: int = 0
+    failed: int = 0
+    """Refused for good (never retried)."""
+    suppressed: int = 0
+    """Kept for the operator instead of sent (``automatically_send_emails_to_users: false``)."""
+    last_delivered: str | None = None
+
+
+@dataclass
 class Commit:
     """One apply's write: the new tenant record, the users that changed, the outbox messages."""
 
@@ -249,6 +266,10 @@ class StateStore(ABC):
     @abstractmethod
     def queued_count(self, tenant: str, *, suppressed: bool | None = None) -> int:
         """How many messages :meth:`queued` would give now."""
+
+    @abstractmethod
+    def waves(self, tenant: str) -> list[Wave]:
+        """Each apply that wrote messages, oldest first, with what became of them."""
 
     @abstractmethod
     def mark_delivered(self, *message_ids: str) -> None:

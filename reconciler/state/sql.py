@@ -38,6 +38,7 @@ from reconciler.state.base import (
     StateStore,
     StoredUsers,
     TenantDump,
+    Wave,
     decode_records,
     encode_record,
     holder,
@@ -340,6 +341,30 @@ class SQLStore(StateStore):
                     (tenant, *extra),
                 )[0]
             )
+
+    def waves(self, tenant: str) -> list[Wave]:
+        with self._guard():
+            rows = self._run(
+                "SELECT serial, suppressed, status, count(*), min(created_at), max(done_at)"
+                f" FROM {{outbox}} WHERE tenant = ? AND {VISIBLE}"
+                " GROUP BY serial, suppressed, status ORDER BY serial",
+                (tenant,),
+            ).fetchall()
+        time_out = self.dialect.time_out
+        waves: dict[int, Wave] = {}
+        for serial, suppressed, status, count, written, done in rows:
+            wave = waves.setdefault(serial, Wave(serial, time_out(written)))
+            wave.written_at = min(wave.written_at, time_out(written))
+            if suppressed and status != "failed":
+                wave.suppressed += count
+            elif status == "delivered":
+                wave.delivered += count
+                wave.last_delivered = time_out(done)
+            elif status == "failed":
+                wave.failed += count
+            else:
+                wave.queued += count
+        return list(waves.values())
 
     @staticmethod
     def _suppressed(suppressed: bool | None) -> tuple[str, tuple[bool, ...]]:
