@@ -43,16 +43,19 @@ NEXT_STEPS: dict[Kind, str] = {
         "(Set-CsOnlineDialInConferencingTenantSettings -AutomaticallySendEmailsToUsers $false)"
     ),
     "changed_in_teams": (
-        "to keep the Teams value, write it in the YAML and record it without emails "
-        "(reconciler import --force --tenant {tenant}); to undo it, change it back in Teams"
+        "to keep the Teams value, write it in the YAML and, once `reconciler plan` shows no "
+        "other change for the tenant (import adopts every change it has, without emails), "
+        "record it (reconciler import --force --tenant {tenant}); to undo it, change it back "
+        "in Teams"
     ),
     "not_yet_in_teams": (
         "make the Teams change the YAML asks for (Teams admin center or "
         "Set-CsOnlineDialInConferencingUser), or change the YAML back"
     ),
     "only_in_teams": (
-        "add the user to the YAML and record it without emails (reconciler import --force "
-        "--tenant {tenant}), or remove their Audio Conferencing in Teams"
+        "add the user to the YAML and, once `reconciler plan` shows no other change for the "
+        "tenant, record it without emails (reconciler import --force --tenant {tenant}), or "
+        "remove their Audio Conferencing in Teams"
     ),
     "only_in_git": (
         "give the user Audio Conferencing in Teams (license, Microsoft as provider), or "

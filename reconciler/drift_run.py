@@ -22,6 +22,7 @@ from reconciler.config.export import (
     USER_COLUMNS,
     Export,
     ExportProblem,
+    Place,
     bridge_numbers,
     live_settings,
     open_export,
@@ -38,7 +39,7 @@ from reconciler.drift import (
 )
 from reconciler.errors import UserError
 from reconciler.manager import Manager
-from reconciler.model import SETTINGS_DEFAULTS, UserRecord
+from reconciler.model import SETTINGS_DEFAULTS, UserRecord, is_enabled
 
 
 class ExportProblems(Exception):
@@ -112,6 +113,14 @@ def run_drift(manager: Manager, tenant: str, live: LiveExport) -> DriftReport:
             user_findings(upn, values, git, before, compared, applied is not None, str(place))
         )
     problems.extend(users.problems)
+    if not seen and not problems and any(map(is_enabled, git_users.values())):
+        problems.append(
+            ExportProblem(
+                Place(users.file),
+                "no user in this export while the YAML enables some: the wrong file, or an "
+                "export that failed? Every one of them would be reported as only in git",
+            )
+        )
     if problems:
         raise ExportProblems(problems)
     report.live_users = len(seen)

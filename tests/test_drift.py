@@ -182,7 +182,8 @@ def test_a_users_export_with_license_and_provider_columns_compares_them(
 def test_drift_never_writes_the_state_nor_sends(applied: Workspace) -> None:
     state = Path(applied.state)
     before = state.read_bytes()
-    args = exports(applied, {}, AutomaticallySendEmailsToUsers=True)
+    alice = {"alice@contoso.com": LIVE["alice@contoso.com"]}  # the others only in git
+    args = exports(applied, alice, AutomaticallySendEmailsToUsers=True)
     result = drift(applied, *args, "--out", "report.md", "--format", "markdown")
     assert result.code == 0, str(result)
     assert (
@@ -236,6 +237,18 @@ def test_bad_rows_are_every_one_named_by_file_and_line_at_once(applied: Workspac
         "3 problem(s) found; nothing was compared.",
     ]
     assert result.stdout == ""
+
+
+def test_an_export_without_a_user_is_refused_while_git_enables_some(applied: Workspace) -> None:
+    """An export that failed half-way (headers only) is not "everyone only in git"."""
+    args = exports(applied, users={})
+    result = drift(applied, *args, "--detailed-exitcode")
+    assert result.code == 1 and result.stdout == "", str(result)
+    assert result.stderr.splitlines() == [
+        "users.csv: no user in this export while the YAML enables some: the wrong file, or an "
+        "export that failed? Every one of them would be reported as only in git",
+        "1 problem(s) found; nothing was compared.",
+    ]
 
 
 def test_drift_is_for_exactly_one_tenant(applied: Workspace) -> None:
