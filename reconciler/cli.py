@@ -476,8 +476,7 @@ def init(
         folder.rename(config / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    given = click.get_current_context().get_parameter_source("config")
-    again = f" --config {shlex.quote(str(config))}" if given is ParameterSource.COMMANDLINE else ""
+    again = "".join(f" {shlex.quote(word)}" for word in _config_again(config))
     click.echo(adoption.summary())
     click.echo(
         visible(
@@ -487,6 +486,12 @@ def init(
             f"`reconciler plan{again}` then shows no change."
         )
     )
+
+
+def _config_again(config: Path) -> list[str]:
+    """``--config DIR`` when this command was given one: to repeat in a command we suggest."""
+    given = click.get_current_context().get_parameter_source("config")
+    return ["--config", str(config)] if given is ParameterSource.COMMANDLINE else []
 
 
 @main.command()
@@ -587,6 +592,9 @@ def fmt_(manager: Manager, check: bool, paths: tuple[Path, ...]) -> None:
         f"{len(changes)} file(s) {verb}, {looked_at - len(changes)} already formatted.", err=True
     )
     if check and changes:
+        config = _config_again(manager.options.config)
+        fix = ["reconciler", "fmt", *config, *(str(path) for path, _ in changes)]
+        click.echo(visible(f"To fix: {shlex.join(fix)}"), err=True)
         sys.exit(EXIT_ERROR)
 
 

@@ -45,7 +45,9 @@ def run(transport, messages, **kwargs) -> tuple[DeliveryReport, list[str]]:
 # --- Maildir ---------------------------------------------------------------------------------
 
 
-def test_maildir_messages_are_readable_by_mailbox_byte_for_byte(tmp_path: Path) -> None:
+def test_maildir_messages_are_the_sent_bytes_with_local_line_endings(tmp_path: Path) -> None:
+    """LF, as Maildir readers expect (classic mutt shows a CRLF file's \\r as ^M after every
+    header), and otherwise byte for byte what SMTP sends with CRLF."""
     messages = [outgoing(n) for n in range(3)]
     with open_transport(f"maildir:{tmp_path / 'mail'}") as transport:
         _, delivered = run(transport, messages)
@@ -53,7 +55,8 @@ def test_maildir_messages_are_readable_by_mailbox_byte_for_byte(tmp_path: Path) 
     assert delivered == [m.message_id for m in messages]
     box = mailbox.Maildir(tmp_path / "mail", create=False)
     stored = sorted(box.get_bytes(key) for key in box.iterkeys())
-    assert stored == sorted(m.data for m in messages)
+    assert all(b"\r" not in data for data in stored)
+    assert stored == sorted(m.data.replace(b"\r\n", b"\n") for m in messages)
     assert {message["Message-ID"] for message in box} == {m.message_id for m in messages}
 
 

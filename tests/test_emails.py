@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from reconciler.emails import (
     PIN_TYPES,
+    TEMPLATE_TYPES,
     PhoneNumber,
     Sender,
     TemplateSet,
@@ -26,6 +27,7 @@ from reconciler.emails import (
     compose_test_message,
     message_id,
     parse_default_sender,
+    sample_context,
     sender_for,
 )
 from reconciler.emails.compose import SAMPLE_CONFERENCE_ID
@@ -188,6 +190,30 @@ def test_subjects_are_localized_and_distinct(packaged: TemplateSet) -> None:
     }
     assert len(set(subjects.values())) == len(subjects)
     assert "audioconférence" in subjects[("fr", "conference-info")]
+
+
+def subject_is_all_caps(subject: str) -> bool:
+    """SpamAssassin's ``SUBJ_ALL_CAPS`` (Mail::SpamAssassin::Plugin::HeaderEval): a subject of
+    more than one word and at least 10 characters whose Latin letters are all capitals — such
+    as a Japanese subject whose only Latin word is "PIN", set apart by spaces."""
+    subject = re.sub(r"^(?:(?:Re|Fw|Fwd|Aw|Antwort|Sv):\s*)+", "", subject.strip(), flags=re.I)
+    if not re.search(r"\s", subject) or len(subject) < 10:
+        return False
+    letters = re.sub(r"[^a-zA-Z]", "", subject)
+    return bool(letters) and letters == letters.upper()
+
+
+def test_no_subject_scores_spamassassins_all_caps_rule(packaged: TemplateSet) -> None:
+    assert subject_is_all_caps("電話会議の PIN がリセットされました")  # the rule, as it fired
+    subjects = {
+        (locale, email_type, self_service): packaged.render(
+            locale, email_type, sample_context(email_type, pin_self_service=self_service)
+        )[0]
+        for locale in LOCALES
+        for email_type in TEMPLATE_TYPES
+        for self_service in (False, True)
+    }
+    assert {key: s for key, s in subjects.items() if subject_is_all_caps(s)} == {}
 
 
 @pytest.mark.parametrize("locale", LOCALES)
@@ -775,15 +801,14 @@ def test_phone_number_groups_join_back_into_the_number(display: str) -> None:
     assert all(" " not in group.strip() for group in groups), "a group is digits, never two"
 
 
-def test_a_phone_number_wraps_between_digit_groups_only(packaged: TemplateSet) -> None:
+def test_a_phone_number_is_one_link_that_never_wraps(packaged: TemplateSet) -> None:
+    """A number split over two lines (``+1 206-555-`` / ``0123``) is misdialled."""
     _, html = bodies(build(packaged, "conference-info"))
     assert (
-        '<span style="white-space:nowrap;">+1</span><wbr>'
-        '<span style="white-space:nowrap;"> 425-</span><wbr>'
-        '<span style="white-space:nowrap;">555-</span><wbr>'
-        '<span style="white-space:nowrap;">0100</span>'
+        '<a href="tel:+14255550100" style="color:#0f6cbd; text-decoration:none; '
+        'white-space:nowrap;">+1 425-555-0100</a>'
     ) in html
-    assert html.count("white-space:nowrap") == 8, "two numbers of four groups; nothing else"
+    assert html.count("white-space:nowrap") == 2, "the two numbers; nothing else"
 
 
 TEST_SUBJECT = {

@@ -260,11 +260,12 @@ def test_pre_commit_hook_manifest(example_workspace: Workspace) -> None:
     assert not (ws.root / ".reconciler").exists()
 
 
-def test_pre_commit_fmt_hook_checks_the_files_a_commit_touches(
+def test_pre_commit_fmt_hook_lays_out_the_files_a_commit_touches(
     example_workspace: Workspace,
 ) -> None:
-    """As pre-commit runs it: the entry plus the staged files its pattern selects; exit 1 and
-    the file named when one is not canonical, nothing rewritten by the check."""
+    """As pre-commit runs it: the entry plus the staged files its pattern selects. The hook is
+    the fix (pre-commit stops the commit when it changed a file), so nobody needs reconciler on
+    their PATH; ``fmt --check`` says the command that fixes what it found."""
     (hook,) = [
         h
         for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
@@ -282,16 +283,22 @@ def test_pre_commit_fmt_hook_checks_the_files_a_commit_touches(
     assert selected == [*staged[:2], staged[-1]]
     ws = example_workspace
     command = shlex.split(hook["entry"])
-    assert command[0] == "reconciler"
-    result = ws.cli(*command[1:], *selected[:2])
-    assert result.code == 0, str(result)
+    assert command == ["reconciler", "fmt"]
     sales = ws.config / "contoso" / "users" / "sales.yaml"
-    messy = sales.read_text(encoding="utf-8").replace("    license: true\n", "    license:  true\n")
+    canonical = sales.read_text(encoding="utf-8")
+    unchanged = ws.cli(*command[1:], *selected[:2])
+    assert unchanged.code == 0 and sales.read_text(encoding="utf-8") == canonical
+    messy = canonical.replace("    license: true\n", "    license:  true\n")
+    assert messy != canonical
     sales.write_text(messy, encoding="utf-8")
-    result = ws.cli(*command[1:], *selected[:2])
-    assert result.code == 1
-    assert result.output.splitlines()[0] == "would reformat tenants/contoso/users/sales.yaml"
-    assert sales.read_text(encoding="utf-8") == messy
+    checked = ws.cli("fmt", "--check", *selected[:2])
+    assert checked.code == 1 and sales.read_text(encoding="utf-8") == messy
+    assert checked.output.splitlines()[0] == "would reformat tenants/contoso/users/sales.yaml"
+    assert (
+        checked.stderr.splitlines()[-1] == "To fix: reconciler fmt tenants/contoso/users/sales.yaml"
+    )
+    fixed = ws.cli(*command[1:], *selected[:2])
+    assert fixed.code == 0 and sales.read_text(encoding="utf-8") == canonical
 
 
 def test_the_documented_local_pre_commit_hook_matches_the_published_one() -> None:
@@ -1023,3 +1030,32 @@ def test_drift_workflow_runs_locally(repo: Path, tmp_path: Path, forge_api: Api)
     assert fixed.step("Open, update or close the drift issue").code == 0, fixed.runs
     assert issue["state"] == "closed" and "no drift" in issue["body"]
     assert len(forge_api.issues) == 1
+
+
+def test_the_documented_schema_checks_work_as_written(tmp_path: Path) -> None:
+    """docs/PIPELINES.md's check-jsonschema lines, run as a shell runs them: on the shipped
+    files, and (GitLab) on the guide's example saved as .gitlab-ci.yml."""
+    guide = (ROOT / "docs" / "PIPELINES.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## Checking a pipeline file you edited") :]
+    lines = re.search(r"```sh\n(.*?)```", section, re.S)[1].splitlines()
+    assert [line.split()[-1] for line in lines] == [
+        ".github/workflows/*.yml",
+        "azure-pipelines-drift.yml",
+        ".gitlab-ci.yml",
+    ]
+    gitlab = guide[guide.index("## GitLab CI") : guide.index("## Azure DevOps")]
+    example = tmp_path / ".gitlab-ci.yml"
+    example.write_text(re.search(r"```yaml\n(.*?)```", gitlab, re.S)[1], encoding="utf-8")
+    bin_dir = Path(sys.executable).parent
+    for line, cwd in zip(lines, [ROOT, ROOT, tmp_path], strict=True):
+        done = subprocess.run(
+            ["bash", "-c", line],
+            cwd=cwd,
+            env={**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"},
+            capture_output=True,
+            text=True,
+            timeout=patience(180),
+            check=False,
+        )
+        assert done.returncode == 0, (line, done.stdout + done.stderr)
+        assert "ok -- validation done" in done.stdout, line

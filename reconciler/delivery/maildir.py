@@ -3,7 +3,9 @@
 Written by hand rather than with :class:`mailbox.Maildir`, which neither fsyncs (an accepted
 message must survive a crash, since it is then marked delivered and never written again) nor
 lets us set the file mode without changing the process-wide umask. The result is the standard
-layout that :class:`mailbox.Maildir` and mail clients read.
+layout that :class:`mailbox.Maildir` and mail clients read, with the local line ending (LF)
+they expect: classic mutt shows a CRLF file's ``\r`` as ``^M`` after every header. The message
+is otherwise byte for byte the one SMTP sends with CRLF.
 
 Each message's file is named from its Message-ID, and a message whose file is already there (in
 ``new/``, or moved to ``cur/`` by a reader) is not written again: delivering twice leaves one
@@ -56,7 +58,8 @@ class MaildirTransport(Transport):
             if digest in self._present:
                 return  # delivered before (a re-run after a crash): one copy
             name = _unique_name(digest)
-            write_atomically(message.data, self.path / "tmp" / name, self.path / "new" / name)
+            data = message.data.replace(b"\r\n", b"\n")  # the local line ending readers expect
+            write_atomically(data, self.path / "tmp" / name, self.path / "new" / name)
         except OSError as error:
             raise ConnectionFailure(
                 f"cannot write to {self.description}: {error.strerror or error}"

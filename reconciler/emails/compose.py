@@ -8,7 +8,8 @@ break. Validation refuses such names (:func:`reconciler.model.header_text_proble
 validation, so no value can ever become a header line of its own.
 
 Bodies are quoted-printable UTF-8 so the message survives any relay, including one without
-8BITMIME, and stays readable when an operator opens a suppressed ``.eml``.
+8BITMIME, and stays readable when an operator opens a suppressed ``.eml``; their encoded lines
+are at most 76 characters, as RFC 2045 §6.7 requires (``email.policy.default`` writes 78).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from reconciler.model import TenantRecord, UserRecord, header_text_problem, pin_
 DEFAULT_DISPLAY_NAME = "Office 365"
 """Microsoft's sender name when SendEmailFromOverride is off."""
 MESSAGE_ID_DOMAIN = "reconciler.invalid"
+_POLICY = email.policy.default.clone(max_line_length=76)
+"""Headers still go out folded at 78 (``as_bytes(policy=email.policy.SMTP)``); the bodies,
+encoded when set, keep their 76."""
 SAMPLE_CONFERENCE_ID = "0000000"
 """The conference ID of ``test-email``'s sample details: obviously not anyone's."""
 SAMPLE_NUMBER = "+14255550100"
@@ -144,7 +148,7 @@ def compose(
     locale = templates.resolve_locale(user["locale"], tenant["email"]["locale"])
     subject, text, html = templates.render(locale, email_type, context)
 
-    message = EmailMessage(policy=email.policy.default)
+    message = EmailMessage(policy=_POLICY)
     message["From"] = Address(_display_name(sender.display_name), addr_spec=sender.address)
     message["To"] = Address(_display_name(user["display_name"] or ""), addr_spec=user["email"])
     message["Subject"] = subject

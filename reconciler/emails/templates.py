@@ -151,8 +151,8 @@ class PhoneNumber:
         the first keeping the space before it or the hyphen after it (``+1 425-555-0100`` →
         ``+1``, `` 425-``, ``555-``, ``0100``), so the pieces join back into ``display``.
 
-        HTML templates keep each piece on one line (``white-space:nowrap``) with a ``<wbr>``
-        between pieces: a number wraps between groups, never inside one.
+        For a custom template that lets a number wrap between its groups; the shipped ones keep
+        a number whole (``white-space:nowrap``): split over two lines it is misdialled.
         """
         return tuple(_GROUP.findall(self.display)) or (self.display,)
 
