@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,33 +82,50 @@ class Outcome:
     applied: list[tuple[str, int]] = field(default_factory=list)
     delivered: int = 0
     queued: list[str] = field(default_factory=list)
+    """Messages tried and still queued (by id; ``why_queued`` says why)."""
+    untried: Counter[str] = field(default_factory=Counter)
+    """Why delivery stopped → how many messages it left queued without trying them."""
     failed: dict[str, str] = field(default_factory=dict)
     suppressed: list[Path] = field(default_factory=list)
     why_queued: dict[str, str] = field(default_factory=dict)
     about: dict[str, str] = field(default_factory=dict)
     """Message id → "user type", to tell the operator which email is queued or failed."""
-    held_back: dict[str, str] = field(default_factory=dict)
-    """Queued message id → the sending limit or throttling that kept it for the next apply."""
+    limits: set[str] = field(default_factory=set)
+    """The sending limits or throttling that stopped a delivery: a pause, not a fault."""
 
-    def record(self, report: DeliveryReport) -> None:
-        """What one delivery left queued or failed, and which sending limit held what back."""
+    def record(self, report: DeliveryReport, untried: int) -> None:
+        """What one delivery left queued (``untried`` of them never taken from the outbox) or
+        failed, and which sending limit stopped it."""
         self.queued.extend(report.queued)
         self.why_queued.update(report.queued_reasons)
+        if untried and report.stopped is not None:
+            self.untried[report.stopped] += untried
         if report.limited is not None:
-            held = (report.limited, f"not attempted: {report.limited}")
-            self.held_back.update(
-                {mid: report.limited for mid, why in report.queued_reasons.items() if why in held}
-            )
+            self.limits.add(report.limited)
         self.failed.update(report.failed)
+
+    @property
+    def queued_count(self) -> int:
+        return len(self.queued) + sum(self.untried.values())
+
+    def held_back(self) -> Counter[str]:
+        """Sending limit → emails it kept for the next apply (tried and throttled, or untried)."""
+        held = Counter({why: n for why, n in self.untried.items() if why in self.limits})
+        held.update(why for why in self.why_queued.values() if why in self.limits)
+        return held
 
     @property
     def only_limited(self) -> bool:
         """Everything not delivered was held back by a limit: a pause, not a failure."""
-        return bool(self.queued) and not self.failed and set(self.queued) <= set(self.held_back)
+        return (
+            self.queued_count > 0
+            and not self.failed
+            and sum(self.held_back().values()) == self.queued_count
+        )
 
     @property
     def ok(self) -> bool:
-        return not self.queued and not self.failed
+        return not self.queued_count and not self.failed
 
 
 def run_apply(
@@ -399,7 +417,8 @@ def _deliver(
                 if unrecorded:  # an idempotent sink's: sent again, they would not be doubled
                     with contextlib.suppress(UserError):
                         record()
-        outcome.record(report)
+        tried = report.delivered + len(report.queued) + len(report.failed)
+        outcome.record(report, max(total - tried, 0))
         return report.delivered
 
     files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))

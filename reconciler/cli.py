@@ -376,7 +376,7 @@ def apply(
     if not quiet:
         click.echo(
             f"Applied: {applied or 'nothing to change'}. {outcome.delivered} email(s) "
-            f"delivered, {len(outcome.suppressed)} suppressed, {len(outcome.queued)} "
+            f"delivered, {len(outcome.suppressed)} suppressed, {outcome.queued_count} "
             f"queued, {len(outcome.failed)} failed."
         )
     for mid, reason in sorted(outcome.failed.items()):
@@ -388,20 +388,17 @@ def apply(
             err=True,
         )
     for mid in outcome.queued:
-        if mid not in outcome.held_back:
-            click.echo(
-                visible(
-                    f"queued: {outcome.about.get(mid, '')} {mid}: "
-                    f"{outcome.why_queued.get(mid, 'not delivered')}"
-                ),
-                err=True,
-            )
-    for limit in sorted(set(outcome.held_back.values())):
-        held = sum(1 for why in outcome.held_back.values() if why == limit)
+        why = outcome.why_queued.get(mid, "not delivered")
+        if why not in outcome.limits:
+            click.echo(visible(f"queued: {outcome.about.get(mid, '')} {mid}: {why}"), err=True)
+    for why, count in sorted(outcome.untried.items()):
+        if why not in outcome.limits:
+            click.echo(visible(f"queued: {count} more email(s) not attempted: {why}"), err=True)
+    for limit, held in sorted(outcome.held_back().items()):
         click.echo(visible(f"held back: {held} email(s) by a sending limit: {limit}"), err=True)
-    if outcome.queued:
+    if outcome.queued_count:
         click.echo(
-            f"{len(outcome.queued)} email(s) still queued: the next apply delivers them first.",
+            f"{outcome.queued_count} email(s) still queued: the next apply delivers them first.",
             err=True,
         )
     if outcome.only_limited:

@@ -14,6 +14,7 @@ from reconciler.delivery import (
     ConnectionFailure,
     DeliveryReport,
     MaildirTransport,
+    Pace,
     SuppressedFiles,
     deliver,
     open_transport,
@@ -91,8 +92,8 @@ def test_unwritable_maildir_is_a_connection_failure_and_stops_the_run(tmp_path: 
 
     messages = [outgoing(n) for n in range(3)]
     report, _ = run(transport, messages, backoff=0.0)
-    assert report.queued == [m.message_id for m in messages]
-    assert report.queued_reasons[messages[2].message_id].startswith("not attempted: ")
+    assert report.queued == [messages[0].message_id]  # the rest: not even read
+    assert report.stopped is not None and "maildir:" in report.stopped
     assert "maildir:" in report.queued_reasons[messages[0].message_id]
 
 
@@ -168,3 +169,19 @@ def test_a_message_delivered_twice_into_a_maildir_is_there_once(tmp_path: Path) 
     assert delivered == [first.message_id, second.message_id, outgoing(3).message_id]
     ids = sorted(email.message_from_bytes(box.get_bytes(k))["Message-ID"] for k in box.iterkeys())
     assert ids == sorted(m.message_id for m in (first, second, outgoing(3)))
+
+
+def test_a_wave_takes_only_its_own_messages_from_the_queue(tmp_path: Path) -> None:
+    """--max-messages 10 out of a queue of 1,000 reads 11 messages from the outbox (the 11th
+    meets the limit), not 1,000: an hourly wave of a 300,000-user rollout stays cheap."""
+    taken: list[int] = []
+
+    def queue():
+        for n in range(1000):
+            taken.append(n)
+            yield outgoing(n)
+
+    report, delivered = run(MaildirTransport(tmp_path), queue(), pace=Pace(remaining=10))
+    assert (report.delivered, len(delivered), len(taken)) == (10, 10, 11)
+    assert report.stopped == report.limited == "the apply's --max-messages is reached"
+    assert report.queued == [] and report.failed == {}

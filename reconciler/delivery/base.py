@@ -119,16 +119,19 @@ class DeliveryReport:
     """What became of the messages given, in their order: queued and failed by message id.
 
     ``delivered`` is a count: the caller hears of each delivery through ``on_delivered``, and
-    a run of 300,000 messages keeps no list of them. ``queued_reasons`` (an addition to
-    ``queued``) says why each queued message is still queued, so that apply can tell the
-    operator what to fix before the next run. ``limited`` says why delivery stopped when the
-    reason was a sending limit or throttling, not a fault.
+    a run of 300,000 messages keeps no list of them. ``queued`` are the messages tried and
+    still queued, ``queued_reasons`` says why each is, so that apply can tell the operator what
+    to fix before the next run. ``stopped`` says why delivery ended before the messages did:
+    no message was taken from the iterator after the one that met the end (a wave of 4,000 out
+    of a queue of 300,000 reads 4,001). ``limited`` is that reason when it was a sending limit
+    or throttling, not a fault.
     """
 
     delivered: int = 0
     queued: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     queued_reasons: dict[str, str] = field(default_factory=dict)
+    stopped: str | None = None
     limited: str | None = None
 
     def _queue(self, message: Pending, reason: str) -> None:
@@ -204,40 +207,39 @@ def deliver(
     transport that waits on the network stops there too.
 
     Delivery failures never escape; exceptions raised by the callbacks do (the caller's state
-    is then in doubt and it must know). ``progress(msg)`` is called once per message, including
-    those left untried, so a progress display always completes. Transports name themselves in
-    connection and setup failures, so each reason in the report stands on its own; every reason
-    goes through :meth:`Transport.redact` before it is reported or kept.
+    is then in doubt and it must know). ``progress(msg)`` is called once per message tried.
+    Transports name themselves in connection and setup failures, so each reason in the report
+    stands on its own; every reason goes through :meth:`Transport.redact` before it is
+    reported or kept.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
     report = DeliveryReport()
-    stopped: str | None = None
     for message in messages:
-        if stopped is None and pace is not None and (limit := pace.turn()) is not None:
-            stopped = report.limited = limit
-        if stopped is not None:
-            report._queue(message, f"not attempted: {stopped}")
+        if pace is not None and (limit := pace.turn()) is not None:
+            report.stopped = report.limited = limit
+            break
+        deadline = pace.deadline if pace is not None else None
+        outcome = _attempt(message, transport, attempts, backoff, sleep, precondition, deadline)
+        if pace is not None and not isinstance(outcome, SetupFailure | ConnectionFailure):
+            pace.sent()
+        reason = "" if outcome is None else transport.redact(str(outcome))
+        if outcome is None:
+            report.delivered += 1
+            on_delivered(message)
+        elif isinstance(outcome, PermanentFailure):
+            report.failed[message.message_id] = reason
+            on_failed(message, reason)
         else:
-            deadline = pace.deadline if pace is not None else None
-            outcome = _attempt(message, transport, attempts, backoff, sleep, precondition, deadline)
-            if pace is not None and not isinstance(outcome, SetupFailure | ConnectionFailure):
-                pace.sent()
-            reason = "" if outcome is None else transport.redact(str(outcome))
-            if outcome is None:
-                report.delivered += 1
-                on_delivered(message)
-            elif isinstance(outcome, PermanentFailure):
-                report.failed[message.message_id] = reason
-                on_failed(message, reason)
-            else:
-                report._queue(message, reason)
-                if isinstance(outcome, Throttled):
-                    stopped = report.limited = reason
-                elif isinstance(outcome, ConnectionFailure | SetupFailure | InDoubt):
-                    stopped = reason
+            report._queue(message, reason)
         if progress is not None:
             progress(message)
+        if isinstance(outcome, Throttled):
+            report.stopped = report.limited = reason
+        elif isinstance(outcome, ConnectionFailure | SetupFailure | InDoubt):
+            report.stopped = reason
+        if report.stopped is not None:
+            break
     return report
 
 
