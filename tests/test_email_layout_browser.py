@@ -9,6 +9,7 @@ Helpers (and why phone widths are ``<iframe>``s) are in ``tests/fixtures/browser
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from reconciler.emails import DETAIL_TYPES, TEMPLATE_TYPES, TemplateSet, sample_context
 from tests.fixtures.browser import (
     Frame,
+    chromium_binary,
     crop,
     frames_page,
     is_blank,
@@ -171,15 +173,23 @@ _CJK_GLYPHS = """(w, d) => {
 }"""
 
 
+def has_font_for(language: str) -> bool:
+    """Whether fontconfig knows a font for ``language`` (what Chromium falls back to)."""
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        return False
+    found = subprocess.run(
+        [fc_list, f":lang={language}", "family"], capture_output=True, text=True, check=False
+    )
+    return bool(found.stdout.strip())
+
+
 def test_japanese_and_chinese_are_drawn_with_a_cjk_font(tmp_path: Path) -> None:
     """Each character its own glyph, one em wide: not the identical empty boxes a browser
     draws without a CJK font (.ci/run installs Debian's fonts-noto-cjk)."""
+    chromium_binary()  # without Chromium: skipped as every layout test is
     for locale in CJK:
-        language = locale.split("-")[0]
-        fonts = subprocess.run(
-            ["fc-list", f":lang={language}", "family"], capture_output=True, text=True, check=False
-        )
-        if not fonts.stdout.strip():
+        if not has_font_for(locale.split("-")[0]):
             missing_program(f"a font for {locale}", "apt-get install -y fonts-noto-cjk")
     frames = [Frame(f"{locale}", 375, email_html(locale, "enabled")) for locale in CJK]
     found = probe_frames(frames, tmp_path, _CJK_GLYPHS)
