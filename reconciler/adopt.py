@@ -1,4 +1,5 @@
-"""Adopting a configuration without emails: ``import`` records it as the applied state.
+"""Adopting a tenant without emails: ``init`` writes its folder from a live export, and
+``import`` records a configuration as the applied state.
 
 For a tenant whose users already have Audio Conferencing (``init`` from an export, or YAML
 written by hand): after the import, ``plan`` compares against what the users really have, and
@@ -9,11 +10,16 @@ in case an apply got in between.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
+from reconciler.config import export, tenant_findings
 from reconciler.errors import UserError
 from reconciler.manager import Manager
+from reconciler.model import tenant_name_problem
 from reconciler.state import Commit, StaleState
 
 
@@ -60,3 +66,54 @@ def _refuse_overwrite(existing: list[str], force: bool) -> None:
             f"{', '.join(existing)} already has applied state; importing would "
             "overwrite it (pass --force to do so on purpose)"
         )
+
+
+@dataclass
+class Initialised:
+    """What ``init`` found in the export and wrote (nothing when ``problems``)."""
+
+    notes: list[str]
+    problems: list[export.ExportProblem]
+    summary: str = ""
+    files: int = 0
+    users: int = 0
+
+
+def run_init(
+    config: Path,
+    name: str,
+    exports: tuple[Path, Path | None, Path | None],
+    default_number: str | None,
+    users_per_file: int,
+) -> Initialised:
+    """Write tenant ``name``'s folder under ``config`` from a live export (users, bridge,
+    settings): written in a staging folder and checked there like any tenant, then renamed into
+    place, so a tenant with problems leaves nothing behind. Never overwrites a tenant."""
+    if why := tenant_name_problem(name):
+        raise UserError(f"tenant {name!r} {why}")
+    if (config / name).exists():
+        raise UserError(f"{config / name} already exists; init never overwrites a tenant")
+    users, bridge, settings = exports
+    adoption = export.adopt(
+        export.read_export(users),
+        export.read_export(bridge) if bridge else None,
+        export.read_export(settings) if settings else None,
+        default_number,
+    )
+    done = Initialised(list(adoption.notes), [])
+    config.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".init-", dir=config))
+    try:
+        folder = staging / name
+        for relative, text in adoption.files(users_per_file):
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            done.files += 1
+        done.problems = adoption.all_problems(*tenant_findings(staging, name))
+        if not done.problems:
+            folder.rename(config / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    done.summary, done.users = adoption.summary(), len(adoption.users)
+    return done

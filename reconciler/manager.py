@@ -18,15 +18,23 @@ from reconciler.config import (
     load_config,
     locate_findings,
 )
-from reconciler.errors import ConfigError, UserError
+from reconciler.errors import ConfigError, Problem, UserError
 from reconciler.locales import locale_folders
 from reconciler.model import Applied, TenantConfig, UserRecord
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
 from reconciler.resources import default_templates
-from reconciler.state import EmptyState, StateLocked, StateStore, open_store
+from reconciler.state import (
+    EmptyState,
+    Forgotten,
+    MailQueued,
+    StateLocked,
+    StateStore,
+    open_store,
+)
 
 if TYPE_CHECKING:
     from reconciler.emails import TemplateSet
+    from reconciler.state.migrate import Migrated
 
 
 @dataclass
@@ -102,6 +110,70 @@ class Manager:
                     if (applied := store.applied_files(name)) is not None
                 }
         return load_config(self.options.config, self.options.tenants or None, caches)
+
+    def validate(self) -> LoadedConfig:
+        """The configuration, with every template checked too (no state needed): a ConfigError
+        holds the problems of both at once."""
+        from reconciler import emails  # Jinja2: only for the commands that render
+
+        problems = emails.check_templates(self.options.templates)
+        try:
+            loaded = self.load()
+        except ConfigError as exc:
+            raise ConfigError([*exc.problems, *problems]) from None
+        if problems:
+            raise ConfigError(problems)
+        if loaded.missing:
+            raise UserError(
+                f"no tenant folder {', '.join(loaded.missing)} under {self.options.config}"
+            )
+        return loaded
+
+    def format(self, paths: Collection[Path], check: bool) -> tuple[list[Path], int, list[Problem]]:
+        """Lay out the tenant and users files under ``paths`` (default: every tenant)
+        canonically, or only say which would change (``check``): the files changed, how many
+        were looked at, and the problems that stopped it (then nothing is written)."""
+        from reconciler.config import fmt
+
+        changes, looked_at, problems = fmt.changed_files(tuple(paths), self.options.config)
+        if problems:
+            return [], looked_at, problems
+        for path, text in changes:
+            if not check:
+                fmt.write(path, text)
+        return [path for path, _ in changes], looked_at, []
+
+    def forget(self, name: str, drop_queued: bool) -> Forgotten:
+        """Drop tenant ``name``'s applied state (its history stays) under its lock."""
+        try:
+            with self.locked([name]):
+                done = self.store.forget(name, drop_queued=drop_queued)
+        except MailQueued as exc:
+            raise UserError(
+                f"{name}: {exc}; run apply to deliver them, or pass --drop-queued "
+                "(they would never be sent); nothing was done"
+            ) from None
+        if done is None:
+            raise UserError(f"{name} has no applied state any more; nothing to forget")
+        return done
+
+    def migrate(self, target: str, force: bool, drop_queued: bool) -> tuple[Migrated, str]:
+        """Copy the state to ``target`` (``--to``); what was copied, and where (described)."""
+        from reconciler.state.migrate import migrate
+
+        destination = open_store(target, option="--to")
+        try:
+            done = migrate(
+                self.store,
+                destination,
+                only=self.options.tenants,
+                force=force,
+                drop_queued=drop_queued,
+                lock_timeout=self.options.lock_timeout,
+            )
+            return done, destination.description
+        finally:
+            destination.close()
 
     @contextlib.contextmanager
     def locked(self, names: Collection[str]) -> Iterator[None]:

@@ -96,3 +96,54 @@ def test_the_core_imports_only_the_standard_library_and_itself(module: str) -> N
         and not (lazy and (module, name) in LAZY)
     ]
     assert outside == []
+
+
+CLI_MAY_IMPORT = (
+    "reconciler.cli",
+    "reconciler.outputs",  # the renderers and the escaping of what is printed
+    "reconciler.apply",
+    "reconciler.adopt",
+    "reconciler.manager",
+    "reconciler.planfile",
+    "reconciler.preview",
+    "reconciler.sample",
+    "reconciler.drift_run",
+    "reconciler.drift_issue",
+    "reconciler.pr_comment",
+    "reconciler.schema_export",
+)
+"""Besides the core: the flows a command calls, and output. Never the configuration files, the
+state, emails or delivery themselves: a command parses its options, calls one flow and prints."""
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(f"reconciler.cli.{p.stem}" for p in (ROOT / "reconciler" / "cli").glob("*.py")),
+)
+def test_the_cli_only_dispatches_to_flows(module: str) -> None:
+    path = ROOT / f"{module.replace('.', '/')}.py"
+    visitor = _Imports("reconciler.cli")
+    visitor.visit(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    from_package = {  # `from reconciler import x`: what x is
+        f"reconciler.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "reconciler" and not node.level
+        for alias in node.names
+    }
+    ours = {name for name, _ in visitor.found if _within(name, ("reconciler",))}
+    ours = (ours - {"reconciler"}) | from_package
+    outside = [
+        name
+        for name in sorted(ours)
+        if name != "reconciler.__version__" and not _within(name, CORE + CLI_MAY_IMPORT)
+    ]
+    assert ours and outside == []
+
+
+def test_the_cli_rule_sees_a_forbidden_import() -> None:
+    visitor = _Imports("reconciler.cli")
+    visitor.visit(ast.parse("from reconciler.state import open_store\nfrom . import base"))
+    names = [name for name, _ in visitor.found]
+    assert names == ["reconciler.state", "reconciler.cli.base"]
+    assert not _within(names[0], CORE + CLI_MAY_IMPORT) and _within(names[1], CLI_MAY_IMPORT)
