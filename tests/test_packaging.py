@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -50,3 +51,19 @@ def test_the_wheel_carries_the_schemas_templates_and_entry_point(tmp_path: Path)
     assert {f"reconciler/_data/{name}" for name in shipped} <= names, "every locale, every file"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "reconciler = reconciler.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_the_documentation_links_nothing_outside_the_repository() -> None:
+    """The repository explains itself: every relative link of the README and docs/ lands on a
+    file of the repository (a link beside the checkout would be dead in every clone)."""
+    root = Path(__file__).resolve().parent.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):
+                continue  # https:, mailto:
+            resolved = (page.parent / target).resolve()
+            if not resolved.is_relative_to(root) or not resolved.exists():
+                broken.append(f"{page.relative_to(root)}: {target}")
+    assert broken == []
