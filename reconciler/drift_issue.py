@@ -26,7 +26,15 @@ from typing import Any
 from reconciler.errors import UserError
 from reconciler.model import tenant_name_problem
 from reconciler.outputs.drift import MARKER
-from reconciler.pr_comment import Forge, _id, _link, _request, listing, token_blanked, with_marker
+from reconciler.pr_comment import (
+    Forge,
+    answer_id,
+    listing,
+    request,
+    token_blanked,
+    web_link,
+    with_marker,
+)
 
 TITLE = "Audio Conferencing drift: {tenant}"
 LABEL = "audio-conferencing-drift"
@@ -82,14 +90,14 @@ def sync_issue(forge: Forge, tenant: str, body: str, exit_code: int) -> IssueRes
             return IssueResult("none", None, None)
         method, url = forge.issue()
         labels: Any = [LABEL] if github else LABEL
-        created = _request(forge, method, url, {"title": title, text: body, "labels": labels})
-        return IssueResult("created", _number(forge, created, number_key), _link(forge, created))
+        created = request(forge, method, url, {"title": title, text: body, "labels": labels})
+        return IssueResult("created", _number(forge, created, number_key), web_link(forge, created))
     number = _number(forge, issue, number_key)
     is_open = bool(opened)
     if not drift and not is_open:
-        return IssueResult("none", number, _link(forge, issue), duplicates)
+        return IssueResult("none", number, web_link(forge, issue), duplicates)
     if drift and is_open and issue.get(text) == body:
-        return IssueResult("unchanged", number, _link(forge, issue), duplicates)
+        return IssueResult("unchanged", number, web_link(forge, issue), duplicates)
     change: dict[str, Any] = {text: body}
     if drift != is_open:
         if github:
@@ -98,10 +106,12 @@ def sync_issue(forge: Forge, tenant: str, body: str, exit_code: int) -> IssueRes
             change["state_event"] = "reopen" if drift else "close"
     action = "updated" if drift == is_open else "reopened" if drift else "closed"
     method, url = forge.issue(number)
-    updated = _request(forge, method, url, change)
-    return IssueResult(action, number, _link(forge, updated) or _link(forge, issue), duplicates)
+    updated = request(forge, method, url, change)
+    return IssueResult(
+        action, number, web_link(forge, updated) or web_link(forge, issue), duplicates
+    )
 
 
 def _number(forge: Forge, answer: Any, key: str) -> int:
     """The issue's number (GitHub) or IID (GitLab), checked like a comment's id."""
-    return _id(forge, {"id": answer.get(key)} if isinstance(answer, dict) else None)
+    return answer_id(forge, {"id": answer.get(key)} if isinstance(answer, dict) else None)

@@ -261,7 +261,7 @@ def token_blanked(
 def upsert_thread(azure: AzureDevOps, body: str) -> Result:
     """Update the first comment of the thread holding the marker, or start that thread."""
     body = with_marker(body, azure.limit)
-    listing = _request(azure, "GET", azure.threads_url(), None)
+    listing = request(azure, "GET", azure.threads_url(), None)
     threads = listing.get("value") if isinstance(listing, dict) else None
     if not isinstance(threads, list):
         raise UserError("Azure DevOps API: unexpected answer listing pull request threads")
@@ -273,18 +273,20 @@ def upsert_thread(azure: AzureDevOps, body: str) -> Result:
         if isinstance(c, dict) and MARKER in str(c.get("content") or "")
     ]
     if not found:
-        created = _request(
+        created = request(
             azure,
             "POST",
             azure.threads_url(),
             {"comments": [{"parentCommentId": 0, "content": body, "commentType": 1}], "status": 1},
         )
-        return Result("created", _id(azure, created), None)
+        return Result("created", answer_id(azure, created), None)
     thread, comment = found[0]
-    thread_id = _id(azure, thread)
+    thread_id = answer_id(azure, thread)
     if comment.get("content") == body:
         return Result("unchanged", thread_id, None, len(found) - 1)
-    _request(azure, "PATCH", azure.comment_url(thread_id, _id(azure, comment)), {"content": body})
+    request(
+        azure, "PATCH", azure.comment_url(thread_id, answer_id(azure, comment)), {"content": body}
+    )
     return Result("updated", thread_id, None, len(found) - 1)
 
 
@@ -302,7 +304,7 @@ def set_status(
     }
     if target_url:
         status["targetUrl"] = target_url
-    _request(azure, "POST", azure.statuses_url(), status)
+    request(azure, "POST", azure.statuses_url(), status)
 
 
 def forge_from_env(
@@ -414,18 +416,20 @@ def upsert_comment(forge: Forge, body: str) -> Result:
         if MARKER in str(c.get("body") or "")
     ]
     if not found:
-        created = _request(forge, "POST", forge.create_url(), {"body": body})
-        return Result("created", _id(forge, created), _link(forge, created))
+        created = request(forge, "POST", forge.create_url(), {"body": body})
+        return Result("created", answer_id(forge, created), web_link(forge, created))
     first = found[0]
-    first_id = _id(forge, first)
+    first_id = answer_id(forge, first)
     if first.get("body") == body:
-        return Result("unchanged", first_id, _link(forge, first), len(found) - 1)
+        return Result("unchanged", first_id, web_link(forge, first), len(found) - 1)
     method, url = forge.update(first_id)
-    updated = _request(forge, method, url, {"body": body})
-    return Result("updated", first_id, _link(forge, updated) or _link(forge, first), len(found) - 1)
+    updated = request(forge, method, url, {"body": body})
+    return Result(
+        "updated", first_id, web_link(forge, updated) or web_link(forge, first), len(found) - 1
+    )
 
 
-def _link(forge: Forge, answer: Any) -> str | None:
+def web_link(forge: Forge, answer: Any) -> str | None:
     """The comment's web address, if the forge gives an http(s) URL (a ``javascript:`` link or
     any other text is not reported), its token blanked; printed, it still goes through
     :func:`reconciler.outputs.escape.visible`."""
@@ -435,7 +439,7 @@ def _link(forge: Forge, answer: Any) -> str | None:
     return scrub(url, [forge.token])
 
 
-def _id(forge: Forge | AzureDevOps, answer: Any) -> int:
+def answer_id(forge: Forge | AzureDevOps, answer: Any) -> int:
     """The ``id`` of a comment or thread in a forge's answer; anything else is a one-line
     refusal, not a traceback quoting the reply."""
     value = answer.get("id") if isinstance(answer, dict) else None
@@ -496,9 +500,12 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_SameOriginRedirects())
 
 
-def _request(
+def request(
     forge: Forge | AzureDevOps, method: str, url: str, payload: Mapping[str, Any] | None
 ) -> Any:
+    """One API request with the forge's token, its JSON answer read within
+    :data:`MAX_ANSWER_BYTES`; any failure is a one-line UserError with the token blanked.
+    Shared with ``drift_issue``."""
     raw, _ = _fetch(forge, method, url, payload, MAX_ANSWER_BYTES)
     return _json(forge, method, url, raw)
 
@@ -512,9 +519,9 @@ def _fetch(
 ) -> tuple[bytes, Any]:
     """The body and headers of the answer, refused past ``limit`` bytes."""
     data = json.dumps(payload).encode("utf-8") if payload is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=forge.headers())
+    outgoing = urllib.request.Request(url, data=data, method=method, headers=forge.headers())
     try:
-        with _OPENER.open(request, timeout=TIMEOUT) as response:
+        with _OPENER.open(outgoing, timeout=TIMEOUT) as response:
             raw = response.read(limit + 1)
             headers = response.headers
     except urllib.error.HTTPError as exc:
