@@ -77,26 +77,29 @@ def test_scripts_are_valid_bash_and_the_plan_never_gets_the_deploy_state() -> No
     assert "refs/heads/main" in apply["condition"]
 
 
-def run_plan_step(tmp_path: Path, api: FakeAzureRepos, state: str) -> subprocess.CompletedProcess:
-    work = tmp_path / "repo"
+def run_step(script: str, work: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A pipeline's bash step as the agent runs it, in ``work`` (the example tenants copied in
+    the first time), with ``env`` over this process's environment less its RECONCILER_ settings
+    and the reconciler on the PATH."""
     if not work.exists():
         shutil.copytree(ROOT / "tenants", work / "tenants")
-    (step,) = [s for s in bash_steps(load()["stages"][0]) if "pr-comment" in s["bash"]]
     keep = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-    env = {
-        **keep,
-        **pipeline_env(api),
-        "RECONCILER_STATE": state,
-        "PATH": f"{Path(sys.executable).parent}:{keep.get('PATH', '')}",
-    }
+    path = f"{Path(sys.executable).parent}:{keep.get('PATH', '')}"
     return subprocess.run(
-        ["bash", "--noprofile", "--norc", "-c", step["bash"]],
+        ["bash", "--noprofile", "--norc", "-c", script],
         cwd=work,
-        env=env,
+        env={**keep, **env, "PATH": path},
         capture_output=True,
         text=True,
         timeout=patience(300),
         check=False,
+    )
+
+
+def run_plan_step(tmp_path: Path, api: FakeAzureRepos, state: str) -> subprocess.CompletedProcess:
+    (step,) = [s for s in bash_steps(load()["stages"][0]) if "pr-comment" in s["bash"]]
+    return run_step(
+        step["bash"], tmp_path / "repo", {**pipeline_env(api), "RECONCILER_STATE": state}
     )
 
 
@@ -154,22 +157,19 @@ def test_the_drift_step_fails_the_run_while_teams_and_git_differ(tmp_path: Path)
     from tests.test_drift import BRIDGE, LIVE, SETTINGS, cmdlet_csv, convert_to_json
 
     work = tmp_path / "repo"
-    shutil.copytree(ROOT / "tenants", work / "tenants")
     export = tmp_path / "pipeline" / "teams-export"
     export.mkdir(parents=True)
     convert_to_json(export / "settings.json", SETTINGS)
     convert_to_json(export / "bridge.json", BRIDGE)
     state = str(tmp_path / "state.db")
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
     env = {
-        **keep,
         "RECONCILER_STATE": state,
         "TENANT": "contoso",
         "EXPORT": str(export),
         "TF_BUILD": "True",
-        "PATH": f"{Path(sys.executable).parent}:{keep.get('PATH', '')}",
     }
-    subprocess.run(["reconciler", "import"], cwd=work, env=env, check=True, capture_output=True)
+    imported = run_step("reconciler import", work, env)
+    assert imported.returncode == 0, imported.stderr
     (step,) = [
         s for s in bash_steps(yaml.safe_load(DRIFT.read_text())) if "reconciler drift" in s["bash"]
     ]
@@ -179,11 +179,7 @@ def test_the_drift_step_fails_the_run_while_teams_and_git_differ(tmp_path: Path)
             (export / "users.csv").write_text("UserPrincipalName\nnot-an-address\n")
         else:
             cmdlet_csv(export / "users.csv", users)
-        return subprocess.run(
-            ["bash", "--noprofile", "--norc", "-c", step["bash"]],
-            cwd=work, env=env, capture_output=True, text=True, timeout=patience(300),
-            check=False,
-        )  # fmt: skip
+        return run_step(step["bash"], work, env)
 
     summary = f"##vso[task.uploadsummary]{work}/report/drift.md"
     clean = run(LIVE)
@@ -226,11 +222,8 @@ def test_scheduled_apply_steps_deliver_a_rollout_in_waves(tmp_path: Path) -> Non
     import mailbox
 
     work = tmp_path / "repo"
-    shutil.copytree(ROOT / "tenants", work / "tenants")
     (step,) = [s for s in bash_steps(load()["stages"][1]) if "reconciler apply" in s["bash"]]
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
     env = {
-        **keep,
         "RECONCILER_STATE": str(tmp_path / "state.db"),
         "RECONCILER_MAIL_URL": f"maildir:{tmp_path / 'mail'}",
         "RECONCILER_DEFAULT_FROM": "noreply@contoso.com",
@@ -240,19 +233,10 @@ def test_scheduled_apply_steps_deliver_a_rollout_in_waves(tmp_path: Path) -> Non
         "ALLOW_NEW_STATE": "no",
         "ALLOW_MASS_DISABLE": "no",
         "ALLOW_MASS_EMAIL": "no",
-        "PATH": f"{Path(sys.executable).parent}:{keep.get('PATH', '')}",
     }
     waves = []
     for _ in range(3):
-        run = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-c", step["bash"]],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=patience(300),
-            check=False,
-        )
+        run = run_step(step["bash"], work, env)
         assert run.returncode == 0, run.stdout + run.stderr
         assert f"##vso[task.uploadsummary]{work}/applied/queue.txt" in run.stdout
         queue = (work / "applied" / "queue.txt").read_text()

@@ -13,8 +13,6 @@ from tests.fixtures.smtp import SMTPTestServer
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
 from tests.helpers.workspace import NewWorkspace
 
-pytest.importorskip("azure.identity")
-
 ENCODED = HVE_ACCOUNT.replace("@", "%40")
 
 

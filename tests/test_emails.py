@@ -121,6 +121,33 @@ def packaged() -> TemplateSet:
     return TemplateSet()
 
 
+def composed(
+    templates: TemplateSet,
+    email_type: str,
+    *,
+    locale: str = "en",
+    unique_ids: bool = False,
+    preview: bool = False,
+    pin: str | None = None,
+    message_id: str = MESSAGE_ID,
+    **user: Any,
+) -> EmailMessage:
+    """The message ``compose`` makes for Alice of :func:`user_record` (the PIN of the type
+    unless ``pin`` says otherwise), as apply gets it."""
+    return compose(
+        tenant_name="contoso",
+        tenant=tenant_record(unique_ids=unique_ids),
+        user=user_record(locale=locale, **user),
+        email_type=email_type,
+        pin=pin if pin is not None else (PIN if email_type in PIN_TYPES else None),
+        sender=SENDER,
+        message_id=message_id,
+        date=DATE,
+        templates=templates,
+        preview=preview,
+    )
+
+
 def build(
     templates: TemplateSet,
     email_type: str,
@@ -132,17 +159,14 @@ def build(
     **user: Any,
 ) -> EmailMessage:
     """Compose, serialise and parse back, so assertions see what a mail client would."""
-    message = compose(
-        tenant_name="contoso",
-        tenant=tenant_record(unique_ids=unique_ids),
-        user=user_record(locale=locale, **user),
-        email_type=email_type,
-        pin=pin if pin is not None else (PIN if email_type in PIN_TYPES else None),
-        sender=SENDER,
-        message_id=MESSAGE_ID,
-        date=DATE,
-        templates=templates,
+    message = composed(
+        templates,
+        email_type,
+        locale=locale,
+        unique_ids=unique_ids,
         preview=preview,
+        pin=pin,
+        **user,
     )
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
@@ -884,18 +908,7 @@ def test_the_test_message_shows_a_sample_number_when_the_bridge_has_none(
 def test_one_mime_version_header_in_the_whole_message(
     packaged: TemplateSet, email_type: str, locale: str
 ) -> None:
-    message = compose(
-        tenant_name="contoso",
-        tenant=tenant_record(),
-        user=user_record(locale=locale),
-        email_type=email_type,
-        pin=PIN if email_type in PIN_TYPES else None,
-        sender=SENDER,
-        message_id=MESSAGE_ID,
-        date=DATE,
-        templates=packaged,
-    )
-    raw = message.as_bytes(policy=email.policy.SMTP)
+    raw = composed(packaged, email_type, locale=locale).as_bytes(policy=email.policy.SMTP)
     assert raw.count(b"MIME-Version:") == 1
     assert raw.startswith(b"From:") and b"\r\nMIME-Version: 1.0\r\n" in raw.split(b"\r\n\r\n")[0]
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from reconciler.delivery import MaildirTransport, deliver, open_transport
-from reconciler.emails import PIN_TYPES, TemplateSet, compose
+from reconciler.emails import TemplateSet
 from reconciler.model import EMAIL_TYPES
 from tests.fixtures.outbox import Outgoing
 from tests.fixtures.smtp import SMTPTestServer
-from tests.test_emails import DATE, LOCALES, PIN, SENDER, tenant_record, user_record
+from tests.test_emails import LOCALES, SENDER, composed
 
 LONG_NAME = "Zoë Äßmann-Łukasiewicz-Ørsted-Françoise-Nguyễn-Mönchengladbach"
 """Accents on every side of a fold, long enough to wrap a quoted-printable line twice."""
@@ -30,16 +30,8 @@ def every_message() -> list[Outgoing]:
     for locale in LOCALES:
         for email_type in EMAIL_TYPES:
             mid = f"<{email_type}.{locale}@reconciler.invalid>"
-            message = compose(
-                tenant_name="contoso",
-                tenant=tenant_record(),
-                user=user_record(locale=locale, display_name=LONG_NAME),
-                email_type=email_type,
-                pin=PIN if email_type in PIN_TYPES else None,
-                sender=SENDER,
-                message_id=mid,
-                date=DATE,
-                templates=templates,
+            message = composed(
+                templates, email_type, locale=locale, message_id=mid, display_name=LONG_NAME
             )
             data = message.as_bytes(policy=email.policy.SMTP)  # as the outbox keeps it
             messages.append(Outgoing(mid, SENDER.address, ["alice.m@contoso.com"], data))

@@ -11,8 +11,7 @@ from tests.fixtures.smtp import SMTPTestServer
 from tests.helpers.patience import patience
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant
 from tests.helpers.workspace import Workspace, state_file
-
-FROM = "noreply@contoso.com"
+from tests.test_apply_smtp import sending_to
 
 
 def queue(ws: Workspace, *extra: str) -> dict[str, Any]:
@@ -25,9 +24,7 @@ def queue(ws: Workspace, *extra: str) -> dict[str, Any]:
 def test_a_queue_of_2000_goes_out_in_four_scheduled_waves_of_500(
     workspace: Workspace, smtp_server: SMTPTestServer
 ) -> None:
-    ws = workspace
-    ws.mail = smtp_server.url
-    ws.env["RECONCILER_DEFAULT_FROM"] = FROM
+    ws = sending_to(workspace, smtp_server.url)
     users = enabled_users(2000)
     write_tenant(ws.config, "contoso", tenant_doc(), users)
 
@@ -59,9 +56,7 @@ def test_a_queue_of_2000_goes_out_in_four_scheduled_waves_of_500(
 def test_the_queue_counts_failed_and_suppressed_mail_and_shows_no_address(
     workspace: Workspace, smtp_server: SMTPTestServer
 ) -> None:
-    ws = workspace
-    ws.mail = smtp_server.url
-    ws.env["RECONCILER_DEFAULT_FROM"] = FROM
+    ws = sending_to(workspace, smtp_server.url)
     smtp_server.reject_recipient("u001@contoso.com")
     write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(3))
     write_tenant(ws.config, "fabrikam", tenant_doc(send=False), enabled_users(2, domain="f.com"))
