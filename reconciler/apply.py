@@ -148,9 +148,13 @@ def run_apply(
     if not allow_new_state:
         _first_contact_guard(source.first.emails, options.state)
     _check_templates(manager, source.first.kinds)
+    if source.first.kinds:
+        manager.store.ready_to_queue()
     with manager.locked(source.names):
         plan = source.plan()
         _check_templates(manager, plan.email_kinds() - source.first.kinds)
+        if plan.email_kinds():
+            manager.store.ready_to_queue()
         if source.reviewed_here:
             ui.show_plan(plan)
         if plan.has_changes:

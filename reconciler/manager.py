@@ -157,6 +157,21 @@ class Manager:
             raise UserError(f"{name} has no applied state any more; nothing to forget")
         return done
 
+    @staticmethod
+    def new_outbox_key() -> tuple[str, str]:
+        """A fresh ``RECONCILER_OUTBOX_KEY`` and its fingerprint (a PostgreSQL state seals its
+        queued emails with it; SQLite users never need cryptography installed)."""
+        try:
+            from reconciler.state.sealing import new_key
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("cryptography"):
+                raise
+            raise UserError(
+                "an outbox key is for a postgresql:// state, which needs cryptography: pip "
+                "install 'audio-conferencing-reconciler[postgres]'"
+            ) from None
+        return new_key()
+
     def migrate(self, target: str, force: bool, drop_queued: bool) -> tuple[Migrated, str]:
         """Copy the state to ``target`` (``--to``); what was copied, and where (described)."""
         from reconciler.state.migrate import migrate

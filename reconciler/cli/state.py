@@ -124,6 +124,22 @@ def state_migrate(manager: Manager, target: str, force: bool, drop_queued: bool)
     )
 
 
+@state.command("new-key")
+@common_options()
+def state_new_key(manager: Manager) -> None:
+    """Print a new key for RECONCILER_OUTBOX_KEY: a PostgreSQL state seals its queued emails
+    with it, so its write-ahead log and backups never hold a PIN."""
+    key, fingerprint = manager.new_outbox_key()
+    click.echo(key)
+    click.echo(
+        f"outbox key {fingerprint}: keep it in the deploy pipeline's secrets "
+        "(RECONCILER_OUTBOX_KEY), never in git or the database. To replace it, put the new key "
+        "first, a space, then the old one; drop the old one once `reconciler state queue` "
+        "shows nothing queued.",
+        err=True,
+    )
+
+
 @state.command("forget")
 @common_options("state")
 @lock_timeout_option

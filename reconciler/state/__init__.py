@@ -6,7 +6,9 @@ the shared PostgreSQL backend (``pip install 'audio-conferencing-reconciler[post
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler.errors import UserError
@@ -80,7 +82,11 @@ def local_dir(location: str) -> Path:
 
 
 def open_store(
-    location: str, create: bool = True, read_only: bool | None = None, option: str = "--state"
+    location: str,
+    create: bool = True,
+    read_only: bool | None = None,
+    option: str = "--state",
+    env: Mapping[str, str] = os.environ,
 ) -> StateStore:
     """A state store for a path (SQLite, the embedded default) or a ``postgresql://`` URL
     (given as ``option``, which a refusal names).
@@ -89,8 +95,11 @@ def open_store(
     ``read_only`` (default: ``not create``, commands that only read) opens an existing SQLite
     file read-only: never created, changed or chmod-ed.
 
+    A PostgreSQL store seals queued bodies with ``RECONCILER_OUTBOX_KEY`` from ``env``.
+
     Raises UserError (one line, password masked) when the store cannot be opened: unreachable
-    server, bad credentials, missing database, a schema made by another reconciler version.
+    server, bad credentials, missing database, a schema made by another reconciler version, a
+    malformed outbox key.
     """
     if why := _location_problem(location, option):
         raise UserError(why)
@@ -99,14 +108,15 @@ def open_store(
         _check_authority(location)
         try:
             from reconciler.state.postgres import PostgresStore
+            from reconciler.state.sealing import OutboxKeys
         except ModuleNotFoundError as exc:
-            if exc.name is None or not exc.name.startswith("psycopg"):
+            if exc.name is None or not exc.name.startswith(("psycopg", "cryptography")):
                 raise
             raise UserError(
-                "a postgresql:// state needs psycopg 3: pip install "
+                "a postgresql:// state needs psycopg 3 and cryptography: pip install "
                 "'audio-conferencing-reconciler[postgres]'"
             ) from None
-        return PostgresStore(location)
+        return PostgresStore(location, OutboxKeys.from_env(env))
     if scheme is not None:
         raise UserError(
             f"unsupported state URL scheme {scheme}://: give an SQLite file path or "

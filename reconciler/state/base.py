@@ -226,6 +226,10 @@ class StateStore(ABC):
         """Write state, outbox and history atomically if the state is still at ``expected``
         (lineage, serial); return the new (lineage, serial). Raise StaleState otherwise."""
 
+    def ready_to_queue(self) -> None:  # noqa: B027 - optional hook
+        """Raise UserError when this store could not keep the messages an apply would queue:
+        asked before the lock and before anything is written."""
+
     @abstractmethod
     def applied_files(self, tenant: str) -> tuple[int, dict[str, str]] | None:
         """The serial and the config files' hashes of the last apply, without its users."""

@@ -11,6 +11,8 @@ transaction), bodies erased once delivered or refused.
 - **Locks** are session-level advisory locks keyed on (schema, tenant), taken on a connection
   of their own: one apply per tenant, unrelated tenants never wait, and a killed client's lock
   ends with its session. ``reconciler_locks`` only says who holds a lock and since when.
+- **Queued bodies** are sealed with ``RECONCILER_OUTBOX_KEY`` before they reach the server
+  (``sealing.py``): its WAL, archives and backups never hold a PIN in clear.
 - **Errors** (unreachable server, bad credentials, missing database, lost connection) become
   one-line ``UserError``s naming the URL with its password masked.
 """
@@ -38,6 +40,8 @@ from reconciler.state.base import (
     tenant_key,
     url_secrets,
 )
+from reconciler.state.sealing import ENV as KEY_ENV
+from reconciler.state.sealing import OutboxKeys, open_body
 from reconciler.state.sql import Dialect, Migrations, SQLStore
 
 SCHEMA_VERSION = 5
@@ -138,8 +142,9 @@ DIALECT = Dialect(
 class PostgresStore(SQLStore):
     dialect = DIALECT
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, keys: OutboxKeys | None = None):
         self.url = url
+        self.keys = keys
         self.description = redact(url)
         self._lock_conn: psycopg.Connection[Any] | None = None
         self._held: dict[str, int] = {}
@@ -297,6 +302,23 @@ class PostgresStore(SQLStore):
     def _many(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         with self.db.cursor() as cur:
             cur.executemany(sql, rows)
+
+    def ready_to_queue(self) -> None:
+        if self.keys is None:
+            raise UserError(
+                f"state {self.description}: PostgreSQL keeps what it is given in its "
+                f"write-ahead log and backups, so queued emails (PINs) are sealed with a key kept "
+                f"outside it: set {KEY_ENV} (`reconciler state new-key` makes one); "
+                "nothing was done"
+            )
+
+    def _sealed(self, message_id: str, body: bytes) -> bytes:
+        self.ready_to_queue()
+        assert self.keys is not None
+        return self.keys.seal(message_id, body)
+
+    def _opened(self, message_id: str, body: bytes) -> bytes:
+        return open_body(self.keys, message_id, body)
 
     @contextmanager
     def lock(self, tenant: str, timeout: float = 0.0) -> Iterator[None]:

@@ -126,6 +126,14 @@ class SQLStore(StateStore):
     def _many(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         """Run ``sql`` once per row."""
 
+    def _sealed(self, message_id: str, body: bytes) -> bytes:
+        """A queued body as the database is given it (as it is, unless the backend seals it)."""
+        return body
+
+    def _opened(self, message_id: str, body: bytes) -> bytes:
+        """A queued body as the database gave it back, in clear."""
+        return body
+
     # --- statements ---------------------------------------------------------------------------
 
     def _sql(self, text: str) -> str:
@@ -321,7 +329,7 @@ class SQLStore(StateStore):
                     message_id=r[2],
                     sender=r[3],
                     recipients=json_out(r[4]),
-                    data=bytes(r[5]),
+                    data=self._opened(r[2], bytes(r[5])),
                     suppressed=bool(r[6]),
                     id=r[7],
                     tenant=r[8],
@@ -432,6 +440,9 @@ class SQLStore(StateStore):
                     (tenant,),
                 )
             ]
+            for m in outbox:
+                if m["data"] is not None:
+                    m["data"] = self._opened(m["message_id"], m["data"])
             return TenantDump(
                 tenant, applied, self.dialect.time_out(updated_at), outbox, self._history(tenant)
             )
@@ -494,7 +505,7 @@ class SQLStore(StateStore):
                             m.message_id,
                             m.sender,
                             json_in(m.recipients),
-                            m.data,
+                            self._sealed(m.message_id, m.data),
                             m.suppressed,
                             stamp,
                         )
@@ -668,7 +679,7 @@ class SQLStore(StateStore):
                         m["message_id"],
                         m["sender"],
                         json_in(m["recipients"]),
-                        m["data"],
+                        None if m["data"] is None else self._sealed(m["message_id"], m["data"]),
                         m["suppressed"],
                         m["status"],
                         m["error"],

@@ -29,7 +29,13 @@ from typing import Any
 from tests.helpers.patience import patience
 
 #: Retry pauses of a few hundredths of a second, so failure tests take milliseconds.
-TEST_ENV: dict[str, str] = {"RECONCILER_RETRY_BACKOFF": "0.02", "NO_COLOR": "1"}
+TEST_ENV: dict[str, str] = {
+    "RECONCILER_RETRY_BACKOFF": "0.02",
+    "NO_COLOR": "1",
+    "RECONCILER_OUTBOX_KEY": "dGVzdHMgb25seTogdGhlIHN1aXRlJ3Mgb3V0Ym94IGs=",
+}
+"""Every run's settings: a fast retry, no colour, and the outbox key a PostgreSQL state seals
+queued emails with (as a deployment gives it; SQLite ignores it)."""
 ENV_PREFIX = "RECONCILER_"
 
 Env = Mapping[str, str | None]
