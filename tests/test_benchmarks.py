@@ -65,3 +65,15 @@ def test_the_graph_benchmark_runs_at_a_tiny_size() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| --max-rate 1200/min |" in result.stdout and "pacing floor" in result.stdout
+
+
+def test_the_export_reading_benchmark_runs_at_a_tiny_size() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "read_export.py"), "--users", "50"],
+        capture_output=True,
+        text=True,
+        timeout=patience(120),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split(" | ") for line in result.stdout.splitlines()[2:]]
+    assert [(r[0], r[2]) for r in rows] == [("| csv", "50"), ("| json", "50")]

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import codecs
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from reconciler.config import export as export_module
+from reconciler.config import export_text
 from reconciler.config.export import ENUM_SETTINGS, e164
 from reconciler.config.schema import load_schema
 from tests.helpers.cli import Result
@@ -275,6 +277,110 @@ def test_json_entries_that_are_not_objects_are_named_by_their_entry(
     ]
 
 
+@pytest.mark.parametrize("text", ["[{} {}]", "[{}] x", "[{}", "[", "[{},\n{}}]", "[]]"])
+def test_json_read_an_entry_at_a_time_reports_errors_as_a_whole_parse_would(
+    tmp_path: Path, text: str
+) -> None:
+    with pytest.raises(json.JSONDecodeError) as whole:
+        json.loads(text)
+    (tmp_path / "bridge.json").write_text(text, encoding="utf-8")
+    cmdlet_export(tmp_path / "users.csv", 3)
+    assert refused(tmp_path, "--from", "users.csv", "--bridge", "bridge.json") == [
+        f"bridge.json:{whole.value.lineno}: not JSON ({whole.value})"
+    ]
+
+
+PIECE_CASES = [
+    '[{"Identity": "zoë@contoso.com", "ConferenceId": 7000001, "n": 12345, "ok": true},\n'
+    ' {"Identity": "日本@contoso.com", "ConferenceId": 7000002, "x": [1, 2.5e3, null]}]',
+    '  {"Identity": "solo@contoso.com"}  ',
+    '[{"a": 1},\n {"a": 2} {"a": 3}]',
+    '[{"a": 1}]\n\n x',
+    '[{"a": tru}]',
+    '[{"a": 1},\n 123',
+    "[\n",
+]
+
+
+@pytest.mark.parametrize("piece", [1, 7, 2**20], ids=["1 byte", "7 bytes", "1 MiB"])
+@pytest.mark.parametrize("text", PIECE_CASES)
+def test_where_the_pieces_end_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int, text: str
+) -> None:
+    """Entries, and errors with their line, column and character, are what ``json.loads``
+    gives for the whole text, however the file is cut into pieces (a UTF-16 file too)."""
+    monkeypatch.setattr(export_text, "PIECE_BYTES", piece)
+    for encoding in ("utf-8", "utf-16"):
+        path = tmp_path / "users.json"
+        path.write_text(text, encoding=encoding)
+        export, rows = export_module.open_export(path)
+        read = [row for _, row in rows]
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError as exc:
+            assert read == []
+            assert [str(p) for p in export.problems] == [f"{path}:{exc.lineno}: not JSON ({exc})"]
+        else:
+            entries = whole if isinstance(whole, list) else [whole]
+            assert read == [{k.lower(): v for k, v in e.items()} for e in entries]
+            assert export.problems == []
+
+
+@pytest.mark.parametrize("piece", [1, 5, 2**20], ids=["1 byte", "5 bytes", "1 MiB"])
+def test_a_csv_cut_into_pieces_keeps_its_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int
+) -> None:
+    monkeypatch.setattr(export_text, "PIECE_BYTES", piece)
+    path = tmp_path / "users.csv"
+    path.write_bytes(
+        '#TYPE X\r\n"Identity","DisplayName"\r\n"zoë@contoso.com","Zoë\r\nSecond line"\r\n'
+        '"b@contoso.com","B"\r\n"\udcff"'.encode("utf-8", "surrogateescape")
+    )
+    export, rows = export_module.open_export(path)
+    read = [(str(place), row) for place, row in rows]
+    assert read == [
+        (f"{path}:4", {"identity": "zoë@contoso.com", "displayname": "Zoë\r\nSecond line"}),
+        (f"{path}:5", {"identity": "b@contoso.com", "displayname": "B"}),
+    ]
+    assert [str(p) for p in export.problems] == [f"{path}:6: not {export_text.SAVE_AS}"]
+
+
+@pytest.mark.parametrize("kind", ["json", "csv"])
+def test_an_export_is_read_a_piece_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Never in memory whole, as text or as rows: reading 20,000 users (a 64 KiB piece at a
+    time) peaks at a small fraction of the file's size, CSV or indented JSON alike."""
+    monkeypatch.setattr(export_text, "PIECE_BYTES", 2**16)
+    users = [
+        {
+            "Identity": f"u{n}@contoso.com",
+            "DisplayName": f"User {n}",
+            "ConferenceId": 7000000 + n,
+            "ServiceNumber": "14255550100",
+            "Provider": "Microsoft",
+            "BridgeName": "Conference Bridge",
+        }
+        for n in range(20_000)
+    ]
+    path = tmp_path / f"users.{kind}"
+    if kind == "json":
+        write_json(path, users)
+    else:
+        rows = [list(users[0]), *(list(user.values()) for user in users)]
+        path.write_text("".join(",".join(f'"{v}"' for v in r) + "\r\n" for r in rows))
+
+    tracemalloc.start()
+    try:
+        export, rows = export_module.open_export(path)
+        count = sum(1 for _ in rows)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (count, export.problems) == (20_000, []) and export.has("conference_id")
+    assert peak < path.stat().st_size / 4, (peak, path.stat().st_size)
+
+
 @pytest.mark.parametrize("depth", [101, 100_000])
 def test_json_nested_too_deeply_is_a_problem_of_the_file(tmp_path: Path, depth: int) -> None:
     nested = "[" * depth + "]" * depth
@@ -291,7 +397,7 @@ def test_json_nested_too_deeply_is_a_problem_of_the_file(tmp_path: Path, depth: 
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        (b'"UserPrincipalName"\n"a@contoso.com"\n"\xff"\n', "users.csv:3: not UTF-8 text"),
+        (b'"UserPrincipalName"\n"\xff@contoso.com"\n', "users.csv:2: not UTF-8 text"),
         (
             '"UserPrincipalName"\n"a@contoso.com"\n'.encode("utf-16-le"),
             "users.csv:1: holds NUL characters: not UTF-8 text",

@@ -13,11 +13,9 @@ once.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import functools
-import json
-import re
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +25,14 @@ from typing import Any
 import phonenumbers
 
 from reconciler.config import fmt
+from reconciler.config.export_text import (
+    MAX_EXPORT_BYTES,
+    MAX_JSON_DEPTH,
+    ExportText,
+    TooDeep,
+    json_entries,
+    lines,
+)
 from reconciler.errors import DataPath, Finding, Problem
 from reconciler.model import PROVIDERS, SETTINGS_DEFAULTS
 
@@ -45,20 +51,6 @@ USER_COLUMNS = {
 }
 """Our field → the column or property names that hold it (case-insensitive). ``location`` is
 that of the ServiceNumber (also read inside a number object, and a bridge export's entries)."""
-
-MAX_EXPORT_BYTES = 256 * 2**20
-"""Larger exports are refused before decoding: a UTF-8 CSV of 300,000 users is under 100 MB."""
-MAX_JSON_DEPTH = 100
-"""ConvertTo-Json's own limit (its largest ``-Depth``); the exports nest about 4 deep."""
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM begins it
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-_SAVE_AS = (
-    "UTF-8 text (nor UTF-16 after a byte-order mark); save the export as UTF-8 (-Encoding UTF8)"
-)
 
 CMDLET = "Get-CsOnlineDialInConferencingUser"
 ASSUMED = {
@@ -143,78 +135,49 @@ def open_export(path: Path) -> tuple[Export, Iterator[Row]]:
     """An export's columns, and its rows one at a time: a CSV (``#TYPE`` line, BOM and CRLF
     accepted) or JSON export (an array of objects, or one object), in UTF-8 (with or without a
     BOM) or, after its BOM, UTF-16 or UTF-32 (what Windows PowerShell 5's ``>`` writes); a file
-    that cannot be read is a problem of the file, never a traceback. ``drift`` compares a
-    CSV's rows as they are read, so 300,000 users are never 300,000 dicts at once (a JSON
-    export is parsed whole: the standard library has no streaming JSON parser). Problems are
-    added to the returned ``Export`` as the rows are read."""
+    that cannot be read is a problem of the file, never a traceback. The file is read a piece
+    at a time (``export_text.py``): 300,000 users are never in memory at once, as text or as
+    rows. Problems are added to the returned ``Export`` as the rows are read."""
     result = Export(str(path))
-    text = _decoded(path, result)
-    if text is None:
+    text = ExportText(path, MAX_EXPORT_BYTES)
+    if text.problem:
+        _text_problem(text, result)
         return result, iter(())
-    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
+    if path.suffix.lower() == ".json" or text.starts_like_json():
         return result, _json_rows(text, result)
     return result, _csv_rows(text, result)
 
 
-def _decoded(path: Path, export: Export) -> str | None:
-    """The export's text, read up to :data:`MAX_EXPORT_BYTES`; None after a problem."""
-    whole = Place(export.file)
+def _text_problem(text: ExportText, export: Export) -> None:
+    if text.problem:
+        line, message = text.problem
+        export.problems.append(ExportProblem(Place(export.file, line), message))
+
+
+def _json_rows(text: ExportText, export: Export) -> Iterator[Row]:
+    """Reads the document once now, an entry at a time and keeping none, for its columns and
+    any problem; then reads it again, the rows decoded as they are asked for."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_EXPORT_BYTES + 1)
-    except OSError as exc:
-        export.problems.append(ExportProblem(whole, f"cannot read: {exc.strerror or exc}"))
-        return None
-    if len(raw) > MAX_EXPORT_BYTES:
-        export.problems.append(
-            ExportProblem(
-                whole,
-                f"larger than {MAX_EXPORT_BYTES // 2**20} MiB, the most init reads: is it the "
-                "export? (a UTF-8 CSV of 300,000 users is under 100 MB)",
+        for item in json_entries(iter(text)):
+            if isinstance(item, dict):
+                export.columns.update(map(_column, item))
+    except (ValueError, RecursionError, TooDeep) as exc:
+        if text.problem:  # the text stopped (not UTF-8...): what JSON saw is a consequence
+            _text_problem(text, export)
+        elif isinstance(exc, ValueError):
+            line = getattr(exc, "lineno", 1)
+            export.problems.append(ExportProblem(Place(export.file, line), f"not JSON ({exc})"))
+        else:
+            export.problems.append(
+                ExportProblem(
+                    Place(export.file), f"nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+                )
             )
-        )
-        return None
-    codec = next((name for bom, name in _BOMS if raw.startswith(bom)), "utf-8-sig")
-    try:
-        text = raw.decode(codec)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].decode(codec, "replace").count("\n") + 1
-        export.problems.append(ExportProblem(Place(export.file, line), f"not {_SAVE_AS}"))
-        return None
-    if (nul := text.find("\0")) >= 0:  # UTF-16 without its BOM reads as UTF-8 with NULs
-        line = text.count("\n", 0, nul) + 1
-        problem = f"holds NUL characters: not {_SAVE_AS}"
-        export.problems.append(ExportProblem(Place(export.file, line), problem))
-        return None
-    return text
-
-
-def _json_rows(text: str, export: Export) -> Iterator[Row]:
-    """Parses the whole document and notes its columns now; the rows as they are asked for."""
-    whole = Place(export.file)
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        line = getattr(exc, "lineno", 1)
-        export.problems.append(ExportProblem(Place(export.file, line), f"not JSON ({exc})"))
         return iter(())
-    except RecursionError:
-        deep = True
-    else:
-        deep = _too_deep(data)
-    if deep:
-        export.problems.append(
-            ExportProblem(whole, f"nested too deeply (more than {MAX_JSON_DEPTH} levels)")
-        )
-        return iter(())
-    items = data if isinstance(data, list) else [data]
-    for item in items:
-        if isinstance(item, dict):
-            export.columns.update(map(_column, item))
-    return _json_objects(items, export)
+    return _json_objects(json_entries(iter(text)), export)
 
 
-def _json_objects(items: list[Any], export: Export) -> Iterator[Row]:
+def _json_objects(items: Iterable[Any], export: Export) -> Iterator[Row]:
     for index, item in enumerate(items, start=1):
         place = Place(export.file, index, entry=True)
         if isinstance(item, dict):
@@ -223,51 +186,30 @@ def _json_objects(items: list[Any], export: Export) -> Iterator[Row]:
             export.problems.append(ExportProblem(place, "expected an object"))
 
 
-def _too_deep(data: Any) -> bool:
-    """Whether lists and objects nest deeper than :data:`MAX_JSON_DEPTH` (found without
-    recursion: printing a value nested near Python's recursion limit would fail)."""
-    pending = [(data, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, dict):
-            value = list(value.values())
-        if isinstance(value, list):
-            if depth > MAX_JSON_DEPTH:
-                return True
-            pending.extend((child, depth + 1) for child in value)
-    return False
-
-
-_LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
-
-
-def _lines(text: str) -> Iterator[str]:
-    """``text``'s lines, line ends kept, one at a time (never a list of them all)."""
-    return (match.group() for match in _LINE.finditer(text))
-
-
-def _csv_rows(text: str, export: Export) -> Iterator[Row]:
+def _csv_rows(text: ExportText, export: Export) -> Iterator[Row]:
     """Reads the header now (its columns); the rows as they are asked for."""
-    lines = _lines(text)
-    skipped = 1 if text.startswith("#TYPE") else 0
-    if skipped:
-        next(lines)
-    reader = csv.DictReader(lines)
+    rows = lines(text)
+    first = next(rows, "")
+    skipped = 1 if first.startswith("#TYPE") else 0
+    reader = csv.DictReader(rows if skipped else itertools.chain([first], rows))
     try:
         export.columns.update(map(_column, reader.fieldnames or ()))
     except csv.Error as exc:
         _csv_problem(exc, reader, skipped, export)
         return iter(())
-    return _csv_records(reader, skipped, export)
+    return _csv_records(reader, skipped, text, export)
 
 
-def _csv_records(reader: csv.DictReader[str], skipped: int, export: Export) -> Iterator[Row]:
+def _csv_records(
+    reader: csv.DictReader[str], skipped: int, text: ExportText, export: Export
+) -> Iterator[Row]:
     try:
         for row in reader:
             place = Place(export.file, reader.line_num + skipped)
             yield place, _lower_keys({k: v for k, v in row.items() if k is not None})
     except csv.Error as exc:
         _csv_problem(exc, reader, skipped, export)
+    _text_problem(text, export)
 
 
 def _csv_problem(exc: csv.Error, reader: csv.DictReader[str], skipped: int, export: Export) -> None:
