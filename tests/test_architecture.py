@@ -147,3 +147,42 @@ def test_the_cli_rule_sees_a_forbidden_import() -> None:
     names = [name for name, _ in visitor.found]
     assert names == ["reconciler.state", "reconciler.cli.base"]
     assert not _within(names[0], CORE + CLI_MAY_IMPORT) and _within(names[1], CLI_MAY_IMPORT)
+
+
+PACKAGE_INIT_MAX_LINES = 60
+
+
+def _init_problems(source: str) -> list[str]:
+    """What makes a package's ``__init__.py`` more than a door: any statement besides its
+    docstring, imports, ``__all__`` and ``__version__``; more than 60 lines of code."""
+    tree = ast.parse(source)
+    problems = []
+    for i, node in enumerate(tree.body):
+        if i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(node, ast.Assign) and [
+            t.id for t in node.targets if isinstance(t, ast.Name)
+        ] in (["__all__"], ["__version__"]):
+            continue
+        problems.append(f"line {node.lineno}: {type(node).__name__}")
+    code = [line for line in source.splitlines() if line.strip() and not line.lstrip()[0] == "#"]
+    if len(code) > PACKAGE_INIT_MAX_LINES:
+        problems.append(f"{len(code)} lines of code")
+    return problems
+
+
+@pytest.mark.parametrize(
+    "init", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "reconciler").rglob("__init__.py"))
+)
+def test_a_package_init_only_names_what_its_modules_hold(init: str) -> None:
+    """The loader, the ``--mail`` URL and ``open_store`` live in modules named after them; a
+    package's ``__init__.py`` re-exports."""
+    assert _init_problems((ROOT / init).read_text(encoding="utf-8")) == []
+
+
+def test_the_package_rule_sees_logic_in_an_init() -> None:
+    source = '"""Doc."""\nfrom a import b\n__all__ = ["b"]\nX = 1\n\ndef f():\n    pass\n'
+    assert _init_problems(source) == ["line 4: Assign", "line 6: FunctionDef"]
+    assert _init_problems("import a\n" * 61) == ["61 lines of code"]

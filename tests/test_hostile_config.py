@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import config as config_module
 from reconciler.config import load_config
+from reconciler.config import loader as config_module
 from reconciler.errors import ConfigError
 from tests.helpers.cli import Result
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant

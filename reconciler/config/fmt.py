@@ -31,12 +31,12 @@ from typing import Any, Literal
 
 import yaml
 
-from reconciler.config import (
+from reconciler.config import schema
+from reconciler.config.loader import (
     LEAVES_CONFIG,
     MAX_FILE_BYTES,
     inside,
     nothing_to_read,
-    schema,
     tenant_files,
     tenant_names,
 )

@@ -1,24 +1,6 @@
-"""Plan renderers, one module per format; each gives the plan as chunks of text
-(``chunks(plan) -> Iterable[str]``), so a large JSON plan is written as it is encoded."""
+"""What the reconciler prints: plan renderers, one module per format (``formats.py`` picks
+one), drift and queue reports, and the escaping of every value printed (``escape.py``)."""
 
-from __future__ import annotations
+from reconciler.outputs.formats import RENDERERS, chunks, render
 
-from collections.abc import Callable, Iterable
-
-from reconciler.outputs import json as json_output
-from reconciler.outputs import markdown, text
-from reconciler.plan import Plan
-
-RENDERERS: dict[str, Callable[..., Iterable[str]]] = {
-    "text": text.chunks,
-    "markdown": lambda plan, **options: (markdown.render(plan, **options),),
-    "json": json_output.chunks,
-}
-
-
-def chunks(plan: Plan, fmt: str, **options: object) -> Iterable[str]:
-    return RENDERERS[fmt](plan, **options)
-
-
-def render(plan: Plan, fmt: str, **options: object) -> str:
-    return "".join(chunks(plan, fmt, **options))
+__all__ = ["RENDERERS", "chunks", "render"]

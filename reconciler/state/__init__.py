@@ -1,17 +1,10 @@
-"""State backends behind one interface; ``open_store`` picks one from ``--state``.
+"""State backends behind one interface (``base.py``); ``open_store`` (``location.py``) picks
+one from ``--state``.
 
 A path is an SQLite file (the embedded default); a ``postgresql://`` or ``postgres://`` URL is
 the shared PostgreSQL backend (``pip install 'audio-conferencing-reconciler[postgres]'``).
 """
 
-from __future__ import annotations
-
-import os
-import re
-from collections.abc import Mapping
-from pathlib import Path
-
-from reconciler.errors import UserError
 from reconciler.state.base import (
     Commit,
     EmptyState,
@@ -28,9 +21,11 @@ from reconciler.state.base import (
     redact,
     tenant_key,
 )
+from reconciler.state.location import is_database_url, local_dir, open_store, printable
 
 __all__ = [
     "Commit",
+    "EmptyState",
     "Forgotten",
     "LockLost",
     "MailQueued",
@@ -48,165 +43,3 @@ __all__ = [
     "redact",
     "tenant_key",
 ]
-
-POSTGRES_SCHEMES = ("postgresql", "postgres")
-DEFAULT_FOLDER = Path(".reconciler")
-"""The one state folder created when missing (the embedded default, ``.reconciler/state.db``)."""
-_KEYWORDS = re.compile(r"^\s*[A-Za-z_]+\s*=")
-
-
-def _scheme(location: str) -> str | None:
-    head, sep, _ = location.partition("://")
-    return head.lower() if sep and head.replace("+", "").isalnum() else None
-
-
-def is_database_url(location: str) -> bool:
-    """True for a database URL, False for a file path (SQLite)."""
-    return _scheme(location) is not None
-
-
-def printable(location: str) -> str:
-    """``location`` fit to print: a URL's password masked."""
-    return redact(location) if is_database_url(location) else location
-
-
-def local_dir(location: str) -> Path:
-    """Where files that go with a state belong on this machine (e.g. suppressed messages kept
-    for the operator): the SQLite file's folder, or ``./.reconciler`` for a database URL (never
-    a folder named after the URL, which may hold a password)."""
-    return (
-        Path(".reconciler").resolve()
-        if is_database_url(location)
-        else (Path(location).resolve().parent)
-    )
-
-
-def open_store(
-    location: str,
-    create: bool = True,
-    read_only: bool | None = None,
-    option: str = "--state",
-    env: Mapping[str, str] = os.environ,
-) -> StateStore:
-    """A state store for a path (SQLite, the embedded default) or a ``postgresql://`` URL
-    (given as ``option``, which a refusal names).
-
-    ``create=False``: a SQLite file that does not exist yet is an empty state, not a new file.
-    ``read_only`` (default: ``not create``, commands that only read) opens an existing SQLite
-    file read-only: never created, changed or chmod-ed.
-
-    A PostgreSQL store seals queued bodies with ``RECONCILER_OUTBOX_KEY`` from ``env``.
-
-    Raises UserError (one line, password masked) when the store cannot be opened: unreachable
-    server, bad credentials, missing database, a schema made by another reconciler version, a
-    malformed outbox key.
-    """
-    if why := _location_problem(location, option):
-        raise UserError(why)
-    scheme = _scheme(location)
-    if scheme in POSTGRES_SCHEMES:
-        _check_authority(location)
-        try:
-            from reconciler.state.postgres import PostgresStore
-            from reconciler.state.sealing import OutboxKeys
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not exc.name.startswith(("psycopg", "cryptography")):
-                raise
-            raise UserError(
-                "a postgresql:// state needs psycopg 3 and cryptography: pip install "
-                "'audio-conferencing-reconciler[postgres]'"
-            ) from None
-        return PostgresStore(location, OutboxKeys.from_env(env))
-    if scheme is not None:
-        raise UserError(
-            f"unsupported state URL scheme {scheme}://: give an SQLite file path or "
-            "a postgresql:// URL"
-        )
-    return _sqlite_store(Path(location), create, not create if read_only is None else read_only)
-
-
-def _location_problem(location: str, option: str) -> str | None:
-    """Why ``location`` is neither an SQLite path nor a PostgreSQL URL as written, or None.
-
-    Each of these would otherwise be taken as the path of a new, empty SQLite state — and an
-    apply would email every user again: a libpq ``key=value`` string (never echoed: it holds
-    a password), whitespace around the value or an invisible character in it (a secret or a
-    file read with its line break), a ``file:`` URI, nothing at all. What was given is shown
-    escaped, a URL's password masked, so what is wrong with it can be seen."""
-    core = location.strip()
-    if _KEYWORDS.match(location) or (
-        _scheme(core) is None and core.startswith(("postgresql:", "postgres:"))
-    ):
-        return (
-            f"{option} looks like a PostgreSQL connection string, not a file path: "
-            "write it as a URL, postgresql://USER@HOST:PORT/DBNAME (password in "
-            "PGPASSWORD or a percent-encoded URL); nothing was done"
-        )
-    start = len(location) - len(location.lstrip())
-    shown = location[:start] + printable(core) + location[start + len(core) :]
-    if not core:
-        why = "is empty"
-    elif core != location:
-        why = "begins or ends with whitespace (a line break read with a secret or a file?)"
-    elif not core.isprintable():
-        why = "holds a control or invisible character"
-    elif core[:5].lower() == "file:":
-        why = "is a file: URI, not a path"
-    else:
-        return None
-    return (
-        f"{option} {shown!r} {why}: give an SQLite file path or a postgresql:// URL, "
-        "exactly; nothing was done"
-    )
-
-
-def _check_authority(url: str) -> None:
-    """Refuse a URL whose password holds an unencoded ``@``, ``/``, ``?`` or ``#``: libpq would
-    read part of the password as the host or the database, and print it in its error."""
-    rest = url.split("://", 1)[1]
-    end = min((i for c in "/?#" if (i := rest.find(c)) >= 0), default=len(rest))
-    if rest[:end].count("@") > 1 or "@" in rest[end:]:
-        raise UserError(
-            f"state URL {redact(url)}: the password seems to hold an unencoded "
-            "@, /, ? or #: percent-encode them (%40, %2F, %3F, %23), or put the "
-            "password in PGPASSWORD; nothing was done"
-        )
-
-
-def _sqlite_store(path: Path, create: bool, read_only: bool) -> StateStore:
-    """The SQLite state at ``path``, which must be a plain path, never a guess: a mistyped
-    folder would otherwise start an empty state, and an apply would email every user again;
-    a folder given for the file would be chmod-ed."""
-    from reconciler.state.sqlite import SQLiteStore
-
-    if path.is_symlink():
-        raise UserError(
-            f"state {path} is a symbolic link: give the real path (state files are "
-            "opened, never followed); nothing was done"
-        )
-    if path.exists() and not path.is_file():
-        what = "a folder" if path.is_dir() else "not a regular file"
-        raise UserError(
-            f"state {path} is {what}: give the path of the SQLite file itself; nothing was done"
-        )
-    if not create and not path.exists():
-        return EmptyState()  # type: ignore[return-value]
-    folder = path.parent
-    if not folder.is_dir():
-        if not _is_default_folder(folder):
-            raise UserError(
-                f"state folder {folder} does not exist: check --state (a wrong "
-                "path would start an empty state), or create the folder; nothing "
-                "was done"
-            )
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(
-                f"cannot create state folder {folder}: {(exc.strerror or str(exc)).lower()}"
-            ) from None
-    return SQLiteStore(path, read_only=read_only)
-
-
-def _is_default_folder(folder: Path) -> bool:
-    return folder.absolute() == DEFAULT_FOLDER.absolute()
