@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.helpers.tenants import (
     EXAMPLE,
     TENANT,
     USERS,
+    copy_example,
     make_tenant,
     with_settings,
     with_user,
@@ -441,3 +443,19 @@ def every_command(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[
             yield from every_command(command, (*prefix, name))
         else:
             yield [*prefix, name]
+
+
+def test_on_windows_a_command_stops_at_once_in_one_line(
+    new_workspace: NewWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POSIX file locks guard the state: rather than half-working and failing mid-way, every
+    command says where the reconciler runs, and writes nothing; help still answers."""
+    ws = new_workspace()
+    copy_example(ws.config, "contoso")
+    monkeypatch.setattr(sys, "platform", "win32")
+    result = ws.run("apply", "--auto-approve")
+    assert (result.code, result.stdout) == (1, ""), str(result)
+    assert result.stderr.count("\n") == 1 and "WSL" in result.stderr, str(result)
+    assert "Traceback" not in result.stderr
+    assert not Path(ws.state).exists() and not ws.maildir.exists()
+    assert ws.cli("--help").code == 0

@@ -195,7 +195,21 @@ def retry_backoff_option(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(__version__, prog_name="reconciler")
 def main() -> None:
     """Reconcile Microsoft 365 Audio Conferencing users with their YAML configuration."""
+    if why := platform_problem():
+        click.echo(f"error: {why}", err=True)
+        sys.exit(EXIT_ERROR)
     _silence_sdk_logs()
+
+
+def platform_problem() -> str | None:
+    """Why the reconciler cannot run here, or None: its state locks are POSIX file locks, and a
+    command that half-works on Windows would fail mid-way with a traceback."""
+    if sys.platform == "win32":
+        return (
+            "the reconciler runs on Linux or macOS (on Windows: in WSL or a Linux container); "
+            "its state locks are POSIX file locks. See the README's section Windows"
+        )
+    return None
 
 
 SDK_LOGGERS = ("azure", "msal")
