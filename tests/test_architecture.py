@@ -167,7 +167,9 @@ def _init_problems(source: str) -> list[str]:
         ] in (["__all__"], ["__version__"]):
             continue
         problems.append(f"line {node.lineno}: {type(node).__name__}")
-    code = [line for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    code = [
+        line for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     if len(code) > PACKAGE_INIT_MAX_LINES:
         problems.append(f"{len(code)} lines of code")
     return problems
