@@ -155,7 +155,11 @@ def written(email_type: str, locale: str, *, unique_ids: bool = True) -> EmailMe
         tenant,
     )
     return compose(
-        user=user, email_type=email_type, pin=PIN if email_type in PIN_TYPES else None, **common
+        user=user,
+        email_type=email_type,
+        locale=common["templates"].resolve_locale(user["locale"], tenant["email"]["locale"]),
+        pin=PIN if email_type in PIN_TYPES else None,
+        **common,
     )
 
 

@@ -68,6 +68,7 @@ def message(
         tenant=tenant_record("self_service"),  # type: ignore[arg-type]
         user=user_record(locale=locale),  # type: ignore[arg-type]
         email_type=email_type,  # type: ignore[arg-type]
+        locale=templates.resolve_locale(locale),
         pin=pin,
         sender=Sender("Office 365", "noreply@contoso.com"),
         message_id="<x@reconciler.invalid>",

@@ -108,6 +108,7 @@ def compose(
     tenant: TenantRecord,
     user: UserRecord,
     email_type: str,
+    locale: str,
     pin: str | None,
     sender: Sender,
     message_id: str,
@@ -115,7 +116,10 @@ def compose(
     templates: TemplateSet,
     preview: bool = False,
 ) -> EmailMessage:
-    """One multipart/alternative message (text/plain + text/html, UTF-8) for ``user``.
+    """One multipart/alternative message (text/plain + text/html, UTF-8) for ``user``, in the
+    locale folder ``locale``: the one the plan resolved and showed for this email
+    (``PlannedEmail.locale``), never resolved again here, so the email is in the language the
+    reviewer saw.
 
     Raises ValueError when ``pin`` is given to a type or tenant that must not email one
     (:func:`reconciler.model.pin_self_service_url`) or missing where it is required, and when a
@@ -145,7 +149,6 @@ def compose(
         pin=pin,
         pin_self_service_url=pin_self_service_url(tenant),
     )
-    locale = templates.resolve_locale(user["locale"], tenant["email"]["locale"])
     subject, text, html = templates.render(locale, email_type, context)
 
     message = EmailMessage(policy=_POLICY)
@@ -212,6 +215,7 @@ def compose_test_message(
         tenant=tenant,
         user=user,
         email_type=TEST_MESSAGE,
+        locale=templates.resolve_locale(tenant["email"]["locale"]),
         pin=None,
         sender=sender,
         message_id=message_id,

@@ -52,7 +52,7 @@ class _Shared:
     preview: bool
 
 
-_Job = tuple[str, EmailType, bool, UserRecord]
+_Job = tuple[str, EmailType, bool, UserRecord, str]
 """One email to compose: the user, its type, whether it is suppressed, the user's record."""
 
 
@@ -84,7 +84,7 @@ def compose_messages(
         preview,
     )
     jobs = (
-        (e.user, e.type, e.suppressed, removed.get(e.user) or config.users[e.user])
+        (e.user, e.type, e.suppressed, removed.get(e.user) or config.users[e.user], e.locale)
         for e in plan.emails
     )
     workers = cores()
@@ -99,7 +99,7 @@ def cores() -> int:
 
 
 def _compose(templates: TemplateSet, shared: _Shared, job: _Job) -> NewMessage:
-    upn, email_type, suppressed, user = job
+    upn, email_type, suppressed, user, locale = job
     pin = None
     if email_type in PIN_TYPES and pin_self_service_url(shared.tenant) is None:
         length = shared.tenant["settings"]["pin_length"]
@@ -111,6 +111,7 @@ def _compose(templates: TemplateSet, shared: _Shared, job: _Job) -> NewMessage:
             tenant=shared.tenant,
             user=user,
             email_type=email_type,
+            locale=locale,
             pin=pin,
             sender=shared.sender,
             message_id=mid,
