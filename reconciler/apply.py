@@ -25,7 +25,6 @@ from reconciler.emails import Sender
 from reconciler.emails.outbox import compose_messages
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager
-from reconciler.model import UserRecord
 from reconciler.outputs.json import plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_tenant
 from reconciler.state import (
@@ -35,6 +34,7 @@ from reconciler.state import (
     StaleState,
     printable,
 )
+from reconciler.views import MappingView
 
 DEFAULT_RETRY_BACKOFF = 1.0
 """Seconds before the first retry of a temporary delivery failure (then 2x, 4x...)."""
@@ -299,7 +299,9 @@ def _commit(manager: Manager, plan: TenantPlan, default: Sender) -> tuple[str, i
     lineage = plan.lineage or uuid.uuid4().hex
     change = Commit(
         tenant=config.tenant,
-        upserts=_Upserts(config.users, {u.user for u in plan.user_changes if u.action != "delete"}),
+        upserts=MappingView(
+            {u.user for u in plan.user_changes if u.action != "delete"}, config.users.__getitem__
+        ),
         deletes=[u.user for u in plan.user_changes if u.action == "delete"],
         files=config.files,
         messages=compose_messages(manager.templates, plan, lineage, plan.serial + 1, default),
@@ -312,30 +314,6 @@ def _commit(manager: Manager, plan: TenantPlan, default: Sender) -> tuple[str, i
         raise UserError(f"stale plan: {exc}") from None
     except LockLost as exc:
         raise UserError(f"lock lost: {exc}; nothing was written for {plan.name}") from None
-
-
-class _Upserts(Mapping[str, UserRecord]):
-    """The configured records of the users a plan creates or updates, read as the commit
-    writes them: a first apply of 300,000 users never holds them all."""
-
-    __slots__ = ("_names", "_users")
-
-    def __init__(self, users: Mapping[str, UserRecord], names: set[str]):
-        self._users, self._names = users, names
-
-    def __getitem__(self, upn: str) -> UserRecord:
-        if upn not in self._names:
-            raise KeyError(upn)
-        return self._users[upn]
-
-    def __contains__(self, upn: object) -> bool:
-        return upn in self._names
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
 
 
 def _first_contact_guard(new: Mapping[str, int], state: str) -> None:

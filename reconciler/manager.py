@@ -7,6 +7,7 @@ prints, and ``apply`` builds on the plan made here.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from reconciler.state import (
     StateStore,
     open_store,
 )
+from reconciler.views import OnDemand
 
 if TYPE_CHECKING:
     from reconciler.emails import TemplateSet
@@ -286,40 +288,20 @@ class _StateCache:
     def users(self, files: Collection[str]) -> Mapping[str, UserRecord] | None:
         if not self.store.files_known(self.name, self.serial):
             return None
-        return _UsersOnDemand(self, tuple(files))
+        return OnDemand(functools.partial(self._read_users, tuple(files)))
+
+    def _read_users(self, files: tuple[str, ...]) -> dict[str, UserRecord]:
+        """The users of unchanged files, from the state (a saved plan, a comparison in a test
+        asks; a plan never does)."""
+        by_file = self.store.file_users(self.name, files, self.serial)
+        if by_file is None:
+            raise UserError(
+                f"{self.name}: the state changed while this command ran (another "
+                "apply?); nothing was done: run it again"
+            )
+        return {upn: u for users in by_file.values() for upn, u in users.items()}
 
     def clashes(
         self, files: Collection[str], upns: Collection[str], conference_ids: Collection[str]
     ) -> bool | None:
         return self.store.clashes(self.name, self.serial, files, upns, conference_ids)
-
-
-class _UsersOnDemand(Mapping[str, UserRecord]):
-    """The users of unchanged files, read from the state the first time anything asks (a
-    saved plan, a comparison in a test); a plan never does."""
-
-    def __init__(self, cache: _StateCache, files: tuple[str, ...]):
-        self._cache, self._files = cache, files
-        self._users: dict[str, UserRecord] | None = None
-
-    def _read(self) -> dict[str, UserRecord]:
-        if self._users is None:
-            by_file = self._cache.store.file_users(
-                self._cache.name, self._files, self._cache.serial
-            )
-            if by_file is None:
-                raise UserError(
-                    f"{self._cache.name}: the state changed while this command ran (another "
-                    "apply?); nothing was done: run it again"
-                )
-            self._users = {upn: u for users in by_file.values() for upn, u in users.items()}
-        return self._users
-
-    def __getitem__(self, upn: str) -> UserRecord:
-        return self._read()[upn]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._read())
-
-    def __len__(self) -> int:
-        return len(self._read())

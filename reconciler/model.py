@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import ItemsView, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+
+from reconciler.views import MappingView
 
 EmailType = Literal["enabled", "details-changed", "pin-reset", "conference-info", "disabled"]
 MessageType = EmailType | Literal["test-message"]
@@ -172,36 +174,12 @@ class TenantConfig:
     def source_files(self) -> Mapping[str, str]:
         """User → the file that defines it, for the users read from their file this time (the
         state already records it for the others)."""
-        return _Files(self.sources)
-
-
-class _Files(Mapping[str, str]):
-    """A view of ``sources`` without the keys as written: as large as the tenant, never
-    copied."""
-
-    __slots__ = ("_sources",)
-
-    def __init__(self, sources: Mapping[str, tuple[str, str]]):
-        self._sources = sources
-
-    def __getitem__(self, upn: str) -> str:
-        return self._sources[upn][0]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._sources)
-
-    def __len__(self) -> int:
-        return len(self._sources)
-
-    def items(self) -> ItemsView[str, str]:
-        return _FileItems(self)
-
-
-class _FileItems(ItemsView[str, str]):
-    _mapping: _Files
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return ((upn, file) for upn, (file, _) in self._mapping._sources.items())
+        sources = self.sources
+        return MappingView(
+            sources,
+            lambda upn: sources[upn][0],
+            lambda: ((upn, file) for upn, (file, _) in sources.items()),
+        )
 
 
 @runtime_checkable

@@ -22,6 +22,7 @@ CORE = (
     "reconciler.transitions",
     "reconciler.plan",
     "reconciler.drift",
+    "reconciler.views",
 )
 EDGES = (
     "reconciler.config",

@@ -17,6 +17,7 @@ from typing import Any
 
 from reconciler.errors import UserError
 from reconciler.model import UserRecord
+from reconciler.views import MappingView
 
 _SCHEMA = """
 CREATE TABLE users (
@@ -100,7 +101,18 @@ class ParsedUsers(Mapping[str, UserRecord]):
     @property
     def sources(self) -> Mapping[str, Place]:
         """Lower-cased UPN → where it is written (``TenantConfig.sources``)."""
-        return _Sources(self)
+        return MappingView(
+            self,
+            self._place,
+            lambda: (
+                (upn, (file, key))
+                for upn, file, key in self.rows("SELECT upn, file, key FROM users ORDER BY seq")
+            ),
+        )
+
+    def _place(self, upn: str) -> Place:
+        file, key = self.row("file, key", upn)
+        return file, key
 
     def row(self, columns: str, upn: str) -> Any:
         """Some columns of one user's row, or None."""
@@ -137,36 +149,6 @@ class _Items(ItemsView[str, UserRecord]):
     def __iter__(self) -> Iterator[tuple[str, UserRecord]]:
         rows = self._mapping.rows("SELECT upn, record FROM users ORDER BY seq")
         return ((upn, json.loads(record)) for upn, record in rows)
-
-
-class _Sources(Mapping[str, Place]):
-    __slots__ = ("_users",)
-
-    def __init__(self, users: ParsedUsers):
-        self._users = users
-
-    def __getitem__(self, upn: str) -> Place:
-        row = self._users.row("file, key", upn)
-        if row is None:
-            raise KeyError(upn)
-        return row[0], row[1]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._users)
-
-    def __len__(self) -> int:
-        return len(self._users)
-
-    def items(self) -> ItemsView[str, Place]:
-        return _Places(self)
-
-
-class _Places(ItemsView[str, Place]):
-    _mapping: _Sources
-
-    def __iter__(self) -> Iterator[tuple[str, Place]]:
-        rows = self._mapping._users.rows("SELECT upn, file, key FROM users ORDER BY seq")
-        return ((upn, (file, key)) for upn, file, key in rows)
 
 
 def _no_room(exc: sqlite3.Error) -> UserError:

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from reconciler.errors import UserError
 from reconciler.model import Applied, MessageType, TenantRecord, UserRecord, tenant_name_problem
 from reconciler.redaction import mask_password, userinfo_password
+from reconciler.views import MappingView
 
 
 def encode_record(record: Mapping[str, Any]) -> str:
@@ -47,17 +48,17 @@ def decode_records(rows: list[tuple[str, str]]) -> dict[str, UserRecord]:
     return {upn: record for (upn, _), record in zip(rows, records, strict=True)}
 
 
-class StoredUsers(Mapping[str, UserRecord]):
+class StoredUsers(MappingView[str, UserRecord]):
     """Applied users as a 16-byte digest of their stored text each; a record itself is fetched
     from the store only when read. A plan compares digests and reads the 1% that changed, so a
     100k-user tenant's before-state costs a few MB instead of its full parsed size (the
     planner's :class:`~reconciler.model.AppliedUsers`)."""
 
-    __slots__ = ("_digests", "_fetch")
+    __slots__ = ("_digests",)
 
     def __init__(self, digests: dict[str, bytes], fetch: Callable[[str], str]):
+        super().__init__(digests, lambda upn: json.loads(fetch(upn)))
         self._digests = digests
-        self._fetch = fetch
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, str]], fetch: Callable[[str], str]) -> StoredUsers:
@@ -68,20 +69,6 @@ class StoredUsers(Mapping[str, UserRecord]):
         """Whether ``record`` is exactly the stored one (compared by digest, nothing parsed)."""
         digest = self._digests.get(upn)
         return digest is not None and digest == record_digest(encode_record(record))
-
-    def __getitem__(self, upn: str) -> UserRecord:
-        if upn not in self._digests:
-            raise KeyError(upn)
-        return json.loads(self._fetch(upn))
-
-    def __contains__(self, upn: object) -> bool:
-        return upn in self._digests
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._digests)
-
-    def __len__(self) -> int:
-        return len(self._digests)
 
 
 @dataclass
