@@ -20,20 +20,15 @@ from typing import Protocol
 
 from reconciler import planfile
 from reconciler.delivery import DeliveryReport, Pace, SuppressedFiles, Transport, deliver
-from reconciler.delivery.options import default_sender, mail_transport, suppressed_dir
 from reconciler.emails import Sender
 from reconciler.emails.outbox import compose_messages
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager
+from reconciler.messages import QueuedMessage
 from reconciler.outputs.json import plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_tenant
-from reconciler.state import (
-    Commit,
-    LockLost,
-    QueuedMessage,
-    StaleState,
-    printable,
-)
+from reconciler.sending import default_sender, mail_transport, suppressed_dir
+from reconciler.state import Commit, LockLost, StaleState, printable
 from reconciler.views import MappingView
 
 DEFAULT_RETRY_BACKOFF = 1.0

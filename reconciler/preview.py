@@ -38,13 +38,13 @@ from pathlib import Path
 
 from jinja2 import DictLoader, Environment
 
-from reconciler.delivery.options import default_sender
 from reconciler.emails import SELF_SERVICE_TYPES, TEMPLATE_TYPES, TemplateSet, sample_context
 from reconciler.emails.outbox import compose_messages
 from reconciler.errors import UserError
 from reconciler.manager import Manager
 from reconciler.model import EMAIL_TYPES, EmailType, pin_self_service_url
 from reconciler.plan import Plan
+from reconciler.sending import default_sender
 
 MARKER_FILE = ".reconciler-preview"
 """Marks a folder as written by ``preview``: only such a folder is ever emptied by a new run."""

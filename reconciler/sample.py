@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from email import policy
 
 from reconciler.delivery import deliver
-from reconciler.delivery.options import default_sender, mail_transport
 from reconciler.emails import TEST_MESSAGE, Sender, compose_test_message, message_id, sender_for
 from reconciler.errors import UserError
 from reconciler.manager import Manager
-from reconciler.state import NewMessage
+from reconciler.messages import NewMessage
+from reconciler.sending import default_sender, mail_transport
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ CORE = (
     "reconciler.plan",
     "reconciler.drift",
     "reconciler.views",
+    "reconciler.messages",
 )
 EDGES = (
     "reconciler.config",
@@ -189,3 +190,26 @@ def test_the_package_rule_sees_logic_in_an_init() -> None:
     source = '"""Doc."""\nfrom a import b\n__all__ = ["b"]\nX = 1\n\ndef f():\n    pass\n'
     assert _init_problems(source) == ["line 4: Assign", "line 6: FunctionDef"]
     assert _init_problems("import a\n" * 61) == ["61 lines of code"]
+
+
+APART = {
+    "reconciler.emails": ("reconciler.state", "reconciler.delivery"),
+    "reconciler.delivery": ("reconciler.state", "reconciler.emails"),
+    "reconciler.state": ("reconciler.emails", "reconciler.delivery"),
+}
+"""Edges that never import one another: what a message is lives in ``messages.py`` (the core),
+and the flows (``apply``, ``sending``, ``sample``) bring them together."""
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(
+        ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        for package in APART
+        for p in (ROOT / package.replace(".", "/")).glob("*.py")
+    ),
+)
+def test_the_edges_that_make_keep_and_send_messages_stay_apart(module: str) -> None:
+    package = next(p for p in APART if _within(module, (p,)))
+    found = [name for name, _ in _imports(module) if _within(name, APART[package])]
+    assert found == []

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.delivery.options import suppressed_dir
 from reconciler.errors import UserError
+from reconciler.messages import NewMessage
+from reconciler.sending import suppressed_dir
 from reconciler.state import (
     Commit,
-    NewMessage,
     StaleState,
     StateLocked,
     StateStore,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import UserError
-from reconciler.state import Commit, NewMessage, StateStore, open_store
+from reconciler.messages import NewMessage
+from reconciler.state import Commit, StateStore, open_store
 from reconciler.state.migrate import migrate
 from tests.helpers.cli import Result
 from tests.helpers.tenants import copy_example

@@ -27,9 +27,9 @@ from reconciler.emails.compose import Sender, compose, message_id, sender_for
 from reconciler.emails.pins import generate_pin
 from reconciler.emails.templates import PIN_TYPES, TemplateSet
 from reconciler.errors import UserError
+from reconciler.messages import NewMessage
 from reconciler.model import EmailType, TenantRecord, UserRecord, pin_self_service_url
 from reconciler.plan import TenantPlan
-from reconciler.state import NewMessage
 from reconciler.streams import batched
 
 PARALLEL_FROM = 1000

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from reconciler.messages import Wave
 from reconciler.outputs.escape import json_text, visible
-from reconciler.state import Wave
 
 COUNTS = ("queued", "delivered", "failed", "suppressed")
 

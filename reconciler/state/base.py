@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.errors import UserError
-from reconciler.model import Applied, MessageType, TenantRecord, UserRecord, tenant_name_problem
+from reconciler.messages import NewMessage, QueuedMessage, Wave
+from reconciler.model import Applied, TenantRecord, UserRecord, tenant_name_problem
 from reconciler.redaction import mask_password, userinfo_password
 from reconciler.views import MappingView
 
@@ -69,45 +70,6 @@ class StoredUsers(MappingView[str, UserRecord]):
         """Whether ``record`` is exactly the stored one (compared by digest, nothing parsed)."""
         digest = self._digests.get(upn)
         return digest is not None and digest == record_digest(encode_record(record))
-
-
-@dataclass
-class NewMessage:
-    """A composed message to put in the outbox, in the same transaction as the state."""
-
-    user: str
-    type: MessageType
-    message_id: str
-    sender: str
-    recipients: list[str]
-    data: bytes
-    suppressed: bool
-
-
-@dataclass
-class QueuedMessage(NewMessage):
-    """An outbox row still to deliver (``data`` holds the RFC 5322 bytes, PIN included)."""
-
-    id: int
-    tenant: str
-    serial: int
-
-
-@dataclass
-class Wave:
-    """What became of one apply's messages so far: how a rollout delivered in daily portions
-    is going (``state queue``)."""
-
-    serial: int
-    written_at: str
-    queued: int = 0
-    """Still to send."""
-    delivered: int = 0
-    failed: int = 0
-    """Refused for good (never retried)."""
-    suppressed: int = 0
-    """Kept for the operator instead of sent (``automatically_send_emails_to_users: false``)."""
-    last_delivered: str | None = None
 
 
 @dataclass

@@ -3,7 +3,7 @@ needs, and where suppressed messages are kept.
 
 ``apply``, ``test-email`` and ``preview`` share these so that each derives the same From and the
 same refusals from the same options. Every failure is a one-line :class:`UserError` naming the
-option (never a password). Not imported by ``reconciler.delivery`` itself: the transports need
+option (never a password). It sits beside the flows, not in ``delivery/``: the transports need
 neither the email templates nor the state.
 """
 
