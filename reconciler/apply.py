@@ -25,7 +25,6 @@ from reconciler.emails.outbox import compose_messages
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager
 from reconciler.messages import QueuedMessage
-from reconciler.outputs.json import plan_to_dict
 from reconciler.plan import Plan, TenantPlan, plan_tenant
 from reconciler.sending import default_sender, mail_transport, suppressed_dir
 from reconciler.state import Commit, LockLost, StaleState, printable
@@ -218,7 +217,14 @@ def _saved(manager: Manager, path: Path) -> _Source:
             ]
         )
     )
-    return _Source(sorted(saved.configs), lambda: _replan_saved(manager, saved), False, first)
+    return _Source(
+        sorted(saved.configs),
+        lambda: saved.replay(
+            manager.store.load, lambda name: len(manager.store.history(name)), manager.locales()
+        ),
+        False,
+        first,
+    )
 
 
 def _live(manager: Manager) -> _Source:
@@ -268,21 +274,6 @@ def _commit_and_deliver(
     for tenant_plan in present:
         _deliver(manager, tenant_plan, transport, ui, outcome, limits.retry_backoff, pace)
     return outcome
-
-
-def _replan_saved(manager: Manager, saved: planfile.SavedPlan) -> Plan:
-    """The saved plan, re-derived from its configs against the state it was made for."""
-    tenants = []
-    for name, config in sorted(saved.configs.items()):
-        applied = manager.store.load(name)
-        saved.check_state(name, applied, len(manager.store.history(name)))
-        tenant_plan, _ = plan_tenant(config, applied, manager.locales())
-        tenants.append(tenant_plan)
-    plan = Plan(tenants)
-    shown = [t for t in saved.shown["tenants"] if t["name"] in saved.configs]
-    if plan_to_dict(plan)["tenants"] != shown:
-        raise UserError("saved plan does not match what it would apply; make a new plan")
-    return plan
 
 
 def _commit(manager: Manager, plan: TenantPlan, default: Sender) -> tuple[str, int]:

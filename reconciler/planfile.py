@@ -20,17 +20,19 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.config import file_hashes, saved_config_problems, schema
+from reconciler.config import CACHE_KEY, file_hashes, schema, semantic
+from reconciler.config.loader import dotted, is_tenant_file
 from reconciler.errors import UserError
-from reconciler.model import Applied, TenantConfig
+from reconciler.model import Applied, TenantConfig, TenantRecord, tenant_name_problem
 from reconciler.outputs import json as json_output
-from reconciler.outputs.json import FORMAT_VERSION
-from reconciler.plan import Plan
+from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
+from reconciler.plan import Plan, plan_tenant
 from reconciler.streams import batched
 
 KIND = "audio-conferencing-reconciler saved plan"
@@ -77,6 +79,26 @@ class SavedPlan:
                 "made on another branch or an older commit? Make a new plan from these files; "
                 "nothing was written or sent"
             )
+
+    def replay(
+        self,
+        load: Callable[[str], Applied | None],
+        history: Callable[[str], int],
+        locales: Collection[str],
+    ) -> Plan:
+        """The plan re-derived from its configurations against the state (``load``, and each
+        tenant's ``history`` count) it was made for; refused in one line when that state moved
+        or the plan derived differs from the one shown (the one reviewed)."""
+        tenants = []
+        for name, config in sorted(self.configs.items()):
+            applied = load(name)
+            self.check_state(name, applied, history(name))
+            tenants.append(plan_tenant(config, applied, locales)[0])
+        plan = Plan(tenants)
+        shown = [t for t in self.shown["tenants"] if t["name"] in self.configs]
+        if plan_to_dict(plan)["tenants"] != shown:
+            raise UserError("saved plan does not match what it would apply; make a new plan")
+        return plan
 
     def check_state(self, name: str, applied: Applied | None, history: int) -> None:
         """Refuse when ``name``'s state is not the one the plan was made against ("stale")."""
@@ -164,9 +186,7 @@ def read(path: Path) -> SavedPlan:
     if not findings:
         problems += _unconfigured(document)
         for name, saved in document["configs"].items():
-            problems.extend(
-                saved_config_problems(name, saved["tenant"], saved["users"], saved["files"])
-            )
+            problems.extend(_config_problems(name, saved["tenant"], saved["users"], saved["files"]))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UserError(
@@ -178,6 +198,51 @@ def read(path: Path) -> SavedPlan:
         configs[name] = TenantConfig(name, saved["tenant"], saved["users"], {}, saved["files"])
         basis[name] = Basis(saved["lineage"], saved["serial"], saved["history"])
     return SavedPlan(path, document["plan"], configs, basis, document["source"]["commit"])
+
+
+def _config_problems(name: str, tenant: Any, users: Any, files: Collection[str]) -> list[str]:
+    """Every reason the records of a saved plan are not what loading a tenant folder could have
+    produced, as ``path: message``. A saved plan is a file anyone could have edited, so its
+    records pass the YAML's shape and meaning checks, and must be their own effective form
+    (complete, defaults filled in), before anything uses them; the files it says were read (kept
+    in the state) are files of that tenant's folder."""
+    where = f"configs.{name}"
+    if why := tenant_name_problem(name):
+        return [f"{where}: tenant name {why}"]
+    if not all(file == CACHE_KEY or is_tenant_file(name, file) for file in files):
+        return [f"{where}.files: names a file outside the tenant folder {name}/"]
+    if problems := _tenant_problems(where, tenant):
+        return problems
+    if not isinstance(users, dict):
+        return [f"{where}.users: expected a mapping of users"]
+    return _users_problems(where, tenant, users)
+
+
+def _tenant_problems(where: str, tenant: Any) -> list[str]:
+    found = schema.check(tenant, "tenant.schema.json", where)
+    if not found and semantic.effective_tenant(tenant) != tenant:
+        return [f"{where}.tenant: not a complete effective tenant record"]
+    return dotted(f"{where}.tenant", found or semantic.check_tenant(tenant, where))
+
+
+def _users_problems(where: str, tenant: TenantRecord, users: dict[str, Any]) -> list[str]:
+    numbers = semantic.bridge_numbers(tenant)
+    problems, ids = [], defaultdict(list)
+    for upn, user in users.items():
+        raw = {k: v for k, v in user.items() if k != "upn"} if isinstance(user, dict) else user
+        found = schema.check(raw, "users.schema.json", where, ("users", upn), "user")
+        if not found and (
+            upn != semantic.lower(upn)
+            or user.get("upn") != upn
+            or semantic.effective_user(upn, raw, tenant) != user
+        ):
+            problems.append(f"{where}.users.{upn}: not a complete effective user record")
+            continue
+        found = found or list(semantic.check_user(user, raw, upn, where, tenant, numbers))
+        problems.extend(dotted(where, found))
+        if not found and user["conference_id"] is not None:
+            ids[user["conference_id"]].append((where, upn))
+    return problems + dotted(where, semantic.check_unique(ids, "conference_id", ("conference_id",)))
 
 
 def _unconfigured(document: dict[str, Any]) -> list[str]:

@@ -183,46 +183,7 @@ def locate_findings(root: Path, findings: Iterable[Finding]) -> list[Problem]:
     return problems
 
 
-def saved_config_problems(name: str, tenant: Any, users: Any, files: Collection[str]) -> list[str]:
-    """Every reason the records of a saved plan are not what loading a tenant folder could have
-    produced, as ``path: message``. A saved plan is a file anyone could have edited, so its
-    records pass the YAML's shape and meaning checks, and must be their own effective form
-    (complete, defaults filled in), before anything uses them; the files it says were read (kept
-    in the state) are files of that tenant's folder."""
-    where = f"configs.{name}"
-    if why := tenant_name_problem(name):
-        return [f"{where}: tenant name {why}"]
-    if not all(file == CACHE_KEY or _tenant_file(name, file) for file in files):
-        return [f"{where}.files: names a file outside the tenant folder {name}/"]
-    found = schema.check(tenant, "tenant.schema.json", where)
-    if not found and semantic.effective_tenant(tenant) != tenant:
-        return [f"{where}.tenant: not a complete effective tenant record"]
-    found = found or list(semantic.check_tenant(tenant, where))
-    if found:
-        return _dotted(f"{where}.tenant", found)
-    if not isinstance(users, dict):
-        return [f"{where}.users: expected a mapping of users"]
-    numbers = semantic.bridge_numbers(tenant)
-    problems, ids = [], defaultdict(list)
-    for upn, user in users.items():
-        raw = {k: v for k, v in user.items() if k != "upn"} if isinstance(user, dict) else user
-        found = schema.check(raw, "users.schema.json", where, ("users", upn), "user")
-        if not found and (
-            upn != semantic.lower(upn)
-            or user.get("upn") != upn
-            or semantic.effective_user(upn, raw, tenant) != user
-        ):
-            problems.append(f"{where}.users.{upn}: not a complete effective user record")
-            continue
-        found = found or list(semantic.check_user(user, raw, upn, where, tenant, numbers))
-        problems.extend(_dotted(where, found))
-        if not found and user["conference_id"] is not None:
-            ids[user["conference_id"]].append((where, upn))
-    problems.extend(_dotted(where, semantic.check_unique(ids, "conference_id", ("conference_id",))))
-    return problems
-
-
-def _tenant_file(name: str, file: str) -> bool:
+def is_tenant_file(name: str, file: str) -> bool:
     """``file`` could be a configuration file of tenant ``name``, as the loader names them."""
     head, *parts = file.split("/")
     return (
@@ -233,7 +194,8 @@ def _tenant_file(name: str, file: str) -> bool:
     )
 
 
-def _dotted(prefix: str, findings: Iterable[Finding]) -> list[str]:
+def dotted(prefix: str, findings: Iterable[Finding]) -> list[str]:
+    """Findings as ``path: message`` lines under ``prefix`` (not located in any file)."""
     return [".".join([prefix, *map(str, f.path)]) + f": {f.message}" for f in findings]
 
 
