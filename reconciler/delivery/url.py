@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from reconciler.delivery.base import Transport
 from reconciler.delivery.graph import AppCredential, GraphTransport, app_credential
@@ -102,14 +102,7 @@ def _smtp_transport(
             "(a password containing / ? or # must be percent-encoded)"
         )
     params = _parameters(parts.query, shown)
-    if not parts.hostname:
-        raise ValueError(f"mail URL {shown} has no host")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError(f"mail URL {shown}: the port must be a number from 1 to 65535")
+    host, port = _address(parts, shown)
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     if password is not None and username is None:
@@ -119,22 +112,7 @@ def _smtp_transport(
             "SMTP delivery needs the deployment's sender address: "
             "set --default-from or RECONCILER_DEFAULT_FROM"
         )
-    token = None
-    if params.auth == "xoauth2":
-        if username is None or parts.password:
-            raise ValueError(
-                f"mail URL {shown}: ?auth=xoauth2 needs the sending mailbox as the "
-                "user (smtp+starttls://SENDER@host) and no password: the token "
-                "comes from the AZURE_* variables"
-            )
-        token = _oauth_token(env)
-    elif username is not None and password is None:
-        password = env.get(PASSWORD_ENV)
-        if not password:
-            raise ValueError(
-                f"mail URL {shown} names user {username!r} but no password: "
-                f"set {PASSWORD_ENV} (or put it, percent-encoded, in the URL)"
-            )
+    password, token = _secret(username, password, params, shown, env)
     if mode == "plain" and username is not None and not params.allow_plaintext_auth:
         raise ValueError(
             f"mail URL {shown} would send its credentials unencrypted over plain smtp://: use "
@@ -142,7 +120,7 @@ def _smtp_transport(
             "network you trust"
         )
     return SMTPTransport(
-        parts.hostname,
+        host,
         port or DEFAULT_PORTS[mode],
         mode,
         username,
@@ -151,6 +129,46 @@ def _smtp_transport(
         default_from=default_from,
         token=token,
     )
+
+
+def _address(parts: SplitResult, shown: str) -> tuple[str, int | None]:
+    """The URL's host and port (None: the scheme's default)."""
+    if not parts.hostname:
+        raise ValueError(f"mail URL {shown} has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"mail URL {shown}: the port must be a number from 1 to 65535")
+    return parts.hostname, port
+
+
+def _secret(
+    username: str | None,
+    password: str | None,
+    params: _Parameters,
+    shown: str,
+    env: Mapping[str, str],
+) -> tuple[str | None, Callable[[], str] | None]:
+    """The password (from the URL or ``RECONCILER_SMTP_PASSWORD``), or with ``?auth=xoauth2``
+    the source of OAuth tokens (the app's credential)."""
+    if params.auth == "xoauth2":
+        if username is None or password is not None:
+            raise ValueError(
+                f"mail URL {shown}: ?auth=xoauth2 needs the sending mailbox as the "
+                "user (smtp+starttls://SENDER@host) and no password: the token "
+                "comes from the AZURE_* variables"
+            )
+        return None, _oauth_token(env)
+    if username is not None and password is None:
+        password = env.get(PASSWORD_ENV)
+        if not password:
+            raise ValueError(
+                f"mail URL {shown} names user {username!r} but no password: "
+                f"set {PASSWORD_ENV} (or put it, percent-encoded, in the URL)"
+            )
+    return password, None
 
 
 OUTLOOK_SCOPE_ENV = "RECONCILER_SMTP_OAUTH_SCOPE"
