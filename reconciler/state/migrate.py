@@ -53,6 +53,24 @@ def migrate(
     of those replaced is kept), and when a tenant to replace has mail queued in the target
     unless ``drop_queued``.
     """
+    names = _names(source, target, only)
+    result = _plan_target(target, names, force, drop_queued)
+    for name in sorted(names):
+        try:
+            with source.lock(name, lock_timeout), target.lock(name, lock_timeout):
+                dump = _copy(source, target, name, result)
+        except StateLocked as exc:
+            raise UserError(
+                f"{name}: {exc}; copied so far: {', '.join(result.tenants) or 'nothing'}"
+            ) from None
+        if dump is not None:
+            _count(result, dump)
+    return result
+
+
+def _names(source: StateStore, target: StateStore, only: tuple[str, ...]) -> list[str]:
+    """The tenants to copy: ``only``, else every tenant of ``source``; each must have state
+    there and not be migrated already, and the two stores must differ."""
     if source.store_id == target.store_id:
         raise UserError(f"{target.description} is the source state itself; nothing was copied")
     known = source.tenants()
@@ -69,6 +87,12 @@ def migrate(
         raise UserError(
             f"already migrated from {source.description}: {', '.join(gone)}; nothing was copied"
         )
+    return names
+
+
+def _plan_target(target: StateStore, names: list[str], force: bool, drop_queued: bool) -> Migrated:
+    """What the copy will replace and leave in ``target``, once it may: an empty target, or
+    ``force`` (and ``drop_queued`` where a replaced tenant has mail queued there)."""
     existing = target.tenants()
     if existing and not force:
         raise UserError(
@@ -88,28 +112,25 @@ def migrate(
             "to deliver them, or pass --drop-queued (they would never be sent); nothing was "
             "copied"
         )
-    for name in sorted(names):
-        try:
-            with source.lock(name, lock_timeout), target.lock(name, lock_timeout):
-                dump = source.export(name)
-                if dump is None:  # removed since we listed it
-                    continue
-                kept = target.history(name)
-                result.dropped += target.queued_count(name)
-                target.restore(dump)
-                copy = target.export(name)
-                if copy != replace(dump, history=[*kept, *dump.history]):
-                    raise UserError(
-                        f"{name}: the copy in {target.description} differs from the source "
-                        "after writing it; do not use the target"
-                    )
-                source.mark_migrated(name, target.description)
-        except StateLocked as exc:
-            raise UserError(
-                f"{name}: {exc}; copied so far: {', '.join(result.tenants) or 'nothing'}"
-            ) from None
-        _count(result, dump)
     return result
+
+
+def _copy(source: StateStore, target: StateStore, name: str, result: Migrated) -> TenantDump | None:
+    """One tenant copied under both locks, read back, and marked migrated in ``source``; None
+    when it was removed since it was listed."""
+    dump = source.export(name)
+    if dump is None:
+        return None
+    kept = target.history(name)
+    result.dropped += target.queued_count(name)
+    target.restore(dump)
+    if target.export(name) != replace(dump, history=[*kept, *dump.history]):
+        raise UserError(
+            f"{name}: the copy in {target.description} differs from the source "
+            "after writing it; do not use the target"
+        )
+    source.mark_migrated(name, target.description)
+    return dump
 
 
 def _count(result: Migrated, dump: TenantDump) -> None:
