@@ -73,15 +73,8 @@ def sync_issue(forge: Forge, tenant: str, body: str, exit_code: int) -> IssueRes
     drift = drifted(exit_code)
     title = title_of(tenant)
     body = with_marker(body, forge.limit, MARKER, "report", "report")
-    github = forge.kind == "github"
-    text, number_key = ("body", "number") if github else ("description", "iid")
-    found = [
-        issue
-        for issue in listing(forge, forge.issues_url(LABEL), "issues")
-        if issue.get("title") == title
-        and MARKER in str(issue.get(text) or "")
-        and not (github and "pull_request" in issue)
-    ]
+    fields = _Fields.of(forge)
+    found = _issues(forge, title, fields)
     opened = [issue for issue in found if issue.get("state") in ("open", "opened")]
     issue = next(iter(opened or found), None)
     duplicates = max(len(found) - 1, 0)
@@ -89,27 +82,60 @@ def sync_issue(forge: Forge, tenant: str, body: str, exit_code: int) -> IssueRes
         if not drift:
             return IssueResult("none", None, None)
         method, url = forge.issue()
-        labels: Any = [LABEL] if github else LABEL
-        created = request(forge, method, url, {"title": title, text: body, "labels": labels})
-        return IssueResult("created", _number(forge, created, number_key), web_link(forge, created))
-    number = _number(forge, issue, number_key)
+        labels: Any = [LABEL] if fields.github else LABEL
+        created = request(forge, method, url, {"title": title, fields.text: body, "labels": labels})
+        return IssueResult(
+            "created", _number(forge, created, fields.number), web_link(forge, created)
+        )
+    number = _number(forge, issue, fields.number)
     is_open = bool(opened)
     if not drift and not is_open:
         return IssueResult("none", number, web_link(forge, issue), duplicates)
-    if drift and is_open and issue.get(text) == body:
+    if drift and is_open and issue.get(fields.text) == body:
         return IssueResult("unchanged", number, web_link(forge, issue), duplicates)
-    change: dict[str, Any] = {text: body}
-    if drift != is_open:
-        if github:
-            change["state"] = "open" if drift else "closed"
-        else:
-            change["state_event"] = "reopen" if drift else "close"
     action = "updated" if drift == is_open else "reopened" if drift else "closed"
     method, url = forge.issue(number)
-    updated = request(forge, method, url, change)
+    updated = request(forge, method, url, fields.change(body, drift, is_open))
     return IssueResult(
         action, number, web_link(forge, updated) or web_link(forge, issue), duplicates
     )
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """How an issue's fields are named on one forge: GitHub's ``body``/``number``/``state``,
+    GitLab's ``description``/``iid``/``state_event``."""
+
+    github: bool
+    text: str
+    number: str
+
+    @classmethod
+    def of(cls, forge: Forge) -> _Fields:
+        github = forge.kind == "github"
+        return cls(github, *(("body", "number") if github else ("description", "iid")))
+
+    def change(self, body: str, drift: bool, is_open: bool) -> dict[str, Any]:
+        """The update: the new report, and the state when it opens or closes the issue."""
+        change: dict[str, Any] = {self.text: body}
+        if drift != is_open:
+            if self.github:
+                change["state"] = "open" if drift else "closed"
+            else:
+                change["state_event"] = "reopen" if drift else "close"
+        return change
+
+
+def _issues(forge: Forge, title: str, fields: _Fields) -> list[Any]:
+    """The tenant's drift issues, open or closed: the title, the label and the hidden marker
+    (never a pull request, which GitHub lists among issues)."""
+    return [
+        issue
+        for issue in listing(forge, forge.issues_url(LABEL), "issues")
+        if issue.get("title") == title
+        and MARKER in str(issue.get(fields.text) or "")
+        and not (fields.github and "pull_request" in issue)
+    ]
 
 
 def _number(forge: Forge, answer: Any, key: str) -> int:
