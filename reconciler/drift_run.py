@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reconciler.config import load_config
 from reconciler.config.export import (
@@ -31,6 +32,7 @@ from reconciler.config.export import (
 )
 from reconciler.drift import (
     USER_FIELDS,
+    Drifted,
     DriftReport,
     bridge_findings,
     live_user,
@@ -39,7 +41,7 @@ from reconciler.drift import (
 )
 from reconciler.errors import UserError
 from reconciler.manager import Manager
-from reconciler.model import SETTINGS_DEFAULTS, UserRecord, is_enabled
+from reconciler.model import SETTINGS_DEFAULTS, Applied, TenantConfig, UserRecord, is_enabled
 
 
 class ExportProblems(Exception):
@@ -62,6 +64,82 @@ class LiveExport:
 def run_drift(manager: Manager, tenant: str, live: LiveExport) -> DriftReport:
     """The drift of ``tenant``; :class:`ExportProblems` when the export has bad rows (no
     partial report: a row left out would read as a user only in git)."""
+    sides = _sides(manager, tenant)
+    applied = sides.applied
+    report = DriftReport(
+        tenant,
+        (applied.lineage, applied.serial) if applied else (None, 0),
+        git_users=len(sides.git_users),
+    )
+    if applied is None:
+        report.notes.append(
+            f"{tenant} has no applied state: every difference is taken as in git, not yet in "
+            "Teams (`reconciler import` records the YAML as applied without emails)"
+        )
+    problems: list[ExportProblem] = []
+    bridge = read_export(live.bridge) if live.bridge else None
+    settings = read_export(live.settings) if live.settings else None
+    tenant_record = sides.config.tenant
+    live_default = _compare_tenant(report, tenant_record, applied, bridge, settings, problems)
+    users, rows = open_export(live.users)
+    compared = [name for name in USER_FIELDS if users.has(name)]
+    _name_missing_columns(report, users, compared)
+    default = live_default or tenant_record["bridge"].get("default_number")
+    seen: set[str] = set()
+    for place, (upn, document, _, row_problems) in user_rows(users, rows):
+        if "@" in upn and upn in seen:
+            row_problems.append(f"{upn} is also on an earlier row")
+        if row_problems:
+            problems.extend(ExportProblem(place, problem) for problem in row_problems)
+            continue
+        seen.add(upn)
+        values = live_user(document, upn, compared, default)
+        report.findings.extend(sides.findings(upn, values, compared, str(place)))
+    problems.extend(users.problems)
+    if not seen and not problems and any(map(is_enabled, sides.git_users.values())):
+        problems.append(
+            ExportProblem(
+                Place(users.file),
+                "no user in this export while the YAML enables some: the wrong file, or an "
+                "export that failed? Every one of them would be reported as only in git",
+            )
+        )
+    if problems:
+        raise ExportProblems(problems)
+    report.live_users = len(seen)
+    for upn in sorted(upn for upn in sides.git_users if upn not in seen):
+        report.findings.extend(sides.findings(upn, None, compared))
+    return report
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """The git and applied sides of one tenant, as drift compares a live user with them."""
+
+    config: TenantConfig
+    applied: Applied | None
+    git_users: Mapping[str, UserRecord]
+    fast: bool
+    """Nothing changed in git since the last apply: the state's users are the git side."""
+
+    def findings(
+        self,
+        upn: str,
+        live: Mapping[str, Any] | None,
+        compared: list[str],
+        place: str | None = None,
+    ) -> list[Drifted]:
+        """``upn``'s drift, its live values ``live`` (None: not in the export)."""
+        applied_users: Mapping[str, UserRecord] = self.applied.users if self.applied else {}
+        same = getattr(applied_users, "same", None)
+        git = self.git_users.get(upn)
+        before = _applied_of(upn, git, applied_users, same, self.fast)
+        return user_findings(upn, live, git, before, compared, self.applied is not None, place)
+
+
+def _sides(manager: Manager, tenant: str) -> _Sides:
+    """The YAML (in full, or the state's users when no file changed since the last apply) and
+    the applied state, read-only."""
     manager.read_only = True
     loaded = manager.load(reuse_state=True)
     config = loaded.tenants.get(tenant)
@@ -75,60 +153,8 @@ def run_drift(manager: Manager, tenant: str, live: LiveExport) -> DriftReport:
     )
     if not fast and config.reused_from is not None:
         config = load_config(loaded.root, [tenant]).tenants[tenant]  # every user, parsed
-    git_users: Mapping[str, UserRecord] = (
-        applied.users if fast and applied is not None else config.users
-    )
-    applied_users: Mapping[str, UserRecord] = applied.users if applied is not None else {}
-    same = getattr(applied_users, "same", None)
-    report = DriftReport(
-        tenant,
-        (applied.lineage, applied.serial) if applied else (None, 0),
-        git_users=len(git_users),
-    )
-    if applied is None:
-        report.notes.append(
-            f"{tenant} has no applied state: every difference is taken as in git, not yet in "
-            "Teams (`reconciler import` records the YAML as applied without emails)"
-        )
-    problems: list[ExportProblem] = []
-    bridge = read_export(live.bridge) if live.bridge else None
-    settings = read_export(live.settings) if live.settings else None
-    live_default = _compare_tenant(report, config.tenant, applied, bridge, settings, problems)
-    users, rows = open_export(live.users)
-    compared = [name for name in USER_FIELDS if users.has(name)]
-    _name_missing_columns(report, users, compared)
-    default = live_default or config.tenant["bridge"].get("default_number")
-    seen: set[str] = set()
-    for place, (upn, document, _, row_problems) in user_rows(users, rows):
-        if "@" in upn and upn in seen:
-            row_problems.append(f"{upn} is also on an earlier row")
-        if row_problems:
-            problems.extend(ExportProblem(place, problem) for problem in row_problems)
-            continue
-        seen.add(upn)
-        git = git_users.get(upn)
-        before = _applied_of(upn, git, applied_users, same, fast)
-        values = live_user(document, upn, compared, default)
-        report.findings.extend(
-            user_findings(upn, values, git, before, compared, applied is not None, str(place))
-        )
-    problems.extend(users.problems)
-    if not seen and not problems and any(map(is_enabled, git_users.values())):
-        problems.append(
-            ExportProblem(
-                Place(users.file),
-                "no user in this export while the YAML enables some: the wrong file, or an "
-                "export that failed? Every one of them would be reported as only in git",
-            )
-        )
-    if problems:
-        raise ExportProblems(problems)
-    report.live_users = len(seen)
-    for upn in sorted(upn for upn in git_users if upn not in seen):
-        git = git_users[upn]
-        before = _applied_of(upn, git, applied_users, same, fast)
-        report.findings.extend(user_findings(upn, None, git, before, compared, applied is not None))
-    return report
+    git_users = applied.users if fast and applied is not None else config.users
+    return _Sides(config, applied, git_users, fast)
 
 
 def _applied_of(
