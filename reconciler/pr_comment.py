@@ -328,36 +328,15 @@ def forge_from_env(
     """
     permission = "issues" if issues else "pull-requests"
     kind = kind or ("gitlab" if env.get("GITLAB_CI") else "github")
-    if kind == "github":
-        api_url = api_url or env.get("GITHUB_API_URL") or "https://api.github.com"
-        project = project or env.get("GITHUB_REPOSITORY")
-        token = token or env.get("GITHUB_TOKEN")
-        number = number or _github_event_number(env.get("GITHUB_EVENT_PATH"))
-        hints = (
-            "--repo or GITHUB_REPOSITORY",
-            "--number or a pull_request event",
-            "GITHUB_TOKEN (pass the workflow's token to the step: env: GITHUB_TOKEN: "
-            f"${{{{ github.token }}}}; it needs {permission}: write)",
-        )
-    elif kind == "gitlab":
-        api_url = api_url or env.get("CI_API_V4_URL") or "https://gitlab.com/api/v4"
-        project = project or env.get("CI_PROJECT_ID")
-        token = token or env.get("GITLAB_TOKEN")
-        iid = env.get("CI_MERGE_REQUEST_IID")
-        number = number or (int(iid) if iid and iid.isdigit() else None)
-        hints = (
-            "--repo or CI_PROJECT_ID",
-            "--number or CI_MERGE_REQUEST_IID (a merge request pipeline)",
-            "GITLAB_TOKEN (a masked CI/CD variable holding a project access token with the api "
-            f"scope; the job token cannot write {'issues' if issues else 'notes'})",
-        )
-    else:
+    if kind not in _FROM_ENV:
         raise UserError(f"unknown platform {kind!r}: use github or gitlab")
-    if issues:
-        number = 0
+    found = _FROM_ENV[kind](env, permission)
+    api_url = api_url or found.api_url
+    project, token = project or found.project, token or found.token
+    number = 0 if issues else number or found.number
     missing = [
         hint
-        for hint, value in zip(hints, (project, number, token), strict=True)
+        for hint, value in zip(found.hints, (project, number, token), strict=True)
         if not value and not (issues and value == 0)
     ]
     if missing:
@@ -367,6 +346,55 @@ def forge_from_env(
     if not api_url.startswith(("https://", "http://")):
         raise UserError(f"API URL {api_url!r} must start with https://")
     return Forge(kind, api_url, project, number, token, permission)
+
+
+@dataclass(frozen=True)
+class _CIValues:
+    """What a CI's environment says of the forge, and where each missing value would come from."""
+
+    api_url: str
+    project: str | None
+    number: int | None
+    token: str | None
+    hints: tuple[str, str, str]
+    """How to give the project, the number and the token."""
+
+
+def _github_env(env: Mapping[str, str], permission: str) -> _CIValues:
+    return _CIValues(
+        env.get("GITHUB_API_URL") or "https://api.github.com",
+        env.get("GITHUB_REPOSITORY"),
+        _github_event_number(env.get("GITHUB_EVENT_PATH")),
+        env.get("GITHUB_TOKEN"),
+        (
+            "--repo or GITHUB_REPOSITORY",
+            "--number or a pull_request event",
+            "GITHUB_TOKEN (pass the workflow's token to the step: env: GITHUB_TOKEN: "
+            f"${{{{ github.token }}}}; it needs {permission}: write)",
+        ),
+    )
+
+
+def _gitlab_env(env: Mapping[str, str], permission: str) -> _CIValues:
+    iid = env.get("CI_MERGE_REQUEST_IID")
+    return _CIValues(
+        env.get("CI_API_V4_URL") or "https://gitlab.com/api/v4",
+        env.get("CI_PROJECT_ID"),
+        int(iid) if iid and iid.isdigit() else None,
+        env.get("GITLAB_TOKEN"),
+        (
+            "--repo or CI_PROJECT_ID",
+            "--number or CI_MERGE_REQUEST_IID (a merge request pipeline)",
+            "GITLAB_TOKEN (a masked CI/CD variable holding a project access token with the api "
+            f"scope; the job token cannot write {'issues' if permission == 'issues' else 'notes'})",
+        ),
+    )
+
+
+_FROM_ENV: dict[str, Callable[[Mapping[str, str], str], _CIValues]] = {
+    "github": _github_env,
+    "gitlab": _gitlab_env,
+}
 
 
 def _github_event_number(path: str | None) -> int | None:
