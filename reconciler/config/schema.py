@@ -259,42 +259,53 @@ def _explain(error: ValidationError, file: str, prefix: tuple) -> Iterator[Findi
         missing = error.message.split("'")[1]
         where = "this entry" if path else "the file"
         yield Finding(file, path, f"missing required key {missing!r} in {where}", at_key=True)
-    elif kind == "type":
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        wanted = " or ".join(_TYPE_WORDS.get(t) or t for t in types)
-        hint = ""
-        if "boolean" in types and isinstance(value, str):
-            hint = " (only true and false are booleans; yes/no/on/off are not)"
-        yield Finding(file, path, f"{name}expected {wanted}, got {_show(value)}{hint}")
-    elif kind == "enum":
-        options = schema["enum"]
-        near = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        yield Finding(
-            file,
-            path,
-            f"{name}{_show(value)} is not allowed{hint}; allowed: " + ", ".join(map(str, options)),
-        )
-    elif kind == "pattern":
-        reason = schema.get("patternErrorMessage", f"must match {schema['pattern']}")
-        yield Finding(file, path, f"{name}{_show(value)} {reason}")
-    elif kind in ("minimum", "maximum"):
-        low, high = schema.get("minimum"), schema.get("maximum")
-        shown = value if isinstance(value, str) else _show(value)  # a numeral: no quotes
-        bounds = (
-            f"{low} to {high}"
-            if low is not None and high is not None
-            else f"{low} or more"
-            if low is not None
-            else f"{high} or less"
-        )
-        yield Finding(file, path, f"{name}{shown} is out of range; allowed: {bounds}")
-    elif kind == "maxLength":
-        yield Finding(file, path, f"{name}is longer than {schema['maxLength']} characters")
-    elif kind == "minItems":
-        yield Finding(file, path, f"needs at least {schema['minItems']} item(s)")
+    elif (say := _MESSAGES.get(str(kind))) is not None:
+        yield Finding(file, path, say(schema, value, name))
     else:
         yield Finding(file, path, error.message)
+
+
+def _wrong_type(schema: dict[str, Any], value: Any, name: str) -> str:
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    wanted = " or ".join(_TYPE_WORDS.get(t) or t for t in types)
+    hint = ""
+    if "boolean" in types and isinstance(value, str):
+        hint = " (only true and false are booleans; yes/no/on/off are not)"
+    return f"{name}expected {wanted}, got {_show(value)}{hint}"
+
+
+def _not_allowed(schema: dict[str, Any], value: Any, name: str) -> str:
+    options = schema["enum"]
+    near = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return f"{name}{_show(value)} is not allowed{hint}; allowed: " + ", ".join(map(str, options))
+
+
+def _no_match(schema: dict[str, Any], value: Any, name: str) -> str:
+    reason = schema.get("patternErrorMessage", f"must match {schema['pattern']}")
+    return f"{name}{_show(value)} {reason}"
+
+
+def _out_of_range(schema: dict[str, Any], value: Any, name: str) -> str:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    shown = value if isinstance(value, str) else _show(value)  # a numeral: no quotes
+    if low is not None and high is not None:
+        bounds = f"{low} to {high}"
+    else:
+        bounds = f"{low} or more" if low is not None else f"{high} or less"
+    return f"{name}{shown} is out of range; allowed: {bounds}"
+
+
+_MESSAGES: dict[str, Callable[[dict[str, Any], Any, str], str]] = {
+    "type": _wrong_type,
+    "enum": _not_allowed,
+    "pattern": _no_match,
+    "minimum": _out_of_range,
+    "maximum": _out_of_range,
+    "maxLength": lambda schema, _, name: f"{name}is longer than {schema['maxLength']} characters",
+    "minItems": lambda schema, _, __: f"needs at least {schema['minItems']} item(s)",
+}
+"""What an administrator reads for each kind of schema error (others: jsonschema's message)."""
 
 
 def _unknown_key(key: str, allowed: list[str]) -> str:
