@@ -249,23 +249,12 @@ def plan_tenant(
         config=config,
         applied=applied,
     )
+    _check_basis(config, applied)
     if config.unchanged_since is not None:
-        if applied is None or (applied.serial, applied.tenant) != (
-            config.unchanged_since,
-            config.tenant,
-        ):
-            raise ValueError(f"{config.name}: planned against another state than it was read from")
         return result, []  # nothing changed: no user is read
-    if config.parsed is not None and (
-        applied is None or (applied.serial, applied.skipped) != (config.reused_from, config.cached)
-    ):
-        raise ValueError(f"{config.name}: planned against a state that kept other files' users")
     before_users: Mapping[str, UserRecord] = applied.users if applied else {}
     unchanged = _unchanged(before_users)
-    if applied is None or applied.tenant != config.tenant:
-        result.settings_changes = _record_changes(
-            applied.tenant if applied else None, config.tenant
-        )
+    result.settings_changes = _settings_changes(config, applied)
     suppressed = not config.tenant["settings"]["automatically_send_emails_to_users"]
     result.migrates_meetings = config.tenant["settings"]["automatically_migrate_user_meetings"]
     findings: list[Finding] = []
@@ -290,41 +279,80 @@ def plan_tenant(
             _user_change(upn, before, after, after_users, emails, suppressed, shared)
         )
         result.mailed += not suppressed and any(e.type != "disabled" for e in emails)
-        for request in refused_requests(before, after):
-            file, key = config.sources[upn]
-            findings.append(
-                Finding(
-                    file,
-                    ("users", key, request),
-                    f"{request} is set for {upn}, who is not enabled after this "
-                    "change (needs license: true and provider: Microsoft)",
-                    at_key=True,
-                )
-            )
-        for email in emails:
-            user = after or before
-            assert user is not None  # an email needs a user before or after
-            tenant_tag = config.tenant["email"]["locale"]
-            tag = sys.intern(user.get("locale") or tenant_tag)
-            result.emails.append(
-                PlannedEmail(
-                    upn,
-                    user.get("email", upn),
-                    email.type,
-                    shared.setdefault(email.reasons, email.reasons),
-                    suppressed,
-                    resolve((tag, tenant_tag), locales),
-                    tag,
-                )
-            )
-            enabled_now += (email.type == "disabled") - (email.type == "enabled")
-            if email.type == "disabled":
-                result.disabling += 1
+        findings.extend(_refusals(config, upn, before, after))
+        user = after or before
+        assert user is not None  # a change needs a user before or after
+        result.emails.extend(_planned(config, upn, user, emails, suppressed, shared, locales))
+        disabled = sum(e.type == "disabled" for e in emails)
+        enabled_now += disabled - sum(e.type == "enabled" for e in emails)
+        result.disabling += disabled
     result.user_changes.sort(key=attrgetter("user"))
     result.emails.sort(key=attrgetter("user"))  # stable: one user's emails keep their order
     result.enabled_before = enabled_now
     result.warnings = _warnings(result, suppressed)
     return result, findings
+
+
+def _settings_changes(config: TenantConfig, applied: Applied | None) -> list[Change]:
+    """What changes in the tenant record (settings, bridge, email), or nothing."""
+    if applied is not None and applied.tenant == config.tenant:
+        return []
+    return _record_changes(applied.tenant if applied else None, config.tenant)
+
+
+def _check_basis(config: TenantConfig, applied: Applied | None) -> None:
+    """Refuse to plan ``config`` against another state than the one its reused files were
+    matched with (a programming error, never the administrator's)."""
+    if config.unchanged_since is not None and (
+        applied is None
+        or (applied.serial, applied.tenant) != (config.unchanged_since, config.tenant)
+    ):
+        raise ValueError(f"{config.name}: planned against another state than it was read from")
+    if config.parsed is not None and (
+        applied is None or (applied.serial, applied.skipped) != (config.reused_from, config.cached)
+    ):
+        raise ValueError(f"{config.name}: planned against a state that kept other files' users")
+
+
+def _refusals(
+    config: TenantConfig, upn: str, before: UserRecord | None, after: UserRecord | None
+) -> Iterator[Finding]:
+    """The one-off requests (``pin_reset``, ``send_conference_info``) set for a user who is not
+    enabled after the change: located at the key, refused."""
+    for request in refused_requests(before, after):
+        file, key = config.sources[upn]
+        yield Finding(
+            file,
+            ("users", key, request),
+            f"{request} is set for {upn}, who is not enabled after this "
+            "change (needs license: true and provider: Microsoft)",
+            at_key=True,
+        )
+
+
+def _planned(
+    config: TenantConfig,
+    upn: str,
+    user: UserRecord,
+    emails: list[Email],
+    suppressed: bool,
+    shared: dict[Any, Any],
+    locales: Collection[str],
+) -> Iterator[PlannedEmail]:
+    """A user's emails as planned: to whom, why, and in which locale folder (the user's tag,
+    else the tenant's, resolved among ``locales``)."""
+    tenant_tag = config.tenant["email"]["locale"]
+    tag = sys.intern(user.get("locale") or tenant_tag)
+    for email in emails:
+        yield PlannedEmail(
+            upn,
+            user.get("email", upn),
+            email.type,
+            shared.setdefault(email.reasons, email.reasons),
+            suppressed,
+            resolve((tag, tenant_tag), locales),
+            tag,
+        )
 
 
 def plan_missing(name: str, applied: Applied) -> TenantPlan:

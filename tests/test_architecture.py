@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -213,3 +214,23 @@ def test_the_edges_that_make_keep_and_send_messages_stay_apart(module: str) -> N
     package = next(p for p in APART if _within(module, (p,)))
     found = [name for name, _ in _imports(module) if _within(name, APART[package])]
     assert found == []
+
+
+def test_no_function_is_more_complex_than_rank_c() -> None:
+    """radon's cyclomatic complexity: rank C (at most 20 paths) at worst, so every function
+    can be read, and tested, branch by branch."""
+    from radon.complexity import cc_rank, cc_visit
+
+    def functions(source: str) -> list[Any]:
+        """Functions and methods (radon lists each method beside its class, whose own figure
+        is an average; a closure counts in its function)."""
+        return [block for block in cc_visit(source) if not hasattr(block, "methods")]
+
+    too_complex = [
+        f"{path.relative_to(ROOT)}:{f.lineno} {f.fullname} {cc_rank(f.complexity)} ({f.complexity})"
+        for path in sorted((ROOT / "reconciler").rglob("*.py"))
+        for f in functions(path.read_text(encoding="utf-8"))
+        if f.complexity > 20
+    ]
+    assert too_complex == []
+    assert [f.fullname for f in functions("class A:\n    def m(self):\n        pass\n")] == ["A.m"]
