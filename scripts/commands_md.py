@@ -30,8 +30,13 @@ shared by most commands (`--config`, `--state`, `--mail`, …) are described the
 def _commands(
     command: click.Command, parent: click.Context | None, name: str
 ) -> Iterator[tuple[str, str]]:
-    context = click.Context(
-        command, parent=parent, info_name=name, terminal_width=WIDTH, max_content_width=WIDTH
+    context = click.Context(  # as `reconciler … --help` makes it (-h too, from the group)
+        command,
+        parent=parent,
+        info_name=name,
+        terminal_width=WIDTH,
+        max_content_width=WIDTH,
+        **command.context_settings,
     )
     yield context.command_path, command.get_help(context)
     if isinstance(command, click.Group):
