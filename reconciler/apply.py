@@ -27,7 +27,7 @@ from reconciler.manager import Manager
 from reconciler.messages import QueuedMessage
 from reconciler.plan import Plan, TenantPlan, plan_tenant
 from reconciler.sending import default_sender, mail_transport, suppressed_dir
-from reconciler.state import Commit, LockLost, StaleState, printable
+from reconciler.state import Commit, DeliveryQueue, LockLost, StaleState, printable
 from reconciler.views import MappingView
 
 DEFAULT_RETRY_BACKOFF = 1.0
@@ -272,7 +272,10 @@ def _commit_and_deliver(
                 raise
     pace = limits.pace()
     for tenant_plan in present:
-        _deliver(manager, tenant_plan, transport, ui, outcome, limits.retry_backoff, pace)
+        kept = suppressed_dir(manager.options.state, tenant_plan.name)
+        _deliver(
+            manager.store, kept, tenant_plan, transport, ui, outcome, limits.retry_backoff, pace
+        )
     return outcome
 
 
@@ -318,7 +321,8 @@ def _first_contact_guard(new: Mapping[str, int], state: str) -> None:
 
 
 def _deliver(
-    manager: Manager,
+    store: DeliveryQueue,
+    kept: Path,
     plan: TenantPlan,
     transport: Transport,
     ui: UI,
@@ -328,8 +332,8 @@ def _deliver(
 ) -> None:
     """Deliver the tenant's outbox, streamed from the state a page at a time. While the
     configuration being applied says not to email users, even messages queued earlier are kept
-    for the operator instead of sent."""
-    store, tenant = manager.store, plan.name
+    for the operator (in ``kept``) instead of sent."""
+    tenant = plan.name
     hold = (
         plan.config is not None
         and not plan.config.tenant["settings"]["automatically_send_emails_to_users"]
@@ -389,7 +393,7 @@ def _deliver(
         outcome.record(report, max(total - tried, 0))
         return report.delivered
 
-    files = SuppressedFiles(suppressed_dir(manager.options.state, tenant))
+    files = SuppressedFiles(kept)
     send(
         None if hold else True,
         files,

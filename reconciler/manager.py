@@ -26,6 +26,7 @@ from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
 from reconciler.resources import default_templates
 from reconciler.state import (
     EmptyState,
+    FileIndex,
     Forgotten,
     MailQueued,
     StateLocked,
@@ -280,7 +281,7 @@ def _matches(config: TenantConfig, applied: Applied | None) -> bool:
 class _StateCache:
     """One tenant's applied state offered to the config loader (``config.UsersCache``)."""
 
-    store: StateStore
+    store: FileIndex
     name: str
     serial: int
     files: dict[str, str]

@@ -6,11 +6,17 @@ the shared PostgreSQL backend (``pip install 'audio-conferencing-reconciler[post
 """
 
 from reconciler.state.base import (
+    AppliedState,
+    Archive,
     Commit,
+    DeliveryQueue,
     EmptyState,
+    FileIndex,
     Forgotten,
     LockLost,
+    Locks,
     MailQueued,
+    Outbox,
     StaleState,
     StateLocked,
     StateStore,
@@ -21,11 +27,17 @@ from reconciler.state.base import (
 from reconciler.state.location import is_database_url, local_dir, open_store, printable
 
 __all__ = [
+    "AppliedState",
+    "Archive",
     "Commit",
+    "DeliveryQueue",
     "EmptyState",
+    "FileIndex",
     "Forgotten",
     "LockLost",
+    "Locks",
     "MailQueued",
+    "Outbox",
     "StaleState",
     "StateLocked",
     "StateStore",

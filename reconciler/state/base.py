@@ -12,12 +12,12 @@ import hashlib
 import json
 import os
 import socket
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.errors import UserError
@@ -139,8 +139,9 @@ class LockLost(Exception):
     another apply may be delivering the same queue, so this one must not send anything more."""
 
 
-class StateStore(ABC):
-    """A state backend. Every method is one transaction."""
+class AppliedState(Protocol):
+    """A tenant's applied state: read by every command that plans, written by apply and
+    import, removed on purpose by ``state forget``."""
 
     description: str
     """Where the state lives, fit to print (a database URL's password is masked)."""
@@ -160,6 +161,30 @@ class StateStore(ABC):
         they were left out, which needs every user's file known."""
 
     @abstractmethod
+    def commit(
+        self, name: str, expected: tuple[str | None, int], change: Commit
+    ) -> tuple[str, int]:
+        """Write state, outbox and history atomically if the state is still at ``expected``
+        (lineage, serial); return the new (lineage, serial). Raise StaleState otherwise."""
+
+    @abstractmethod
+    def history(self, tenant: str | None = None) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def forget(self, tenant: str, drop_queued: bool = False) -> Forgotten | None:
+        """Remove the tenant's applied state (users, outbox) on purpose, in one transaction,
+        keeping its history plus a ``forget`` row; None if it has no state. Raises MailQueued
+        while mail is queued, unless ``drop_queued``."""
+
+    def close(self) -> None:
+        """Release connections."""
+        return None
+
+
+class Locks(Protocol):
+    """One apply per tenant: the lock, and whether this process still holds it."""
+
+    @abstractmethod
     def lock(self, tenant: str, timeout: float = 0.0) -> AbstractContextManager[None]:
         """Hold the tenant's lock; raise StateLocked ("locked by … since …") after ``timeout``."""
 
@@ -168,16 +193,47 @@ class StateStore(ABC):
         """Raise LockLost unless this process still holds the tenant's lock: the precondition
         of every commit and every message sent."""
 
-    @abstractmethod
-    def commit(
-        self, name: str, expected: tuple[str | None, int], change: Commit
-    ) -> tuple[str, int]:
-        """Write state, outbox and history atomically if the state is still at ``expected``
-        (lineage, serial); return the new (lineage, serial). Raise StaleState otherwise."""
 
-    def ready_to_queue(self) -> None:  # noqa: B027 - optional hook
+class Outbox(Protocol):
+    """The messages an apply writes with its state, delivered after: read a page at a time,
+    marked delivered or failed (their bodies erased), counted by apply."""
+
+    def ready_to_queue(self) -> None:
         """Raise UserError when this store could not keep the messages an apply would queue:
         asked before the lock and before anything is written."""
+        return None
+
+    @abstractmethod
+    def queued(self, tenant: str, *, suppressed: bool | None = None) -> Iterator[QueuedMessage]:
+        """Messages not yet delivered, oldest first (only the suppressed ones, or only the
+        others, when ``suppressed`` says so), read a page at a time as they are consumed: a
+        message delivered meanwhile is not seen again, one still queued is not seen twice."""
+
+    @abstractmethod
+    def queued_count(self, tenant: str, *, suppressed: bool | None = None) -> int:
+        """How many messages :meth:`queued` would give now."""
+
+    @abstractmethod
+    def waves(self, tenant: str) -> list[Wave]:
+        """Each apply that wrote messages, oldest first, with what became of them."""
+
+    @abstractmethod
+    def mark_delivered(self, *message_ids: str) -> None:
+        """Record acceptance by the server and erase the message bodies (and so their PINs),
+        in one transaction."""
+
+    @abstractmethod
+    def mark_failed(self, message_id: str, reason: str) -> None:
+        """Record a permanent refusal and erase the body: a PIN never lingers in the state."""
+
+    @abstractmethod
+    def messages(self, tenant: str) -> Iterator[dict[str, Any]]:
+        """Every outbox row's metadata (never its body), for ``state show``."""
+
+
+class FileIndex(Protocol):
+    """Which users file defined each applied user: what lets a plan reuse the files unchanged
+    since the last apply instead of parsing them."""
 
     @abstractmethod
     def applied_files(self, tenant: str) -> tuple[int, dict[str, str]] | None:
@@ -210,45 +266,13 @@ class StateStore(ABC):
         """Whether the state is still at ``serial`` and knows the file of every user, so that
         :meth:`file_users` can give them all."""
 
-    @abstractmethod
-    def queued(self, tenant: str, *, suppressed: bool | None = None) -> Iterator[QueuedMessage]:
-        """Messages not yet delivered, oldest first (only the suppressed ones, or only the
-        others, when ``suppressed`` says so), read a page at a time as they are consumed: a
-        message delivered meanwhile is not seen again, one still queued is not seen twice."""
 
-    @abstractmethod
-    def queued_count(self, tenant: str, *, suppressed: bool | None = None) -> int:
-        """How many messages :meth:`queued` would give now."""
-
-    @abstractmethod
-    def waves(self, tenant: str) -> list[Wave]:
-        """Each apply that wrote messages, oldest first, with what became of them."""
-
-    @abstractmethod
-    def mark_delivered(self, *message_ids: str) -> None:
-        """Record acceptance by the server and erase the message bodies (and so their PINs),
-        in one transaction."""
-
-    @abstractmethod
-    def mark_failed(self, message_id: str, reason: str) -> None:
-        """Record a permanent refusal and erase the body: a PIN never lingers in the state."""
-
-    @abstractmethod
-    def history(self, tenant: str | None = None) -> list[dict[str, Any]]: ...
-
-    @abstractmethod
-    def messages(self, tenant: str) -> Iterator[dict[str, Any]]:
-        """Every outbox row's metadata (never its body), for ``state show``."""
+class Archive(Protocol):
+    """A tenant's whole record, out of one store and into another (``state migrate``)."""
 
     @abstractmethod
     def export(self, tenant: str) -> TenantDump | None:
         """The tenant's whole record (one consistent snapshot), or None when it has no state."""
-
-    @abstractmethod
-    def forget(self, tenant: str, drop_queued: bool = False) -> Forgotten | None:
-        """Remove the tenant's applied state (users, outbox) on purpose, in one transaction,
-        keeping its history plus a ``forget`` row; None if it has no state. Raises MailQueued
-        while mail is queued, unless ``drop_queued``."""
 
     @abstractmethod
     def restore(self, dump: TenantDump) -> None:
@@ -264,8 +288,15 @@ class StateStore(ABC):
     def migrated_to(self, tenant: str) -> str | None:
         """Where ``tenant``'s state was migrated to (and when), or None."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections."""
+
+class DeliveryQueue(Outbox, Locks, Protocol):
+    """What delivering a tenant's outbox takes: its messages, and the lock checked before each."""
+
+
+class StateStore(AppliedState, Locks, Outbox, FileIndex, Archive, Protocol):
+    """A state backend: all five concerns, each method one transaction. Callers take the part
+    they use (a plan's file reuse takes a :class:`FileIndex`, delivery a :class:`DeliveryQueue`);
+    every backend passes the one contract suite, ``tests/test_state_contract.py``."""
 
 
 class EmptyState:

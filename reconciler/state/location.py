@@ -152,7 +152,7 @@ def _sqlite_store(path: Path, create: bool, read_only: bool) -> StateStore:
             f"state {path} is {what}: give the path of the SQLite file itself; nothing was done"
         )
     if not create and not path.exists():
-        return EmptyState()  # type: ignore[return-value]
+        return EmptyState()  # structurally: it reads, and refuses anything else
     folder = path.parent
     if not folder.is_dir():
         if not _is_default_folder(folder):

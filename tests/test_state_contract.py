@@ -1,4 +1,6 @@
-"""The state backends' shared contract: every test runs against SQLite and PostgreSQL."""
+"""The state contract, after Terraform's statemgr conformance tests: every backend (SQLite and a
+real PostgreSQL) passes every test here, each part of `StateStore` (applied state, locks, outbox,
+file index, archive) through the same calls."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from reconciler.messages import NewMessage
 from reconciler.sending import suppressed_dir
 from reconciler.state import (
     Commit,
+    LockLost,
+    MailQueued,
     StaleState,
     StateLocked,
     StateStore,
@@ -784,3 +788,80 @@ def test_a_database_busy_past_its_wait_is_one_line_naming_the_applies_running(
         store.close()
         blocker.close()
         holder.close()
+
+
+# --- every part of the contract, each method called directly --------------------------------------
+
+
+def test_a_lock_is_checked_as_held_only_while_it_is(store: StateStore) -> None:
+    with store.lock("contoso"):
+        store.check_lock("contoso")
+    with pytest.raises(LockLost):
+        store.check_lock("contoso")
+
+
+def test_a_store_opened_as_a_deployment_opens_it_can_queue(store: StateStore) -> None:
+    assert store.ready_to_queue() is None  # PostgreSQL: the outbox key is given
+
+
+def test_waves_say_what_became_of_each_applys_messages(store: StateStore) -> None:
+    assert store.waves("contoso") == []
+    commit(store, messages=[message(1), message(2), message(3, suppressed=True)])
+    store.mark_delivered(message(1).message_id)
+    (wave,) = store.waves("contoso")
+    assert (wave.serial, wave.queued, wave.delivered, wave.failed, wave.suppressed) == (
+        1,
+        1,
+        1,
+        0,
+        1,
+    )
+    assert wave.last_delivered is not None and wave.written_at
+
+
+def test_forgetting_refuses_while_mail_is_queued_and_keeps_the_history(
+    store: StateStore,
+) -> None:
+    commit(store, users={"alice@contoso.com": ALICE}, messages=[message(1)])
+    with pytest.raises(MailQueued):
+        store.forget("contoso")
+    forgotten = store.forget("contoso", drop_queued=True)
+    assert forgotten is not None and store.tenants() == [] and store.load("contoso") is None
+    assert [row["kind"] for row in store.history("contoso")] == ["apply", "forget"]
+    assert store.forget("contoso") is None
+
+
+def test_the_file_index_knows_the_last_applys_files(store: StateStore) -> None:
+    assert store.applied_files("contoso") is None
+    change = Commit(
+        tenant=TENANT,
+        upserts={"alice@contoso.com": ALICE},
+        deletes=[],
+        files={"contoso/users.yaml": "sha256:1"},
+        messages=[],
+        lineage="lineage-1",
+        sources={"alice@contoso.com": "contoso/users.yaml"},
+    )
+    store.commit("contoso", (None, 0), change)
+    assert store.applied_files("contoso") == (1, {"contoso/users.yaml": "sha256:1"})
+    assert store.files_known("contoso", 1) and not store.files_known("contoso", 2)
+
+
+def test_a_migrated_tenant_says_where_it_went(store: StateStore) -> None:
+    commit(store)
+    assert store.migrated_to("contoso") is None
+    store.mark_migrated("contoso", "postgresql://db/reconciler")
+    assert "postgresql://db/reconciler" in (store.migrated_to("contoso") or "")
+
+
+def test_the_contract_suite_calls_every_method_of_the_state_store() -> None:
+    source = Path(__file__).read_text(encoding="utf-8")
+    methods = {
+        name
+        for name, member in vars(StateStore).items()
+        if callable(member) and not name.startswith("_")
+    }
+    for part in StateStore.__mro__[1:]:
+        methods |= {n for n, m in vars(part).items() if callable(m) and not n.startswith("_")}
+    methods -= {"register"}
+    assert {m for m in methods if f"store.{m}(" not in source} == set()
