@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.emails.templates import PARTS, TEMPLATE_TYPES
+from reconciler.emails.context import TEMPLATE_TYPES
+from reconciler.emails.templates import PARTS
 from reconciler.resources import default_templates
 from tests.helpers.tenants import enabled_users, tenant_doc, user_doc, write_tenant
 from tests.helpers.workspace import Workspace

@@ -9,19 +9,18 @@ from reconciler.emails.compose import (
     parse_default_sender,
     sender_for,
 )
-from reconciler.emails.pins import generate_pin, is_trivial
-from reconciler.emails.templates import (
+from reconciler.emails.context import (
     DETAIL_TYPES,
     PIN_TYPES,
     SELF_SERVICE_TYPES,
     TEMPLATE_TYPES,
     TEST_MESSAGE,
     PhoneNumber,
-    TemplateSet,
     build_context,
-    check_templates,
     sample_context,
 )
+from reconciler.emails.pins import generate_pin, is_trivial
+from reconciler.emails.templates import TemplateSet, check_templates
 
 __all__ = [
     "DEFAULT_DISPLAY_NAME",

@@ -26,13 +26,8 @@ from typing import Any
 
 import phonenumbers
 
-from reconciler.emails.templates import (
-    DETAIL_TYPES,
-    TEST_MESSAGE,
-    PhoneNumber,
-    TemplateSet,
-    build_context,
-)
+from reconciler.emails.context import DETAIL_TYPES, TEST_MESSAGE, PhoneNumber, build_context
+from reconciler.emails.templates import TemplateSet
 from reconciler.model import TenantRecord, UserRecord, header_text_problem, pin_self_service_url
 
 DEFAULT_DISPLAY_NAME = "Office 365"
