@@ -113,6 +113,7 @@ CLI_MAY_IMPORT = (
     "reconciler.drift_run",
     "reconciler.drift_issue",
     "reconciler.pr_comment",
+    "reconciler.azure_devops",
     "reconciler.schema_export",
 )
 """Besides the core: the flows a command calls, and output. Never the configuration files, the

@@ -106,13 +106,8 @@ def pr_comment(
 
     The token comes from GITHUB_TOKEN, GITLAB_TOKEN or SYSTEM_ACCESSTOKEN (never a command-line
     argument)."""
-    from reconciler.pr_comment import (
-        azure_from_env,
-        forge_from_env,
-        set_status,
-        upsert_comment,
-        upsert_thread,
-    )
+    from reconciler.azure_devops import azure_from_env, set_status, upsert_thread
+    from reconciler.pr_comment import forge_from_env, upsert_comment
 
     platform = platform or ("azure" if os.environ.get("TF_BUILD") else None)
     body = body_file.read()
