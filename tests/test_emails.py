@@ -149,26 +149,10 @@ def composed(
     )
 
 
-def build(
-    templates: TemplateSet,
-    email_type: str,
-    *,
-    locale: str = "en",
-    unique_ids: bool = False,
-    preview: bool = False,
-    pin: str | None = None,
-    **user: Any,
-) -> EmailMessage:
-    """Compose, serialise and parse back, so assertions see what a mail client would."""
-    message = composed(
-        templates,
-        email_type,
-        locale=locale,
-        unique_ids=unique_ids,
-        preview=preview,
-        pin=pin,
-        **user,
-    )
+def build(templates: TemplateSet, email_type: str, **options: Any) -> EmailMessage:
+    """Compose (:func:`composed`'s options), serialise and parse back, so assertions see what a
+    mail client would."""
+    message = composed(templates, email_type, **options)
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed

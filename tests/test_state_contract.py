@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -421,57 +422,58 @@ def test_a_tenant_name_that_is_not_a_name_never_reaches_the_state(
     assert sorted(tmp_path.rglob("*")) == files
 
 
-def test_a_second_holder_gets_locked_by_since(state_location: str) -> None:
+@pytest.fixture
+def two_stores(state_location: str) -> Iterator[tuple[StateStore, StateStore]]:
+    """The same state opened twice, as two processes would: each its own connection and locks."""
     first, second = open_store(state_location), open_store(state_location)
     try:
-        with first.lock("contoso"):
-            with pytest.raises(StateLocked) as caught, second.lock("contoso"):
-                pass
-            text = str(caught.value)
-            assert text.startswith("state locked by ")
-            assert f"(pid {os.getpid()}) since 20" in text
-        with second.lock("contoso"):  # released
+        yield first, second
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_second_holder_gets_locked_by_since(two_stores: tuple[StateStore, StateStore]) -> None:
+    first, second = two_stores
+    with first.lock("contoso"):
+        with pytest.raises(StateLocked) as caught, second.lock("contoso"):
             pass
-    finally:
-        first.close()
-        second.close()
+        text = str(caught.value)
+        assert text.startswith("state locked by ")
+        assert f"(pid {os.getpid()}) since 20" in text
+    with second.lock("contoso"):  # released
+        pass
 
 
-def test_locks_are_per_tenant(state_location: str) -> None:
-    first, second = open_store(state_location), open_store(state_location)
-    try:
-        with first.lock("contoso"), second.lock("fabrikam"):
-            commit(first, "contoso")
-            commit(second, "fabrikam")
-    finally:
-        first.close()
-        second.close()
+def test_locks_are_per_tenant(two_stores: tuple[StateStore, StateStore]) -> None:
+    first, second = two_stores
+    with first.lock("contoso"), second.lock("fabrikam"):
+        commit(first, "contoso")
+        commit(second, "fabrikam")
 
 
-def test_lock_timeout_waits_then_gives_up_or_gets_it(state_location: str) -> None:
-    first, second = open_store(state_location), open_store(state_location)
-    try:
-        with first.lock("contoso"):
-            started = time.monotonic()
-            with pytest.raises(StateLocked, match="locked by"), second.lock("contoso", timeout=0.6):
-                pass
-            assert time.monotonic() - started >= 0.5
-        release = threading.Event()
-
-        def hold() -> None:
-            with first.lock("contoso"):
-                release.set()
-                time.sleep(0.5)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        release.wait(patience(5))
-        with second.lock("contoso", timeout=patience(10)):
+def test_lock_timeout_waits_then_gives_up_or_gets_it(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    first, second = two_stores
+    with first.lock("contoso"):
+        started = time.monotonic()
+        with pytest.raises(StateLocked, match="locked by"), second.lock("contoso", timeout=0.6):
             pass
-        holder.join()
-    finally:
-        first.close()
-        second.close()
+        assert time.monotonic() - started >= 0.5
+    release = threading.Event()
+
+    def hold() -> None:
+        with first.lock("contoso"):
+            release.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    release.wait(patience(5))
+    with second.lock("contoso", timeout=patience(10)):
+        pass
+    holder.join()
 
 
 HOLD_LOCK = """
