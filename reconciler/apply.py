@@ -27,7 +27,14 @@ from reconciler.manager import Manager
 from reconciler.messages import QueuedMessage
 from reconciler.plan import Plan, TenantPlan, plan_tenant
 from reconciler.sending import default_sender, mail_transport, suppressed_dir
-from reconciler.state import Commit, DeliveryQueue, LockLost, StaleState, printable
+from reconciler.state import (
+    Commit,
+    DeliveryQueue,
+    LockLost,
+    SealBroken,
+    StaleState,
+    printable,
+)
 from reconciler.views import MappingView
 
 DEFAULT_RETRY_BACKOFF = 1.0
@@ -144,6 +151,8 @@ def run_apply(
     _check_templates(manager, source.first.kinds)
     if source.first.kinds:
         manager.store.ready_to_queue()
+    for name in source.names:
+        manager.store.ready_to_deliver(name)
     with manager.locked(source.names):
         plan = source.plan()
         _check_templates(manager, plan.email_kinds() - source.first.kinds)
@@ -350,10 +359,15 @@ def _deliver(
         if not total:
             return 0
 
+        unreadable: list[str] = []
+
         def seen(messages: Iterator[QueuedMessage]) -> Iterator[QueuedMessage]:
-            for m in messages:  # kept only while not delivered: the run's memory stays flat
-                outcome.about[m.message_id] = f"{m.user} {m.type}"
-                yield m
+            try:
+                for m in messages:  # kept only while not delivered: the run's memory stays flat
+                    outcome.about[m.message_id] = f"{m.user} {m.type}"
+                    yield m
+            except SealBroken as exc:  # stop there; what came before is recorded as usual
+                unreadable.append(str(exc))
 
         unrecorded: list[str] = []
 
@@ -391,6 +405,8 @@ def _deliver(
                         record()
         tried = report.delivered + len(report.queued) + len(report.failed)
         outcome.record(report, max(total - tried, 0))
+        if unreadable:
+            outcome.untried[unreadable[0]] += max(total - tried, 0)
         return report.delivered
 
     files = SuppressedFiles(kept)

@@ -31,6 +31,7 @@ from reconciler.state import (
     MailQueued,
     StateLocked,
     StateStore,
+    new_outbox_key,
     open_store,
 )
 from reconciler.views import OnDemand
@@ -162,18 +163,8 @@ class Manager:
 
     @staticmethod
     def new_outbox_key() -> tuple[str, str]:
-        """A fresh ``RECONCILER_OUTBOX_KEY`` and its fingerprint (a PostgreSQL state seals its
-        queued emails with it; SQLite users never need cryptography installed)."""
-        try:
-            from reconciler.state.sealing import new_key
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not exc.name.startswith("cryptography"):
-                raise
-            raise UserError(
-                "an outbox key is for a postgresql:// state, which needs cryptography: pip "
-                "install 'audio-conferencing-reconciler[postgres]'"
-            ) from None
-        return new_key()
+        """A fresh ``RECONCILER_OUTBOX_KEY`` and its fingerprint (``state new-key``)."""
+        return new_outbox_key()
 
     def migrate(self, target: str, force: bool, drop_queued: bool) -> tuple[Migrated, str]:
         """Copy the state to ``target`` (``--to``); what was copied, and where (described)."""

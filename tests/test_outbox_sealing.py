@@ -14,11 +14,12 @@ import psycopg
 import pytest
 
 from reconciler.errors import UserError
-from reconciler.state import open_store
-from reconciler.state.sealing import ENV, MAGIC, OutboxKeys, SealBroken, new_key, open_body
+from reconciler.state import SealBroken, open_store
+from reconciler.state.sealing import ENV, MAGIC, OutboxKeys, binding, new_key, open_body
 from tests.fixtures.state import PostgresServer
 from tests.helpers.cli import TEST_ENV, Result
 from tests.helpers.mail import copies_by_message_id, read_maildir
+from tests.helpers.schema import set_schema_version
 from tests.helpers.tenants import copy_example
 from tests.helpers.workspace import NewWorkspace, Workspace
 
@@ -35,29 +36,53 @@ def keys(*values: str) -> OutboxKeys:
 # --- the keys -----------------------------------------------------------------------------------
 
 
-def test_a_sealed_body_opens_with_its_key_and_its_message_id_only() -> None:
+ROW = binding("<a@reconciler>", "noreply@contoso.com", ["alice@contoso.com"])
+
+
+def test_a_sealed_body_opens_with_its_key_and_for_its_own_row_only() -> None:
     mine, other = keys(TEST_ENV[ENV]), keys(OTHER_KEY)
-    sealed = mine.seal("<a@reconciler>", b"Subject: PIN 12345\r\n\r\nbody")
+    sealed = mine.seal(ROW, b"Subject: PIN 12345\r\n\r\nbody")
     assert sealed.startswith(MAGIC) and b"12345" not in sealed
-    assert open_body(mine, "<a@reconciler>", sealed) == b"Subject: PIN 12345\r\n\r\nbody"
-    with pytest.raises(SealBroken, match="belongs to another message"):
-        open_body(mine, "<b@reconciler>", sealed)
+    assert open_body(mine, "<a@reconciler>", ROW, sealed) == b"Subject: PIN 12345\r\n\r\nbody"
+    for row in (
+        binding("<b@reconciler>", "noreply@contoso.com", ["alice@contoso.com"]),
+        binding("<a@reconciler>", "noreply@contoso.com", ["mallory@example.com"]),
+        binding("<a@reconciler>", "mallory@example.com", ["alice@contoso.com"]),
+    ):
+        with pytest.raises(SealBroken, match="belongs to another message"):
+            open_body(mine, "<a@reconciler>", row, sealed)
     with pytest.raises(SealBroken, match=f"sealed with outbox key {mine.fingerprint}, which"):
-        open_body(other, "<a@reconciler>", sealed)
+        open_body(other, "<a@reconciler>", ROW, sealed)
     with pytest.raises(SealBroken, match="it is not set"):
-        open_body(None, "<a@reconciler>", sealed)
+        open_body(None, "<a@reconciler>", ROW, sealed)
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [len(MAGIC), len(MAGIC) + 9, len(MAGIC) + 20, -1],
+    ids=["the mark alone", "no nonce", "no tag", "one byte short"],
+)
+def test_a_cut_or_malformed_sealed_body_is_one_line_naming_no_made_up_key(cut: int) -> None:
+    mine = keys(TEST_ENV[ENV])
+    sealed = mine.seal(ROW, b"body")
+    for broken in (sealed[:cut], MAGIC + b"\x1b[2J:" + sealed[len(MAGIC) + 9 :]):
+        with pytest.raises(SealBroken) as caught:
+            open_body(mine, "<a@reconciler>", ROW, broken)
+        assert "cut or altered" in str(caught.value) and "\x1b" not in str(caught.value)
 
 
 def test_the_first_key_seals_and_every_key_opens() -> None:
-    old = keys(OTHER_KEY).seal("<m@x>", b"old")
+    old = keys(OTHER_KEY).seal(ROW, b"old")
     rotated = keys(TEST_ENV[ENV], OTHER_KEY)
     assert rotated.fingerprint == keys(TEST_ENV[ENV]).fingerprint
-    assert open_body(rotated, "<m@x>", old) == b"old"
-    assert open_body(keys(TEST_ENV[ENV]), "<m@x>", rotated.seal("<m@x>", b"new")) == b"new"
+    assert open_body(rotated, "<a@reconciler>", ROW, old) == b"old"
+    new = rotated.seal(ROW, b"new")
+    assert open_body(keys(TEST_ENV[ENV]), "<a@reconciler>", ROW, new) == b"new"
 
 
 def test_a_body_queued_before_sealing_existed_reads_as_it_is() -> None:
-    assert open_body(None, "<m@x>", b"MIME-Version: 1.0\r\n") == b"MIME-Version: 1.0\r\n"
+    clear = b"MIME-Version: 1.0\r\n"
+    assert open_body(None, "<a@reconciler>", ROW, clear) == clear
 
 
 @pytest.mark.parametrize(
@@ -76,8 +101,9 @@ def test_no_key_is_no_key(value: str) -> None:
         "hunter2-secret",
         base64.urlsafe_b64encode(b"x" * 16).decode(),
         f"{new_key()[0]},not\x1b[31mkey",
+        f'"{new_key()[0]}"',
     ],
-    ids=["not base64", "16 bytes", "second key broken"],
+    ids=["not base64", "16 bytes", "second key broken", "quoted"],
 )
 def test_a_malformed_key_is_one_line_that_never_echoes_it(value: str) -> None:
     with pytest.raises(UserError) as caught:
@@ -116,6 +142,15 @@ def outbox(url: str) -> list[tuple[str, str, bytes | None]]:
             "SELECT message_id, status, data FROM reconciler_outbox ORDER BY id"
         ).fetchall()
     return [(m, s, None if d is None else bytes(d)) for m, s, d in rows]
+
+
+def row_of(url: str, message_id: str) -> bytes:
+    """What a row's sealed body is bound to, read from the row itself."""
+    with psycopg.connect(url) as conn:
+        sender, recipients = conn.execute(
+            "SELECT sender, recipients FROM reconciler_outbox WHERE message_id = %s", (message_id,)
+        ).fetchone()
+    return binding(message_id, sender, recipients)
 
 
 def one_line_error(result: Result, *words: str) -> str:
@@ -224,7 +259,7 @@ def test_bodies_queued_before_sealing_existed_still_go_out(ws: Workspace) -> Non
             if status == "queued" and data is not None:
                 conn.execute(
                     "UPDATE reconciler_outbox SET data = %s WHERE message_id = %s",
-                    (mine.open(message_id, data), message_id),
+                    (open_body(mine, message_id, row_of(ws.state, message_id), data), message_id),
                 )
     ws.apply(env={ENV: None})
     mails = read_maildir(ws.maildir)
@@ -245,3 +280,102 @@ def test_migrating_a_queue_seals_it_into_postgresql_and_opens_it_out(
     dataclasses.replace(ws, state=sqlite_location).apply(env={ENV: None})
     mails = read_maildir(ws.maildir)
     assert len(mails) == EXAMPLE_EMAILS and set(copies_by_message_id(mails).values()) == {1}
+
+
+def cut(url: str, message_id: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE reconciler_outbox SET data = substring(data FROM 1 FOR 40)"
+            " WHERE message_id = %s",
+            (message_id,),
+        )
+
+
+def test_a_body_cut_in_the_database_stops_its_tenant_and_the_others_still_go_out(
+    new_workspace: NewWorkspace, postgres_url: str
+) -> None:
+    ws = new_workspace(postgres_url)
+    copy_example(ws.config, "alpha", "beta")
+    ws.apply("--max-messages", "1", expect=3)
+    with psycopg.connect(ws.state) as conn:
+        queued_alpha = [
+            m
+            for (m,) in conn.execute(
+                "SELECT message_id FROM reconciler_outbox WHERE tenant = 'alpha'"
+                " AND status = 'queued' ORDER BY id"
+            )
+        ]
+    cut(ws.state, queued_alpha[1])  # the oldest still opens: delivery starts, then stops there
+    result = ws.run("apply", "--auto-approve")
+    assert result.code == 1 and "Traceback" not in result.output, str(result)
+    assert "not attempted" in result.stderr and "cut or altered" in result.stderr
+    left = [m for m, s, _ in outbox(ws.state) if s == "queued"]
+    assert left == queued_alpha[1:], "alpha up to the cut body, then all of beta"
+    mails = read_maildir(ws.maildir)
+    assert len(mails) == 2 * EXAMPLE_EMAILS - len(left)
+    assert set(copies_by_message_id(mails).values()) == {1}
+
+
+def test_a_queue_whose_key_is_missing_refuses_the_apply_before_it_changes_anything(
+    ws: Workspace,
+) -> None:
+    ws.apply("--max-messages", "1", expect=3)
+    tenant = ws.config / "contoso" / "tenant.yaml"
+    tenant.write_text(
+        tenant.read_text(encoding="utf-8").replace(
+            "enable_name_recording: true", "enable_name_recording: false"
+        ),
+        encoding="utf-8",
+    )
+    refused = ws.run("apply", "--auto-approve", env={ENV: None})
+    one_line_error(refused, keys(TEST_ENV[ENV]).fingerprint, "it is not set")
+    assert ws.tenant_state("contoso")["serial"] == 1, "the setting was not applied"
+    ws.apply()
+    assert ws.tenant_state("contoso")["serial"] == 2
+    assert len(read_maildir(ws.maildir)) == EXAMPLE_EMAILS
+
+
+def test_migrating_without_the_key_copies_nothing_either_way(
+    new_workspace: NewWorkspace, postgres_url: str, sqlite_location: str
+) -> None:
+    """Checked before the first tenant is copied: ``aaa`` (all delivered) would otherwise be
+    copied and marked migrated before ``contoso``'s queue is refused."""
+
+    def two_tenants(ws: Workspace) -> Workspace:
+        ws.apply("--tenant", "aaa")
+        ws.apply("--tenant", "contoso", "--max-messages", "1", expect=3)
+        return ws
+
+    into = new_workspace()
+    copy_example(into.config, "aaa", "contoso")
+    two_tenants(into)
+    refused = into.run("state", "migrate", "--to", postgres_url, env={ENV: None})
+    one_line_error(refused, ENV, "nothing was done")
+    assert outbox(postgres_url) == []
+    into.apply(env={ENV: None})  # neither tenant was marked migrated in the source
+
+    out = two_tenants(dataclasses.replace(into, state=postgres_url))
+    refused = out.cli(
+        "state", "migrate", "--state", postgres_url, "--to", sqlite_location, env={ENV: None}
+    )
+    one_line_error(refused, "it is not set")
+    assert not Path(sqlite_location).exists() or open_store(sqlite_location).tenants() == []
+    assert out.apply().code == 0  # nor in this one
+
+
+def test_an_older_reconciler_cannot_take_a_sealed_queue(ws: Workspace) -> None:
+    """Schema 6 says the bodies are sealed: a reconciler from before sealing refuses the tables
+    (its own schema check) instead of sending the sealed bytes as mail."""
+    ws.apply("--max-messages", "1", expect=3)
+    with psycopg.connect(ws.state) as conn:
+        (version,) = conn.execute(
+            "SELECT value FROM reconciler_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    assert version == "6"
+    set_schema_version(ws.state, "5")  # a state written by the release before sealing
+    ws.apply()
+    assert len(read_maildir(ws.maildir)) == EXAMPLE_EMAILS
+    with psycopg.connect(ws.state) as conn:
+        assert conn.execute(
+            "SELECT value FROM reconciler_meta WHERE key = 'schema_version'"
+        ).fetchone() == ("6",)

@@ -17,6 +17,7 @@ from reconciler.state.base import (
     Locks,
     MailQueued,
     Outbox,
+    SealBroken,
     StaleState,
     StateLocked,
     StateStore,
@@ -24,7 +25,13 @@ from reconciler.state.base import (
     redact,
     tenant_key,
 )
-from reconciler.state.location import is_database_url, local_dir, open_store, printable
+from reconciler.state.location import (
+    is_database_url,
+    local_dir,
+    new_outbox_key,
+    open_store,
+    printable,
+)
 
 __all__ = [
     "AppliedState",
@@ -38,12 +45,14 @@ __all__ = [
     "Locks",
     "MailQueued",
     "Outbox",
+    "SealBroken",
     "StaleState",
     "StateLocked",
     "StateStore",
     "TenantDump",
     "is_database_url",
     "local_dir",
+    "new_outbox_key",
     "open_store",
     "printable",
     "redact",

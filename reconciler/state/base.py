@@ -116,6 +116,12 @@ class StateLocked(Exception):
     """Another process holds the tenant's lock."""
 
 
+class SealBroken(UserError):
+    """A queued body that cannot be opened: the key that sealed it is not given, or it was cut,
+    altered or moved to another row. Delivery stops at it, in one line, and sends nothing for
+    it."""
+
+
 class MailQueued(Exception):
     """A tenant still has queued mail, which forgetting its state would drop."""
 
@@ -200,7 +206,14 @@ class Outbox(Protocol):
 
     def ready_to_queue(self) -> None:
         """Raise UserError when this store could not keep the messages an apply would queue:
-        asked before the lock and before anything is written."""
+        asked before anything is written (before the lock when the plan made before it already
+        sends email)."""
+        return None
+
+    def ready_to_deliver(self, tenant: str) -> None:
+        """Raise SealBroken when the tenant's queue cannot be read with what this store was
+        given (a sealed body whose key is missing): asked before the lock, so an apply that
+        could not deliver the queue changes nothing."""
         return None
 
     @abstractmethod

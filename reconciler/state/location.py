@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from reconciler.errors import UserError
@@ -48,7 +48,6 @@ def open_store(
     create: bool = True,
     read_only: bool | None = None,
     option: str = "--state",
-    env: Mapping[str, str] = os.environ,
 ) -> StateStore:
     """A state store for a path (SQLite, the embedded default) or a ``postgresql://`` URL
     (given as ``option``, which a refusal names).
@@ -57,7 +56,7 @@ def open_store(
     ``read_only`` (default: ``not create``, commands that only read) opens an existing SQLite
     file read-only: never created, changed or chmod-ed.
 
-    A PostgreSQL store seals queued bodies with ``RECONCILER_OUTBOX_KEY`` from ``env``.
+    A PostgreSQL store seals queued bodies with the environment's ``RECONCILER_OUTBOX_KEY``.
 
     Raises UserError (one line, password masked) when the store cannot be opened: unreachable
     server, bad credentials, missing database, a schema made by another reconciler version, a
@@ -68,23 +67,39 @@ def open_store(
     scheme = _scheme(location)
     if scheme in POSTGRES_SCHEMES:
         _check_authority(location)
-        try:
+        with _postgres_extra():
             from reconciler.state.postgres import PostgresStore
             from reconciler.state.sealing import OutboxKeys
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not exc.name.startswith(("psycopg", "cryptography")):
-                raise
-            raise UserError(
-                "a postgresql:// state needs psycopg 3 and cryptography: pip install "
-                "'audio-conferencing-reconciler[postgres]'"
-            ) from None
-        return PostgresStore(location, OutboxKeys.from_env(env))
+        return PostgresStore(location, OutboxKeys.from_env())
     if scheme is not None:
         raise UserError(
             f"unsupported state URL scheme {scheme}://: give an SQLite file path or "
             "a postgresql:// URL"
         )
     return _sqlite_store(Path(location), create, not create if read_only is None else read_only)
+
+
+def new_outbox_key() -> tuple[str, str]:
+    """A fresh ``RECONCILER_OUTBOX_KEY`` and its fingerprint (a PostgreSQL state seals its
+    queued emails with it)."""
+    with _postgres_extra():
+        from reconciler.state.sealing import new_key
+    return new_key()
+
+
+@contextmanager
+def _postgres_extra() -> Iterator[None]:
+    """Imports of the ``postgres`` extra (psycopg 3, cryptography): when missing, one line
+    saying how to install them (SQLite needs neither)."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith(("psycopg", "cryptography")):
+            raise
+        raise UserError(
+            "a postgresql:// state needs psycopg 3 and cryptography: pip install "
+            "'audio-conferencing-reconciler[postgres]'"
+        ) from None
 
 
 def _location_problem(location: str, option: str) -> str | None:

@@ -55,11 +55,12 @@ def migrate(
     """
     names = _names(source, target, only)
     result = _plan_target(target, names, force, drop_queued)
+    _check_queues(source, target, names)
     for name in sorted(names):
         try:
             with source.lock(name, lock_timeout), target.lock(name, lock_timeout):
                 dump = _copy(source, target, name, result)
-        except StateLocked as exc:
+        except (StateLocked, UserError) as exc:
             raise UserError(
                 f"{name}: {exc}; copied so far: {', '.join(result.tenants) or 'nothing'}"
             ) from None
@@ -113,6 +114,16 @@ def _plan_target(target: StateStore, names: list[str], force: bool, drop_queued:
             "copied"
         )
     return result
+
+
+def _check_queues(source: StateStore, target: StateStore, names: list[str]) -> None:
+    """Before anything is copied: the source's queues open with the keys given, and the target
+    can keep them (a PostgreSQL target seals them)."""
+    queued = [name for name in names if source.queued_count(name)]
+    for name in queued:
+        source.ready_to_deliver(name)
+    if queued:
+        target.ready_to_queue()
 
 
 def _copy(source: StateStore, target: StateStore, name: str, result: Migrated) -> TenantDump | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -41,15 +41,20 @@ from reconciler.state.base import (
     url_secrets,
 )
 from reconciler.state.sealing import ENV as KEY_ENV
-from reconciler.state.sealing import OutboxKeys, open_body
-from reconciler.state.sql import Dialect, Migrations, SQLStore
+from reconciler.state.sealing import OutboxKeys, binding, open_body
+from reconciler.state.sql import VISIBLE, Dialect, Migrations, SQLStore
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The version of the tables below; an upgrade adds a step to ``MIGRATIONS``."""
 
-READABLE_AS_IS = frozenset({3, 4})
+READABLE_AS_IS = frozenset({3, 4, 5})
 """Older schemas a role that may only read (a pull request's plan) uses without upgrading them:
-they lack only what makes a plan of one changed file fast (3) and the history's lineage."""
+they lack only what makes a plan of one changed file fast (3), the history's lineage (4) and
+the mark that bodies are sealed (5), which a plan never reads."""
+
+_SEALED = "INSERT INTO reconciler_meta VALUES ('outbox_bodies', 'sealed') ON CONFLICT DO NOTHING"
+"""Schema 6: queued bodies are sealed (``sealing.py``). The version itself is the point: a
+reconciler older than sealing refuses the tables instead of sending the sealed bytes as mail."""
 
 LOCK_CLASS = 0x52434E4C
 """First key of the reconciler's two-key advisory locks ("RCNL"): keeps them apart from other
@@ -114,6 +119,7 @@ UPDATE reconciler_users SET enabled = coalesce(
     # the outbox no longer requires its tenant to exist.
     4: """ALTER TABLE reconciler_history ADD COLUMN lineage text;
 ALTER TABLE reconciler_outbox DROP CONSTRAINT IF EXISTS reconciler_outbox_tenant_fkey""",
+    5: _SEALED,
 }
 """SQL bringing the tables from version N to N + 1."""
 
@@ -228,6 +234,7 @@ class PostgresStore(SQLStore):
                         " ('store_id', %s)",
                         (str(SCHEMA_VERSION), uuid.uuid4().hex),
                     )
+                    self.db.execute(_SEALED)
         found = self._schema_version()
         if found is not None and found.isdigit() and int(found) in MIGRATIONS:
             try:
@@ -237,7 +244,7 @@ class PostgresStore(SQLStore):
                     raise
                 # A role that may only read plans without what it cannot add.
                 self._schema_has_keys = int(found) > 3
-                self._history_has_lineage = False
+                self._history_has_lineage = int(found) > 4
                 found = str(SCHEMA_VERSION)
             else:
                 found = self._schema_version()
@@ -312,13 +319,29 @@ class PostgresStore(SQLStore):
                 "nothing was done"
             )
 
-    def _sealed(self, message_id: str, body: bytes) -> bytes:
+    def ready_to_deliver(self, tenant: str) -> None:
+        """Open the oldest queued body: the keys given must open what the queue holds (a lost
+        key is then named before anything is planned, committed or sent)."""
+        with self._guard():
+            row = self._one(
+                "SELECT message_id, sender, recipients, data FROM {outbox} WHERE tenant = ?"
+                f" AND status = 'queued' AND {VISIBLE} ORDER BY id LIMIT 1",
+                (tenant,),
+            )
+        if row is not None:
+            self._opened(row[0], row[1], row[2], bytes(row[3]))
+
+    def _sealed(
+        self, message_id: str, sender: str, recipients: Sequence[str], body: bytes
+    ) -> bytes:
         self.ready_to_queue()
         assert self.keys is not None
-        return self.keys.seal(message_id, body)
+        return self.keys.seal(binding(message_id, sender, recipients), body)
 
-    def _opened(self, message_id: str, body: bytes) -> bytes:
-        return open_body(self.keys, message_id, body)
+    def _opened(
+        self, message_id: str, sender: str, recipients: Sequence[str], body: bytes
+    ) -> bytes:
+        return open_body(self.keys, message_id, binding(message_id, sender, recipients), body)
 
     @contextmanager
     def lock(self, tenant: str, timeout: float = 0.0) -> Iterator[None]:

@@ -19,7 +19,7 @@ import json
 import time
 from abc import abstractmethod
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -126,11 +126,16 @@ class SQLStore(StateStore):
     def _many(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         """Run ``sql`` once per row."""
 
-    def _sealed(self, message_id: str, body: bytes) -> bytes:
-        """A queued body as the database is given it (as it is, unless the backend seals it)."""
+    def _sealed(
+        self, message_id: str, sender: str, recipients: Sequence[str], body: bytes
+    ) -> bytes:
+        """A queued body as the database is given it (as it is, unless the backend seals it,
+        bound to its row's Message-ID, sender and recipients)."""
         return body
 
-    def _opened(self, message_id: str, body: bytes) -> bytes:
+    def _opened(
+        self, message_id: str, sender: str, recipients: Sequence[str], body: bytes
+    ) -> bytes:
         """A queued body as the database gave it back, in clear."""
         return body
 
@@ -329,7 +334,7 @@ class SQLStore(StateStore):
                     message_id=r[2],
                     sender=r[3],
                     recipients=json_out(r[4]),
-                    data=self._opened(r[2], bytes(r[5])),
+                    data=self._opened(r[2], r[3], json_out(r[4]), bytes(r[5])),
                     suppressed=bool(r[6]),
                     id=r[7],
                     tenant=r[8],
@@ -442,7 +447,9 @@ class SQLStore(StateStore):
             ]
             for m in outbox:
                 if m["data"] is not None:
-                    m["data"] = self._opened(m["message_id"], m["data"])
+                    m["data"] = self._opened(
+                        m["message_id"], m["sender"], m["recipients"], m["data"]
+                    )
             return TenantDump(
                 tenant, applied, self.dialect.time_out(updated_at), outbox, self._history(tenant)
             )
@@ -505,7 +512,7 @@ class SQLStore(StateStore):
                             m.message_id,
                             m.sender,
                             json_in(m.recipients),
-                            self._sealed(m.message_id, m.data),
+                            self._sealed(m.message_id, m.sender, m.recipients, m.data),
                             m.suppressed,
                             stamp,
                         )
@@ -679,7 +686,9 @@ class SQLStore(StateStore):
                         m["message_id"],
                         m["sender"],
                         json_in(m["recipients"]),
-                        None if m["data"] is None else self._sealed(m["message_id"], m["data"]),
+                        None
+                        if m["data"] is None
+                        else self._sealed(m["message_id"], m["sender"], m["recipients"], m["data"]),
                         m["suppressed"],
                         m["status"],
                         m["error"],
