@@ -35,7 +35,7 @@ from reconciler.state import (
     StaleState,
     printable,
 )
-from reconciler.views import MappingView
+from reconciler.views import KeyedView
 
 DEFAULT_RETRY_BACKOFF = 1.0
 """Seconds before the first retry of a temporary delivery failure (then 2x, 4x...)."""
@@ -297,7 +297,7 @@ def _commit(manager: Manager, plan: TenantPlan, default: Sender) -> tuple[str, i
     lineage = plan.lineage or uuid.uuid4().hex
     change = Commit(
         tenant=config.tenant,
-        upserts=MappingView(
+        upserts=KeyedView(
             {u.user for u in plan.user_changes if u.action != "delete"}, config.users.__getitem__
         ),
         deletes=[u.user for u in plan.user_changes if u.action == "delete"],

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
-from reconciler.views import MappingView
+from reconciler.views import KeyedView
 
 EmailType = Literal["enabled", "details-changed", "pin-reset", "conference-info", "disabled"]
 MessageType = EmailType | Literal["test-message"]
@@ -175,10 +175,11 @@ class TenantConfig:
         """User → the file that defines it, for the users read from their file this time (the
         state already records it for the others)."""
         sources = self.sources
-        return MappingView(
+        return KeyedView(
             sources,
             lambda upn: sources[upn][0],
             lambda: ((upn, file) for upn, (file, _) in sources.items()),
+            checked=False,
         )
 
 

@@ -6,7 +6,6 @@ Records are compared with ``==`` first; DeepDiff describes only the records that
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,10 +86,19 @@ class UserChange:
     reads why a change is silent instead of guessing (SPEC §4: nothing else sends an email)."""
 
 
-def created(users: Mapping[str, UserRecord], upn: str) -> tuple[Change, ...]:
+class Created(TupleView[Change]):
     """A created user's changes: every value it has. Made from its record each time they are
-    read: a first plan of 300,000 users would otherwise hold every configured value twice."""
-    return tuple(Change(k, None, v) for k, v in users[upn].items() if v is not None and k != "upn")
+    read: a first plan of 300,000 users would otherwise hold every configured value twice (one
+    object of two slots per user)."""
+
+    __slots__ = ("_upn", "_users")
+
+    def __init__(self, users: Mapping[str, UserRecord], upn: str):
+        self._users, self._upn = users, upn
+
+    def _made(self) -> tuple[Change, ...]:
+        record = self._users[self._upn]
+        return tuple(Change(k, None, v) for k, v in record.items() if v is not None and k != "upn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,9 +448,7 @@ def _user_change(
         note = SUPPRESSED_NOTE
     sent, why = shared.setdefault(kinds, kinds), shared.setdefault(note, note)
     if before is None:
-        return UserChange(
-            upn, "create", TupleView(functools.partial(created, configured, upn)), sent, why
-        )
+        return UserChange(upn, "create", Created(configured, upn), sent, why)
     if after is None:
         changes = tuple(
             Change(k, v, None) for k, v in before.items() if v is not None and k != "upn"

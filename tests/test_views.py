@@ -4,8 +4,8 @@ tuple it stands for: equality both ways, hash, length, iteration in order, membe
 
 from __future__ import annotations
 
-import functools
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -13,9 +13,9 @@ import pytest
 
 from reconciler.config.parsed import ParsedUsers
 from reconciler.model import TenantConfig
-from reconciler.plan import Change, created
+from reconciler.plan import Change, Created
 from reconciler.state.base import StoredUsers, encode_record
-from reconciler.views import MappingView, OnDemand, TupleView
+from reconciler.views import KeyedView, OnDemand
 
 USERS: dict[str, Any] = {
     "a@x.com": {"upn": "a@x.com", "license": True, "conference_id": "1000001"},
@@ -44,7 +44,7 @@ def _stored_users() -> tuple[Mapping[str, Any], dict[str, Any]]:
 
 def _upserts() -> tuple[Mapping[str, Any], dict[str, Any]]:
     names = {"a@x.com", "c@x.com"}
-    return MappingView(names, USERS.__getitem__), {k: USERS[k] for k in names}
+    return KeyedView(names, USERS.__getitem__), {k: USERS[k] for k in names}
 
 
 def _on_demand() -> tuple[Mapping[str, Any], dict[str, Any]]:
@@ -83,14 +83,14 @@ def test_a_mapping_view_is_the_dict_it_stands_for(
 
 def test_a_mapping_view_keeps_the_order_of_its_keys() -> None:
     ordered = {"c": 3, "a": 1, "b": 2}
-    assert list(MappingView(ordered, ordered.__getitem__)) == ["c", "a", "b"]
+    assert list(KeyedView(ordered, ordered.__getitem__)) == ["c", "a", "b"]
     parsed, expected = _parsed_sources()
     assert list(parsed) == list(expected) and list(parsed.items()) == list(expected.items())
 
 
 def _created() -> tuple[Sequence[Any], tuple[Any, ...]]:
     expected = (Change("license", None, True), Change("conference_id", None, "1000001"))
-    return TupleView(functools.partial(created, USERS, "a@x.com")), expected
+    return Created(USERS, "a@x.com"), expected
 
 
 TUPLES: dict[str, Callable[[], tuple[Sequence[Any], tuple[Any, ...]]]] = {
@@ -113,3 +113,20 @@ def test_a_tuple_view_is_the_tuple_it_stands_for(
     assert repr(view) == repr(expected)
     with pytest.raises(IndexError):
         view[len(expected)]
+
+
+def test_a_users_source_is_one_query_and_a_created_users_changes_one_small_object() -> None:
+    """The two views a first plan of 300,000 users makes per user: reading where a user is
+    written (each commit does, for every user it writes) asks the parsed users once, and a
+    created user's changes hold two references, nothing else."""
+    parsed, _ = _parsed_sources()
+    config = TenantConfig(name="contoso", tenant={}, users=USERS, sources=parsed)
+    assert config.source_files().get("a@x.com") == "users/0.yaml"  # the indexes, built once
+    statements: list[str] = []
+    parsed_users: Any = parsed._keys  # type: ignore[attr-defined]
+    parsed_users._db.set_trace_callback(statements.append)
+    assert config.source_files().get("b@x.com") == "users/1.yaml"
+    assert config.source_files().get("z@x.com") is None
+    assert len(statements) == 2, statements
+    changes = Created(USERS, "a@x.com")
+    assert not hasattr(changes, "__dict__") and sys.getsizeof(changes) <= 64

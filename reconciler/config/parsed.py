@@ -17,7 +17,7 @@ from typing import Any
 
 from reconciler.errors import UserError
 from reconciler.model import UserRecord
-from reconciler.views import MappingView
+from reconciler.views import KeyedView
 
 _SCHEMA = """
 CREATE TABLE users (
@@ -101,18 +101,21 @@ class ParsedUsers(Mapping[str, UserRecord]):
     @property
     def sources(self) -> Mapping[str, Place]:
         """Lower-cased UPN → where it is written (``TenantConfig.sources``)."""
-        return MappingView(
+        return KeyedView(
             self,
             self._place,
             lambda: (
                 (upn, (file, key))
                 for upn, file, key in self.rows("SELECT upn, file, key FROM users ORDER BY seq")
             ),
+            checked=False,
         )
 
     def _place(self, upn: str) -> Place:
-        file, key = self.row("file, key", upn)
-        return file, key
+        row = self.row("file, key", upn)
+        if row is None:
+            raise KeyError(upn)
+        return row[0], row[1]
 
     def row(self, columns: str, upn: str) -> Any:
         """Some columns of one user's row, or None."""

@@ -24,7 +24,7 @@ from reconciler.errors import UserError
 from reconciler.messages import NewMessage, QueuedMessage, Wave
 from reconciler.model import Applied, TenantRecord, UserRecord, tenant_name_problem
 from reconciler.redaction import mask_password, userinfo_password
-from reconciler.views import MappingView
+from reconciler.views import KeyedView
 
 
 def encode_record(record: Mapping[str, Any]) -> str:
@@ -49,7 +49,7 @@ def decode_records(rows: list[tuple[str, str]]) -> dict[str, UserRecord]:
     return {upn: record for (upn, _), record in zip(rows, records, strict=True)}
 
 
-class StoredUsers(MappingView[str, UserRecord]):
+class StoredUsers(KeyedView[str, UserRecord]):
     """Applied users as a 16-byte digest of their stored text each; a record itself is fetched
     from the store only when read. A plan compares digests and reads the 1% that changed, so a
     100k-user tenant's before-state costs a few MB instead of its full parsed size (the
