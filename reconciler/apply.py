@@ -229,7 +229,7 @@ def _saved(manager: Manager, path: Path) -> _Source:
     return _Source(
         sorted(saved.configs),
         lambda: saved.replay(
-            manager.store.load, lambda name: len(manager.store.history(name)), manager.locales()
+            manager.store.load, manager.history_counts(saved.configs), manager.locales()
         ),
         False,
         first,

@@ -21,14 +21,14 @@ import os
 import stat
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconciler.config import CACHE_KEY, file_hashes, schema, semantic
-from reconciler.config.loader import dotted, is_tenant_file
-from reconciler.errors import UserError
+from reconciler.config.loader import is_tenant_file
+from reconciler.errors import Finding, UserError
 from reconciler.model import Applied, TenantConfig, TenantRecord, tenant_name_problem
 from reconciler.outputs import json as json_output
 from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
@@ -83,16 +83,16 @@ class SavedPlan:
     def replay(
         self,
         load: Callable[[str], Applied | None],
-        history: Callable[[str], int],
+        history: Mapping[str, int],
         locales: Collection[str],
     ) -> Plan:
         """The plan re-derived from its configurations against the state (``load``, and each
-        tenant's ``history`` count) it was made for; refused in one line when that state moved
-        or the plan derived differs from the one shown (the one reviewed)."""
+        tenant's number of ``history`` rows) it was made for; refused in one line when that
+        state moved or the plan derived differs from the one shown (the one reviewed)."""
         tenants = []
         for name, config in sorted(self.configs.items()):
             applied = load(name)
-            self.check_state(name, applied, history(name))
+            self.check_state(name, applied, history[name])
             tenants.append(plan_tenant(config, applied, locales)[0])
         plan = Plan(tenants)
         shown = [t for t in self.shown["tenants"] if t["name"] in self.configs]
@@ -222,7 +222,7 @@ def _tenant_problems(where: str, tenant: Any) -> list[str]:
     found = schema.check(tenant, "tenant.schema.json", where)
     if not found and semantic.effective_tenant(tenant) != tenant:
         return [f"{where}.tenant: not a complete effective tenant record"]
-    return dotted(f"{where}.tenant", found or semantic.check_tenant(tenant, where))
+    return _dotted(f"{where}.tenant", found or semantic.check_tenant(tenant, where))
 
 
 def _users_problems(where: str, tenant: TenantRecord, users: dict[str, Any]) -> list[str]:
@@ -239,10 +239,18 @@ def _users_problems(where: str, tenant: TenantRecord, users: dict[str, Any]) -> 
             problems.append(f"{where}.users.{upn}: not a complete effective user record")
             continue
         found = found or list(semantic.check_user(user, raw, upn, where, tenant, numbers))
-        problems.extend(dotted(where, found))
+        problems.extend(_dotted(where, found))
         if not found and user["conference_id"] is not None:
             ids[user["conference_id"]].append((where, upn))
-    return problems + dotted(where, semantic.check_unique(ids, "conference_id", ("conference_id",)))
+    return problems + _dotted(
+        where, semantic.check_unique(ids, "conference_id", ("conference_id",))
+    )
+
+
+def _dotted(prefix: str, findings: Iterable[Finding]) -> list[str]:
+    """Findings as ``path: message`` lines under ``prefix``: a saved plan's records are located
+    by their path in the plan file, not by a line of YAML."""
+    return [".".join([prefix, *map(str, f.path)]) + f": {f.message}" for f in findings]
 
 
 def _unconfigured(document: dict[str, Any]) -> list[str]:

@@ -195,7 +195,7 @@ def forge_from_env(
     kind = kind or ("gitlab" if env.get("GITLAB_CI") else "github")
     if kind not in _FROM_ENV:
         raise UserError(f"unknown platform {kind!r}: use github or gitlab")
-    found = _FROM_ENV[kind](env, permission)
+    found = _FROM_ENV[kind](env, permission, number or issues)
     api_url = api_url or found.api_url
     project, token = project or found.project, token or found.token
     number = 0 if issues else number or found.number
@@ -225,11 +225,12 @@ class _CIValues:
     """How to give the project, the number and the token."""
 
 
-def _github_env(env: Mapping[str, str], permission: str) -> _CIValues:
+def _github_env(env: Mapping[str, str], permission: str, known: object) -> _CIValues:
+    """``known``: the number is given (or not needed): the event payload is not read."""
     return _CIValues(
         env.get("GITHUB_API_URL") or "https://api.github.com",
         env.get("GITHUB_REPOSITORY"),
-        _github_event_number(env.get("GITHUB_EVENT_PATH")),
+        None if known else _github_event_number(env.get("GITHUB_EVENT_PATH")),
         env.get("GITHUB_TOKEN"),
         (
             "--repo or GITHUB_REPOSITORY",
@@ -240,12 +241,12 @@ def _github_env(env: Mapping[str, str], permission: str) -> _CIValues:
     )
 
 
-def _gitlab_env(env: Mapping[str, str], permission: str) -> _CIValues:
+def _gitlab_env(env: Mapping[str, str], permission: str, known: object) -> _CIValues:
     iid = env.get("CI_MERGE_REQUEST_IID")
     return _CIValues(
         env.get("CI_API_V4_URL") or "https://gitlab.com/api/v4",
         env.get("CI_PROJECT_ID"),
-        int(iid) if iid and iid.isdigit() else None,
+        int(iid) if not known and iid and iid.isascii() and iid.isdigit() else None,
         env.get("GITLAB_TOKEN"),
         (
             "--repo or CI_PROJECT_ID",
@@ -256,7 +257,7 @@ def _gitlab_env(env: Mapping[str, str], permission: str) -> _CIValues:
     )
 
 
-_FROM_ENV: dict[str, Callable[[Mapping[str, str], str], _CIValues]] = {
+_FROM_ENV: dict[str, Callable[[Mapping[str, str], str, object], _CIValues]] = {
     "github": _github_env,
     "gitlab": _gitlab_env,
 }

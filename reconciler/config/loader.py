@@ -194,11 +194,6 @@ def is_tenant_file(name: str, file: str) -> bool:
     )
 
 
-def dotted(prefix: str, findings: Iterable[Finding]) -> list[str]:
-    """Findings as ``path: message`` lines under ``prefix`` (not located in any file)."""
-    return [".".join([prefix, *map(str, f.path)]) + f": {f.message}" for f in findings]
-
-
 class _TenantReader:
     """Reads one tenant folder, collecting findings instead of stopping at the first."""
 

@@ -53,7 +53,8 @@ class _Shared:
 
 
 _Job = tuple[str, EmailType, bool, UserRecord, str]
-"""One email to compose: the user, its type, whether it is suppressed, the user's record."""
+"""One email to compose: the user, its type, whether it is suppressed, the user's record, and
+the locale folder the plan resolved for it."""
 
 
 def compose_messages(
