@@ -101,18 +101,27 @@ def run_init(
         default_number,
     )
     done = Initialised(list(adoption.notes), [])
-    config.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".init-", dir=config))
+    try:
+        config.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".init-", dir=config))
+    except OSError as exc:
+        raise UserError(f"cannot write under {config} ({exc.strerror or exc})") from None
     try:
         folder = staging / name
-        for relative, text in adoption.files(users_per_file):
-            path = folder / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            done.files += 1
-        done.problems = adoption.all_problems(*tenant_findings(staging, name))
-        if not done.problems:
-            folder.rename(config / name)
+        try:
+            for relative, text in adoption.files(users_per_file):
+                path = folder / relative
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+                done.files += 1
+            done.problems = adoption.all_problems(*tenant_findings(staging, name))
+            if not done.problems:
+                folder.rename(config / name)
+        except OSError as exc:
+            raise UserError(
+                f"cannot write the tenant folder {config / name} ({exc.strerror or exc}); "
+                "nothing was written"
+            ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     done.summary, done.users = adoption.summary(), len(adoption.users)

@@ -142,9 +142,18 @@ class Manager:
         changes, looked_at, problems = fmt.changed_files(tuple(paths), self.options.config)
         if problems:
             return [], looked_at, problems
+        written: list[str] = []
         for path, text in changes:
-            if not check:
+            if check:
+                continue
+            try:
                 fmt.write(path, text)
+            except OSError as exc:
+                raise UserError(
+                    f"{path}: cannot rewrite it ({exc.strerror or exc}); rewritten before it: "
+                    f"{', '.join(written) or 'none'}; the others are unchanged"
+                ) from None
+            written.append(str(path))
         return [path for path, _ in changes], looked_at, []
 
     def forget(self, name: str, drop_queued: bool) -> Forgotten:

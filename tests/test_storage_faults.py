@@ -178,3 +178,28 @@ def test_no_room_for_the_users_read_is_one_line_and_nothing_is_planned(
     assert "full" in line and "TMPDIR" in line, line
     assert not (tmp_path / "saved").exists()
     assert ws.python_m(*ws.args(("validate",))).code == 0
+
+
+def test_fmt_and_init_on_a_read_only_folder_are_one_line(
+    tmp_path: Path, new_workspace: NewWorkspace, tmpfs: Tmpfs
+) -> None:
+    """What fmt rewrote before the one it could not is named; init leaves nothing."""
+    ws = new_workspace(root=tmpfs.path / "ws")
+    write_tenant(ws.config, "acme", tenant_doc(), enabled_users(3, domain="acme.com"))
+    tenant = ws.config / "acme" / "tenant.yaml"
+    tenant.write_text(tenant.read_text(encoding="utf-8") + "\n\n\n", encoding="utf-8")
+    export = tmp_path / "users.csv"
+    export.write_text('"UserPrincipalName","ConferenceId"\n"a@acme.com","7000001"\n')
+    tmpfs.remount("ro")
+
+    fmt = ws.run("fmt")
+    assert fmt.code == 1
+    line = one_line(fmt)
+    assert "tenant.yaml: cannot rewrite it (Read-only file system)" in line, line
+    assert "rewritten before it: none" in line
+
+    init = ws.run("init", "newco", "--from", str(export), "--default-number", "14255550100")
+    assert init.code == 1
+    assert "Traceback" not in init.output, str(init)
+    assert "cannot write under" in init.stderr and "Read-only file system" in init.stderr
+    assert not (ws.config / "newco").exists()
