@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -343,6 +344,113 @@ def test_a_csv_cut_into_pieces_keeps_its_lines(
         (f"{path}:5", {"identity": "b@contoso.com", "displayname": "B"}),
     ]
     assert [str(p) for p in export.problems] == [f"{path}:6: not {export_text.SAVE_AS}"]
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 2**20])
+def test_a_number_cut_where_a_piece_ends_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int
+) -> None:
+    monkeypatch.setattr(export_text, "PIECE_BYTES", piece)
+    path = tmp_path / "users.json"
+    path.write_text('[{"Identity": "a@x.com"}, 12.5, 2.5e3, 1e+1, -Infinity]', encoding="utf-8")
+    export, rows = export_module.open_export(path)
+    assert [row for _, row in rows] == [{"identity": "a@x.com"}]
+    assert [str(p) for p in export.problems] == [
+        f"{path}:entry {n}: expected an object" for n in (2, 3, 4, 5)
+    ]
+
+
+@pytest.mark.parametrize("piece", [1, 7, 2**20])
+@pytest.mark.parametrize(
+    ("encoding", "bad"),
+    [("utf-8-sig", b"\xff"), ("utf-16-be", b"\xdc\x00"), ("utf-16-le", b"\x00\xdc")],
+)
+def test_an_undecodable_byte_after_a_byte_order_mark_is_named_by_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int, encoding: str, bad: bytes
+) -> None:
+    """PowerShell 5.1 writes UTF-8 with a BOM (``-Encoding UTF8``) and UTF-16 with one (``>``):
+    the BOM is not counted in the place of the bad byte."""
+    monkeypatch.setattr(export_text, "PIECE_BYTES", piece)
+    path = tmp_path / "users.csv"
+    text = '"UserPrincipalName","DisplayName"\r\n"a@contoso.com","José Müller"\r\n"b","'
+    bom = {"utf-16-be": codecs.BOM_UTF16_BE, "utf-16-le": codecs.BOM_UTF16_LE}.get(encoding, b"")
+    path.write_bytes(bom + text.encode(encoding) + bad)  # utf-8-sig writes its own
+    export, rows = export_module.open_export(path)
+    assert [(str(place), row["userprincipalname"]) for place, row in rows] == [
+        (f"{path}:2", "a@contoso.com")
+    ]
+    assert [str(p) for p in export.problems] == [f"{path}:3: not {export_text.SAVE_AS}"]
+
+
+@pytest.mark.parametrize(
+    "after", [b"\0", b"\xff", "\x00{".encode("utf-16-le")], ids=["NUL", "not UTF-8", "UTF-16"]
+)
+def test_bytes_after_a_whole_json_document_are_a_problem_not_a_traceback(
+    tmp_path: Path, after: bytes
+) -> None:
+    path = tmp_path / "users.json"
+    path.write_bytes(b'[{"Identity": "a@x.com"}]\n' + after)
+    export, rows = export_module.open_export(path)
+    assert list(rows) == []
+    assert len(export.problems) == 1 and f"{path}:2: " in str(export.problems[0])
+
+
+def test_a_json_export_changed_between_its_two_readings_is_a_problem(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    path.write_text('[{"Identity": "a@x.com"}, {"Identity": "b@x.com"}]', encoding="utf-8")
+    export, rows = export_module.open_export(path)  # the first reading: its columns
+    path.write_text('[{"Identity": "a@x.com"}, {"Identity": "b@x.com"', encoding="utf-8")
+    assert list(rows) == []
+    assert [str(p) for p in export.problems] == [f"{path}: {export_text.CHANGED}"]
+
+
+def test_an_export_that_is_a_pipe_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A JSON export is read twice, a pipe only once: asked to save the export first."""
+    fifo = tmp_path / "users.csv"
+    os.mkfifo(fifo)
+    export, rows = export_module.open_export(fifo)  # never blocks: the pipe is not opened
+    assert list(rows) == []
+    assert [str(p) for p in export.problems] == [
+        f"{fifo}: cannot read: not a regular file (a pipe?); save the export to a file first"
+    ]
+
+
+def test_a_malformed_json_export_is_not_read_whole_to_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export_text, "PIECE_BYTES", 2**16)
+    path = tmp_path / "users.json"
+    entries = ",".join(f'{{"Identity": "u{n}@x.com"}}' for n in range(200_000))
+    path.write_text('[{"Identity": tru},' + entries + "]", encoding="utf-8")
+    tracemalloc.start()
+    try:
+        export, rows = export_module.open_export(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert list(rows) == [] and "line 1 column 15" in str(export.problems[0])
+    assert peak < 2**20 < path.stat().st_size, (peak, path.stat().st_size)
+
+
+def test_a_json_text_that_is_not_unicode_is_a_problem_of_its_entry(tmp_path: Path) -> None:
+    """JSON may spell a lone surrogate, which no YAML file or email can hold."""
+    (tmp_path / "users.json").write_text(
+        '[{"UserPrincipalName": "a@contoso.com", "DisplayName": "A\\ud800"}]', encoding="utf-8"
+    )
+    assert refused(tmp_path, "--from", "users.json", "--default-number", "14255550100") == [
+        "users.json:entry 1: holds text that is not Unicode text"
+    ]
+
+
+def test_the_rows_before_an_undecodable_line_are_read_and_checked_too(tmp_path: Path) -> None:
+    """A decode error stops the text at its line; the rows before it are read as at any piece
+    size (a file of one piece used to report the encoding alone)."""
+    (tmp_path / "users.csv").write_bytes(b'"UserPrincipalName"\n"a@contoso.com"\n"\xff"\n')
+    assert refused(tmp_path, "--from", "users.csv", "--default-number", "14255550100") == [
+        "users.csv:2: an enabled user (license: true, provider: Microsoft) needs a conference_id"
+        " (7 digits)",
+        f"users.csv:3: not {export_text.SAVE_AS}",
+    ]
 
 
 @pytest.mark.parametrize("kind", ["json", "csv"])

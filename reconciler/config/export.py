@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import phonenumbers
 
 from reconciler.config import fmt
 from reconciler.config.export_text import (
+    CHANGED,
     MAX_EXPORT_BYTES,
     MAX_JSON_DEPTH,
     ExportText,
@@ -156,34 +158,60 @@ def _text_problem(text: ExportText, export: Export) -> None:
 
 def _json_rows(text: ExportText, export: Export) -> Iterator[Row]:
     """Reads the document once now, an entry at a time and keeping none, for its columns and
-    any problem; then reads it again, the rows decoded as they are asked for."""
+    any problem (syntax, depth, text that is not text); then reads it again, the rows decoded
+    as they are asked for."""
+    unreadable: list[int] = []
     try:
-        for item in json_entries(iter(text)):
+        for index, item in enumerate(json_entries(iter(text)), start=1):
             if isinstance(item, dict):
                 export.columns.update(map(_column, item))
+            if not _is_text(item):
+                unreadable.append(index)
     except (ValueError, RecursionError, TooDeep) as exc:
-        if text.problem:  # the text stopped (not UTF-8...): what JSON saw is a consequence
-            _text_problem(text, export)
-        elif isinstance(exc, ValueError):
-            line = getattr(exc, "lineno", 1)
-            export.problems.append(ExportProblem(Place(export.file, line), f"not JSON ({exc})"))
-        else:
-            export.problems.append(
-                ExportProblem(
-                    Place(export.file), f"nested too deeply (more than {MAX_JSON_DEPTH} levels)"
-                )
-            )
+        if not text.problem:  # else what JSON saw is a consequence of the text stopping
+            export.problems.append(_json_problem(export, exc))
+    if text.problem:
+        _text_problem(text, export)
+    export.problems.extend(
+        ExportProblem(Place(export.file, n, entry=True), "holds text that is not Unicode text")
+        for n in unreadable
+    )
+    if export.problems:
         return iter(())
-    return _json_objects(json_entries(iter(text)), export)
+    return _json_objects(text, export)
 
 
-def _json_objects(items: Iterable[Any], export: Export) -> Iterator[Row]:
-    for index, item in enumerate(items, start=1):
-        place = Place(export.file, index, entry=True)
-        if isinstance(item, dict):
-            yield place, _lower_keys(item)
-        else:
-            export.problems.append(ExportProblem(place, "expected an object"))
+def _json_problem(export: Export, exc: Exception) -> ExportProblem:
+    if isinstance(exc, ValueError):
+        return ExportProblem(Place(export.file, getattr(exc, "lineno", 1)), f"not JSON ({exc})")
+    return ExportProblem(
+        Place(export.file), f"nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+    )
+
+
+def _is_text(item: Any) -> bool:
+    """Whether every text in ``item`` can be written as UTF-8 (JSON may spell a lone surrogate,
+    ``"\\ud800"``, which no YAML file or email can hold)."""
+    try:
+        json.dumps(item, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_objects(text: ExportText, export: Export) -> Iterator[Row]:
+    try:
+        entries = enumerate(json_entries(iter(text), check_depth=False), start=1)
+        for index, item in entries:
+            place = Place(export.file, index, entry=True)
+            if isinstance(item, dict):
+                yield place, _lower_keys(item)
+            else:
+                export.problems.append(ExportProblem(place, "expected an object"))
+    except (ValueError, RecursionError, TooDeep):  # read fine once: changed since
+        if not text.problem:
+            text.problem = (0, CHANGED)
+    _text_problem(text, export)
 
 
 def _csv_rows(text: ExportText, export: Export) -> Iterator[Row]:

@@ -30,6 +30,7 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+CHANGED = "changed while it was read: read it again once the export is written"
 SAVE_AS = (
     "UTF-8 text (nor UTF-16 after a byte-order mark); save the export as UTF-8 (-Encoding UTF8)"
 )
@@ -45,12 +46,16 @@ class ExportText:
         self.limit = limit
         self.problem: tuple[int, str] | None = None
         try:
-            with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno())
+            size = os.stat(path)
         except OSError as exc:
             self.problem = (0, f"cannot read: {exc.strerror or exc}")
             return
-        if stat.S_ISREG(size.st_mode) and size.st_size > limit:
+        self._identity = _identity(size)
+        if not stat.S_ISREG(size.st_mode):
+            # Read more than once (a JSON export's columns first): a pipe would be empty then.
+            kind = "a folder" if stat.S_ISDIR(size.st_mode) else "not a regular file (a pipe?)"
+            self.problem = (0, f"cannot read: {kind}; save the export to a file first")
+        elif size.st_size > limit:
             self._too_large()
 
     def __iter__(self) -> Iterator[str]:
@@ -58,6 +63,9 @@ class ExportText:
             return
         try:
             with open(self.path, "rb") as handle:
+                if _identity(os.fstat(handle.fileno())) != self._identity:
+                    self.problem = (0, CHANGED)
+                    return
                 yield from self._pieces(handle)
         except OSError as exc:
             self.problem = (0, f"cannot read: {exc.strerror or exc}")
@@ -72,11 +80,12 @@ class ExportText:
             if read > self.limit:
                 self._too_large()
                 return
-            pending = decoder.getstate()[0]
             try:
                 piece = decoder.decode(data, final=not data)
-            except UnicodeDecodeError as exc:
-                piece = (pending + data)[: exc.start].decode(codec)
+            except UnicodeDecodeError as exc:  # exc.object: the bytes it was decoding
+                piece = exc.object[: exc.start].decode(exc.encoding)
+                if read == len(data):  # the first piece: UTF-16/32's BOM is still in it
+                    piece = piece.removeprefix("\ufeff")
                 self.problem = (lines + piece.count("\n") + 1, f"not {SAVE_AS}")
                 yield piece  # the lines before the one that stops the text
                 return
@@ -113,17 +122,26 @@ class ExportText:
         return found
 
 
+def _identity(found: os.stat_result) -> tuple[int, ...]:
+    """What says a file is the one read before: a JSON export is read twice."""
+    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+
+
 def lines(text: ExportText) -> Iterator[str]:
     """The text's lines, line ends kept, one at a time; never the part of a line where a
-    problem stopped the text."""
-    partial = ""
+    problem stopped the text. A line longer than a piece is joined once, not piece by piece."""
+    partial: list[str] = []
     for piece in text:
-        parts = (partial + piece).split("\n")
-        partial = parts.pop()
-        for part in parts:
+        parts = piece.split("\n")
+        if len(parts) == 1:
+            partial.append(piece)
+            continue
+        yield "".join(partial) + parts[0] + "\n"
+        for part in parts[1:-1]:
             yield part + "\n"
+        partial = [parts[-1]] if parts[-1] else []
     if partial and not text.problem:
-        yield partial
+        yield "".join(partial)
 
 
 class Malformed(ValueError):
@@ -140,6 +158,15 @@ class TooDeep(Exception):
 
 _DECODER = json.JSONDecoder()
 _SPACE = re.compile(r"[ \t\n\r]*")
+_CUT = 9
+"""How near the window's end an error or a value's end may come from a cut: the longest
+literal (``-Infinity``), which covers a number's ``.``, ``e`` or ``e+`` left waiting."""
+
+
+def _after_space(text: str, pos: int) -> int:
+    match = _SPACE.match(text, pos)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
 
 
 class _Window:
@@ -153,44 +180,55 @@ class _Window:
         self.line = 1  # the line ``text`` starts on
         self.column = 1  # the column ``text`` starts at
 
-    def more(self) -> bool:
-        """Add the next piece; False at the end of the text."""
-        piece = next(self.pieces, None)
-        if piece is None:
-            return False
-        if self.pos > PIECE_BYTES:  # drop what was consumed
-            consumed = self.text[: self.pos]
-            newlines = consumed.count("\n")
+    def drop(self) -> None:
+        """Forget what was consumed (between values only: positions into the text change)."""
+        if self.pos > PIECE_BYTES:
+            newlines = self.text.count("\n", 0, self.pos)
             self.line += newlines
-            self.column = (
-                len(consumed) - consumed.rfind("\n") if newlines else self.column + len(consumed)
-            )
+            if newlines:
+                self.column = self.pos - self.text.rfind("\n", 0, self.pos)
+            else:
+                self.column += self.pos
             self.start += self.pos
             self.text, self.pos = self.text[self.pos :], 0
-        self.text += piece
-        return True
+
+    def more(self, at_least: int = 1) -> bool:
+        """Add pieces, ``at_least`` characters of them if the text has that many; False at the
+        end of the text."""
+        added: list[str] = []
+        size = 0
+        while size < at_least and (piece := next(self.pieces, None)) is not None:
+            added.append(piece)
+            size += len(piece)
+        self.text += "".join(added)
+        return bool(added)
 
     def skip_space(self) -> str:
         """The next character other than white space ("" at the end), not consumed."""
         while True:
-            match = _SPACE.match(self.text, self.pos)
-            self.pos = match.end() if match else self.pos
+            self.pos = _after_space(self.text, self.pos)
             if self.pos < len(self.text):
                 return self.text[self.pos]
+            self.drop()
             if not self.more():
                 return ""
 
     def value(self) -> Any:
-        """The JSON value at the position, consumed; read on while the text may continue it."""
+        """The JSON value at the position, consumed. When the text ends inside it (an error at
+        the window's end, an unterminated string, or a number the next piece may go on with),
+        the window grows by as much again as it holds: a value of many pieces is decoded a
+        few times, not once per piece."""
+        self.drop()
         while True:
             try:
                 value, end = _DECODER.raw_decode(self.text, self.pos)
             except json.JSONDecodeError as exc:
-                if self.more():
+                cut = len(self.text) - exc.pos <= _CUT or exc.msg.startswith("Unterminated")
+                if cut and self.more(len(self.text) - self.pos):
                     continue
                 raise self.malformed(exc.msg, exc.pos) from None
-            if end == len(self.text) and self.more():
-                continue  # a number or literal the next piece may go on with
+            if end >= len(self.text) - _CUT and self.more(len(self.text) - self.pos):
+                continue  # a number the next piece may go on with ("12." + "5")
             self.pos = end
             return value
 
@@ -201,25 +239,25 @@ class _Window:
         return Malformed(f"{message}: line {line} column {column} (char {self.start + pos})", line)
 
 
-def json_entries(pieces: Iterator[str]) -> Iterator[Any]:
+def json_entries(pieces: Iterator[str], *, check_depth: bool = True) -> Iterator[Any]:
     """The entries of a top-level array one at a time, or the one value the document is; each
-    checked for depth (TooDeep). Errors are :class:`Malformed`, worded as ``json.loads`` words
-    them."""
+    checked for depth (TooDeep) unless a first reading did. Errors are :class:`Malformed`,
+    worded as ``json.loads`` words them."""
     window = _Window(pieces)
     first = window.skip_space()
     if first != "[":
-        while window.more():
-            pass
+        window.text += "".join(window.pieces)  # one object: read whole, joined once
         try:
             value = json.loads(window.text)
         except json.JSONDecodeError as exc:
             raise window.malformed(exc.msg, exc.pos) from None
-        yield shallow(value, 1)
+        yield shallow(value, 1) if check_depth else value
         return
     window.pos += 1
     if window.skip_space() != "]":
         while True:
-            yield shallow(window.value(), 2)
+            entry = window.value()
+            yield shallow(entry, 2) if check_depth else entry
             after = window.skip_space()
             if after == ",":
                 window.pos += 1
@@ -236,14 +274,15 @@ def json_entries(pieces: Iterator[str]) -> Iterator[Any]:
 def shallow(data: Any, depth: int) -> Any:
     """``data``, which sits ``depth`` levels down, unless lists and objects in it nest deeper
     than :data:`MAX_JSON_DEPTH` (found without recursion: printing a value nested near
-    Python's recursion limit would fail)."""
-    pending = [(data, depth)]
+    Python's recursion limit would fail). Only lists and objects are visited."""
+    pending = [(data, depth)] if type(data) in _CONTAINERS else []
     while pending:
         value, level = pending.pop()
-        if isinstance(value, dict):
-            value = list(value.values())
-        if isinstance(value, list):
-            if level > MAX_JSON_DEPTH:
-                raise TooDeep
-            pending.extend((child, level + 1) for child in value)
+        if level > MAX_JSON_DEPTH:
+            raise TooDeep
+        children = value.values() if type(value) is dict else value
+        pending.extend((child, level + 1) for child in children if type(child) in _CONTAINERS)
     return data
+
+
+_CONTAINERS = (dict, list)
