@@ -146,12 +146,14 @@ def _sides(manager: Manager, tenant: str) -> _Sides:
     if config is None:
         raise UserError(f"no tenant folder {tenant} under {manager.options.config}")
     applied = manager.store.load(tenant)
+    reused = loaded.reused.get(tenant)
     fast = (
         applied is not None
-        and config.unchanged_since is not None
-        and config.unchanged_since == applied.serial
+        and reused is not None
+        and reused.whole
+        and reused.serial == applied.serial
     )
-    if not fast and config.reused_from is not None:
+    if not fast and reused is not None:
         config = load_config(loaded.root, [tenant]).tenants[tenant]  # every user, parsed
     git_users = applied.users if fast and applied is not None else config.users
     return _Sides(config, applied, git_users, fast)

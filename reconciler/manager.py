@@ -7,26 +7,19 @@ prints, and ``apply`` builds on the plan made here.
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.config import (
-    LoadedConfig,
-    UsersCache,
-    load_config,
-    locate_findings,
-)
+from reconciler.config import LoadedConfig, UsersCache, load_config, locate_findings
 from reconciler.errors import ConfigError, Problem, UserError
 from reconciler.locales import locale_folders
-from reconciler.model import Applied, TenantConfig, UserRecord
 from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
 from reconciler.resources import default_templates
+from reconciler.reuse import applied_and_scope, users_caches
 from reconciler.state import (
     EmptyState,
-    FileIndex,
     Forgotten,
     MailQueued,
     StateLocked,
@@ -34,7 +27,6 @@ from reconciler.state import (
     new_outbox_key,
     open_store,
 )
-from reconciler.views import OnDemand
 
 if TYPE_CHECKING:
     from reconciler.emails import TemplateSet
@@ -108,11 +100,7 @@ class Manager:
             )
             if not isinstance(store, EmptyState):  # looking must not create a state
                 self._store = store
-                caches = {
-                    name: _StateCache(store, name, *applied)
-                    for name in store.tenants()
-                    if (applied := store.applied_files(name)) is not None
-                }
+                caches = users_caches(store, store.tenants())
         return load_config(self.options.config, self.options.tenants or None, caches)
 
     def validate(self) -> LoadedConfig:
@@ -247,62 +235,15 @@ class Manager:
                 assert applied is not None
                 tenants.append(plan_missing(name, applied))
                 continue
-            applied = self._applied(config)
-            if config.reused_from is not None and not _matches(config, applied):
+            against = applied_and_scope(self.store, config, loaded.reused.get(name))
+            if against is None:
                 # Another apply moved the state since the files were matched: read them.
                 config = load_config(loaded.root, [name]).tenants[name]
-                applied = self.store.load(name)
-            tenant_plan, found = plan_tenant(config, applied, locales)
+                against = self.store.load(name), None
+            applied, scope = against
+            tenant_plan, found = plan_tenant(config, applied, locales, scope)
             tenants.append(tenant_plan)
             findings.extend(found)
         if findings:
             raise ConfigError(locate_findings(loaded.root, findings))
         return Plan(tenants)
-
-    def _applied(self, config: TenantConfig) -> Applied | None:
-        """The state to plan ``config`` against: no user when no file changed, only the
-        changed files' users when some did."""
-        if config.unchanged_since is not None:
-            return self.store.load(config.name, users=False)
-        return self.store.load(config.name, skip=config.cached)
-
-
-def _matches(config: TenantConfig, applied: Applied | None) -> bool:
-    """``applied`` is the state ``config``'s reused files were matched against, and left their
-    users out."""
-    return (
-        applied is not None
-        and applied.serial == config.reused_from
-        and (config.unchanged_since is not None or applied.skipped == config.cached)
-    )
-
-
-@dataclass
-class _StateCache:
-    """One tenant's applied state offered to the config loader (``config.UsersCache``)."""
-
-    store: FileIndex
-    name: str
-    serial: int
-    files: dict[str, str]
-
-    def users(self, files: Collection[str]) -> Mapping[str, UserRecord] | None:
-        if not self.store.files_known(self.name, self.serial):
-            return None
-        return OnDemand(functools.partial(self._read_users, tuple(files)))
-
-    def _read_users(self, files: tuple[str, ...]) -> dict[str, UserRecord]:
-        """The users of unchanged files, from the state (a saved plan, a comparison in a test
-        asks; a plan never does)."""
-        by_file = self.store.file_users(self.name, files, self.serial)
-        if by_file is None:
-            raise UserError(
-                f"{self.name}: the state changed while this command ran (another "
-                "apply?); nothing was done: run it again"
-            )
-        return {upn: u for users in by_file.values() for upn, u in users.items()}
-
-    def clashes(
-        self, files: Collection[str], upns: Collection[str], conference_ids: Collection[str]
-    ) -> bool | None:
-        return self.store.clashes(self.name, self.serial, files, upns, conference_ids)

@@ -146,30 +146,20 @@ def is_enabled(user: UserRecord | None) -> bool:
 class TenantConfig:
     """One tenant as configured: its effective records plus where each user was written.
 
-    ``sources`` maps each user read from its file this time (not those of ``cached`` files) to
-    (file, key as written), so later checks (plan-time request errors) can point at the right
-    ``file:line:column``, and the state records which file defines whom.
+    ``sources`` maps each user read from its file this time (not those the loader took from the
+    applied state, their files unchanged since) to (file, key as written), so later checks
+    (plan-time request errors) can point at the right ``file:line:column``, and the state
+    records which file defines whom.
     """
 
     name: str
     tenant: TenantRecord
     users: Mapping[str, UserRecord]
+    """Every user; those of files unchanged since the last apply may be that state's, read
+    from it only if something asks (a saved plan)."""
     sources: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     """Relative path of every file read → content hash (recorded with the state)."""
-    cached: frozenset[str] = frozenset()
-    """Users files whose users were taken from the applied state because nothing they depend
-    on changed."""
-    unchanged_since: int | None = None
-    """The serial of the applied state this tenant is exactly, when no file it depends on
-    changed since (same files, same bytes): its ``users`` are then that state's users, read
-    only if something asks for them, and its plan has nothing to do."""
-    reused_from: int | None = None
-    """The serial of the applied state whose users the ``cached`` files' users are."""
-    parsed: Mapping[str, UserRecord] | None = None
-    """When some files are ``cached`` but not all: the users of the other files, parsed now,
-    the only ones that can differ from that state. ``users`` holds every user, the cached
-    ones read from the state only if something asks for them (a saved plan)."""
 
     def source_files(self) -> Mapping[str, str]:
         """User → the file that defines it, for the users read from their file this time (the
@@ -207,10 +197,3 @@ class Applied:
     needed."""
     files: dict[str, str] = field(default_factory=dict)
     """Content hashes of the config files this state was applied from."""
-    skipped: frozenset[str] = frozenset()
-    """Users files whose users were not loaded, because the configuration's are the same
-    (:attr:`TenantConfig.cached`): ``users`` holds only the other files' users."""
-    skipped_enabled: int = 0
-    """How many users of the ``skipped`` files are enabled (for the mass-disable rule)."""
-    skipped_users: int = 0
-    """How many users the ``skipped`` files hold (for the mass-email rule)."""

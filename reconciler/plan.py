@@ -243,12 +243,33 @@ class Plan:
         }
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The users a plan compares, when the caller knows the others are the same in the
+    configuration and the applied state (their files did not change since it was applied):
+    those are neither read nor compared, only counted, for the mass-email and mass-disable
+    rules count every user. Without one, a plan compares every user."""
+
+    configured: Mapping[str, UserRecord]
+    """The configured users that may differ from the applied ones."""
+    applied: Mapping[str, UserRecord]
+    """The applied users that may differ from the configured ones (or be gone)."""
+    others: int = 0
+    """How many users are the same on both sides, outside these mappings."""
+    others_enabled: int = 0
+    """How many of those are enabled."""
+
+
 def plan_tenant(
-    config: TenantConfig, applied: Applied | None, locales: Collection[str] = SHIPPED_LOCALES
+    config: TenantConfig,
+    applied: Applied | None,
+    locales: Collection[str] = SHIPPED_LOCALES,
+    scope: Scope | None = None,
 ) -> tuple[TenantPlan, list[Finding]]:
     """What applying ``config`` over ``applied`` changes and sends, and the requests it refuses.
 
     ``locales``: the locale folders of the templates, to name the language of each email.
+    ``scope``: the users to compare, when the others are known to be unchanged.
     """
     result = TenantPlan(
         config.name,
@@ -257,19 +278,17 @@ def plan_tenant(
         config=config,
         applied=applied,
     )
-    _check_basis(config, applied)
-    if config.unchanged_since is not None:
-        return result, []  # nothing changed: no user is read
-    before_users: Mapping[str, UserRecord] = applied.users if applied else {}
+    if scope is None:
+        scope = Scope(config.users, applied.users if applied else {})
+    before_users = scope.applied
     unchanged = _unchanged(before_users)
     result.settings_changes = _settings_changes(config, applied)
     suppressed = not config.tenant["settings"]["automatically_send_emails_to_users"]
     result.migrates_meetings = config.tenant["settings"]["automatically_migrate_user_meetings"]
     findings: list[Finding] = []
-    # Reused files' users are the applied ones: only the others are compared, and counted.
-    after_users = config.users if config.parsed is None else config.parsed
-    enabled_now = applied.skipped_enabled if applied else 0
-    result.users = applied.skipped_users if applied else 0
+    after_users = scope.configured
+    enabled_now = scope.others_enabled
+    result.users = scope.others
     shared: dict[Any, Any] = {}  # 300,000 emails and changes share a handful of values
     gone = set(before_users)  # the applied users no configured user matches, once all are seen
     for upn, after in _each_user(after_users, gone):
@@ -306,20 +325,6 @@ def _settings_changes(config: TenantConfig, applied: Applied | None) -> list[Cha
     if applied is not None and applied.tenant == config.tenant:
         return []
     return _record_changes(applied.tenant if applied else None, config.tenant)
-
-
-def _check_basis(config: TenantConfig, applied: Applied | None) -> None:
-    """Refuse to plan ``config`` against another state than the one its reused files were
-    matched with (a programming error, never the administrator's)."""
-    if config.unchanged_since is not None and (
-        applied is None
-        or (applied.serial, applied.tenant) != (config.unchanged_since, config.tenant)
-    ):
-        raise ValueError(f"{config.name}: planned against another state than it was read from")
-    if config.parsed is not None and (
-        applied is None or (applied.serial, applied.skipped) != (config.reused_from, config.cached)
-    ):
-        raise ValueError(f"{config.name}: planned against a state that kept other files' users")
 
 
 def _refusals(

@@ -9,7 +9,15 @@ import pytest
 
 from reconciler.config.semantic import effective_tenant, effective_user
 from reconciler.model import Applied, TenantConfig
-from reconciler.plan import Change, Plan, UnsafePlan, UserChange, plan_missing, plan_tenant
+from reconciler.plan import (
+    Change,
+    Plan,
+    Scope,
+    UnsafePlan,
+    UserChange,
+    plan_missing,
+    plan_tenant,
+)
 from reconciler.state.base import StoredUsers, encode_record
 from tests.helpers.tenants import TOLL, TOLL_2, TOLL_FREE, tenant_doc
 
@@ -325,6 +333,38 @@ def test_mass_disable_counts_removed_users() -> None:
     after = {k: v for k, v in users.items() if k not in ("u000@contoso.com", "u001@contoso.com")}
     result, _ = plan_between(config(users), config(after))
     assert result.disabling == 2 and result.mass_disable
+
+
+def test_a_scope_compares_only_its_users_and_counts_the_others_for_the_mass_rules() -> None:
+    """Users outside the scope are the same on both sides: never read, only counted."""
+
+    class Untouchable(dict):  # every user, read only by a plan that ignores its scope
+        def __getitem__(self, key: str) -> Any:
+            raise AssertionError("a user outside the scope was read")
+
+        def get(self, key: str, default: Any = None) -> Any:
+            raise AssertionError("a user outside the scope was read")
+
+        def items(self) -> Any:
+            raise AssertionError("the users outside the scope were listed")
+
+    users = {f"u{i:03}@contoso.com": enabled(f"{1000000 + i}") for i in range(12)}
+    before, after = config(users), config({**users, "u000@contoso.com": {"license": False}})
+    state = applied(before)
+    changed = ["u000@contoso.com", "u001@contoso.com"]
+    scope = Scope(
+        {upn: after.users[upn] for upn in changed},
+        {upn: state.users[upn] for upn in changed},
+        others=10 + 3,
+        others_enabled=10,
+    )
+    after.users, state.users = Untouchable(), Untouchable()
+    result, _ = plan_tenant(after, state, scope=scope)
+    assert [(c.user, c.action) for c in result.user_changes] == [("u000@contoso.com", "update")]
+    assert (result.users, result.enabled_before, result.disabling) == (15, 12, 1)
+    assert not result.mass_disable  # 1 of 12 enabled: the others count
+    nothing, _ = plan_tenant(after, state, scope=Scope({}, {}))
+    assert not nothing.has_changes and nothing.emails == []
 
 
 def test_check_safe_names_every_unsafe_tenant() -> None:

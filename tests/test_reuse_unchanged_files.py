@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.config import LoadedConfig
 from reconciler.errors import ConfigError
 from reconciler.manager import Manager, Options
 from reconciler.outputs.json import plan_to_dict
@@ -46,6 +47,12 @@ def both_paths(options: Options) -> tuple[object, object]:
         finally:
             manager.close()
     return results[0], results[1]
+
+
+def unchanged_since(loaded: LoadedConfig) -> int | None:
+    """The serial of the applied state the tenant is exactly, when no file changed since."""
+    reused = loaded.reused.get("acme")
+    return reused.serial if reused is not None and reused.whole else None
 
 
 def apply(options: Options) -> None:
@@ -155,10 +162,10 @@ def test_reusing_unchanged_files_plans_exactly_like_reading_them(
         with_reuse, without = both_paths(options)
         assert with_reuse == without, (seed, _step, action)
         manager = Manager(options, read_only=True)
-        reused = manager.load(reuse_state=True).tenants["acme"]
-        reused_some |= bool(reused.cached)
-        reused_all |= reused.unchanged_since is not None
-        read_one |= reused.parsed is not None
+        reused = manager.load(reuse_state=True).reused.get("acme")
+        reused_some |= reused is not None
+        reused_all |= reused is not None and reused.whole
+        read_one |= reused is not None and not reused.whole
         manager.close()
     assert reused_some, "the walk never reused a file: the test would prove nothing"
     assert reused_all, "the walk never planned an unchanged tenant: the shortcut is unproven"
@@ -188,7 +195,7 @@ def test_a_state_that_does_not_know_its_users_files_is_never_reused(
     assert with_reuse == without
     assert with_reuse[1]["summary"]["emails"] == 0  # not "every user disabled"
     manager = Manager(options, read_only=True)
-    assert manager.load(reuse_state=True).tenants["acme"].cached == frozenset()
+    assert manager.load(reuse_state=True).reused == {}
     manager.close()
 
 
@@ -221,7 +228,7 @@ def test_a_plan_with_nothing_to_do_reads_no_user_record(
     finally:
         manager.close()
     assert not plan.has_changes and plan.tenants[0].serial == 1
-    assert loaded.tenants["acme"].unchanged_since == 1
+    assert unchanged_since(loaded) == 1
     assert statements, "the trace saw the state being read"
     assert [q for q in statements if "{users}" in q and "record" in q] == []
 
@@ -239,7 +246,7 @@ def test_an_apply_between_reading_and_planning_makes_the_plan_read_the_files(
     manager = Manager(options, read_only=True)
     try:
         loaded = manager.load(reuse_state=True)
-        assert loaded.tenants["acme"].unchanged_since == 1
+        assert unchanged_since(loaded) == 1
         write(config, tenant_doc(), {"a.yaml": {"alice@acme.com": user_doc("1000002")}})
         apply(options)  # serial 2: Alice's conference ID changed
         write(config, tenant_doc(), layout)  # back to what the manager loaded
@@ -271,7 +278,7 @@ def test_a_saved_plan_of_an_unchanged_tenant_holds_every_user_and_applies_nothin
     manager = Manager(options, read_only=True)
     try:
         loaded = manager.load(reuse_state=True)
-        assert loaded.tenants["acme"].unchanged_since == 1
+        assert unchanged_since(loaded) == 1
         plan = manager.plan(loaded, manager.tenant_names(loaded))
         planfile.save(plan, saved, manager.history_counts(loaded.tenants), config)
     finally:
@@ -298,7 +305,7 @@ def test_a_new_or_removed_file_beside_unchanged_ones_is_never_an_unchanged_tenan
         write(config, tenant_doc(), changed)
         manager = Manager(options, read_only=True)
         try:
-            assert manager.load(reuse_state=True).tenants["acme"].unchanged_since is None
+            assert unchanged_since(manager.load(reuse_state=True)) is None
         finally:
             manager.close()
         with_reuse, without = both_paths(options)
@@ -329,19 +336,26 @@ def test_a_plan_of_one_changed_file_reads_only_that_files_users(
     def never(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a reused file's users were read")
 
+    compared: list[set[str]] = []
+    users_except = SQLStore.users_except
+
+    def spied(self: SQLStore, *args: Any) -> Any:
+        rest = users_except(self, *args)
+        compared.append(set(rest.users))
+        return rest
+
     monkeypatch.setattr(SQLStore, "file_users", never)
+    monkeypatch.setattr(SQLStore, "users_except", spied)
     manager = Manager(options, read_only=True)
     try:
         loaded = manager.load(reuse_state=True)
-        tenant = loaded.tenants["acme"]
+        reused = loaded.reused["acme"]
         plan = manager.plan(loaded, manager.tenant_names(loaded)).tenants[0]
     finally:
         manager.close()
-    assert tenant.parsed is not None and set(tenant.parsed) == {
-        f"u2{i}@acme.com" for i in range(12)
-    }
-    assert tenant.cached == {f"acme/users/part{f}.yaml" for f in (0, 1, 3)}
-    assert plan.applied is not None and set(plan.applied.users) == set(tenant.parsed)
+    assert not reused.whole and set(reused.parsed) == {f"u2{i}@acme.com" for i in range(12)}
+    assert reused.files == {f"acme/users/part{f}.yaml" for f in (0, 1, 3)}
+    assert compared == [set(reused.parsed)]  # the applied users read: that file's alone
     assert (plan.enabled_before, plan.disabling) == (44, 3)
     assert [e.type for e in plan.emails] == ["disabled"] * 3
     monkeypatch.undo()
@@ -377,7 +391,7 @@ def test_an_older_read_only_state_plans_a_changed_file_by_reading_every_file(
     if "://" not in state_location:  # PostgreSQL upgrades when it may: see test_state_postgres
         manager = Manager(options, read_only=True)
         try:
-            assert manager.load(reuse_state=True).tenants["acme"].parsed is None
+            assert manager.load(reuse_state=True).reused == {}
         finally:
             manager.close()
     with_reuse, without = both_paths(options)

@@ -698,9 +698,10 @@ def assert_asked_by_index(store: StateStore) -> None:
     assert clashes("contoso", 1, ["c/y.yaml", "c/z.yaml"], ["b@contoso.com"], ["1002"]) is False
     assert clashes("contoso", 1, ["c/z.yaml"], ["x@contoso.com"], ["1004"]) is True
     assert clashes("contoso", 2, ["c/x.yaml"], ["b@contoso.com"], []) is None  # moved on
-    applied = store.load("contoso", skip=["c/x.yaml", "c/y.yaml"])
-    assert applied is not None and applied.skipped == {"c/x.yaml", "c/y.yaml"}
-    assert (set(applied.users), applied.skipped_enabled) == ({"d@contoso.com"}, 2)
+    rest = store.users_except("contoso", 1, ["c/x.yaml", "c/y.yaml"])
+    assert rest is not None
+    assert (set(rest.users), rest.held, rest.enabled) == ({"d@contoso.com"}, 3, 2)
+    assert store.users_except("contoso", 2, ["c/x.yaml"]) is None  # moved on
 
 
 def test_a_state_answers_clashes_and_counts_by_index_without_reading_records(
@@ -759,8 +760,9 @@ def test_a_version_3_sqlite_state_read_only_is_planned_without_its_keys(tmp_path
     store = open_store(location, create=False, read_only=True)
     try:
         assert store.clashes("contoso", 1, ["c/x.yaml"], ["b@contoso.com"], []) is None
-        applied = store.load("contoso", skip=["c/x.yaml"])
-        assert applied is not None and applied.skipped == frozenset() and len(applied.users) == 4
+        assert store.users_except("contoso", 1, ["c/x.yaml"]) is None
+        applied = store.load("contoso")
+        assert applied is not None and len(applied.users) == 4
     finally:
         store.close()
     with sqlite3.connect(location) as conn:  # untouched: read-only means read-only

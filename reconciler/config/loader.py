@@ -69,12 +69,28 @@ class UsersCache(Protocol):
         tell (moved meanwhile, or an older schema)."""
 
 
+@dataclass(frozen=True)
+class Reused:
+    """What loading a tenant took from its applied state instead of parsing: the users of
+    ``files``, unchanged since the apply of ``serial``, are that state's."""
+
+    serial: int
+    files: frozenset[str]
+    parsed: Mapping[str, UserRecord]
+    """The users of the other files, parsed now: the only ones that can differ from that
+    state (none when no file changed)."""
+    whole: bool
+    """No file changed since that apply: the tenant is exactly that state."""
+
+
 @dataclass
 class LoadedConfig:
     root: Path
     tenants: dict[str, TenantConfig]
     missing: list[str] = field(default_factory=list)
     """Tenants asked for by name that have no folder."""
+    reused: dict[str, Reused] = field(default_factory=dict)
+    """The tenants some of whose users were taken from their applied state."""
 
 
 def tenant_names(root: Path) -> list[str]:
@@ -158,6 +174,8 @@ def load_config(
         problems.extend(reader.problems())
         if config is not None:
             result.tenants[name] = config
+        if reader.reused is not None:
+            result.reused[name] = reader.reused
     if problems:
         raise ConfigError(problems)
     return result
@@ -205,10 +223,7 @@ class _TenantReader:
         """Content hash of every file read; the bytes are not kept (re-read to locate errors)."""
         self.cached: set[str] = set()
         """Users files whose users came from the state, not from parsing."""
-        self.unchanged_since: int | None = None
-        """Set when no file changed since the last apply (of that serial)."""
-        self.parsed: Mapping[str, UserRecord] | None = None
-        """The users parsed, when others came from the state."""
+        self.reused: Reused | None = None
         self.clash = False
         """A user parsed may duplicate one taken from the state (or the state cannot tell):
         the tenant must be read again in full."""
@@ -249,17 +264,7 @@ class _TenantReader:
         users, sources = self._read_users(tenant, check_numbers=tenant_ok)
         if self.findings or self.located:
             return None
-        return TenantConfig(
-            self.name,
-            tenant,
-            users,
-            sources,
-            self.hashes,
-            frozenset(self.cached),
-            self.unchanged_since,
-            self.cache.serial if self.cached and self.cache else None,
-            self.parsed,
-        )
+        return TenantConfig(self.name, tenant, users, sources, self.hashes)
 
     def contained(self) -> bool:
         """Whether the tenant folder is inside the configuration folder; if not, that is its
@@ -397,7 +402,7 @@ class _TenantReader:
         numbers = semantic.bridge_numbers(tenant) if check_numbers else None
         files = self._user_files()
         reused = self._reusable(files) if check_numbers else None
-        if reused is not None and self.unchanged_since is not None:
+        if reused is not None and self.reused is not None:
             return reused, {}  # checked when they were applied; not even read
         users = ParsedUsers()
         for file in files:
@@ -423,13 +428,13 @@ class _TenantReader:
         assert self.cache is not None
         clash = self.cache.clashes(self.cached, list(users), users.conference_ids())
         self.clash = clash is not False
-        self.parsed = users
+        self.reused = Reused(self.cache.serial, frozenset(self.cached), users, whole=False)
         return ChainMap(users, reused), users.sources  # type: ignore[arg-type]
 
     def _reusable(self, files: list[str]) -> Mapping[str, UserRecord] | None:
         """The users of the files unchanged since the last apply, read from the state only if
-        something asks (``cached`` names those files; ``unchanged_since`` is set when they are
-        exactly the files of the last apply); None when nothing can be reused."""
+        something asks (``cached`` names those files; ``reused`` is set when they are exactly
+        the files of the last apply); None when nothing can be reused."""
         recorded = self.cache.files if self.cache is not None else {}
         tenant_file = f"{self.name}/tenant.yaml"
         if not recorded or any(
@@ -451,7 +456,7 @@ class _TenantReader:
             return None
         self.cached.update(unchanged)
         if unchanged == files and set(files) == recorded.keys() - {CACHE_KEY, tenant_file}:
-            self.unchanged_since = self.cache.serial
+            self.reused = Reused(self.cache.serial, frozenset(unchanged), {}, whole=True)
         return found
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.errors import UserError
@@ -130,6 +130,17 @@ class MailQueued(Exception):
         self.count = count
 
 
+class UsersExcept(NamedTuple):
+    """The applied users of every users file but some, and how many users those hold."""
+
+    users: Mapping[str, UserRecord]
+    """The other files' users (and those of files no longer configured)."""
+    held: int
+    """How many users the left-out files hold."""
+    enabled: int
+    """How many of those are enabled."""
+
+
 @dataclass(frozen=True)
 class Forgotten:
     """What ``forget`` removed."""
@@ -158,13 +169,9 @@ class AppliedState(Protocol):
     def tenants(self) -> list[str]: ...
 
     @abstractmethod
-    def load(
-        self, tenant: str, *, users: bool = True, skip: Collection[str] = ()
-    ) -> Applied | None:
+    def load(self, tenant: str, *, users: bool = True) -> Applied | None:
         """The tenant's applied state; without its users (an empty mapping) when ``users`` is
-        false, for a plan that knows nothing changed or a check that it exists. ``skip``: users
-        files whose users are not wanted (unchanged since); ``Applied.skipped`` says whether
-        they were left out, which needs every user's file known."""
+        false, for a check that it exists or a plan that knows nothing changed."""
 
     @abstractmethod
     def commit(
@@ -261,6 +268,12 @@ class FileIndex(Protocol):
         schema 1 or migrated: reusing it would lose those users)."""
 
     @abstractmethod
+    def users_except(self, tenant: str, serial: int, files: Collection[str]) -> UsersExcept | None:
+        """The applied users of every file but ``files`` (unchanged since, so not wanted), or
+        None when the state is no longer at ``serial``, does not know every user's file, or
+        cannot ask by file (an older schema read-only)."""
+
+    @abstractmethod
     def clashes(
         self,
         tenant: str,
@@ -325,9 +338,7 @@ class EmptyState:
     def tenants(self) -> list[str]:
         return []
 
-    def load(
-        self, tenant: str, *, users: bool = True, skip: Collection[str] = ()
-    ) -> Applied | None:
+    def load(self, tenant: str, *, users: bool = True) -> Applied | None:
         return None
 
     def history(self, tenant: str | None = None) -> list[dict[str, Any]]:

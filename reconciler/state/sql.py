@@ -38,6 +38,7 @@ from reconciler.state.base import (
     StateStore,
     StoredUsers,
     TenantDump,
+    UsersExcept,
     Wave,
     decode_records,
     encode_record,
@@ -185,15 +186,11 @@ class SQLStore(StateStore):
         with self._guard():
             return [r[0] for r in self._run("SELECT name FROM {tenants} ORDER BY name")]
 
-    def load(
-        self, tenant: str, *, users: bool = True, skip: Collection[str] = ()
-    ) -> Applied | None:
+    def load(self, tenant: str, *, users: bool = True) -> Applied | None:
         with self._snapshot():
-            return self._load(tenant, users, frozenset(skip))
+            return self._load(tenant, users)
 
-    def _load(
-        self, tenant: str, users: bool = True, skip: frozenset[str] = frozenset()
-    ) -> Applied | None:
+    def _load(self, tenant: str, users: bool = True) -> Applied | None:
         row = self._one(
             "SELECT lineage, serial, config, files FROM {tenants} WHERE name = ?", (tenant,)
         )
@@ -201,13 +198,23 @@ class SQLStore(StateStore):
             return None
         json_out = self.dialect.json_out
         applied = Applied(row[0], row[1], json_out(row[2]), {}, json_out(row[3]))
-        if not users:
-            return applied
-        query = f"SELECT upn, {self._record_text} FROM {{users}} WHERE tenant = ?"
-        if skip and self._schema_has_keys and self._files_known(tenant, applied.serial):
-            read = [file for file in applied.files if file not in skip]
+        if users:
+            rows = self._run(
+                f"SELECT upn, {self._record_text} FROM {{users}} WHERE tenant = ?", (tenant,)
+            )
+            applied.users = StoredUsers.from_rows(rows, lambda upn: self._record(tenant, upn))
+        return applied
+
+    def users_except(self, tenant: str, serial: int, files: Collection[str]) -> UsersExcept | None:
+        if not self._schema_has_keys:
+            return None
+        with self._snapshot():
+            if not self._files_known(tenant, serial):
+                return None
+            recorded = self._one("SELECT files FROM {tenants} WHERE name = ?", (tenant,))[0]
+            read = [file for file in self.dialect.json_out(recorded) if file not in files]
             # By file alone: a file's path begins with its tenant's folder.
-            rows: Iterable[tuple[str, str]] = (
+            rows = (
                 (upn, text)
                 for owner, upn, text in self._in(
                     f"SELECT tenant, upn, {self._record_text} FROM {{users}} WHERE file IN (?…)",
@@ -216,19 +223,17 @@ class SQLStore(StateStore):
                 )
                 if owner == tenant
             )
-            applied.skipped = skip
-            for users_, enabled in self._in(
+            users = StoredUsers.from_rows(rows, lambda upn: self._record(tenant, upn))
+            held = enabled = 0
+            for count, enabled_ in self._in(
                 "SELECT count(*), coalesce(sum(CASE WHEN enabled = ? THEN 1 ELSE 0 END), 0) "
                 "FROM {users} WHERE file IN (?…)",
                 (True,),
-                sorted(skip),
+                sorted(files),
             ):
-                applied.skipped_users += users_
-                applied.skipped_enabled += enabled
-        else:
-            rows = self._run(query, (tenant,))
-        applied.users = StoredUsers.from_rows(rows, lambda upn: self._record(tenant, upn))
-        return applied
+                held += count
+                enabled += enabled_
+        return UsersExcept(users, held, enabled)
 
     def _in(self, sql: str, params: tuple[Any, ...], values: Collection[Any]) -> Iterator[Any]:
         """The rows of ``sql`` whose ``IN (?…)`` list holds ``values``, asked a bounded number
