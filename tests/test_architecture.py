@@ -235,3 +235,16 @@ def test_no_function_is_more_complex_than_rank_c() -> None:
     ]
     assert too_complex == []
     assert [f.fullname for f in functions("class A:\n    def m(self):\n        pass\n")] == ["A.m"]
+
+
+MODULE_MAX_LINES = 500
+
+
+def test_no_module_is_longer_than_500_lines() -> None:
+    """A module longer than that holds more than one job: split it along its seams."""
+    too_long = [
+        f"{path.relative_to(ROOT)}: {lines} lines"
+        for path in sorted((ROOT / "reconciler").rglob("*.py"))
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MODULE_MAX_LINES
+    ]
+    assert too_long == []
