@@ -30,7 +30,7 @@ from reconciler.state import (
     StateLocked,
     StateStore,
     open_store,
-    sql,
+    sql_outbox,
 )
 from reconciler.state.sealing import OutboxKeys, binding, is_sealed, open_body
 from reconciler.state.sqlite import SQLiteStore
@@ -252,7 +252,7 @@ def test_messages_are_composed_as_the_commit_inserts_them_a_batch_at_a_time(
 ) -> None:
     """A first apply of 300,000 users must not hold 300,000 messages: the commit consumes them
     lazily, and a batch is released before the next is composed."""
-    monkeypatch.setattr(sql, "MESSAGE_BATCH", 3)
+    monkeypatch.setattr(sql_outbox, "MESSAGE_BATCH", 3)
     alive: set[int] = set()
     most = 0
 
@@ -276,7 +276,7 @@ def test_messages_are_composed_as_the_commit_inserts_them_a_batch_at_a_time(
 def test_a_failure_while_composing_a_later_batch_rolls_the_whole_commit_back(
     store: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sql, "MESSAGE_BATCH", 2)
+    monkeypatch.setattr(sql_outbox, "MESSAGE_BATCH", 2)
 
     def composed():
         yield from (message(n) for n in range(1, 6))
@@ -292,7 +292,7 @@ def test_a_failure_while_composing_a_later_batch_rolls_the_whole_commit_back(
 def test_queued_messages_stream_a_page_at_a_time_in_order_while_delivery_marks_them(
     store: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sql, "QUEUED_PAGE", 2)
+    monkeypatch.setattr(sql_outbox, "QUEUED_PAGE", 2)
     commit(
         store,
         messages=[message(n, suppressed=n % 3 == 0) for n in range(1, 8)],

@@ -42,7 +42,8 @@ from reconciler.state.base import (
 )
 from reconciler.state.sealing import ENV as KEY_ENV
 from reconciler.state.sealing import OutboxKeys, binding, open_body
-from reconciler.state.sql import VISIBLE, Dialect, Migrations, SQLStore
+from reconciler.state.sql import SQLStore
+from reconciler.state.sql_base import VISIBLE, Dialect, Migrations
 
 SCHEMA_VERSION = 6
 """The version of the tables below; an upgrade adds a step to ``MIGRATIONS``."""

@@ -31,7 +31,8 @@ from reconciler.state.base import (
     schema_mismatch,
     tenant_key,
 )
-from reconciler.state.sql import Dialect, Migrations, SQLStore
+from reconciler.state.sql import SQLStore
+from reconciler.state.sql_base import Dialect, Migrations
 
 SCHEMA_VERSION = 5
 """The version of the tables below; an upgrade adds a step to ``MIGRATIONS``."""
