@@ -53,7 +53,7 @@ def write_exports(folder: Path, users: int) -> dict[str, Path]:
 READ = """
 import sys
 from pathlib import Path
-from reconciler.config.export import open_export
+from reconciler.config.export_reader import open_export
 export, rows = open_export(Path(sys.argv[1]))
 count = sum(1 for _ in rows)
 assert not export.problems, export.problems

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.config import export, tenant_findings
+from reconciler.config import export, export_reader, tenant_findings
 from reconciler.errors import UserError
 from reconciler.manager import Manager
 from reconciler.model import tenant_name_problem
@@ -73,7 +73,7 @@ class Initialised:
     """What ``init`` found in the export and wrote (nothing when ``problems``)."""
 
     notes: list[str]
-    problems: list[export.ExportProblem]
+    problems: list[export_reader.ExportProblem]
     summary: str = ""
     files: int = 0
     users: int = 0
@@ -95,9 +95,9 @@ def run_init(
         raise UserError(f"{config / name} already exists; init never overwrites a tenant")
     users, bridge, settings = exports
     adoption = export.adopt(
-        export.read_export(users),
-        export.read_export(bridge) if bridge else None,
-        export.read_export(settings) if settings else None,
+        export_reader.read_export(users),
+        export_reader.read_export(bridge) if bridge else None,
+        export_reader.read_export(settings) if settings else None,
         default_number,
     )
     done = Initialised(list(adoption.notes), [])

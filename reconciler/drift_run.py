@@ -1,8 +1,8 @@
 """``reconciler drift``: a live Teams export against the YAML and the applied state, read-only.
 
-The export is read with the reader ``init`` uses (``config/export.py``), its users one row at a
-time: each is compared as it is read and let go, so a 300,000-user export is never 300,000
-dicts (a JSON export is parsed whole; a CSV one streams). The YAML users are the loader's
+The export is read with the reader ``init`` uses (``config/export_reader.py``), its users one
+row at a time: each is compared as it is read and let go, so a 300,000-user export is never
+300,000 dicts (a JSON export is parsed whole; a CSV one streams). The YAML users are the loader's
 (kept on disk, :mod:`reconciler.config.parsed`), the applied ones the state's digests, a record
 read only when a value differs. When no file changed since the last apply, the YAML *is* the
 applied state and only the state is read.
@@ -19,17 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config import load_config
-from reconciler.config.export import (
+from reconciler.config.export_reader import (
     USER_COLUMNS,
     Export,
     ExportProblem,
     Place,
-    bridge_numbers,
-    live_settings,
     open_export,
     read_export,
-    user_rows,
 )
+from reconciler.config.export_tenant import bridge_numbers, live_settings
+from reconciler.config.export_users import user_rows
 from reconciler.drift import (
     USER_FIELDS,
     Drifted,

@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.config import load_config
-from reconciler.config.fmt import FormatError, format_yaml, plain_is_safe, quoted
+from reconciler.config.fmt_layout import format_yaml
+from reconciler.config.fmt_quoting import plain_is_safe, quoted
+from reconciler.config.fmt_source import FormatError
 from reconciler.config.yamlload import load
 from tests.helpers.workspace import NewWorkspace
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import export as export_module
+from reconciler.config import export_reader as export_module
 from reconciler.config import export_text
-from reconciler.config.export import ENUM_SETTINGS, e164
+from reconciler.config.export_tenant import ENUM_SETTINGS
+from reconciler.config.export_values import e164
 from reconciler.config.schema import load_schema
 from tests.helpers.cli import Result
 from tests.helpers.workspace import Workspace
