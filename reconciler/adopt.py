@@ -94,13 +94,13 @@ def run_init(
     if (config / name).exists():
         raise UserError(f"{config / name} already exists; init never overwrites a tenant")
     users, bridge, settings = exports
-    adoption = export.adopt(
+    documents = export.tenant_folder(
         export_reader.read_export(users),
         export_reader.read_export(bridge) if bridge else None,
         export_reader.read_export(settings) if settings else None,
         default_number,
     )
-    done = Initialised(list(adoption.notes), [])
+    done = Initialised(list(documents.notes), [])
     try:
         config.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".init-", dir=config))
@@ -109,12 +109,12 @@ def run_init(
     try:
         folder = staging / name
         try:
-            for relative, text in adoption.files(users_per_file):
+            for relative, text in documents.files(users_per_file):
                 path = folder / relative
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
                 done.files += 1
-            done.problems = adoption.all_problems(*tenant_findings(staging, name))
+            done.problems = documents.all_problems(*tenant_findings(staging, name))
             if not done.problems:
                 folder.rename(config / name)
         except OSError as exc:
@@ -124,5 +124,5 @@ def run_init(
             ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    done.summary, done.users = adoption.summary(), len(adoption.users)
+    done.summary, done.users = documents.summary(), len(documents.users)
     return done

@@ -30,7 +30,7 @@ from reconciler.errors import DataPath, Finding, Problem
 
 
 @dataclass
-class Adoption:
+class TenantFolder:
     """A tenant folder's documents from the exports, where each value came from, and the
     problems the exports have on their own (a row's, a bridge number's, a setting's)."""
 
@@ -88,9 +88,9 @@ class Adoption:
         return sorted(found, key=lambda problem: problem.place)
 
 
-def adopt(
+def tenant_folder(
     users: Export, bridge: Export | None, settings: Export | None, default_number: str | None
-) -> Adoption:
+) -> TenantFolder:
     """The tenant folder's documents from the exports read (``bridge`` and ``settings``
     optional), with where each value came from."""
     read = users_from(users)
@@ -99,7 +99,7 @@ def adopt(
     origins.update(more)
     origins[()] = Place(users.file)
     origins.update({("users", upn): place for upn, place in read.places.items()})
-    return Adoption(
+    return TenantFolder(
         {"settings": settings_doc, "bridge": bridge_doc},
         read.documents,
         origins,
