@@ -29,6 +29,7 @@ from reconciler.state import (
     FileIndex,
     Forgotten,
     MailQueued,
+    ReadOnlyState,
     StateLocked,
     StateStore,
     new_outbox_key,
@@ -56,9 +57,9 @@ class Options:
 class Manager:
     options: Options
     read_only: bool = False
-    """Set by commands that only read the state: a missing SQLite file is then an empty state
-    instead of being created."""
-    _store: StateStore | None = field(default=None, repr=False)
+    """Set by commands that only read the state: they take :attr:`reader`, where a missing
+    SQLite file is then an empty state instead of being created."""
+    _store: StateStore | EmptyState | None = field(default=None, repr=False)
     _templates: TemplateSet | None = field(default=None, repr=False)
 
     def locales(self) -> list[str]:
@@ -77,7 +78,21 @@ class Manager:
         return self._templates
 
     @property
+    def reader(self) -> ReadOnlyState:
+        """The state as it is read: for a command that only reads (``read_only``), opened
+        read-only, and an :class:`EmptyState` while its SQLite file does not exist yet."""
+        return self._opened()
+
+    @property
     def store(self) -> StateStore:
+        """The state, for the flows that write it (created when missing); a command that only
+        reads takes :attr:`reader`, which may be a state with nothing to write to."""
+        store = self._opened()
+        if isinstance(store, EmptyState):
+            raise RuntimeError("a read-only command never writes the state (Manager.store)")
+        return store
+
+    def _opened(self) -> StateStore | EmptyState:
         if self._store is None:
             self._store = open_store(self.options.state, create=not self.read_only)
         return self._store
@@ -216,7 +231,7 @@ class Manager:
     def history_counts(self, names: Collection[str]) -> dict[str, int]:
         """How many history rows each tenant has: a saved plan of a tenant without state
         records it, so one that had a state since (applied, then forgotten) is stale."""
-        return {name: len(self.store.history(name)) for name in names}
+        return {name: len(self.reader.history(name)) for name in names}
 
     def tenant_names(self, loaded: LoadedConfig) -> list[str]:
         """Tenants this run covers: the configured ones plus those only the state knows (found
@@ -243,7 +258,7 @@ class Manager:
         for name in names:
             config = loaded.tenants.get(name)
             if config is None:
-                applied = self.store.load(name, users=False)
+                applied = self.reader.load(name, users=False)
                 assert applied is not None
                 tenants.append(plan_missing(name, applied))
                 continue
@@ -251,7 +266,7 @@ class Manager:
             if config.reused_from is not None and not _matches(config, applied):
                 # Another apply moved the state since the files were matched: read them.
                 config = load_config(loaded.root, [name]).tenants[name]
-                applied = self.store.load(name)
+                applied = self.reader.load(name)
             tenant_plan, found = plan_tenant(config, applied, locales)
             tenants.append(tenant_plan)
             findings.extend(found)
@@ -263,8 +278,8 @@ class Manager:
         """The state to plan ``config`` against: no user when no file changed, only the
         changed files' users when some did."""
         if config.unchanged_since is not None:
-            return self.store.load(config.name, users=False)
-        return self.store.load(config.name, skip=config.cached)
+            return self.reader.load(config.name, users=False)
+        return self.reader.load(config.name, skip=config.cached)
 
 
 def _matches(config: TenantConfig, applied: Applied | None) -> bool:
