@@ -144,7 +144,7 @@ def _sides(manager: Manager, tenant: str) -> _Sides:
     config = loaded.tenants.get(tenant)
     if config is None:
         raise UserError(f"no tenant folder {tenant} under {manager.options.config}")
-    applied = manager.store.load(tenant)
+    applied = manager.reader.load(tenant)
     reused = loaded.reused.get(tenant)
     fast = (
         applied is not None

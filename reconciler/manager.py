@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING
 from reconciler.config import LoadedConfig, UsersCache, load_config, locate_findings
 from reconciler.errors import ConfigError, Problem, UserError
 from reconciler.locales import locale_folders
-from reconciler.plan import Plan, TenantPlan, plan_missing, plan_tenant
+from reconciler.model import Applied, TenantConfig
+from reconciler.plan import Plan, Scope, TenantPlan, plan_missing, plan_tenant
 from reconciler.resources import default_templates
 from reconciler.reuse import applied_and_scope, users_caches
 from reconciler.state import (
     EmptyState,
     Forgotten,
     MailQueued,
+    ReadOnlyState,
     StateLocked,
     StateStore,
     new_outbox_key,
@@ -48,9 +50,9 @@ class Options:
 class Manager:
     options: Options
     read_only: bool = False
-    """Set by commands that only read the state: a missing SQLite file is then an empty state
-    instead of being created."""
-    _store: StateStore | None = field(default=None, repr=False)
+    """Set by commands that only read the state: they take :attr:`reader`, where a missing
+    SQLite file is then an empty state instead of being created."""
+    _store: StateStore | EmptyState | None = field(default=None, repr=False)
     _templates: TemplateSet | None = field(default=None, repr=False)
 
     def locales(self) -> list[str]:
@@ -69,7 +71,21 @@ class Manager:
         return self._templates
 
     @property
+    def reader(self) -> ReadOnlyState:
+        """The state as it is read: for a command that only reads (``read_only``), opened
+        read-only, and an :class:`EmptyState` while its SQLite file does not exist yet."""
+        return self._opened()
+
+    @property
     def store(self) -> StateStore:
+        """The state, for the flows that write it (created when missing); a command that only
+        reads takes :attr:`reader`, which may be a state with nothing to write to."""
+        store = self._opened()
+        if isinstance(store, EmptyState):
+            raise RuntimeError("a read-only command never writes the state (Manager.store)")
+        return store
+
+    def _opened(self) -> StateStore | EmptyState:
         if self._store is None:
             self._store = open_store(self.options.state, create=not self.read_only)
         return self._store
@@ -204,7 +220,7 @@ class Manager:
     def history_counts(self, names: Collection[str]) -> dict[str, int]:
         """How many history rows each tenant has: a saved plan of a tenant without state
         records it, so one that had a state since (applied, then forgotten) is stale."""
-        return {name: len(self.store.history(name)) for name in names}
+        return {name: len(self.reader.history(name)) for name in names}
 
     def tenant_names(self, loaded: LoadedConfig) -> list[str]:
         """Tenants this run covers: the configured ones plus those only the state knows (found
@@ -231,19 +247,29 @@ class Manager:
         for name in names:
             config = loaded.tenants.get(name)
             if config is None:
-                applied = self.store.load(name, users=False)
+                applied = self.reader.load(name, users=False)
                 assert applied is not None
                 tenants.append(plan_missing(name, applied))
                 continue
-            against = applied_and_scope(self.store, config, loaded.reused.get(name))
-            if against is None:
-                # Another apply moved the state since the files were matched: read them.
-                config = load_config(loaded.root, [name]).tenants[name]
-                against = self.store.load(name), None
-            applied, scope = against
+            config, applied, scope = self._against(loaded, config)
             tenant_plan, found = plan_tenant(config, applied, locales, scope)
             tenants.append(tenant_plan)
             findings.extend(found)
         if findings:
             raise ConfigError(locate_findings(loaded.root, findings))
         return Plan(tenants)
+
+    def _against(
+        self, loaded: LoadedConfig, config: TenantConfig
+    ) -> tuple[TenantConfig, Applied | None, Scope | None]:
+        """``config``, the state to plan it against and the users to compare: the changed
+        files' users alone when the loader reused the others (so the state exists), every user
+        when it did not, or when another apply moved the state since the files were matched
+        (then the tenant is read in full)."""
+        reused = loaded.reused.get(config.name)
+        if reused is not None:
+            against = applied_and_scope(self.store, config, reused)
+            if against is not None:
+                return config, *against
+            config = load_config(loaded.root, [config.name]).tenants[config.name]
+        return config, self.reader.load(config.name), None

@@ -38,16 +38,14 @@ class ReusedState(AppliedState, FileIndex, Protocol):
 
 
 def applied_and_scope(
-    store: ReusedState, config: TenantConfig, reused: Reused | None
-) -> tuple[Applied | None, Scope | None] | None:
-    """The applied state to plan ``config`` against, and the users the plan compares (None:
-    all of them); None when another apply moved the state since the files were matched, and
-    the tenant must be read in full.
+    store: ReusedState, config: TenantConfig, reused: Reused
+) -> tuple[Applied, Scope] | None:
+    """The applied state to plan ``config`` against, and the users the plan compares; None
+    when another apply moved the state since the files were matched, and the tenant must be
+    read in full.
 
     Every user the plan does not compare is also in the applied record it keeps, read from
     the state only if something asks (a saved plan)."""
-    if reused is None:
-        return store.load(config.name), None
     applied = store.load(config.name, users=False)
     if applied is None or applied.serial != reused.serial:
         return None

@@ -18,7 +18,7 @@ import pytest
 from jinja2 import Template
 
 from reconciler.emails.context import sample_context
-from reconciler.emails.sandbox import FILTERS, TEXT_METHODS
+from reconciler.emails.template_calls import FILTERS, TEXT_METHODS
 from reconciler.emails.templates import TemplateSet, check_templates
 from reconciler.resources import default_templates
 from tests.helpers.tenants import enabled_users, tenant_doc, write_tenant

@@ -28,7 +28,7 @@ def state() -> None:
 def state_show(manager: Manager) -> None:
     """The applied state as JSON (message bodies and PINs are never shown)."""
     manager.read_only = True
-    store = manager.store
+    store = manager.reader
     names = [
         n for n in store.tenants() if not manager.options.tenants or n in manager.options.tenants
     ]
@@ -67,7 +67,7 @@ def state_queue(manager: Manager, fmt: str, detailed_exitcode: bool) -> None:
     from reconciler.outputs.queue import render
 
     manager.read_only = True
-    store = manager.store
+    store = manager.reader
     progress = {
         name: store.waves(name)
         for name in store.tenants()
@@ -192,7 +192,7 @@ def history(manager: Manager, fmt: str) -> None:
     manager.read_only = True
     rows = [
         r
-        for r in manager.store.history()
+        for r in manager.reader.history()
         if not manager.options.tenants or r["tenant"] in manager.options.tenants
     ]
     if fmt == "json":

@@ -48,14 +48,14 @@ from reconciler.emails.context import (
     sample_contexts,
 )
 from reconciler.emails.plaintext import wrap_text
-from reconciler.emails.sandbox import (
+from reconciler.emails.render_limits import (
     MAX_BUILT,
     MAX_RENDERED_CHARS,
     OverBudget,
-    Sandbox,
     TooLarge,
     render_budget,
 )
+from reconciler.emails.sandbox import Sandbox
 from reconciler.errors import ConfigError, Problem
 from reconciler.locales import locale_folders, resolve
 from reconciler.model import has_encoded_word

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, overload
 
 from reconciler.errors import UserError
 from reconciler.state.base import EmptyState, StateStore, redact
@@ -43,16 +44,35 @@ def local_dir(location: str) -> Path:
     )
 
 
+@overload
+def open_store(
+    location: str,
+    create: Literal[True] = True,
+    read_only: bool | None = None,
+    option: str = "--state",
+) -> StateStore: ...
+
+
+@overload
+def open_store(
+    location: str,
+    create: bool,
+    read_only: bool | None = None,
+    option: str = "--state",
+) -> StateStore | EmptyState: ...
+
+
 def open_store(
     location: str,
     create: bool = True,
     read_only: bool | None = None,
     option: str = "--state",
-) -> StateStore:
+) -> StateStore | EmptyState:
     """A state store for a path (SQLite, the embedded default) or a ``postgresql://`` URL
     (given as ``option``, which a refusal names).
 
-    ``create=False``: a SQLite file that does not exist yet is an empty state, not a new file.
+    ``create=False``: a SQLite file that does not exist yet is an :class:`EmptyState`, not a new
+    file (typed so: it only reads, and mypy keeps it from a caller that writes).
     ``read_only`` (default: ``not create``, commands that only read) opens an existing SQLite
     file read-only: never created, changed or chmod-ed.
 
@@ -150,7 +170,7 @@ def _check_authority(url: str) -> None:
         )
 
 
-def _sqlite_store(path: Path, create: bool, read_only: bool) -> StateStore:
+def _sqlite_store(path: Path, create: bool, read_only: bool) -> StateStore | EmptyState:
     """The SQLite state at ``path``, which must be a plain path, never a guess: a mistyped
     folder would otherwise start an empty state, and an apply would email every user again;
     a folder given for the file would be chmod-ed."""
@@ -167,7 +187,7 @@ def _sqlite_store(path: Path, create: bool, read_only: bool) -> StateStore:
             f"state {path} is {what}: give the path of the SQLite file itself; nothing was done"
         )
     if not create and not path.exists():
-        return EmptyState()  # structurally: it reads, and refuses anything else
+        return EmptyState()  # it reads as an empty state, and has no method that writes
     folder = path.parent
     if not folder.is_dir():
         if not _is_default_folder(folder):
