@@ -21,7 +21,7 @@ from typing import Protocol
 from reconciler import planfile
 from reconciler.delivery import DeliveryReport, Pace, SuppressedFiles, Transport, deliver
 from reconciler.emails import Sender
-from reconciler.emails.outbox import compose_messages
+from reconciler.emails.plan_messages import compose_messages
 from reconciler.errors import ConfigError, UserError
 from reconciler.manager import Manager
 from reconciler.messages import QueuedMessage

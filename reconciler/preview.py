@@ -39,7 +39,7 @@ from pathlib import Path
 from jinja2 import DictLoader, Environment
 
 from reconciler.emails import SELF_SERVICE_TYPES, TEMPLATE_TYPES, TemplateSet, sample_context
-from reconciler.emails.outbox import compose_messages
+from reconciler.emails.plan_messages import compose_messages
 from reconciler.errors import UserError
 from reconciler.manager import Manager
 from reconciler.model import EMAIL_TYPES, EmailType, pin_self_service_url

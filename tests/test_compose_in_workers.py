@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.emails import outbox
+from reconciler.emails import plan_messages
 from reconciler.resources import default_templates
 from tests.helpers.mail import Mail
 from tests.helpers.tenants import enabled_users, tenant_doc, user_doc, write_tenant
@@ -25,16 +25,16 @@ def in_workers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Two workers from a handful of emails on (a chunk of 5), so a small tenant uses them;
     the number of worker pools started."""
     started: list[int] = []
-    real = outbox._in_workers
+    real = plan_messages._in_workers
 
     def counted(*args: Any) -> Any:
         started.append(args[-1])
         return real(*args)
 
-    monkeypatch.setattr(outbox, "PARALLEL_FROM", 5)
-    monkeypatch.setattr(outbox, "CHUNK", 5)
-    monkeypatch.setattr(outbox, "cores", lambda: 2)
-    monkeypatch.setattr(outbox, "_in_workers", counted)
+    monkeypatch.setattr(plan_messages, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(plan_messages, "CHUNK", 5)
+    monkeypatch.setattr(plan_messages, "cores", lambda: 2)
+    monkeypatch.setattr(plan_messages, "_in_workers", counted)
     return started
 
 
@@ -58,7 +58,7 @@ def test_workers_compose_the_same_messages_in_order_each_once(
         ws = Workspace.create(tmp_path / run)
         write_tenant(ws.config, "contoso", tenant_doc(), enabled_users(USERS))
         if run == "in-one-process":
-            monkeypatch.setattr(outbox, "PARALLEL_FROM", 10**9)
+            monkeypatch.setattr(plan_messages, "PARALLEL_FROM", 10**9)
         ws.apply("--allow-new-state")
         mails = ws.mails()
         assert [m.to for m in mails] == sorted(enabled_users(USERS)), "in the plan's order"

@@ -168,7 +168,7 @@ def no_pin_generated(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(length: int) -> str:
         raise AssertionError("a PIN was generated for a self-service tenant")
 
-    monkeypatch.setattr("reconciler.emails.outbox.generate_pin", refuse)
+    monkeypatch.setattr("reconciler.emails.plan_messages.generate_pin", refuse)
 
 
 def users(changes: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:

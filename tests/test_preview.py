@@ -127,7 +127,7 @@ def test_no_pin_is_ever_generated(ws: Workspace, monkeypatch: pytest.MonkeyPatch
     def no_pins(*_: object, **__: object) -> str:
         raise AssertionError("preview generated a PIN")
 
-    monkeypatch.setattr("reconciler.emails.outbox.generate_pin", no_pins)
+    monkeypatch.setattr("reconciler.emails.plan_messages.generate_pin", no_pins)
     monkeypatch.setattr("reconciler.emails.generate_pin", no_pins)
     run(ws, "preview", "--out", "previews")
     for path, message in messages(ws.root / "previews"):
