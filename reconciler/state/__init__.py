@@ -10,14 +10,12 @@ from reconciler.state.base import (
     Archive,
     Commit,
     DeliveryQueue,
-    EmptyState,
     FileIndex,
     Forgotten,
     LockLost,
     Locks,
     MailQueued,
     Outbox,
-    ReadOnlyState,
     SealBroken,
     StaleState,
     StateLocked,
@@ -33,6 +31,7 @@ from reconciler.state.location import (
     open_store,
     printable,
 )
+from reconciler.state.read_only import EmptyState, ReadOnlyState
 
 __all__ = [
     "AppliedState",

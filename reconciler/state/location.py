@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Literal, overload
 
 from reconciler.errors import UserError
-from reconciler.state.base import EmptyState, StateStore, redact
+from reconciler.state.base import StateStore, redact
+from reconciler.state.read_only import EmptyState
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 DEFAULT_FOLDER = Path(".reconciler")
