@@ -150,7 +150,7 @@ def _sides(manager: Manager, tenant: str) -> _Sides:
         applied is not None
         and reused is not None
         and reused.whole
-        and reused.serial == applied.serial
+        and reused.version == applied.version
     )
     if not fast and reused is not None:
         config = load_config(loaded.root, [tenant]).tenants[tenant]  # every user, parsed

@@ -185,6 +185,10 @@ class AppliedUsers(Protocol):
         ...
 
 
+Version = tuple[str, int]
+"""A tenant's applied state as (lineage, serial): one apply of one lineage."""
+
+
 @dataclass
 class Applied:
     """A tenant's last applied state, as the state backends load it and the planner reads it."""
@@ -197,3 +201,9 @@ class Applied:
     needed."""
     files: dict[str, str] = field(default_factory=dict)
     """Content hashes of the config files this state was applied from."""
+
+    @property
+    def version(self) -> Version:
+        """Which state this is: a serial alone starts again at 1 once ``state forget`` has
+        dropped a tenant, a lineage is new each time."""
+        return self.lineage, self.serial

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from reconciler.config import Reused, UsersCache
 from reconciler.errors import UserError
-from reconciler.model import Applied, TenantConfig, UserRecord
+from reconciler.model import Applied, TenantConfig, UserRecord, Version
 from reconciler.plan import Scope
 from reconciler.state import AppliedState, FileIndex
 from reconciler.views import OnDemand
@@ -47,15 +47,15 @@ def applied_and_scope(
     Every user the plan does not compare is also in the applied record it keeps, read from
     the state only if something asks (a saved plan)."""
     applied = store.load(config.name, users=False)
-    if applied is None or applied.serial != reused.serial:
+    if applied is None or applied.version != reused.version:
         return None
     if reused.whole:
         applied.users = config.users  # exactly that state's: the same view
         return applied, Scope({}, {})
-    rest = store.users_except(config.name, reused.serial, reused.files)
+    rest = store.users_except(config.name, reused.version, reused.files)
     if rest is None:
         return None
-    kept = _StateCache(store, config.name, reused.serial, applied.files).on_demand(reused.files)
+    kept = _StateCache(store, config.name, reused.version, applied.files).on_demand(reused.files)
     applied.users = ChainMap(rest.users, kept)  # type: ignore[arg-type]
     return applied, Scope(reused.parsed, rest.users, rest.held, rest.enabled)
 
@@ -66,11 +66,11 @@ class _StateCache:
 
     store: FileIndex
     name: str
-    serial: int
+    version: Version
     files: dict[str, str]
 
     def users(self, files: Collection[str]) -> Mapping[str, UserRecord] | None:
-        if not self.store.files_known(self.name, self.serial):
+        if not self.store.files_known(self.name, self.version):
             return None
         return self.on_demand(files)
 
@@ -81,7 +81,7 @@ class _StateCache:
     def _read_users(self, files: tuple[str, ...]) -> dict[str, UserRecord]:
         """The users of unchanged files, from the state (a saved plan, a comparison in a test
         asks; a plan never does)."""
-        by_file = self.store.file_users(self.name, files, self.serial)
+        by_file = self.store.file_users(self.name, files, self.version)
         if by_file is None:
             raise UserError(
                 f"{self.name}: the state changed while this command ran (another "
@@ -92,4 +92,4 @@ class _StateCache:
     def clashes(
         self, files: Collection[str], upns: Collection[str], conference_ids: Collection[str]
     ) -> bool | None:
-        return self.store.clashes(self.name, self.serial, files, upns, conference_ids)
+        return self.store.clashes(self.name, self.version, files, upns, conference_ids)

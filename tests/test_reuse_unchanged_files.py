@@ -52,7 +52,7 @@ def both_paths(options: Options) -> tuple[object, object]:
 def unchanged_since(loaded: LoadedConfig) -> int | None:
     """The serial of the applied state the tenant is exactly, when no file changed since."""
     reused = loaded.reused.get("acme")
-    return reused.serial if reused is not None and reused.whole else None
+    return reused.version[1] if reused is not None and reused.whole else None
 
 
 def apply(options: Options) -> None:
@@ -256,6 +256,37 @@ def test_an_apply_between_reading_and_planning_makes_the_plan_read_the_files(
     assert plan == both_paths(options)[1][1]
     assert plan["tenants"][0]["state"]["serial"] == 2
     assert [e["type"] for e in plan["tenants"][0]["emails"]] == ["details-changed"]
+
+
+@pytest.mark.parametrize("bob", ["1000002", "1000003"], ids=["no-file-changed", "b-changed"])
+def test_a_tenant_forgotten_and_applied_again_between_reading_and_planning_is_read_in_full(
+    tmp_path: Path, state_location: str, bob: str
+) -> None:
+    """The files were matched against serial 1; the tenant is forgotten and applied again from
+    other files, serial 1 of a new lineage: the plan does not take that state's users for the
+    files' own, it reads the files and plans exactly what a fresh plan would."""
+    config, options, layout = applied_alice_and_bob(tmp_path, state_location)
+    layout["b.yaml"]["bob@acme.com"] = user_doc(bob)
+    write(config, tenant_doc(), layout)
+    manager = Manager(options, read_only=True)
+    try:
+        loaded = manager.load(reuse_state=True)
+        assert "acme" in loaded.reused
+        forgetting = Manager(options)
+        try:
+            forgetting.forget("acme", drop_queued=True)
+        finally:
+            forgetting.close()
+        moved = {**layout, "a.yaml": {"alice@acme.com": user_doc("1000009")}}
+        write(config, tenant_doc(), moved)
+        apply(options)  # serial 1 again, another lineage: Alice's conference ID differs
+        write(config, tenant_doc(), layout)  # back to what the manager loaded
+        plan = plan_to_dict(manager.plan(loaded, manager.tenant_names(loaded)))
+    finally:
+        manager.close()
+    assert plan == both_paths(options)[1][1]
+    assert plan["tenants"][0]["state"]["serial"] == 1
+    assert "alice@acme.com" in {e["user"] for e in plan["tenants"][0]["emails"]}
 
 
 def test_a_saved_plan_of_an_unchanged_tenant_holds_every_user_and_applies_nothing(

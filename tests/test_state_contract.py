@@ -552,7 +552,7 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_state(state_locati
     assert after is not None
     assert (after.lineage, after.serial, dict(after.users)) == expected
     # Its users' files are unknown: nothing may be reused (it would lose those users).
-    assert store.file_users("contoso", ["contoso/users.yaml"], after.serial) is None
+    assert store.file_users("contoso", ["contoso/users.yaml"], after.version) is None
     store.close()
 
 
@@ -615,7 +615,7 @@ def test_a_version_2_sqlite_state_gets_the_constraints_and_keeps_everything(
             ("<m0>", "delivered", None),
         ]
         assert [h["emails"] for h in dump.history] == [{"enabled": 1}]
-        assert store.file_users("contoso", ["c/u.yaml"], 4) == {
+        assert store.file_users("contoso", ["c/u.yaml"], dump.applied.version) == {
             "c/u.yaml": {"a@contoso.com": {"upn": "a@contoso.com"}}
         }
         assert (
@@ -642,7 +642,7 @@ def test_users_are_recorded_with_the_file_that_defines_them(state_location: str)
         sources={"alice@contoso.com": "c/a.yaml", "bob@contoso.com": "c/b.yaml"},
     )
     store.commit("contoso", (None, 0), change)
-    assert store.file_users("contoso", ["c/a.yaml", "c/b.yaml"], 1) == {
+    assert store.file_users("contoso", ["c/a.yaml", "c/b.yaml"], ("l", 1)) == {
         "c/a.yaml": {"alice@contoso.com": alice},
         "c/b.yaml": {"bob@contoso.com": bob},
     }
@@ -656,10 +656,10 @@ def test_users_are_recorded_with_the_file_that_defines_them(state_location: str)
         sources={"bob@contoso.com": "c/a.yaml"},
     )  # bob moved, unchanged
     store.commit("contoso", ("l", 1), moved)
-    assert store.file_users("contoso", ["c/a.yaml"], 2) == {
+    assert store.file_users("contoso", ["c/a.yaml"], ("l", 2)) == {
         "c/a.yaml": {"alice@contoso.com": alice, "bob@contoso.com": bob}
     }
-    assert store.file_users("contoso", ["c/a.yaml"], 1) is None  # the state moved on
+    assert store.file_users("contoso", ["c/a.yaml"], ("l", 1)) is None  # the state moved on
     store.close()
 
 
@@ -693,15 +693,17 @@ def commit_in_files(store: StateStore) -> None:
 
 def assert_asked_by_index(store: StateStore) -> None:
     clashes = store.clashes
-    assert clashes("contoso", 1, ["c/x.yaml"], ["b@contoso.com"], []) is True
-    assert clashes("contoso", 1, ["c/x.yaml"], [], ["1002"]) is True
-    assert clashes("contoso", 1, ["c/y.yaml", "c/z.yaml"], ["b@contoso.com"], ["1002"]) is False
-    assert clashes("contoso", 1, ["c/z.yaml"], ["x@contoso.com"], ["1004"]) is True
-    assert clashes("contoso", 2, ["c/x.yaml"], ["b@contoso.com"], []) is None  # moved on
-    rest = store.users_except("contoso", 1, ["c/x.yaml", "c/y.yaml"])
+    at, moved_on, other_lineage = ("l", 1), ("l", 2), ("m", 1)
+    assert clashes("contoso", at, ["c/x.yaml"], ["b@contoso.com"], []) is True
+    assert clashes("contoso", at, ["c/x.yaml"], [], ["1002"]) is True
+    assert clashes("contoso", at, ["c/y.yaml", "c/z.yaml"], ["b@contoso.com"], ["1002"]) is False
+    assert clashes("contoso", at, ["c/z.yaml"], ["x@contoso.com"], ["1004"]) is True
+    for elsewhere in (moved_on, other_lineage):
+        assert clashes("contoso", elsewhere, ["c/x.yaml"], ["b@contoso.com"], []) is None
+        assert store.users_except("contoso", elsewhere, ["c/x.yaml"]) is None
+    rest = store.users_except("contoso", at, ["c/x.yaml", "c/y.yaml"])
     assert rest is not None
     assert (set(rest.users), rest.held, rest.enabled) == ({"d@contoso.com"}, 3, 2)
-    assert store.users_except("contoso", 2, ["c/x.yaml"]) is None  # moved on
 
 
 def test_a_state_answers_clashes_and_counts_by_index_without_reading_records(
@@ -710,7 +712,7 @@ def test_a_state_answers_clashes_and_counts_by_index_without_reading_records(
     commit_in_files(store)
     assert_asked_by_index(store)
     many = [f"u{n}@contoso.com" for n in range(1200)] + ["c@contoso.com"]  # several IN lists
-    assert store.clashes("contoso", 1, ["c/y.yaml"], many, []) is True
+    assert store.clashes("contoso", ("l", 1), ["c/y.yaml"], many, []) is True
 
 
 def test_a_version_3_state_is_upgraded_with_its_keys_derived_from_the_records(
@@ -759,8 +761,8 @@ def test_a_version_3_sqlite_state_read_only_is_planned_without_its_keys(tmp_path
     downgrade_to_version(location, 3)
     store = open_store(location, create=False, read_only=True)
     try:
-        assert store.clashes("contoso", 1, ["c/x.yaml"], ["b@contoso.com"], []) is None
-        assert store.users_except("contoso", 1, ["c/x.yaml"]) is None
+        assert store.clashes("contoso", ("l", 1), ["c/x.yaml"], ["b@contoso.com"], []) is None
+        assert store.users_except("contoso", ("l", 1), ["c/x.yaml"]) is None
         applied = store.load("contoso")
         assert applied is not None and len(applied.users) == 4
     finally:
@@ -854,8 +856,11 @@ def test_the_file_index_knows_the_last_applys_files(store: StateStore) -> None:
         sources={"alice@contoso.com": "contoso/users.yaml"},
     )
     store.commit("contoso", (None, 0), change)
-    assert store.applied_files("contoso") == (1, {"contoso/users.yaml": "sha256:1"})
-    assert store.files_known("contoso", 1) and not store.files_known("contoso", 2)
+    version = ("lineage-1", 1)
+    assert store.applied_files("contoso") == (version, {"contoso/users.yaml": "sha256:1"})
+    assert store.files_known("contoso", version)
+    assert not store.files_known("contoso", ("lineage-1", 2))
+    assert not store.files_known("contoso", ("lineage-2", 1))  # forgotten, then applied again
 
 
 def test_a_migrated_tenant_says_where_it_went(store: StateStore) -> None:

@@ -50,8 +50,9 @@ class UsersCache(Protocol):
     yields the same effective users, so they are taken from the state instead of parsed."""
 
     @property
-    def serial(self) -> int:
-        """The serial of the last apply."""
+    def version(self) -> tuple[str, int]:
+        """Which apply of which lineage the last one was (a serial alone starts again at 1
+        after ``state forget``)."""
 
     @property
     def files(self) -> Mapping[str, str]:
@@ -72,9 +73,9 @@ class UsersCache(Protocol):
 @dataclass(frozen=True)
 class Reused:
     """What loading a tenant took from its applied state instead of parsing: the users of
-    ``files``, unchanged since the apply of ``serial``, are that state's."""
+    ``files``, unchanged since the apply ``version`` (lineage, serial), are that state's."""
 
-    serial: int
+    version: tuple[str, int]
     files: frozenset[str]
     parsed: Mapping[str, UserRecord]
     """The users of the other files, parsed now: the only ones that can differ from that
@@ -428,7 +429,7 @@ class _TenantReader:
         assert self.cache is not None
         clash = self.cache.clashes(self.cached, list(users), users.conference_ids())
         self.clash = clash is not False
-        self.reused = Reused(self.cache.serial, frozenset(self.cached), users, whole=False)
+        self.reused = Reused(self.cache.version, frozenset(self.cached), users, whole=False)
         return ChainMap(users, reused), users.sources  # type: ignore[arg-type]
 
     def _reusable(self, files: list[str]) -> Mapping[str, UserRecord] | None:
@@ -456,7 +457,7 @@ class _TenantReader:
             return None
         self.cached.update(unchanged)
         if unchanged == files and set(files) == recorded.keys() - {CACHE_KEY, tenant_file}:
-            self.reused = Reused(self.cache.serial, frozenset(unchanged), {}, whole=True)
+            self.reused = Reused(self.cache.version, frozenset(unchanged), {}, whole=True)
         return found
 
 

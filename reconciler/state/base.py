@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from reconciler.errors import UserError
 from reconciler.messages import NewMessage, QueuedMessage, Wave
-from reconciler.model import Applied, TenantRecord, UserRecord, tenant_name_problem
+from reconciler.model import Applied, TenantRecord, UserRecord, Version, tenant_name_problem
 from reconciler.redaction import mask_password, userinfo_password
 from reconciler.views import KeyedView
 
@@ -253,31 +253,34 @@ class Outbox(Protocol):
 
 class FileIndex(Protocol):
     """Which users file defined each applied user: what lets a plan reuse the files unchanged
-    since the last apply instead of parsing them."""
+    since the last apply instead of parsing them. Each answer is about one state, its
+    ``version`` (lineage, serial): a serial alone starts again at 1 after ``state forget``."""
 
     @abstractmethod
-    def applied_files(self, tenant: str) -> tuple[int, dict[str, str]] | None:
-        """The serial and the config files' hashes of the last apply, without its users."""
+    def applied_files(self, tenant: str) -> tuple[Version, dict[str, str]] | None:
+        """The version and the config files' hashes of the last apply, without its users."""
 
     @abstractmethod
     def file_users(
-        self, tenant: str, files: Collection[str], serial: int
+        self, tenant: str, files: Collection[str], version: Version
     ) -> dict[str, dict[str, UserRecord]] | None:
         """The applied users recorded as defined in each of ``files``, or None when the state is
-        no longer at ``serial`` or does not know every user's file (a state upgraded from
+        no longer at ``version`` or does not know every user's file (a state upgraded from
         schema 1 or migrated: reusing it would lose those users)."""
 
     @abstractmethod
-    def users_except(self, tenant: str, serial: int, files: Collection[str]) -> UsersExcept | None:
+    def users_except(
+        self, tenant: str, version: Version, files: Collection[str]
+    ) -> UsersExcept | None:
         """The applied users of every file but ``files`` (unchanged since, so not wanted), or
-        None when the state is no longer at ``serial``, does not know every user's file, or
+        None when the state is no longer at ``version``, does not know every user's file, or
         cannot ask by file (an older schema read-only)."""
 
     @abstractmethod
     def clashes(
         self,
         tenant: str,
-        serial: int,
+        version: Version,
         files: Collection[str],
         upns: Collection[str],
         conference_ids: Collection[str],
@@ -288,8 +291,8 @@ class FileIndex(Protocol):
         read-only)."""
 
     @abstractmethod
-    def files_known(self, tenant: str, serial: int) -> bool:
-        """Whether the state is still at ``serial`` and knows the file of every user, so that
+    def files_known(self, tenant: str, version: Version) -> bool:
+        """Whether the state is still at ``version`` and knows the file of every user, so that
         :meth:`file_users` can give them all."""
 
 

@@ -1,6 +1,6 @@
 """The file index of the SQL state (:class:`SQLFileIndex`): which file defined each user, for the
-reuse of unchanged files; its users are answered only while the tenant is at the serial asked
-about and every user's file is known."""
+reuse of unchanged files; its users are answered only while the tenant is at the state asked
+about (lineage and serial) and every user's file is known."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Collection, Iterator
 from typing import Any
 
-from reconciler.model import UserRecord
+from reconciler.model import UserRecord, Version
 from reconciler.state.base import StoredUsers, UsersExcept, decode_records
 from reconciler.state.sql_base import SQLBase
 from reconciler.streams import batched
@@ -20,11 +20,13 @@ IN_BATCH = 500
 class SQLFileIndex(SQLBase):
     """:class:`~reconciler.state.base.FileIndex` in SQL."""
 
-    def users_except(self, tenant: str, serial: int, files: Collection[str]) -> UsersExcept | None:
+    def users_except(
+        self, tenant: str, version: Version, files: Collection[str]
+    ) -> UsersExcept | None:
         if not self._schema_has_keys:
             return None
         with self._snapshot():
-            if not self._files_known(tenant, serial):
+            if not self._files_known(tenant, version):
                 return None
             recorded = self._one("SELECT files FROM {tenants} WHERE name = ?", (tenant,))[0]
             read = [file for file in self.dialect.json_out(recorded) if file not in files]
@@ -57,17 +59,19 @@ class SQLFileIndex(SQLBase):
             marks = f"IN ({', '.join('?' * len(part))})"
             yield from self._run(sql.replace("IN (?…)", marks), (*params, *part))
 
-    def applied_files(self, tenant: str) -> tuple[int, dict[str, str]] | None:
+    def applied_files(self, tenant: str) -> tuple[Version, dict[str, str]] | None:
         with self._guard():
-            row = self._one("SELECT serial, files FROM {tenants} WHERE name = ?", (tenant,))
-        return None if row is None else (row[0], self.dialect.json_out(row[1]))
+            row = self._one(
+                "SELECT lineage, serial, files FROM {tenants} WHERE name = ?", (tenant,)
+            )
+        return None if row is None else ((row[0], row[1]), self.dialect.json_out(row[2]))
 
     def file_users(
-        self, tenant: str, files: Collection[str], serial: int
+        self, tenant: str, files: Collection[str], version: Version
     ) -> dict[str, dict[str, UserRecord]] | None:
         found: dict[str, dict[str, UserRecord]] = {file: {} for file in files}
-        with self._snapshot():  # the serial and the users agree
-            if not self._files_known(tenant, serial):
+        with self._snapshot():  # the state asked about and the users agree
+            if not self._files_known(tenant, version):
                 return None
             for file in files:  # one file's texts at a time: 100k of them would weigh 30 MB
                 found[file] = decode_records(
@@ -82,7 +86,7 @@ class SQLFileIndex(SQLBase):
     def clashes(
         self,
         tenant: str,
-        serial: int,
+        version: Version,
         files: Collection[str],
         upns: Collection[str],
         conference_ids: Collection[str],
@@ -90,7 +94,7 @@ class SQLFileIndex(SQLBase):
         if not self._schema_has_keys:
             return None
         with self._snapshot():
-            if not self._files_known(tenant, serial):
+            if not self._files_known(tenant, version):
                 return None
             skipped = set(files)
             found = itertools.chain(
@@ -107,15 +111,15 @@ class SQLFileIndex(SQLBase):
             )
             return any(owner == tenant and file in skipped for owner, file in found)
 
-    def files_known(self, tenant: str, serial: int) -> bool:
+    def files_known(self, tenant: str, version: Version) -> bool:
         with self._snapshot():
-            return self._files_known(tenant, serial)
+            return self._files_known(tenant, version)
 
-    def _files_known(self, tenant: str, serial: int) -> bool:
-        row = self._one("SELECT serial FROM {tenants} WHERE name = ?", (tenant,))
+    def _files_known(self, tenant: str, version: Version) -> bool:
+        row = self._one("SELECT lineage, serial FROM {tenants} WHERE name = ?", (tenant,))
         return not (
             row is None
-            or row[0] != serial
+            or (row[0], row[1]) != version
             or self._one(
                 "SELECT 1 FROM {users} WHERE tenant = ? AND file IS NULL LIMIT 1", (tenant,)
             )

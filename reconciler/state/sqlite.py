@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import UserError
+from reconciler.model import Version
 from reconciler.state.base import (
     LockLost,
     holder,
@@ -360,8 +361,8 @@ class SQLiteStore(SQLStore):
                 "replaced while this apply held it"
             )
 
-    def _files_known(self, tenant: str, serial: int) -> bool:
-        return self._schema_knows_files and super()._files_known(tenant, serial)
+    def _files_known(self, tenant: str, version: Version) -> bool:
+        return self._schema_knows_files and super()._files_known(tenant, version)
 
     def close(self) -> None:
         self.db.close()
