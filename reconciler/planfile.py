@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 from reconciler.config import CACHE_KEY, file_hashes, schema, semantic
 from reconciler.config.loader import is_tenant_file
 from reconciler.errors import Finding, UserError
+from reconciler.files import written_in_one_step
 from reconciler.model import Applied, TenantConfig, TenantRecord, tenant_name_problem
 from reconciler.outputs import json as json_output
 from reconciler.outputs.json import FORMAT_VERSION, plan_to_dict
@@ -126,18 +126,8 @@ def save(plan: Plan, path: Path, history: Mapping[str, int], config: Path) -> No
     place once complete: a 300,000-user plan is never one string, and a plan file is never
     half-written."""
     try:
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as file:
-            try:
-                file.writelines(_chunks(plan, history, git_commit(config)))
-                os.chmod(file.name, 0o666 & ~_umask())  # as an ordinary new file would be
-                file.flush()
-                os.fsync(file.fileno())
-                os.replace(file.name, path)
-            except BaseException:
-                os.unlink(file.name)
-                raise
+        with written_in_one_step(path) as file:
+            file.writelines(_chunks(plan, history, git_commit(config)))
     except OSError as exc:
         raise UserError(f"cannot write saved plan {path}: {exc.strerror or exc}") from None
 
@@ -336,9 +326,3 @@ def _is_sha(text: str) -> bool:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

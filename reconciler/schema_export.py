@@ -3,14 +3,17 @@
 The schemas are the single source of the configuration's shape (the validator reads the same
 files), so an editor that uses the exported copies flags exactly what ``validate`` would flag at
 the schema level. They are copied byte for byte.
+
+Each is written in one step (:mod:`reconciler.files`): a symbolic link found at its name (a pull
+request can commit one) is replaced, never written through to the file it points at.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from reconciler.errors import UserError
+from reconciler.files import written_in_one_step
 from reconciler.resources import schema_path
 
 SCHEMAS = ("tenant.schema.json", "users.schema.json", "plan.schema.json", "drift.schema.json")
@@ -40,7 +43,8 @@ def export_schemas(out: Path) -> list[Path]:
         if target.exists() and target.resolve() == source.resolve():
             written.append(target)  # exporting onto the checkout's own copy: nothing to do
             continue
-        shutil.copyfile(source, target)
+        with written_in_one_step(target, binary=True) as file:
+            file.write(source.read_bytes())
         written.append(target)
     return written
 

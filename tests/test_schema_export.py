@@ -81,3 +81,26 @@ def test_refuses_a_file_as_folder(new_workspace: NewWorkspace) -> None:
     result = ws.cli("schema", "--out", str(target))
     assert result.code != 0
     assert target.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("victim_exists", [True, False], ids=["to-a-file", "dangling"])
+def test_a_link_at_a_schemas_name_is_replaced_not_written_through(
+    new_workspace: NewWorkspace, victim_exists: bool
+) -> None:
+    """A pull request can commit ``s/users.schema.json`` as a link to a file of the runner's:
+    the export replaces the link and never writes where it points."""
+    ws = new_workspace()
+    victim = ws.root / "victim.txt"
+    if victim_exists:
+        victim.write_text("the runner's own file")
+    out = ws.root / "s"
+    out.mkdir()
+    (out / "users.schema.json").symlink_to(victim)
+    result = ws.cli("schema", "--out", "s", "-q")
+    assert result.code == 0, str(result)
+    written = out / "users.schema.json"
+    assert not written.is_symlink()
+    assert written.read_bytes() == (ROOT / "schemas" / "users.schema.json").read_bytes()
+    assert (victim.read_text() == "the runner's own file") if victim_exists else not victim.exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(NAMES)  # no temporary file left
+    assert written.stat().st_mode & 0o777 == 0o644  # as an ordinary new file (umask 022)
