@@ -33,8 +33,13 @@ def export_schemas(out: Path) -> list[Path]:
     """Copy every schema into ``out`` (created if needed); the written paths, in order."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create {out} ({exc.strerror or exc}); nothing was written"
+        ) from None
+    written: list[Path] = []
     for name in SCHEMAS:
         source = schema_path(name)
         if not source.is_file():
@@ -43,8 +48,14 @@ def export_schemas(out: Path) -> list[Path]:
         if target.exists() and target.resolve() == source.resolve():
             written.append(target)  # exporting onto the checkout's own copy: nothing to do
             continue
-        with written_in_one_step(target, binary=True) as file:
-            file.write(source.read_bytes())
+        try:
+            with written_in_one_step(target, binary=True) as file:
+                file.write(source.read_bytes())
+        except OSError as exc:
+            raise UserError(
+                f"cannot write {target} ({exc.strerror or exc}); written before it: "
+                f"{', '.join(map(str, written)) or 'none'}"
+            ) from None
         written.append(target)
     return written
 

@@ -104,3 +104,20 @@ def test_a_link_at_a_schemas_name_is_replaced_not_written_through(
     assert (victim.read_text() == "the runner's own file") if victim_exists else not victim.exists()
     assert sorted(p.name for p in out.iterdir()) == sorted(NAMES)  # no temporary file left
     assert written.stat().st_mode & 0o777 == 0o644  # as an ordinary new file (umask 022)
+
+
+def test_a_schema_that_cannot_be_written_is_one_line_naming_what_was(
+    new_workspace: NewWorkspace,
+) -> None:
+    ws = new_workspace()
+    (ws.root / "s" / "users.schema.json").mkdir(parents=True)
+    result = ws.cli("schema", "--out", "s", "-q")
+    assert result.code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: cannot write s/users.schema.json (Is a directory); written before it: "
+        "s/tenant.schema.json"
+    ]
+    assert sorted(p.name for p in (ws.root / "s").iterdir()) == NAMES[:2]  # no temporary file
+    (ws.root / "file").write_text("x")
+    result = ws.cli("schema", "--out", "file/s", "-q")
+    assert result.code == 1 and "cannot create file/s (Not a directory)" in result.stderr
