@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,21 @@ def test_a_plan_with_nothing_to_do_reads_no_user_record(
     assert [q for q in statements if "{users}" in q and "record" in q] == []
 
 
+def planned_after(
+    options: Options, meanwhile: Callable[[], None], restore: Callable[[], None]
+) -> tuple[LoadedConfig, dict[str, Any]]:
+    """The files loaded with reuse, then ``meanwhile`` changes the state, ``restore`` puts the
+    files back as loaded, and the plan is made from what was loaded: (loaded, plan JSON)."""
+    manager = Manager(options, read_only=True)
+    try:
+        loaded = manager.load(reuse_state=True)
+        meanwhile()
+        restore()
+        return loaded, plan_to_dict(manager.plan(loaded, manager.tenant_names(loaded)))
+    finally:
+        manager.close()
+
+
 def test_an_apply_between_reading_and_planning_makes_the_plan_read_the_files(
     tmp_path: Path, state_location: str
 ) -> None:
@@ -243,16 +259,13 @@ def test_an_apply_between_reading_and_planning_makes_the_plan_read_the_files(
     layout = {"a.yaml": {"alice@acme.com": user_doc("1000001")}}
     write(config, tenant_doc(), layout)
     apply(options)
-    manager = Manager(options, read_only=True)
-    try:
-        loaded = manager.load(reuse_state=True)
-        assert unchanged_since(loaded) == 1
+
+    def moved() -> None:
         write(config, tenant_doc(), {"a.yaml": {"alice@acme.com": user_doc("1000002")}})
         apply(options)  # serial 2: Alice's conference ID changed
-        write(config, tenant_doc(), layout)  # back to what the manager loaded
-        plan = plan_to_dict(manager.plan(loaded, manager.tenant_names(loaded)))
-    finally:
-        manager.close()
+
+    loaded, plan = planned_after(options, moved, lambda: write(config, tenant_doc(), layout))
+    assert unchanged_since(loaded) == 1
     assert plan == both_paths(options)[1][1]
     assert plan["tenants"][0]["state"]["serial"] == 2
     assert [e["type"] for e in plan["tenants"][0]["emails"]] == ["details-changed"]
@@ -268,10 +281,8 @@ def test_a_tenant_forgotten_and_applied_again_between_reading_and_planning_is_re
     config, options, layout = applied_alice_and_bob(tmp_path, state_location)
     layout["b.yaml"]["bob@acme.com"] = user_doc(bob)
     write(config, tenant_doc(), layout)
-    manager = Manager(options, read_only=True)
-    try:
-        loaded = manager.load(reuse_state=True)
-        assert "acme" in loaded.reused
+
+    def forgotten_and_applied_again() -> None:
         forgetting = Manager(options)
         try:
             forgetting.forget("acme", drop_queued=True)
@@ -280,10 +291,11 @@ def test_a_tenant_forgotten_and_applied_again_between_reading_and_planning_is_re
         moved = {**layout, "a.yaml": {"alice@acme.com": user_doc("1000009")}}
         write(config, tenant_doc(), moved)
         apply(options)  # serial 1 again, another lineage: Alice's conference ID differs
-        write(config, tenant_doc(), layout)  # back to what the manager loaded
-        plan = plan_to_dict(manager.plan(loaded, manager.tenant_names(loaded)))
-    finally:
-        manager.close()
+
+    loaded, plan = planned_after(
+        options, forgotten_and_applied_again, lambda: write(config, tenant_doc(), layout)
+    )
+    assert "acme" in loaded.reused
     assert plan == both_paths(options)[1][1]
     assert plan["tenants"][0]["state"]["serial"] == 1
     assert "alice@acme.com" in {e["user"] for e in plan["tenants"][0]["emails"]}
